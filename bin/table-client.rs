@@ -1,0 +1,58 @@
+//! `table-client (--server <host:port> | <zk-hosts>) [command...]`: one
+//! command and exit, or the interactive shell.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chaintable::cli::{CLIENT_USAGE, Target, UsageError, parse_client_args};
+use chaintable::client::Client;
+use chaintable::command::{self, Command, Outcome};
+use chaintable::shell;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = match parse_client_args(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(UsageError::HelpRequested) => {
+            println!("{CLIENT_USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(UsageError::Invalid(message)) => {
+            eprintln!("table-client: {message}\n\n{CLIENT_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let address = match args.target {
+        Target::Server(address) => address,
+        Target::Chain(hosts) => {
+            eprintln!(
+                "table-client: chain mode (ZooKeeper {hosts}) is not available in this version; \
+                 use --server <host:port> to talk to one server"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut client = Client::new(&address, args.options);
+    if args.command.is_empty() {
+        return ExitCode::from(shell::run(&mut client, &address) as u8);
+    }
+    let command = match command::parse_words(&args.command) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("table-client: {message}\n\n{CLIENT_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = command::execute(&mut client, &command, &mut io::stdout().lock());
+    let _ = io::stdout().flush();
+    match &result {
+        Ok(Outcome::Absent) => {
+            if let Command::Get { key } | Command::Del { key } = &command {
+                eprintln!("{key}: not found");
+            }
+        }
+        Err(error) => eprintln!("table-client: {error}"),
+        Ok(Outcome::Done) => {}
+    }
+    ExitCode::from(command::exit_code(&result) as u8)
+}

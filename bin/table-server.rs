@@ -1,0 +1,60 @@
+//! `table-server <port> <table-size> [options]`: parse arguments, set up
+//! logging and signals, run the server until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::thread;
+
+use chaintable::cli::{SERVER_USAGE, UsageError, parse_server_args};
+use chaintable::server::Server;
+use log::{error, info};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match parse_server_args(std::env::args_os().skip(1)) {
+        Ok(config) => config,
+        Err(UsageError::HelpRequested) => {
+            println!("{SERVER_USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(UsageError::Invalid(message)) => {
+            eprintln!("table-server: {message}\n\n{SERVER_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::bind(&config) {
+        Ok(server) => server,
+        Err(bind_error) => {
+            error!("cannot listen on {}:{}: {bind_error}", config.bind, config.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut signals, shutdown) = match (Signals::new([SIGINT, SIGTERM]), server.shutdown_handle()) {
+        (Ok(signals), Ok(shutdown)) => (signals, shutdown),
+        (Err(setup_error), _) | (_, Err(setup_error)) => {
+            error!("cannot set up shutdown: {setup_error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signals_handle = signals.handle();
+    let signal_thread = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                info!("received signal {signal}; shutting down");
+                shutdown.shutdown();
+            }
+        })
+        .expect("starting the signal thread");
+    let result = server.run();
+    signals_handle.close();
+    let _ = signal_thread.join();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(run_error) => {
+            error!("server failed: {run_error}");
+            ExitCode::FAILURE
+        }
+    }
+}

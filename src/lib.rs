@@ -1,0 +1,31 @@
+//! chaintable: a chain-replicated, in-memory distributed hash table.
+//!
+//! Blocking and thread-per-connection by design: one OS thread per client
+//! connection, a striped reader-writer-locked table, protobuf messages in
+//! length-prefixed frames over TCP.
+//!
+//! # Layout
+//!
+//! - [`proto`]: message types generated from `proto/chaintable.proto` by `build.rs`.
+//! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
+//! - [`limits`]: every size, count and time limit, with its default and why.
+//! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
+//! - [`stats`]: server counters behind the `stats` command.
+//! - [`service`]: turns one decoded request into one response against the table.
+//! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
+//! - [`client`]: blocking client library (connection, request ids, typed calls).
+//! - [`command`]: the client's command language (shell and one-shot) and its output.
+//! - [`shell`]: the interactive client shell.
+//! - [`cli`]: command-line parsing for the binaries in `bin/`.
+
+pub mod cli;
+pub mod client;
+pub mod command;
+pub mod limits;
+pub mod proto;
+pub mod server;
+pub mod service;
+pub mod shell;
+pub mod stats;
+pub mod table;
+pub mod wire;

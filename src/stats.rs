@@ -1,0 +1,129 @@
+//! Server statistics: the original's three figures (operations, time spent in
+//! operations, connected clients) plus per-operation counts, errors, table
+//! size and uptime. Lock-free counters, so counting never serialises the
+//! connection threads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::proto::{Opcode, Statistics};
+use crate::table::Table;
+
+/// Operations counted separately, in the order of `Statistics`' fields.
+const COUNTED_OPCODES: [Opcode; 7] = [
+    Opcode::OP_PUT,
+    Opcode::OP_GET,
+    Opcode::OP_DEL,
+    Opcode::OP_SIZE,
+    Opcode::OP_GETKEYS,
+    Opcode::OP_GETTABLE,
+    Opcode::OP_STATS,
+];
+
+pub struct ServerStats {
+    /// When the server started, for uptime.
+    started: Instant,
+    /// Successful operations per opcode, indexed like `COUNTED_OPCODES`.
+    operations: [AtomicU64; COUNTED_OPCODES.len()],
+    /// Microseconds spent executing successful operations.
+    operation_time_us: AtomicU64,
+    /// Requests answered with an error reply.
+    errors: AtomicU64,
+    /// Client connections open now.
+    clients: AtomicU64,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            started: Instant::now(),
+            operations: Default::default(),
+            operation_time_us: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            clients: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ServerStats {
+    /// Counts one successful operation that took `elapsed`.
+    pub fn record_operation(&self, opcode: Opcode, elapsed: Duration) {
+        if let Some(index) = COUNTED_OPCODES.iter().position(|counted| *counted == opcode) {
+            self.operations[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.operation_time_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one request answered with an error.
+    pub fn record_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client connection opened; returns the number now open.
+    pub fn client_connected(&self) -> u64 {
+        self.clients.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A client connection closed.
+    pub fn client_disconnected(&self) {
+        let before = self.clients.fetch_sub(1, Ordering::Relaxed);
+        assert!(before > 0, "more disconnects than connects");
+    }
+
+    /// Client connections open now.
+    pub fn clients(&self) -> u64 {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// The figures as a protobuf message.
+    pub fn snapshot(&self, table: &Table) -> Statistics {
+        let count = |opcode: Opcode| {
+            let index = COUNTED_OPCODES.iter().position(|counted| *counted == opcode);
+            self.operations[index.expect("opcode is counted")].load(Ordering::Relaxed)
+        };
+        let mut statistics = Statistics::new();
+        statistics.puts = count(Opcode::OP_PUT);
+        statistics.gets = count(Opcode::OP_GET);
+        statistics.dels = count(Opcode::OP_DEL);
+        statistics.sizes = count(Opcode::OP_SIZE);
+        statistics.getkeys = count(Opcode::OP_GETKEYS);
+        statistics.gettables = count(Opcode::OP_GETTABLE);
+        statistics.stats = count(Opcode::OP_STATS);
+        statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
+        statistics.operation_time_us = self.operation_time_us.load(Ordering::Relaxed);
+        statistics.errors = self.errors.load(Ordering::Relaxed);
+        statistics.clients = self.clients();
+        statistics.keys = table.len();
+        statistics.bytes_stored = table.bytes_stored();
+        statistics.uptime_s = self.started.elapsed().as_secs();
+        statistics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_operation_and_in_total() {
+        let stats = ServerStats::default();
+        let table = Table::new(1);
+        table.put("k", b"vv".to_vec());
+        stats.record_operation(Opcode::OP_PUT, Duration::from_micros(5));
+        stats.record_operation(Opcode::OP_GET, Duration::from_micros(3));
+        stats.record_operation(Opcode::OP_GET, Duration::from_micros(2));
+        stats.record_error();
+        stats.client_connected();
+        let snapshot = stats.snapshot(&table);
+        assert_eq!(snapshot.puts, 1);
+        assert_eq!(snapshot.gets, 2);
+        assert_eq!(snapshot.operations, 3);
+        assert_eq!(snapshot.operation_time_us, 10);
+        assert_eq!(snapshot.errors, 1);
+        assert_eq!(snapshot.clients, 1);
+        assert_eq!(snapshot.keys, 1);
+        assert_eq!(snapshot.bytes_stored, 3);
+        stats.client_disconnected();
+        assert_eq!(stats.clients(), 0);
+    }
+}

@@ -1,0 +1,262 @@
+//! The in-memory table: a fixed number of stripes, each a `HashMap` behind a
+//! parking_lot `RwLock`.
+//!
+//! Readers of keys in different stripes never touch the same lock, and readers
+//! of the same stripe share it. `keys` and `entries` take every stripe's read
+//! lock, always in index order, before copying anything: writers hold at most
+//! one stripe lock at a time, so the ordered acquisition cannot deadlock and
+//! the copy is a consistent snapshot (no write lands half inside it).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+
+/// Keys and values stored without spare capacity: a boxed slice is two words
+/// and never over-allocates, unlike `String`/`Vec`.
+type Stripe = HashMap<Box<str>, Box<[u8]>>;
+
+pub struct Table {
+    /// The lock stripes; `<table-size>` of them.
+    stripes: Box<[RwLock<Stripe>]>,
+    /// Chooses a key's stripe; seeded randomly so clients cannot aim many
+    /// keys at one stripe.
+    stripe_hasher: RandomState,
+    /// Number of keys, updated while the stripe's write lock is held so it
+    /// never disagrees with a completed write.
+    key_count: AtomicU64,
+    /// Sum of key and value lengths, updated like `key_count`.
+    byte_count: AtomicU64,
+}
+
+impl Table {
+    /// A table with `stripe_count` lock stripes.
+    pub fn new(stripe_count: usize) -> Table {
+        assert!(stripe_count > 0, "a table needs at least one stripe");
+        Table {
+            stripes: (0..stripe_count).map(|_| RwLock::new(Stripe::new())).collect(),
+            stripe_hasher: RandomState::new(),
+            key_count: AtomicU64::new(0),
+            byte_count: AtomicU64::new(0),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> &RwLock<Stripe> {
+        let hash = self.stripe_hasher.hash_one(key);
+        &self.stripes[(hash % self.stripes.len() as u64) as usize]
+    }
+
+    /// Sets `key` to `value`; returns whether the key existed before.
+    pub fn put(&self, key: &str, value: Vec<u8>) -> bool {
+        let value = value.into_boxed_slice();
+        let added_bytes = (key.len() + value.len()) as u64;
+        let mut stripe = self.stripe(key).write();
+        match stripe.get_mut(key) {
+            Some(slot) => {
+                let removed_bytes = (key.len() + slot.len()) as u64;
+                *slot = value;
+                self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
+                self.byte_count.fetch_sub(removed_bytes, Ordering::Relaxed);
+                true
+            }
+            None => {
+                stripe.insert(key.into(), value);
+                self.key_count.fetch_add(1, Ordering::Relaxed);
+                self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// A copy of the value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.stripe(key).read().get(key).map(|value| value.to_vec())
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub fn delete(&self, key: &str) -> bool {
+        let removed = self.stripe(key).write().remove_entry(key);
+        match removed {
+            Some((key, value)) => {
+                self.key_count.fetch_sub(1, Ordering::Relaxed);
+                self.byte_count.fetch_sub((key.len() + value.len()) as u64, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> u64 {
+        self.key_count.load(Ordering::Relaxed)
+    }
+
+    /// Whether the table holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of keys and values stored (not counting the hash table itself).
+    pub fn bytes_stored(&self) -> u64 {
+        self.byte_count.load(Ordering::Relaxed)
+    }
+
+    /// Number of lock stripes.
+    pub fn stripe_count(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Every key, sorted, from one consistent snapshot.
+    pub fn keys(&self) -> Vec<String> {
+        let stripes = self.lock_all_for_reading();
+        let mut keys: Vec<String> =
+            stripes.iter().flat_map(|stripe| stripe.keys().map(|key| key.to_string())).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Every (key, value), sorted by key, from one consistent snapshot.
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        let stripes = self.lock_all_for_reading();
+        let mut entries: Vec<(String, Vec<u8>)> = stripes
+            .iter()
+            .flat_map(|stripe| stripe.iter().map(|(key, value)| (key.to_string(), value.to_vec())))
+            .collect();
+        entries.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        entries
+    }
+
+    /// Read guards on every stripe, taken in index order (see the module doc
+    /// for why this cannot deadlock).
+    fn lock_all_for_reading(&self) -> Vec<parking_lot::RwLockReadGuard<'_, Stripe>> {
+        self.stripes.iter().map(|stripe| stripe.read()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+
+    #[test]
+    fn put_get_delete() {
+        let table = Table::new(4);
+        assert!(table.is_empty());
+        assert!(!table.put("a", b"1".to_vec()));
+        assert!(table.put("a", b"22".to_vec()));
+        assert_eq!(table.get("a"), Some(b"22".to_vec()));
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.bytes_stored(), 3);
+        assert!(table.delete("a"));
+        assert!(!table.delete("a"));
+        assert_eq!(table.get("a"), None);
+        assert_eq!(table.len(), 0);
+        assert_eq!(table.bytes_stored(), 0);
+    }
+
+    #[test]
+    fn keys_and_entries_are_sorted() {
+        let table = Table::new(3);
+        for key in ["c", "a", "b"] {
+            table.put(key, key.as_bytes().to_vec());
+        }
+        assert_eq!(table.keys(), vec!["a", "b", "c"]);
+        let entries = table.entries();
+        assert_eq!(entries[0], ("a".to_owned(), b"a".to_vec()));
+        assert_eq!(entries.len(), 3);
+    }
+
+    #[test]
+    fn one_stripe_works() {
+        let table = Table::new(1);
+        for index in 0..100 {
+            table.put(&index.to_string(), vec![index as u8]);
+        }
+        assert_eq!(table.len(), 100);
+        assert_eq!(table.stripe_count(), 1);
+    }
+
+    #[test]
+    fn concurrent_writers_and_readers_agree_on_counts() {
+        let table = Arc::new(Table::new(16));
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let table = Arc::clone(&table);
+                thread::spawn(move || {
+                    for index in 0..2000 {
+                        let key = format!("w{writer}-k{index}");
+                        table.put(&key, vec![writer as u8; 10]);
+                        assert_eq!(table.get(&key), Some(vec![writer as u8; 10]));
+                        if index % 2 == 0 {
+                            assert!(table.delete(&key));
+                        }
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let table = Arc::clone(&table);
+                thread::spawn(move || {
+                    for _ in 0..50 {
+                        let entries = table.entries();
+                        assert!(entries.windows(2).all(|pair| pair[0].0 < pair[1].0));
+                    }
+                })
+            })
+            .collect();
+        for handle in writers.into_iter().chain(readers) {
+            handle.join().unwrap();
+        }
+        assert_eq!(table.len(), 8 * 1000);
+        assert_eq!(table.keys().len(), 8 * 1000);
+        let expected_bytes: u64 =
+            table.entries().iter().map(|(key, value)| (key.len() + value.len()) as u64).sum();
+        assert_eq!(table.bytes_stored(), expected_bytes);
+    }
+
+    /// One writer sets "left" := n and then "right" := n, for n = 1, 2, ...
+    /// (the keys sit in different stripes). A consistent snapshot sees
+    /// left == right or left == right + 1; a snapshot copied stripe by stripe
+    /// while the writer runs would see them drift apart.
+    #[test]
+    fn snapshots_are_not_torn() {
+        let table = Arc::new(Table::new(64));
+        // Find two keys in different stripes.
+        let left = "left".to_owned();
+        let right = (0..)
+            .map(|index| format!("right{index}"))
+            .find(|key| !std::ptr::eq(table.stripe(key), table.stripe(&left)))
+            .unwrap();
+        table.put(&left, 0u64.to_be_bytes().to_vec());
+        table.put(&right, 0u64.to_be_bytes().to_vec());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let table = Arc::clone(&table);
+            let (left, right, stop) = (left.clone(), right.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut counter = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    counter += 1;
+                    table.put(&left, counter.to_be_bytes().to_vec());
+                    table.put(&right, counter.to_be_bytes().to_vec());
+                }
+            })
+        };
+        let decode = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap());
+        for _ in 0..2000 {
+            let entries: HashMap<String, Vec<u8>> = table.entries().into_iter().collect();
+            let left_value = decode(&entries[&left]);
+            let right_value = decode(&entries[&right]);
+            assert!(
+                left_value == right_value || left_value == right_value + 1,
+                "torn snapshot: left={left_value} right={right_value}"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+    }
+}

@@ -1,0 +1,203 @@
+//! Framing: every message is a 4-byte big-endian length followed by that many
+//! bytes of one protobuf message.
+//!
+//! The announced length is checked against the maximum before anything is
+//! allocated, and the body buffer grows only as bytes actually arrive, so a
+//! peer that announces a large frame and sends nothing costs nothing.
+
+use std::fmt;
+use std::io::{self, Read};
+
+use protobuf::Message;
+
+/// Size of the length prefix.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// Initial reservation for a frame body; larger bodies grow as data arrives.
+const FRAME_RESERVE_BYTES: usize = 64 * 1024;
+
+/// Why a frame could not be read. Every variant ends the connection: after a
+/// short or oversized frame the stream cannot be resynchronised.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream ended inside a frame (header or body).
+    Truncated,
+    /// The announced length is over the maximum.
+    TooLarge { length: u64, max: usize },
+    /// The socket failed (including read timeouts).
+    Io(io::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Truncated => write!(f, "stream ended inside a frame"),
+            FrameError::TooLarge { length, max } => {
+                write!(f, "frame of {length} bytes is over the maximum of {max} bytes")
+            }
+            FrameError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads one frame body into `body` (replacing its contents).
+///
+/// Returns `Ok(false)` when the peer closed the stream cleanly between
+/// frames, `Ok(true)` when `body` holds a whole frame.
+pub fn read_frame<R: Read>(
+    reader: &mut R,
+    frame_bytes_max: usize,
+    body: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    let mut filled = 0;
+    while filled < FRAME_HEADER_BYTES {
+        match reader.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(count) => filled += count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(FrameError::Io(error)),
+        }
+    }
+    let length = u32::from_be_bytes(header) as u64;
+    if length > frame_bytes_max as u64 {
+        return Err(FrameError::TooLarge { length, max: frame_bytes_max });
+    }
+    body.clear();
+    body.reserve((length as usize).min(FRAME_RESERVE_BYTES));
+    let received = reader.take(length).read_to_end(body).map_err(FrameError::Io)?;
+    if (received as u64) < length {
+        return Err(FrameError::Truncated);
+    }
+    Ok(true)
+}
+
+/// Encodes `message` as one frame into `out` (replacing its contents), so the
+/// caller can send it with a single write.
+///
+/// Fails with [`FrameError::TooLarge`] when the message is over the maximum;
+/// `out` is then left empty.
+pub fn encode_frame<M: Message>(
+    message: &M,
+    frame_bytes_max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    out.clear();
+    let length = message.compute_size();
+    if length > frame_bytes_max as u64 || length > u32::MAX as u64 {
+        return Err(FrameError::TooLarge { length, max: frame_bytes_max });
+    }
+    out.reserve(FRAME_HEADER_BYTES + length as usize);
+    out.extend_from_slice(&(length as u32).to_be_bytes());
+    // compute_size() above cached the sizes write_to_vec relies on.
+    message.write_to_vec(out).map_err(|error| FrameError::Io(io::Error::other(error)))?;
+    debug_assert_eq!(out.len(), FRAME_HEADER_BYTES + length as usize);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Opcode, Request};
+    use std::io::Cursor;
+
+    fn sample_request() -> Request {
+        let mut request = Request::new();
+        request.opcode = Opcode::OP_PUT.into();
+        request.client_id = 7;
+        request.request_id = 42;
+        request.key = Some("key".to_owned());
+        request.value = Some(vec![0, 1, 2, 255]);
+        request
+    }
+
+    #[test]
+    fn round_trip() {
+        let request = sample_request();
+        let mut out = Vec::new();
+        encode_frame(&request, 1024, &mut out).unwrap();
+        let mut body = Vec::new();
+        let mut cursor = Cursor::new(out);
+        assert!(read_frame(&mut cursor, 1024, &mut body).unwrap());
+        assert_eq!(Request::parse_from_bytes(&body).unwrap(), request);
+        // The stream is now at a clean end.
+        assert!(!read_frame(&mut cursor, 1024, &mut body).unwrap());
+    }
+
+    #[test]
+    fn several_frames_in_one_stream() {
+        let mut stream = Vec::new();
+        let mut out = Vec::new();
+        for id in 0..3 {
+            let mut request = sample_request();
+            request.request_id = id;
+            encode_frame(&request, 1024, &mut out).unwrap();
+            stream.extend_from_slice(&out);
+        }
+        let mut cursor = Cursor::new(stream);
+        let mut body = Vec::new();
+        for id in 0..3 {
+            assert!(read_frame(&mut cursor, 1024, &mut body).unwrap());
+            assert_eq!(Request::parse_from_bytes(&body).unwrap().request_id, id);
+        }
+    }
+
+    #[test]
+    fn truncated_header_and_body() {
+        let mut body = Vec::new();
+        let result = read_frame(&mut Cursor::new(vec![0, 0]), 1024, &mut body);
+        assert!(matches!(result, Err(FrameError::Truncated)));
+        let result = read_frame(&mut Cursor::new(vec![0, 0, 0, 10, 1, 2, 3]), 1024, &mut body);
+        assert!(matches!(result, Err(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn oversized_length_refused_before_reading_body() {
+        let mut body = Vec::new();
+        let header = u32::MAX.to_be_bytes().to_vec();
+        let result = read_frame(&mut Cursor::new(header), 1024, &mut body);
+        assert!(matches!(
+            result,
+            Err(FrameError::TooLarge { length, max: 1024 }) if length == u32::MAX as u64
+        ));
+        assert_eq!(body.capacity(), 0, "nothing may be allocated for a refused frame");
+    }
+
+    #[test]
+    fn oversized_message_not_encoded() {
+        let mut request = sample_request();
+        request.value = Some(vec![7; 2000]);
+        let mut out = Vec::new();
+        assert!(matches!(encode_frame(&request, 1024, &mut out), Err(FrameError::TooLarge { .. })));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn garbage_body_does_not_decode() {
+        let garbage = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x00];
+        let mut framed = (garbage.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&garbage);
+        let mut body = Vec::new();
+        assert!(read_frame(&mut Cursor::new(framed), 1024, &mut body).unwrap());
+        assert!(Request::parse_from_bytes(&body).is_err());
+    }
+
+    #[test]
+    fn key_that_is_not_utf8_does_not_decode() {
+        // Field 4 (key), wire type 2, length 2, bytes 0xff 0xfe.
+        let body = [0x22, 0x02, 0xff, 0xfe];
+        assert!(Request::parse_from_bytes(&body).is_err());
+    }
+
+    #[test]
+    fn empty_frame_is_a_default_message() {
+        let mut body = Vec::new();
+        assert!(read_frame(&mut Cursor::new(vec![0, 0, 0, 0]), 1024, &mut body).unwrap());
+        assert!(body.is_empty());
+        let request = Request::parse_from_bytes(&body).unwrap();
+        assert_eq!(request.opcode.value(), 0);
+    }
+}
