@@ -248,7 +248,7 @@ fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool)
                     format!("frame of {length} bytes is over the maximum of {max} bytes; closing"),
                 );
                 service.stats.record_error();
-                send(&mut writer, &response, limits.frame_bytes_max, &mut reply)?;
+                send(&mut writer, &response, service, &mut reply)?;
                 return Err(FrameError::TooLarge { length, max });
             }
             Err(FrameError::Io(error))
@@ -261,10 +261,10 @@ fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool)
         }
         if stopping.load(Ordering::SeqCst) {
             let response = error_response(0, ErrorCode::ERR_SHUTTING_DOWN, "server is shutting down");
-            return send(&mut writer, &response, limits.frame_bytes_max, &mut reply);
+            return send(&mut writer, &response, service, &mut reply);
         }
         let response = service.handle_frame(&body);
-        send(&mut writer, &response, limits.frame_bytes_max, &mut reply)?;
+        send(&mut writer, &response, service, &mut reply)?;
         shrink_if_large(&mut body);
         shrink_if_large(&mut reply);
     }
@@ -275,12 +275,14 @@ fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool)
 fn send(
     writer: &mut TcpStream,
     response: &Response,
-    frame_bytes_max: usize,
+    service: &Service,
     frame: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
+    let frame_bytes_max = service.limits.frame_bytes_max;
     match encode_frame(response, frame_bytes_max, frame) {
         Ok(()) => {}
         Err(FrameError::TooLarge { length, max }) => {
+            service.stats.record_error();
             let refusal = error_response(
                 response.request_id,
                 ErrorCode::ERR_RESPONSE_TOO_LARGE,
