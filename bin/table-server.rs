@@ -1,17 +1,19 @@
-//! `table-server <port> <table-size> [options]`: parse arguments, set up
-//! logging and signals, run the server until SIGINT/SIGTERM.
+//! `table-server <port> <table-size> [<zk-hosts>] [options]`: parse
+//! arguments, set up logging and signals, run the server until SIGINT/SIGTERM
+//! (exit 0), or until the ZooKeeper session expires with --exit-on-expiry
+//! (exit 3).
 
 use std::process::ExitCode;
 use std::thread;
 
 use chaintable::cli::{SERVER_USAGE, UsageError, parse_server_args};
-use chaintable::server::Server;
+use chaintable::server::{Server, ServerEnd};
 use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=warn")).init();
     let config = match parse_server_args(std::env::args_os().skip(1)) {
         Ok(config) => config,
         Err(UsageError::HelpRequested) => {
@@ -51,7 +53,8 @@ fn main() -> ExitCode {
     signals_handle.close();
     let _ = signal_thread.join();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(ServerEnd::Stopped) => ExitCode::SUCCESS,
+        Ok(ServerEnd::SessionExpired) => ExitCode::from(3),
         Err(run_error) => {
             error!("server failed: {run_error}");
             ExitCode::FAILURE

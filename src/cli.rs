@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use crate::client::ClientOptions;
 use crate::limits::{Limits, TABLE_STRIPES_MAX};
+use crate::membership::ChainConfig;
+use crate::replica::ReplicationLimits;
 use crate::server::ServerConfig;
 
 pub const SERVER_USAGE: &str = "\
@@ -20,10 +22,17 @@ usage: table-server <port> <table-size> [<zk-host:port,...>] [options]
 
   <port>        TCP port to listen on (0 picks a free one; the log says which)
   <table-size>  number of lock stripes of the table (1..1048576)
-  <zk-hosts>    ZooKeeper ensemble for chain mode (not available yet)
+  <zk-hosts>    ZooKeeper ensemble (host:port,...): join that chain; without it, standalone
 
 options:
   --bind <addr>             address to listen on (default 127.0.0.1)
+  --advertise <host:port>   address peers and clients use to reach us (default <bind>:<port>)
+  --chain <path>            the chain's ZooKeeper node (default /chain)
+  --zk-timeout-ms <ms>      ZooKeeper session timeout; also how long we serve unconfirmed (default 5000)
+  --exit-on-expiry          exit (code 3) when the session expires, instead of rejoining empty
+  --queue-max <writes>      replication queue length (default 65536)
+  --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
+  --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
   --max-clients <n>         concurrent client connections (default 4096)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
@@ -62,6 +71,15 @@ impl From<String> for UsageError {
         UsageError::Invalid(message)
     }
 }
+
+/// Options that take no value.
+const FLAGS: [&str; 1] = ["exit-on-expiry"];
+
+/// Default chain node in ZooKeeper.
+pub const CHAIN_PATH_DEFAULT: &str = "/chain";
+
+/// Default ZooKeeper session timeout.
+pub const ZK_TIMEOUT_MS_DEFAULT: u64 = 5000;
 
 /// Splits `--name=value` / `--name`; `None` for a word that is not an option.
 fn split_option(arg: &OsString) -> Option<(String, Option<OsString>)> {
@@ -104,7 +122,11 @@ fn parse_args(
                     return Err(format!("unknown option --{name}").into());
                 }
                 let value = match inline_value {
+                    Some(_) if FLAGS.contains(&name.as_str()) => {
+                        return Err(format!("--{name} takes no value").into());
+                    }
                     Some(value) => value,
+                    None if FLAGS.contains(&name.as_str()) => OsString::new(),
                     None => args.next().ok_or_else(|| format!("--{name} needs a value"))?,
                 };
                 parsed.options.push((name, value));
@@ -126,27 +148,75 @@ fn number<T: FromStr>(name: &str, value: &OsString) -> Result<T, UsageError> {
 
 /// Parses `table-server` arguments (without the program name).
 pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<ServerConfig, UsageError> {
-    let known =
-        ["bind", "max-clients", "max-frame", "max-key", "max-value", "idle-timeout-ms", "write-timeout-ms"];
+    let known = [
+        "bind",
+        "advertise",
+        "chain",
+        "zk-timeout-ms",
+        "exit-on-expiry",
+        "queue-max",
+        "sent-max",
+        "commit-timeout-ms",
+        "max-clients",
+        "max-frame",
+        "max-key",
+        "max-value",
+        "idle-timeout-ms",
+        "write-timeout-ms",
+    ];
     let parsed = parse_args(args, &known, |_, _| false)?;
-    let (port, table_stripes) = match parsed.positionals.as_slice() {
-        [port, size] => (number::<u16>("<port>", port)?, number::<usize>("<table-size>", size)?),
-        [_, _, _] => {
-            return Err("chain mode (a ZooKeeper address) is not available in this version; \
-                        start without it for a standalone server"
-                .to_owned()
-                .into());
-        }
-        _ => return Err("expected <port> <table-size>".to_owned().into()),
+    let (port, table_stripes, zk_hosts) = match parsed.positionals.as_slice() {
+        [port, size] => (number::<u16>("<port>", port)?, number::<usize>("<table-size>", size)?, None),
+        [port, size, hosts] => (
+            number::<u16>("<port>", port)?,
+            number::<usize>("<table-size>", size)?,
+            Some(text("<zk-hosts>", hosts)?),
+        ),
+        _ => return Err("expected <port> <table-size> [<zk-hosts>]".to_owned().into()),
     };
     if !(1..=TABLE_STRIPES_MAX).contains(&table_stripes) {
         return Err(format!("<table-size> must be between 1 and {TABLE_STRIPES_MAX}").into());
     }
-    let mut config =
-        ServerConfig { bind: IpAddr::from([127, 0, 0, 1]), port, table_stripes, limits: Limits::default() };
+    let mut config = ServerConfig {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        port,
+        table_stripes,
+        limits: Limits::default(),
+        chain: zk_hosts.map(|zk_hosts| ChainConfig {
+            zk_hosts,
+            chain_path: CHAIN_PATH_DEFAULT.to_owned(),
+            advertise: String::new(),
+            session_timeout: Duration::from_millis(ZK_TIMEOUT_MS_DEFAULT),
+            exit_on_expiry: false,
+        }),
+        replication: ReplicationLimits::default(),
+    };
+    let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
     for (name, value) in &parsed.options {
         let limits = &mut config.limits;
+        let replication = &mut config.replication;
+        if matches!(name.as_str(), "advertise" | "chain" | "zk-timeout-ms" | "exit-on-expiry")
+            && config.chain.is_none()
+        {
+            return Err(chain_only(name).into());
+        }
         match name.as_str() {
+            "advertise" => config.chain.as_mut().expect("checked").advertise = text(name, value)?,
+            "chain" => {
+                let path = text(name, value)?;
+                if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+                    return Err(format!("--chain: '{path}' is not a ZooKeeper path like /chain").into());
+                }
+                config.chain.as_mut().expect("checked").chain_path = path;
+            }
+            "zk-timeout-ms" => {
+                config.chain.as_mut().expect("checked").session_timeout =
+                    Duration::from_millis(positive(name, value)?)
+            }
+            "exit-on-expiry" => config.chain.as_mut().expect("checked").exit_on_expiry = true,
+            "queue-max" => replication.queue_max = positive(name, value)?,
+            "sent-max" => replication.sent_max = positive(name, value)?,
+            "commit-timeout-ms" => replication.commit_timeout = Duration::from_millis(positive(name, value)?),
             "bind" => {
                 config.bind =
                     text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
@@ -243,6 +313,34 @@ mod tests {
     }
 
     #[test]
+    fn server_chain_mode() {
+        let config = parse_server_args(args(&[
+            "7000",
+            "64",
+            "zk1:2181,zk2:2181",
+            "--exit-on-expiry",
+            "--zk-timeout-ms",
+            "1500",
+            "--chain=/tables/a",
+            "--advertise",
+            "10.1.1.1:7000",
+            "--sent-max",
+            "100",
+        ]))
+        .unwrap();
+        let chain = config.chain.unwrap();
+        assert_eq!(chain.zk_hosts, "zk1:2181,zk2:2181");
+        assert!(chain.exit_on_expiry);
+        assert_eq!(chain.session_timeout, Duration::from_millis(1500));
+        assert_eq!(chain.chain_path, "/tables/a");
+        assert_eq!(chain.advertise, "10.1.1.1:7000");
+        assert_eq!(config.replication.sent_max, 100);
+        let defaults = parse_server_args(args(&["7000", "64", "zk:2181"])).unwrap().chain.unwrap();
+        assert_eq!(defaults.chain_path, "/chain");
+        assert!(!defaults.exit_on_expiry && defaults.advertise.is_empty());
+    }
+
+    #[test]
     fn server_errors() {
         assert!(parse_server_args(args(&["7000"])).is_err());
         assert!(parse_server_args(args(&["port", "64"])).is_err());
@@ -251,8 +349,12 @@ mod tests {
         assert!(parse_server_args(args(&["7000", "64", "--max-frame"])).is_err());
         assert!(parse_server_args(args(&["7000", "64", "--max-clients", "0"])).is_err());
         assert!(parse_server_args(args(&["7000", "64", "--bind", "nowhere"])).is_err());
-        let chain = parse_server_args(args(&["7000", "64", "127.0.0.1:2181"])).unwrap_err();
-        assert!(matches!(chain, UsageError::Invalid(message) if message.contains("not available")));
+        assert!(
+            parse_server_args(args(&["7000", "64", "--advertise", "h:1"])).is_err(),
+            "chain option without chain"
+        );
+        assert!(parse_server_args(args(&["7000", "64", "zk:1", "--chain", "nochain"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "zk:1", "--exit-on-expiry=yes"])).is_err());
         assert_eq!(parse_server_args(args(&["--help"])).unwrap_err(), UsageError::HelpRequested);
     }
 

@@ -234,8 +234,17 @@ pub fn execute(client: &mut Client, command: &Command, out: &mut dyn Write) -> R
     Ok(Outcome::Done)
 }
 
-/// `name: value` lines for `stats`.
+/// `name: value` lines for `stats`; chain fields only for chain members.
 pub fn format_statistics(statistics: &Statistics) -> String {
+    let mut text = String::new();
+    if !statistics.role.is_empty() {
+        text.push_str(&format!("role: {}\n", statistics.role));
+    }
+    if !statistics.node.is_empty() {
+        text.push_str(&format!("node: {}\n", statistics.node));
+        text.push_str(&format!("chain_position: {}\n", statistics.chain_position));
+        text.push_str(&format!("chain_length: {}\n", statistics.chain_length));
+    }
     let lines = [
         ("operations", statistics.operations),
         ("operation_time_us", statistics.operation_time_us),
@@ -251,8 +260,12 @@ pub fn format_statistics(statistics: &Statistics) -> String {
         ("keys", statistics.keys),
         ("bytes_stored", statistics.bytes_stored),
         ("uptime_s", statistics.uptime_s),
+        ("last_applied", statistics.last_applied),
+        ("committed", statistics.committed),
+        ("sent_list", statistics.sent_list),
     ];
-    lines.iter().map(|(name, value)| format!("{name}: {value}\n")).collect()
+    text.extend(lines.iter().map(|(name, value)| format!("{name}: {value}\n")));
+    text
 }
 
 /// Makes bytes printable on one line: valid UTF-8 stays as it is except

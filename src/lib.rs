@@ -11,7 +11,11 @@
 //! - [`limits`]: every size, count and time limit, with its default and why.
 //! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
 //! - [`stats`]: server counters behind the `stats` command.
-//! - [`service`]: turns one decoded request into one response against the table.
+//! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
+//! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
+//! - [`replication`]: the sender and receiver threads between neighbours in the chain.
+//! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
+//! - [`service`]: turns one decoded request into one response against the replica.
 //! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls).
 //! - [`command`]: the client's command language (shell and one-shot) and its output.
@@ -22,10 +26,14 @@ pub mod cli;
 pub mod client;
 pub mod command;
 pub mod limits;
+pub mod membership;
 pub mod proto;
+pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod service;
 pub mod shell;
 pub mod stats;
 pub mod table;
+pub mod view;
 pub mod wire;

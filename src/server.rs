@@ -7,7 +7,7 @@
 //! blocked reads return, then join every connection thread.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,18 +17,20 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use parking_lot::Mutex;
 
+use crossbeam_channel::Receiver;
+
 use crate::limits::{CONNECTION_STACK_BYTES, Limits};
-use crate::proto::{ErrorCode, Response};
+use crate::membership::{self, ChainConfig, MembershipEnd};
+use crate::proto::{ErrorCode, Opcode, Request, Response};
+use crate::replica::{Replica, ReplicationLimits};
+use crate::replication;
+use crate::replication::receiver;
 use crate::service::{Service, error_response};
-use crate::wire::{FrameError, encode_frame, read_frame};
+use crate::wire::{self, FrameError, FrameWriter, encode_frame};
 
 /// Read buffer of a connection: most requests fit, and thousands of idle
 /// connections stay cheap.
 const CONNECTION_READ_BUFFER_BYTES: usize = 8 * 1024;
-
-/// A connection's frame buffers are shrunk back to this after a large frame,
-/// so one big `gettable` does not keep megabytes per idle connection.
-const CONNECTION_BUFFER_KEEP_BYTES: usize = 1024 * 1024;
 
 /// After an accept error (e.g. out of file descriptors) the acceptor waits
 /// this long instead of spinning.
@@ -49,6 +51,18 @@ pub struct ServerConfig {
     /// Number of table lock stripes (`<table-size>`).
     pub table_stripes: usize,
     pub limits: Limits,
+    /// Chain mode; `None` for a standalone server.
+    pub chain: Option<ChainConfig>,
+    pub replication: ReplicationLimits,
+}
+
+/// Why [`Server::run`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerEnd {
+    /// Shut down on request.
+    Stopped,
+    /// The ZooKeeper session expired and `--exit-on-expiry` is set.
+    SessionExpired,
 }
 
 /// The open client sockets and their threads, so shutdown can close and join
@@ -87,17 +101,36 @@ pub struct Server {
     service: Arc<Service>,
     stopping: Arc<AtomicBool>,
     connections: Arc<Connections>,
+    /// Chain mode, with the advertised address filled in.
+    chain: Option<ChainConfig>,
+    /// Hand-over requests from the replica to the membership thread.
+    ready_requests: Receiver<()>,
 }
 
 impl Server {
     /// Binds the listening socket; nothing is served until [`Server::run`].
     pub fn bind(config: &ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind((config.bind, config.port))?;
+        let (ready_sender, ready_requests) = crossbeam_channel::bounded(1);
+        let mut replication = config.replication.clone();
+        replication.writers_max = config.limits.clients_max + 1;
+        let replica = Replica::new(config.table_stripes, config.chain.is_none(), replication, ready_sender);
+        let mut chain = config.chain.clone();
+        if let Some(chain) = chain.as_mut().filter(|chain| chain.advertise.is_empty()) {
+            let mut address = listener.local_addr()?;
+            if address.ip().is_unspecified() {
+                address.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                warn!("listening on all interfaces; advertising {address} (set --advertise for other hosts)");
+            }
+            chain.advertise = address.to_string();
+        }
         Ok(Server {
             listener,
-            service: Arc::new(Service::new(config.table_stripes, config.limits.clone())),
+            service: Arc::new(Service::new(Arc::new(replica), config.limits.clone())),
             stopping: Arc::new(AtomicBool::new(false)),
             connections: Arc::default(),
+            chain,
+            ready_requests,
         })
     }
 
@@ -120,8 +153,21 @@ impl Server {
 
     /// Serves until shut down, then closes every connection and joins every
     /// thread before returning.
-    pub fn run(self) -> io::Result<()> {
-        info!("listening on {} ({} table stripes)", self.local_addr()?, self.service.table.stripe_count());
+    pub fn run(self) -> io::Result<ServerEnd> {
+        info!(
+            "listening on {} ({} table stripes, {})",
+            self.local_addr()?,
+            self.service.replica.table.stripe_count(),
+            match &self.chain {
+                Some(chain) => format!("chain {} at ZooKeeper {}", chain.chain_path, chain.zk_hosts),
+                None => "standalone".to_owned(),
+            }
+        );
+        let expired = Arc::new(AtomicBool::new(false));
+        let chain_threads = match &self.chain {
+            Some(chain) => self.start_chain_threads(chain, &expired)?,
+            None => Vec::new(),
+        };
         for incoming in self.listener.incoming() {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
@@ -135,8 +181,45 @@ impl Server {
             }
         }
         self.close_all();
+        for thread in chain_threads {
+            if thread.join().is_err() {
+                warn!("a chain thread panicked");
+            }
+        }
         info!("shut down");
-        Ok(())
+        Ok(if expired.load(Ordering::SeqCst) { ServerEnd::SessionExpired } else { ServerEnd::Stopped })
+    }
+
+    /// The membership and replication sender threads of chain mode.
+    fn start_chain_threads(
+        &self,
+        chain: &ChainConfig,
+        expired: &Arc<AtomicBool>,
+    ) -> io::Result<Vec<JoinHandle<()>>> {
+        let membership = {
+            let chain = chain.clone();
+            let replica = Arc::clone(&self.service.replica);
+            let ready_requests = self.ready_requests.clone();
+            let stopping = Arc::clone(&self.stopping);
+            let shutdown = self.shutdown_handle()?;
+            let expired = Arc::clone(expired);
+            thread::Builder::new().name("membership".into()).spawn(move || {
+                if membership::run(&chain, &replica, &ready_requests, &stopping) == MembershipEnd::Expired {
+                    warn!("ZooKeeper session expired and --exit-on-expiry is set: exiting");
+                    expired.store(true, Ordering::SeqCst);
+                    shutdown.shutdown();
+                }
+            })?
+        };
+        let sender = {
+            let replica = Arc::clone(&self.service.replica);
+            let stopping = Arc::clone(&self.stopping);
+            let frame_bytes_max = self.service.limits.frame_bytes_max;
+            thread::Builder::new()
+                .name("replication-sender".into())
+                .spawn(move || replication::sender::run(&replica, &stopping, frame_bytes_max))?
+        };
+        Ok(vec![membership, sender])
     }
 
     /// Starts a connection thread for `stream`, or refuses it over the limit.
@@ -224,21 +307,26 @@ fn refuse(mut stream: TcpStream, limits: &Limits) {
 }
 
 /// Reads requests and writes responses until the peer closes, a frame cannot
-/// be read, or the server stops.
+/// be read, or the server stops. A connection whose first frame is
+/// OP_REPLICATE is a predecessor's replication link and is handed over to the
+/// replication receiver.
 fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool) -> Result<(), FrameError> {
     let limits = &service.limits;
     stream.set_nodelay(true).map_err(FrameError::Io)?;
     stream.set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
     stream.set_write_timeout(Some(limits.write_timeout)).map_err(FrameError::Io)?;
-    let mut reader =
-        BufReader::with_capacity(CONNECTION_READ_BUFFER_BYTES, stream.try_clone().map_err(FrameError::Io)?);
-    let mut writer = stream;
-    let mut body = Vec::new();
-    let mut reply = Vec::new();
+    let (mut reader, mut writer) =
+        wire::split(stream, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
+    let mut first_frame = true;
     loop {
-        match read_frame(&mut reader, limits.frame_bytes_max, &mut body) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
+        let request = match reader.receive::<Request>() {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(FrameError::Malformed(reason)) => {
+                send(&mut writer, &service.malformed(&reason), service)?;
+                first_frame = false;
+                continue;
+            }
             Err(FrameError::TooLarge { length, max }) => {
                 // The body is not read, so the stream cannot be resynchronised:
                 // say why, then close.
@@ -248,7 +336,7 @@ fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool)
                     format!("frame of {length} bytes is over the maximum of {max} bytes; closing"),
                 );
                 service.stats.record_error();
-                send(&mut writer, &response, service, &mut reply)?;
+                send(&mut writer, &response, service)?;
                 return Err(FrameError::TooLarge { length, max });
             }
             Err(FrameError::Io(error))
@@ -258,29 +346,24 @@ fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool)
                 return Ok(());
             }
             Err(error) => return Err(error),
-        }
+        };
         if stopping.load(Ordering::SeqCst) {
             let response = error_response(0, ErrorCode::ERR_SHUTTING_DOWN, "server is shutting down");
-            return send(&mut writer, &response, service, &mut reply);
+            return send(&mut writer, &response, service);
         }
-        let response = service.handle_frame(&body);
-        send(&mut writer, &response, service, &mut reply)?;
-        shrink_if_large(&mut body);
-        shrink_if_large(&mut reply);
+        if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
+            return receiver::serve(request, reader, writer, &service.replica, stopping);
+        }
+        first_frame = false;
+        let response = service.handle(request);
+        send(&mut writer, &response, service)?;
     }
 }
 
 /// Writes `response` as one frame with one write; a response too large for a
 /// frame is replaced by an error saying so.
-fn send(
-    writer: &mut TcpStream,
-    response: &Response,
-    service: &Service,
-    frame: &mut Vec<u8>,
-) -> Result<(), FrameError> {
-    let frame_bytes_max = service.limits.frame_bytes_max;
-    match encode_frame(response, frame_bytes_max, frame) {
-        Ok(()) => {}
+fn send(writer: &mut FrameWriter, response: &Response, service: &Service) -> Result<(), FrameError> {
+    match writer.send(response) {
         Err(FrameError::TooLarge { length, max }) => {
             service.stats.record_error();
             let refusal = error_response(
@@ -288,16 +371,8 @@ fn send(
                 ErrorCode::ERR_RESPONSE_TOO_LARGE,
                 format!("the reply would be {length} bytes, over the maximum frame of {max} bytes"),
             );
-            encode_frame(&refusal, frame_bytes_max, frame)?;
+            writer.send(&refusal)
         }
-        Err(error) => return Err(error),
-    }
-    writer.write_all(frame).map_err(FrameError::Io)
-}
-
-fn shrink_if_large(buffer: &mut Vec<u8>) {
-    if buffer.capacity() > CONNECTION_BUFFER_KEEP_BYTES {
-        buffer.clear();
-        buffer.shrink_to(CONNECTION_BUFFER_KEEP_BYTES);
+        other => other,
     }
 }

@@ -1,35 +1,24 @@
 //! Request handling: one decoded request in, one response out, against the
-//! table. No sockets here, so every rule about bad input is unit-testable.
+//! replica. No sockets here, so every rule about bad input and roles is
+//! unit-testable.
 
 use std::time::Instant;
 
 use protobuf::Message;
 
 use crate::limits::Limits;
-use crate::proto::{Entry, ErrorCode, Opcode, Request, Response};
+use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
+use crate::replica::{Refusal, Replica};
 use crate::stats::ServerStats;
-use crate::table::Table;
 
 /// The state every connection thread shares.
 pub struct Service {
-    /// The data.
-    pub table: Table,
+    /// The data and the chain protocol state.
+    pub replica: std::sync::Arc<Replica>,
     /// Counters for `stats`.
     pub stats: ServerStats,
     /// Key and value limits checked here; the rest are the server's.
     pub limits: Limits,
-}
-
-/// A request that cannot be executed, with the reply code that says why.
-struct Refusal {
-    code: ErrorCode,
-    message: String,
-}
-
-impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
-        Refusal { code, message: message.into() }
-    }
 }
 
 /// An error reply.
@@ -43,19 +32,22 @@ pub fn error_response(request_id: u64, code: ErrorCode, message: impl Into<Strin
 }
 
 impl Service {
-    pub fn new(table_stripes: usize, limits: Limits) -> Service {
-        Service { table: Table::new(table_stripes), stats: ServerStats::default(), limits }
+    pub fn new(replica: std::sync::Arc<Replica>, limits: Limits) -> Service {
+        Service { replica, stats: ServerStats::default(), limits }
     }
 
     /// Decodes and executes one frame body.
     pub fn handle_frame(&self, body: &[u8]) -> Response {
         match Request::parse_from_bytes(body) {
             Ok(request) => self.handle(request),
-            Err(error) => {
-                self.stats.record_error();
-                error_response(0, ErrorCode::ERR_MALFORMED, format!("request does not decode: {error}"))
-            }
+            Err(error) => self.malformed(&error),
         }
+    }
+
+    /// The reply to a frame that does not decode.
+    pub fn malformed(&self, error: &dyn std::fmt::Display) -> Response {
+        self.stats.record_error();
+        error_response(0, ErrorCode::ERR_MALFORMED, format!("request does not decode: {error}"))
     }
 
     /// Executes one request.
@@ -76,34 +68,34 @@ impl Service {
         }
     }
 
-    fn execute(&self, request: Request) -> Result<(Opcode, Response), Refusal> {
+    fn execute(&self, mut request: Request) -> Result<(Opcode, Response), Refusal> {
         let opcode = request.opcode.enum_value().map_err(|value| {
             Refusal::new(ErrorCode::ERR_UNKNOWN_OPCODE, format!("unknown opcode {value}"))
         })?;
         let mut response = Response::new();
         match opcode {
             Opcode::OP_PUT => {
+                let value = self.checked_value(request.value.take())?;
                 let key = self.checked_key(&request)?;
-                let value = self.checked_value(request.value)?;
-                self.table.put(&key, value);
+                self.replica.client_write(request.client_id, request.request_id, key, Some(value))?;
+            }
+            Opcode::OP_DEL => {
+                let key = self.checked_key(&request)?;
+                response.found =
+                    self.replica.client_write(request.client_id, request.request_id, key, None)?;
             }
             Opcode::OP_GET => {
                 let key = self.checked_key(&request)?;
-                if let Some(value) = self.table.get(&key) {
+                if let Some(value) = self.replica.read_guard(|table| table.get(key))? {
                     response.found = true;
                     response.value = value;
                 }
             }
-            Opcode::OP_DEL => {
-                let key = self.checked_key(&request)?;
-                response.found = self.table.delete(&key);
-            }
-            Opcode::OP_SIZE => response.size = self.table.len(),
-            Opcode::OP_GETKEYS => response.keys = self.table.keys(),
+            Opcode::OP_SIZE => response.size = self.replica.read_guard(|table| table.len())?,
+            Opcode::OP_GETKEYS => response.keys = self.replica.read_guard(|table| table.keys())?,
             Opcode::OP_GETTABLE => {
-                response.entries = self
-                    .table
-                    .entries()
+                let entries = self.replica.read_guard(|table| table.entries())?;
+                response.entries = entries
                     .into_iter()
                     .map(|(key, value)| {
                         let mut entry = Entry::new();
@@ -113,8 +105,12 @@ impl Service {
                     })
                     .collect();
             }
-            Opcode::OP_STATS => {
-                response.statistics = Some(self.stats.snapshot(&self.table)).into();
+            Opcode::OP_STATS => response.statistics = Some(self.statistics()).into(),
+            Opcode::OP_REPLICATE => {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_UNKNOWN_OPCODE,
+                    "OP_REPLICATE must be the first frame of a connection",
+                ));
             }
             Opcode::OP_UNSPECIFIED | Opcode::OP_ERROR => {
                 return Err(Refusal::new(
@@ -126,7 +122,24 @@ impl Service {
         Ok((opcode, response))
     }
 
-    fn checked_key(&self, request: &Request) -> Result<String, Refusal> {
+    /// Server counters plus the replica's chain state.
+    pub fn statistics(&self) -> Statistics {
+        let replica = &self.replica;
+        let mut statistics = self.stats.snapshot(&replica.table);
+        let progress = replica.progress();
+        statistics.role = replica.role().name().to_owned();
+        statistics.last_applied = progress.applied;
+        statistics.committed = progress.committed;
+        statistics.sent_list = replica.sent_list_len();
+        if let Some(position) = replica.position() {
+            statistics.chain_position = position.index as u64;
+            statistics.chain_length = position.chain_length as u64;
+            statistics.node = position.me.name;
+        }
+        statistics
+    }
+
+    fn checked_key<'request>(&self, request: &'request Request) -> Result<&'request str, Refusal> {
         let key = match &request.key {
             Some(key) if !key.is_empty() => key,
             _ => return Err(Refusal::new(ErrorCode::ERR_MISSING_FIELD, "a non-empty key is required")),
@@ -141,7 +154,7 @@ impl Service {
                 ),
             ));
         }
-        Ok(key.clone())
+        Ok(key)
     }
 
     fn checked_value(&self, value: Option<Vec<u8>>) -> Result<Vec<u8>, Refusal> {
@@ -164,10 +177,14 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::ReplicationLimits;
+    use std::sync::Arc;
 
     fn service() -> Service {
         let limits = Limits { key_bytes_max: 8, value_bytes_max: 16, ..Limits::default() };
-        Service::new(4, limits)
+        let (ready_sender, _) = crossbeam_channel::bounded(1);
+        let replica = Replica::new(4, true, ReplicationLimits::default(), ready_sender);
+        Service::new(Arc::new(replica), limits)
     }
 
     fn request(opcode: Opcode, key: Option<&str>, value: Option<&[u8]>) -> Request {
@@ -218,14 +235,15 @@ mod tests {
             (request(Opcode::OP_PUT, Some("k"), Some(&[0; 17])), ErrorCode::ERR_TOO_LARGE),
             (request(Opcode::OP_UNSPECIFIED, None, None), ErrorCode::ERR_UNKNOWN_OPCODE),
             (request(Opcode::OP_ERROR, None, None), ErrorCode::ERR_UNKNOWN_OPCODE),
+            (request(Opcode::OP_REPLICATE, None, None), ErrorCode::ERR_UNKNOWN_OPCODE),
         ];
         for (bad, expected) in cases {
             let response = service.handle(bad);
             assert_eq!(error_code(&response), expected, "{}", response.error_message);
             assert!(!response.error_message.is_empty());
         }
-        assert!(service.table.is_empty(), "no refused request may change the table");
-        assert_eq!(service.stats.snapshot(&service.table).errors, 8);
+        assert!(service.replica.table.is_empty(), "no refused request may change the table");
+        assert_eq!(service.statistics().errors, 9);
     }
 
     #[test]
@@ -242,6 +260,25 @@ mod tests {
     }
 
     #[test]
+    fn retried_writes_apply_once() {
+        let service = service();
+        let mut delete = request(Opcode::OP_DEL, Some("k"), None);
+        delete.client_id = 5;
+        delete.request_id = 1;
+        service.handle(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
+        assert!(service.handle(delete.clone()).found);
+        // The retry gets the original answer, not "absent".
+        assert!(service.handle(delete.clone()).found);
+        // A later write by the same client is applied; an older id is refused.
+        let mut put = request(Opcode::OP_PUT, Some("k"), Some(b"w"));
+        put.client_id = 5;
+        put.request_id = 2;
+        service.handle(put);
+        assert_eq!(error_code(&service.handle(delete)), ErrorCode::ERR_STALE_REQUEST);
+        assert!(service.handle(request(Opcode::OP_GET, Some("k"), None)).found);
+    }
+
+    #[test]
     fn stats_reflect_operations() {
         let service = service();
         service.handle(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
@@ -252,5 +289,8 @@ mod tests {
         assert_eq!(statistics.gets, 1);
         assert_eq!(statistics.operations, 2);
         assert_eq!(statistics.keys, 1);
+        assert_eq!(statistics.role, "standalone");
+        assert_eq!(statistics.last_applied, 1);
+        assert_eq!(statistics.committed, 1);
     }
 }

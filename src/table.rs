@@ -127,6 +127,18 @@ impl Table {
         entries
     }
 
+    /// Removes every key (a server that rejoins, or installs a snapshot,
+    /// starts empty). Takes the write locks in index order, like snapshots.
+    pub fn clear(&self) {
+        let mut stripes: Vec<_> = self.stripes.iter().map(|stripe| stripe.write()).collect();
+        for stripe in &mut stripes {
+            stripe.clear();
+            stripe.shrink_to_fit();
+        }
+        self.key_count.store(0, Ordering::Relaxed);
+        self.byte_count.store(0, Ordering::Relaxed);
+    }
+
     /// Read guards on every stripe, taken in index order (see the module doc
     /// for why this cannot deadlock).
     fn lock_all_for_reading(&self) -> Vec<parking_lot::RwLockReadGuard<'_, Stripe>> {
@@ -154,6 +166,10 @@ mod tests {
         assert!(!table.delete("a"));
         assert_eq!(table.get("a"), None);
         assert_eq!(table.len(), 0);
+        assert_eq!(table.bytes_stored(), 0);
+        table.put("b", b"1".to_vec());
+        table.clear();
+        assert!(table.is_empty() && table.keys().is_empty());
         assert_eq!(table.bytes_stored(), 0);
     }
 

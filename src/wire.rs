@@ -6,7 +6,8 @@
 //! peer that announces a large frame and sends nothing costs nothing.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
 
 use protobuf::Message;
 
@@ -26,6 +27,8 @@ pub enum FrameError {
     TooLarge { length: u64, max: usize },
     /// The socket failed (including read timeouts).
     Io(io::Error),
+    /// A whole frame arrived but is not the expected message.
+    Malformed(String),
 }
 
 impl fmt::Display for FrameError {
@@ -36,6 +39,7 @@ impl fmt::Display for FrameError {
                 write!(f, "frame of {length} bytes is over the maximum of {max} bytes")
             }
             FrameError::Io(error) => write!(f, "{error}"),
+            FrameError::Malformed(reason) => write!(f, "frame does not decode: {reason}"),
         }
     }
 }
@@ -96,6 +100,92 @@ pub fn encode_frame<M: Message>(
     message.write_to_vec(out).map_err(|error| FrameError::Io(io::Error::other(error)))?;
     debug_assert_eq!(out.len(), FRAME_HEADER_BYTES + length as usize);
     Ok(())
+}
+
+/// Frames shrink back to this after a large one, so one big transfer does
+/// not keep megabytes per idle connection.
+const FRAME_BUFFER_KEEP_BYTES: usize = 1024 * 1024;
+
+/// The reading half of a framed TCP connection, buffered.
+pub struct FrameReader {
+    reader: BufReader<TcpStream>,
+    frame_bytes_max: usize,
+    /// The last frame's body, reused.
+    body: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn new(stream: TcpStream, frame_bytes_max: usize, buffer_bytes: usize) -> FrameReader {
+        FrameReader {
+            reader: BufReader::with_capacity(buffer_bytes, stream),
+            frame_bytes_max,
+            body: Vec::new(),
+        }
+    }
+
+    /// The next frame's body; `None` when the peer closed between frames.
+    pub fn next_body(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        if self.body.capacity() > FRAME_BUFFER_KEEP_BYTES {
+            self.body = Vec::new();
+        }
+        Ok(read_frame(&mut self.reader, self.frame_bytes_max, &mut self.body)?.then_some(&self.body[..]))
+    }
+
+    /// The next frame decoded as `M`; `None` when the peer closed.
+    pub fn receive<M: Message>(&mut self) -> Result<Option<M>, FrameError> {
+        match self.next_body()? {
+            None => Ok(None),
+            Some(body) => {
+                M::parse_from_bytes(body).map(Some).map_err(|error| FrameError::Malformed(error.to_string()))
+            }
+        }
+    }
+
+    /// Whether bytes arrived that nobody asked for yet.
+    pub fn has_buffered_bytes(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
+
+/// The writing half of a framed TCP connection: one write per frame.
+pub struct FrameWriter {
+    stream: TcpStream,
+    frame_bytes_max: usize,
+    /// The frame being sent, reused.
+    frame: Vec<u8>,
+}
+
+impl FrameWriter {
+    pub fn new(stream: TcpStream, frame_bytes_max: usize) -> FrameWriter {
+        FrameWriter { stream, frame_bytes_max, frame: Vec::new() }
+    }
+
+    /// Encodes and sends `message` with a single write.
+    pub fn send<M: Message>(&mut self, message: &M) -> Result<(), FrameError> {
+        if self.frame.capacity() > FRAME_BUFFER_KEEP_BYTES {
+            self.frame = Vec::new();
+        }
+        encode_frame(message, self.frame_bytes_max, &mut self.frame)?;
+        self.stream.write_all(&self.frame).map_err(FrameError::Io)
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+/// Both halves of a framed connection over one socket.
+pub fn split(
+    stream: TcpStream,
+    frame_bytes_max: usize,
+    buffer_bytes: usize,
+) -> io::Result<(FrameReader, FrameWriter)> {
+    let reader = FrameReader::new(stream.try_clone()?, frame_bytes_max, buffer_bytes);
+    Ok((reader, FrameWriter::new(stream, frame_bytes_max)))
 }
 
 #[cfg(test)]

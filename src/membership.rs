@@ -1,0 +1,273 @@
+//! ZooKeeper membership: register this server in the chain, keep the
+//! replica's view of the chain current, hold a lease on the session, and
+//! fence the replica the moment the session is lost or cannot be confirmed.
+//!
+//! Known traps of the `zookeeper` crate (0.8) handled here: watches can be
+//! lost after a reconnection and a session can expire while the client looks
+//! healthy (it silently opens a new one). So the view is re-read after every
+//! (re)connection and on a timer, and the session is confirmed on a timer by
+//! reading our own ephemeral node and checking its owner.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, select};
+use log::{info, warn};
+use zookeeper::{
+    Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeper, ZooKeeperExt,
+};
+
+use crate::replica::Replica;
+use crate::view::{ChainView, MEMBER_PREFIX, Readiness, encode_member_data, parse_member};
+
+/// How a server takes part in a chain.
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    /// ZooKeeper ensemble, `host:port,host:port`.
+    pub zk_hosts: String,
+    /// The chain's node in ZooKeeper (several chains can share an ensemble).
+    pub chain_path: String,
+    /// `host:port` that clients and peers use to reach us.
+    pub advertise: String,
+    /// ZooKeeper session timeout; also bounds how long we serve without
+    /// confirming the session.
+    pub session_timeout: Duration,
+    /// Exit on session expiry instead of rejoining as a new empty server.
+    pub exit_on_expiry: bool,
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MembershipEnd {
+    /// The server is stopping.
+    Stopped,
+    /// The session expired and `exit_on_expiry` is set.
+    Expired,
+}
+
+/// Confirmations of the session per session timeout.
+const LEASE_CHECKS_PER_TIMEOUT: u32 = 5;
+
+/// Share of the session timeout a confirmation is trusted for, below one to
+/// leave room for clock-rate differences with the ZooKeeper server.
+const LEASE_SHARE: f64 = 0.9;
+
+/// Pause before retrying to connect or register.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Something happened in ZooKeeper that needs a look.
+enum Event {
+    /// Session state changed.
+    State(ZkState),
+    /// The session watcher saw expiry.
+    Expired,
+    /// A watch on the chain fired.
+    ChainChanged,
+}
+
+/// Runs membership until `stopping` is set, or until the session expires
+/// with `exit_on_expiry`.
+pub fn run(
+    config: &ChainConfig,
+    replica: &Replica,
+    ready_requests: &Receiver<()>,
+    stopping: &AtomicBool,
+) -> MembershipEnd {
+    while !stopping.load(Ordering::SeqCst) {
+        let outcome =
+            Session::open(config).and_then(|session| session.serve(replica, ready_requests, stopping));
+        match outcome {
+            Ok(SessionEnd::Stopped) => return MembershipEnd::Stopped,
+            Ok(SessionEnd::Expired(reason)) => {
+                replica.fence(&reason);
+                if config.exit_on_expiry {
+                    return MembershipEnd::Expired;
+                }
+                info!("rejoining the chain as a new, empty server");
+                replica.reset();
+            }
+            Err(error) => {
+                replica.fence(&format!("ZooKeeper: {error}"));
+                warn!("ZooKeeper at {}: {error}; retrying", config.zk_hosts);
+                std::thread::sleep(RETRY_PAUSE);
+            }
+        }
+    }
+    MembershipEnd::Stopped
+}
+
+enum SessionEnd {
+    Stopped,
+    Expired(String),
+}
+
+/// One ZooKeeper session and our registration in it.
+struct Session<'config> {
+    config: &'config ChainConfig,
+    zk: ZooKeeper,
+    events: Receiver<Event>,
+}
+
+impl<'config> Session<'config> {
+    fn open(config: &'config ChainConfig) -> Result<Session<'config>, ZkError> {
+        let (event_sender, events) = crossbeam_channel::unbounded();
+        let session_events = event_sender.clone();
+        let zk = ZooKeeper::connect(&config.zk_hosts, config.session_timeout, move |event: WatchedEvent| {
+            if event.keeper_state == KeeperState::Expired {
+                let _ = session_events.send(Event::Expired);
+            }
+        })?;
+        let state_events = event_sender.clone();
+        zk.add_listener(move |state| {
+            let _ = state_events.send(Event::State(state));
+        });
+        zk.ensure_path(&config.chain_path)?;
+        let chain_events = event_sender;
+        zk.add_watch(&config.chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
+            let _ = chain_events.send(Event::ChainChanged);
+        })?;
+        Ok(Session { config, zk, events })
+    }
+
+    /// Registers, then follows the chain until the session ends.
+    fn serve(
+        self,
+        replica: &Replica,
+        ready_requests: &Receiver<()>,
+        stopping: &AtomicBool,
+    ) -> Result<SessionEnd, ZkError> {
+        let timeout = self.config.session_timeout;
+        let check_interval = timeout / LEASE_CHECKS_PER_TIMEOUT;
+        let registration = self.register(replica)?;
+        let mut owner = None;
+        let mut next_check = Instant::now();
+        let mut view_dirty = true;
+        loop {
+            if stopping.load(Ordering::SeqCst) {
+                // Closing the session (on drop) removes our node at once.
+                return Ok(SessionEnd::Stopped);
+            }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + check_interval;
+                let sent_at = Instant::now();
+                match self.zk.exists(&registration.path, false) {
+                    Ok(Some(stat)) => {
+                        if *owner.get_or_insert(stat.ephemeral_owner) != stat.ephemeral_owner {
+                            return Ok(SessionEnd::Expired("our node belongs to another session".into()));
+                        }
+                        replica.renew_lease(sent_at + timeout.mul_f64(LEASE_SHARE));
+                    }
+                    Ok(None) => return Ok(SessionEnd::Expired("our node is gone".into())),
+                    Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
+                    Err(error) => warn!("cannot confirm the ZooKeeper session: {error:?}"),
+                }
+                // Safety net against lost watches.
+                view_dirty = true;
+            }
+            if view_dirty {
+                let view = read_view(&self.zk, &self.config.chain_path)?;
+                if view.position_of(&registration.name).is_none() {
+                    return Ok(SessionEnd::Expired("our node is not in the chain".into()));
+                }
+                replica.set_view(&view, &registration.name);
+                view_dirty = false;
+            }
+            let wait = next_check.saturating_duration_since(Instant::now());
+            select! {
+                recv(self.events) -> event => match event {
+                    Ok(Event::ChainChanged) => view_dirty = true,
+                    Ok(Event::State(ZkState::Connected)) => {
+                        info!("connected to ZooKeeper");
+                        view_dirty = true;
+                    }
+                    Ok(Event::State(ZkState::Closed | ZkState::AuthFailed)) | Ok(Event::Expired) => {
+                        return Ok(SessionEnd::Expired("ZooKeeper session closed or expired".into()));
+                    }
+                    #[allow(deprecated)]
+                    Ok(Event::State(ZkState::NotConnected)) => {
+                        // The crate reports expiry this way, then opens a new session.
+                        return Ok(SessionEnd::Expired("ZooKeeper session expired".into()));
+                    }
+                    Ok(Event::State(state)) => info!("ZooKeeper connection: {state:?}"),
+                    Err(_) => unreachable!("the session holds a sender"),
+                },
+                recv(ready_requests) -> _ => {
+                    self.zk.set_data(
+                        &registration.path,
+                        encode_member_data(&self.config.advertise, Readiness::Ready, &registration.token),
+                        None,
+                    )?;
+                    info!("caught up: announced ready in ZooKeeper");
+                    view_dirty = true;
+                }
+                default(wait) => {}
+            }
+        }
+    }
+
+    /// Creates our EPHEMERAL_SEQUENTIAL node: ready if the chain has no ready
+    /// member (we start it), joining otherwise. A create whose reply was
+    /// lost may still have created the node, so after an error we look for
+    /// our token before trying again.
+    fn register(&self, replica: &Replica) -> Result<Registration, ZkError> {
+        let token = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
+        let view = read_view(&self.zk, &self.config.chain_path)?;
+        let readiness = if view.head().is_none() && replica.table.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::Joining
+        };
+        let prefix = format!("{}/{MEMBER_PREFIX}", self.config.chain_path);
+        let data = encode_member_data(&self.config.advertise, readiness, &token);
+        let path = match self.zk.create(
+            &prefix,
+            data,
+            Acl::open_unsafe().clone(),
+            CreateMode::EphemeralSequential,
+        ) {
+            Ok(path) => path,
+            Err(error) => {
+                let view = read_view(&self.zk, &self.config.chain_path)?;
+                let ours = view.members.iter().find(|member| member.token == token);
+                match ours {
+                    Some(member) => format!("{}/{}", self.config.chain_path, member.name),
+                    None => return Err(error),
+                }
+            }
+        };
+        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+        info!(
+            "registered as {name} ({}) at {}",
+            if readiness == Readiness::Ready { "ready" } else { "joining" },
+            self.config.advertise
+        );
+        Ok(Registration { path, name, token })
+    }
+}
+
+struct Registration {
+    /// Full path of our node.
+    path: String,
+    /// Its last component, as peers see it.
+    name: String,
+    /// Random token in our node's data.
+    token: String,
+}
+
+/// Reads the chain: every member's node and data, and the chain node's
+/// child version as the view's epoch.
+pub fn read_view(zk: &ZooKeeper, chain_path: &str) -> Result<ChainView, ZkError> {
+    let children = zk.get_children(chain_path, false)?;
+    let epoch = zk.exists(chain_path, false)?.map_or(0, |stat| stat.cversion as u64);
+    let mut members = Vec::with_capacity(children.len());
+    for child in children {
+        match zk.get_data(&format!("{chain_path}/{child}"), false) {
+            Ok((data, _)) => members.extend(parse_member(&child, &data)),
+            // It left between the listing and the read.
+            Err(ZkError::NoNode) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(ChainView::new(members, epoch))
+}

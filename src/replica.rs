@@ -1,0 +1,715 @@
+//! One server's replica of the chain: the table plus the chain protocol's
+//! state (sequence numbers, commit point, client records for exactly-once,
+//! role). Every write, from a client at the head or from the predecessor,
+//! goes through here under one lock, which fixes the order in which writes
+//! are applied and queued for the successor (the C original forwarded
+//! outside its lock and could reorder replicas).
+//!
+//! Threads around it: connection threads call [`Replica::client_write`] and
+//! [`Replica::read_guard`]; the replication receiver calls
+//! [`Replica::apply_replicated`] and the install methods; the replication
+//! sender drains [`Replica::outbox`] and reports the successor's progress;
+//! the membership thread publishes views and fences.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{info, warn};
+use parking_lot::{Condvar, Mutex};
+
+use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
+use crate::table::Table;
+use crate::view::{ChainView, Position, Readiness};
+
+/// How a request was refused: the error code and a message for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+}
+
+/// Limits of the replication path.
+#[derive(Clone, Debug)]
+pub struct ReplicationLimits {
+    /// Applied writes waiting for the replication sender. Writers wait
+    /// (without holding any lock) while it is this full.
+    pub queue_max: usize,
+    /// Writes forwarded and not yet committed. The sender stops draining
+    /// the queue while it is this long, which pushes back on writers.
+    pub sent_max: usize,
+    /// How long a client write waits for its commit before the client is
+    /// told to retry.
+    pub commit_timeout: Duration,
+    /// Threads that may apply a write at the same moment (connection threads
+    /// plus the replication receiver); sizes the queue's reserve.
+    pub writers_max: usize,
+}
+
+/// Most writes the sender puts in one frame, and the receiver applies under
+/// one lock acquisition.
+pub const REPLICATION_BATCH_MAX: usize = 1024;
+
+impl Default for ReplicationLimits {
+    fn default() -> Self {
+        ReplicationLimits {
+            queue_max: 65_536,
+            sent_max: 262_144,
+            commit_timeout: Duration::from_secs(5),
+            writers_max: crate::limits::CLIENTS_MAX_DEFAULT + 1,
+        }
+    }
+}
+
+/// The replica's published progress, for threads that wait on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Last sequence number applied here.
+    pub applied: u64,
+    /// Last sequence number applied by the tail.
+    pub committed: u64,
+}
+
+/// The full state of the table at one sequence number, for a joining server.
+pub struct Snapshot {
+    pub sequence: u64,
+    pub entries: Vec<(String, Vec<u8>)>,
+    pub clients: Vec<ClientRecord>,
+}
+
+/// Chain role, derived from the view and the hand-over state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Standalone,
+    Head,
+    Middle,
+    Tail,
+    HeadAndTail,
+    Joining,
+    /// Not (or no longer) a member: session lost, or not registered yet.
+    Fenced,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Head => "head",
+            Role::Middle => "middle",
+            Role::Tail => "tail",
+            Role::HeadAndTail => "head+tail",
+            Role::Joining => "joining",
+            Role::Fenced => "fenced",
+        }
+    }
+}
+
+struct ReplicaState {
+    last_applied: u64,
+    /// Latest write per client, for exactly-once retries; replicated with
+    /// the writes and in snapshots.
+    clients: HashMap<u64, ClientRecord>,
+    /// Our place in the chain; `None` in chain mode when we are not a
+    /// member (not registered yet, or fenced). Unused in standalone mode.
+    position: Option<Position>,
+    view_epoch: u64,
+    /// Addresses of the head and tail in the latest view, named in refusals
+    /// so a client can see where to go.
+    head_address: Option<String>,
+    tail_address: Option<String>,
+    /// The table holds a complete history prefix (false while a snapshot is
+    /// being installed); only then may we snapshot it for a successor.
+    installed: bool,
+    /// The joining successor we handed the tail role to.
+    handed_over_to: Option<String>,
+    /// Joining: become ready once this sequence number is applied.
+    promote_at: Option<u64>,
+    /// Highest commit point the successor reported.
+    successor_committed: u64,
+}
+
+impl ReplicaState {
+    /// Whether writes applied here are committed at once: we are the end of
+    /// the chain, or the tail with a joining successor not yet handed over.
+    fn commits_locally(&self, standalone: bool) -> bool {
+        if standalone {
+            return true;
+        }
+        match self.position.as_ref().and_then(|position| position.successor.as_ref()) {
+            None => true,
+            Some(successor) => {
+                successor.readiness == Readiness::Joining
+                    && self.handed_over_to.as_deref() != Some(successor.name.as_str())
+            }
+        }
+    }
+
+    fn role(&self, standalone: bool) -> Role {
+        if standalone {
+            return Role::Standalone;
+        }
+        match &self.position {
+            None => Role::Fenced,
+            Some(position) if position.me.readiness == Readiness::Joining => Role::Joining,
+            Some(position) => match (position.is_head, position.is_tail) {
+                (true, true) => Role::HeadAndTail,
+                (true, false) => Role::Head,
+                (false, true) => Role::Tail,
+                (false, false) => Role::Middle,
+            },
+        }
+    }
+}
+
+pub struct Replica {
+    /// The data.
+    pub table: Table,
+    /// No chain: every write commits at once and every read is allowed.
+    standalone: bool,
+    state: Mutex<ReplicaState>,
+    /// Published copy of the progress, so waiters do not contend with the
+    /// write path's lock.
+    progress: Mutex<Progress>,
+    progress_changed: Condvar,
+    /// The replication queue: applied writes, in sequence order, for the
+    /// sender thread. Enqueued under `state`'s lock, never blocking.
+    outbox_sender: Sender<Write>,
+    outbox_receiver: Receiver<Write>,
+    /// A successor exists, so applied writes are queued. Read without the
+    /// lock by writers waiting for room in the queue.
+    forwarding: AtomicBool,
+    /// Reads are allowed (we are the committing tail, or standalone).
+    readable: AtomicBool,
+    /// Bumped whenever `readable` may have been revoked; a read checks it
+    /// before and after touching the table.
+    read_epoch: AtomicU64,
+    /// Our ZooKeeper session is known to be alive until this instant (as
+    /// milliseconds since `started`); 0 = no lease. Standalone ignores it.
+    lease_until_ms: AtomicU64,
+    started: Instant,
+    /// Writes forwarded and not yet committed (reported by the sender).
+    sent_list_len: AtomicU64,
+    /// Tells the membership thread to announce us ready (after hand-over).
+    ready_requests: Sender<()>,
+    pub limits: ReplicationLimits,
+}
+
+impl Replica {
+    /// A replica with `stripes` table stripes. `ready_requests` receives a
+    /// message when a joining replica has caught up after a hand-over.
+    pub fn new(
+        stripes: usize,
+        standalone: bool,
+        limits: ReplicationLimits,
+        ready_requests: Sender<()>,
+    ) -> Replica {
+        // The queue has room beyond `queue_max` for writers that passed the
+        // admission check at the same time (one write per connection thread,
+        // one batch for the receiver), so enqueueing under the lock never
+        // blocks.
+        let capacity = limits.queue_max + limits.writers_max + REPLICATION_BATCH_MAX;
+        let (outbox_sender, outbox_receiver) = crossbeam_channel::bounded(capacity);
+        Replica {
+            table: Table::new(stripes),
+            standalone,
+            state: Mutex::new(ReplicaState {
+                last_applied: 0,
+                clients: HashMap::new(),
+                position: None,
+                view_epoch: 0,
+                head_address: None,
+                tail_address: None,
+                installed: true,
+                handed_over_to: None,
+                promote_at: None,
+                successor_committed: 0,
+            }),
+            progress: Mutex::new(Progress::default()),
+            progress_changed: Condvar::new(),
+            outbox_sender,
+            outbox_receiver,
+            forwarding: AtomicBool::new(false),
+            readable: AtomicBool::new(standalone),
+            read_epoch: AtomicU64::new(0),
+            lease_until_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            sent_list_len: AtomicU64::new(0),
+            ready_requests,
+            limits,
+        }
+    }
+
+    // ---- client requests ----
+
+    /// Executes a client's put (`value` given) or delete at the head and
+    /// waits for its commit. Returns whether the key existed before. A retry
+    /// (same client and request id) is not applied again: it gets the
+    /// original answer once that write is committed.
+    pub fn client_write(
+        &self,
+        client_id: u64,
+        request_id: u64,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<bool, Refusal> {
+        self.wait_for_queue_room(1)?;
+        let (sequence, found) = {
+            let mut state = self.state.lock();
+            self.check_may_write(&state)?;
+            match state.clients.get(&client_id) {
+                Some(record) if client_id != 0 && record.request_id == request_id => {
+                    (record.sequence, record.found)
+                }
+                Some(record) if client_id != 0 && record.request_id > request_id => {
+                    return Err(Refusal::new(
+                        ErrorCode::ERR_STALE_REQUEST,
+                        format!(
+                            "request {request_id} is older than this client's latest write {}",
+                            record.request_id
+                        ),
+                    ));
+                }
+                _ => {
+                    let mut write = Write::new();
+                    write.sequence = state.last_applied + 1;
+                    write.key = key.to_owned();
+                    write.value = value;
+                    write.client_id = client_id;
+                    write.request_id = request_id;
+                    write.found = self.apply_to_table(&write);
+                    let found = write.found;
+                    let sequence = write.sequence;
+                    self.record_applied(&mut state, write);
+                    (sequence, found)
+                }
+            }
+        };
+        self.wait_committed(sequence)?;
+        Ok(found)
+    }
+
+    /// Runs `read` if this server may answer reads, re-checking afterwards
+    /// that the permission held throughout (a hand-over or fencing in
+    /// between voids the answer).
+    pub fn read_guard<T>(&self, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
+        let epoch = self.read_epoch.load(Ordering::SeqCst);
+        self.check_may_read()?;
+        let answer = read(&self.table);
+        if self.read_epoch.load(Ordering::SeqCst) != epoch {
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                "the chain changed during the read; look again",
+            ));
+        }
+        self.check_may_read()?;
+        Ok(answer)
+    }
+
+    fn check_may_read(&self) -> Result<(), Refusal> {
+        if self.standalone {
+            return Ok(());
+        }
+        if !self.lease_valid() {
+            return Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                "no confirmed ZooKeeper session; not serving",
+            ));
+        }
+        if !self.readable.load(Ordering::SeqCst) {
+            let tail = self.state.lock().tail_address.clone();
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                format!("not the tail; reads go to the tail ({})", tail.as_deref().unwrap_or("unknown")),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_may_write(&self, state: &ReplicaState) -> Result<(), Refusal> {
+        if self.standalone {
+            return Ok(());
+        }
+        if !self.lease_valid() {
+            return Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                "no confirmed ZooKeeper session; not serving",
+            ));
+        }
+        match &state.position {
+            Some(position) if position.is_head => Ok(()),
+            _ => Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                format!(
+                    "not the head; writes go to the head ({})",
+                    state.head_address.as_deref().unwrap_or("unknown")
+                ),
+            )),
+        }
+    }
+
+    /// Waits until `sequence` is committed, or refuses if that takes longer
+    /// than the commit timeout or we stop being part of the chain.
+    fn wait_committed(&self, sequence: u64) -> Result<(), Refusal> {
+        let deadline = Instant::now() + self.limits.commit_timeout;
+        let mut progress = self.progress.lock();
+        while progress.committed < sequence {
+            if self.progress_changed.wait_until(&mut progress, deadline).timed_out() {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_UNAVAILABLE,
+                    format!("write {sequence} not confirmed by the tail in time; retry"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks (holding no lock) while the replication queue is full, so the
+    /// head slows down to what the chain can absorb; gives up after the
+    /// commit timeout (the successor is stuck until ZooKeeper removes it).
+    fn wait_for_queue_room(&self, writes: usize) -> Result<(), Refusal> {
+        let deadline = Instant::now() + self.limits.commit_timeout;
+        while self.forwarding.load(Ordering::Relaxed)
+            && self.outbox_receiver.len() + writes > self.limits.queue_max
+        {
+            if Instant::now() > deadline {
+                return Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, "replication queue full; retry"));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    // ---- applying writes (head and replication receiver) ----
+
+    fn apply_to_table(&self, write: &Write) -> bool {
+        match &write.value {
+            Some(value) => self.table.put(&write.key, value.clone()),
+            None => self.table.delete(&write.key),
+        }
+    }
+
+    /// Book-keeping after `write` was applied to the table, under the lock:
+    /// sequence, client record, queue for the successor, progress.
+    fn record_applied(&self, state: &mut ReplicaState, write: Write) {
+        assert_eq!(write.sequence, state.last_applied + 1, "writes are applied in sequence order");
+        state.last_applied = write.sequence;
+        if write.client_id != 0 {
+            let mut record = ClientRecord::new();
+            record.client_id = write.client_id;
+            record.request_id = write.request_id;
+            record.sequence = write.sequence;
+            record.found = write.found;
+            state.clients.insert(write.client_id, record);
+        }
+        if self.forwarding.load(Ordering::Relaxed) {
+            self.outbox_sender.try_send(write).expect("the replication queue has room reserved");
+        }
+        self.publish_progress(state);
+    }
+
+    /// Applies writes from our predecessor `sender`, in order. Writes we
+    /// already have are skipped (resends after a reconnection).
+    pub fn apply_replicated(&self, sender: &str, writes: Vec<Write>) -> Result<(), Refusal> {
+        self.wait_for_queue_room(writes.len())?;
+        let mut state = self.state.lock();
+        self.check_predecessor(&state, sender)?;
+        for write in writes {
+            if write.sequence <= state.last_applied {
+                continue;
+            }
+            if write.sequence != state.last_applied + 1 {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_INTERNAL,
+                    format!(
+                        "gap in the write stream: expected {} got {}",
+                        state.last_applied + 1,
+                        write.sequence
+                    ),
+                ));
+            }
+            self.apply_to_table(&write);
+            self.record_applied(&mut state, write);
+        }
+        self.maybe_request_ready(&state);
+        Ok(())
+    }
+
+    /// Whether `sender` is our current predecessor (writes from anyone else
+    /// are refused).
+    pub fn accepts_from(&self, sender: &str) -> Result<(), Refusal> {
+        self.check_predecessor(&self.state.lock(), sender)
+    }
+
+    fn check_predecessor(&self, state: &ReplicaState, sender: &str) -> Result<(), Refusal> {
+        let predecessor = state.position.as_ref().and_then(|position| position.predecessor.as_ref());
+        match predecessor {
+            Some(predecessor) if predecessor.name == sender => Ok(()),
+            _ => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, format!("{sender} is not my predecessor"))),
+        }
+    }
+
+    /// Answers a predecessor's hello: accepted only from our current
+    /// predecessor. Returns (last applied, wants snapshot). A joining
+    /// replica always starts over from a fresh snapshot.
+    pub fn welcome(&self, sender: &str) -> Result<(u64, bool), Refusal> {
+        let state = self.state.lock();
+        self.check_predecessor(&state, sender)?;
+        let joining =
+            state.position.as_ref().is_some_and(|position| position.me.readiness == Readiness::Joining);
+        Ok((state.last_applied, joining || !state.installed))
+    }
+
+    // ---- state transfer ----
+
+    /// A snapshot for a successor, taken atomically with its sequence number;
+    /// from here on every applied write is queued for the successor. `None`
+    /// while our own table is incomplete (we are still joining).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let state = self.state.lock();
+        if !state.installed {
+            return None;
+        }
+        self.forwarding.store(true, Ordering::SeqCst);
+        Some(Snapshot {
+            sequence: state.last_applied,
+            entries: self.table.entries(),
+            clients: state.clients.values().cloned().collect(),
+        })
+    }
+
+    /// Installs one chunk of a snapshot from `sender`. The first chunk
+    /// empties the table; the last sets our sequence number.
+    pub fn install_chunk(&self, sender: &str, chunk: SnapshotChunk, first: bool) -> Result<(), Refusal> {
+        let mut state = self.state.lock();
+        self.check_predecessor(&state, sender)?;
+        if first {
+            self.table.clear();
+            state.clients.clear();
+            state.last_applied = 0;
+            state.installed = false;
+        }
+        for entry in chunk.entries {
+            self.table.put(&entry.key, entry.value);
+        }
+        for record in chunk.clients {
+            state.clients.insert(record.client_id, record);
+        }
+        if chunk.last {
+            state.last_applied = chunk.sequence;
+            state.installed = true;
+            self.publish_progress(&state);
+            self.maybe_request_ready(&state);
+        }
+        Ok(())
+    }
+
+    /// Hand-over, joining side: our predecessor stopped committing on its
+    /// own; we become ready once we have applied `sequence`.
+    pub fn set_promote_at(&self, sender: &str, sequence: u64) -> Result<(), Refusal> {
+        let mut state = self.state.lock();
+        self.check_predecessor(&state, sender)?;
+        info!("hand-over from {sender}: ready once write {sequence} is applied");
+        state.promote_at = Some(sequence);
+        self.maybe_request_ready(&state);
+        Ok(())
+    }
+
+    fn maybe_request_ready(&self, state: &ReplicaState) {
+        if let Some(sequence) = state.promote_at
+            && state.installed
+            && state.last_applied >= sequence
+        {
+            // The membership thread may be busy; one pending request is enough.
+            let _ = self.ready_requests.try_send(());
+        }
+    }
+
+    /// Hand-over, tail side: if our joining successor `successor` has applied
+    /// everything we have, stop committing on our own and return the
+    /// sequence number it must reach before it may announce itself ready.
+    pub fn try_hand_over(&self, successor: &str, successor_applied: u64) -> Option<u64> {
+        let mut state = self.state.lock();
+        let position = state.position.as_ref()?;
+        let joining_successor = position
+            .successor
+            .as_ref()
+            .is_some_and(|member| member.name == successor && member.readiness == Readiness::Joining);
+        if !position.is_tail
+            || !joining_successor
+            || state.handed_over_to.as_deref() == Some(successor)
+            || successor_applied < state.last_applied
+        {
+            return None;
+        }
+        info!("{successor} has caught up at write {}; handing the tail role over", state.last_applied);
+        state.handed_over_to = Some(successor.to_owned());
+        self.update_readable(&state);
+        Some(state.last_applied)
+    }
+
+    /// The successor reports its progress (cumulative).
+    pub fn on_successor_progress(&self, successor: &str, committed: u64) {
+        let mut state = self.state.lock();
+        let current = state.position.as_ref().and_then(|position| position.successor.as_ref());
+        if current.is_none_or(|member| member.name != successor) {
+            return;
+        }
+        state.successor_committed = state.successor_committed.max(committed.min(state.last_applied));
+        self.publish_progress(&state);
+    }
+
+    /// Publishes applied/committed for waiters.
+    fn publish_progress(&self, state: &ReplicaState) {
+        let committed = if state.commits_locally(self.standalone) {
+            state.last_applied
+        } else {
+            state.successor_committed
+        };
+        let mut progress = self.progress.lock();
+        let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
+        if next != *progress {
+            *progress = next;
+            self.progress_changed.notify_all();
+        }
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> Progress {
+        *self.progress.lock()
+    }
+
+    /// Waits up to `timeout` for progress different from `seen`.
+    pub fn wait_progress_change(&self, seen: Progress, timeout: Duration) -> Progress {
+        let mut progress = self.progress.lock();
+        if *progress == seen {
+            self.progress_changed.wait_for(&mut progress, timeout);
+        }
+        *progress
+    }
+
+    // ---- membership ----
+
+    /// Installs a new view of the chain (`me` is our node name).
+    pub fn set_view(&self, view: &ChainView, me: &str) {
+        let mut state = self.state.lock();
+        if view.epoch < state.view_epoch {
+            return;
+        }
+        state.view_epoch = view.epoch;
+        state.head_address = view.head().map(|member| member.address.clone());
+        state.tail_address = view.tail().map(|member| member.address.clone());
+        let position = view.position_of(me);
+        let old_role = state.role(self.standalone);
+        let old_successor = state.position.as_ref().and_then(|position| position.successor.clone());
+        state.position = position;
+        let successor = state.position.as_ref().and_then(|position| position.successor.clone());
+        if successor.as_ref().map(|member| &member.name) != old_successor.as_ref().map(|member| &member.name)
+        {
+            match &successor {
+                Some(member) => info!("successor is now {member}"),
+                None => info!("no successor now"),
+            }
+        }
+        if successor.as_ref().map(|member| &member.name) != state.handed_over_to.as_ref() {
+            state.handed_over_to = None;
+        }
+        self.forwarding.store(successor.is_some(), Ordering::SeqCst);
+        let role = state.role(self.standalone);
+        if role != old_role {
+            let (index, length) =
+                state.position.as_ref().map_or((0, 0), |position| (position.index, position.chain_length));
+            info!("chain role: {} (position {index} of {length})", role.name());
+        }
+        self.update_readable(&state);
+        self.publish_progress(&state);
+    }
+
+    /// Our place in the chain, if we are a member.
+    pub fn position(&self) -> Option<Position> {
+        self.state.lock().position.clone()
+    }
+
+    pub fn role(&self) -> Role {
+        self.state.lock().role(self.standalone)
+    }
+
+    fn update_readable(&self, state: &ReplicaState) {
+        let readable = self.standalone
+            || (state.position.as_ref().is_some_and(|position| position.is_tail)
+                && state.commits_locally(false));
+        if !readable {
+            self.read_epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        self.readable.store(readable, Ordering::SeqCst);
+    }
+
+    /// Stop serving at once: our session is gone or unconfirmed.
+    pub fn fence(&self, reason: &str) {
+        let mut state = self.state.lock();
+        if state.position.is_some() {
+            warn!("fenced: {reason}");
+        }
+        state.position = None;
+        state.handed_over_to = None;
+        state.promote_at = None;
+        self.lease_until_ms.store(0, Ordering::SeqCst);
+        self.forwarding.store(false, Ordering::SeqCst);
+        self.update_readable(&state);
+    }
+
+    /// Forget everything, to rejoin as a new, empty server.
+    pub fn reset(&self) {
+        let mut state = self.state.lock();
+        self.table.clear();
+        state.clients.clear();
+        state.last_applied = 0;
+        state.successor_committed = 0;
+        state.installed = true;
+        state.view_epoch = 0;
+        *self.progress.lock() = Progress::default();
+        while self.outbox_receiver.try_recv().is_ok() {}
+    }
+
+    /// Extends the lease: the session is alive until `until`.
+    pub fn renew_lease(&self, until: Instant) {
+        let millis = until.saturating_duration_since(self.started).as_millis() as u64;
+        self.lease_until_ms.fetch_max(millis, Ordering::SeqCst);
+    }
+
+    fn lease_valid(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        now < self.lease_until_ms.load(Ordering::SeqCst)
+    }
+
+    // ---- replication sender ----
+
+    /// The replication queue, drained by the sender thread.
+    pub fn outbox(&self) -> &Receiver<Write> {
+        &self.outbox_receiver
+    }
+
+    /// Whether applied writes are being queued for a successor.
+    pub fn is_forwarding(&self) -> bool {
+        self.forwarding.load(Ordering::SeqCst)
+    }
+
+    pub fn set_sent_list_len(&self, length: usize) {
+        self.sent_list_len.store(length as u64, Ordering::Relaxed);
+    }
+
+    pub fn sent_list_len(&self) -> u64 {
+        self.sent_list_len.load(Ordering::Relaxed)
+    }
+
+    /// The view epoch we act on.
+    pub fn view_epoch(&self) -> u64 {
+        self.state.lock().view_epoch
+    }
+}

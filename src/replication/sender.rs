@@ -1,0 +1,351 @@
+//! Predecessor side of a replication link: one thread that drains the
+//! replica's queue into a blocking connection to the current successor, in
+//! batches, keeps the Sent list (writes forwarded and not yet committed),
+//! resends it after a successor change, and streams a snapshot to a joining
+//! successor. A helper thread per link reads the successor's cumulative acks.
+
+use std::collections::VecDeque;
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+use log::{debug, info};
+
+use super::{HEARTBEAT_INTERVAL, SNAPSHOT_CHUNK_ENTRIES, WRITE_TIMEOUT};
+use crate::proto::{
+    ClientRecord, Downstream, Entry, Opcode, ReplicaHello, Request, Response, SnapshotChunk, Upstream, Write,
+};
+use crate::replica::{REPLICATION_BATCH_MAX, Replica, Snapshot};
+use crate::view::Member;
+use crate::wire::{self, FrameError, FrameWriter};
+
+/// Pause before reconnecting after a failed link.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long the sender waits on the queue before looking at the view again.
+const QUEUE_POLL: Duration = Duration::from_millis(10);
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Read buffer of the ack stream (acks are tiny).
+const ACK_READ_BUFFER_BYTES: usize = 4096;
+
+/// Writes forwarded to the successor and not yet committed, contiguous in
+/// sequence numbers, plus what is known about continuity.
+#[derive(Default)]
+struct SentList {
+    writes: VecDeque<Write>,
+    /// Every write after `base` up to `last` is in `writes` or was
+    /// committed; `None` when continuity was lost (writes were dropped while
+    /// there was no successor), which forces a snapshot.
+    range: Option<(u64, u64)>,
+}
+
+impl SentList {
+    /// Takes `write` from the queue. Returns false if it does not follow the
+    /// previous one (continuity lost: the successor needs a snapshot).
+    fn push(&mut self, write: Write) -> bool {
+        match self.range {
+            Some((_, last)) if write.sequence <= last => true, // already covered by a snapshot
+            Some((base, last)) if write.sequence == last + 1 => {
+                self.range = Some((base, write.sequence));
+                self.writes.push_back(write);
+                true
+            }
+            _ => {
+                self.writes.clear();
+                self.range = Some((write.sequence - 1, write.sequence));
+                self.writes.push_back(write);
+                false
+            }
+        }
+    }
+
+    /// Drops writes up to `committed`.
+    fn trim(&mut self, committed: u64) {
+        while self.writes.front().is_some_and(|write| write.sequence <= committed) {
+            self.writes.pop_front();
+        }
+    }
+
+    /// Can a successor that applied up to `applied` resume from here?
+    fn can_resume_after(&self, applied: u64) -> bool {
+        match self.range {
+            Some((base, last)) => {
+                let first_held = self.writes.front().map_or(last + 1, |write| write.sequence);
+                base <= applied && applied <= last && first_held <= applied + 1
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&mut self) {
+        self.writes.clear();
+        self.range = None;
+    }
+
+    /// Restart after a snapshot at `sequence`.
+    fn restart_at(&mut self, sequence: u64) {
+        self.writes.clear();
+        self.range = Some((sequence, sequence));
+    }
+}
+
+/// The successor's latest cumulative ack, shared with the ack reader.
+#[derive(Default)]
+struct Acks {
+    applied: AtomicU64,
+    committed: AtomicU64,
+    /// The ack stream ended: the link is broken.
+    closed: AtomicBool,
+}
+
+/// Runs until `stopping` is set.
+pub fn run(replica: &Replica, stopping: &AtomicBool, frame_bytes_max: usize) {
+    let mut sent = SentList::default();
+    while !stopping.load(Ordering::SeqCst) {
+        let successor = replica.position().and_then(|position| Some((position.me, position.successor?)));
+        let Some((me, successor)) = successor else {
+            if !replica.is_forwarding() {
+                // Nobody to forward to: what was queued will never be sent.
+                while replica.outbox().try_recv().is_ok() {}
+                sent.forget();
+                replica.set_sent_list_len(0);
+            }
+            thread::sleep(QUEUE_POLL);
+            continue;
+        };
+        match replicate_to(replica, &me.name, &successor, &mut sent, stopping, frame_bytes_max) {
+            Ok(()) => {}
+            Err(error) => {
+                debug!("replication to {successor}: {error}");
+                thread::sleep(RECONNECT_PAUSE);
+            }
+        }
+    }
+}
+
+/// One link to `successor`, until it breaks, the view changes or we stop.
+fn replicate_to(
+    replica: &Replica,
+    me: &str,
+    successor: &Member,
+    sent: &mut SentList,
+    stopping: &AtomicBool,
+    frame_bytes_max: usize,
+) -> Result<(), FrameError> {
+    let address = successor
+        .address
+        .to_socket_addrs()
+        .map_err(FrameError::Io)?
+        .next()
+        .ok_or_else(|| FrameError::Malformed(format!("{} resolves to nothing", successor.address)))?;
+    let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(FrameError::Io)?;
+    stream.set_nodelay(true).map_err(FrameError::Io)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(FrameError::Io)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(FrameError::Io)?;
+    let (mut reader, mut writer) =
+        wire::split(stream, frame_bytes_max, ACK_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
+
+    let mut hello = Request::new();
+    hello.opcode = Opcode::OP_REPLICATE.into();
+    let mut greeting = ReplicaHello::new();
+    greeting.sender = me.to_owned();
+    greeting.receiver = successor.name.clone();
+    greeting.epoch = replica.view_epoch();
+    hello.replica_hello = Some(greeting).into();
+    writer.send(&hello)?;
+    let response = reader.receive::<Response>()?.ok_or(FrameError::Truncated)?;
+    let welcome = response.replica_welcome.into_option().unwrap_or_default();
+    if !welcome.accepted {
+        return Err(FrameError::Malformed(format!("{successor} refused the link: {}", welcome.reason)));
+    }
+    reader.stream().set_read_timeout(None).map_err(FrameError::Io)?;
+
+    pull_queue(replica, sent, usize::MAX);
+    if welcome.wants_snapshot || !sent.can_resume_after(welcome.last_applied) {
+        let Some(snapshot) = replica.snapshot() else {
+            return Err(FrameError::Malformed("our own state transfer is not complete yet".into()));
+        };
+        sent.restart_at(snapshot.sequence);
+        send_snapshot(&mut writer, snapshot, successor)?;
+    } else {
+        info!("resuming replication to {successor} after write {}", welcome.last_applied);
+        let resend: Vec<Write> =
+            sent.writes.iter().filter(|write| write.sequence > welcome.last_applied).cloned().collect();
+        for batch in resend.chunks(REPLICATION_BATCH_MAX) {
+            let mut downstream = Downstream::new();
+            downstream.writes = batch.to_vec();
+            writer.send(&downstream)?;
+        }
+    }
+
+    let acks = Acks::default();
+    thread::scope(|scope| {
+        let ack_reader = thread::Builder::new()
+            .name("replication-acks-in".into())
+            .spawn_scoped(scope, || {
+                // Commits are reported to the replica here, at once, so the
+                // head's waiting clients do not wait for the sender's loop.
+                while let Ok(Some(upstream)) = reader.receive::<Upstream>() {
+                    acks.applied.fetch_max(upstream.applied, Ordering::SeqCst);
+                    acks.committed.fetch_max(upstream.committed, Ordering::SeqCst);
+                    replica.on_successor_progress(&successor.name, upstream.committed);
+                }
+                acks.closed.store(true, Ordering::SeqCst);
+            })
+            .map_err(FrameError::Io)?;
+        let result = stream_writes(replica, successor, sent, &mut writer, &acks, stopping);
+        let _ = writer.stream().shutdown(Shutdown::Both);
+        let _ = ack_reader.join();
+        result
+    })
+}
+
+/// Steady state: forward queued writes in batches, trim on acks, hand over
+/// the tail role when a joining successor has caught up.
+fn stream_writes(
+    replica: &Replica,
+    successor: &Member,
+    sent: &mut SentList,
+    writer: &mut FrameWriter,
+    acks: &Acks,
+    stopping: &AtomicBool,
+) -> Result<(), FrameError> {
+    let mut last_frame = Instant::now();
+    while !stopping.load(Ordering::SeqCst) {
+        let still_successor = replica
+            .position()
+            .and_then(|position| position.successor)
+            .is_some_and(|member| member.name == successor.name);
+        if !still_successor {
+            return Ok(());
+        }
+        if acks.closed.load(Ordering::SeqCst) {
+            return Err(FrameError::Truncated);
+        }
+        sent.trim(acks.committed.load(Ordering::SeqCst));
+        replica.set_sent_list_len(sent.writes.len());
+
+        let mut downstream = Downstream::new();
+        if let Some(promote_at) = replica.try_hand_over(&successor.name, acks.applied.load(Ordering::SeqCst))
+        {
+            downstream.promote_at = Some(promote_at);
+        }
+        let room = replica.limits.sent_max.saturating_sub(sent.writes.len()).min(REPLICATION_BATCH_MAX);
+        if room == 0 {
+            thread::sleep(Duration::from_millis(1));
+        } else {
+            let before = sent.writes.len();
+            let continuous = pull_queue_waiting(replica, sent, room);
+            if !continuous {
+                return Err(FrameError::Malformed(
+                    "writes were dropped; the successor needs a snapshot".into(),
+                ));
+            }
+            downstream.writes = sent.writes.range(before..).cloned().collect();
+        }
+        let idle = last_frame.elapsed() >= HEARTBEAT_INTERVAL;
+        if !downstream.writes.is_empty() || downstream.promote_at.is_some() || idle {
+            writer.send(&downstream)?;
+            last_frame = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Moves up to `limit` queued writes into the Sent list without waiting.
+/// Returns false if continuity was lost.
+fn pull_queue(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
+    let mut continuous = true;
+    for write in replica.outbox().try_iter().take(limit) {
+        continuous &= sent.push(write);
+    }
+    continuous
+}
+
+/// Like [`pull_queue`], but waits briefly for the first write.
+fn pull_queue_waiting(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
+    match replica.outbox().recv_timeout(QUEUE_POLL) {
+        Ok(write) => {
+            let continuous = sent.push(write);
+            pull_queue(replica, sent, limit - 1) && continuous
+        }
+        Err(RecvTimeoutError::Timeout) => true,
+        Err(RecvTimeoutError::Disconnected) => unreachable!("the replica owns both ends of its queue"),
+    }
+}
+
+/// Streams `snapshot` in chunks.
+fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Member) -> Result<(), FrameError> {
+    let started = Instant::now();
+    let total_keys = snapshot.entries.len() as u64;
+    info!("state transfer to {successor}: {total_keys} keys at write {}", snapshot.sequence);
+    let mut clients: Vec<ClientRecord> = snapshot.clients;
+    let mut entries = snapshot.entries.into_iter().peekable();
+    loop {
+        let mut chunk = SnapshotChunk::new();
+        chunk.sequence = snapshot.sequence;
+        chunk.total_keys = total_keys;
+        chunk.entries = entries
+            .by_ref()
+            .take(SNAPSHOT_CHUNK_ENTRIES)
+            .map(|(key, value)| {
+                let mut entry = Entry::new();
+                entry.key = key;
+                entry.value = value;
+                entry
+            })
+            .collect();
+        let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);
+        chunk.clients = clients.drain(..client_count).collect();
+        chunk.last = entries.peek().is_none() && clients.is_empty();
+        let last = chunk.last;
+        let mut downstream = Downstream::new();
+        downstream.snapshot = Some(chunk).into();
+        writer.send(&downstream)?;
+        if last {
+            break;
+        }
+    }
+    info!("state transfer to {successor} sent in {} ms", started.elapsed().as_millis());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(sequence: u64) -> Write {
+        let mut write = Write::new();
+        write.sequence = sequence;
+        write
+    }
+
+    #[test]
+    fn sent_list_tracks_continuity() {
+        let mut sent = SentList::default();
+        assert!(!sent.can_resume_after(0), "nothing known yet: snapshot");
+        sent.restart_at(10);
+        assert!(sent.can_resume_after(10));
+        assert!(sent.push(write(11)));
+        assert!(sent.push(write(12)));
+        assert!(sent.push(write(12)), "a write covered already is ignored");
+        assert_eq!(sent.writes.len(), 2);
+        assert!(sent.can_resume_after(10));
+        assert!(sent.can_resume_after(12));
+        assert!(!sent.can_resume_after(9), "write 10 is not held");
+        assert!(!sent.can_resume_after(13), "the successor cannot be ahead of us");
+        sent.trim(11);
+        assert_eq!(sent.writes.front().unwrap().sequence, 12);
+        assert!(sent.can_resume_after(11));
+        assert!(!sent.can_resume_after(10), "write 11 was trimmed");
+        assert!(!sent.push(write(20)), "a gap breaks continuity");
+        assert!(!sent.can_resume_after(12));
+        assert!(sent.can_resume_after(19));
+        sent.forget();
+        assert!(!sent.can_resume_after(19));
+    }
+}

@@ -1,0 +1,226 @@
+//! The chain as ZooKeeper shows it, and where one server stands in it. Pure
+//! data and functions: no ZooKeeper calls here, so the rules are unit-tested.
+//!
+//! Every live server has a child `node<10-digit sequence>` of the chain node
+//! with data `host:port ready|joining token`. Ready servers form the chain,
+//! ordered by sequence: the lowest is the head, the highest the tail. A
+//! joining server sits after them and its predecessor is the server just
+//! before it (the tail, or another joining server).
+
+use std::fmt;
+
+/// The state a server announces in its ZooKeeper node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Receiving a state transfer; serves nothing.
+    Joining,
+    /// Holds the chain's history; part of the chain proper.
+    Ready,
+}
+
+/// One server as registered in ZooKeeper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// ZooKeeper child name, e.g. `node0000000007`.
+    pub name: String,
+    /// The sequence number ZooKeeper appended to the name.
+    pub sequence: u64,
+    /// `host:port` for clients and peers.
+    pub address: String,
+    pub readiness: Readiness,
+    /// Random token chosen at registration, to recognise our own node after
+    /// a create whose reply was lost.
+    pub token: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.address)
+    }
+}
+
+/// Prefix of every member node's name.
+pub const MEMBER_PREFIX: &str = "node";
+
+/// The node data for a member: `host:port state token`.
+pub fn encode_member_data(address: &str, readiness: Readiness, token: &str) -> Vec<u8> {
+    let state = match readiness {
+        Readiness::Joining => "joining",
+        Readiness::Ready => "ready",
+    };
+    format!("{address} {state} {token}").into_bytes()
+}
+
+/// Parses a child name and its data; `None` for anything that is not a
+/// well-formed member (other tools' nodes are ignored, not fatal).
+pub fn parse_member(name: &str, data: &[u8]) -> Option<Member> {
+    let sequence = name.strip_prefix(MEMBER_PREFIX)?.parse().ok()?;
+    let text = std::str::from_utf8(data).ok()?;
+    let mut words = text.split_whitespace();
+    let address = words.next()?.to_owned();
+    let readiness = match words.next() {
+        // A bare address (as the original project wrote) counts as ready.
+        None | Some("ready") => Readiness::Ready,
+        Some("joining") => Readiness::Joining,
+        Some(_) => return None,
+    };
+    let token = words.next().unwrap_or_default().to_owned();
+    Some(Member { name: name.to_owned(), sequence, address, readiness, token })
+}
+
+/// A consistent reading of the chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainView {
+    /// Every member, sorted by sequence.
+    pub members: Vec<Member>,
+    /// ZooKeeper's child version of the chain node when this was read;
+    /// larger means newer.
+    pub epoch: u64,
+}
+
+impl ChainView {
+    pub fn new(mut members: Vec<Member>, epoch: u64) -> ChainView {
+        members.sort_by_key(|member| member.sequence);
+        ChainView { members, epoch }
+    }
+
+    /// The ready members in chain order.
+    pub fn ready(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|member| member.readiness == Readiness::Ready)
+    }
+
+    pub fn head(&self) -> Option<&Member> {
+        self.ready().next()
+    }
+
+    pub fn tail(&self) -> Option<&Member> {
+        self.ready().last()
+    }
+
+    /// The members in replication order: ready ones, then joining ones.
+    pub fn replication_order(&self) -> Vec<&Member> {
+        let joining = self.members.iter().filter(|member| member.readiness == Readiness::Joining);
+        self.ready().chain(joining).collect()
+    }
+
+    /// Where the member called `name` stands; `None` if it is not in the view.
+    pub fn position_of(&self, name: &str) -> Option<Position> {
+        let order = self.replication_order();
+        let index = order.iter().position(|member| member.name == name)?;
+        let me = order[index].clone();
+        let ready_count = self.ready().count();
+        Some(Position {
+            predecessor: index.checked_sub(1).map(|before| order[before].clone()),
+            successor: order.get(index + 1).map(|&after| after.clone()),
+            is_head: index == 0 && me.readiness == Readiness::Ready,
+            is_tail: me.readiness == Readiness::Ready && index + 1 == ready_count,
+            index,
+            chain_length: ready_count,
+            me,
+        })
+    }
+}
+
+/// One server's place in a [`ChainView`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub me: Member,
+    /// Who may send us writes.
+    pub predecessor: Option<Member>,
+    /// Whom we forward writes to.
+    pub successor: Option<Member>,
+    /// First ready member: assigns sequence numbers to client writes.
+    pub is_head: bool,
+    /// Last ready member: commits writes and answers reads (until it hands
+    /// over to a joining successor).
+    pub is_tail: bool,
+    /// 0-based index in replication order.
+    pub index: usize,
+    /// Ready members in the chain.
+    pub chain_length: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(sequence: u64, readiness: Readiness) -> Member {
+        Member {
+            name: format!("node{sequence:010}"),
+            sequence,
+            address: format!("127.0.0.1:{}", 7000 + sequence),
+            readiness,
+            token: format!("t{sequence}"),
+        }
+    }
+
+    #[test]
+    fn member_data_round_trip() {
+        let data = encode_member_data("10.0.0.1:7000", Readiness::Joining, "abc");
+        let parsed = parse_member("node0000000042", &data).unwrap();
+        assert_eq!(parsed.sequence, 42);
+        assert_eq!(parsed.address, "10.0.0.1:7000");
+        assert_eq!(parsed.readiness, Readiness::Joining);
+        assert_eq!(parsed.token, "abc");
+        // The original project's bare address is a ready member.
+        assert_eq!(parse_member("node0000000001", b"h:1").unwrap().readiness, Readiness::Ready);
+        assert!(parse_member("lock-1", b"h:1").is_none());
+        assert!(parse_member("node0000000001", b"").is_none());
+        assert!(parse_member("node0000000001", b"h:1 sleeping").is_none());
+        assert!(parse_member("node0000000001", &[0xff]).is_none());
+    }
+
+    #[test]
+    fn positions_in_a_ready_chain() {
+        let view = ChainView::new(
+            vec![member(3, Readiness::Ready), member(1, Readiness::Ready), member(2, Readiness::Ready)],
+            5,
+        );
+        assert_eq!(view.head().unwrap().sequence, 1);
+        assert_eq!(view.tail().unwrap().sequence, 3);
+        let head = view.position_of("node0000000001").unwrap();
+        assert!(head.is_head && !head.is_tail);
+        assert_eq!(head.predecessor, None);
+        assert_eq!(head.successor.unwrap().sequence, 2);
+        let middle = view.position_of("node0000000002").unwrap();
+        assert!(!middle.is_head && !middle.is_tail);
+        let tail = view.position_of("node0000000003").unwrap();
+        assert!(tail.is_tail && tail.successor.is_none());
+        assert_eq!(tail.chain_length, 3);
+        assert!(view.position_of("node0000000009").is_none());
+    }
+
+    #[test]
+    fn joining_members_follow_the_tail() {
+        // A joiner with a lower sequence than a ready member (it registered
+        // before the other became ready again is impossible, but a rejoin
+        // after fencing gets a new, higher sequence; still, order by state).
+        let view = ChainView::new(
+            vec![member(1, Readiness::Ready), member(2, Readiness::Joining), member(3, Readiness::Ready)],
+            1,
+        );
+        let order: Vec<u64> = view.replication_order().iter().map(|member| member.sequence).collect();
+        assert_eq!(order, vec![1, 3, 2]);
+        let tail = view.position_of("node0000000003").unwrap();
+        assert!(tail.is_tail);
+        assert_eq!(tail.successor.as_ref().unwrap().sequence, 2);
+        let joiner = view.position_of("node0000000002").unwrap();
+        assert!(!joiner.is_head && !joiner.is_tail);
+        assert_eq!(joiner.predecessor.unwrap().sequence, 3);
+    }
+
+    #[test]
+    fn only_joining_members_means_no_chain() {
+        let view = ChainView::new(vec![member(4, Readiness::Joining)], 1);
+        assert!(view.head().is_none());
+        let joiner = view.position_of("node0000000004").unwrap();
+        assert!(!joiner.is_head && !joiner.is_tail && joiner.predecessor.is_none());
+    }
+
+    #[test]
+    fn single_ready_member_is_head_and_tail() {
+        let view = ChainView::new(vec![member(1, Readiness::Ready)], 1);
+        let only = view.position_of("node0000000001").unwrap();
+        assert!(only.is_head && only.is_tail);
+    }
+}
