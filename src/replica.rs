@@ -360,6 +360,12 @@ impl Replica {
         let deadline = Instant::now() + self.limits.commit_timeout;
         let mut progress = self.progress.lock();
         while progress.committed < sequence {
+            if !self.standalone && !self.lease_valid() {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_UNAVAILABLE,
+                    format!("lost the ZooKeeper session before write {sequence} was confirmed; retry"),
+                ));
+            }
             if self.progress_changed.wait_until(&mut progress, deadline).timed_out() {
                 return Err(Refusal::new(
                     ErrorCode::ERR_UNAVAILABLE,
@@ -490,10 +496,11 @@ impl Replica {
         let mut state = self.state.lock();
         self.check_predecessor(&state, sender)?;
         if first {
+            state.installed = false;
+            self.update_readable(&state);
             self.table.clear();
             state.clients.clear();
             state.last_applied = 0;
-            state.installed = false;
         }
         for entry in chunk.entries {
             self.table.put(&entry.key, entry.value);
@@ -504,6 +511,7 @@ impl Replica {
         if chunk.last {
             state.last_applied = chunk.sequence;
             state.installed = true;
+            self.update_readable(&state);
             self.publish_progress(&state);
             self.maybe_request_ready(&state);
         }
@@ -642,7 +650,8 @@ impl Replica {
 
     fn update_readable(&self, state: &ReplicaState) {
         let readable = self.standalone
-            || (state.position.as_ref().is_some_and(|position| position.is_tail)
+            || (state.installed
+                && state.position.as_ref().is_some_and(|position| position.is_tail)
                 && state.commits_locally(false));
         if !readable {
             self.read_epoch.fetch_add(1, Ordering::SeqCst);
@@ -662,6 +671,9 @@ impl Replica {
         self.lease_until_ms.store(0, Ordering::SeqCst);
         self.forwarding.store(false, Ordering::SeqCst);
         self.update_readable(&state);
+        // Wake writers waiting for commits: they must give up now.
+        let _progress = self.progress.lock();
+        self.progress_changed.notify_all();
     }
 
     /// Forget everything, to rejoin as a new, empty server.
@@ -711,5 +723,211 @@ impl Replica {
     /// The view epoch we act on.
     pub fn view_epoch(&self) -> u64 {
         self.state.lock().view_epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::Member;
+    use std::sync::Arc;
+    use std::thread;
+
+    fn member(sequence: u64, readiness: Readiness) -> Member {
+        Member {
+            name: format!("node{sequence:010}"),
+            sequence,
+            address: format!("127.0.0.1:{}", 7000 + sequence),
+            readiness,
+            token: String::new(),
+        }
+    }
+
+    fn name(sequence: u64) -> String {
+        format!("node{sequence:010}")
+    }
+
+    fn replica() -> Arc<Replica> {
+        let (ready_sender, _) = crossbeam_channel::bounded(1);
+        let limits = ReplicationLimits { commit_timeout: Duration::from_secs(2), ..ReplicationLimits::default() };
+        let replica = Replica::new(8, false, limits, ready_sender);
+        replica.renew_lease(Instant::now() + Duration::from_secs(60));
+        Arc::new(replica)
+    }
+
+    /// Replicas for the members of `view`, each told the view.
+    fn chain(view: &ChainView) -> Vec<Arc<Replica>> {
+        view.members
+            .iter()
+            .map(|member| {
+                let replica = replica();
+                replica.set_view(view, &member.name);
+                replica
+            })
+            .collect()
+    }
+
+    /// Moves every queued write from `from` to `to`, then `to`'s commit
+    /// point back to `from`: one round of the replication threads' work.
+    fn forward(from: &Replica, from_name: &str, to: &Replica, to_name: &str) {
+        let writes: Vec<Write> = from.outbox().try_iter().collect();
+        to.apply_replicated(from_name, writes).unwrap();
+        from.on_successor_progress(to_name, to.progress().committed);
+    }
+
+    fn ready_view(sequences: &[u64]) -> ChainView {
+        ChainView::new(sequences.iter().map(|&sequence| member(sequence, Readiness::Ready)).collect(), 1)
+    }
+
+    #[test]
+    fn a_write_commits_only_when_the_tail_has_it() {
+        let view = ready_view(&[1, 2, 3]);
+        let replicas = chain(&view);
+        let head = Arc::clone(&replicas[0]);
+        let writer = thread::spawn(move || head.client_write(7, 1, "k", Some(b"v".to_vec())));
+        // Wait until the head applied it.
+        while replicas[0].progress().applied < 1 {
+            thread::yield_now();
+        }
+        assert_eq!(replicas[0].progress().committed, 0, "not committed before the tail has it");
+        forward(&replicas[1], &name(2), &replicas[2], &name(3)); // nothing yet
+        forward(&replicas[0], &name(1), &replicas[1], &name(2));
+        assert_eq!(replicas[1].progress(), Progress { applied: 1, committed: 0 });
+        forward(&replicas[1], &name(2), &replicas[2], &name(3));
+        assert_eq!(replicas[2].progress(), Progress { applied: 1, committed: 1 });
+        forward(&replicas[0], &name(1), &replicas[1], &name(2));
+        assert_eq!(writer.join().unwrap(), Ok(false));
+        for replica in &replicas {
+            assert_eq!(replica.table.get("k"), Some(b"v".to_vec()));
+        }
+    }
+
+    #[test]
+    fn roles_decide_who_reads_and_writes() {
+        let replicas = chain(&ready_view(&[1, 2]));
+        assert_eq!(replicas[0].role(), Role::Head);
+        assert_eq!(replicas[1].role(), Role::Tail);
+        assert_eq!(replicas[0].read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
+        assert_eq!(replicas[1].read_guard(|table| table.len()), Ok(0));
+        let refusal = replicas[1].client_write(1, 1, "k", None).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
+        assert!(refusal.message.contains("127.0.0.1:7001"), "names the head: {}", refusal.message);
+    }
+
+    #[test]
+    fn writes_only_from_the_current_predecessor_in_order() {
+        let replicas = chain(&ready_view(&[1, 2, 3]));
+        let mut write = Write::new();
+        write.sequence = 1;
+        write.key = "k".into();
+        write.value = Some(b"v".to_vec());
+        let refusal = replicas[2].apply_replicated(&name(1), vec![write.clone()]).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
+        replicas[2].apply_replicated(&name(2), vec![write.clone()]).unwrap();
+        // A resend of what it has is skipped; a gap is refused.
+        replicas[2].apply_replicated(&name(2), vec![write.clone()]).unwrap();
+        write.sequence = 3;
+        assert!(replicas[2].apply_replicated(&name(2), vec![write]).is_err());
+        assert_eq!(replicas[2].progress().applied, 1);
+    }
+
+    #[test]
+    fn retried_write_after_head_failure_is_applied_once() {
+        let replicas = chain(&ready_view(&[1, 2]));
+        replicas[0].table.put("k", b"old".to_vec());
+        // The head applies and forwards a delete, then dies before answering.
+        let head = Arc::clone(&replicas[0]);
+        let writer = thread::spawn(move || head.client_write(42, 7, "k", None));
+        while replicas[0].progress().applied < 1 {
+            thread::yield_now();
+        }
+        let writes: Vec<Write> = replicas[0].outbox().try_iter().collect();
+        replicas[1].table.put("k", b"old".to_vec());
+        replicas[1].apply_replicated(&name(1), writes).unwrap();
+        replicas[0].fence("killed in the test");
+        assert!(writer.join().unwrap().is_err(), "the old head never answered");
+        // The successor becomes the head; the client retries there.
+        replicas[1].set_view(&ready_view(&[2]), &name(2));
+        assert_eq!(replicas[1].role(), Role::HeadAndTail);
+        assert_eq!(replicas[1].client_write(42, 7, "k", None), Ok(true), "original answer: the key existed");
+        assert_eq!(replicas[1].progress().applied, 1, "not applied twice");
+        // A newer request from the same client is applied.
+        assert_eq!(replicas[1].client_write(42, 8, "k", None), Ok(false));
+        let stale = replicas[1].client_write(42, 7, "k", None).unwrap_err();
+        assert_eq!(stale.code, ErrorCode::ERR_STALE_REQUEST);
+    }
+
+    #[test]
+    fn tail_failure_makes_the_predecessor_commit() {
+        let replicas = chain(&ready_view(&[1, 2]));
+        let head = Arc::clone(&replicas[0]);
+        let writer = thread::spawn(move || head.client_write(1, 1, "k", Some(b"v".to_vec())));
+        while replicas[0].progress().applied < 1 {
+            thread::yield_now();
+        }
+        replicas[0].set_view(&ready_view(&[1]), &name(1));
+        assert_eq!(writer.join().unwrap(), Ok(false));
+        assert_eq!(replicas[0].read_guard(|table| table.get("k")), Ok(Some(b"v".to_vec())));
+    }
+
+    #[test]
+    fn join_with_snapshot_and_hand_over() {
+        let tail = replica();
+        let ready = ready_view(&[1]);
+        tail.set_view(&ready, &name(1));
+        tail.client_write(1, 1, "a", Some(b"1".to_vec())).unwrap();
+        let joining_view =
+            ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Joining)], 2);
+        tail.set_view(&joining_view, &name(1));
+        let (ready_sender, ready_requests) = crossbeam_channel::bounded(1);
+        let joiner = Replica::new(8, false, ReplicationLimits::default(), ready_sender);
+        joiner.renew_lease(Instant::now() + Duration::from_secs(60));
+        joiner.set_view(&joining_view, &name(2));
+        assert_eq!(joiner.role(), Role::Joining);
+        assert_eq!(joiner.welcome(&name(1)), Ok((0, true)));
+
+        // The tail keeps committing on its own while the joiner catches up.
+        let snapshot = tail.snapshot().unwrap();
+        assert_eq!(tail.client_write(1, 2, "b", Some(b"2".to_vec())), Ok(false));
+        let mut chunk = SnapshotChunk::new();
+        chunk.sequence = snapshot.sequence;
+        chunk.last = true;
+        for (key, value) in snapshot.entries {
+            let mut entry = crate::proto::Entry::new();
+            entry.key = key;
+            entry.value = value;
+            chunk.entries.push(entry);
+        }
+        joiner.install_chunk(&name(1), chunk, true).unwrap();
+        assert!(tail.try_hand_over(&name(2), joiner.progress().applied).is_none(), "not caught up yet");
+        let writes: Vec<Write> = tail.outbox().try_iter().collect();
+        assert_eq!(writes.len(), 1, "only the write after the snapshot is streamed");
+        joiner.apply_replicated(&name(1), writes).unwrap();
+        assert_eq!(joiner.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
+
+        let promote_at = tail.try_hand_over(&name(2), joiner.progress().applied).unwrap();
+        assert_eq!(promote_at, 2);
+        assert!(tail.read_guard(|table| table.len()).is_err(), "the old tail stops answering reads at once");
+        joiner.set_promote_at(&name(1), promote_at).unwrap();
+        assert!(ready_requests.try_recv().is_ok(), "the joiner asks to be announced ready");
+        let promoted = ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Ready)], 2);
+        joiner.set_view(&promoted, &name(2));
+        tail.set_view(&promoted, &name(1));
+        assert_eq!(joiner.read_guard(|table| table.keys()), Ok(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(tail.role(), Role::Head);
+    }
+
+    #[test]
+    fn fenced_replica_serves_nothing() {
+        let replicas = chain(&ready_view(&[1]));
+        replicas[0].fence("test");
+        assert_eq!(replicas[0].role(), Role::Fenced);
+        assert!(replicas[0].read_guard(|table| table.len()).is_err());
+        assert!(replicas[0].client_write(1, 1, "k", None).is_err());
+        // An expired lease alone also stops service.
+        let unleased = replica();
+        unleased.set_view(&ready_view(&[1]), &name(1));
+        unleased.lease_until_ms.store(0, Ordering::SeqCst);
+        assert_eq!(unleased.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_UNAVAILABLE);
     }
 }
