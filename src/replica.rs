@@ -749,7 +749,8 @@ mod tests {
 
     fn replica() -> Arc<Replica> {
         let (ready_sender, _) = crossbeam_channel::bounded(1);
-        let limits = ReplicationLimits { commit_timeout: Duration::from_secs(2), ..ReplicationLimits::default() };
+        let limits =
+            ReplicationLimits { commit_timeout: Duration::from_secs(2), ..ReplicationLimits::default() };
         let replica = Replica::new(8, false, limits, ready_sender);
         replica.renew_lease(Instant::now() + Duration::from_secs(60));
         Arc::new(replica)

@@ -10,6 +10,7 @@ use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::{Refusal, Replica};
 use crate::stats::ServerStats;
+use crate::table::Table;
 
 /// The state every connection thread shares.
 pub struct Service {
@@ -73,6 +74,7 @@ impl Service {
             Refusal::new(ErrorCode::ERR_UNKNOWN_OPCODE, format!("unknown opcode {value}"))
         })?;
         let mut response = Response::new();
+        let local = request.local_read;
         match opcode {
             Opcode::OP_PUT => {
                 let value = self.checked_value(request.value.take())?;
@@ -86,15 +88,15 @@ impl Service {
             }
             Opcode::OP_GET => {
                 let key = self.checked_key(&request)?;
-                if let Some(value) = self.replica.read_guard(|table| table.get(key))? {
+                if let Some(value) = self.read(local, |table| table.get(key))? {
                     response.found = true;
                     response.value = value;
                 }
             }
-            Opcode::OP_SIZE => response.size = self.replica.read_guard(|table| table.len())?,
-            Opcode::OP_GETKEYS => response.keys = self.replica.read_guard(|table| table.keys())?,
+            Opcode::OP_SIZE => response.size = self.read(local, |table| table.len())?,
+            Opcode::OP_GETKEYS => response.keys = self.read(local, |table| table.keys())?,
             Opcode::OP_GETTABLE => {
-                let entries = self.replica.read_guard(|table| table.entries())?;
+                let entries = self.read(local, |table| table.entries())?;
                 response.entries = entries
                     .into_iter()
                     .map(|(key, value)| {
@@ -120,6 +122,13 @@ impl Service {
             }
         }
         Ok((opcode, response))
+    }
+
+    /// Runs a read on the table: as the chain allows (tail only), or on this
+    /// server's own table whatever its role when the request asks for a
+    /// `local_read` (operators' convergence checks; may be stale).
+    fn read<T>(&self, local: bool, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
+        if local { Ok(read(&self.replica.table)) } else { self.replica.read_guard(read) }
     }
 
     /// Server counters plus the replica's chain state.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod zookeeper;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,7 @@ impl ServerProcess {
             .arg("0")
             .arg(table_size.to_string())
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,zookeeper=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -74,6 +76,25 @@ impl ServerProcess {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits until the server's log contains `text`.
+    #[track_caller]
+    pub fn wait_for_log(&self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("'{text}' not in the log of {} after {limit:?}:\n{}", self.address, self.log());
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the server to exit; `None` if it is still running after `limit`.

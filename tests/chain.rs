@@ -1,0 +1,182 @@
+//! Chain replication with a real ZooKeeper and real server processes:
+//! replicas converge, and a server joins under continuous writes without a
+//! stale read.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chaintable::client::{Client, ClientError, ClientOptions, Connection};
+use chaintable::proto::{ErrorCode, Opcode, Request};
+use common::ServerProcess;
+use common::zookeeper::ZooKeeperProcess;
+
+const SERVER_START: Duration = Duration::from_secs(30);
+
+/// Starts a chain server registered in `zookeeper`; waits until it is a
+/// ready member (the first one starts the chain, later ones join).
+fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -> ServerProcess {
+    let mut args = vec![zookeeper.address(), "--zk-timeout-ms".into(), "1000".into()];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(64, &args);
+    server.wait_for_log(if first { "(ready)" } else { "announced ready" }, SERVER_START);
+    server
+}
+
+fn start_chain(zookeeper: &ZooKeeperProcess, length: usize) -> Vec<ServerProcess> {
+    (0..length).map(|index| start_member(zookeeper, index == 0, &[])).collect()
+}
+
+/// The whole table of one server, read locally whatever its role.
+fn local_table(address: &str) -> Vec<(String, Vec<u8>)> {
+    let mut connection = Connection::open(address, &ClientOptions::default()).unwrap();
+    let mut request = Request::new();
+    request.opcode = Opcode::OP_GETTABLE.into();
+    request.local_read = true;
+    let response = connection.call(&request).unwrap();
+    assert_eq!(response.opcode.enum_value(), Ok(Opcode::OP_GETTABLE), "{}", response.error_message);
+    response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect()
+}
+
+/// Waits until every server's table is the same, and returns it.
+fn converged(servers: &[&ServerProcess]) -> Vec<(String, Vec<u8>)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tables: Vec<_> = servers.iter().map(|server| local_table(&server.address)).collect();
+        if tables.windows(2).all(|pair| pair[0] == pair[1]) {
+            return tables.into_iter().next().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: sizes {:?}",
+            tables.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn direct(server: &ServerProcess) -> Client {
+    Client::new(&server.address, ClientOptions::default())
+}
+
+#[test]
+fn three_servers_hold_identical_tables() {
+    let zookeeper = ZooKeeperProcess::start();
+    let servers = start_chain(&zookeeper, 3);
+    let mut head = direct(&servers[0]);
+    for index in 0..300 {
+        head.put(&format!("key{index}"), format!("value{index}")).unwrap();
+    }
+    for index in (0..300).step_by(3) {
+        assert!(head.delete(&format!("key{index}")).unwrap());
+    }
+    // Writes are answered only after the tail has them: the tail reads them at once.
+    let mut tail = direct(&servers[2]);
+    assert_eq!(tail.get("key1").unwrap(), Some(b"value1".to_vec()));
+    assert_eq!(tail.size().unwrap(), 200);
+    let table = converged(&servers.iter().collect::<Vec<_>>());
+    assert_eq!(table.len(), 200);
+    // Roles are enforced.
+    assert!(matches!(
+        direct(&servers[1]).get("key1"),
+        Err(ClientError::Server { code: ErrorCode::ERR_WRONG_ROLE, .. })
+    ));
+    assert!(matches!(tail.put("k", "v"), Err(ClientError::Server { code: ErrorCode::ERR_WRONG_ROLE, .. })));
+    let roles: Vec<String> = servers.iter().map(|server| direct(server).stats().unwrap().role).collect();
+    assert_eq!(roles, ["head", "middle", "tail"]);
+}
+
+/// A third server joins a chain holding 100,000 keys while a writer keeps
+/// writing and a reader keeps reading a counter from whichever server is the
+/// tail: afterwards the newcomer holds everything, and no read ever returned
+/// a value older than the last write acknowledged before the read began.
+#[test]
+fn join_under_writes_without_stale_reads() {
+    const KEYS: usize = 100_000;
+    const LOADERS: usize = 8;
+    let zookeeper = ZooKeeperProcess::start();
+    let mut servers = start_chain(&zookeeper, 2);
+    let head_address = servers[0].address.clone();
+    let loaders: Vec<_> = (0..LOADERS)
+        .map(|loader| {
+            let address = head_address.clone();
+            thread::spawn(move || {
+                let mut client = Client::new(&address, ClientOptions::default());
+                for index in (loader..KEYS).step_by(LOADERS) {
+                    client.put(&format!("bulk{index:06}"), vec![b'x'; 100]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for loader in loaders {
+        loader.join().unwrap();
+    }
+
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (address, acknowledged, stop) =
+            (head_address.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut client = Client::new(&address, ClientOptions::default());
+            let mut counter = 0u64;
+            while !stop.load(Ordering::SeqCst) && counter < 1_000_000 {
+                counter += 1;
+                client.put("counter", counter.to_string()).unwrap();
+                client.put(&format!("during{counter}"), "x").unwrap();
+                acknowledged.store(counter, Ordering::SeqCst);
+            }
+            counter
+        })
+    };
+    let old_tail = servers[1].address.clone();
+    let newcomer = ServerProcess::start(64, &[&zookeeper.address(), "--zk-timeout-ms", "1000"]);
+    let reader = {
+        let (addresses, acknowledged, stop) =
+            (vec![old_tail, newcomer.address.clone()], Arc::clone(&acknowledged), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut clients: Vec<Client> =
+                addresses.iter().map(|address| Client::new(address, ClientOptions::default())).collect();
+            let mut answered = [0u64; 2];
+            while !stop.load(Ordering::SeqCst) && answered.iter().sum::<u64>() < 10_000_000 {
+                for (index, client) in clients.iter_mut().enumerate() {
+                    let floor = acknowledged.load(Ordering::SeqCst);
+                    match client.get("counter") {
+                        Ok(value) => {
+                            let value: u64 =
+                                value.map_or(0, |bytes| String::from_utf8(bytes).unwrap().parse().unwrap());
+                            assert!(value >= floor, "stale read: {value} after {floor} was acknowledged");
+                            answered[index] += 1;
+                        }
+                        // Not the tail (yet, or any more), or not registered yet.
+                        Err(ClientError::Server {
+                            code: ErrorCode::ERR_WRONG_ROLE | ErrorCode::ERR_UNAVAILABLE,
+                            ..
+                        }) => {}
+                        Err(error) => panic!("read failed: {error}"),
+                    }
+                }
+            }
+            answered
+        })
+    };
+    newcomer.wait_for_log("announced ready", Duration::from_secs(60));
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    let [old_tail_reads, newcomer_reads] = reader.join().unwrap();
+    assert!(writes > 0, "no write during the join");
+    assert!(
+        old_tail_reads > 0 && newcomer_reads > 0,
+        "reads: old tail {old_tail_reads}, newcomer {newcomer_reads}"
+    );
+    assert!(newcomer.log().contains("state transfer from"), "{}", newcomer.log());
+    servers.push(newcomer);
+    let table = converged(&servers.iter().collect::<Vec<_>>());
+    assert_eq!(table.len(), KEYS + 1 + writes as usize);
+    assert_eq!(direct(&servers[2]).stats().unwrap().role, "tail");
+}
