@@ -84,8 +84,7 @@ pub fn run(
                 if config.exit_on_expiry {
                     return MembershipEnd::Expired;
                 }
-                info!("rejoining the chain as a new, empty server");
-                replica.reset();
+                info!("rejoining the chain");
             }
             Err(error) => {
                 replica.fence(&format!("ZooKeeper: {error}"));
@@ -171,7 +170,7 @@ impl<'config> Session<'config> {
                     return Ok(SessionEnd::Expired("our node is not in the chain".into()));
                 }
                 replica.set_view(&view, &registration.name);
-                view_dirty = false;
+                view_dirty = self.start_chain_if_due(&view, &registration)?;
             }
             let wait = next_check.saturating_duration_since(Instant::now());
             select! {
@@ -206,17 +205,43 @@ impl<'config> Session<'config> {
         }
     }
 
-    /// Creates our EPHEMERAL_SEQUENTIAL node: ready if the chain has no ready
-    /// member (we start it), joining otherwise. A create whose reply was
-    /// lost may still have created the node, so after an error we look for
-    /// our token before trying again.
+    /// When no member is ready and we are the one to start the chain (see
+    /// [`ChainView::bootstrap_candidate`]), announce ourselves ready. A
+    /// recovering member first waits one session timeout, so every survivor
+    /// of an outage has re-registered and the longest history wins. Returns
+    /// whether the view must be read again.
+    fn start_chain_if_due(&self, view: &ChainView, registration: &Registration) -> Result<bool, ZkError> {
+        let Some(candidate) = view.bootstrap_candidate() else {
+            return Ok(false);
+        };
+        if candidate.name != registration.name {
+            return Ok(false);
+        }
+        let recovering = matches!(candidate.readiness, Readiness::Recovering { .. });
+        if recovering && registration.at.elapsed() < self.config.session_timeout {
+            return Ok(false);
+        }
+        let data = encode_member_data(&self.config.advertise, Readiness::Ready, &registration.token);
+        self.zk.set_data(&registration.path, data, None)?;
+        info!("no ready member: starting the chain ({})", candidate.readiness);
+        Ok(true)
+    }
+
+    /// Creates our EPHEMERAL_SEQUENTIAL node. We join empty when a chain
+    /// exists; when none does and we hold a former member's complete table,
+    /// we offer it to restart the chain ("recovering"). A create whose reply
+    /// was lost may still have created the node, so after an error we look
+    /// for our token before trying again.
     fn register(&self, replica: &Replica) -> Result<Registration, ZkError> {
         let token = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
         let view = read_view(&self.zk, &self.config.chain_path)?;
-        let readiness = if view.head().is_none() && replica.table.is_empty() {
-            Readiness::Ready
-        } else {
-            Readiness::Joining
+        let recoverable = replica.recoverable_history().filter(|_| view.head().is_none());
+        let readiness = match recoverable {
+            Some(last_applied) => Readiness::Recovering { last_applied },
+            None => {
+                replica.reset();
+                Readiness::Joining
+            }
         };
         let prefix = format!("{}/{MEMBER_PREFIX}", self.config.chain_path);
         let data = encode_member_data(&self.config.advertise, readiness, &token);
@@ -237,12 +262,8 @@ impl<'config> Session<'config> {
             }
         };
         let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-        info!(
-            "registered as {name} ({}) at {}",
-            if readiness == Readiness::Ready { "ready" } else { "joining" },
-            self.config.advertise
-        );
-        Ok(Registration { path, name, token })
+        info!("registered as {name} ({readiness}) at {}", self.config.advertise);
+        Ok(Registration { path, name, token, at: Instant::now() })
     }
 }
 
@@ -253,6 +274,8 @@ struct Registration {
     name: String,
     /// Random token in our node's data.
     token: String,
+    /// When we registered (a recovering member waits before restarting a chain).
+    at: Instant,
 }
 
 /// Reads the chain: every member's node and data, and the chain node's

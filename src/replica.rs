@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::table::Table;
-use crate::view::{ChainView, Position, Readiness};
+use crate::view::{ChainView, Position};
 
 /// How a request was refused: the error code and a message for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +133,10 @@ struct ReplicaState {
     promote_at: Option<u64>,
     /// Highest commit point the successor reported.
     successor_committed: u64,
+    /// We were a ready member and our table is the chain's history up to
+    /// `last_applied` (kept through fencing, so a chain whose members all
+    /// lost their sessions can restart from it).
+    was_ready: bool,
 }
 
 impl ReplicaState {
@@ -145,7 +149,7 @@ impl ReplicaState {
         match self.position.as_ref().and_then(|position| position.successor.as_ref()) {
             None => true,
             Some(successor) => {
-                successor.readiness == Readiness::Joining
+                !successor.readiness.is_ready()
                     && self.handed_over_to.as_deref() != Some(successor.name.as_str())
             }
         }
@@ -157,7 +161,7 @@ impl ReplicaState {
         }
         match &self.position {
             None => Role::Fenced,
-            Some(position) if position.me.readiness == Readiness::Joining => Role::Joining,
+            Some(position) if !position.me.readiness.is_ready() => Role::Joining,
             Some(position) => match (position.is_head, position.is_tail) {
                 (true, true) => Role::HeadAndTail,
                 (true, false) => Role::Head,
@@ -230,6 +234,7 @@ impl Replica {
                 handed_over_to: None,
                 promote_at: None,
                 successor_committed: 0,
+                was_ready: false,
             }),
             progress: Mutex::new(Progress::default()),
             progress_changed: Condvar::new(),
@@ -467,8 +472,7 @@ impl Replica {
     pub fn welcome(&self, sender: &str) -> Result<(u64, bool), Refusal> {
         let state = self.state.lock();
         self.check_predecessor(&state, sender)?;
-        let joining =
-            state.position.as_ref().is_some_and(|position| position.me.readiness == Readiness::Joining);
+        let joining = state.position.as_ref().is_some_and(|position| !position.me.readiness.is_ready());
         Ok((state.last_applied, joining || !state.installed))
     }
 
@@ -548,7 +552,7 @@ impl Replica {
         let joining_successor = position
             .successor
             .as_ref()
-            .is_some_and(|member| member.name == successor && member.readiness == Readiness::Joining);
+            .is_some_and(|member| member.name == successor && !member.readiness.is_ready());
         if !position.is_tail
             || !joining_successor
             || state.handed_over_to.as_deref() == Some(successor)
@@ -617,6 +621,9 @@ impl Replica {
         let old_role = state.role(self.standalone);
         let old_successor = state.position.as_ref().and_then(|position| position.successor.clone());
         state.position = position;
+        if state.position.as_ref().is_some_and(|position| position.me.readiness.is_ready()) {
+            state.was_ready = true;
+        }
         let successor = state.position.as_ref().and_then(|position| position.successor.clone());
         if successor.as_ref().map(|member| &member.name) != old_successor.as_ref().map(|member| &member.name)
         {
@@ -676,9 +683,17 @@ impl Replica {
         self.progress_changed.notify_all();
     }
 
+    /// The last write applied, if our table is a complete history that can
+    /// restart a chain (we were a ready member); `None` otherwise.
+    pub fn recoverable_history(&self) -> Option<u64> {
+        let state = self.state.lock();
+        (state.was_ready && state.installed).then_some(state.last_applied)
+    }
+
     /// Forget everything, to rejoin as a new, empty server.
     pub fn reset(&self) {
         let mut state = self.state.lock();
+        state.was_ready = false;
         self.table.clear();
         state.clients.clear();
         state.last_applied = 0;
@@ -729,7 +744,7 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::Member;
+    use crate::view::{Member, Readiness};
     use std::sync::Arc;
     use std::thread;
 

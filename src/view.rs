@@ -12,10 +12,32 @@ use std::fmt;
 /// The state a server announces in its ZooKeeper node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readiness {
-    /// Receiving a state transfer; serves nothing.
+    /// New or reset: waits for a state transfer; serves nothing.
     Joining,
+    /// Was a ready member and kept its complete table (up to write
+    /// `last_applied`) after losing its session. It joins like a newcomer
+    /// when a chain exists; when none does (every member lost its session,
+    /// e.g. a long ZooKeeper outage), the one with the longest history
+    /// restarts the chain with its data instead of losing everything.
+    Recovering { last_applied: u64 },
     /// Holds the chain's history; part of the chain proper.
     Ready,
+}
+
+impl Readiness {
+    pub fn is_ready(self) -> bool {
+        self == Readiness::Ready
+    }
+}
+
+impl fmt::Display for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Readiness::Joining => write!(f, "joining"),
+            Readiness::Recovering { last_applied } => write!(f, "recovering:{last_applied}"),
+            Readiness::Ready => write!(f, "ready"),
+        }
+    }
 }
 
 /// One server as registered in ZooKeeper.
@@ -44,11 +66,7 @@ pub const MEMBER_PREFIX: &str = "node";
 
 /// The node data for a member: `host:port state token`.
 pub fn encode_member_data(address: &str, readiness: Readiness, token: &str) -> Vec<u8> {
-    let state = match readiness {
-        Readiness::Joining => "joining",
-        Readiness::Ready => "ready",
-    };
-    format!("{address} {state} {token}").into_bytes()
+    format!("{address} {readiness} {token}").into_bytes()
 }
 
 /// Parses a child name and its data; `None` for anything that is not a
@@ -62,7 +80,10 @@ pub fn parse_member(name: &str, data: &[u8]) -> Option<Member> {
         // A bare address (as the original project wrote) counts as ready.
         None | Some("ready") => Readiness::Ready,
         Some("joining") => Readiness::Joining,
-        Some(_) => return None,
+        Some(state) => {
+            let last_applied = state.strip_prefix("recovering:")?.parse().ok()?;
+            Readiness::Recovering { last_applied }
+        }
     };
     let token = words.next().unwrap_or_default().to_owned();
     Some(Member { name: name.to_owned(), sequence, address, readiness, token })
@@ -86,7 +107,29 @@ impl ChainView {
 
     /// The ready members in chain order.
     pub fn ready(&self) -> impl Iterator<Item = &Member> {
-        self.members.iter().filter(|member| member.readiness == Readiness::Ready)
+        self.members.iter().filter(|member| member.readiness.is_ready())
+    }
+
+    /// When no member is ready (a new chain, or every member lost its
+    /// session), the member that should start the chain: the recovering one
+    /// with the longest history (lowest sequence on ties), else the first
+    /// joining one (a new, empty chain). `None` while a ready member exists.
+    pub fn bootstrap_candidate(&self) -> Option<&Member> {
+        if self.head().is_some() {
+            return None;
+        }
+        let recovering = self
+            .members
+            .iter()
+            .filter_map(|member| match member.readiness {
+                Readiness::Recovering { last_applied } => Some((member, last_applied)),
+                _ => None,
+            })
+            .max_by_key(|(member, last_applied)| (*last_applied, std::cmp::Reverse(member.sequence)));
+        match recovering {
+            Some((member, _)) => Some(member),
+            None => self.members.first(),
+        }
     }
 
     pub fn head(&self) -> Option<&Member> {
@@ -99,7 +142,7 @@ impl ChainView {
 
     /// The members in replication order: ready ones, then joining ones.
     pub fn replication_order(&self) -> Vec<&Member> {
-        let joining = self.members.iter().filter(|member| member.readiness == Readiness::Joining);
+        let joining = self.members.iter().filter(|member| !member.readiness.is_ready());
         self.ready().chain(joining).collect()
     }
 
@@ -112,8 +155,8 @@ impl ChainView {
         Some(Position {
             predecessor: index.checked_sub(1).map(|before| order[before].clone()),
             successor: order.get(index + 1).map(|&after| after.clone()),
-            is_head: index == 0 && me.readiness == Readiness::Ready,
-            is_tail: me.readiness == Readiness::Ready && index + 1 == ready_count,
+            is_head: index == 0 && me.readiness.is_ready(),
+            is_tail: me.readiness.is_ready() && index + 1 == ready_count,
             index,
             chain_length: ready_count,
             me,
@@ -168,6 +211,36 @@ mod tests {
         assert!(parse_member("node0000000001", b"").is_none());
         assert!(parse_member("node0000000001", b"h:1 sleeping").is_none());
         assert!(parse_member("node0000000001", &[0xff]).is_none());
+        let recovering = encode_member_data("h:1", Readiness::Recovering { last_applied: 77 }, "t");
+        assert_eq!(
+            parse_member("node0000000003", &recovering).unwrap().readiness,
+            Readiness::Recovering { last_applied: 77 }
+        );
+        assert!(parse_member("node0000000001", b"h:1 recovering:x").is_none());
+    }
+
+    #[test]
+    fn bootstrap_prefers_the_longest_history() {
+        let mut recovering_short = member(1, Readiness::Recovering { last_applied: 5 });
+        recovering_short.readiness = Readiness::Recovering { last_applied: 5 };
+        let view = ChainView::new(
+            vec![
+                member(0, Readiness::Joining),
+                recovering_short,
+                member(2, Readiness::Recovering { last_applied: 9 }),
+                member(3, Readiness::Recovering { last_applied: 9 }),
+            ],
+            1,
+        );
+        assert_eq!(view.bootstrap_candidate().unwrap().sequence, 2);
+        let empty = ChainView::new(vec![member(4, Readiness::Joining), member(3, Readiness::Joining)], 1);
+        assert_eq!(empty.bootstrap_candidate().unwrap().sequence, 3);
+        let with_chain = ChainView::new(
+            vec![member(1, Readiness::Ready), member(2, Readiness::Recovering { last_applied: 100 })],
+            1,
+        );
+        assert!(with_chain.bootstrap_candidate().is_none(), "a chain exists: nobody bootstraps");
+        assert!(ChainView::default().bootstrap_candidate().is_none());
     }
 
     #[test]

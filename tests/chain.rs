@@ -23,7 +23,7 @@ fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -> Se
     args.extend(extra.iter().map(|arg| arg.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(64, &args);
-    server.wait_for_log(if first { "(ready)" } else { "announced ready" }, SERVER_START);
+    server.wait_for_log(if first { "starting the chain" } else { "announced ready" }, SERVER_START);
     server
 }
 

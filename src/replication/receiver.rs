@@ -5,7 +5,7 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -76,7 +76,7 @@ fn receive_stream(
     stopping: &AtomicBool,
 ) -> Result<(), FrameError> {
     let refused = |refusal: crate::replica::Refusal| FrameError::Malformed(refusal.message);
-    let mut snapshot_started = false;
+    let mut snapshot_started = None;
     let mut snapshot_keys = 0u64;
     while !stopping.load(Ordering::SeqCst) {
         let Some(downstream) = reader.receive::<Downstream>()? else {
@@ -88,10 +88,13 @@ fn receive_stream(
         if let Some(chunk) = downstream.snapshot.into_option() {
             let (total, last, sequence) = (chunk.total_keys, chunk.last, chunk.sequence);
             snapshot_keys += chunk.entries.len() as u64;
-            replica.install_chunk(sender, chunk, !snapshot_started).map_err(refused)?;
-            snapshot_started = true;
+            replica.install_chunk(sender, chunk, snapshot_started.is_none()).map_err(refused)?;
+            let started = *snapshot_started.get_or_insert_with(Instant::now);
             if last {
-                info!("state transfer from {sender} complete: {snapshot_keys} keys at write {sequence}");
+                info!(
+                    "state transfer from {sender} complete: {snapshot_keys} keys at write {sequence} in {} ms",
+                    started.elapsed().as_millis()
+                );
             } else if snapshot_keys.is_multiple_of(super::SNAPSHOT_CHUNK_ENTRIES as u64 * 16) {
                 info!("state transfer from {sender}: {snapshot_keys} of {total} keys");
             }
