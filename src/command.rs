@@ -160,8 +160,7 @@ fn split_word(text: &str) -> (&str, &str) {
     let text = text.trim_start();
     match text.find(char::is_whitespace) {
         Some(end) => {
-            let rest = &text[end..];
-            let rest = rest.strip_prefix(|c: char| c.is_whitespace()).unwrap_or(rest);
+            let rest = text[end..].trim_start_matches([' ', '\t']);
             (&text[..end], rest.trim_end_matches(['\n', '\r']))
         }
         None => (text.trim_end_matches(['\n', '\r']), ""),
@@ -345,6 +344,11 @@ mod tests {
             Ok(Some(Command::Put { key: "greeting".into(), value: b"hello,   world ".to_vec() }))
         );
         assert_eq!(parse_line("  g key"), Ok(Some(Command::Get { key: "key".into() })));
+        assert_eq!(
+            parse_line("put k \t  v  w"),
+            Ok(Some(Command::Put { key: "k".into(), value: b"v  w".to_vec() })),
+            "the whole run of blanks after the key separates it from the value"
+        );
         assert_eq!(parse_line("del key\n"), Ok(Some(Command::Del { key: "key".into() })));
         assert_eq!(parse_line("q"), Ok(Some(Command::Quit)));
         assert_eq!(parse_line("help"), Ok(Some(Command::Help)));

@@ -136,12 +136,14 @@ impl<'config> Session<'config> {
         ready_requests: &Receiver<()>,
         stopping: &AtomicBool,
     ) -> Result<SessionEnd, ZkError> {
-        let timeout = self.config.session_timeout;
-        let check_interval = timeout / LEASE_CHECKS_PER_TIMEOUT;
+        // A hand-over request from before this registration is void.
+        while ready_requests.try_recv().is_ok() {}
         let registration = self.register(replica)?;
+        let check_interval = self.config.session_timeout / LEASE_CHECKS_PER_TIMEOUT;
         let mut owner = None;
         let mut next_check = Instant::now();
         let mut view_dirty = true;
+        let mut ready_pending = false;
         loop {
             if stopping.load(Ordering::SeqCst) {
                 // Closing the session (on drop) removes our node at once.
@@ -149,30 +151,35 @@ impl<'config> Session<'config> {
             }
             if Instant::now() >= next_check {
                 next_check = Instant::now() + check_interval;
-                let sent_at = Instant::now();
-                match self.zk.exists(&registration.path, false) {
-                    Ok(Some(stat)) => {
-                        if *owner.get_or_insert(stat.ephemeral_owner) != stat.ephemeral_owner {
-                            return Ok(SessionEnd::Expired("our node belongs to another session".into()));
-                        }
-                        replica.renew_lease(sent_at + timeout.mul_f64(LEASE_SHARE));
-                    }
-                    Ok(None) => return Ok(SessionEnd::Expired("our node is gone".into())),
-                    Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
-                    Err(error) => warn!("cannot confirm the ZooKeeper session: {error:?}"),
+                if let Some(end) = self.confirm_session(replica, &registration, &mut owner) {
+                    return Ok(end);
                 }
                 // Safety net against lost watches.
                 view_dirty = true;
             }
-            if view_dirty {
-                let view = read_view(&self.zk, &self.config.chain_path)?;
-                if view.position_of(&registration.name).is_none() {
-                    return Ok(SessionEnd::Expired("our node is not in the chain".into()));
-                }
-                replica.set_view(&view, &registration.name);
-                view_dirty = self.start_chain_if_due(&view, &registration)?;
+            if ready_pending {
+                ready_pending = !self.announce(&registration, Readiness::Ready)?;
+                view_dirty |= !ready_pending;
             }
-            let wait = next_check.saturating_duration_since(Instant::now());
+            if view_dirty {
+                match read_view(&self.zk, &self.config.chain_path) {
+                    Ok(view) => {
+                        if view.position_of(&registration.name).is_none() {
+                            return Ok(SessionEnd::Expired("our node is not in the chain".into()));
+                        }
+                        replica.set_view(&view, &registration.name);
+                        view_dirty = self.start_chain_if_due(&view, &registration)?;
+                    }
+                    Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
+                    // The lease runs out if this lasts; the crate reports
+                    // the session closed if it is lost.
+                    Err(error) => warn!("cannot read the chain: {error:?}"),
+                }
+            }
+            let mut wait = next_check.saturating_duration_since(Instant::now());
+            if view_dirty || ready_pending {
+                wait = wait.min(RETRY_PAUSE);
+            }
             select! {
                 recv(self.events) -> event => match event {
                     Ok(Event::ChainChanged) => view_dirty = true,
@@ -191,17 +198,49 @@ impl<'config> Session<'config> {
                     Ok(Event::State(state)) => info!("ZooKeeper connection: {state:?}"),
                     Err(_) => unreachable!("the session holds a sender"),
                 },
-                recv(ready_requests) -> _ => {
-                    self.zk.set_data(
-                        &registration.path,
-                        encode_member_data(&self.config.advertise, Readiness::Ready, &registration.token),
-                        None,
-                    )?;
-                    info!("caught up: announced ready in ZooKeeper");
-                    view_dirty = true;
-                }
+                recv(ready_requests) -> _ => ready_pending = true,
                 default(wait) => {}
             }
+        }
+    }
+
+    /// Reads our own node to confirm the session is alive, and extends the
+    /// lease if it is. Returns how the session ended, if it did.
+    fn confirm_session(
+        &self,
+        replica: &Replica,
+        registration: &Registration,
+        owner: &mut Option<i64>,
+    ) -> Option<SessionEnd> {
+        let sent_at = Instant::now();
+        match self.zk.exists(&registration.path, false) {
+            Ok(Some(stat)) => {
+                if *owner.get_or_insert(stat.ephemeral_owner) != stat.ephemeral_owner {
+                    return Some(SessionEnd::Expired("our node belongs to another session".into()));
+                }
+                replica.renew_lease(sent_at + self.config.session_timeout.mul_f64(LEASE_SHARE));
+                None
+            }
+            Ok(None) => Some(SessionEnd::Expired("our node is gone".into())),
+            Err(ZkError::SessionExpired) => Some(SessionEnd::Expired("session expired".into())),
+            Err(error) => {
+                warn!("cannot confirm the ZooKeeper session: {error:?}");
+                None
+            }
+        }
+    }
+
+    /// Writes our node's data with `readiness`; false if ZooKeeper could not
+    /// be reached (try again later).
+    fn announce(&self, registration: &Registration, readiness: Readiness) -> Result<bool, ZkError> {
+        let data = encode_member_data(&self.config.advertise, readiness, &registration.token);
+        match self.zk.set_data(&registration.path, data, None) {
+            Ok(_) => {
+                info!("announced {readiness} in ZooKeeper");
+                Ok(true)
+            }
+            Err(ZkError::ConnectionLoss | ZkError::OperationTimeout) => Ok(false),
+            Err(error) => Err(error),
         }
     }
 
@@ -221,22 +260,22 @@ impl<'config> Session<'config> {
         if recovering && registration.at.elapsed() < self.config.session_timeout {
             return Ok(false);
         }
-        let data = encode_member_data(&self.config.advertise, Readiness::Ready, &registration.token);
-        self.zk.set_data(&registration.path, data, None)?;
         info!("no ready member: starting the chain ({})", candidate.readiness);
-        Ok(true)
+        // If ZooKeeper is unreachable now, the next view read tries again.
+        self.announce(registration, Readiness::Ready)
     }
 
-    /// Creates our EPHEMERAL_SEQUENTIAL node. We join empty when a chain
-    /// exists; when none does and we hold a former member's complete table,
-    /// we offer it to restart the chain ("recovering"). A create whose reply
-    /// was lost may still have created the node, so after an error we look
-    /// for our token before trying again.
+    /// Creates our EPHEMERAL_SEQUENTIAL node. A server holding a former
+    /// member's complete table registers as recovering: if a chain exists it
+    /// is replaced by a state transfer like any newcomer's, and if none does
+    /// (every member lost its session) it may restart the chain. We cannot
+    /// tell from here: after a ZooKeeper restart the old sessions' nodes
+    /// linger as ready members until they expire. Anyone else joins empty.
+    /// A create whose reply was lost may still have created the node, so
+    /// after an error we look for our token before trying again.
     fn register(&self, replica: &Replica) -> Result<Registration, ZkError> {
         let token = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
-        let view = read_view(&self.zk, &self.config.chain_path)?;
-        let recoverable = replica.recoverable_history().filter(|_| view.head().is_none());
-        let readiness = match recoverable {
+        let readiness = match replica.recoverable_history() {
             Some(last_applied) => Readiness::Recovering { last_applied },
             None => {
                 replica.reset();

@@ -48,6 +48,10 @@ pub struct ReplicationLimits {
     /// How long a client write waits for its commit before the client is
     /// told to retry.
     pub commit_timeout: Duration,
+    /// Clients whose latest write is remembered for exactly-once retries;
+    /// past this the oldest tenth is forgotten (a retry from a client that
+    /// long idle could then be applied twice).
+    pub client_records_max: usize,
     /// Threads that may apply a write at the same moment (connection threads
     /// plus the replication receiver); sizes the queue's reserve.
     pub writers_max: usize,
@@ -63,6 +67,7 @@ impl Default for ReplicationLimits {
             queue_max: 65_536,
             sent_max: 262_144,
             commit_timeout: Duration::from_secs(5),
+            client_records_max: 100_000,
             writers_max: crate::limits::CLIENTS_MAX_DEFAULT + 1,
         }
     }
@@ -417,12 +422,27 @@ impl Replica {
             record.request_id = write.request_id;
             record.sequence = write.sequence;
             record.found = write.found;
-            state.clients.insert(write.client_id, record);
+            self.remember_client(state, record);
         }
         if self.forwarding.load(Ordering::Relaxed) {
             self.outbox_sender.try_send(write).expect("the replication queue has room reserved");
         }
         self.publish_progress(state);
+    }
+
+    /// Records a client's latest write. Over the limit, forgets the oldest
+    /// tenth by sequence number: every replica applies the same writes in the
+    /// same order, so they all forget the same clients.
+    fn remember_client(&self, state: &mut ReplicaState, record: ClientRecord) {
+        state.clients.insert(record.client_id, record);
+        let limit = self.limits.client_records_max;
+        if state.clients.len() > limit {
+            let mut sequences: Vec<u64> = state.clients.values().map(|record| record.sequence).collect();
+            let forget = (limit / 10).max(1);
+            let (_, threshold, _) = sequences.select_nth_unstable(forget - 1);
+            let threshold = *threshold;
+            state.clients.retain(|_, record| record.sequence > threshold);
+        }
     }
 
     /// Applies writes from our predecessor `sender`, in order. Writes we
@@ -448,7 +468,7 @@ impl Replica {
             self.apply_to_table(&write);
             self.record_applied(&mut state, write);
         }
-        self.maybe_request_ready(&state);
+        self.maybe_request_ready(&mut state);
         Ok(())
     }
 
@@ -510,14 +530,14 @@ impl Replica {
             self.table.put(&entry.key, entry.value);
         }
         for record in chunk.clients {
-            state.clients.insert(record.client_id, record);
+            self.remember_client(&mut state, record);
         }
         if chunk.last {
             state.last_applied = chunk.sequence;
             state.installed = true;
             self.update_readable(&state);
             self.publish_progress(&state);
-            self.maybe_request_ready(&state);
+            self.maybe_request_ready(&mut state);
         }
         Ok(())
     }
@@ -529,15 +549,18 @@ impl Replica {
         self.check_predecessor(&state, sender)?;
         info!("hand-over from {sender}: ready once write {sequence} is applied");
         state.promote_at = Some(sequence);
-        self.maybe_request_ready(&state);
+        self.maybe_request_ready(&mut state);
         Ok(())
     }
 
-    fn maybe_request_ready(&self, state: &ReplicaState) {
+    /// Once a joining replica has applied everything up to the hand-over
+    /// mark, asks (once) to be announced ready.
+    fn maybe_request_ready(&self, state: &mut ReplicaState) {
         if let Some(sequence) = state.promote_at
             && state.installed
             && state.last_applied >= sequence
         {
+            state.promote_at = None;
             // The membership thread may be busy; one pending request is enough.
             let _ = self.ready_requests.try_send(());
         }
@@ -931,6 +954,21 @@ mod tests {
         tail.set_view(&promoted, &name(1));
         assert_eq!(joiner.read_guard(|table| table.keys()), Ok(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(tail.role(), Role::Head);
+    }
+
+    #[test]
+    fn client_records_are_bounded() {
+        let (ready_sender, _) = crossbeam_channel::bounded(1);
+        let limits = ReplicationLimits { client_records_max: 20, ..ReplicationLimits::default() };
+        let replica = Replica::new(4, true, limits, ready_sender);
+        for client in 1..=100 {
+            replica.client_write(client, 1, "k", Some(vec![1])).unwrap();
+        }
+        let clients = replica.state.lock().clients.len();
+        assert!(clients <= 20, "{clients} records kept");
+        // The most recent clients are still recognised.
+        assert_eq!(replica.client_write(100, 1, "k", None), Ok(true));
+        assert_eq!(replica.progress().applied, 100, "the retry was not applied again");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use parking_lot::Mutex;
@@ -40,6 +40,16 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// error reply before it is closed. Closing with unread request bytes would
 /// reset the connection and could destroy the reply before the client reads it.
 const REFUSAL_LINGER: Duration = Duration::from_millis(100);
+
+/// At most this much of a refused connection's input is swallowed.
+const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// Connections accepted beyond `--max-clients` so a predecessor's
+/// replication link (which arrives on the client port) is never refused by
+/// a full server. Such a connection must open with OP_REPLICATE within
+/// [`OVER_LIMIT_FIRST_FRAME_TIMEOUT`], or it is refused like any client.
+const OVER_LIMIT_HEADROOM: u64 = 8;
+const OVER_LIMIT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a server is started with.
 #[derive(Clone, Debug)]
@@ -227,11 +237,13 @@ impl Server {
         let peer =
             stream.peer_addr().map_or_else(|_| "unknown peer".to_owned(), |address| address.to_string());
         let limits = &self.service.limits;
-        if self.service.stats.clients() >= limits.clients_max as u64 {
+        let clients = self.service.stats.clients();
+        if clients >= limits.clients_max as u64 + OVER_LIMIT_HEADROOM {
             warn!("refusing {peer}: {} clients already connected", limits.clients_max);
-            refuse(stream, limits);
+            refuse(&stream, limits);
             return;
         }
+        let over_limit = clients >= limits.clients_max as u64;
         let number = self.connections.next_number.fetch_add(1, Ordering::Relaxed);
         let registered = match stream.try_clone() {
             Ok(clone) => clone,
@@ -250,7 +262,7 @@ impl Server {
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
                 debug!("connection {number} from {peer}");
-                if let Err(error) = serve_connection(stream, &service, &stopping) {
+                if let Err(error) = serve_connection(stream, &service, &stopping, over_limit) {
                     debug!("connection {number} from {peer} ended: {error}");
                 }
                 connections.sockets.lock().remove(&number);
@@ -285,7 +297,8 @@ impl Server {
 }
 
 /// Tells a connection over `--max-clients` why it is refused, then closes it.
-fn refuse(mut stream: TcpStream, limits: &Limits) {
+/// Bounded in time and bytes: the acceptor may be the one calling this.
+fn refuse(mut stream: &TcpStream, limits: &Limits) {
     let response = error_response(
         0,
         ErrorCode::ERR_TOO_MANY_CLIENTS,
@@ -300,9 +313,19 @@ fn refuse(mut stream: TcpStream, limits: &Limits) {
         // Let the reply leave before the close, and swallow what the client
         // already sent so the close is not a reset.
         let _ = stream.shutdown(Shutdown::Write);
-        let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
+        let deadline = Instant::now() + REFUSAL_LINGER;
         let mut sink = [0u8; 4096];
-        while matches!(stream.read(&mut sink), Ok(count) if count > 0) {}
+        let mut drained = 0;
+        while drained < REFUSAL_DRAIN_BYTES_MAX {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
+                break;
+            }
+            match stream.read(&mut sink) {
+                Ok(count) if count > 0 => drained += count,
+                _ => break,
+            }
+        }
     }
 }
 
@@ -310,10 +333,16 @@ fn refuse(mut stream: TcpStream, limits: &Limits) {
 /// be read, or the server stops. A connection whose first frame is
 /// OP_REPLICATE is a predecessor's replication link and is handed over to the
 /// replication receiver.
-fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool) -> Result<(), FrameError> {
+fn serve_connection(
+    stream: TcpStream,
+    service: &Service,
+    stopping: &AtomicBool,
+    over_limit: bool,
+) -> Result<(), FrameError> {
     let limits = &service.limits;
     stream.set_nodelay(true).map_err(FrameError::Io)?;
-    stream.set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
+    let first_frame_timeout = if over_limit { OVER_LIMIT_FIRST_FRAME_TIMEOUT } else { limits.idle_timeout };
+    stream.set_read_timeout(Some(first_frame_timeout)).map_err(FrameError::Io)?;
     stream.set_write_timeout(Some(limits.write_timeout)).map_err(FrameError::Io)?;
     let (mut reader, mut writer) =
         wire::split(stream, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
@@ -353,6 +382,14 @@ fn serve_connection(stream: TcpStream, service: &Service, stopping: &AtomicBool)
         }
         if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
             return receiver::serve(request, reader, writer, &service.replica, stopping);
+        }
+        if over_limit {
+            warn!("refusing a client: {} clients already connected", limits.clients_max);
+            refuse(writer.stream(), limits);
+            return Ok(());
+        }
+        if first_frame {
+            writer.stream().set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
         }
         first_frame = false;
         let response = service.handle(request);

@@ -76,8 +76,8 @@ impl Table {
 
     /// Removes `key`; returns whether it existed.
     pub fn delete(&self, key: &str) -> bool {
-        let removed = self.stripe(key).write().remove_entry(key);
-        match removed {
+        let mut stripe = self.stripe(key).write();
+        match stripe.remove_entry(key) {
             Some((key, value)) => {
                 self.key_count.fetch_sub(1, Ordering::Relaxed);
                 self.byte_count.fetch_sub((key.len() + value.len()) as u64, Ordering::Relaxed);

@@ -319,3 +319,44 @@ fn sigint_shuts_down_cleanly() {
     let status = server.wait_exit(Duration::from_secs(10)).expect("server did not exit after SIGINT");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn refused_clients_that_keep_sending_do_not_block_others() {
+    let server = ServerProcess::start(4, &["--max-clients", "1"]);
+    let mut first = client_of(&server);
+    first.size().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..12)
+        .map(|_| {
+            let (address, stop) = (server.address.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let Ok(mut stream) = TcpStream::connect(&address) else { return };
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let started = std::time::Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                    && started.elapsed() < Duration::from_secs(5)
+                {
+                    if stream.write_all(&[0x08; 1024]).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    drop(first);
+    let started = std::time::Instant::now();
+    let mut late = client_of(&server);
+    let served = loop {
+        match late.size() {
+            Ok(size) => break size,
+            Err(_) if started.elapsed() < Duration::from_secs(4) => thread::sleep(Duration::from_millis(100)),
+            Err(error) => panic!("a free slot was not given out while refused clients kept sending: {error}"),
+        }
+    };
+    assert_eq!(served, 0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for flooder in flooders {
+        flooder.join().unwrap();
+    }
+}
