@@ -1,5 +1,5 @@
-//! `table-client (--server <host:port> | <zk-hosts>) [command...]`: one
-//! command and exit, or the interactive shell.
+//! `table-client (--server <host:port> | <zk-hosts> [--chain <path>]) [command...]`:
+//! one command and exit, or the interactive shell.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -10,7 +10,10 @@ use chaintable::command::{self, Command, Outcome};
 use chaintable::shell;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // The zookeeper crate logs every failed connection attempt as an error,
+    // many per second while ZooKeeper is down; the client reports the outcome
+    // itself, once.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
     let args = match parse_client_args(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(UsageError::HelpRequested) => {
@@ -22,19 +25,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let address = match args.target {
-        Target::Server(address) => address,
-        Target::Chain(hosts) => {
-            eprintln!(
-                "table-client: chain mode (ZooKeeper {hosts}) is not available in this version; \
-                 use --server <host:port> to talk to one server"
-            );
-            return ExitCode::from(2);
-        }
+    let mut client = match &args.target {
+        Target::Server(address) if args.local_reads => Client::local_reader(address, args.options),
+        Target::Server(address) => Client::new(address, args.options),
+        Target::Chain { zk_hosts, path } => match Client::chain(zk_hosts, path, args.options) {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("table-client: {error}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    let mut client = Client::new(&address, args.options);
     if args.command.is_empty() {
-        return ExitCode::from(shell::run(&mut client, &address) as u8);
+        return ExitCode::from(shell::run(&mut client) as u8);
     }
     let command = match command::parse_words(&args.command) {
         Ok(command) => command,

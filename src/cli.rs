@@ -33,6 +33,7 @@ options:
   --queue-max <writes>      replication queue length (default 65536)
   --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
   --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
+  --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
   --max-clients <n>         concurrent client connections (default 4096)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
@@ -47,12 +48,20 @@ pub const CLIENT_USAGE: &str = "\
 usage: table-client [options] <zk-host:port,...> [command...]
        table-client [options] --server <host:port> [command...]
 
+With ZooKeeper hosts: chain mode. Writes go to the chain's head, reads and stats to
+its tail; a refused or failed request is retried (on the new head or tail) until
+the timeout. With --server: only that server, no retries (in a chain it refuses
+what its role does not allow, unless --local).
 With no command: an interactive shell ('help' lists the commands).
 With a command, runs it and exits: 0 success, 1 key absent (get, del), 2 failure.
 
 options:
+  --chain <path>         the chain's ZooKeeper node (default /chain)
   --server <host:port>   talk to one server directly
-  --timeout-ms <ms>      connect and reply timeout (default 10000)
+  --local                with --server: reads answer from that server's own table
+                         whatever its chain role (may be stale; for comparing replicas)
+  --timeout-ms <ms>      connect and reply timeout; in chain mode also the time
+                         a command may take, retries included (default 10000)
   --max-frame <bytes>    largest reply frame accepted (default 67108864)
   --help                 this text
 
@@ -73,7 +82,7 @@ impl From<String> for UsageError {
 }
 
 /// Options that take no value.
-const FLAGS: [&str; 1] = ["exit-on-expiry"];
+const FLAGS: [&str; 2] = ["exit-on-expiry", "local"];
 
 /// Default chain node in ZooKeeper.
 pub const CHAIN_PATH_DEFAULT: &str = "/chain";
@@ -157,6 +166,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "queue-max",
         "sent-max",
         "commit-timeout-ms",
+        "max-client-records",
         "max-clients",
         "max-frame",
         "max-key",
@@ -202,13 +212,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         }
         match name.as_str() {
             "advertise" => config.chain.as_mut().expect("checked").advertise = text(name, value)?,
-            "chain" => {
-                let path = text(name, value)?;
-                if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
-                    return Err(format!("--chain: '{path}' is not a ZooKeeper path like /chain").into());
-                }
-                config.chain.as_mut().expect("checked").chain_path = path;
-            }
+            "chain" => config.chain.as_mut().expect("checked").chain_path = chain_path(name, value)?,
             "zk-timeout-ms" => {
                 config.chain.as_mut().expect("checked").session_timeout =
                     Duration::from_millis(positive(name, value)?)
@@ -217,6 +221,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "queue-max" => replication.queue_max = positive(name, value)?,
             "sent-max" => replication.sent_max = positive(name, value)?,
             "commit-timeout-ms" => replication.commit_timeout = Duration::from_millis(positive(name, value)?),
+            "max-client-records" => replication.client_records_max = positive(name, value)?,
             "bind" => {
                 config.bind =
                     text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
@@ -236,6 +241,15 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
     Ok(config)
 }
 
+/// A `--chain` value: an absolute ZooKeeper path.
+fn chain_path(name: &str, value: &OsString) -> Result<String, UsageError> {
+    let path = text(name, value)?;
+    if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+        return Err(format!("--{name}: '{path}' is not a ZooKeeper path like /chain").into());
+    }
+    Ok(path)
+}
+
 fn positive<T: FromStr + Default + PartialOrd>(name: &str, value: &OsString) -> Result<T, UsageError> {
     let parsed: T = number(name, value)?;
     if parsed <= T::default() {
@@ -250,20 +264,27 @@ pub enum Target {
     /// One server directly (`--server host:port`).
     Server(String),
     /// A chain found through ZooKeeper.
-    Chain(String),
+    Chain {
+        /// The ensemble, `host:port,...`.
+        zk_hosts: String,
+        /// The chain's node.
+        path: String,
+    },
 }
 
 #[derive(Debug)]
 pub struct ClientArgs {
     pub target: Target,
     pub options: ClientOptions,
+    /// `--local`: reads from the `--server`'s own table, whatever its role.
+    pub local_reads: bool,
     /// The one-shot command's words; empty for the shell.
     pub command: Vec<Vec<u8>>,
 }
 
 /// Parses `table-client` arguments (without the program name).
 pub fn parse_client_args(args: impl IntoIterator<Item = OsString>) -> Result<ClientArgs, UsageError> {
-    let known = ["server", "timeout-ms", "max-frame"];
+    let known = ["server", "chain", "local", "timeout-ms", "max-frame"];
     let has_server = |options: &[(String, OsString)]| options.iter().any(|(name, _)| name == "server");
     // With --server every positional word is the command; otherwise the first
     // is the ZooKeeper address.
@@ -272,9 +293,13 @@ pub fn parse_client_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli
     })?;
     let mut options = ClientOptions::default();
     let mut server = None;
+    let mut path = None;
+    let mut local_reads = false;
     for (name, value) in &parsed.options {
         match name.as_str() {
             "server" => server = Some(text(name, value)?),
+            "chain" => path = Some(chain_path(name, value)?),
+            "local" => local_reads = true,
             "timeout-ms" => options.timeout = Duration::from_millis(positive(name, value)?),
             "max-frame" => options.frame_bytes_max = positive(name, value)?,
             other => unreachable!("option {other} is in the known list"),
@@ -282,15 +307,23 @@ pub fn parse_client_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli
     }
     let mut words = parsed.positionals.into_iter().map(OsString::into_vec);
     let target = match server {
+        Some(_) if path.is_some() => {
+            return Err("--chain is for chain mode, not with --server".to_owned().into());
+        }
         Some(address) => Target::Server(address),
+        None if local_reads => return Err("--local needs --server <host:port>".to_owned().into()),
         None => {
             let hosts = words
                 .next()
                 .ok_or_else(|| "no target: give <zk-host:port,...> or --server <host:port>".to_owned())?;
-            Target::Chain(String::from_utf8(hosts).map_err(|_| "ZooKeeper address is not UTF-8".to_owned())?)
+            Target::Chain {
+                zk_hosts: String::from_utf8(hosts)
+                    .map_err(|_| "ZooKeeper address is not UTF-8".to_owned())?,
+                path: path.unwrap_or_else(|| CHAIN_PATH_DEFAULT.to_owned()),
+            }
         }
     };
-    Ok(ClientArgs { target, options, command: words.collect() })
+    Ok(ClientArgs { target, options, local_reads, command: words.collect() })
 }
 
 #[cfg(test)]
@@ -363,16 +396,24 @@ mod tests {
         let parsed = parse_client_args(args(&["--server", "h:1", "put", "k", "--not-an-option"])).unwrap();
         assert_eq!(parsed.target, Target::Server("h:1".into()));
         assert_eq!(parsed.command, vec![b"put".to_vec(), b"k".to_vec(), b"--not-an-option".to_vec()]);
+        assert!(!parsed.local_reads);
+        let local = parse_client_args(args(&["--local", "--server=h:1", "gettable"])).unwrap();
+        assert!(local.local_reads);
+        assert_eq!(local.command, vec![b"gettable".to_vec()]);
     }
 
     #[test]
     fn client_with_chain_target() {
         let parsed =
             parse_client_args(args(&["--timeout-ms", "500", "zk1:2181,zk2:2181", "get", "k"])).unwrap();
-        assert_eq!(parsed.target, Target::Chain("zk1:2181,zk2:2181".into()));
+        assert_eq!(
+            parsed.target,
+            Target::Chain { zk_hosts: "zk1:2181,zk2:2181".into(), path: "/chain".into() }
+        );
         assert_eq!(parsed.options.timeout, Duration::from_millis(500));
         assert_eq!(parsed.command.len(), 2);
-        let shell = parse_client_args(args(&["zk:2181"])).unwrap();
+        let shell = parse_client_args(args(&["--chain=/tables/a", "zk:2181"])).unwrap();
+        assert_eq!(shell.target, Target::Chain { zk_hosts: "zk:2181".into(), path: "/tables/a".into() });
         assert!(shell.command.is_empty());
     }
 
@@ -382,5 +423,9 @@ mod tests {
         assert!(parse_client_args(args(&["--server"])).is_err());
         assert!(parse_client_args(args(&["--timeout-ms", "x", "zk:1"])).is_err());
         assert!(parse_client_args(args(&["--bogus", "zk:1"])).is_err());
+        assert!(parse_client_args(args(&["--chain", "tables", "zk:1"])).is_err());
+        assert!(parse_client_args(args(&["--chain", "/c", "--server", "h:1", "size"])).is_err());
+        assert!(parse_client_args(args(&["--local", "zk:1", "size"])).is_err());
+        assert!(parse_client_args(args(&["--local=yes", "--server", "h:1", "size"])).is_err());
     }
 }

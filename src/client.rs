@@ -1,5 +1,6 @@
-//! Blocking client library: a [`Connection`] speaks frames to one server; a
-//! [`Client`] adds ids, typed calls and reconnection.
+//! Blocking client library: a [`Connection`] speaks frames to one server; an
+//! [`Endpoint`] reconnects to it when needed; a [`Client`] adds ids and typed
+//! calls, against one server or a whole chain (see [`crate::chain_client`]).
 //!
 //! Every request carries the client's random `client_id` and a `request_id`
 //! that increases per new request, so servers can recognise retries.
@@ -12,11 +13,14 @@ use std::time::Duration;
 
 use protobuf::Message;
 
+use crate::chain_client::ChainTarget;
 use crate::limits::FRAME_BYTES_MAX_DEFAULT;
+use crate::locator::Locator;
 use crate::proto::{ErrorCode, Opcode, Request, Response, Statistics};
 use crate::wire::{FrameError, encode_frame, read_frame};
 
-/// Default time allowed for connecting and for each reply.
+/// Default time allowed for connecting and for each reply; in chain mode
+/// also for each whole call, retries included.
 pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// Why a call failed.
@@ -29,6 +33,9 @@ pub enum ClientError {
     Server { code: ErrorCode, message: String },
     /// The reply was not a valid answer to the request.
     Protocol(String),
+    /// Chain mode: no server to send to (ZooKeeper did not answer, or the
+    /// chain has no ready server).
+    NoChain(String),
 }
 
 impl fmt::Display for ClientError {
@@ -37,6 +44,7 @@ impl fmt::Display for ClientError {
             ClientError::Unreachable(message) => write!(f, "server unreachable: {message}"),
             ClientError::Server { code, message } => write!(f, "server error ({code:?}): {message}"),
             ClientError::Protocol(message) => write!(f, "protocol error: {message}"),
+            ClientError::NoChain(message) => write!(f, "{message}"),
         }
     }
 }
@@ -46,7 +54,8 @@ impl std::error::Error for ClientError {}
 /// Settings shared by every connection a client opens.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
-    /// Limit for connecting and for waiting on each reply.
+    /// Limit for connecting and for waiting on each reply; in chain mode
+    /// also the deadline of a whole call, retries included.
     pub timeout: Duration,
     /// Largest reply frame accepted.
     pub frame_bytes_max: usize,
@@ -68,6 +77,8 @@ pub struct Connection {
     /// Read half, buffered.
     reader: BufReader<TcpStream>,
     frame_bytes_max: usize,
+    /// The socket's current read and write timeout.
+    timeout: Duration,
     /// Reused buffers: the encoded request and the reply body.
     outgoing: Vec<u8>,
     incoming: Vec<u8>,
@@ -89,6 +100,7 @@ impl Connection {
                         stream,
                         reader,
                         frame_bytes_max: options.frame_bytes_max,
+                        timeout: options.timeout,
                         outgoing: Vec::new(),
                         incoming: Vec::new(),
                     });
@@ -97,6 +109,18 @@ impl Connection {
             }
         }
         Err(unreachable(last_error))
+    }
+
+    /// Changes the read and write timeout (the next reply may be given less
+    /// time than the connection was opened with, e.g. near a deadline).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        if timeout != self.timeout {
+            let unreachable = |error: io::Error| ClientError::Unreachable(error.to_string());
+            self.stream.set_read_timeout(Some(timeout)).map_err(unreachable)?;
+            self.stream.set_write_timeout(Some(timeout)).map_err(unreachable)?;
+            self.timeout = timeout;
+        }
+        Ok(())
     }
 
     /// Sends `request` and waits for its reply (an error reply is returned as
@@ -138,12 +162,61 @@ impl Connection {
     }
 }
 
-/// A client of one server, connecting lazily and reconnecting when the server
-/// closed an idle connection.
-pub struct Client {
+/// One server, connected lazily and again whenever the connection failed or
+/// the server closed it (e.g. after its idle timeout).
+pub struct Endpoint {
     address: String,
-    options: ClientOptions,
     connection: Option<Connection>,
+}
+
+impl Endpoint {
+    pub fn new(address: &str) -> Endpoint {
+        Endpoint { address: address.to_owned(), connection: None }
+    }
+
+    /// `host:port` of the server.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Sends `request` (ids already set) and checks the reply belongs to it;
+    /// `options.timeout` limits connecting and this reply.
+    pub fn call(&mut self, request: &Request, options: &ClientOptions) -> Result<Response, ClientError> {
+        if self.connection.as_ref().is_some_and(Connection::is_stale) {
+            self.connection = None;
+        }
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(Connection::open(&self.address, options)?),
+        };
+        let response = connection.set_timeout(options.timeout).and_then(|()| connection.call(request));
+        match response {
+            Ok(response) => check_response(request, response),
+            Err(error) => {
+                // The stream's state is unknown after a failure: start afresh.
+                self.connection = None;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Where a [`Client`] sends its requests.
+enum Target {
+    /// One server, whatever its role; no retries.
+    Server {
+        endpoint: Endpoint,
+        /// Reads ask for the server's own table even if it is not the tail.
+        local_reads: bool,
+    },
+    /// The chain's head or tail, whichever the request needs, with retries.
+    Chain(Box<ChainTarget>),
+}
+
+/// A client of one server or of a chain.
+pub struct Client {
+    target: Target,
+    options: ClientOptions,
     /// Random per client, so request ids of different clients never collide.
     client_id: u64,
     /// Id of the next new request.
@@ -151,14 +224,39 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `address` (`host:port`); connects on first use.
+    /// A client of the one server at `address` (`host:port`); connects on
+    /// first use. In a chain, the server answers only what its role allows.
     pub fn new(address: &str, options: ClientOptions) -> Client {
-        Client {
-            address: address.to_owned(),
-            options,
-            connection: None,
-            client_id: random_client_id(),
-            next_request_id: 1,
+        Client::with_target(Target::Server { endpoint: Endpoint::new(address), local_reads: false }, options)
+    }
+
+    /// Like [`Client::new`], but reads (`get`, `size`, `getkeys`,
+    /// `gettable`) are answered from that server's own table whatever its
+    /// chain role: for operators comparing replicas. Such an answer may miss
+    /// committed writes (a server before the tail may hold uncommitted ones,
+    /// one after the head may lag behind).
+    pub fn local_reader(address: &str, options: ClientOptions) -> Client {
+        Client::with_target(Target::Server { endpoint: Endpoint::new(address), local_reads: true }, options)
+    }
+
+    /// A client of the chain at `chain_path` in the ZooKeeper ensemble
+    /// `zk_hosts` (`host:port,...`): writes go to the head, reads to the
+    /// tail, and refused or failed requests are retried until
+    /// `options.timeout`. Looks up the chain on first use.
+    pub fn chain(zk_hosts: &str, chain_path: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let locator = Locator::start(zk_hosts, chain_path)?;
+        Ok(Client::with_target(Target::Chain(Box::new(ChainTarget::new(locator))), options))
+    }
+
+    fn with_target(target: Target, options: ClientOptions) -> Client {
+        Client { target, options, client_id: random_client_id(), next_request_id: 1 }
+    }
+
+    /// What the client talks to, for people: `host:port` or the chain.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            Target::Server { endpoint, .. } => endpoint.address().to_owned(),
+            Target::Chain(chain) => format!("the chain at {}", chain.name()),
         }
     }
 
@@ -206,28 +304,23 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("stats reply without statistics".into()))
     }
 
-    /// Sends one request and checks the reply belongs to it.
+    /// Sends one new request to the target.
     fn call(&mut self, opcode: Opcode, mut request: Request) -> Result<Response, ClientError> {
         request.opcode = opcode.into();
         request.client_id = self.client_id;
         request.request_id = self.next_request_id;
         self.next_request_id += 1;
-        if self.connection.as_ref().is_some_and(Connection::is_stale) {
-            self.connection = None;
-        }
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => self.connection.insert(Connection::open(&self.address, &self.options)?),
-        };
-        let response = match connection.call(&request) {
-            Ok(response) => response,
-            Err(error) => {
-                // The stream's state is unknown after a failure: start afresh.
-                self.connection = None;
-                return Err(error);
+        match &mut self.target {
+            Target::Server { endpoint, local_reads } => {
+                request.local_read = *local_reads
+                    && matches!(
+                        opcode,
+                        Opcode::OP_GET | Opcode::OP_SIZE | Opcode::OP_GETKEYS | Opcode::OP_GETTABLE
+                    );
+                endpoint.call(&request, &self.options)
             }
-        };
-        check_response(&request, response)
+            Target::Chain(chain) => chain.call(&request, &self.options),
+        }
     }
 }
 

@@ -17,19 +17,27 @@
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`service`]: turns one decoded request into one response against the replica.
 //! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
-//! - [`client`]: blocking client library (connection, request ids, typed calls).
+//! - [`client`]: blocking client library (connection, request ids, typed calls), of one
+//!   server or of a chain.
+//! - [`chain_client`]: chain mode of the client: writes to the head, reads to the tail, retries.
+//! - [`locator`]: finds a chain's head and tail in ZooKeeper for a client, time-bounded.
+//! - [`retry`]: the chain client's retry policy: which failures to retry, backoff, deadline.
 //! - [`command`]: the client's command language (shell and one-shot) and its output.
 //! - [`shell`]: the interactive client shell.
 //! - [`cli`]: command-line parsing for the binaries in `bin/`.
 
+pub mod chain_client;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod command;
 pub mod limits;
+pub mod locator;
 pub mod membership;
 pub mod proto;
 pub mod replica;
 pub mod replication;
+pub mod retry;
 pub mod server;
 pub mod service;
 pub mod shell;

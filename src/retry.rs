@@ -131,8 +131,7 @@ mod tests {
     fn backoff_doubles_up_to_its_maximum() {
         let mut backoff = Backoff::default();
         let plenty = Duration::from_secs(60);
-        let pauses: Vec<u64> =
-            (0..9).map(|_| backoff.pause(plenty).unwrap().as_millis() as u64).collect();
+        let pauses: Vec<u64> = (0..9).map(|_| backoff.pause(plenty).unwrap().as_millis() as u64).collect();
         assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 500, 500, 500]);
     }
 

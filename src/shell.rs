@@ -20,23 +20,23 @@ fn history_path() -> Option<PathBuf> {
 
 /// Runs the shell until `quit` or end of input; returns the exit code: 0, or
 /// 2 when reading commands from a non-terminal and any of them failed.
-pub fn run(client: &mut Client, target: &str) -> i32 {
+pub fn run(client: &mut Client) -> i32 {
     if io::stdin().is_terminal() {
         match DefaultEditor::new() {
-            Ok(editor) => return interactive(client, target, editor),
+            Ok(editor) => return interactive(client, editor),
             Err(error) => eprintln!("line editing unavailable ({error}); reading plain lines"),
         }
     }
     scripted(client, io::stdin().lock())
 }
 
-fn interactive(client: &mut Client, target: &str, mut editor: DefaultEditor) -> i32 {
+fn interactive(client: &mut Client, mut editor: DefaultEditor) -> i32 {
     let history = history_path();
     if let Some(path) = &history {
         // A missing history file is normal on first use.
         let _ = editor.load_history(path);
     }
-    println!("chaintable client for {target}; 'help' lists the commands, 'quit' leaves.");
+    println!("chaintable client for {}; 'help' lists the commands, 'quit' leaves.", client.describe());
     loop {
         match editor.readline(PROMPT) {
             Ok(line) => {

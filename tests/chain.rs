@@ -7,57 +7,12 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chaintable::client::{Client, ClientError, ClientOptions, Connection};
-use chaintable::proto::{ErrorCode, Opcode, Request};
-use common::ServerProcess;
-use common::zookeeper::ZooKeeperProcess;
-
-const SERVER_START: Duration = Duration::from_secs(30);
-
-/// Starts a chain server registered in `zookeeper`; waits until it is a
-/// ready member (the first one starts the chain, later ones join).
-fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -> ServerProcess {
-    let mut args = vec![zookeeper.address(), "--zk-timeout-ms".into(), "1000".into()];
-    args.extend(extra.iter().map(|arg| arg.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(64, &args);
-    server.wait_for_log(if first { "starting the chain" } else { "announced ready" }, SERVER_START);
-    server
-}
-
-fn start_chain(zookeeper: &ZooKeeperProcess, length: usize) -> Vec<ServerProcess> {
-    (0..length).map(|index| start_member(zookeeper, index == 0, &[])).collect()
-}
-
-/// The whole table of one server, read locally whatever its role.
-fn local_table(address: &str) -> Vec<(String, Vec<u8>)> {
-    let mut connection = Connection::open(address, &ClientOptions::default()).unwrap();
-    let mut request = Request::new();
-    request.opcode = Opcode::OP_GETTABLE.into();
-    request.local_read = true;
-    let response = connection.call(&request).unwrap();
-    assert_eq!(response.opcode.enum_value(), Ok(Opcode::OP_GETTABLE), "{}", response.error_message);
-    response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect()
-}
-
-/// Waits until every server's table is the same, and returns it.
-fn converged(servers: &[&ServerProcess]) -> Vec<(String, Vec<u8>)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let tables: Vec<_> = servers.iter().map(|server| local_table(&server.address)).collect();
-        if tables.windows(2).all(|pair| pair[0] == pair[1]) {
-            return tables.into_iter().next().unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not converge: sizes {:?}",
-            tables.iter().map(Vec::len).collect::<Vec<_>>()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
-}
+use chaintable::client::{Client, ClientError, ClientOptions};
+use chaintable::proto::ErrorCode;
+use common::chain::{converged, start_chain};
+use common::{ServerProcess, start_server, start_zookeeper};
 
 fn direct(server: &ServerProcess) -> Client {
     Client::new(&server.address, ClientOptions::default())
@@ -65,7 +20,7 @@ fn direct(server: &ServerProcess) -> Client {
 
 #[test]
 fn three_servers_hold_identical_tables() {
-    let zookeeper = ZooKeeperProcess::start();
+    let zookeeper = start_zookeeper();
     let servers = start_chain(&zookeeper, 3);
     let mut head = direct(&servers[0]);
     for index in 0..300 {
@@ -98,7 +53,7 @@ fn three_servers_hold_identical_tables() {
 fn join_under_writes_without_stale_reads() {
     const KEYS: usize = 100_000;
     const LOADERS: usize = 8;
-    let zookeeper = ZooKeeperProcess::start();
+    let zookeeper = start_zookeeper();
     let mut servers = start_chain(&zookeeper, 2);
     let head_address = servers[0].address.clone();
     let loaders: Vec<_> = (0..LOADERS)
@@ -134,7 +89,7 @@ fn join_under_writes_without_stale_reads() {
         })
     };
     let old_tail = servers[1].address.clone();
-    let newcomer = ServerProcess::start(64, &[&zookeeper.address(), "--zk-timeout-ms", "1000"]);
+    let newcomer = start_server(64, &[&zookeeper.address(), "--zk-timeout-ms", "1000"]);
     let reader = {
         let (addresses, acknowledged, stop) =
             (vec![old_tail, newcomer.address.clone()], Arc::clone(&acknowledged), Arc::clone(&stop));
@@ -164,7 +119,7 @@ fn join_under_writes_without_stale_reads() {
             answered
         })
     };
-    newcomer.wait_for_log("announced ready", Duration::from_secs(60));
+    assert!(newcomer.wait_for_log("announced ready", Duration::from_secs(60)), "{}", newcomer.log());
     thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
     let writes = writer.join().unwrap();

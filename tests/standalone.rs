@@ -13,7 +13,7 @@ use std::time::Duration;
 use chaintable::client::{Client, ClientError, ClientOptions, Connection};
 use chaintable::proto::{ErrorCode, Opcode, Request, Response};
 use chaintable::wire::{encode_frame, read_frame};
-use common::{ServerProcess, assert_client, run_client, stdout};
+use common::{RunClient, ServerProcess, assert_client, run_client, start_server, stdout};
 use protobuf::Message;
 
 fn client_of(server: &ServerProcess) -> Client {
@@ -22,7 +22,7 @@ fn client_of(server: &ServerProcess) -> Client {
 
 #[test]
 fn every_command_through_the_client_binary() {
-    let server = ServerProcess::start(16, &[]);
+    let server = start_server(16, &[]);
     assert_client(&server.client(&["size"]), 0, "0\n");
     assert_client(&server.client(&["get", "missing"]), 1, "");
     assert_client(&server.client(&["del", "missing"]), 1, "");
@@ -61,7 +61,7 @@ fn every_command_through_the_client_binary() {
 
 #[test]
 fn client_usage_errors_and_unreachable_server_exit_2() {
-    let server = ServerProcess::start(4, &[]);
+    let server = start_server(4, &[]);
     for args in [&["frobnicate"][..], &["put", "only-key"], &["get"], &["size", "extra"]] {
         let output = server.client(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -72,15 +72,16 @@ fn client_usage_errors_and_unreachable_server_exit_2() {
     let output = run_client(&["--server", &free.to_string(), "--timeout-ms", "2000"], &["get", "k"], None);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unreachable"));
-    // Chain mode is announced as unavailable rather than crashing.
-    let output = run_client(&["127.0.0.1:2181"], &["get", "k"], None);
+    // Chain mode with no ZooKeeper there fails clearly within its deadline.
+    let output = run_client(&["--timeout-ms", "1000", &free.to_string()], &["get", "k"], None);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not available"));
+    let expected = format!("no chain at {free}/chain: ZooKeeper unreachable");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&expected), "{output:?}");
 }
 
 #[test]
 fn non_utf8_values_are_escaped_in_gettable() {
-    let server = ServerProcess::start(4, &[]);
+    let server = start_server(4, &[]);
     client_of(&server).put("bin", vec![b'a', 0xff, 0x00, b'\n']).unwrap();
     assert_client(&server.client(&["gettable"]), 0, "bin\ta\\xff\\x00\\n\n");
     // get prints the raw bytes.
@@ -89,7 +90,7 @@ fn non_utf8_values_are_escaped_in_gettable() {
 
 #[test]
 fn shell_reads_commands_from_stdin_without_prompt() {
-    let server = ServerProcess::start(4, &[]);
+    let server = start_server(4, &[]);
     let output =
         server.client_shell(b"put greeting hello,  big world\nget greeting\n\nsize\nget nothing\nq\nsize\n");
     assert_client(&output, 0, "OK\nhello,  big world\n1\n");
@@ -104,7 +105,7 @@ fn shell_reads_commands_from_stdin_without_prompt() {
 fn many_concurrent_clients() {
     const CLIENTS: usize = 128;
     const OPERATIONS: usize = 50;
-    let server = ServerProcess::start(64, &[]);
+    let server = start_server(64, &[]);
     let address = server.address.clone();
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let workers: Vec<_> = (0..CLIENTS)
@@ -142,7 +143,7 @@ fn many_concurrent_clients() {
 
 #[test]
 fn one_mebibyte_values() {
-    let server = ServerProcess::start(8, &[]);
+    let server = start_server(8, &[]);
     let mut client = client_of(&server);
     let values: Vec<Vec<u8>> =
         (0..4u8).map(|seed| (0..1 << 20).map(|index| (index as u8) ^ seed).collect()).collect();
@@ -192,7 +193,7 @@ fn error_code(response: &Response) -> ErrorCode {
 
 #[test]
 fn bad_input_gets_errors_and_service_continues() {
-    let server = ServerProcess::start(8, &["--max-frame", "65536", "--max-key", "32", "--max-value", "1024"]);
+    let server = start_server(8, &["--max-frame", "65536", "--max-key", "32", "--max-value", "1024"]);
     let mut bystander = client_of(&server);
     bystander.put("safe", "kept").unwrap();
 
@@ -253,7 +254,7 @@ fn bad_input_gets_errors_and_service_continues() {
 
 #[test]
 fn max_clients_is_enforced() {
-    let server = ServerProcess::start(4, &["--max-clients", "3"]);
+    let server = start_server(4, &["--max-clients", "3"]);
     let mut connected: Vec<Client> = (0..3).map(|_| client_of(&server)).collect();
     for client in &mut connected {
         client.size().unwrap();
@@ -280,7 +281,7 @@ fn max_clients_is_enforced() {
 
 #[test]
 fn idle_connections_are_closed_and_clients_reconnect() {
-    let server = ServerProcess::start(4, &["--idle-timeout-ms", "200"]);
+    let server = start_server(4, &["--idle-timeout-ms", "200"]);
     let mut client = client_of(&server);
     client.put("k", "v").unwrap();
     let mut raw = Connection::open(&server.address, &ClientOptions::default()).unwrap();
@@ -296,7 +297,7 @@ fn idle_connections_are_closed_and_clients_reconnect() {
 
 #[test]
 fn sigterm_shuts_down_cleanly_with_clients_connected() {
-    let mut server = ServerProcess::start(4, &[]);
+    let mut server = start_server(4, &[]);
     let mut clients: Vec<Client> = (0..20).map(|_| client_of(&server)).collect();
     for client in &mut clients {
         client.put("k", "v").unwrap();
@@ -304,7 +305,7 @@ fn sigterm_shuts_down_cleanly_with_clients_connected() {
     // A client stuck in the middle of a frame must not hold shutdown up.
     let mut half = TcpStream::connect(&server.address).unwrap();
     half.write_all(&[0, 0, 0, 50, 1]).unwrap();
-    server.signal("TERM");
+    server.signal("TERM").unwrap();
     let status = server.wait_exit(Duration::from_secs(10)).expect("server did not exit after SIGTERM");
     assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
     assert!(server.log().contains("shut down"));
@@ -313,16 +314,16 @@ fn sigterm_shuts_down_cleanly_with_clients_connected() {
 
 #[test]
 fn sigint_shuts_down_cleanly() {
-    let mut server = ServerProcess::start(4, &[]);
+    let mut server = start_server(4, &[]);
     client_of(&server).put("k", "v").unwrap();
-    server.signal("INT");
+    server.signal("INT").unwrap();
     let status = server.wait_exit(Duration::from_secs(10)).expect("server did not exit after SIGINT");
     assert_eq!(status.code(), Some(0));
 }
 
 #[test]
 fn refused_clients_that_keep_sending_do_not_block_others() {
-    let server = ServerProcess::start(4, &["--max-clients", "1"]);
+    let server = start_server(4, &["--max-clients", "1"]);
     let mut first = client_of(&server);
     first.size().unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

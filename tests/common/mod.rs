@@ -4,126 +4,39 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod zookeeper;
+pub mod chain;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-/// How long a server may take to print its listening address.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+pub use chaintable::check::cluster::{ServerProcess, ZooKeeperProcess};
 
-pub struct ServerProcess {
-    child: Child,
-    /// `127.0.0.1:port` as logged by the server.
-    pub address: String,
-    /// Everything the server logged so far (drained by a thread so the
-    /// server never blocks on a full pipe).
-    log: Arc<Mutex<String>>,
+/// Starts the `table-server` built for these tests: `0 <table-size> <extra...>`.
+pub fn start_server(table_size: usize, extra: &[&str]) -> ServerProcess {
+    ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_table-server")), table_size, extra)
+        .expect("starting table-server")
 }
 
-impl ServerProcess {
-    /// Starts `table-server 0 <table-size> <extra...>` and waits until it listens.
-    pub fn start(table_size: usize, extra: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_table-server"))
-            .arg("0")
-            .arg(table_size.to_string())
-            .args(extra)
-            .env("RUST_LOG", "info,zookeeper=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting table-server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (address_sender, address_receiver) = std::sync::mpsc::channel();
-        let log_writer = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = address_sender.send(address);
-                }
-                let mut log = log_writer.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut server = ServerProcess { child, address: String::new(), log };
-        match address_receiver.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(address) => server.address = address,
-            Err(_) => panic!("server did not start; log:\n{}", server.log()),
-        }
-        server
-    }
+/// Starts a test ZooKeeper.
+pub fn start_zookeeper() -> ZooKeeperProcess {
+    ZooKeeperProcess::start().expect("starting ZooKeeper (apt-get install zookeeper)")
+}
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
+/// Runs the real `table-client` against one server.
+pub trait RunClient {
+    /// `table-client --server <this server> <args...>`.
+    fn client(&self, args: &[&str]) -> Output;
+    /// The client shell with `input` on stdin.
+    fn client_shell(&self, input: &[u8]) -> Output;
+}
 
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Sends a signal (by number) to the server.
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits until the server's log contains `text`.
-    #[track_caller]
-    pub fn wait_for_log(&self, text: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.log().contains(text) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("'{text}' not in the log of {} after {limit:?}:\n{}", self.address, self.log());
-    }
-
-    /// Kills the server with SIGKILL and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the server to exit; `None` if it is still running after `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("waiting for server") {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Runs the real `table-client --server <this server>` with `args`.
-    pub fn client(&self, args: &[&str]) -> Output {
+impl RunClient for ServerProcess {
+    fn client(&self, args: &[&str]) -> Output {
         run_client(&["--server", &self.address], args, None)
     }
 
-    /// Runs the client shell with `input` on stdin.
-    pub fn client_shell(&self, input: &[u8]) -> Output {
+    fn client_shell(&self, input: &[u8]) -> Output {
         run_client(&["--server", &self.address], &[], Some(input))
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

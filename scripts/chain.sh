@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Runs a local chain for trying things out: one ZooKeeper and N table-servers
+# on loopback, started in the background and remembered (PIDs, ports, logs) in
+# a state directory, so later calls can show, kill, add and stop them.
+#
+# usage: scripts/chain.sh up [N] | status | kill <i> | add | down
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: scripts/chain.sh <command>
+
+commands:
+  up [N]     build (cargo, release), start ZooKeeper and N servers (default 3), one
+             after another, each waited for until it is part of the chain
+  status     every server: index, PID, address, alive or dead, chain role
+  kill <i>   kill -9 server <i> (as numbered by status)
+  add        start one more server; it joins at the end of the chain
+  down       stop everything this script started (servers with SIGTERM, then
+             ZooKeeper) and remove the state directory
+  --help     this text
+
+Connect with:  target/release/table-client 127.0.0.1:<zookeeper port>
+
+environment:
+  CHAIN_DIR            state directory: PIDs, ports, logs (default /tmp/chaintable-chain)
+  CHAIN_ZK_PORT        ZooKeeper port (default 2181 if free, else a free one)
+  CHAIN_ZK_TICK_MS     ZooKeeper tickTime; sessions may be 2 to 20 ticks (default 500)
+  CHAIN_ZK_TIMEOUT_MS  the servers' ZooKeeper session timeout: how long a dead server
+                       stays in the chain (default 2000)
+  CHAIN_TABLE_SIZE     lock stripes of each server's table (default 1024)
+
+ZooKeeper comes from the Debian package 'zookeeper' (with java); when it is
+missing, 'up' installs it with apt-get as root, or says what to install.
+EOF
+}
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state=${CHAIN_DIR:-/tmp/chaintable-chain}
+zk_tick_ms=${CHAIN_ZK_TICK_MS:-500}
+zk_timeout_ms=${CHAIN_ZK_TIMEOUT_MS:-2000}
+table_size=${CHAIN_TABLE_SIZE:-1024}
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+server_bin=$target_dir/release/table-server
+client_bin=$target_dir/release/table-client
+
+readonly ZK_CLASSPATH=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar
+readonly ZK_WAIT_TENTHS=300     # 30 s for ZooKeeper to answer
+readonly SERVER_WAIT_TENTHS=600 # 60 s for a server to join (a state transfer can take a while)
+readonly STOP_WAIT_TENTHS=100   # 10 s for a process to exit after SIGTERM
+
+die() {
+  echo "chain.sh: $*" >&2
+  exit 1
+}
+
+# ---- processes, always by recorded PID ----
+
+# running <pid>: the process exists and has not exited (a zombie has).
+running() {
+  local stat
+  [[ -n $1 ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # The state follows the command name, which is in parentheses.
+  [[ ${stat##*) } != Z* ]]
+}
+
+# is_ours <pid> <pattern>: the process runs and its command line matches, so a
+# recycled PID of some other program is never signalled.
+is_ours() {
+  local pid=$1 pattern=$2 cmdline
+  running "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$pattern"* ]]
+}
+
+# stop <pid> <pattern>: SIGTERM, then SIGKILL if it has not exited in time.
+stop() {
+  local pid=$1 pattern=$2 tenths=0
+  is_ours "$pid" "$pattern" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while is_ours "$pid" "$pattern" && ((tenths < STOP_WAIT_TENTHS)); do
+    sleep 0.1
+    tenths=$((tenths + 1))
+  done
+  if is_ours "$pid" "$pattern"; then
+    echo "chain.sh: PID $pid ignored SIGTERM for $((STOP_WAIT_TENTHS / 10)) s; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+
+# ---- ports ----
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+free_port() {
+  local port attempt
+  for attempt in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    port_in_use "$port" || { echo "$port"; return 0; }
+  done
+  die "no free loopback port found after $attempt tries"
+}
+
+# zk_answers <port>: ZooKeeper answers 'ruok' with 'imok'.
+zk_answers() {
+  local answer=""
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf ruok >&3
+  read -r -t 2 -n 4 answer <&3 || true
+  exec 3<&- 3>&-
+  [[ $answer == imok ]]
+}
+
+# ---- state ----
+
+server_count() {
+  local count=0
+  while [[ -f $state/server-$((count + 1)).pid ]]; do
+    count=$((count + 1))
+  done
+  echo "$count"
+}
+
+zk_port() {
+  cat "$state/zookeeper.port"
+}
+
+# ---- steps ----
+
+ensure_zookeeper() {
+  [[ -f /usr/share/java/zookeeper.jar ]] && command -v java >/dev/null && return 0
+  if ((EUID != 0)) || ! command -v apt-get >/dev/null; then
+    die "ZooKeeper is not installed; as root: apt-get update && apt-get install -y zookeeper"
+  fi
+  echo "chain.sh: installing ZooKeeper (apt-get install zookeeper)"
+  DEBIAN_FRONTEND=noninteractive apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y zookeeper
+  if [[ ! -f /usr/share/java/zookeeper.jar ]] || ! command -v java >/dev/null; then
+    die "ZooKeeper or java is still missing after apt-get install zookeeper"
+  fi
+}
+
+build() {
+  if ! command -v cargo >/dev/null && [[ -x ${HOME:-}/.cargo/bin/cargo ]]; then
+    PATH=$HOME/.cargo/bin:$PATH
+  fi
+  command -v cargo >/dev/null || die "cargo is not installed (see https://rustup.rs)"
+  echo "chain.sh: building (cargo build --release --bins)"
+  (cd "$repo" && cargo build --release --bins --quiet)
+}
+
+start_zookeeper() {
+  local port=${CHAIN_ZK_PORT:-}
+  if [[ -z $port ]]; then
+    port=2181
+    port_in_use "$port" && port=$(free_port)
+  elif port_in_use "$port"; then
+    die "CHAIN_ZK_PORT=$port is in use"
+  fi
+  mkdir -p "$state/zookeeper-data"
+  nohup java -cp "$ZK_CLASSPATH" -Xmx256m \
+    -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist=ruok \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$port" "$state/zookeeper-data" "$zk_tick_ms" \
+    >"$state/zookeeper.log" 2>&1 </dev/null &
+  echo $! >"$state/zookeeper.pid"
+  echo "$port" >"$state/zookeeper.port"
+  local tenths=0
+  until zk_answers "$port" 2>/dev/null; do
+    running "$(cat "$state/zookeeper.pid")" ||
+      die "ZooKeeper exited; the end of its log:"$'\n'"$(tail -n 20 "$state/zookeeper.log")"
+    ((tenths++ < ZK_WAIT_TENTHS)) || die "ZooKeeper did not answer on port $port in $((ZK_WAIT_TENTHS / 10)) s"
+    sleep 0.1
+  done
+  echo "chain.sh: ZooKeeper on 127.0.0.1:$port (PID $(cat "$state/zookeeper.pid"), tickTime $zk_tick_ms ms)"
+}
+
+# Starts server number <count + 1> on a port of its own choosing, and waits
+# until it is a ready member of the chain.
+start_server() {
+  local index=$(($(server_count) + 1))
+  local log=$state/server-$index.log pid address="" tenths=0
+  RUST_LOG=${RUST_LOG:-info,zookeeper=warn} nohup "$server_bin" 0 "$table_size" "127.0.0.1:$(zk_port)" \
+    --zk-timeout-ms "$zk_timeout_ms" >"$log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$state/server-$index.pid"
+  # Ready: the first server registers as ready; a joiner announces it after its state transfer.
+  until grep -qs 'registered as .*(ready)\|announced ready' "$log"; do
+    running "$pid" || die "server $index exited; the end of its log:"$'\n'"$(tail -n 20 "$log")"
+    ((tenths++ < SERVER_WAIT_TENTHS)) ||
+      die "server $index did not join in $((SERVER_WAIT_TENTHS / 10)) s; the end of its log:"$'\n'"$(tail -n 20 "$log")"
+    sleep 0.1
+  done
+  address=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -n 1)
+  echo "$address" >"$state/server-$index.address"
+  echo "chain.sh: server $index on $address (PID $pid) is in the chain"
+}
+
+# ---- commands ----
+
+cmd_up() {
+  local count=${1:-3}
+  [[ $count =~ ^[1-9][0-9]*$ ]] || die "up: N must be a positive number, not '$count'"
+  if [[ -f $state/zookeeper.pid ]]; then
+    die "a chain is already up (state in $state); 'scripts/chain.sh down' first"
+  fi
+  ensure_zookeeper
+  build
+  mkdir -p "$state"
+  # If anything fails from here on, stop what was started.
+  trap 'echo "chain.sh: up failed; stopping what it started" >&2; cmd_down >&2' EXIT
+  start_zookeeper
+  for _ in $(seq 1 "$count"); do
+    start_server
+  done
+  trap - EXIT
+  echo
+  echo "chain of $count up. Connect with:"
+  echo "  $client_bin 127.0.0.1:$(zk_port)"
+  echo "See it:  scripts/chain.sh status      Stop it:  scripts/chain.sh down"
+}
+
+require_up() {
+  [[ -f $state/zookeeper.pid ]] || die "no chain is up (no state in $state); 'scripts/chain.sh up' first"
+}
+
+cmd_status() {
+  require_up
+  local zk_pid zk_alive
+  zk_pid=$(cat "$state/zookeeper.pid")
+  zk_alive=dead
+  is_ours "$zk_pid" ZooKeeperServerMain && zk_alive=alive
+  printf 'zookeeper  PID %-8s 127.0.0.1:%-6s %s\n' "$zk_pid" "$(zk_port)" "$zk_alive"
+  printf '%-6s %-8s %-22s %-6s %s\n' index PID address state role
+  local index pid address alive role
+  for index in $(seq 1 "$(server_count)"); do
+    pid=$(cat "$state/server-$index.pid")
+    address=$(cat "$state/server-$index.address" 2>/dev/null || echo "?")
+    alive=dead
+    role=-
+    if is_ours "$pid" table-server; then
+      alive=alive
+      role=$("$client_bin" --server "$address" --timeout-ms 2000 stats 2>/dev/null |
+        sed -n 's/^role: //p') || true
+      role=${role:-"(no answer)"}
+    fi
+    printf '%-6s %-8s %-22s %-6s %s\n' "$index" "$pid" "$address" "$alive" "$role"
+  done
+}
+
+cmd_kill() {
+  require_up
+  local index=${1:-}
+  [[ $index =~ ^[1-9][0-9]*$ && -f $state/server-$index.pid ]] ||
+    die "kill: give a server index between 1 and $(server_count) (see 'scripts/chain.sh status')"
+  local pid
+  pid=$(cat "$state/server-$index.pid")
+  is_ours "$pid" table-server || die "server $index (PID $pid) is not running"
+  kill -KILL "$pid"
+  echo "chain.sh: killed server $index (PID $pid, $(cat "$state/server-$index.address")) with SIGKILL"
+}
+
+cmd_add() {
+  require_up
+  is_ours "$(cat "$state/zookeeper.pid")" ZooKeeperServerMain || die "ZooKeeper is not running"
+  start_server
+}
+
+cmd_down() {
+  if [[ ! -d $state ]]; then
+    echo "chain.sh: nothing to stop (no $state)"
+    return 0
+  fi
+  local index
+  for index in $(seq 1 "$(server_count)"); do
+    stop "$(cat "$state/server-$index.pid")" table-server
+  done
+  if [[ -f $state/zookeeper.pid ]]; then
+    stop "$(cat "$state/zookeeper.pid")" ZooKeeperServerMain
+  fi
+  rm -rf "$state"
+  echo "chain.sh: stopped; removed $state"
+}
+
+case ${1:-} in
+  up) shift; (($# <= 1)) || die "up takes at most one argument"; cmd_up "$@" ;;
+  status) cmd_status ;;
+  kill) shift; cmd_kill "$@" ;;
+  add) cmd_add ;;
+  down) cmd_down ;;
+  --help | help) usage ;;
+  "") usage >&2; exit 2 ;;
+  *) echo "chain.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;
+esac

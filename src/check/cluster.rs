@@ -1,0 +1,213 @@
+//! Real processes for fault testing: a ZooKeeper server and `table-server`
+//! processes on free loopback ports. Used by `table-check` and by the
+//! integration tests. Every process is stopped by its PID when its handle is
+//! dropped, also when the caller panics.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its listening address.
+const SERVER_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long ZooKeeper may take to answer after starting.
+const ZOOKEEPER_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Debian `zookeeper` package's configuration and jar.
+const ZOOKEEPER_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
+const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+
+/// ZooKeeper's tick: 500 ms allows sessions as short as one second.
+const ZOOKEEPER_TICK_MS: &str = "500";
+
+/// Sends `signal` (a name such as `STOP`, `CONT`, `TERM`) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{signal} {pid} failed"))) }
+}
+
+/// A running `table-server`, its log captured in memory.
+pub struct ServerProcess {
+    child: Child,
+    /// `127.0.0.1:port`, as the server logged it.
+    pub address: String,
+    /// Everything the server logged so far, drained by a thread so the
+    /// server never blocks on a full pipe.
+    log: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `<binary> 0 <table-size> <extra...>` and waits until it listens.
+    pub fn start(binary: &Path, table_size: usize, extra: &[&str]) -> io::Result<ServerProcess> {
+        let mut child = Command::new(binary)
+            .arg("0")
+            .arg(table_size.to_string())
+            .args(extra)
+            .env("RUST_LOG", "info,zookeeper=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let log_writer = Arc::clone(&log);
+        thread::Builder::new().name("server-log".into()).spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = address_sender.send(address);
+                }
+                let mut log = log_writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })?;
+        let mut server = ServerProcess { child, address: String::new(), log };
+        match address_receiver.recv_timeout(SERVER_STARTUP_TIMEOUT) {
+            Ok(address) => server.address = address,
+            Err(_) => return Err(io::Error::other(format!("server did not start; log:\n{}", server.log()))),
+        }
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Waits until the log contains `text`; false if it did not within `limit`.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, signal: &str) -> io::Result<()> {
+        send_signal(self.pid(), signal)
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the server to exit; `None` if it still runs after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A paused process must be resumed to die promptly and be reaped.
+        let _ = send_signal(self.pid(), "CONT");
+        self.kill();
+    }
+}
+
+/// A standalone ZooKeeper server with its own data directory.
+pub struct ZooKeeperProcess {
+    child: Option<Child>,
+    pub port: u16,
+    data_dir: PathBuf,
+}
+
+impl ZooKeeperProcess {
+    /// Starts ZooKeeper on a free loopback port and waits until it answers.
+    pub fn start() -> io::Result<ZooKeeperProcess> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        if !Path::new(ZOOKEEPER_JAR).exists() {
+            return Err(io::Error::other("ZooKeeper is not installed: apt-get install zookeeper"));
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let data_dir = std::env::temp_dir().join(format!(
+            "chaintable-zk-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&data_dir)?;
+        let mut zookeeper = ZooKeeperProcess { child: None, port, data_dir };
+        zookeeper.restart()?;
+        Ok(zookeeper)
+    }
+
+    /// `127.0.0.1:port`, for servers and clients.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills ZooKeeper (SIGKILL); its data stays for a restart.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts ZooKeeper again on the same port and data, and waits until it
+    /// answers.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        let child = Command::new("java")
+            .args(["-cp", ZOOKEEPER_CLASSPATH])
+            .arg("-Dzookeeper.admin.enableServer=false")
+            .arg("-Dzookeeper.4lw.commands.whitelist=ruok")
+            .arg("-Xmx256m")
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(self.port.to_string())
+            .arg(&self.data_dir)
+            .arg(ZOOKEEPER_TICK_MS)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + ZOOKEEPER_STARTUP_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.answers() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Err(io::Error::other(format!("ZooKeeper did not start on port {}", self.port)))
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = String::new();
+        stream.write_all(b"ruok").is_ok() && stream.read_to_string(&mut answer).is_ok() && answer == "imok"
+    }
+}
+
+impl Drop for ZooKeeperProcess {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}

@@ -1,0 +1,60 @@
+//! Chains of real servers on a test ZooKeeper, and convergence checks.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chaintable::client::{ClientOptions, Connection};
+use chaintable::proto::{Opcode, Request};
+
+use super::{ServerProcess, ZooKeeperProcess, start_server};
+
+pub const SERVER_START: Duration = Duration::from_secs(30);
+
+/// Starts a chain server registered in `zookeeper`; waits until it is a
+/// ready member (the first one starts the chain, later ones join).
+pub fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -> ServerProcess {
+    let mut args = vec![zookeeper.address(), "--zk-timeout-ms".into(), "1000".into()];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = start_server(64, &args);
+    let awaited = if first { "starting the chain" } else { "announced ready" };
+    assert!(
+        server.wait_for_log(awaited, SERVER_START),
+        "'{awaited}' not logged by {}:\n{}",
+        server.address,
+        server.log()
+    );
+    server
+}
+
+pub fn start_chain(zookeeper: &ZooKeeperProcess, length: usize) -> Vec<ServerProcess> {
+    (0..length).map(|index| start_member(zookeeper, index == 0, &[])).collect()
+}
+
+/// The whole table of one server, read locally whatever its role.
+pub fn local_table(address: &str) -> Vec<(String, Vec<u8>)> {
+    let mut connection = Connection::open(address, &ClientOptions::default()).unwrap();
+    let mut request = Request::new();
+    request.opcode = Opcode::OP_GETTABLE.into();
+    request.local_read = true;
+    let response = connection.call(&request).unwrap();
+    assert_eq!(response.opcode.enum_value(), Ok(Opcode::OP_GETTABLE), "{}", response.error_message);
+    response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect()
+}
+
+/// Waits until every server's table is the same, and returns it.
+pub fn converged(servers: &[&ServerProcess]) -> Vec<(String, Vec<u8>)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tables: Vec<_> = servers.iter().map(|server| local_table(&server.address)).collect();
+        if tables.windows(2).all(|pair| pair[0] == pair[1]) {
+            return tables.into_iter().next().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: sizes {:?}",
+            tables.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
