@@ -13,7 +13,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=warn"))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=error"))
         .format_timestamp_millis()
         .init();
     let config = match parse_server_args(std::env::args_os().skip(1)) {

@@ -29,7 +29,7 @@ options:
   --advertise <host:port>   address peers and clients use to reach us (default <bind>:<port>)
   --chain <path>            the chain's ZooKeeper node (default /chain)
   --zk-timeout-ms <ms>      ZooKeeper session timeout; also how long we serve unconfirmed (default 5000)
-  --exit-on-expiry          exit (code 3) when the session expires, instead of rejoining empty
+  --exit-on-expiry          exit (code 3) when the session expires, instead of rejoining
   --queue-max <writes>      replication queue length (default 65536)
   --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
   --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
@@ -40,9 +40,11 @@ options:
   --max-value <bytes>       largest value (default 33554432)
   --idle-timeout-ms <ms>    close connections silent this long (default 300000)
   --write-timeout-ms <ms>   give up on a reply not written in this time (default 10000)
+  --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
+                            purpose, so table-check can show that it catches it)
   --help                    this text
 
-Logging: RUST_LOG=debug|info|warn (default info). SIGINT/SIGTERM shut down cleanly.";
+Logging: RUST_LOG=debug|info|warn (default info, with the zookeeper crate at error). SIGINT/SIGTERM shut down cleanly.";
 
 pub const CLIENT_USAGE: &str = "\
 usage: table-client [options] <zk-host:port,...> [command...]
@@ -82,7 +84,7 @@ impl From<String> for UsageError {
 }
 
 /// Options that take no value.
-const FLAGS: [&str; 2] = ["exit-on-expiry", "local"];
+const FLAGS: [&str; 3] = ["exit-on-expiry", "local", "unsafe-read-anywhere"];
 
 /// Default chain node in ZooKeeper.
 pub const CHAIN_PATH_DEFAULT: &str = "/chain";
@@ -106,12 +108,12 @@ fn split_option(arg: &OsString) -> Option<(String, Option<OsString>)> {
 /// Pulls options and positional words apart. `command_starts_after` is how
 /// many positional words may come before the command, after which every
 /// word is positional.
-struct ParsedArgs {
-    options: Vec<(String, OsString)>,
-    positionals: Vec<OsString>,
+pub(crate) struct ParsedArgs {
+    pub(crate) options: Vec<(String, OsString)>,
+    pub(crate) positionals: Vec<OsString>,
 }
 
-fn parse_args(
+pub(crate) fn parse_args(
     args: impl IntoIterator<Item = OsString>,
     known_options: &[&str],
     command_starts_after: impl Fn(&[(String, OsString)], usize) -> bool,
@@ -146,11 +148,11 @@ fn parse_args(
     Ok(parsed)
 }
 
-fn text(name: &str, value: &OsString) -> Result<String, UsageError> {
+pub(crate) fn text(name: &str, value: &OsString) -> Result<String, UsageError> {
     value.to_str().map(str::to_owned).ok_or_else(|| format!("{name}: not valid UTF-8").into())
 }
 
-fn number<T: FromStr>(name: &str, value: &OsString) -> Result<T, UsageError> {
+pub(crate) fn number<T: FromStr>(name: &str, value: &OsString) -> Result<T, UsageError> {
     let value = text(name, value)?;
     value.parse().map_err(|_| format!("{name}: '{value}' is not a valid number").into())
 }
@@ -167,6 +169,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "sent-max",
         "commit-timeout-ms",
         "max-client-records",
+        "unsafe-read-anywhere",
         "max-clients",
         "max-frame",
         "max-key",
@@ -200,6 +203,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             exit_on_expiry: false,
         }),
         replication: ReplicationLimits::default(),
+        unsafe_read_anywhere: false,
     };
     let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
     for (name, value) in &parsed.options {
@@ -222,6 +226,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "sent-max" => replication.sent_max = positive(name, value)?,
             "commit-timeout-ms" => replication.commit_timeout = Duration::from_millis(positive(name, value)?),
             "max-client-records" => replication.client_records_max = positive(name, value)?,
+            "unsafe-read-anywhere" => config.unsafe_read_anywhere = true,
             "bind" => {
                 config.bind =
                     text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
@@ -242,7 +247,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
 }
 
 /// A `--chain` value: an absolute ZooKeeper path.
-fn chain_path(name: &str, value: &OsString) -> Result<String, UsageError> {
+pub(crate) fn chain_path(name: &str, value: &OsString) -> Result<String, UsageError> {
     let path = text(name, value)?;
     if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
         return Err(format!("--{name}: '{path}' is not a ZooKeeper path like /chain").into());
@@ -250,7 +255,10 @@ fn chain_path(name: &str, value: &OsString) -> Result<String, UsageError> {
     Ok(path)
 }
 
-fn positive<T: FromStr + Default + PartialOrd>(name: &str, value: &OsString) -> Result<T, UsageError> {
+pub(crate) fn positive<T: FromStr + Default + PartialOrd>(
+    name: &str,
+    value: &OsString,
+) -> Result<T, UsageError> {
     let parsed: T = number(name, value)?;
     if parsed <= T::default() {
         return Err(format!("--{name} must be positive").into());

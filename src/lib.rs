@@ -25,7 +25,14 @@
 //! - [`command`]: the client's command language (shell and one-shot) and its output.
 //! - [`shell`]: the interactive client shell.
 //! - [`cli`]: command-line parsing for the binaries in `bin/`.
+//! - [`bench`]: `table-bench`, the closed-loop load generator: phases, threads, targets.
+//!   - [`bench::args`]: its command line.
+//!   - [`bench::workload`]: the operation mix, key choice and values, from a seeded generator.
+//!   - [`bench::histogram`]: log-linear latency histogram and its percentiles.
+//!   - [`bench::redis`]: a minimal RESP client (SET, GET, DEL) to compare with Redis.
+//!   - [`bench::report`]: the results as a table and as one JSON line.
 
+pub mod bench;
 pub mod chain_client;
 pub mod check;
 pub mod cli;

@@ -205,6 +205,10 @@ pub struct Replica {
     started: Instant,
     /// Writes forwarded and not yet committed (reported by the sender).
     sent_list_len: AtomicU64,
+    /// Test-only fault (`--unsafe-read-anywhere`): answer reads whatever our
+    /// role, breaking linearizability on purpose so `table-check` can show
+    /// it notices.
+    unsafe_read_anywhere: AtomicBool,
     /// Tells the membership thread to announce us ready (after hand-over).
     ready_requests: Sender<()>,
     pub limits: ReplicationLimits,
@@ -251,6 +255,7 @@ impl Replica {
             lease_until_ms: AtomicU64::new(0),
             started: Instant::now(),
             sent_list_len: AtomicU64::new(0),
+            unsafe_read_anywhere: AtomicBool::new(false),
             ready_requests,
             limits,
         }
@@ -323,7 +328,7 @@ impl Replica {
     }
 
     fn check_may_read(&self) -> Result<(), Refusal> {
-        if self.standalone {
+        if self.standalone || self.unsafe_read_anywhere.load(Ordering::Relaxed) {
             return Ok(());
         }
         if !self.lease_valid() {
@@ -725,6 +730,12 @@ impl Replica {
         state.view_epoch = 0;
         *self.progress.lock() = Progress::default();
         while self.outbox_receiver.try_recv().is_ok() {}
+    }
+
+    /// Breaks read safety on purpose, for testing the checker (see the field).
+    pub fn allow_unsafe_reads_anywhere(&self) {
+        warn!("--unsafe-read-anywhere: answering reads in any role; NOT linearizable (testing only)");
+        self.unsafe_read_anywhere.store(true, Ordering::Relaxed);
     }
 
     /// Extends the lease: the session is alive until `until`.

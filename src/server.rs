@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// Chain mode; `None` for a standalone server.
     pub chain: Option<ChainConfig>,
     pub replication: ReplicationLimits,
+    /// Testing only: answer reads in any role (see `--unsafe-read-anywhere`).
+    pub unsafe_read_anywhere: bool,
 }
 
 /// Why [`Server::run`] returned.
@@ -125,6 +127,9 @@ impl Server {
         let mut replication = config.replication.clone();
         replication.writers_max = config.limits.clients_max + 1;
         let replica = Replica::new(config.table_stripes, config.chain.is_none(), replication, ready_sender);
+        if config.unsafe_read_anywhere {
+            replica.allow_unsafe_reads_anywhere();
+        }
         let mut chain = config.chain.clone();
         if let Some(chain) = chain.as_mut().filter(|chain| chain.advertise.is_empty()) {
             let mut address = listener.local_addr()?;

@@ -27,7 +27,8 @@ const ZOOKEEPER_TICK_MS: &str = "500";
 
 /// Sends `signal` (a name such as `STOP`, `CONT`, `TERM`) to process `pid`.
 pub fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    let status =
+        Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status()?;
     if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{signal} {pid} failed"))) }
 }
 
@@ -48,7 +49,7 @@ impl ServerProcess {
             .arg("0")
             .arg(table_size.to_string())
             .args(extra)
-            .env("RUST_LOG", "info,zookeeper=warn")
+            .env("RUST_LOG", "info,zookeeper=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -209,5 +210,89 @@ impl Drop for ZooKeeperProcess {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// How long a new server may take to become a ready member.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A chain of servers on one ZooKeeper that can grow and shrink.
+pub struct Cluster {
+    pub zookeeper: ZooKeeperProcess,
+    /// The `table-server` binary.
+    binary: PathBuf,
+    /// Arguments after `0 <table-size> <zk>` for every server.
+    server_args: Vec<String>,
+    /// Live servers, oldest first.
+    pub servers: Vec<ServerProcess>,
+}
+
+/// Lock stripes of the servers a cluster starts.
+const CLUSTER_TABLE_STRIPES: usize = 64;
+
+impl Cluster {
+    /// Starts ZooKeeper and `nodes` servers, one after another, each waited
+    /// for until it is a ready member.
+    pub fn start(binary: &Path, nodes: usize, server_args: &[String]) -> io::Result<Cluster> {
+        let mut cluster = Cluster {
+            zookeeper: ZooKeeperProcess::start()?,
+            binary: binary.to_owned(),
+            server_args: server_args.to_vec(),
+            servers: Vec::new(),
+        };
+        for _ in 0..nodes {
+            cluster.add_server()?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more server and waits until it has joined (announced ready).
+    pub fn add_server(&mut self) -> io::Result<&ServerProcess> {
+        let zookeeper = self.zookeeper.address();
+        let mut args: Vec<&str> = vec![&zookeeper];
+        args.extend(self.server_args.iter().map(String::as_str));
+        let server = ServerProcess::start(&self.binary, CLUSTER_TABLE_STRIPES, &args)?;
+        if !server.wait_for_log("announced ready", JOIN_TIMEOUT) {
+            return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
+        }
+        self.servers.push(server);
+        Ok(self.servers.last().expect("just pushed"))
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.servers.iter().map(|server| server.address.clone()).collect()
+    }
+
+    /// Each live server's role as its `stats` reports it (`None` if it does
+    /// not answer).
+    pub fn roles(&self) -> Vec<Option<String>> {
+        let options = crate::client::ClientOptions { timeout: Duration::from_secs(1), ..Default::default() };
+        self.servers
+            .iter()
+            .map(|server| {
+                crate::client::Client::new(&server.address, options.clone())
+                    .stats()
+                    .ok()
+                    .map(|stats| stats.role)
+            })
+            .collect()
+    }
+
+    /// Waits until every live server is a ready member of one chain.
+    pub fn wait_all_ready(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let roles = self.roles();
+            let ready = |role: &Option<String>| {
+                matches!(role.as_deref(), Some("head" | "middle" | "tail" | "head+tail"))
+            };
+            let heads =
+                roles.iter().filter(|role| matches!(role.as_deref(), Some("head" | "head+tail"))).count();
+            if roles.iter().all(ready) && heads == 1 {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 }

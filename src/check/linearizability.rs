@@ -14,6 +14,8 @@
 
 use std::collections::HashSet;
 
+use super::random::SplitMix64;
+
 /// What an operation did and what it returned. Every put writes a value no
 /// other put writes, so a read names the write it saw.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -151,10 +153,18 @@ pub fn check(history: &[Operation]) -> Verdict {
 
 /// Checks one key's history from `initial`.
 pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
+    check_within(history, initial, SEARCH_STEPS_MAX)
+}
+
+/// Like [`check_from`], giving up after `steps_max` search steps.
+fn check_within(history: &[Operation], initial: Option<u64>, steps_max: u64) -> Verdict {
     let mut events = Events::new(history);
-    let words = history.len().div_ceil(64).max(1);
-    let mut linearized = vec![0u64; words];
-    let mut explored: HashSet<(Vec<u64>, State)> = HashSet::new();
+    // The set of linearized operations is kept as a 128-bit hash (the XOR of
+    // a random tag per operation), so memoising a state costs 24 bytes
+    // whatever the history's length; a false match needs a 128-bit collision.
+    let tags: Vec<u128> = (0..history.len() as u64).map(operation_tag).collect();
+    let mut linearized: u128 = 0;
+    let mut explored: HashSet<(u128, State)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut state = initial;
     let mut position = events.first();
@@ -165,21 +175,20 @@ pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
             return Verdict::Linearizable;
         }
         steps += 1;
-        if steps > SEARCH_STEPS_MAX {
+        if steps > steps_max {
             return Verdict::Unknown;
         }
         let (operation, is_call) = events.kinds[position];
         if is_call {
-            if let Some(next_state) = step(state, &history[operation].action) {
-                linearized[operation / 64] |= 1 << (operation % 64);
-                if explored.insert((linearized.clone(), next_state)) {
-                    stack.push((position, state));
-                    state = next_state;
-                    events.lift(position);
-                    position = events.first();
-                    continue;
-                }
-                linearized[operation / 64] &= !(1 << (operation % 64));
+            if let Some(next_state) = step(state, &history[operation].action)
+                && explored.insert((linearized ^ tags[operation], next_state))
+            {
+                linearized ^= tags[operation];
+                stack.push((position, state));
+                state = next_state;
+                events.lift(position);
+                position = events.first();
+                continue;
             }
             position = events.next[position];
         } else {
@@ -189,8 +198,7 @@ pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
             let Some((call, previous)) = stack.pop() else {
                 return Verdict::NotLinearizable { stuck_at: deepest.1 };
             };
-            let undone = events.kinds[call].0;
-            linearized[undone / 64] &= !(1 << (undone % 64));
+            linearized ^= tags[events.kinds[call].0];
             state = previous;
             events.unlift(call);
             position = events.next[call];
@@ -198,30 +206,162 @@ pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
     }
 }
 
-/// Shrinks a non-linearizable history to a small one that is still not
-/// linearizable, by dropping operations one at a time (keeping every put
-/// whose value a remaining read observed, so the result stays meaningful).
-pub fn minimize(history: &[Operation]) -> Vec<Operation> {
-    let mut kept: Vec<Operation> = history.to_vec();
-    let mut index = 0;
-    while index < kept.len() {
-        let removable = match kept[index].action {
-            Action::Put { value } => {
-                !kept.iter().any(|other| other.action == Action::Get { observed: Some(value) })
-            }
-            _ => true,
-        };
-        if removable {
-            let mut candidate = kept.clone();
-            candidate.remove(index);
-            if matches!(check(&candidate), Verdict::NotLinearizable { .. }) {
-                kept = candidate;
-                continue;
+/// A random 128-bit tag for operation `index`.
+fn operation_tag(index: u64) -> u128 {
+    let mut random = SplitMix64::derive(0x11ea_71ab, index);
+    ((random.next_u64() as u128) << 64) | random.next_u64() as u128
+}
+
+/// Shrinks a non-linearizable history to a small sub-history that is still
+/// not linearizable, with steps that can never create a violation out of
+/// nothing, so the result explains the original:
+/// - a read can be dropped (that only removes constraints);
+/// - a write can be relaxed to "outcome unknown" (it may then take effect at
+///   any time after its call, or never: more freedom);
+/// - a relaxed write that no remaining operation could have observed after
+///   its call can be dropped (it can only ever be linearized harmlessly).
+///
+/// Returns the remaining operations with their indices in `history`; a
+/// write whose `ret` is now `None` but was not before was relaxed.
+pub fn minimize(history: &[Operation]) -> Vec<(usize, Operation)> {
+    let deadline = std::time::Instant::now() + MINIMIZE_TIME_MAX;
+    let violates = |operations: &[(usize, Operation)]| {
+        let plain: Vec<Operation> = operations.iter().map(|(_, operation)| operation.clone()).collect();
+        matches!(check_within(&plain, None, MINIMIZE_STEPS_MAX), Verdict::NotLinearizable { .. })
+    };
+    let mut kept = shortest_violating_prefix(history);
+    loop {
+        let before = kept.clone();
+        for step in [Shrink::DropReads, Shrink::RelaxWrites, Shrink::DropUnobservedWrites] {
+            // Delta debugging: whole chunks first, then smaller ones, from
+            // the end backwards.
+            let mut chunk = kept.len().div_ceil(2).max(1);
+            loop {
+                let mut end = kept.len();
+                while end > 0 && std::time::Instant::now() < deadline {
+                    let start = end.saturating_sub(chunk);
+                    let candidate = shrink_range(&kept, start..end, step);
+                    if candidate != kept && violates(&candidate) {
+                        kept = candidate;
+                    }
+                    end = start.min(kept.len());
+                }
+                if chunk == 1 || std::time::Instant::now() >= deadline {
+                    break;
+                }
+                chunk = chunk.div_ceil(2);
             }
         }
-        index += 1;
+        if kept == before || std::time::Instant::now() >= deadline {
+            return kept;
+        }
     }
-    kept
+}
+
+/// The kinds of shrinking step, tried in this order: dropping reads first
+/// keeps writes definite wherever a read does not need them relaxed.
+#[derive(Clone, Copy)]
+enum Shrink {
+    DropReads,
+    RelaxWrites,
+    DropUnobservedWrites,
+}
+
+/// Applies `step` to every operation in `range`.
+fn shrink_range(
+    operations: &[(usize, Operation)],
+    range: std::ops::Range<usize>,
+    step: Shrink,
+) -> Vec<(usize, Operation)> {
+    let mut shrunk = Vec::with_capacity(operations.len());
+    for (position, (index, operation)) in operations.iter().enumerate() {
+        let keep = (*index, operation.clone());
+        if !range.contains(&position) {
+            shrunk.push(keep);
+            continue;
+        }
+        match (step, &operation.action, operation.ret) {
+            (Shrink::DropReads, Action::Get { .. }, _) => {}
+            (Shrink::RelaxWrites, Action::Put { .. } | Action::Del { .. }, Some(_)) => {
+                let mut relaxed = keep;
+                relaxed.1.ret = None;
+                if let Action::Del { found } = &mut relaxed.1.action {
+                    *found = None;
+                }
+                shrunk.push(relaxed);
+            }
+            (Shrink::DropUnobservedWrites, Action::Put { .. } | Action::Del { .. }, None)
+                if !could_be_observed(operations, position) => {}
+            _ => shrunk.push(keep),
+        }
+    }
+    shrunk
+}
+
+/// Search steps allowed for each candidate while minimizing: a candidate
+/// that is hard to decide is simply not taken.
+const MINIMIZE_STEPS_MAX: u64 = 200_000;
+
+/// Minimizing stops improving after this long (per key).
+const MINIMIZE_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The shortest prefix, in call order, that is already not linearizable:
+/// operations called up to some instant, those still running then counted
+/// as of unknown outcome (found by bisection). A prefix of a linearizable
+/// history is linearizable, so this is a sound cut.
+fn shortest_violating_prefix(history: &[Operation]) -> Vec<(usize, Operation)> {
+    let mut order: Vec<usize> = (0..history.len()).collect();
+    order.sort_by_key(|&index| history[index].call);
+    let prefix = |length: usize| -> Vec<(usize, Operation)> {
+        let cut = history[order[length - 1]].call;
+        order[..length]
+            .iter()
+            .map(|&index| {
+                let mut operation = history[index].clone();
+                if operation.ret.is_some_and(|ret| ret > cut) {
+                    if matches!(operation.action, Action::Get { .. }) {
+                        // A read still running at the cut has told nothing yet.
+                        operation.ret = Some(u64::MAX);
+                    } else {
+                        operation.ret = None;
+                        if let Action::Del { found } = &mut operation.action {
+                            *found = None;
+                        }
+                    }
+                }
+                (index, operation)
+            })
+            .filter(|(_, operation)| operation.ret != Some(u64::MAX))
+            .collect()
+    };
+    let violates = |operations: &[(usize, Operation)]| {
+        let plain: Vec<Operation> = operations.iter().map(|(_, operation)| operation.clone()).collect();
+        matches!(check(&plain), Verdict::NotLinearizable { .. })
+    };
+    let (mut low, mut high) = (1, history.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if violates(&prefix(middle)) { high = middle } else { low = middle + 1 }
+    }
+    let shortest = prefix(high.max(1));
+    if violates(&shortest) { shortest } else { history.iter().cloned().enumerate().collect() }
+}
+
+/// Whether some other remaining operation, ending after write `index` was
+/// called, could owe its result to that write.
+fn could_be_observed(operations: &[(usize, Operation)], index: usize) -> bool {
+    let write = &operations[index].1;
+    operations.iter().enumerate().any(|(other_index, (_, other))| {
+        other_index != index
+            && other.ret.is_none_or(|ret| ret >= write.call)
+            && match (&write.action, &other.action) {
+                (Action::Put { value }, Action::Get { observed }) => *observed == Some(*value),
+                (Action::Put { .. }, Action::Del { found }) => *found != Some(false),
+                (Action::Del { .. }, Action::Get { observed }) => observed.is_none(),
+                (Action::Del { .. }, Action::Del { found }) => *found != Some(true),
+                _ => false,
+            }
+    })
 }
 
 #[cfg(test)]
@@ -318,9 +458,26 @@ mod tests {
             history.push(get(Some(2), 4 + index * 2, 5 + index * 2));
         }
         history.push(get(Some(1), 100, 101));
-        let small = minimize(&history);
+        let small: Vec<Operation> = minimize(&history).into_iter().map(|(_, operation)| operation).collect();
         assert!(matches!(check(&small), Verdict::NotLinearizable { .. }));
         assert!(small.len() <= 3, "{small:?}");
+    }
+
+    #[test]
+    fn minimize_does_not_invent_violations() {
+        // The last read sees a value deleted and overwritten long before:
+        // the explanation keeps the read, the write it saw and a later write
+        // it missed, and nothing unrelated.
+        let history = [put(1, 0, 1), del(true, 2, 3), get(None, 4, 5), put(2, 6, 7), get(Some(1), 8, 9)];
+        let small = minimize(&history);
+        let indices: Vec<usize> = small.iter().map(|(index, _)| *index).collect();
+        assert!(indices.contains(&4), "the stale read is the violation: {small:?}");
+        assert!(indices.contains(&0), "the write it read stays: {small:?}");
+        assert!(indices.contains(&1) || indices.contains(&3), "a later write it missed stays: {small:?}");
+        assert!(!indices.contains(&2), "an unrelated read goes: {small:?}");
+        assert!(small.len() <= 3, "{small:?}");
+        let plain: Vec<Operation> = small.into_iter().map(|(_, operation)| operation).collect();
+        assert!(matches!(check(&plain), Verdict::NotLinearizable { .. }));
     }
 
     #[test]

@@ -1,0 +1,54 @@
+//! `table-bench (--zk <hosts> | --server <host:port> | --redis <host:port>) [options]`:
+//! parse arguments, run the load, print the table (and with --json the JSON
+//! line last). Exit 0 done, 1 every operation failed, 2 usage error or target
+//! unreachable.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chaintable::bench::args::{BENCH_USAGE, parse_bench_args};
+use chaintable::bench::{self, BenchError};
+use chaintable::cli::UsageError;
+
+fn main() -> ExitCode {
+    // The zookeeper crate logs every failed connection attempt as an error;
+    // the bench reports an unreachable chain itself, once.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
+    let args = match parse_bench_args(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(UsageError::HelpRequested) => {
+            println!("{BENCH_USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(UsageError::Invalid(message)) => {
+            eprintln!("table-bench: {message}\n\n{BENCH_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match bench::run(&args, &mut io::stderr()) {
+        Ok(report) => report,
+        Err(error @ BenchError::Unreachable(_)) => {
+            eprintln!("table-bench: {error}");
+            return ExitCode::from(2);
+        }
+        Err(error @ BenchError::Setup(_)) => {
+            eprintln!("table-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    let _ = write!(stdout, "{}", report.table());
+    if args.json {
+        let _ = writeln!(stdout, "{}", report.json());
+    }
+    let _ = stdout.flush();
+    if report.ops == 0 && report.errors > 0 {
+        eprintln!(
+            "table-bench: every operation failed ({} errors; the first: {})",
+            report.errors,
+            report.first_error.as_deref().unwrap_or("unknown")
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

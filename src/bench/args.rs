@@ -1,0 +1,338 @@
+//! Command-line parsing for `table-bench`, in the manner of [`crate::cli`]:
+//! `--name value` or `--name=value`, a usage text, and [`UsageError`] for
+//! the main to print (exit 2). Every argument is an option: the bench has no
+//! command words, so a simple loop does instead of `cli`'s positional logic.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::bench::workload::Mix;
+use crate::cli::{CHAIN_PATH_DEFAULT, UsageError};
+use crate::client::CLIENT_TIMEOUT_MS_DEFAULT;
+use crate::limits::{CLIENTS_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
+
+pub const BENCH_USAGE: &str = "\
+usage: table-bench (--zk <host:port,...> | --server <host:port> | --redis <host:port>)
+                   [--clients N] [--duration S] [--keys K] [--value-size B] [--mix GET:PUT:DEL]
+                   [--json] [options]
+
+A closed-loop load generator: N client threads, each with its own connection, send
+operations back to back for S seconds and the latencies are reported. The keys
+key:0 .. key:<K-1> are filled first (all clients in parallel), then a warm-up runs
+unmeasured, then the measured phase. Progress goes to stderr every second.
+
+targets (exactly one):
+  --zk <hosts>           a chaintable chain found through ZooKeeper: writes to its head,
+                         reads to its tail (looked up once, at the start)
+  --server <host:port>   one table-server directly
+  --redis <host:port>    a Redis server, for comparison (SET, GET, DEL)
+
+options:
+  --clients N            client threads and connections (default 1, at most 4096)
+  --duration S           measured seconds; decimals allowed (default 10)
+  --keys K               size of the key space (default 10000)
+  --value-size B         bytes per value (default 100)
+  --mix GET:PUT:DEL      relative weights of the operations (default 90:10:0)
+  --json                 end stdout with one JSON object of the results
+  --warmup S             unmeasured seconds before the measured phase (default 1)
+  --chain <path>         with --zk: the chain's ZooKeeper node (default /chain)
+  --seed N               seed of the key and operation choices (default 1)
+  --no-fill              skip filling the key space
+  --timeout-ms <ms>      connect and reply timeout of each operation (default 10000)
+  --help                 this text
+
+Exit: 0 done, 1 every operation failed, 2 usage error or target unreachable.";
+
+/// Most client threads: the server's default `--max-clients`, past which it
+/// refuses connections; each client is also one OS thread here.
+pub const CLIENTS_MAX: usize = CLIENTS_MAX_DEFAULT;
+
+/// Longest measured phase or warm-up: a benchmark is a bounded loop.
+pub const SECONDS_MAX: f64 = 24.0 * 3600.0;
+
+/// Largest key space: filling it already takes minutes at this size.
+pub const KEYS_MAX: u64 = 1_000_000_000;
+
+/// Largest value: the server's default value limit.
+pub const VALUE_BYTES_MAX: usize = VALUE_BYTES_MAX_DEFAULT;
+
+/// What the bench loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BenchTarget {
+    /// A chaintable chain found through ZooKeeper.
+    Chain {
+        /// The ensemble, `host:port,...`.
+        zk_hosts: String,
+        /// The chain's node.
+        path: String,
+    },
+    /// One table-server, whatever its role.
+    Server(String),
+    /// A Redis server.
+    Redis(String),
+}
+
+impl BenchTarget {
+    /// `chain`, `server` or `redis`, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BenchTarget::Chain { .. } => "chain",
+            BenchTarget::Server(_) => "server",
+            BenchTarget::Redis(_) => "redis",
+        }
+    }
+
+    /// Where it is: `host:port`, or `<zk-hosts><path>` for a chain.
+    pub fn address(&self) -> String {
+        match self {
+            BenchTarget::Chain { zk_hosts, path } => format!("{zk_hosts}{path}"),
+            BenchTarget::Server(address) | BenchTarget::Redis(address) => address.clone(),
+        }
+    }
+}
+
+impl fmt::Display for BenchTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.address())
+    }
+}
+
+/// A whole benchmark run, as asked for on the command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchArgs {
+    pub target: BenchTarget,
+    /// Client threads, one connection each (two in chain mode: head and tail).
+    pub clients: usize,
+    /// Length of the measured phase.
+    pub duration: Duration,
+    /// Length of the unmeasured phase before it, so connections, caches and
+    /// the server's threads are warm when measuring starts.
+    pub warmup: Duration,
+    /// Keys `key:0 .. key:<keys - 1>`.
+    pub keys: u64,
+    pub value_bytes: usize,
+    pub mix: Mix,
+    /// End stdout with the JSON line.
+    pub json: bool,
+    /// Seeds every thread's generator: the same seed repeats the same
+    /// operations.
+    pub seed: u64,
+    /// Fill the key space before the warm-up (off with `--no-fill`, e.g. to
+    /// rerun against a table filled by an earlier run).
+    pub fill: bool,
+    /// Connect and reply timeout of each operation.
+    pub timeout: Duration,
+}
+
+/// Options that take no value.
+const FLAGS: [&str; 3] = ["json", "no-fill", "help"];
+
+/// Parses `table-bench` arguments (without the program name).
+pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<BenchArgs, UsageError> {
+    let mut targets = Vec::new();
+    let mut chain_path = None;
+    let mut parsed = BenchArgs {
+        target: BenchTarget::Server(String::new()),
+        clients: 1,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(1),
+        keys: 10_000,
+        value_bytes: 100,
+        mix: Mix { get: 90, put: 10, del: 0 },
+        json: false,
+        seed: 1,
+        fill: true,
+        timeout: Duration::from_millis(CLIENT_TIMEOUT_MS_DEFAULT),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let word = utf8("an argument", arg)?;
+        let Some(option) = word.strip_prefix("--").filter(|option| !option.is_empty()) else {
+            return Err(format!("unexpected argument '{word}': every argument is an --option").into());
+        };
+        let (name, inline_value) = match option.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (option, None),
+        };
+        if FLAGS.contains(&name) {
+            if inline_value.is_some() {
+                return Err(format!("--{name} takes no value").into());
+            }
+            match name {
+                "help" => return Err(UsageError::HelpRequested),
+                "json" => parsed.json = true,
+                _ => parsed.fill = false,
+            }
+            continue;
+        }
+        let value = match inline_value {
+            Some(value) => value,
+            None => utf8(name, args.next().ok_or_else(|| format!("--{name} needs a value"))?)?,
+        };
+        match name {
+            "zk" => targets.push(BenchTarget::Chain { zk_hosts: value, path: String::new() }),
+            "server" => targets.push(BenchTarget::Server(value)),
+            "redis" => targets.push(BenchTarget::Redis(value)),
+            "chain" => chain_path = Some(zookeeper_path(value)?),
+            "clients" => parsed.clients = within(name, &value, 1..=CLIENTS_MAX)?,
+            "duration" => parsed.duration = seconds(name, &value, 0.001..=SECONDS_MAX)?,
+            "warmup" => parsed.warmup = seconds(name, &value, 0.0..=SECONDS_MAX)?,
+            "keys" => parsed.keys = within(name, &value, 1..=KEYS_MAX)?,
+            "value-size" => parsed.value_bytes = within(name, &value, 0..=VALUE_BYTES_MAX)?,
+            "mix" => parsed.mix = Mix::parse(&value).map_err(|message| format!("--mix: {message}"))?,
+            "seed" => parsed.seed = within(name, &value, 0..=u64::MAX)?,
+            "timeout-ms" => parsed.timeout = Duration::from_millis(within(name, &value, 1..=3_600_000)?),
+            _ => return Err(format!("unknown option --{name}").into()),
+        }
+    }
+    parsed.target = match (targets.pop(), targets.is_empty()) {
+        (None, _) => {
+            return Err("no target: give --zk <hosts>, --server <host:port> or --redis <host:port>"
+                .to_owned()
+                .into());
+        }
+        (Some(_), false) => return Err("give only one of --zk, --server and --redis".to_owned().into()),
+        (Some(BenchTarget::Chain { zk_hosts, .. }), true) => BenchTarget::Chain {
+            zk_hosts,
+            path: chain_path.take().unwrap_or_else(|| CHAIN_PATH_DEFAULT.to_owned()),
+        },
+        (Some(target), true) => target,
+    };
+    if chain_path.is_some() {
+        return Err("--chain goes with --zk".to_owned().into());
+    }
+    Ok(parsed)
+}
+
+fn utf8(name: &str, value: OsString) -> Result<String, UsageError> {
+    value.into_string().map_err(|value| format!("{name}: not valid UTF-8: {value:?}").into())
+}
+
+/// A whole number in `range`.
+fn within<T: FromStr + PartialOrd + fmt::Display>(
+    name: &str,
+    value: &str,
+    range: RangeInclusive<T>,
+) -> Result<T, UsageError> {
+    match value.parse::<T>() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(format!(
+            "--{name}: '{value}' is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )
+        .into()),
+    }
+}
+
+/// Seconds in `range`, decimals allowed.
+fn seconds(name: &str, value: &str, range: RangeInclusive<f64>) -> Result<Duration, UsageError> {
+    match value.parse::<f64>() {
+        Ok(seconds) if range.contains(&seconds) => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(format!(
+            "--{name}: '{value}' is not a number of seconds from {} to {}",
+            range.start(),
+            range.end()
+        )
+        .into()),
+    }
+}
+
+/// A `--chain` value: an absolute ZooKeeper path such as `/chain`.
+fn zookeeper_path(path: String) -> Result<String, UsageError> {
+    if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+        return Err(format!("--chain: '{path}' is not a ZooKeeper path like /chain").into());
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<BenchArgs, UsageError> {
+        parse_bench_args(words.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn the_documented_command_line() {
+        let parsed = parse(&[
+            "--server",
+            "127.0.0.1:7000",
+            "--clients",
+            "16",
+            "--duration",
+            "2.5",
+            "--keys=10000",
+            "--value-size",
+            "100",
+            "--mix",
+            "90:10:0",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(parsed.target, BenchTarget::Server("127.0.0.1:7000".into()));
+        assert_eq!(parsed.clients, 16);
+        assert_eq!(parsed.duration, Duration::from_millis(2500));
+        assert_eq!((parsed.keys, parsed.value_bytes), (10_000, 100));
+        assert_eq!(parsed.mix, Mix { get: 90, put: 10, del: 0 });
+        assert!(parsed.json && parsed.fill);
+        assert_eq!((parsed.warmup, parsed.seed), (Duration::from_secs(1), 1));
+    }
+
+    #[test]
+    fn targets_and_extras() {
+        let chain = parse(&["--zk", "zk1:2181,zk2:2181"]).unwrap();
+        assert_eq!(
+            chain.target,
+            BenchTarget::Chain { zk_hosts: "zk1:2181,zk2:2181".into(), path: "/chain".into() }
+        );
+        assert_eq!(chain.target.to_string(), "chain zk1:2181,zk2:2181/chain");
+        let chain = parse(&["--chain", "/tables/a", "--zk=zk:1"]).unwrap();
+        assert_eq!(chain.target.address(), "zk:1/tables/a");
+        let redis = parse(&["--redis", "h:6379", "--warmup", "0", "--seed", "9", "--no-fill"]).unwrap();
+        assert_eq!((redis.target.kind(), redis.target.address()), ("redis", "h:6379".to_owned()));
+        assert_eq!((redis.warmup, redis.seed, redis.fill), (Duration::ZERO, 9, false));
+        let timeout = parse(&["--server", "h:1", "--timeout-ms", "250"]).unwrap();
+        assert_eq!(timeout.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        for bad in [
+            &[][..],
+            &["--clients", "4"],
+            &["--server", "h:1", "--redis", "h:2"],
+            &["--server"],
+            &["--server", "h:1", "extra"],
+            &["--server", "h:1", "--clients", "0"],
+            &["--server", "h:1", "--clients", "4097"],
+            &["--server", "h:1", "--clients", "-1"],
+            &["--server", "h:1", "--duration", "0"],
+            &["--server", "h:1", "--duration", "ten"],
+            &["--server", "h:1", "--warmup", "-1"],
+            &["--server", "h:1", "--keys", "0"],
+            &["--server", "h:1", "--mix", "90:10"],
+            &["--server", "h:1", "--mix", "0:0:0"],
+            &["--server", "h:1", "--json=yes"],
+            &["--server", "h:1", "--frobnicate", "1"],
+            &["--server", "h:1", "--chain", "/c"],
+            &["--zk", "zk:1", "--chain", "chain"],
+            &["--server", "h:1", "--"],
+        ] {
+            assert!(matches!(parse(bad), Err(UsageError::Invalid(_))), "{bad:?}");
+        }
+        assert_eq!(parse(&["--server", "h:1", "--help"]), Err(UsageError::HelpRequested));
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let Err(UsageError::Invalid(message)) = parse(&["--server", "h:1", "--clients", "0"]) else {
+            panic!("--clients 0 accepted");
+        };
+        assert_eq!(message, "--clients: '0' is not a whole number from 1 to 4096");
+    }
+}

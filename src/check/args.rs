@@ -1,0 +1,190 @@
+//! The `table-check` command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::nemesis::{FaultKind, parse_kinds};
+use super::run::CheckConfig;
+use crate::cli::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
+
+pub const CHECK_USAGE: &str = "\
+usage: table-check [options]                 run clients under faults and check the history
+       table-check verify <history.json>     check a saved history again
+
+Starts its own ZooKeeper and chain (or attaches to one with --zk, without
+faults), runs clients doing random put/get/del over a few keys while a nemesis
+injects faults, then checks that every key's history is linearizable and that
+every server ends with the same table. Prints PASS, or FAIL with the key, the
+shortest offending sub-history, the seed and the faults around it (exit 1).
+
+options:
+  --duration <s>          how long clients run (default 60)
+  --clients <n>           concurrent clients (default 4)
+  --keys <n>              keys k0..k<n-1> (default 5)
+  --nodes <n>             servers in the chain (default 3)
+  --seed <n>              workload and fault schedule seed (default: random, printed)
+  --nemesis <list>        faults from kill,pause,join,zk, or none (default kill,pause,join)
+  --zk-timeout-ms <ms>    the servers' ZooKeeper session timeout (default 1000)
+  --zk <hosts>            attach to an existing chain: no faults
+  --chain <path>          the chain's ZooKeeper node (default /chain)
+  --history <file>        write the history as JSON
+  --server-binary <path>  table-server to start (default: the one beside table-check)
+  --think-ms <ms>         longest pause between a client's operations (default 2)
+  --broken stale-reads    servers answer reads in any role and clients read anywhere:
+                          a deliberately broken chain, which must FAIL (tests the checker)
+  --help                  this text";
+
+/// What `table-check` was asked to do.
+#[derive(Debug)]
+pub enum CheckCommand {
+    Run { config: CheckConfig, history: Option<PathBuf> },
+    Verify(PathBuf),
+}
+
+/// Parses arguments (without the program name). `default_seed` is used
+/// when `--seed` is not given.
+pub fn parse_check_args(
+    args: impl IntoIterator<Item = OsString>,
+    default_seed: u64,
+) -> Result<CheckCommand, UsageError> {
+    let known = [
+        "duration",
+        "clients",
+        "keys",
+        "nodes",
+        "seed",
+        "nemesis",
+        "zk-timeout-ms",
+        "zk",
+        "chain",
+        "history",
+        "server-binary",
+        "think-ms",
+        "broken",
+    ];
+    let parsed = parse_args(args, &known, |_, _| false)?;
+    match parsed.positionals.as_slice() {
+        [] => {}
+        [verb, file] if verb == "verify" => {
+            if !parsed.options.is_empty() {
+                return Err("verify takes no options".to_owned().into());
+            }
+            return Ok(CheckCommand::Verify(PathBuf::from(file)));
+        }
+        _ => return Err("expected no argument, or: verify <history.json>".to_owned().into()),
+    }
+    let server_binary = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.parent().map(|directory| directory.join("table-server")))
+        .unwrap_or_else(|| PathBuf::from("table-server"));
+    let mut config = CheckConfig {
+        duration: Duration::from_secs(60),
+        clients: 4,
+        keys: 5,
+        nodes: 3,
+        seed: default_seed,
+        nemesis: vec![FaultKind::Kill, FaultKind::Pause, FaultKind::Join],
+        session_timeout: Duration::from_millis(1000),
+        server_binary,
+        attach: None,
+        chain_path: CHAIN_PATH_DEFAULT.to_owned(),
+        broken_reads: false,
+        think_max: Duration::from_millis(2),
+    };
+    let mut history = None;
+    for (name, value) in &parsed.options {
+        match name.as_str() {
+            "duration" => config.duration = Duration::from_secs(positive(name, value)?),
+            "clients" => config.clients = positive(name, value)?,
+            "keys" => config.keys = positive(name, value)?,
+            "nodes" => config.nodes = positive(name, value)?,
+            "seed" => config.seed = number(name, value)?,
+            "nemesis" => {
+                let list = text(name, value)?;
+                config.nemesis = if list == "none" { Vec::new() } else { parse_kinds(&list)? };
+            }
+            "zk-timeout-ms" => config.session_timeout = Duration::from_millis(positive(name, value)?),
+            "zk" => config.attach = Some(text(name, value)?),
+            "chain" => config.chain_path = chain_path(name, value)?,
+            "history" => history = Some(PathBuf::from(value)),
+            "server-binary" => config.server_binary = PathBuf::from(value),
+            "think-ms" => config.think_max = Duration::from_millis(number(name, value)?),
+            "broken" => match text(name, value)?.as_str() {
+                "stale-reads" => config.broken_reads = true,
+                other => return Err(format!("--broken: unknown mode '{other}' (stale-reads)").into()),
+            },
+            other => unreachable!("option {other} is in the known list"),
+        }
+    }
+    if config.attach.is_some() {
+        config.nemesis.clear();
+        if config.broken_reads {
+            return Err("--broken needs a chain table-check starts itself (not --zk)".to_owned().into());
+        }
+    }
+    let survivable = config.nemesis.iter().all(|kind| *kind == FaultKind::Zk) || config.nodes >= 2;
+    if !survivable {
+        return Err("kill, pause and join need --nodes 2 or more (one server cannot survive them)"
+            .to_owned()
+            .into());
+    }
+    Ok(CheckCommand::Run { config, history })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let CheckCommand::Run { config, history } = parse_check_args(args(&[]), 7).unwrap() else {
+            panic!("expected a run");
+        };
+        assert_eq!(config.seed, 7);
+        assert_eq!(config.nemesis, vec![FaultKind::Kill, FaultKind::Pause, FaultKind::Join]);
+        assert!(history.is_none());
+        let CheckCommand::Run { config, history } = parse_check_args(
+            args(&[
+                "--duration",
+                "5",
+                "--nemesis",
+                "zk,kill",
+                "--seed",
+                "9",
+                "--history",
+                "h.json",
+                "--broken",
+                "stale-reads",
+            ]),
+            7,
+        )
+        .unwrap() else {
+            panic!("expected a run");
+        };
+        assert_eq!(config.duration, Duration::from_secs(5));
+        assert_eq!(config.nemesis, vec![FaultKind::Zk, FaultKind::Kill]);
+        assert_eq!(config.seed, 9);
+        assert!(config.broken_reads);
+        assert_eq!(history, Some(PathBuf::from("h.json")));
+        let CheckCommand::Run { config, .. } = parse_check_args(args(&["--zk", "h:1"]), 1).unwrap() else {
+            panic!("expected a run");
+        };
+        assert!(config.nemesis.is_empty(), "attaching injects no faults");
+    }
+
+    #[test]
+    fn verify_and_errors() {
+        assert!(matches!(parse_check_args(args(&["verify", "h.json"]), 1), Ok(CheckCommand::Verify(_))));
+        assert!(parse_check_args(args(&["verify"]), 1).is_err());
+        assert!(parse_check_args(args(&["--nemesis", "flood"]), 1).is_err());
+        assert!(parse_check_args(args(&["--nodes", "1"]), 1).is_err());
+        assert!(parse_check_args(args(&["--nodes", "1", "--nemesis", "zk"]), 1).is_ok());
+        assert!(parse_check_args(args(&["--broken", "everything"]), 1).is_err());
+        assert!(parse_check_args(args(&["--zk", "h:1", "--broken", "stale-reads"]), 1).is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! The fault injector of `table-check`: on a seeded schedule it kills a
+//! server (and starts a fresh one that joins), pauses one past its session
+//! timeout, adds a server (retiring the oldest), or stops ZooKeeper for a
+//! while. One fault at a time, each only once every server is a ready
+//! member again, so the chain never loses more members than it can survive.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::warn;
+
+use super::cluster::Cluster;
+use super::history::{Clock, Fault};
+use super::random::SplitMix64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// kill -9 a server, then a fresh server joins.
+    Kill,
+    /// SIGSTOP a server longer than its session timeout, then SIGCONT.
+    Pause,
+    /// A fresh server joins; the oldest is then killed to keep the size.
+    Join,
+    /// ZooKeeper itself is stopped for a while and restarted.
+    Zk,
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FaultKind, String> {
+        match text {
+            "kill" => Ok(FaultKind::Kill),
+            "pause" => Ok(FaultKind::Pause),
+            "join" => Ok(FaultKind::Join),
+            "zk" => Ok(FaultKind::Zk),
+            "partition" => Err("the partition nemesis is not implemented yet".into()),
+            other => Err(format!("unknown fault '{other}' (kill, pause, join, zk)")),
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Join => "join",
+            FaultKind::Zk => "zk",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Parses `kill,pause,join,zk`.
+pub fn parse_kinds(text: &str) -> Result<Vec<FaultKind>, String> {
+    text.split(',').filter(|part| !part.is_empty()).map(str::parse).collect()
+}
+
+/// Everything the nemesis thread needs.
+pub struct Nemesis {
+    pub cluster: Arc<Mutex<Cluster>>,
+    /// Live server addresses, for clients that read from any server.
+    pub addresses: Arc<RwLock<Vec<String>>>,
+    pub kinds: Vec<FaultKind>,
+    /// The size the chain is kept at.
+    pub nodes: usize,
+    pub session_timeout: Duration,
+    pub clock: Clock,
+}
+
+/// Quiet time between two faults, in milliseconds.
+const QUIET_MS: (u64, u64) = (1000, 3000);
+
+/// How long the chain may take to heal before the next fault.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Nemesis {
+    /// Injects faults until `stop`; returns what it did. Leaves every server
+    /// running and ZooKeeper up.
+    pub fn run(&self, seed: u64, stop: &AtomicBool) -> Vec<Fault> {
+        let mut random = SplitMix64::derive(seed, u64::MAX);
+        let mut faults = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            sleep_unless_stopped(Duration::from_millis(random.between(QUIET_MS.0, QUIET_MS.1)), stop);
+            if stop.load(Ordering::SeqCst) || self.kinds.is_empty() {
+                continue;
+            }
+            let mut cluster = self.cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !cluster.wait_all_ready(HEAL_TIMEOUT) {
+                warn!("the chain did not heal; no new fault");
+                continue;
+            }
+            let kind = self.kinds[random.below(self.kinds.len() as u64) as usize];
+            let victim = random.below(cluster.servers.len() as u64) as usize;
+            let start_us = self.clock.now_us();
+            let result = match kind {
+                FaultKind::Kill => self.kill_and_replace(&mut cluster, victim, start_us, &mut faults),
+                FaultKind::Pause => {
+                    let pause = self.session_timeout.mul_f64(1.5 + random.below(150) as f64 / 100.0);
+                    let server = &cluster.servers[victim];
+                    let description = format!("pause {} for {} ms", server.address, pause.as_millis());
+                    let result = server.signal("STOP").and_then(|()| {
+                        thread::sleep(pause);
+                        server.signal("CONT")
+                    });
+                    faults.push(Fault { start_us, end_us: Some(self.clock.now_us()), description });
+                    result
+                }
+                FaultKind::Join => {
+                    let joined = cluster.add_server().map(|server| server.address.clone());
+                    let result = joined.map(|address| {
+                        faults.push(Fault {
+                            start_us,
+                            end_us: Some(self.clock.now_us()),
+                            description: format!("{address} joined"),
+                        });
+                    });
+                    if result.is_ok() && cluster.servers.len() > self.nodes {
+                        let retire_us = self.clock.now_us();
+                        let retired = cluster.servers.remove(0);
+                        faults.push(Fault {
+                            start_us: retire_us,
+                            end_us: None,
+                            description: format!("kill -9 {} (oldest)", retired.address),
+                        });
+                        drop(retired);
+                    }
+                    result
+                }
+                FaultKind::Zk => {
+                    let outage = self.session_timeout.mul_f64(0.5 + random.below(250) as f64 / 100.0);
+                    cluster.zookeeper.stop();
+                    thread::sleep(outage);
+                    let result = cluster.zookeeper.restart();
+                    let description = format!("ZooKeeper down for {} ms", outage.as_millis());
+                    faults.push(Fault { start_us, end_us: Some(self.clock.now_us()), description });
+                    result
+                }
+            };
+            if let Err(error) = result {
+                warn!("fault {kind} failed: {error}");
+            }
+            *self.addresses.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = cluster.addresses();
+        }
+        faults
+    }
+
+    fn kill_and_replace(
+        &self,
+        cluster: &mut Cluster,
+        victim: usize,
+        start_us: u64,
+        faults: &mut Vec<Fault>,
+    ) -> std::io::Result<()> {
+        let mut killed = cluster.servers.remove(victim);
+        killed.kill();
+        faults.push(Fault { start_us, end_us: None, description: format!("kill -9 {}", killed.address) });
+        drop(killed);
+        *self.addresses.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = cluster.addresses();
+        let join_us = self.clock.now_us();
+        let address = cluster.add_server()?.address.clone();
+        faults.push(Fault {
+            start_us: join_us,
+            end_us: Some(self.clock.now_us()),
+            description: format!("{address} joined"),
+        });
+        Ok(())
+    }
+}
+
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let deadline = Instant::now() + duration;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_lists_parse() {
+        assert_eq!(parse_kinds("kill,pause,join,zk").unwrap().len(), 4);
+        assert_eq!(parse_kinds("pause").unwrap(), vec![FaultKind::Pause]);
+        assert!(parse_kinds("").unwrap().is_empty());
+        assert!(parse_kinds("kill,flood").is_err());
+        assert!(parse_kinds("partition").unwrap_err().contains("not implemented"));
+    }
+}

@@ -1,0 +1,220 @@
+//! One `table-check` run: a cluster (or an existing chain), clients,
+//! the nemesis, then healing, final reads, the convergence check and the
+//! linearizability check.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::Duration;
+
+use log::info;
+
+use super::cluster::Cluster;
+use super::history::{Clock, History, OpKind, Record};
+use super::nemesis::{FaultKind, Nemesis};
+use super::verify::{self, Report};
+use super::workload::{self, Workload};
+use crate::client::{Client, ClientOptions, Connection};
+use crate::membership::read_view;
+use crate::proto::{Opcode, Request};
+
+/// What a run does.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    pub duration: Duration,
+    pub clients: u64,
+    pub keys: u64,
+    pub nodes: usize,
+    pub seed: u64,
+    pub nemesis: Vec<FaultKind>,
+    pub session_timeout: Duration,
+    /// The `table-server` to start (ignored with `attach`).
+    pub server_binary: PathBuf,
+    /// Use an existing chain at these ZooKeeper hosts; no faults.
+    pub attach: Option<String>,
+    pub chain_path: String,
+    /// Start servers with `--unsafe-read-anywhere` and read from any server:
+    /// the run must fail.
+    pub broken_reads: bool,
+    pub think_max: Duration,
+}
+
+/// How a run ended.
+pub struct Outcome {
+    pub history: History,
+    pub report: Report,
+    /// `None` if every live server holds the same table; else why not.
+    pub divergence: Option<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.report.passed() && self.divergence.is_none()
+    }
+}
+
+/// How long clients keep going after the nemesis stopped, so the history
+/// shows the healed chain too.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// How long the chain may take to heal at the end.
+const FINAL_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Client id of the final reads.
+const FINAL_READER: u64 = 0;
+
+pub fn run(config: &CheckConfig) -> Result<Outcome, String> {
+    let clock = Clock::new();
+    let (cluster, zk_hosts) = match &config.attach {
+        Some(hosts) => (None, hosts.clone()),
+        None => {
+            let mut server_args =
+                vec!["--zk-timeout-ms".to_owned(), config.session_timeout.as_millis().to_string()];
+            if config.broken_reads {
+                server_args.push("--unsafe-read-anywhere".into());
+            }
+            info!("starting ZooKeeper and {} servers", config.nodes);
+            let cluster = Cluster::start(&config.server_binary, config.nodes, &server_args)
+                .map_err(|error| format!("cannot start the cluster: {error}"))?;
+            let hosts = cluster.zookeeper.address();
+            (Some(Arc::new(Mutex::new(cluster))), hosts)
+        }
+    };
+    let addresses = Arc::new(RwLock::new(match &cluster {
+        Some(cluster) => cluster.lock().map_err(|_| "cluster lock poisoned")?.addresses(),
+        None => Vec::new(),
+    }));
+    let workload = Workload {
+        zk_hosts: zk_hosts.clone(),
+        chain_path: config.chain_path.clone(),
+        keys: config.keys,
+        think_max: config.think_max,
+        operation_timeout: (config.session_timeout * 8).max(Duration::from_secs(5)),
+        read_anywhere: config.broken_reads.then(|| Arc::clone(&addresses)),
+    };
+
+    let stop_clients = AtomicBool::new(false);
+    let stop_nemesis = AtomicBool::new(false);
+    let (records, faults) = thread::scope(|scope| {
+        let clients: Vec<_> = (1..=config.clients)
+            .map(|number| {
+                let (workload, stop) = (&workload, &stop_clients);
+                scope.spawn(move || workload::run_client(number, workload, config.seed, clock, stop))
+            })
+            .collect();
+        let nemesis = cluster.as_ref().map(|cluster| {
+            let nemesis = Nemesis {
+                cluster: Arc::clone(cluster),
+                addresses: Arc::clone(&addresses),
+                kinds: config.nemesis.clone(),
+                nodes: config.nodes,
+                session_timeout: config.session_timeout,
+                clock,
+            };
+            let stop = &stop_nemesis;
+            scope.spawn(move || nemesis.run(config.seed, stop))
+        });
+        thread::sleep(config.duration);
+        stop_nemesis.store(true, Ordering::SeqCst);
+        let faults = nemesis.map(|nemesis| nemesis.join().unwrap_or_default()).unwrap_or_default();
+        if let Some(cluster) = &cluster {
+            let cluster = cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !cluster.wait_all_ready(FINAL_HEAL_TIMEOUT) {
+                log::warn!("the chain did not heal after the faults: roles {:?}", cluster.roles());
+            }
+        }
+        thread::sleep(SETTLE);
+        stop_clients.store(true, Ordering::SeqCst);
+        let records: Vec<Record> =
+            clients.into_iter().flat_map(|client| client.join().unwrap_or_default()).collect();
+        (records, faults)
+    });
+
+    let mut history = History { seed: config.seed, records, faults };
+    final_reads(&workload, config, &clock, &mut history);
+    let members = match &cluster {
+        Some(cluster) => cluster.lock().map_err(|_| "cluster lock poisoned")?.addresses(),
+        None => chain_members(&zk_hosts, &config.chain_path)?,
+    };
+    let divergence = check_convergence(&members);
+    let report = verify::verify(&history);
+    Ok(Outcome { history, report, divergence })
+}
+
+/// After the run: one read of every key through the chain, part of the
+/// history, so a write lost at the very end is caught too.
+fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history: &mut History) {
+    let options = ClientOptions { timeout: workload.operation_timeout, ..ClientOptions::default() };
+    let Ok(mut client) = Client::chain(&workload.zk_hosts, &workload.chain_path, options) else {
+        return;
+    };
+    for key in 0..config.keys {
+        let key = format!("k{key}");
+        let call_us = clock.now_us();
+        if let Ok(value) = client.get(&key) {
+            history.records.push(Record {
+                client: FINAL_READER,
+                key,
+                op: OpKind::Get,
+                value: None,
+                observed: value.map(|bytes| workload::decode_value(&bytes)),
+                found: None,
+                call_us,
+                return_us: Some(clock.now_us()),
+            });
+        }
+    }
+}
+
+/// Addresses of an existing chain's members.
+fn chain_members(zk_hosts: &str, chain_path: &str) -> Result<Vec<String>, String> {
+    let zk = zookeeper::ZooKeeper::connect(zk_hosts, Duration::from_secs(5), |_: zookeeper::WatchedEvent| {})
+        .map_err(|error| format!("ZooKeeper at {zk_hosts}: {error}"))?;
+    let view = read_view(&zk, chain_path).map_err(|error| format!("reading {chain_path}: {error}"))?;
+    Ok(view.members.iter().map(|member| member.address.clone()).collect())
+}
+
+/// Every server's own table, compared; waits a little for stragglers.
+fn check_convergence(addresses: &[String]) -> Option<String> {
+    let mut last_problem = None;
+    for _ in 0..50 {
+        let tables: Vec<Result<BTreeMap<String, Vec<u8>>, String>> =
+            addresses.iter().map(|address| local_table(address)).collect();
+        last_problem = match tables.iter().find_map(|table| table.as_ref().err()) {
+            Some(error) => Some(error.clone()),
+            None => {
+                let tables: Vec<_> = tables.into_iter().flatten().collect();
+                let differing = tables.windows(2).position(|pair| pair[0] != pair[1]);
+                differing.map(|index| {
+                    format!(
+                        "{} ({} keys) and {} ({} keys) hold different tables",
+                        addresses[index],
+                        tables[index].len(),
+                        addresses[index + 1],
+                        tables[index + 1].len()
+                    )
+                })
+            }
+        };
+        if last_problem.is_none() {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    last_problem
+}
+
+fn local_table(address: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut connection =
+        Connection::open(address, &ClientOptions::default()).map_err(|error| error.to_string())?;
+    let mut request = Request::new();
+    request.opcode = Opcode::OP_GETTABLE.into();
+    request.local_read = true;
+    let response = connection.call(&request).map_err(|error| error.to_string())?;
+    if response.opcode.enum_value() != Ok(Opcode::OP_GETTABLE) {
+        return Err(format!("{address}: {}", response.error_message));
+    }
+    Ok(response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect())
+}
