@@ -3,28 +3,29 @@
 //! 1 on FAIL, 2 on a usage or setup error.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use chaintable::check::args::{CHECK_USAGE, CheckCommand, parse_check_args};
 use chaintable::check::history::History;
 use chaintable::check::run;
 use chaintable::check::verify::{Explanation, Report, verify};
-use chaintable::cli::UsageError;
+use chaintable::cli::arguments_or_exit;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=off"))
         .format_timestamp_millis()
         .init();
     let fresh_seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id());
-    let command = match parse_check_args(std::env::args_os().skip(1), fresh_seed) {
-        Ok(command) => command,
-        Err(UsageError::HelpRequested) => {
-            println!("{CHECK_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(UsageError::Invalid(message)) => {
-            eprintln!("table-check: {message}\n\n{CHECK_USAGE}");
-            return ExitCode::from(2);
-        }
+    let command = match arguments_or_exit(
+        "table-check",
+        CHECK_USAGE,
+        parse_check_args(std::env::args_os().skip(1), fresh_seed),
+    ) {
+        Ok(arguments) => arguments,
+        Err(code) => return code,
     };
     match command {
         CheckCommand::Verify(path) => {
@@ -55,7 +56,16 @@ fn main() -> ExitCode {
                     config.nemesis.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
                 }
             );
-            let outcome = match run::run(&config) {
+            // SIGINT/SIGTERM end the run early but cleanly: every process it
+            // started is stopped by PID on the way out.
+            let interrupted = Arc::new(AtomicBool::new(false));
+            for signal in [SIGINT, SIGTERM] {
+                if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
+                    eprintln!("table-check: cannot handle signal {signal}: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+            let outcome = match run::run(&config, &interrupted) {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     eprintln!("table-check: {error}");

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chaintable::cli::{CLIENT_USAGE, Target, UsageError, parse_client_args};
+use chaintable::cli::{CLIENT_USAGE, Target, arguments_or_exit, parse_client_args};
 use chaintable::client::Client;
 use chaintable::command::{self, Command, Outcome};
 use chaintable::shell;
@@ -14,17 +14,12 @@ fn main() -> ExitCode {
     // many per second while ZooKeeper is down; the client reports the outcome
     // itself, once.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
-    let args = match parse_client_args(std::env::args_os().skip(1)) {
-        Ok(args) => args,
-        Err(UsageError::HelpRequested) => {
-            println!("{CLIENT_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(UsageError::Invalid(message)) => {
-            eprintln!("table-client: {message}\n\n{CLIENT_USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args =
+        match arguments_or_exit("table-client", CLIENT_USAGE, parse_client_args(std::env::args_os().skip(1)))
+        {
+            Ok(arguments) => arguments,
+            Err(code) => return code,
+        };
     let mut client = match &args.target {
         Target::Server(address) if args.local_reads => Client::local_reader(address, args.options),
         Target::Server(address) => Client::new(address, args.options),

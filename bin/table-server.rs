@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::thread;
 
-use chaintable::cli::{SERVER_USAGE, UsageError, parse_server_args};
+use chaintable::cli::{SERVER_USAGE, arguments_or_exit, parse_server_args};
 use chaintable::server::{Server, ServerEnd};
 use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -16,17 +16,12 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=error"))
         .format_timestamp_millis()
         .init();
-    let config = match parse_server_args(std::env::args_os().skip(1)) {
-        Ok(config) => config,
-        Err(UsageError::HelpRequested) => {
-            println!("{SERVER_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(UsageError::Invalid(message)) => {
-            eprintln!("table-server: {message}\n\n{SERVER_USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let config =
+        match arguments_or_exit("table-server", SERVER_USAGE, parse_server_args(std::env::args_os().skip(1)))
+        {
+            Ok(arguments) => arguments,
+            Err(code) => return code,
+        };
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(bind_error) => {

@@ -77,6 +77,27 @@ pub enum UsageError {
     Invalid(String),
 }
 
+/// What a binary does with its parsed arguments: carry on with them; or,
+/// for `--help`, print the usage and exit 0; or print the reason and the
+/// usage on stderr and exit 2.
+pub fn arguments_or_exit<T>(
+    program: &str,
+    usage: &str,
+    parsed: Result<T, UsageError>,
+) -> Result<T, std::process::ExitCode> {
+    match parsed {
+        Ok(arguments) => Ok(arguments),
+        Err(UsageError::HelpRequested) => {
+            println!("{usage}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(UsageError::Invalid(message)) => {
+            eprintln!("{program}: {message}\n\n{usage}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
 impl From<String> for UsageError {
     fn from(message: String) -> Self {
         UsageError::Invalid(message)

@@ -37,6 +37,52 @@ pub struct ChainConfig {
     pub exit_on_expiry: bool,
 }
 
+/// A call waiting for the ZooKeeper worker thread.
+type ZkCall = Box<dyn FnOnce(&ZooKeeper) + Send>;
+
+/// Runs ZooKeeper calls on a worker thread, so that no call can block
+/// membership for longer than the session timeout: the `zookeeper` crate
+/// waits for a reply with no limit, and after a reconnection a request can
+/// go unanswered forever (seen under ZooKeeper restarts). A call that times
+/// out ends the session; the stuck worker and its handle are abandoned and
+/// close themselves whenever the crate lets go.
+struct BoundedZk {
+    calls: crossbeam_channel::Sender<ZkCall>,
+    limit: Duration,
+}
+
+impl BoundedZk {
+    fn new(zk: ZooKeeper, limit: Duration) -> std::io::Result<BoundedZk> {
+        let (calls, pending) = crossbeam_channel::unbounded::<ZkCall>();
+        std::thread::Builder::new().name("zk-calls".into()).spawn(move || {
+            for call in pending {
+                call(&zk);
+            }
+        })?;
+        Ok(BoundedZk { calls, limit })
+    }
+
+    /// Runs `call` with the session's handle; `OperationTimeout` if it does
+    /// not finish within the limit.
+    fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&ZooKeeper) -> Result<T, ZkError> + Send + 'static,
+    ) -> Result<T, ZkError> {
+        let (reply, result) = crossbeam_channel::bounded(1);
+        self.calls
+            .send(Box::new(move |zk| {
+                let _ = reply.send(call(zk));
+            }))
+            .map_err(|_| ZkError::ConnectionLoss)?;
+        result.recv_timeout(self.limit).map_err(|_| ZkError::OperationTimeout)?
+    }
+
+    fn read_view(&self, chain_path: &str) -> Result<ChainView, ZkError> {
+        let chain_path = chain_path.to_owned();
+        self.call(move |zk| read_view(zk, &chain_path))
+    }
+}
+
 /// Why [`run`] returned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MembershipEnd {
@@ -104,7 +150,7 @@ enum SessionEnd {
 /// One ZooKeeper session and our registration in it.
 struct Session<'config> {
     config: &'config ChainConfig,
-    zk: ZooKeeper,
+    zk: BoundedZk,
     events: Receiver<Event>,
 }
 
@@ -121,10 +167,14 @@ impl<'config> Session<'config> {
         zk.add_listener(move |state| {
             let _ = state_events.send(Event::State(state));
         });
-        zk.ensure_path(&config.chain_path)?;
+        let zk = BoundedZk::new(zk, config.session_timeout).map_err(|_| ZkError::SystemError)?;
+        let chain_path = config.chain_path.clone();
         let chain_events = event_sender;
-        zk.add_watch(&config.chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
-            let _ = chain_events.send(Event::ChainChanged);
+        zk.call(move |zk| {
+            zk.ensure_path(&chain_path)?;
+            zk.add_watch(&chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
+                let _ = chain_events.send(Event::ChainChanged);
+            })
         })?;
         Ok(Session { config, zk, events })
     }
@@ -162,7 +212,7 @@ impl<'config> Session<'config> {
                 view_dirty |= !ready_pending;
             }
             if view_dirty {
-                match read_view(&self.zk, &self.config.chain_path) {
+                match self.zk.read_view(&self.config.chain_path) {
                     Ok(view) => {
                         if view.position_of(&registration.name).is_none() {
                             return Ok(SessionEnd::Expired("our node is not in the chain".into()));
@@ -171,6 +221,7 @@ impl<'config> Session<'config> {
                         view_dirty = self.start_chain_if_due(&view, &registration)?;
                     }
                     Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
+                    Err(ZkError::OperationTimeout) => return Err(ZkError::OperationTimeout),
                     // The lease runs out if this lasts; the crate reports
                     // the session closed if it is lost.
                     Err(error) => warn!("cannot read the chain: {error:?}"),
@@ -190,11 +241,6 @@ impl<'config> Session<'config> {
                     Ok(Event::State(ZkState::Closed | ZkState::AuthFailed)) | Ok(Event::Expired) => {
                         return Ok(SessionEnd::Expired("ZooKeeper session closed or expired".into()));
                     }
-                    #[allow(deprecated)]
-                    Ok(Event::State(ZkState::NotConnected)) => {
-                        // The crate reports expiry this way, then opens a new session.
-                        return Ok(SessionEnd::Expired("ZooKeeper session expired".into()));
-                    }
                     Ok(Event::State(state)) => info!("ZooKeeper connection: {state:?}"),
                     Err(_) => unreachable!("the session holds a sender"),
                 },
@@ -213,7 +259,8 @@ impl<'config> Session<'config> {
         owner: &mut Option<i64>,
     ) -> Option<SessionEnd> {
         let sent_at = Instant::now();
-        match self.zk.exists(&registration.path, false) {
+        let path = registration.path.clone();
+        match self.zk.call(move |zk| zk.exists(&path, false)) {
             Ok(Some(stat)) => {
                 if *owner.get_or_insert(stat.ephemeral_owner) != stat.ephemeral_owner {
                     return Some(SessionEnd::Expired("our node belongs to another session".into()));
@@ -223,6 +270,9 @@ impl<'config> Session<'config> {
             }
             Ok(None) => Some(SessionEnd::Expired("our node is gone".into())),
             Err(ZkError::SessionExpired) => Some(SessionEnd::Expired("session expired".into())),
+            Err(ZkError::OperationTimeout) => {
+                Some(SessionEnd::Expired("ZooKeeper did not answer within the session timeout".into()))
+            }
             Err(error) => {
                 warn!("cannot confirm the ZooKeeper session: {error:?}");
                 None
@@ -234,7 +284,8 @@ impl<'config> Session<'config> {
     /// be reached (try again later).
     fn announce(&self, registration: &Registration, readiness: Readiness) -> Result<bool, ZkError> {
         let data = encode_member_data(&self.config.advertise, readiness, &registration.token);
-        match self.zk.set_data(&registration.path, data, None) {
+        let path = registration.path.clone();
+        match self.zk.call(move |zk| zk.set_data(&path, data, None)) {
             Ok(_) => {
                 info!("announced {readiness} in ZooKeeper");
                 Ok(true)
@@ -284,15 +335,13 @@ impl<'config> Session<'config> {
         };
         let prefix = format!("{}/{MEMBER_PREFIX}", self.config.chain_path);
         let data = encode_member_data(&self.config.advertise, readiness, &token);
-        let path = match self.zk.create(
-            &prefix,
-            data,
-            Acl::open_unsafe().clone(),
-            CreateMode::EphemeralSequential,
-        ) {
+        let created = self.zk.call(move |zk| {
+            zk.create(&prefix, data, Acl::open_unsafe().clone(), CreateMode::EphemeralSequential)
+        });
+        let path = match created {
             Ok(path) => path,
             Err(error) => {
-                let view = read_view(&self.zk, &self.config.chain_path)?;
+                let view = self.zk.read_view(&self.config.chain_path)?;
                 let ours = view.members.iter().find(|member| member.token == token);
                 match ours {
                     Some(member) => format!("{}/{}", self.config.chain_path, member.name),

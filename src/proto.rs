@@ -4,3 +4,13 @@
 include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
 
 pub use self::chaintable::*;
+
+impl Entry {
+    /// A table entry, as `gettable` replies and snapshot chunks carry it.
+    pub fn from_pair((key, value): (String, Vec<u8>)) -> Entry {
+        let mut entry = Entry::new();
+        entry.key = key;
+        entry.value = value;
+        entry
+    }
+}

@@ -778,19 +778,9 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{Member, Readiness};
+    use crate::view::{Readiness, test_member as member};
     use std::sync::Arc;
     use std::thread;
-
-    fn member(sequence: u64, readiness: Readiness) -> Member {
-        Member {
-            name: format!("node{sequence:010}"),
-            sequence,
-            address: format!("127.0.0.1:{}", 7000 + sequence),
-            readiness,
-            token: String::new(),
-        }
-    }
 
     fn name(sequence: u64) -> String {
         format!("node{sequence:010}")

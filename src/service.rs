@@ -97,15 +97,7 @@ impl Service {
             Opcode::OP_GETKEYS => response.keys = self.read(local, |table| table.keys())?,
             Opcode::OP_GETTABLE => {
                 let entries = self.read(local, |table| table.entries())?;
-                response.entries = entries
-                    .into_iter()
-                    .map(|(key, value)| {
-                        let mut entry = Entry::new();
-                        entry.key = key;
-                        entry.value = value;
-                        entry
-                    })
-                    .collect();
+                response.entries = entries.into_iter().map(Entry::from_pair).collect();
             }
             Opcode::OP_STATS => response.statistics = Some(self.statistics()).into(),
             Opcode::OP_REPLICATE => {

@@ -183,19 +183,23 @@ pub struct Position {
     pub chain_length: usize,
 }
 
+/// A member `node<sequence>` at `127.0.0.1:<7000 + sequence>`, for tests.
+#[cfg(test)]
+pub fn test_member(sequence: u64, readiness: Readiness) -> Member {
+    Member {
+        name: format!("node{sequence:010}"),
+        sequence,
+        address: format!("127.0.0.1:{}", 7000 + sequence),
+        readiness,
+        token: format!("t{sequence}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn member(sequence: u64, readiness: Readiness) -> Member {
-        Member {
-            name: format!("node{sequence:010}"),
-            sequence,
-            address: format!("127.0.0.1:{}", 7000 + sequence),
-            readiness,
-            token: format!("t{sequence}"),
-        }
-    }
+    use super::test_member as member;
 
     #[test]
     fn member_data_round_trip() {

@@ -62,10 +62,15 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// How long the chain may take to heal at the end.
 const FINAL_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Log lines shown of each server when the chain does not heal.
+const UNHEALED_LOG_LINES: usize = 40;
+
 /// Client id of the final reads.
 const FINAL_READER: u64 = 0;
 
-pub fn run(config: &CheckConfig) -> Result<Outcome, String> {
+/// Runs a check. `interrupted` (set on SIGINT/SIGTERM) ends the timed phase
+/// early; the run still heals, checks what it has and stops every process.
+pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, String> {
     let clock = Clock::new();
     let (cluster, zk_hosts) = match &config.attach {
         Some(hosts) => (None, hosts.clone()),
@@ -116,13 +121,22 @@ pub fn run(config: &CheckConfig) -> Result<Outcome, String> {
             let stop = &stop_nemesis;
             scope.spawn(move || nemesis.run(config.seed, stop))
         });
-        thread::sleep(config.duration);
+        let deadline = std::time::Instant::now() + config.duration;
+        while std::time::Instant::now() < deadline && !interrupted.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(50));
+        }
         stop_nemesis.store(true, Ordering::SeqCst);
         let faults = nemesis.map(|nemesis| nemesis.join().unwrap_or_default()).unwrap_or_default();
         if let Some(cluster) = &cluster {
             let cluster = cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if !cluster.wait_all_ready(FINAL_HEAL_TIMEOUT) {
                 log::warn!("the chain did not heal after the faults: roles {:?}", cluster.roles());
+                for (server, role) in cluster.servers.iter().zip(cluster.roles()) {
+                    let log = server.log();
+                    let tail: Vec<&str> = log.lines().rev().take(UNHEALED_LOG_LINES).collect();
+                    let lines: Vec<&str> = tail.into_iter().rev().collect();
+                    log::warn!("{} ({role:?}), last log lines:\n{}", server.address, lines.join("\n"));
+                }
             }
         }
         thread::sleep(SETTLE);
@@ -198,9 +212,7 @@ fn check_convergence(addresses: &[String]) -> Option<String> {
                 })
             }
         };
-        if last_problem.is_none() {
-            return None;
-        }
+        last_problem.as_ref()?;
         thread::sleep(Duration::from_millis(200));
     }
     last_problem

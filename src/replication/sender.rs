@@ -289,16 +289,7 @@ fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Membe
         let mut chunk = SnapshotChunk::new();
         chunk.sequence = snapshot.sequence;
         chunk.total_keys = total_keys;
-        chunk.entries = entries
-            .by_ref()
-            .take(SNAPSHOT_CHUNK_ENTRIES)
-            .map(|(key, value)| {
-                let mut entry = Entry::new();
-                entry.key = key;
-                entry.value = value;
-                entry
-            })
-            .collect();
+        chunk.entries = entries.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(Entry::from_pair).collect();
         let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);
         chunk.clients = clients.drain(..client_count).collect();
         chunk.last = entries.peek().is_none() && clients.is_empty();
