@@ -29,7 +29,10 @@ options:
                           (other processes under 10% of the CPUs), then run anyway (default 900)
   --help                  this text
 
-needs: redis-server (Debian package redis-server) unless --skip-redis.
+needs: redis-server (Debian package redis-server) unless --skip-redis, and /usr/bin/time
+(Debian package time). The machine should be otherwise idle: before each run the script
+waits for that (--quiet-wait), and a run during which other processes took more than 5%
+of the CPUs is done again (up to 3 times); the last column says how much they took.
 EOF
 }
 
@@ -44,7 +47,8 @@ skip_redis=false
 skip_chain=false
 out=$repo/target/bench
 quiet_wait=900
-quiet_busy=""
+readonly OTHERS_PERCENT_MAX=5
+readonly ATTEMPTS_MAX=3
 
 while (($# > 0)); do
   case $1 in
@@ -168,20 +172,50 @@ wait_quiet() {
     waited=$((waited + 5))
     busy=$(busy_percent)
   done
-  quiet_busy=$busy
 }
 
-# bench_run <label> <mix> <clients> <target args...>: one run; appends its JSON
-# line, tagged with the label, to the results.
+# machine_ticks: busy and total CPU jiffies of the machine so far; steal
+# counts as busy (the hypervisor gave that time to someone else).
+machine_ticks() {
+  awk 'NR == 1 { for (i = 2; i <= 9; i++) total += $i; print total - $5 - $6, total }' /proc/stat
+}
+
+# our_ticks: CPU jiffies used so far by the servers (and ZooKeeper) this script started.
+our_ticks() {
+  local pid sum=0
+  for pid in $server_pid $redis_pid $(cat "$CHAIN_DIR"/server-*.pid "$CHAIN_DIR"/zookeeper.pid 2>/dev/null); do
+    [[ -r /proc/$pid/stat ]] && sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
+
+# bench_run <label> <mix> <clients> <target args...>: one run, tagged with the
+# label and with the share of the CPUs other processes used meanwhile
+# (machine busy time less ours), appended to the results. A run disturbed by
+# more than $OTHERS_PERCENT_MAX % is done again, up to $ATTEMPTS_MAX times.
 bench_run() {
-  local label=$1 mix=$2 clients=$3 json
+  local label=$1 mix=$2 clients=$3 json attempt others busy_before total_before ours_before busy_after \
+    total_after ours_after bench_ticks
   shift 3
-  wait_quiet
-  json=$("$bench_bin" "$@" --clients "$clients" --duration "$duration" --keys "$keys" \
-    --value-size "$value_size" --mix "$mix" --json 2>>"$out/bench.log" | tail -n 1)
-  echo "{\"label\":\"$label\",\"busy_before_percent\":${quiet_busy:-100},${json#\{}" >>"$results"
-  quiet_busy=""
-  log "$label, $clients clients: $(field ops_per_sec <<<"$json") ops/s, p99 $(field p99 <<<"$json") µs"
+  for attempt in $(seq 1 "$ATTEMPTS_MAX"); do
+    wait_quiet
+    read -r busy_before total_before < <(machine_ticks)
+    ours_before=$(our_ticks)
+    json=$(/usr/bin/time --output="$out/time.txt" --format="%U %S" "$bench_bin" "$@" --clients "$clients" \
+      --duration "$duration" --keys "$keys" --value-size "$value_size" --mix "$mix" --json \
+      2>>"$out/bench.log" | tail -n 1)
+    read -r busy_after total_after < <(machine_ticks)
+    ours_after=$(our_ticks)
+    bench_ticks=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($1 + $2) * hz }' "$out/time.txt")
+    others=$((100 * (busy_after - busy_before - (ours_after - ours_before) - bench_ticks) /
+      (total_after - total_before)))
+    ((others < 0)) && others=0
+    ((others <= OTHERS_PERCENT_MAX)) && break
+    log "$label, $clients clients: other processes used ${others}% of the CPUs (attempt $attempt)"
+  done
+  echo "{\"label\":\"$label\",\"others_percent\":$others,${json#\{}" >>"$results"
+  log "$label, $clients clients: $(field ops_per_sec <<<"$json") ops/s, p99 $(field p99 <<<"$json") µs," \
+    "others ${others}%"
 }
 
 # field <name>: the number after "name": in the JSON lines on stdin.
@@ -202,16 +236,23 @@ total() {
     awk '{ sum += $1 } END { print sum + 0 }'
 }
 
-# table_row <label> <clients> [<name>]: one markdown row of medians (errors: the total).
+# largest <label> <clients> <field>: largest value of that field over the runs.
+largest() {
+  grep -F "\"label\":\"$1\"" "$results" | grep -F "\"clients\":$2," | field "$3" | sort -g | tail -n 1
+}
+
+# table_row <label> <clients> [<name>]: one markdown row of medians (errors: the
+# total; others: the largest share of the CPUs other processes took during a run).
 table_row() {
-  printf '| %s | %s | %.0f | %s | %s | %s | %s | %s |\n' "${3:-$1}" "$2" "$(median "$1" "$2" ops_per_sec)" \
-    "$(median "$1" "$2" p50)" "$(median "$1" "$2" p90)" "$(median "$1" "$2" p99)" \
-    "$(median "$1" "$2" p999)" "$(total "$1" "$2" errors)"
+  printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "${3:-$1}" "$2" \
+    "$(median "$1" "$2" ops_per_sec)" "$(median "$1" "$2" p50)" "$(median "$1" "$2" p90)" \
+    "$(median "$1" "$2" p99)" "$(median "$1" "$2" p999)" "$(total "$1" "$2" errors)" \
+    "$(largest "$1" "$2" others_percent)"
 }
 
 table_header() {
-  echo "| target | clients | ops/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors (all runs) |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | clients | ops/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | others' CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 }
 
 # ---- main ----
@@ -228,7 +269,8 @@ echo "- CPUs (nproc): $(nproc); model: $(sed -n 's/^model name[[:space:]]*: //p'
 echo "- RAM: $(free -h | awk '/^Mem:/ { print $2 }'); kernel $(uname -r)"
 echo "- $(rustc --version); $(redis-server --version 2>/dev/null | cut -d' ' -f1-3 || echo 'no redis-server')"
 echo "- each configuration: $runs runs of $duration s (after 1 s warm-up), $keys keys, $value_size-byte values;"
-echo "  each cell is the median of the runs, per column"
+echo "  each cell is the median of the runs, per column; errors: all runs; others' CPU %: the most that"
+echo "  other processes took of the CPUs during one run (a run over 5% is repeated, up to 3 times)"
 echo
 
 start_server

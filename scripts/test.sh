@@ -115,7 +115,7 @@ step() {
 # Every cargo test target, with the output also kept to count the results.
 cargo_test() {
   local status=0
-  cargo test --all-targets 2>&1 | tee "$test_log" || status=$?
+  cargo test --all-targets --no-fail-fast 2>&1 | tee "$test_log" || status=$?
   cargo test --doc 2>&1 | tee --append "$test_log" || status=$?
   return "$status"
 }
