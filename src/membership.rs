@@ -142,6 +142,15 @@ pub fn run(
     MembershipEnd::Stopped
 }
 
+/// What a member does when no member is ready.
+enum Bootstrap {
+    NotDue,
+    /// We announced ourselves ready: the chain starts from us.
+    Started,
+    /// Our registration no longer describes our table: register again.
+    Reregister,
+}
+
 enum SessionEnd {
     Stopped,
     Expired(String),
@@ -218,7 +227,15 @@ impl<'config> Session<'config> {
                             return Ok(SessionEnd::Expired("our node is not in the chain".into()));
                         }
                         replica.set_view(&view, &registration.name);
-                        view_dirty = self.start_chain_if_due(&view, &registration)?;
+                        match self.start_chain_if_due(&view, &registration, replica)? {
+                            Bootstrap::NotDue => view_dirty = false,
+                            Bootstrap::Started => view_dirty = true,
+                            Bootstrap::Reregister => {
+                                return Ok(SessionEnd::Expired(
+                                    "no ready member, and our table changed since we registered".into(),
+                                ));
+                            }
+                        }
                     }
                     Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
                     Err(ZkError::OperationTimeout) => return Err(ZkError::OperationTimeout),
@@ -300,20 +317,39 @@ impl<'config> Session<'config> {
     /// recovering member first waits one session timeout, so every survivor
     /// of an outage has re-registered and the longest history wins. Returns
     /// whether the view must be read again.
-    fn start_chain_if_due(&self, view: &ChainView, registration: &Registration) -> Result<bool, ZkError> {
+    fn start_chain_if_due(
+        &self,
+        view: &ChainView,
+        registration: &Registration,
+        replica: &Replica,
+    ) -> Result<Bootstrap, ZkError> {
         let Some(candidate) = view.bootstrap_candidate() else {
-            return Ok(false);
+            return Ok(Bootstrap::NotDue);
         };
         if candidate.name != registration.name {
-            return Ok(false);
+            return Ok(Bootstrap::NotDue);
+        }
+        // Start only from exactly what we offered: a recovering member whose
+        // table changed since (a state transfer replaced it), or a joining
+        // member that holds data, registers again to offer what it has now.
+        let offered_still_held = match candidate.readiness {
+            Readiness::Recovering { last_applied } => replica.recoverable_history() == Some(last_applied),
+            _ => replica.installed_history() == Some(0) && replica.table.is_empty(),
+        };
+        if !offered_still_held {
+            return Ok(Bootstrap::Reregister);
         }
         let recovering = matches!(candidate.readiness, Readiness::Recovering { .. });
         if recovering && registration.at.elapsed() < self.config.session_timeout {
-            return Ok(false);
+            return Ok(Bootstrap::NotDue);
         }
         info!("no ready member: starting the chain ({})", candidate.readiness);
         // If ZooKeeper is unreachable now, the next view read tries again.
-        self.announce(registration, Readiness::Ready)
+        Ok(if self.announce(registration, Readiness::Ready)? {
+            Bootstrap::Started
+        } else {
+            Bootstrap::NotDue
+        })
     }
 
     /// Creates our EPHEMERAL_SEQUENTIAL node. A server holding a former

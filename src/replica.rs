@@ -142,6 +142,12 @@ struct ReplicaState {
     /// `last_applied` (kept through fencing, so a chain whose members all
     /// lost their sessions can restart from it).
     was_ready: bool,
+    /// Our table is the live chain's state: we are ready, or we completed a
+    /// state transfer in this registration. Only then may we replicate to a
+    /// successor: a reset or recovering server must never overwrite anyone
+    /// (table-check found a joining server with an empty table wiping a
+    /// recovering one that held the only copy of the data).
+    synced: bool,
 }
 
 impl ReplicaState {
@@ -244,6 +250,7 @@ impl Replica {
                 promote_at: None,
                 successor_committed: 0,
                 was_ready: false,
+                synced: false,
             }),
             progress: Mutex::new(Progress::default()),
             progress_changed: Condvar::new(),
@@ -508,7 +515,7 @@ impl Replica {
     /// while our own table is incomplete (we are still joining).
     pub fn snapshot(&self) -> Option<Snapshot> {
         let state = self.state.lock();
-        if !state.installed {
+        if !state.installed || !state.synced {
             return None;
         }
         self.forwarding.store(true, Ordering::SeqCst);
@@ -540,6 +547,7 @@ impl Replica {
         if chunk.last {
             state.last_applied = chunk.sequence;
             state.installed = true;
+            state.synced = true;
             self.update_readable(&state);
             self.publish_progress(&state);
             self.maybe_request_ready(&mut state);
@@ -651,6 +659,7 @@ impl Replica {
         state.position = position;
         if state.position.as_ref().is_some_and(|position| position.me.readiness.is_ready()) {
             state.was_ready = true;
+            state.synced = true;
         }
         let successor = state.position.as_ref().and_then(|position| position.successor.clone());
         if successor.as_ref().map(|member| &member.name) != old_successor.as_ref().map(|member| &member.name)
@@ -703,6 +712,7 @@ impl Replica {
         state.position = None;
         state.handed_over_to = None;
         state.promote_at = None;
+        state.synced = false;
         self.lease_until_ms.store(0, Ordering::SeqCst);
         self.forwarding.store(false, Ordering::SeqCst);
         self.update_readable(&state);
@@ -754,6 +764,20 @@ impl Replica {
     /// The replication queue, drained by the sender thread.
     pub fn outbox(&self) -> &Receiver<Write> {
         &self.outbox_receiver
+    }
+
+    /// Whether we may replicate to a successor: we are a member whose table
+    /// is the live chain's state (see `synced`).
+    pub fn may_replicate(&self) -> bool {
+        let state = self.state.lock();
+        state.position.is_some() && state.synced
+    }
+
+    /// The sequence number we have applied up to, if the table holds a
+    /// complete state (not in the middle of a state transfer).
+    pub fn installed_history(&self) -> Option<u64> {
+        let state = self.state.lock();
+        state.installed.then_some(state.last_applied)
     }
 
     /// Whether applied writes are being queued for a successor.

@@ -12,7 +12,15 @@ use std::time::Duration;
 use chaintable::client::{Client, ClientError, ClientOptions};
 use chaintable::proto::ErrorCode;
 use common::chain::{converged, start_chain};
-use common::{ServerProcess, start_server, start_zookeeper};
+use common::{ServerProcess, ZooKeeperProcess, start_server, start_zookeeper};
+
+fn chain_client_at(zk_hosts: &str) -> Client {
+    Client::chain(zk_hosts, "/chain", ClientOptions::default()).expect("chain client")
+}
+
+fn chain_client(zookeeper: &ZooKeeperProcess) -> Client {
+    chain_client_at(&zookeeper.address())
+}
 
 fn direct(server: &ServerProcess) -> Client {
     Client::new(&server.address, ClientOptions::default())
@@ -22,7 +30,10 @@ fn direct(server: &ServerProcess) -> Client {
 fn three_servers_hold_identical_tables() {
     let zookeeper = start_zookeeper();
     let servers = start_chain(&zookeeper, 3);
-    let mut head = direct(&servers[0]);
+    // Writes through the chain client, which retries what a loaded machine
+    // may refuse for a moment (an unconfirmed session); roles are checked
+    // with direct clients below.
+    let mut head = chain_client(&zookeeper);
     for index in 0..300 {
         head.put(&format!("key{index}"), format!("value{index}")).unwrap();
     }
@@ -55,12 +66,12 @@ fn join_under_writes_without_stale_reads() {
     const LOADERS: usize = 8;
     let zookeeper = start_zookeeper();
     let mut servers = start_chain(&zookeeper, 2);
-    let head_address = servers[0].address.clone();
+    let zk_hosts = zookeeper.address();
     let loaders: Vec<_> = (0..LOADERS)
         .map(|loader| {
-            let address = head_address.clone();
+            let hosts = zk_hosts.clone();
             thread::spawn(move || {
-                let mut client = Client::new(&address, ClientOptions::default());
+                let mut client = chain_client_at(&hosts);
                 for index in (loader..KEYS).step_by(LOADERS) {
                     client.put(&format!("bulk{index:06}"), vec![b'x'; 100]).unwrap();
                 }
@@ -74,10 +85,9 @@ fn join_under_writes_without_stale_reads() {
     let acknowledged = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (address, acknowledged, stop) =
-            (head_address.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
+        let (address, acknowledged, stop) = (zk_hosts.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
         thread::spawn(move || {
-            let mut client = Client::new(&address, ClientOptions::default());
+            let mut client = chain_client_at(&address);
             let mut counter = 0u64;
             while !stop.load(Ordering::SeqCst) && counter < 1_000_000 {
                 counter += 1;

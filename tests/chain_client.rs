@@ -132,7 +132,9 @@ fn no_chain_fails_within_the_timeout_with_a_clear_message() {
     let output = run_client(&["--timeout-ms", "1000", &hosts], &["get", "k"], None);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("no chain at {hosts}/chain: no ready server")), "{stderr}");
+    // "no ready server" normally; on a loaded machine the lookup may also end
+    // on a ZooKeeper connection loss. Either way: no chain, clearly, in time.
+    assert!(stderr.contains(&format!("no chain at {hosts}/chain:")), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 
     // Nobody listening where ZooKeeper should be: as clear, as bounded.

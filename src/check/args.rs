@@ -31,6 +31,7 @@ options:
   --history <file>        write the history as JSON
   --server-binary <path>  table-server to start (default: the one beside table-check)
   --think-ms <ms>         longest pause between a client's operations (default 2)
+  --logs <dir>            save every server's log there when it stops (for post-mortems)
   --broken stale-reads    servers answer reads in any role and clients read anywhere:
                           a deliberately broken chain, which must FAIL (tests the checker)
   --help                  this text";
@@ -38,7 +39,7 @@ options:
 /// What `table-check` was asked to do.
 #[derive(Debug)]
 pub enum CheckCommand {
-    Run { config: CheckConfig, history: Option<PathBuf> },
+    Run { config: Box<CheckConfig>, history: Option<PathBuf> },
     Verify(PathBuf),
 }
 
@@ -62,6 +63,7 @@ pub fn parse_check_args(
         "server-binary",
         "think-ms",
         "broken",
+        "logs",
     ];
     let parsed = parse_args(args, &known, |_, _| false)?;
     match parsed.positionals.as_slice() {
@@ -91,6 +93,7 @@ pub fn parse_check_args(
         chain_path: CHAIN_PATH_DEFAULT.to_owned(),
         broken_reads: false,
         think_max: Duration::from_millis(2),
+        log_dir: None,
     };
     let mut history = None;
     for (name, value) in &parsed.options {
@@ -109,6 +112,7 @@ pub fn parse_check_args(
             "chain" => config.chain_path = chain_path(name, value)?,
             "history" => history = Some(PathBuf::from(value)),
             "server-binary" => config.server_binary = PathBuf::from(value),
+            "logs" => config.log_dir = Some(PathBuf::from(value)),
             "think-ms" => config.think_max = Duration::from_millis(number(name, value)?),
             "broken" => match text(name, value)?.as_str() {
                 "stale-reads" => config.broken_reads = true,
@@ -129,7 +133,7 @@ pub fn parse_check_args(
             .to_owned()
             .into());
     }
-    Ok(CheckCommand::Run { config, history })
+    Ok(CheckCommand::Run { config: Box::new(config), history })
 }
 
 #[cfg(test)]

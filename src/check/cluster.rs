@@ -40,6 +40,8 @@ pub struct ServerProcess {
     /// Everything the server logged so far, drained by a thread so the
     /// server never blocks on a full pipe.
     log: Arc<Mutex<String>>,
+    /// Where to write the log when the server is stopped (table-check --logs).
+    log_file: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -69,7 +71,7 @@ impl ServerProcess {
                 log.push('\n');
             }
         })?;
-        let mut server = ServerProcess { child, address: String::new(), log };
+        let mut server = ServerProcess { child, address: String::new(), log, log_file: None };
         match address_receiver.recv_timeout(SERVER_STARTUP_TIMEOUT) {
             Ok(address) => server.address = address,
             Err(_) => return Err(io::Error::other(format!("server did not start; log:\n{}", server.log()))),
@@ -79,6 +81,11 @@ impl ServerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Writes the server's log to `path` when it is stopped (dropped).
+    pub fn save_log_on_stop(&mut self, path: PathBuf) {
+        self.log_file = Some(path);
     }
 
     /// Everything the server logged so far.
@@ -126,6 +133,11 @@ impl Drop for ServerProcess {
         // A paused process must be resumed to die promptly and be reaped.
         let _ = send_signal(self.pid(), "CONT");
         self.kill();
+        if let Some(path) = &self.log_file
+            && let Err(error) = std::fs::write(path, self.log())
+        {
+            log::warn!("cannot save the log of {} to {}: {error}", self.address, path.display());
+        }
     }
 }
 
@@ -225,6 +237,8 @@ pub struct Cluster {
     server_args: Vec<String>,
     /// Live servers, oldest first.
     pub servers: Vec<ServerProcess>,
+    /// Where every server's log is saved when it stops, if anywhere.
+    log_dir: Option<PathBuf>,
 }
 
 /// Lock stripes of the servers a cluster starts.
@@ -233,12 +247,21 @@ const CLUSTER_TABLE_STRIPES: usize = 64;
 impl Cluster {
     /// Starts ZooKeeper and `nodes` servers, one after another, each waited
     /// for until it is a ready member.
-    pub fn start(binary: &Path, nodes: usize, server_args: &[String]) -> io::Result<Cluster> {
+    pub fn start(
+        binary: &Path,
+        nodes: usize,
+        server_args: &[String],
+        log_dir: Option<PathBuf>,
+    ) -> io::Result<Cluster> {
+        if let Some(directory) = &log_dir {
+            std::fs::create_dir_all(directory)?;
+        }
         let mut cluster = Cluster {
             zookeeper: ZooKeeperProcess::start()?,
             binary: binary.to_owned(),
             server_args: server_args.to_vec(),
             servers: Vec::new(),
+            log_dir,
         };
         for _ in 0..nodes {
             cluster.add_server()?;
@@ -251,7 +274,11 @@ impl Cluster {
         let zookeeper = self.zookeeper.address();
         let mut args: Vec<&str> = vec![&zookeeper];
         args.extend(self.server_args.iter().map(String::as_str));
-        let server = ServerProcess::start(&self.binary, CLUSTER_TABLE_STRIPES, &args)?;
+        let mut server = ServerProcess::start(&self.binary, CLUSTER_TABLE_STRIPES, &args)?;
+        if let Some(directory) = &self.log_dir {
+            let name = format!("server-{}-{}.log", server.address.replace(':', "-"), server.pid());
+            server.save_log_on_stop(directory.join(name));
+        }
         if !server.wait_for_log("announced ready", JOIN_TIMEOUT) {
             return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
         }

@@ -39,6 +39,8 @@ pub struct CheckConfig {
     /// the run must fail.
     pub broken_reads: bool,
     pub think_max: Duration,
+    /// Save every server's log here when it stops.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -81,8 +83,9 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
                 server_args.push("--unsafe-read-anywhere".into());
             }
             info!("starting ZooKeeper and {} servers", config.nodes);
-            let cluster = Cluster::start(&config.server_binary, config.nodes, &server_args)
-                .map_err(|error| format!("cannot start the cluster: {error}"))?;
+            let cluster =
+                Cluster::start(&config.server_binary, config.nodes, &server_args, config.log_dir.clone())
+                    .map_err(|error| format!("cannot start the cluster: {error}"))?;
             let hosts = cluster.zookeeper.address();
             (Some(Arc::new(Mutex::new(cluster))), hosts)
         }

@@ -106,9 +106,12 @@ struct Acks {
 pub fn run(replica: &Replica, stopping: &AtomicBool, frame_bytes_max: usize) {
     let mut sent = SentList::default();
     while !stopping.load(Ordering::SeqCst) {
-        let successor = replica.position().and_then(|position| Some((position.me, position.successor?)));
+        let successor = replica
+            .position()
+            .filter(|_| replica.may_replicate())
+            .and_then(|position| Some((position.me, position.successor?)));
         let Some((me, successor)) = successor else {
-            if !replica.is_forwarding() {
+            if !replica.is_forwarding() || !replica.may_replicate() {
                 // Nobody to forward to: what was queued will never be sent.
                 while replica.outbox().try_recv().is_ok() {}
                 sent.forget();
