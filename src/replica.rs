@@ -997,6 +997,35 @@ mod tests {
     }
 
     #[test]
+    fn only_a_replica_holding_the_chains_state_replicates() {
+        // A joining replica (fresh or reset) may not replicate or snapshot:
+        // its table is not the chain's state.
+        let joining_view = ChainView::new(
+            vec![member(1, Readiness::Joining), member(2, Readiness::Recovering { last_applied: 9 })],
+            1,
+        );
+        let joiner = replica();
+        joiner.set_view(&joining_view, &name(1));
+        assert!(!joiner.may_replicate());
+        assert!(joiner.snapshot().is_none(), "an empty joiner must not overwrite its successor");
+        // Once it completed a transfer from the chain, it may.
+        let mut chunk = SnapshotChunk::new();
+        chunk.sequence = 3;
+        chunk.last = true;
+        let ready_then_joining =
+            ChainView::new(vec![member(0, Readiness::Ready), member(1, Readiness::Joining)], 2);
+        joiner.set_view(&ready_then_joining, &name(1));
+        joiner.install_chunk(&name(0), chunk, true).unwrap();
+        assert!(joiner.may_replicate());
+        // Fencing takes the right away again.
+        joiner.fence("test");
+        assert!(!joiner.may_replicate());
+        // A ready member may.
+        let ready = chain(&ready_view(&[1]));
+        assert!(ready[0].may_replicate() && ready[0].snapshot().is_some());
+    }
+
+    #[test]
     fn fenced_replica_serves_nothing() {
         let replicas = chain(&ready_view(&[1]));
         replicas[0].fence("test");
