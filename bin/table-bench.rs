@@ -8,23 +8,17 @@ use std::process::ExitCode;
 
 use chaintable::bench::args::{BENCH_USAGE, parse_bench_args};
 use chaintable::bench::{self, BenchError};
-use chaintable::cli::UsageError;
+use chaintable::cli::arguments_or_exit;
 
 fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error;
     // the bench reports an unreachable chain itself, once.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
-    let args = match parse_bench_args(std::env::args_os().skip(1)) {
-        Ok(args) => args,
-        Err(UsageError::HelpRequested) => {
-            println!("{BENCH_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(UsageError::Invalid(message)) => {
-            eprintln!("table-bench: {message}\n\n{BENCH_USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args =
+        match arguments_or_exit("table-bench", BENCH_USAGE, parse_bench_args(std::env::args_os().skip(1))) {
+            Ok(arguments) => arguments,
+            Err(code) => return code,
+        };
     let report = match bench::run(&args, &mut io::stderr()) {
         Ok(report) => report,
         Err(error @ BenchError::Unreachable(_)) => {
