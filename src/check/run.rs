@@ -221,7 +221,8 @@ fn check_convergence(addresses: &[String]) -> Option<String> {
     last_problem
 }
 
-fn local_table(address: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+/// One server's own table (`local_read` gettable), whatever its role.
+pub fn local_table(address: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let mut connection =
         Connection::open(address, &ClientOptions::default()).map_err(|error| error.to_string())?;
     let mut request = Request::new();

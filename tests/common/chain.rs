@@ -3,9 +3,6 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chaintable::client::{ClientOptions, Connection};
-use chaintable::proto::{Opcode, Request};
-
 use super::{ServerProcess, ZooKeeperProcess, start_server};
 
 pub const SERVER_START: Duration = Duration::from_secs(30);
@@ -33,13 +30,7 @@ pub fn start_chain(zookeeper: &ZooKeeperProcess, length: usize) -> Vec<ServerPro
 
 /// The whole table of one server, read locally whatever its role.
 pub fn local_table(address: &str) -> Vec<(String, Vec<u8>)> {
-    let mut connection = Connection::open(address, &ClientOptions::default()).unwrap();
-    let mut request = Request::new();
-    request.opcode = Opcode::OP_GETTABLE.into();
-    request.local_read = true;
-    let response = connection.call(&request).unwrap();
-    assert_eq!(response.opcode.enum_value(), Ok(Opcode::OP_GETTABLE), "{}", response.error_message);
-    response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect()
+    chaintable::check::run::local_table(address).expect("local gettable").into_iter().collect()
 }
 
 /// Waits until every server's table is the same, and returns it.
