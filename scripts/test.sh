@@ -17,7 +17,7 @@ Runs every check of the project, in this order:
   cargo clippy --all-targets -- -D warnings
   cargo build --release --bins
   cargo test --all-targets, then cargo test --doc
-  table-check for 60 s under kill, pause and join faults (fresh seed, printed;
+  table-check for 60 s under kill, pause, join and (as root) partition faults (fresh seed, printed;
     set TABLE_CHECK_SEED to replay one)
   scripts/valgrind.sh
 
@@ -120,21 +120,34 @@ cargo_test() {
   return "$status"
 }
 
-# About a minute of randomized clients under kill, pause and join faults, the
-# history checked for linearizability; a fresh seed each run, printed so a
-# failure can be replayed.
+# About a minute of randomized clients under kill, pause and join faults, plus
+# network partitions where this machine can make network namespaces (root and
+# iproute2), the history checked for linearizability; a fresh seed each run,
+# printed so a failure can be replayed.
+table_check_nemesis() {
+  if [[ $(id -u) == 0 ]] && ip netns list >/dev/null 2>&1; then
+    echo kill,pause,join,partition
+  else
+    echo kill,pause,join
+  fi
+}
+
 table_check() {
   local seed=${TABLE_CHECK_SEED:-$(od --address-radix=n --read-bytes=4 --format=u4 /dev/urandom | tr -d ' ')}
+  local nemesis
+  nemesis=$(table_check_nemesis)
+  [[ $nemesis == *partition* ]] ||
+    echo "no network namespaces here (needs root and iproute2): no partition faults"
   echo "table-check seed $seed; replay with:"
-  echo "  target/release/table-check --duration 60 --nemesis kill,pause,join --seed $seed"
-  target/release/table-check --duration 60 --nemesis kill,pause,join --seed "$seed"
+  echo "  target/release/table-check --duration 60 --nemesis $nemesis --seed $seed"
+  target/release/table-check --duration 60 --nemesis "$nemesis" --seed "$seed"
 }
 
 step "cargo fmt --check" cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 step "cargo build --release --bins" cargo build --release --bins
 step "cargo test" cargo_test
-step "table-check (60 s: kill, pause, join)" table_check
+step "table-check (60 s: kill, pause, join, partition)" table_check
 step "scripts/valgrind.sh" bash scripts/valgrind.sh
 
 section "summary"

@@ -15,6 +15,7 @@
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
+//! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
 //! - [`service`]: turns one decoded request into one response against the replica.
 //! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls), of one
@@ -52,3 +53,4 @@ pub mod stats;
 pub mod table;
 pub mod view;
 pub mod wire;
+pub mod zk;

@@ -11,7 +11,6 @@
 //! fires, when the connection changes state (watches can be lost on a
 //! reconnection), and when the client says so after any failed request.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,14 +21,12 @@ use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
 use crate::client::ClientError;
 use crate::membership::read_view;
 use crate::view::ChainView;
+use crate::zk;
 
 /// Session timeout asked of ZooKeeper. A client holds no ephemeral nodes, so
 /// this only bounds how long the crate keeps trying to reach a ZooKeeper that
 /// is down before it gives up and the worker starts afresh.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// How long a probe waits for a ZooKeeper host to accept a connection.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where the worker sends one reading.
 type ReplyTo = Sender<Result<ChainView, ClientError>>;
@@ -168,17 +165,13 @@ impl Worker {
         }
     }
 
-    /// Opens a session and sets the watch. The crate retries a refused
-    /// connection in a tight loop until the session timeout, so it is only
-    /// asked to connect once some ZooKeeper host accepts a TCP connection.
+    /// Opens a session and sets the watch.
     fn connect(&self) -> Result<ZooKeeper, String> {
-        probe(&self.hosts)?;
         let zookeeper_error = |error: ZkError| format!("ZooKeeper: {error:?}");
         let stale = Arc::clone(&self.stale);
-        let zk = ZooKeeper::connect(&self.hosts, SESSION_TIMEOUT, move |_: WatchedEvent| {
+        let zk = zk::connect(&self.hosts, SESSION_TIMEOUT, move |_: WatchedEvent| {
             stale.store(true, Ordering::SeqCst);
-        })
-        .map_err(zookeeper_error)?;
+        })?;
         let stale = Arc::clone(&self.stale);
         let broken = Arc::clone(&self.broken);
         zk.add_listener(move |state| {
@@ -193,50 +186,5 @@ impl Worker {
         })
         .map_err(zookeeper_error)?;
         Ok(zk)
-    }
-}
-
-/// Succeeds when some host of `hosts` (`host:port,...`, optionally followed
-/// by a chroot path) accepts a TCP connection; otherwise says why not.
-fn probe(hosts: &str) -> Result<(), String> {
-    let hosts = hosts.split('/').next().unwrap_or_default();
-    let mut failures = Vec::new();
-    for host in hosts.split(',').map(str::trim) {
-        let addresses = match host.to_socket_addrs() {
-            Ok(addresses) => addresses,
-            Err(error) => {
-                failures.push(format!("{host}: {error}"));
-                continue;
-            }
-        };
-        for address in addresses {
-            match TcpStream::connect_timeout(&address, PROBE_TIMEOUT) {
-                Ok(_) => return Ok(()),
-                Err(error) => failures.push(format!("{host}: {error}")),
-            }
-        }
-    }
-    Err(format!("ZooKeeper unreachable ({})", failures.join("; ")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::TcpListener;
-
-    #[test]
-    fn probe_finds_a_listening_host_among_several() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let listening = listener.local_addr().unwrap();
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert_eq!(probe(&format!("{closed},{listening}/chroot/path")), Ok(()));
-    }
-
-    #[test]
-    fn probe_says_why_no_host_answers() {
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let error = probe(&format!("{closed}, not-an-address")).unwrap_err();
-        assert!(error.starts_with("ZooKeeper unreachable ("), "{error}");
-        assert!(error.contains(&closed.to_string()) && error.contains("not-an-address"), "{error}");
     }
 }

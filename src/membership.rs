@@ -20,6 +20,7 @@ use zookeeper::{
 
 use crate::replica::Replica;
 use crate::view::{ChainView, MEMBER_PREFIX, Readiness, encode_member_data, parse_member};
+use crate::zk::{self, BoundedZk};
 
 /// How a server takes part in a chain.
 #[derive(Clone, Debug)]
@@ -35,52 +36,6 @@ pub struct ChainConfig {
     pub session_timeout: Duration,
     /// Exit on session expiry instead of rejoining as a new empty server.
     pub exit_on_expiry: bool,
-}
-
-/// A call waiting for the ZooKeeper worker thread.
-type ZkCall = Box<dyn FnOnce(&ZooKeeper) + Send>;
-
-/// Runs ZooKeeper calls on a worker thread, so that no call can block
-/// membership for longer than the session timeout: the `zookeeper` crate
-/// waits for a reply with no limit, and after a reconnection a request can
-/// go unanswered forever (seen under ZooKeeper restarts). A call that times
-/// out ends the session; the stuck worker and its handle are abandoned and
-/// close themselves whenever the crate lets go.
-struct BoundedZk {
-    calls: crossbeam_channel::Sender<ZkCall>,
-    limit: Duration,
-}
-
-impl BoundedZk {
-    fn new(zk: ZooKeeper, limit: Duration) -> std::io::Result<BoundedZk> {
-        let (calls, pending) = crossbeam_channel::unbounded::<ZkCall>();
-        std::thread::Builder::new().name("zk-calls".into()).spawn(move || {
-            for call in pending {
-                call(&zk);
-            }
-        })?;
-        Ok(BoundedZk { calls, limit })
-    }
-
-    /// Runs `call` with the session's handle; `OperationTimeout` if it does
-    /// not finish within the limit.
-    fn call<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&ZooKeeper) -> Result<T, ZkError> + Send + 'static,
-    ) -> Result<T, ZkError> {
-        let (reply, result) = crossbeam_channel::bounded(1);
-        self.calls
-            .send(Box::new(move |zk| {
-                let _ = reply.send(call(zk));
-            }))
-            .map_err(|_| ZkError::ConnectionLoss)?;
-        result.recv_timeout(self.limit).map_err(|_| ZkError::OperationTimeout)?
-    }
-
-    fn read_view(&self, chain_path: &str) -> Result<ChainView, ZkError> {
-        let chain_path = chain_path.to_owned();
-        self.call(move |zk| read_view(zk, &chain_path))
-    }
 }
 
 /// Why [`run`] returned.
@@ -121,8 +76,9 @@ pub fn run(
     stopping: &AtomicBool,
 ) -> MembershipEnd {
     while !stopping.load(Ordering::SeqCst) {
-        let outcome =
-            Session::open(config).and_then(|session| session.serve(replica, ready_requests, stopping));
+        let outcome = Session::open(config).and_then(|session| {
+            session.serve(replica, ready_requests, stopping).map_err(|error| error.to_string())
+        });
         match outcome {
             Ok(SessionEnd::Stopped) => return MembershipEnd::Stopped,
             Ok(SessionEnd::Expired(reason)) => {
@@ -164,10 +120,10 @@ struct Session<'config> {
 }
 
 impl<'config> Session<'config> {
-    fn open(config: &'config ChainConfig) -> Result<Session<'config>, ZkError> {
+    fn open(config: &'config ChainConfig) -> Result<Session<'config>, String> {
         let (event_sender, events) = crossbeam_channel::unbounded();
         let session_events = event_sender.clone();
-        let zk = ZooKeeper::connect(&config.zk_hosts, config.session_timeout, move |event: WatchedEvent| {
+        let zk = zk::connect(&config.zk_hosts, config.session_timeout, move |event: WatchedEvent| {
             if event.keeper_state == KeeperState::Expired {
                 let _ = session_events.send(Event::Expired);
             }
@@ -176,7 +132,8 @@ impl<'config> Session<'config> {
         zk.add_listener(move |state| {
             let _ = state_events.send(Event::State(state));
         });
-        let zk = BoundedZk::new(zk, config.session_timeout).map_err(|_| ZkError::SystemError)?;
+        let zk = BoundedZk::new(zk, config.session_timeout)
+            .map_err(|error| format!("cannot start the ZooKeeper worker: {error}"))?;
         let chain_path = config.chain_path.clone();
         let chain_events = event_sender;
         zk.call(move |zk| {
@@ -184,7 +141,8 @@ impl<'config> Session<'config> {
             zk.add_watch(&chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
                 let _ = chain_events.send(Event::ChainChanged);
             })
-        })?;
+        })
+        .map_err(|error| format!("watching {}: {error}", config.chain_path))?;
         Ok(Session { config, zk, events })
     }
 

@@ -24,7 +24,8 @@ options:
   --keys <n>              keys k0..k<n-1> (default 5)
   --nodes <n>             servers in the chain (default 3)
   --seed <n>              workload and fault schedule seed (default: random, printed)
-  --nemesis <list>        faults from kill,pause,join,zk, or none (default kill,pause,join)
+  --nemesis <list>        faults from kill,pause,join,zk,partition, or none (default
+                          kill,pause,join); partition needs root and ip netns
   --zk-timeout-ms <ms>    the servers' ZooKeeper session timeout (default 1000)
   --zk <hosts>            attach to an existing chain: no faults
   --chain <path>          the chain's ZooKeeper node (default /chain)
@@ -129,9 +130,11 @@ pub fn parse_check_args(
     }
     let survivable = config.nemesis.iter().all(|kind| *kind == FaultKind::Zk) || config.nodes >= 2;
     if !survivable {
-        return Err("kill, pause and join need --nodes 2 or more (one server cannot survive them)"
-            .to_owned()
-            .into());
+        return Err(
+            "kill, pause, join and partition need --nodes 2 or more (one server cannot survive them)"
+                .to_owned()
+                .into(),
+        );
     }
     Ok(CheckCommand::Run { config: Box::new(config), history })
 }

@@ -4,13 +4,15 @@
 //! dropped, also when the caller panics.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::netns::{NetHost, TestNetwork};
 
 /// How long a server may take to print its listening address.
 const SERVER_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,12 +44,38 @@ pub struct ServerProcess {
     log: Arc<Mutex<String>>,
     /// Where to write the log when the server is stopped (table-check --logs).
     log_file: Option<PathBuf>,
+    /// The network namespace the server runs in, if any; deleted (by
+    /// dropping it) only after the server is stopped.
+    net_host: Option<NetHost>,
 }
 
 impl ServerProcess {
     /// Starts `<binary> 0 <table-size> <extra...>` and waits until it listens.
     pub fn start(binary: &Path, table_size: usize, extra: &[&str]) -> io::Result<ServerProcess> {
-        let mut child = Command::new(binary)
+        ServerProcess::launch(Command::new(binary), None, table_size, extra)
+    }
+
+    /// Like [`ServerProcess::start`], inside `net_host`'s namespace and
+    /// listening on its address.
+    pub fn start_in(
+        net_host: NetHost,
+        binary: &Path,
+        table_size: usize,
+        extra: &[&str],
+    ) -> io::Result<ServerProcess> {
+        let bind = net_host.address.to_string();
+        let mut args = extra.to_vec();
+        args.extend(["--bind", &bind]);
+        ServerProcess::launch(net_host.command(binary), Some(net_host), table_size, &args)
+    }
+
+    fn launch(
+        mut command: Command,
+        net_host: Option<NetHost>,
+        table_size: usize,
+        extra: &[&str],
+    ) -> io::Result<ServerProcess> {
+        let mut child = command
             .arg("0")
             .arg(table_size.to_string())
             .args(extra)
@@ -71,7 +99,7 @@ impl ServerProcess {
                 log.push('\n');
             }
         })?;
-        let mut server = ServerProcess { child, address: String::new(), log, log_file: None };
+        let mut server = ServerProcess { child, address: String::new(), log, log_file: None, net_host };
         match address_receiver.recv_timeout(SERVER_STARTUP_TIMEOUT) {
             Ok(address) => server.address = address,
             Err(_) => return Err(io::Error::other(format!("server did not start; log:\n{}", server.log()))),
@@ -109,6 +137,11 @@ impl ServerProcess {
         send_signal(self.pid(), signal)
     }
 
+    /// The namespace the server runs in, if it has one.
+    pub fn net_host(&self) -> Option<&NetHost> {
+        self.net_host.as_ref()
+    }
+
     /// Kills the server with SIGKILL and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -141,9 +174,11 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A standalone ZooKeeper server with its own data directory.
+/// A standalone ZooKeeper server with its own data directory, listening
+/// on one address only.
 pub struct ZooKeeperProcess {
     child: Option<Child>,
+    ip: IpAddr,
     pub port: u16,
     data_dir: PathBuf,
 }
@@ -151,25 +186,30 @@ pub struct ZooKeeperProcess {
 impl ZooKeeperProcess {
     /// Starts ZooKeeper on a free loopback port and waits until it answers.
     pub fn start() -> io::Result<ZooKeeperProcess> {
+        ZooKeeperProcess::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Starts ZooKeeper on a free port of `ip` and waits until it answers.
+    pub fn start_on(ip: IpAddr) -> io::Result<ZooKeeperProcess> {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         if !Path::new(ZOOKEEPER_JAR).exists() {
             return Err(io::Error::other("ZooKeeper is not installed: apt-get install zookeeper"));
         }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = TcpListener::bind((ip, 0))?.local_addr()?.port();
         let data_dir = std::env::temp_dir().join(format!(
             "chaintable-zk-{}-{}",
             std::process::id(),
             STARTED.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&data_dir)?;
-        let mut zookeeper = ZooKeeperProcess { child: None, port, data_dir };
+        let mut zookeeper = ZooKeeperProcess { child: None, ip, port, data_dir };
         zookeeper.restart()?;
         Ok(zookeeper)
     }
 
-    /// `127.0.0.1:port`, for servers and clients.
+    /// `ip:port`, for servers and clients.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// Kills ZooKeeper (SIGKILL); its data stays for a restart.
@@ -184,15 +224,24 @@ impl ZooKeeperProcess {
     /// answers.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
+        // A configuration file, because only it can bind one address
+        // (the command-line form listens on every interface).
+        let config = self.data_dir.join("zoo.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "tickTime={ZOOKEEPER_TICK_MS}\ndataDir={}\nclientPort={}\nclientPortAddress={}\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=ruok\nmaxClientCnxns=0\n",
+                self.data_dir.display(),
+                self.port,
+                self.ip
+            ),
+        )?;
         let child = Command::new("java")
             .args(["-cp", ZOOKEEPER_CLASSPATH])
-            .arg("-Dzookeeper.admin.enableServer=false")
-            .arg("-Dzookeeper.4lw.commands.whitelist=ruok")
             .arg("-Xmx256m")
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(self.port.to_string())
-            .arg(&self.data_dir)
-            .arg(ZOOKEEPER_TICK_MS)
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -209,7 +258,7 @@ impl ZooKeeperProcess {
     }
 
     fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(mut stream) = TcpStream::connect((self.ip, self.port)) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
@@ -239,6 +288,9 @@ pub struct Cluster {
     pub servers: Vec<ServerProcess>,
     /// Where every server's log is saved when it stops, if anywhere.
     log_dir: Option<PathBuf>,
+    /// With the partition nemesis: the network the servers' namespaces hang
+    /// off. Declared last so it is removed after every server.
+    network: Option<TestNetwork>,
 }
 
 /// Lock stripes of the servers a cluster starts.
@@ -246,22 +298,26 @@ const CLUSTER_TABLE_STRIPES: usize = 64;
 
 impl Cluster {
     /// Starts ZooKeeper and `nodes` servers, one after another, each waited
-    /// for until it is a ready member.
+    /// for until it is a ready member. With `network`, every server runs in
+    /// its own namespace on it (see [`super::netns`]).
     pub fn start(
         binary: &Path,
         nodes: usize,
         server_args: &[String],
         log_dir: Option<PathBuf>,
+        network: Option<TestNetwork>,
     ) -> io::Result<Cluster> {
         if let Some(directory) = &log_dir {
             std::fs::create_dir_all(directory)?;
         }
+        let zookeeper_ip = network.as_ref().map_or(Ipv4Addr::LOCALHOST, TestNetwork::zookeeper_address);
         let mut cluster = Cluster {
-            zookeeper: ZooKeeperProcess::start()?,
+            zookeeper: ZooKeeperProcess::start_on(IpAddr::V4(zookeeper_ip))?,
             binary: binary.to_owned(),
             server_args: server_args.to_vec(),
             servers: Vec::new(),
             log_dir,
+            network,
         };
         for _ in 0..nodes {
             cluster.add_server()?;
@@ -274,7 +330,12 @@ impl Cluster {
         let zookeeper = self.zookeeper.address();
         let mut args: Vec<&str> = vec![&zookeeper];
         args.extend(self.server_args.iter().map(String::as_str));
-        let mut server = ServerProcess::start(&self.binary, CLUSTER_TABLE_STRIPES, &args)?;
+        let mut server = match &self.network {
+            Some(network) => {
+                ServerProcess::start_in(network.add_host()?, &self.binary, CLUSTER_TABLE_STRIPES, &args)?
+            }
+            None => ServerProcess::start(&self.binary, CLUSTER_TABLE_STRIPES, &args)?,
+        };
         if let Some(directory) = &self.log_dir {
             let name = format!("server-{}-{}.log", server.address.replace(':', "-"), server.pid());
             server.save_log_on_stop(directory.join(name));

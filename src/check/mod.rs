@@ -8,6 +8,7 @@
 //! - [`random`]: the seeded generator behind workloads and fault schedules.
 //! - [`workload`]: the recorded client threads.
 //! - [`nemesis`]: the fault injector.
+//! - [`netns`]: network namespaces for the partition nemesis.
 //! - [`run`]: one whole run: cluster, clients, faults, healing, checks.
 //! - [`args`]: the `table-check` command line.
 
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;
+pub mod netns;
 pub mod random;
 pub mod run;
 pub mod verify;

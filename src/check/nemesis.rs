@@ -1,7 +1,8 @@
 //! The fault injector of `table-check`: on a seeded schedule it kills a
 //! server (and starts a fresh one that joins), pauses one past its session
-//! timeout, adds a server (retiring the oldest), or stops ZooKeeper for a
-//! while. One fault at a time, each only once every server is a ready
+//! timeout, adds a server (retiring the oldest), stops ZooKeeper for a
+//! while, or cuts a server off from ZooKeeper (and maybe from the other
+//! servers) while clients still reach it. One fault at a time, each only once every server is a ready
 //! member again, so the chain never loses more members than it can survive.
 
 use std::fmt;
@@ -27,6 +28,10 @@ pub enum FaultKind {
     Join,
     /// ZooKeeper itself is stopped for a while and restarted.
     Zk,
+    /// A server is cut off from ZooKeeper, and half the time from the other
+    /// servers too, longer than its session timeout, but clients still
+    /// reach it; then the network heals. Needs network namespaces.
+    Partition,
 }
 
 impl FromStr for FaultKind {
@@ -38,8 +43,8 @@ impl FromStr for FaultKind {
             "pause" => Ok(FaultKind::Pause),
             "join" => Ok(FaultKind::Join),
             "zk" => Ok(FaultKind::Zk),
-            "partition" => Err("the partition nemesis is not implemented yet".into()),
-            other => Err(format!("unknown fault '{other}' (kill, pause, join, zk)")),
+            "partition" => Ok(FaultKind::Partition),
+            other => Err(format!("unknown fault '{other}' (kill, pause, join, zk, partition)")),
         }
     }
 }
@@ -51,12 +56,13 @@ impl fmt::Display for FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Join => "join",
             FaultKind::Zk => "zk",
+            FaultKind::Partition => "partition",
         };
         f.write_str(name)
     }
 }
 
-/// Parses `kill,pause,join,zk`.
+/// Parses `kill,pause,join,zk,partition`.
 pub fn parse_kinds(text: &str) -> Result<Vec<FaultKind>, String> {
     text.split(',').filter(|part| !part.is_empty()).map(str::parse).collect()
 }
@@ -101,7 +107,7 @@ impl Nemesis {
             let result = match kind {
                 FaultKind::Kill => self.kill_and_replace(&mut cluster, victim, start_us, &mut faults),
                 FaultKind::Pause => {
-                    let pause = self.session_timeout.mul_f64(1.5 + random.below(150) as f64 / 100.0);
+                    let pause = self.longer_than_session(&mut random);
                     let server = &cluster.servers[victim];
                     let description = format!("pause {} for {} ms", server.address, pause.as_millis());
                     let result = server.signal("STOP").and_then(|()| {
@@ -141,6 +147,11 @@ impl Nemesis {
                     faults.push(Fault { start_us, end_us: Some(self.clock.now_us()), description });
                     result
                 }
+                FaultKind::Partition => {
+                    let from_peers = random.below(2) == 1;
+                    let length = self.longer_than_session(&mut random);
+                    self.partition(&cluster, victim, from_peers, length, &mut faults)
+                }
             };
             if let Err(error) = result {
                 warn!("fault {kind} failed: {error}");
@@ -148,6 +159,46 @@ impl Nemesis {
             *self.addresses.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = cluster.addresses();
         }
         faults
+    }
+
+    /// 1.5 to 3 session timeouts: long enough for ZooKeeper to end the
+    /// victim's session and the chain to go on without it.
+    fn longer_than_session(&self, random: &mut SplitMix64) -> Duration {
+        self.session_timeout.mul_f64(1.5 + random.below(150) as f64 / 100.0)
+    }
+
+    /// Cuts server `victim` off from ZooKeeper (and from the other servers if
+    /// `from_peers`) for `length`, then heals the network.
+    fn partition(
+        &self,
+        cluster: &Cluster,
+        victim: usize,
+        from_peers: bool,
+        length: Duration,
+        faults: &mut Vec<Fault>,
+    ) -> std::io::Result<()> {
+        let server = &cluster.servers[victim];
+        let net_host =
+            server.net_host().ok_or_else(|| std::io::Error::other("servers run without namespaces"))?;
+        let peers: Vec<_> = cluster
+            .servers
+            .iter()
+            .filter(|other| from_peers && other.pid() != server.pid())
+            .filter_map(|other| other.net_host().map(|host| host.address))
+            .collect();
+        let start_us = self.clock.now_us();
+        let cut = net_host.cut_off(&peers);
+        if cut.is_ok() {
+            thread::sleep(length);
+        }
+        let healed = net_host.heal();
+        let from = if from_peers { "ZooKeeper and the other servers" } else { "ZooKeeper" };
+        faults.push(Fault {
+            start_us,
+            end_us: Some(self.clock.now_us()),
+            description: format!("{} cut off from {from} for {} ms", server.address, length.as_millis()),
+        });
+        cut.and(healed)
     }
 
     fn kill_and_replace(
@@ -190,6 +241,6 @@ mod tests {
         assert_eq!(parse_kinds("pause").unwrap(), vec![FaultKind::Pause]);
         assert!(parse_kinds("").unwrap().is_empty());
         assert!(parse_kinds("kill,flood").is_err());
-        assert!(parse_kinds("partition").unwrap_err().contains("not implemented"));
+        assert_eq!(parse_kinds("partition,zk").unwrap(), vec![FaultKind::Partition, FaultKind::Zk]);
     }
 }

@@ -14,6 +14,7 @@ use log::info;
 use super::cluster::Cluster;
 use super::history::{Clock, History, OpKind, Record};
 use super::nemesis::{FaultKind, Nemesis};
+use super::netns::TestNetwork;
 use super::verify::{self, Report};
 use super::workload::{self, Workload};
 use crate::client::{Client, ClientOptions, Connection};
@@ -82,10 +83,19 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
             if config.broken_reads {
                 server_args.push("--unsafe-read-anywhere".into());
             }
+            let network = match config.nemesis.contains(&FaultKind::Partition) {
+                true => Some(TestNetwork::create().map_err(|error| error.to_string())?),
+                false => None,
+            };
             info!("starting ZooKeeper and {} servers", config.nodes);
-            let cluster =
-                Cluster::start(&config.server_binary, config.nodes, &server_args, config.log_dir.clone())
-                    .map_err(|error| format!("cannot start the cluster: {error}"))?;
+            let cluster = Cluster::start(
+                &config.server_binary,
+                config.nodes,
+                &server_args,
+                config.log_dir.clone(),
+                network,
+            )
+            .map_err(|error| format!("cannot start the cluster: {error}"))?;
             let hosts = cluster.zookeeper.address();
             (Some(Arc::new(Mutex::new(cluster))), hosts)
         }
@@ -187,8 +197,7 @@ fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history
 
 /// Addresses of an existing chain's members.
 fn chain_members(zk_hosts: &str, chain_path: &str) -> Result<Vec<String>, String> {
-    let zk = zookeeper::ZooKeeper::connect(zk_hosts, Duration::from_secs(5), |_: zookeeper::WatchedEvent| {})
-        .map_err(|error| format!("ZooKeeper at {zk_hosts}: {error}"))?;
+    let zk = crate::zk::connect(zk_hosts, Duration::from_secs(5), |_: zookeeper::WatchedEvent| {})?;
     let view = read_view(&zk, chain_path).map_err(|error| format!("reading {chain_path}: {error}"))?;
     Ok(view.members.iter().map(|member| member.address.clone()).collect())
 }
