@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use chaintable::bench::args::{BENCH_USAGE, parse_bench_args};
 use chaintable::bench::{self, BenchError};
 use chaintable::cli::arguments_or_exit;
+use chaintable::fd_limit::raise_open_files_limit;
 
 fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error;
@@ -19,6 +20,11 @@ fn main() -> ExitCode {
             Ok(arguments) => arguments,
             Err(code) => return code,
         };
+    // Every connection (load or idle) is a file descriptor; Debian's default
+    // soft limit of 1024 would stop a run with thousands.
+    if let Err(error) = raise_open_files_limit() {
+        eprintln!("table-bench: cannot raise the open-files limit: {error}");
+    }
     let report = match bench::run(&args, &mut io::stderr()) {
         Ok(report) => report,
         Err(error @ BenchError::Unreachable(_)) => {

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::thread;
 
 use chaintable::cli::{SERVER_USAGE, arguments_or_exit, parse_server_args};
+use chaintable::fd_limit::{files_for_connections, raise_open_files_limit};
 use chaintable::server::{Server, ServerEnd};
-use log::{error, info};
+use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
             Ok(arguments) => arguments,
             Err(code) => return code,
         };
+    ensure_open_files_limit(config.limits.clients_max as u64);
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(bind_error) => {
@@ -56,5 +58,20 @@ fn main() -> ExitCode {
             error!("server failed: {run_error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the open-files limit so `clients_max` connections fit, or warns
+/// how many will (past that, accepting fails and is retried after a pause).
+fn ensure_open_files_limit(clients_max: u64) {
+    let needed = files_for_connections(clients_max);
+    match raise_open_files_limit() {
+        Ok(limit) if limit >= needed => {}
+        Ok(limit) => warn!(
+            "the open-files limit ({limit}) allows about {} of --max-clients {clients_max} connections; \
+             raise it (ulimit -n {needed}) or lower --max-clients",
+            limit.saturating_sub(files_for_connections(0)) / 2
+        ),
+        Err(raise_error) => warn!("cannot raise the open-files limit: {raise_error}"),
     }
 }

@@ -34,7 +34,7 @@ options:
   --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
   --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
   --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
-  --max-clients <n>         concurrent client connections (default 4096)
+  --max-clients <n>         concurrent client connections (default 10000)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
   --max-value <bytes>       largest value (default 33554432)

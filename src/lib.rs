@@ -9,6 +9,7 @@
 //! - [`proto`]: message types generated from `proto/chaintable.proto` by `build.rs`.
 //! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
 //! - [`limits`]: every size, count and time limit, with its default and why.
+//! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
 //! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
 //! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
@@ -39,6 +40,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod command;
+pub mod fd_limit;
 pub mod limits;
 pub mod locator;
 pub mod membership;

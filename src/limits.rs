@@ -15,9 +15,11 @@ pub const KEY_BYTES_MAX_DEFAULT: usize = 16 * 1024;
 /// Largest value: half the frame, so a PUT with its envelope always fits.
 pub const VALUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 
-/// Concurrent client connections. Each one is an OS thread with a small
-/// stack; past this a newcomer gets an error reply and is closed.
-pub const CLIENTS_MAX_DEFAULT: usize = 4096;
+/// Concurrent client connections (Redis's default too). Each one is an OS
+/// thread with a small stack (an idle one costs about 10 KiB of memory,
+/// see BENCHMARKS.md) and two file descriptors; past this a newcomer gets an
+/// error reply and is closed.
+pub const CLIENTS_MAX_DEFAULT: usize = 10_000;
 
 /// A connection silent for this long is closed, so a vanished peer cannot pin
 /// a thread forever. Clients reconnect transparently.

@@ -31,7 +31,7 @@ targets (exactly one):
   --redis <host:port>    a Redis server, for comparison (SET, GET, DEL)
 
 options:
-  --clients N            client threads and connections (default 1, at most 4096)
+  --clients N            client threads and connections (default 1, at most 10000)
   --duration S           measured seconds; decimals allowed (default 10)
   --keys K               size of the key space (default 10000)
   --value-size B         bytes per value (default 100)
@@ -42,6 +42,9 @@ options:
   --seed N               seed of the key and operation choices (default 1)
   --no-fill              skip filling the key space
   --timeout-ms <ms>      connect and reply timeout of each operation (default 10000)
+  --idle-connections N   also hold N connections that send nothing, opened after the
+                         clients' (at a chain's head); the report says how many the
+                         target kept open (default 0)
   --help                 this text
 
 Exit: 0 done, 1 every operation failed, 2 usage error or target unreachable.";
@@ -49,6 +52,10 @@ Exit: 0 done, 1 every operation failed, 2 usage error or target unreachable.";
 /// Most client threads: the server's default `--max-clients`, past which it
 /// refuses connections; each client is also one OS thread here.
 pub const CLIENTS_MAX: usize = CLIENTS_MAX_DEFAULT;
+
+/// Most idle connections: each is a file descriptor here and (with
+/// table-server) a thread there.
+pub const IDLE_CONNECTIONS_MAX: usize = 100_000;
 
 /// Longest measured phase or warm-up: a benchmark is a bounded loop.
 pub const SECONDS_MAX: f64 = 24.0 * 3600.0;
@@ -125,6 +132,8 @@ pub struct BenchArgs {
     pub fill: bool,
     /// Connect and reply timeout of each operation.
     pub timeout: Duration,
+    /// Silent connections held through the run.
+    pub idle_connections: usize,
 }
 
 /// Options that take no value.
@@ -146,6 +155,7 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         seed: 1,
         fill: true,
         timeout: Duration::from_millis(CLIENT_TIMEOUT_MS_DEFAULT),
+        idle_connections: 0,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -185,6 +195,7 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
             "mix" => parsed.mix = Mix::parse(&value).map_err(|message| format!("--mix: {message}"))?,
             "seed" => parsed.seed = within(name, &value, 0..=u64::MAX)?,
             "timeout-ms" => parsed.timeout = Duration::from_millis(within(name, &value, 1..=3_600_000)?),
+            "idle-connections" => parsed.idle_connections = within(name, &value, 0..=IDLE_CONNECTIONS_MAX)?,
             _ => return Err(format!("unknown option --{name}").into()),
         }
     }
@@ -296,8 +307,9 @@ mod tests {
         let redis = parse(&["--redis", "h:6379", "--warmup", "0", "--seed", "9", "--no-fill"]).unwrap();
         assert_eq!((redis.target.kind(), redis.target.address()), ("redis", "h:6379".to_owned()));
         assert_eq!((redis.warmup, redis.seed, redis.fill), (Duration::ZERO, 9, false));
-        let timeout = parse(&["--server", "h:1", "--timeout-ms", "250"]).unwrap();
-        assert_eq!(timeout.timeout, Duration::from_millis(250));
+        let timeout =
+            parse(&["--server", "h:1", "--timeout-ms", "250", "--idle-connections", "5000"]).unwrap();
+        assert_eq!((timeout.timeout, timeout.idle_connections), (Duration::from_millis(250), 5000));
     }
 
     #[test]
@@ -309,7 +321,8 @@ mod tests {
             &["--server"],
             &["--server", "h:1", "extra"],
             &["--server", "h:1", "--clients", "0"],
-            &["--server", "h:1", "--clients", "4097"],
+            &["--server", "h:1", "--clients", "10001"],
+            &["--server", "h:1", "--idle-connections", "100001"],
             &["--server", "h:1", "--clients", "-1"],
             &["--server", "h:1", "--duration", "0"],
             &["--server", "h:1", "--duration", "ten"],
@@ -333,6 +346,6 @@ mod tests {
         let Err(UsageError::Invalid(message)) = parse(&["--server", "h:1", "--clients", "0"]) else {
             panic!("--clients 0 accepted");
         };
-        assert_eq!(message, "--clients: '0' is not a whole number from 1 to 4096");
+        assert_eq!(message, "--clients: '0' is not a whole number from 1 to 10000");
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod args;
 pub mod histogram;
+pub mod idle;
 pub mod redis;
 pub mod report;
 pub mod workload;
@@ -36,6 +37,7 @@ use crate::locator::Locator;
 
 use args::{BenchArgs, BenchTarget};
 use histogram::Histogram;
+use idle::IdleConnections;
 use redis::RedisConnection;
 use report::Report;
 use workload::{Op, SplitMix64, key_name, value_of};
@@ -310,6 +312,7 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
 /// `progress`, and returns what the measured phase saw.
 pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchError> {
     let stores = connect_all(args)?;
+    let idle = hold_idle_connections(args, progress)?;
     let shared = Shared {
         phase: AtomicU8::new(Phase::Fill as u8),
         filled_threads: AtomicUsize::new(0),
@@ -334,7 +337,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
                 }
             }
         }
-        let measured = coordinate(args, &shared, progress);
+        let measured = coordinate(args, &shared, progress, &idle);
         let tallies: Vec<Tally> = threads
             .into_iter()
             .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -372,13 +375,36 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         absent: total.absent,
         latency_us: total.latencies.percentiles(),
         first_error: total.first_error,
+        idle_connections: idle.len(),
+        idle_open: idle.still_open(),
     })
+}
+
+/// Opens `--idle-connections` to the target (a chain's head), after the
+/// load threads' own connections so that a server's client limit refuses
+/// idle ones rather than active ones.
+fn hold_idle_connections(args: &BenchArgs, progress: &mut dyn Write) -> Result<IdleConnections, BenchError> {
+    if args.idle_connections == 0 {
+        return Ok(IdleConnections::none());
+    }
+    let address = match &args.target {
+        BenchTarget::Server(address) | BenchTarget::Redis(address) => address.clone(),
+        BenchTarget::Chain { zk_hosts, path } => find_chain(zk_hosts, path, args.timeout)?.0,
+    };
+    let idle = IdleConnections::open(&address, args.idle_connections, args.timeout)?;
+    let _ = writeln!(progress, "table-bench: holding {} idle connections to {address}", idle.len());
+    Ok(idle)
 }
 
 /// Leads the load threads through the phases: waits for the fill, then runs
 /// the warm-up and the measured phase, printing progress every second.
 /// Returns how long the measured phase really lasted.
-fn coordinate(args: &BenchArgs, shared: &Shared, progress: &mut dyn Write) -> Duration {
+fn coordinate(
+    args: &BenchArgs,
+    shared: &Shared,
+    progress: &mut dyn Write,
+    idle: &IdleConnections,
+) -> Duration {
     let fill_started = Instant::now();
     let mut next_line = fill_started + PROGRESS_EVERY;
     while shared.filled_threads.load(Ordering::Acquire) < args.clients {
@@ -400,6 +426,14 @@ fn coordinate(args: &BenchArgs, shared: &Shared, progress: &mut dyn Write) -> Du
     }
     shared.enter(Phase::Warmup);
     run_phase(shared, args.warmup, "warm-up", progress);
+    if !idle.is_empty() {
+        let _ = writeln!(
+            progress,
+            "table-bench: {} of {} idle connections still open",
+            idle.still_open(),
+            idle.len()
+        );
+    }
     shared.enter(Phase::Measure);
     let measure_started = Instant::now();
     run_phase(shared, args.duration, "measuring", progress);

@@ -34,6 +34,10 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// The first error seen, to say why operations failed.
     pub first_error: Option<String>,
+    /// Idle connections held through the run, and how many of them the
+    /// target still kept open at the end.
+    pub idle_connections: usize,
+    pub idle_open: usize,
 }
 
 impl Report {
@@ -71,6 +75,10 @@ impl Report {
         for (name, value) in rows {
             let _ = writeln!(table, "{name:<12}{value}");
         }
+        if self.idle_connections > 0 {
+            let held = format!("{} held, {} still open at the end", self.idle_connections, self.idle_open);
+            let _ = writeln!(table, "{:<12}{held}", "idle conns");
+        }
         if let Some(error) = &self.first_error {
             // One row, even for a message of several lines.
             let _ = writeln!(table, "{:<12}{}", "first error", error.replace(['\n', '\r'], " "));
@@ -107,7 +115,7 @@ impl Report {
         let _ = write!(
             json,
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1}}},\
-             \"first_error\":{}}}",
+             \"first_error\":{},\"idle_connections\":{},\"idle_open\":{}}}",
             latency.p50,
             latency.p90,
             latency.p99,
@@ -115,6 +123,8 @@ impl Report {
             latency.max,
             latency.mean,
             self.first_error.as_deref().map_or_else(|| "null".to_owned(), json_string),
+            self.idle_connections,
+            self.idle_open,
         );
         json
     }
@@ -163,6 +173,8 @@ mod tests {
             absent: 5,
             latency_us: Percentiles { p50: 120, p90: 300, p99: 900, p999: 2000, max: 4100, mean: 150.0 },
             first_error: Some("server error: \"busy\"\n\\ \u{1}".into()),
+            idle_connections: 5000,
+            idle_open: 4990,
         }
     }
 
@@ -185,6 +197,10 @@ mod tests {
         assert_eq!((parsed["keys"].as_u64(), parsed["value_size"].as_u64()), (Some(10_000), Some(100)));
         assert_eq!(parsed["mix"], "90:10:0");
         assert_eq!(parsed["first_error"], "server error: \"busy\"\n\\ \u{1}");
+        assert_eq!(
+            (parsed["idle_connections"].as_u64(), parsed["idle_open"].as_u64()),
+            (Some(5000), Some(4990))
+        );
     }
 
     #[test]
@@ -206,6 +222,7 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("3000 ok (get 2700, put 300, del 0; 5 found no key), 2 errors"), "{table}");
+        assert!(table.contains("\nidle conns  5000 held, 4990 still open at the end\n"), "{table}");
         assert!(table.ends_with("\nfirst error server error: \"busy\" \\ \u{1}\n"), "{table}");
     }
 }
