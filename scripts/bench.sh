@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md: table-bench against one table-server and against
 # Redis (90% get / 10% put), then one server against chains of 1 and 3
-# (100% put), several runs each; prints the medians as markdown tables.
+# (100% put), several runs each, then large values, idle connections and
+# memory per key; prints the medians as markdown tables.
 #
 # usage: scripts/bench.sh [options]     (scripts/bench.sh --help)
 set -euo pipefail
@@ -24,6 +25,13 @@ options:
   --value-size B          value bytes (default 100)
   --skip-redis            no server-vs-Redis section
   --skip-chain            no chain section (needs ZooKeeper: Debian package zookeeper)
+  --value-sizes "A B"     value sizes of the large-value section (default "1024 65536"; 50
+                          clients, 90% get; keys: 10000, or 1000 for values over 16 KiB)
+  --skip-values           no large-value section
+  --idle N                idle connections held in the idle section (default 5000)
+  --skip-idle             no idle-connection section
+  --memory-keys K         keys of the memory section (default 1000000, 100-byte values)
+  --skip-memory           no memory section
   --out DIR               where the raw results go (default target/bench)
   --quiet-wait S          before each run, wait up to S seconds for the machine to be idle
                           (other processes under 10% of the CPUs), then run anyway (default 900)
@@ -45,6 +53,12 @@ keys=10000
 value_size=100
 skip_redis=false
 skip_chain=false
+value_sizes="1024 65536"
+skip_values=false
+idle=5000
+skip_idle=false
+memory_keys=1000000
+skip_memory=false
 out=$repo/target/bench
 quiet_wait=900
 readonly OTHERS_PERCENT_MAX=5
@@ -60,6 +74,12 @@ while (($# > 0)); do
     --value-size) value_size=$2; shift 2 ;;
     --skip-redis) skip_redis=true; shift ;;
     --skip-chain) skip_chain=true; shift ;;
+    --value-sizes) value_sizes=$2; shift 2 ;;
+    --skip-values) skip_values=true; shift ;;
+    --idle) idle=$2; shift 2 ;;
+    --skip-idle) skip_idle=true; shift ;;
+    --memory-keys) memory_keys=$2; shift 2 ;;
+    --skip-memory) skip_memory=true; shift ;;
     --out) out=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
     --help) usage; exit 0 ;;
@@ -189,7 +209,8 @@ our_ticks() {
   echo "$sum"
 }
 
-# bench_run <label> <mix> <clients> <target args...>: one run, tagged with the
+# bench_run <label> <mix> <clients> <table-bench args...>: one run (the args
+# come last, so they may override --keys and --value-size), tagged with the
 # label and with the share of the CPUs other processes used meanwhile
 # (machine busy time less ours), appended to the results. A run disturbed by
 # more than $OTHERS_PERCENT_MAX % is done again, up to $ATTEMPTS_MAX times.
@@ -201,8 +222,8 @@ bench_run() {
     wait_quiet
     read -r busy_before total_before < <(machine_ticks)
     ours_before=$(our_ticks)
-    json=$(/usr/bin/time --output="$out/time.txt" --format="%U %S" "$bench_bin" "$@" --clients "$clients" \
-      --duration "$duration" --keys "$keys" --value-size "$value_size" --mix "$mix" --json \
+    json=$(/usr/bin/time --output="$out/time.txt" --format="%U %S" "$bench_bin" --clients "$clients" \
+      --duration "$duration" --keys "$keys" --value-size "$value_size" --mix "$mix" --json "$@" \
       2>>"$out/bench.log" | tail -n 1)
     read -r busy_after total_after < <(machine_ticks)
     ours_after=$(our_ticks)
@@ -326,6 +347,109 @@ if ! $skip_chain; then
     table_row chain-1 "$clients" "chain of 1"
     table_row chain-3 "$clients" "chain of 3"
   done
+  echo
+fi
+# rss_kb <pid> / threads_of <pid>: from /proc/<pid>/status.
+rss_kb() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+threads_of() {
+  awk '/^Threads:/ { print $2 }' "/proc/$1/status"
+}
+
+# hold_idle <label> <pid> <target args...>: fills the keys, then a 16-client
+# 90:10 run that also holds $idle idle connections; samples the server's RSS
+# and threads while they are held and prints one markdown row (RSS before:
+# after the fill).
+hold_idle() {
+  local label=$1 pid=$2 rss_before bench_pid rss_peak=0 threads_peak=0 rss threads json
+  shift 2
+  # Fill first, so the RSS growth is the idle connections' alone.
+  "$bench_bin" --clients 16 --duration 0.5 --warmup 0 --keys "$keys" --value-size "$value_size" \
+    --mix 1:0:0 "$@" >/dev/null 2>>"$out/bench.log"
+  rss_before=$(rss_kb "$pid")
+  "$bench_bin" --clients 16 --duration "$duration" --keys "$keys" --value-size "$value_size" --mix 90:10:0 \
+    --no-fill --idle-connections "$idle" --json "$@" >"$out/idle.json" 2>>"$out/bench.log" &
+  bench_pid=$!
+  while kill -0 "$bench_pid" 2>/dev/null; do
+    rss=$(rss_kb "$pid")
+    threads=$(threads_of "$pid")
+    ((rss > rss_peak)) && rss_peak=$rss
+    ((threads > threads_peak)) && threads_peak=$threads
+    sleep 0.5
+  done
+  wait "$bench_pid" || { log "table-bench with idle connections failed"; return 1; }
+  json=$(tail -n 1 "$out/idle.json")
+  echo "{\"label\":\"idle-$label\",\"rss_before_kb\":$rss_before,\"rss_peak_kb\":$rss_peak,${json#\{}" >>"$results"
+  printf '| %s | %s | %s | %s kB | %s kB | %s | %.1f | %.0f |\n' "$label" "$idle" \
+    "$(field idle_open <<<"$json")" "$rss_before" "$rss_peak" "$threads_peak" \
+    "$(awk -v a="$rss_before" -v b="$rss_peak" -v n="$idle" 'BEGIN { print (b - a) / n }')" \
+    "$(field ops_per_sec <<<"$json")"
+}
+
+# memory_row <label> <pid> <target args...>: RSS before and after filling
+# $memory_keys keys of 100 bytes; one markdown row.
+memory_row() {
+  local label=$1 pid=$2 before after
+  shift 2
+  before=$(rss_kb "$pid")
+  "$bench_bin" --clients 8 --keys "$memory_keys" --value-size 100 --duration 0.5 --warmup 0 --mix 1:0:0 \
+    "$@" >/dev/null 2>>"$out/bench.log"
+  after=$(rss_kb "$pid")
+  printf '| %s | %s kB | %s kB | %.0f B |\n' "$label" "$before" "$after" \
+    "$(awk -v a="$before" -v b="$after" -v n="$memory_keys" 'BEGIN { print (b - a) * 1024 / n }')"
+}
+
+if ! $skip_values; then
+  [[ -n $server_pid ]] || start_server
+  start_redis
+  for size in $value_sizes; do
+    size_keys=$keys
+    ((size > 16384)) && size_keys=1000
+    for _ in $(seq 1 "$runs"); do
+      bench_run "server-$size" 90:10:0 50 --server "$server" --value-size "$size" --keys "$size_keys"
+      bench_run "redis-$size" 90:10:0 50 --redis "$redis" --value-size "$size" --keys "$size_keys"
+    done
+  done
+  echo "## Large values: 50 clients, 90% get, 10% put"
+  echo
+  table_header
+  for size in $value_sizes; do
+    table_row "server-$size" 50 "server, $size B"
+    table_row "redis-$size" 50 "redis, $size B"
+  done
+  echo
+  stop_pid "$redis_pid"
+  redis_pid=""
+fi
+
+if ! $skip_idle; then
+  # Fresh servers, so the RSS before is that of an idle, nearly empty server.
+  stop_pid "$server_pid"
+  start_server
+  start_redis
+  echo "## $idle idle connections held, plus 16 active clients (90% get)"
+  echo
+  echo "| target | idle | still open | RSS before | RSS peak | threads peak | kB per idle connection | active ops/s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  hold_idle server "$server_pid" --server "$server"
+  hold_idle redis "$redis_pid" --redis "$redis"
+  echo
+  stop_pid "$redis_pid"
+  redis_pid=""
+fi
+
+if ! $skip_memory; then
+  stop_pid "$server_pid"
+  start_server
+  start_redis
+  echo "## Memory: $memory_keys keys of 100 bytes"
+  echo
+  echo "| target | RSS before | RSS after | per key |"
+  echo "|---|---:|---:|---:|"
+  memory_row server "$server_pid" --server "$server"
+  memory_row redis "$redis_pid" --redis "$redis"
   echo
 fi
 log "raw results: $results"
