@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use chaintable::cli::{SERVER_USAGE, arguments_or_exit, parse_server_args};
-use chaintable::fd_limit::{files_for_connections, raise_open_files_limit};
+use chaintable::fd_limit::{connections_for_files, files_for_connections, raise_open_files_limit};
 use chaintable::server::{Server, ServerEnd};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -70,7 +70,7 @@ fn ensure_open_files_limit(clients_max: u64) {
         Ok(limit) => warn!(
             "the open-files limit ({limit}) allows about {} of --max-clients {clients_max} connections; \
              raise it (ulimit -n {needed}) or lower --max-clients",
-            limit.saturating_sub(files_for_connections(0)) / 2
+            connections_for_files(limit)
         ),
         Err(raise_error) => warn!("cannot raise the open-files limit: {raise_error}"),
     }

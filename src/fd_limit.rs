@@ -1,7 +1,8 @@
-//! The open-files limit. Every client connection costs a server two file
-//! descriptors (the socket and the clone kept to shut it down), and Debian's
-//! default soft limit is 1024: without raising it, a server would fail to
-//! accept past ~500 clients although `--max-clients` allows thousands. The
+//! The open-files limit. Every client connection costs a server three file
+//! descriptors (the socket, its clone for the writing half and the clone
+//! kept to shut it down), and Debian's default soft limit is 1024: without
+//! raising it, a server would fail to
+//! accept past ~320 clients although `--max-clients` allows thousands. The
 //! hard limit is the administrator's ceiling; the soft limit may be raised
 //! up to it without privileges, as Redis and most servers do at startup.
 
@@ -11,9 +12,16 @@ use std::io;
 /// (listener, ZooKeeper, replication links, log, some slack).
 const SERVER_FILES_BASE: u64 = 64;
 
+const FILES_PER_CONNECTION: u64 = 3;
+
 /// File descriptors a server needs for `connections` clients.
 pub fn files_for_connections(connections: u64) -> u64 {
-    2 * connections + SERVER_FILES_BASE
+    FILES_PER_CONNECTION * connections + SERVER_FILES_BASE
+}
+
+/// Client connections that fit in `files` file descriptors.
+pub fn connections_for_files(files: u64) -> u64 {
+    files.saturating_sub(SERVER_FILES_BASE) / FILES_PER_CONNECTION
 }
 
 /// Raises the soft open-files limit to the hard limit; returns the limit now
@@ -38,6 +46,13 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_and_connections_agree() {
+        assert_eq!(connections_for_files(files_for_connections(10_000)), 10_000);
+        assert_eq!(connections_for_files(1024), 320);
+        assert_eq!(connections_for_files(10), 0);
+    }
 
     #[test]
     fn raising_reaches_the_hard_limit_and_is_idempotent() {

@@ -16,8 +16,8 @@ pub const KEY_BYTES_MAX_DEFAULT: usize = 16 * 1024;
 pub const VALUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 
 /// Concurrent client connections (Redis's default too). Each one is an OS
-/// thread with a small stack (an idle one costs about 10 KiB of memory,
-/// see BENCHMARKS.md) and two file descriptors; past this a newcomer gets an
+/// thread with a small stack (an idle one costs about 20 KiB of memory,
+/// see BENCHMARKS.md) and three file descriptors; past this a newcomer gets an
 /// error reply and is closed.
 pub const CLIENTS_MAX_DEFAULT: usize = 10_000;
 
