@@ -484,6 +484,19 @@ impl Replica {
         Ok(())
     }
 
+    /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
+    /// our predecessor any more. Checked and read under the ordering lock,
+    /// because after a view change we may commit writes of our own (as the
+    /// new head) under sequence numbers that the old predecessor gave to
+    /// writes we never received: an ack carrying those would tell it they
+    /// were committed. (table-check found this: a paused head, on resuming,
+    /// acknowledged a delete that no other server had.)
+    pub fn progress_for_predecessor(&self, sender: &str) -> Option<Progress> {
+        let state = self.state.lock();
+        self.check_predecessor(&state, sender).ok()?;
+        Some(*self.progress.lock())
+    }
+
     /// Whether `sender` is our current predecessor (writes from anyone else
     /// are refused).
     pub fn accepts_from(&self, sender: &str) -> Result<(), Refusal> {
@@ -602,8 +615,14 @@ impl Replica {
         Some(state.last_applied)
     }
 
-    /// The successor reports its progress (cumulative).
+    /// The successor reports its progress (cumulative). Ignored without a
+    /// valid lease: an ack read after a pause may come from a successor that
+    /// has since gone on in a chain without us (see
+    /// [`Replica::progress_for_predecessor`]).
     pub fn on_successor_progress(&self, successor: &str, committed: u64) {
+        if !self.standalone && !self.lease_valid() {
+            return;
+        }
         let mut state = self.state.lock();
         let current = state.position.as_ref().and_then(|position| position.successor.as_ref());
         if current.is_none_or(|member| member.name != successor) {
@@ -811,11 +830,15 @@ mod tests {
     }
 
     fn replica() -> Arc<Replica> {
+        replica_leased_for(Duration::from_secs(60))
+    }
+
+    fn replica_leased_for(lease: Duration) -> Arc<Replica> {
         let (ready_sender, _) = crossbeam_channel::bounded(1);
         let limits =
             ReplicationLimits { commit_timeout: Duration::from_secs(2), ..ReplicationLimits::default() };
         let replica = Replica::new(8, false, limits, ready_sender);
-        replica.renew_lease(Instant::now() + Duration::from_secs(60));
+        replica.renew_lease(Instant::now() + lease);
         Arc::new(replica)
     }
 
@@ -919,6 +942,34 @@ mod tests {
         assert_eq!(replicas[1].client_write(42, 8, "k", None), Ok(false));
         let stale = replicas[1].client_write(42, 7, "k", None).unwrap_err();
         assert_eq!(stale.code, ErrorCode::ERR_STALE_REQUEST);
+    }
+
+    /// A head is paused after applying a delete and before forwarding it;
+    /// ZooKeeper drops it, its successor becomes the head and commits a write
+    /// of its own under the same sequence number. When the old head resumes,
+    /// no ack may tell it that its delete committed.
+    #[test]
+    fn acks_never_cover_writes_the_old_predecessor_did_not_send() {
+        let view = ready_view(&[1, 2]);
+        let old_head = replica_leased_for(Duration::from_millis(300));
+        old_head.set_view(&view, &name(1));
+        let successor = replica();
+        successor.set_view(&view, &name(2));
+        let head = Arc::clone(&old_head);
+        let writer = thread::spawn(move || head.client_write(1, 1, "k", None));
+        while old_head.progress().applied < 1 {
+            thread::yield_now();
+        }
+        successor.set_view(&ready_view(&[2]), &name(2));
+        assert_eq!(successor.client_write(2, 1, "other", Some(b"v".to_vec())), Ok(false));
+        assert_eq!(successor.progress().committed, 1, "its own write, sequence 1");
+        assert_eq!(successor.progress_for_predecessor(&name(1)), None, "no ack to a former predecessor");
+        // An ack sent before the check, read once the old head's lease is over.
+        thread::sleep(Duration::from_millis(400));
+        old_head.on_successor_progress(&name(2), 1);
+        assert_eq!(old_head.progress().committed, 0);
+        let refusal = writer.join().unwrap().unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::ERR_UNAVAILABLE, "{refusal:?}");
     }
 
     #[test]

@@ -56,7 +56,10 @@ pub fn serve(
         let (replica, link_open) = (Arc::clone(replica), Arc::clone(&link_open));
         thread::Builder::new()
             .name("replication-acks-up".into())
-            .spawn(move || send_acks(&mut writer, &replica, &link_open))
+            .spawn({
+                let sender = sender.clone();
+                move || send_acks(&mut writer, &replica, &sender, &link_open)
+            })
             .map_err(FrameError::Io)?
     };
     let result = receive_stream(&sender, &mut reader, replica, stopping);
@@ -109,14 +112,18 @@ fn receive_stream(
     Ok(())
 }
 
-/// Sends `Upstream` whenever our progress changes, until the link closes.
-fn send_acks(writer: &mut FrameWriter, replica: &Replica, link_open: &AtomicBool) {
+/// Sends `Upstream` whenever our progress changes, until the link closes or
+/// `sender` stops being our predecessor (after that our progress may count
+/// writes it never sent us).
+fn send_acks(writer: &mut FrameWriter, replica: &Replica, sender: &str, link_open: &AtomicBool) {
     let mut reported = Progress::default();
     while link_open.load(Ordering::SeqCst) {
-        let progress = replica.wait_progress_change(reported, ACK_POLL);
-        if progress == reported {
+        if replica.wait_progress_change(reported, ACK_POLL) == reported {
             continue;
         }
+        let Some(progress) = replica.progress_for_predecessor(sender) else {
+            return;
+        };
         let mut upstream = Upstream::new();
         upstream.applied = progress.applied;
         upstream.committed = progress.committed;
