@@ -1,5 +1,5 @@
-//! The in-memory table: a fixed number of stripes, each a `HashMap` behind a
-//! parking_lot `RwLock`.
+//! The in-memory table: a fixed number of stripes, each a hash set of
+//! [`Entry`]s behind a parking_lot `RwLock`.
 //!
 //! Readers of keys in different stripes never touch the same lock, and readers
 //! of the same stripe share it. `keys` and `entries` take every stripe's read
@@ -7,15 +7,19 @@
 //! one stripe lock at a time, so the ordered acquisition cannot deadlock and
 //! the copy is a consistent snapshot (no write lands half inside it).
 
-use std::collections::HashMap;
+mod entry;
+
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
-/// Keys and values stored without spare capacity: a boxed slice is two words
-/// and never over-allocates, unlike `String`/`Vec`.
-type Stripe = HashMap<Box<str>, Box<[u8]>>;
+use self::entry::Entry;
+
+/// One stripe's keys and values, each pair in one allocation; found by key
+/// bytes (see [`entry`] for the layout and why).
+type Stripe = HashSet<Entry>;
 
 pub struct Table {
     /// The lock stripes; `<table-size>` of them.
@@ -47,44 +51,43 @@ impl Table {
         &self.stripes[(hash % self.stripes.len() as u64) as usize]
     }
 
-    /// Sets `key` to `value`; returns whether the key existed before.
-    pub fn put(&self, key: &str, value: Vec<u8>) -> bool {
-        let value = value.into_boxed_slice();
-        let added_bytes = (key.len() + value.len()) as u64;
-        let mut stripe = self.stripe(key).write();
-        match stripe.get_mut(key) {
-            Some(slot) => {
-                let removed_bytes = (key.len() + slot.len()) as u64;
-                *slot = value;
-                self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
-                self.byte_count.fetch_sub(removed_bytes, Ordering::Relaxed);
-                true
-            }
-            None => {
-                stripe.insert(key.into(), value);
-                self.key_count.fetch_add(1, Ordering::Relaxed);
-                self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
-                false
-            }
-        }
+    /// Sets `key` to `value`; returns whether the key existed before. Takes
+    /// the value by reference (an owned `Vec` works too): it is copied next
+    /// to the key into the entry's single allocation anyway.
+    pub fn put(&self, key: &str, value: impl AsRef<[u8]>) -> bool {
+        let entry = Entry::new(key, value.as_ref());
+        let added_bytes = entry.data_len() as u64;
+        let replaced = {
+            let mut stripe = self.stripe(key).write();
+            let replaced = stripe.replace(entry);
+            self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
+            match &replaced {
+                Some(old) => self.byte_count.fetch_sub(old.data_len() as u64, Ordering::Relaxed),
+                None => self.key_count.fetch_add(1, Ordering::Relaxed),
+            };
+            replaced
+        };
+        // The old entry is freed here, after the lock is released.
+        replaced.is_some()
     }
 
     /// A copy of the value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.stripe(key).read().get(key).map(|value| value.to_vec())
+        self.stripe(key).read().get(key.as_bytes()).map(|entry| entry.value().to_vec())
     }
 
     /// Removes `key`; returns whether it existed.
     pub fn delete(&self, key: &str) -> bool {
-        let mut stripe = self.stripe(key).write();
-        match stripe.remove_entry(key) {
-            Some((key, value)) => {
+        let removed = {
+            let mut stripe = self.stripe(key).write();
+            let removed = stripe.take(key.as_bytes());
+            if let Some(entry) = &removed {
                 self.key_count.fetch_sub(1, Ordering::Relaxed);
-                self.byte_count.fetch_sub((key.len() + value.len()) as u64, Ordering::Relaxed);
-                true
+                self.byte_count.fetch_sub(entry.data_len() as u64, Ordering::Relaxed);
             }
-            None => false,
-        }
+            removed
+        };
+        removed.is_some()
     }
 
     /// Number of keys.
@@ -111,7 +114,7 @@ impl Table {
     pub fn keys(&self) -> Vec<String> {
         let stripes = self.lock_all_for_reading();
         let mut keys: Vec<String> =
-            stripes.iter().flat_map(|stripe| stripe.keys().map(|key| key.to_string())).collect();
+            stripes.iter().flat_map(|stripe| stripe.iter().map(|entry| entry.key().to_owned())).collect();
         keys.sort_unstable();
         keys
     }
@@ -121,7 +124,7 @@ impl Table {
         let stripes = self.lock_all_for_reading();
         let mut entries: Vec<(String, Vec<u8>)> = stripes
             .iter()
-            .flat_map(|stripe| stripe.iter().map(|(key, value)| (key.to_string(), value.to_vec())))
+            .flat_map(|stripe| stripe.iter().map(|entry| (entry.key().to_owned(), entry.value().to_vec())))
             .collect();
         entries.sort_unstable_by(|left, right| left.0.cmp(&right.0));
         entries
@@ -149,6 +152,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     use std::thread;
@@ -157,8 +161,8 @@ mod tests {
     fn put_get_delete() {
         let table = Table::new(4);
         assert!(table.is_empty());
-        assert!(!table.put("a", b"1".to_vec()));
-        assert!(table.put("a", b"22".to_vec()));
+        assert!(!table.put("a", b"1"));
+        assert!(table.put("a", b"22"));
         assert_eq!(table.get("a"), Some(b"22".to_vec()));
         assert_eq!(table.len(), 1);
         assert_eq!(table.bytes_stored(), 3);
@@ -167,17 +171,51 @@ mod tests {
         assert_eq!(table.get("a"), None);
         assert_eq!(table.len(), 0);
         assert_eq!(table.bytes_stored(), 0);
-        table.put("b", b"1".to_vec());
+        table.put("b", b"1");
         table.clear();
         assert!(table.is_empty() && table.keys().is_empty());
         assert_eq!(table.bytes_stored(), 0);
     }
 
     #[test]
+    fn replacing_with_other_sizes_keeps_bytes_stored_exact() {
+        let table = Table::new(2);
+        let mut expected = 0;
+        for (key, size) in [("k", 100), ("k", 0), ("k", 300), ("", 5), ("", 0), ("kk", 1)] {
+            let existed = table.get(key).map(|old| old.len() + key.len());
+            assert_eq!(table.put(key, vec![b'x'; size]), existed.is_some());
+            expected = expected - existed.unwrap_or(0) + key.len() + size;
+            assert_eq!(table.bytes_stored(), expected as u64, "after {key:?} := {size} bytes");
+            assert_eq!(table.get(key), Some(vec![b'x'; size]));
+        }
+        assert_eq!(table.len(), 3);
+        assert!(table.delete("k"));
+        assert_eq!(table.bytes_stored(), 1 + 2);
+    }
+
+    #[test]
+    fn empty_and_non_ascii_keys_and_empty_values() {
+        let table = Table::new(4);
+        table.put("", b"empty key");
+        table.put("ключ-鍵-🔑", b"");
+        table.put("plain", "värde".as_bytes());
+        assert_eq!(table.get(""), Some(b"empty key".to_vec()));
+        assert_eq!(table.get("ключ-鍵-🔑"), Some(Vec::new()));
+        assert_eq!(table.keys(), vec!["", "plain", "ключ-鍵-🔑"]);
+        let entries = table.entries();
+        assert_eq!(entries[2], ("ключ-鍵-🔑".to_owned(), Vec::new()));
+        assert_eq!(entries[1], ("plain".to_owned(), "värde".as_bytes().to_vec()));
+        let expected: usize = entries.iter().map(|(key, value)| key.len() + value.len()).sum();
+        assert_eq!(table.bytes_stored(), expected as u64);
+        assert!(table.delete(""));
+        assert_eq!(table.get(""), None);
+    }
+
+    #[test]
     fn keys_and_entries_are_sorted() {
         let table = Table::new(3);
         for key in ["c", "a", "b"] {
-            table.put(key, key.as_bytes().to_vec());
+            table.put(key, key);
         }
         assert_eq!(table.keys(), vec!["a", "b", "c"]);
         let entries = table.entries();
@@ -247,8 +285,8 @@ mod tests {
             .map(|index| format!("right{index}"))
             .find(|key| !std::ptr::eq(table.stripe(key), table.stripe(&left)))
             .unwrap();
-        table.put(&left, 0u64.to_be_bytes().to_vec());
-        table.put(&right, 0u64.to_be_bytes().to_vec());
+        table.put(&left, 0u64.to_be_bytes());
+        table.put(&right, 0u64.to_be_bytes());
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
             let table = Arc::clone(&table);
@@ -257,8 +295,8 @@ mod tests {
                 let mut counter = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     counter += 1;
-                    table.put(&left, counter.to_be_bytes().to_vec());
-                    table.put(&right, counter.to_be_bytes().to_vec());
+                    table.put(&left, counter.to_be_bytes());
+                    table.put(&right, counter.to_be_bytes());
                 }
             })
         };
