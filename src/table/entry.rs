@@ -11,14 +11,6 @@
 //! so a key costs one allocation and a 16-byte slot. The length prefix is
 //! one byte for keys shorter than 128 bytes. The value's length is what is
 //! left of the slice, so it needs no prefix.
-//!
-//! Entries hash and compare by their key bytes alone and borrow as `[u8]`,
-//! so a set of entries can be searched with `key.as_bytes()` without
-//! building an entry (the `Borrow` contract holds: equal keys are equal
-//! entries and hash alike).
-
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
 
 /// A key and its value in one allocation (see the module doc).
 pub(super) struct Entry(Box<[u8]>);
@@ -42,6 +34,11 @@ impl Entry {
         &self.0[prefix..prefix + key_len]
     }
 
+    /// Whether this is `key`'s entry.
+    pub(super) fn has_key(&self, key: &str) -> bool {
+        self.key_bytes() == key.as_bytes()
+    }
+
     /// The key as text.
     pub(super) fn key(&self) -> &str {
         std::str::from_utf8(self.key_bytes()).expect("entries are built from &str keys")
@@ -58,26 +55,6 @@ impl Entry {
     pub(super) fn data_len(&self) -> usize {
         let (prefix, _) = read_length(&self.0);
         self.0.len() - prefix
-    }
-}
-
-impl Hash for Entry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key_bytes().hash(state);
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Entry) -> bool {
-        self.key_bytes() == other.key_bytes()
-    }
-}
-
-impl Eq for Entry {}
-
-impl Borrow<[u8]> for Entry {
-    fn borrow(&self) -> &[u8] {
-        self.key_bytes()
     }
 }
 
@@ -113,12 +90,13 @@ fn read_length(bytes: &[u8]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     fn check(key: &str, value: &[u8]) {
         let entry = Entry::new(key, value);
         assert_eq!(entry.key(), key);
         assert_eq!(entry.key_bytes(), key.as_bytes());
+        assert!(entry.has_key(key));
+        assert!(!entry.has_key(&format!("{key}x")));
         assert_eq!(entry.value(), value);
         assert_eq!(entry.data_len(), key.len() + value.len());
     }
@@ -151,24 +129,15 @@ mod tests {
     }
 
     #[test]
-    fn one_exact_allocation() {
-        let entry = Entry::new("key:123456", &[0; 100]);
-        assert_eq!(entry.0.len(), 1 + 10 + 100);
+    fn the_key_ends_where_its_length_says() {
+        let entry = Entry::new("a", b"bc");
+        assert!(entry.has_key("a"));
+        assert!(!entry.has_key("ab") && !entry.has_key("abc") && !entry.has_key(""));
     }
 
     #[test]
-    fn set_finds_entries_by_key_bytes_whatever_the_value() {
-        let mut set = HashSet::new();
-        assert!(set.insert(Entry::new("a", b"1")));
-        assert!(set.insert(Entry::new("ab", b"")));
-        assert!(!set.insert(Entry::new("a", b"other value")), "same key, same entry");
-        assert_eq!(set.get("a".as_bytes()).map(Entry::value), Some(&b"1"[..]));
-        assert_eq!(set.get("ab".as_bytes()).map(Entry::value), Some(&b""[..]));
-        assert!(!set.contains("b".as_bytes()));
-        // The key/value boundary is part of the key: "a"+"b..." is not "ab"+"...".
-        let replaced = set.replace(Entry::new("a", b"bcd")).expect("key present");
-        assert_eq!(replaced.value(), b"1");
-        assert_eq!(set.get("a".as_bytes()).map(Entry::value), Some(&b"bcd"[..]));
-        assert_eq!(set.get("ab".as_bytes()).map(Entry::value), Some(&b""[..]));
+    fn one_exact_allocation() {
+        let entry = Entry::new("key:123456", &[0; 100]);
+        assert_eq!(entry.0.len(), 1 + 10 + 100);
     }
 }
