@@ -418,7 +418,7 @@ impl Replica {
 
     fn apply_to_table(&self, write: &Write) -> bool {
         match &write.value {
-            Some(value) => self.table.put(&write.key, value.clone()),
+            Some(value) => self.table.put(&write.key, value),
             None => self.table.delete(&write.key),
         }
     }
@@ -921,7 +921,7 @@ mod tests {
     #[test]
     fn retried_write_after_head_failure_is_applied_once() {
         let replicas = chain(&ready_view(&[1, 2]));
-        replicas[0].table.put("k", b"old".to_vec());
+        replicas[0].table.put("k", b"old");
         // The head applies and forwards a delete, then dies before answering.
         let head = Arc::clone(&replicas[0]);
         let writer = thread::spawn(move || head.client_write(42, 7, "k", None));
@@ -929,7 +929,7 @@ mod tests {
             thread::yield_now();
         }
         let writes: Vec<Write> = replicas[0].outbox().try_iter().collect();
-        replicas[1].table.put("k", b"old".to_vec());
+        replicas[1].table.put("k", b"old");
         replicas[1].apply_replicated(&name(1), writes).unwrap();
         replicas[0].fence("killed in the test");
         assert!(writer.join().unwrap().is_err(), "the old head never answered");

@@ -108,7 +108,7 @@ mod tests {
     fn counts_per_operation_and_in_total() {
         let stats = ServerStats::default();
         let table = Table::new(1);
-        table.put("k", b"vv".to_vec());
+        table.put("k", b"vv");
         stats.record_operation(Opcode::OP_PUT, Duration::from_micros(5));
         stats.record_operation(Opcode::OP_GET, Duration::from_micros(3));
         stats.record_operation(Opcode::OP_GET, Duration::from_micros(2));

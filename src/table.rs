@@ -1,5 +1,5 @@
-//! The in-memory table: a fixed number of stripes, each a `HashMap` behind a
-//! parking_lot `RwLock`.
+//! The in-memory table: a fixed number of stripes, each a hash table of
+//! [`Entry`]s behind a parking_lot `RwLock`.
 //!
 //! Readers of keys in different stripes never touch the same lock, and readers
 //! of the same stripe share it. `keys` and `entries` take every stripe's read
@@ -7,22 +7,29 @@
 //! one stripe lock at a time, so the ordered acquisition cannot deadlock and
 //! the copy is a consistent snapshot (no write lands half inside it).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+mod entry;
+
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 use parking_lot::RwLock;
 
-/// Keys and values stored without spare capacity: a boxed slice is two words
-/// and never over-allocates, unlike `String`/`Vec`.
-type Stripe = HashMap<Box<str>, Box<[u8]>>;
+use self::entry::Entry;
+
+/// One stripe's keys and values, each pair in one allocation (see [`entry`]
+/// for the layout and why). A `HashTable` rather than a `HashSet` because it
+/// takes the hash from us: a key is hashed once, and that one hash picks
+/// both the stripe and the slot within it.
+type Stripe = HashTable<Entry>;
 
 pub struct Table {
     /// The lock stripes; `<table-size>` of them.
     stripes: Box<[RwLock<Stripe>]>,
-    /// Chooses a key's stripe; seeded randomly so clients cannot aim many
-    /// keys at one stripe.
-    stripe_hasher: RandomState,
+    /// Hashes keys (SipHash, seeded randomly so clients cannot aim many keys
+    /// at one stripe or one slot).
+    key_hasher: RandomState,
     /// Number of keys, updated while the stripe's write lock is held so it
     /// never disagrees with a completed write.
     key_count: AtomicU64,
@@ -34,57 +41,80 @@ impl Table {
     /// A table with `stripe_count` lock stripes.
     pub fn new(stripe_count: usize) -> Table {
         assert!(stripe_count > 0, "a table needs at least one stripe");
+        assert!(stripe_count <= u32::MAX as usize, "stripe_index scales a 32-bit number");
         Table {
             stripes: (0..stripe_count).map(|_| RwLock::new(Stripe::new())).collect(),
-            stripe_hasher: RandomState::new(),
+            key_hasher: RandomState::new(),
             key_count: AtomicU64::new(0),
             byte_count: AtomicU64::new(0),
         }
     }
 
-    fn stripe(&self, key: &str) -> &RwLock<Stripe> {
-        let hash = self.stripe_hasher.hash_one(key);
-        &self.stripes[(hash % self.stripes.len() as u64) as usize]
+    /// The hash of a key's bytes, the same for a `&str` being looked up and
+    /// for a stored entry's key.
+    fn hash(&self, key: &[u8]) -> u64 {
+        let mut hasher = self.key_hasher.build_hasher();
+        hasher.write(key);
+        hasher.finish()
     }
 
-    /// Sets `key` to `value`; returns whether the key existed before.
-    pub fn put(&self, key: &str, value: Vec<u8>) -> bool {
-        let value = value.into_boxed_slice();
-        let added_bytes = (key.len() + value.len()) as u64;
-        let mut stripe = self.stripe(key).write();
-        match stripe.get_mut(key) {
-            Some(slot) => {
-                let removed_bytes = (key.len() + slot.len()) as u64;
-                *slot = value;
-                self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
-                self.byte_count.fetch_sub(removed_bytes, Ordering::Relaxed);
-                true
-            }
-            None => {
-                stripe.insert(key.into(), value);
-                self.key_count.fetch_add(1, Ordering::Relaxed);
-                self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
-                false
-            }
-        }
+    /// `key`'s hash and stripe.
+    fn locate(&self, key: &str) -> (u64, &RwLock<Stripe>) {
+        let hash = self.hash(key.as_bytes());
+        (hash, &self.stripes[stripe_index(hash, self.stripes.len())])
+    }
+
+    /// Sets `key` to `value`; returns whether the key existed before. Takes
+    /// the value by reference (an owned `Vec` works too): it is copied next
+    /// to the key into the entry's single allocation anyway.
+    pub fn put(&self, key: &str, value: impl AsRef<[u8]>) -> bool {
+        let entry = Entry::new(key, value.as_ref());
+        let added_bytes = entry.data_len() as u64;
+        let (hash, stripe) = self.locate(key);
+        let replaced = {
+            let mut stripe = stripe.write();
+            let is_key = |stored: &Entry| stored.has_key(key);
+            let replaced = match stripe.entry(hash, is_key, |stored| self.hash(stored.key_bytes())) {
+                Slot::Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), entry)),
+                Slot::Vacant(slot) => {
+                    slot.insert(entry);
+                    None
+                }
+            };
+            self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
+            match &replaced {
+                Some(old) => self.byte_count.fetch_sub(old.data_len() as u64, Ordering::Relaxed),
+                None => self.key_count.fetch_add(1, Ordering::Relaxed),
+            };
+            replaced
+        };
+        // The old entry is freed here, after the lock is released.
+        replaced.is_some()
     }
 
     /// A copy of the value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.stripe(key).read().get(key).map(|value| value.to_vec())
+        let (hash, stripe) = self.locate(key);
+        let stripe = stripe.read();
+        stripe.find(hash, |stored| stored.has_key(key)).map(|entry| entry.value().to_vec())
     }
 
     /// Removes `key`; returns whether it existed.
     pub fn delete(&self, key: &str) -> bool {
-        let mut stripe = self.stripe(key).write();
-        match stripe.remove_entry(key) {
-            Some((key, value)) => {
+        let (hash, stripe) = self.locate(key);
+        let removed = {
+            let mut stripe = stripe.write();
+            let removed = match stripe.find_entry(hash, |stored| stored.has_key(key)) {
+                Ok(slot) => Some(slot.remove().0),
+                Err(_) => None,
+            };
+            if let Some(entry) = &removed {
                 self.key_count.fetch_sub(1, Ordering::Relaxed);
-                self.byte_count.fetch_sub((key.len() + value.len()) as u64, Ordering::Relaxed);
-                true
+                self.byte_count.fetch_sub(entry.data_len() as u64, Ordering::Relaxed);
             }
-            None => false,
-        }
+            removed
+        };
+        removed.is_some()
     }
 
     /// Number of keys.
@@ -111,7 +141,7 @@ impl Table {
     pub fn keys(&self) -> Vec<String> {
         let stripes = self.lock_all_for_reading();
         let mut keys: Vec<String> =
-            stripes.iter().flat_map(|stripe| stripe.keys().map(|key| key.to_string())).collect();
+            stripes.iter().flat_map(|stripe| stripe.iter().map(|entry| entry.key().to_owned())).collect();
         keys.sort_unstable();
         keys
     }
@@ -121,7 +151,7 @@ impl Table {
         let stripes = self.lock_all_for_reading();
         let mut entries: Vec<(String, Vec<u8>)> = stripes
             .iter()
-            .flat_map(|stripe| stripe.iter().map(|(key, value)| (key.to_string(), value.to_vec())))
+            .flat_map(|stripe| stripe.iter().map(|entry| (entry.key().to_owned(), entry.value().to_vec())))
             .collect();
         entries.sort_unstable_by(|left, right| left.0.cmp(&right.0));
         entries
@@ -132,8 +162,8 @@ impl Table {
     pub fn clear(&self) {
         let mut stripes: Vec<_> = self.stripes.iter().map(|stripe| stripe.write()).collect();
         for stripe in &mut stripes {
-            stripe.clear();
-            stripe.shrink_to_fit();
+            // A new stripe rather than `clear`, which would keep the buckets.
+            **stripe = Stripe::new();
         }
         self.key_count.store(0, Ordering::Relaxed);
         self.byte_count.store(0, Ordering::Relaxed);
@@ -146,9 +176,26 @@ impl Table {
     }
 }
 
+/// The stripe of a key with hash `hash`, out of `stripe_count`.
+///
+/// The stripe's `HashTable` takes its slot from the same hash (hashbrown uses
+/// the low bits for the slot and the top seven as a tag), so the stripe must
+/// not be a plain function of those bits: with `hash % 1024`, every key of a
+/// stripe would share its low ten bits and crowd a few slots. Multiplying by
+/// an odd constant makes the product's high 32 bits depend on all the hash's
+/// bits; scaling them to `stripe_count` (multiply and shift, no division)
+/// picks the stripe, and the keys of one stripe keep well-spread low and top
+/// bits.
+fn stripe_index(hash: u64, stripe_count: usize) -> usize {
+    const ODD_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio
+    let mixed = hash.wrapping_mul(ODD_MULTIPLIER) >> 32;
+    ((mixed * stripe_count as u64) >> 32) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     use std::thread;
@@ -157,8 +204,8 @@ mod tests {
     fn put_get_delete() {
         let table = Table::new(4);
         assert!(table.is_empty());
-        assert!(!table.put("a", b"1".to_vec()));
-        assert!(table.put("a", b"22".to_vec()));
+        assert!(!table.put("a", b"1"));
+        assert!(table.put("a", b"22"));
         assert_eq!(table.get("a"), Some(b"22".to_vec()));
         assert_eq!(table.len(), 1);
         assert_eq!(table.bytes_stored(), 3);
@@ -167,17 +214,83 @@ mod tests {
         assert_eq!(table.get("a"), None);
         assert_eq!(table.len(), 0);
         assert_eq!(table.bytes_stored(), 0);
-        table.put("b", b"1".to_vec());
+        table.put("b", b"1");
         table.clear();
         assert!(table.is_empty() && table.keys().is_empty());
         assert_eq!(table.bytes_stored(), 0);
     }
 
     #[test]
+    fn replacing_with_other_sizes_keeps_bytes_stored_exact() {
+        let table = Table::new(2);
+        let mut expected = 0;
+        for (key, size) in [("k", 100), ("k", 0), ("k", 300), ("", 5), ("", 0), ("kk", 1)] {
+            let existed = table.get(key).map(|old| old.len() + key.len());
+            assert_eq!(table.put(key, vec![b'x'; size]), existed.is_some());
+            expected = expected - existed.unwrap_or(0) + key.len() + size;
+            assert_eq!(table.bytes_stored(), expected as u64, "after {key:?} := {size} bytes");
+            assert_eq!(table.get(key), Some(vec![b'x'; size]));
+        }
+        assert_eq!(table.len(), 3);
+        assert!(table.delete("k"));
+        assert_eq!(table.bytes_stored(), 1 + 2);
+    }
+
+    #[test]
+    fn empty_and_non_ascii_keys_and_empty_values() {
+        let table = Table::new(4);
+        table.put("", b"empty key");
+        table.put("ключ-鍵-🔑", b"");
+        table.put("plain", "värde".as_bytes());
+        assert_eq!(table.get(""), Some(b"empty key".to_vec()));
+        assert_eq!(table.get("ключ-鍵-🔑"), Some(Vec::new()));
+        assert_eq!(table.keys(), vec!["", "plain", "ключ-鍵-🔑"]);
+        let entries = table.entries();
+        assert_eq!(entries[2], ("ключ-鍵-🔑".to_owned(), Vec::new()));
+        assert_eq!(entries[1], ("plain".to_owned(), "värde".as_bytes().to_vec()));
+        let expected: usize = entries.iter().map(|(key, value)| key.len() + value.len()).sum();
+        assert_eq!(table.bytes_stored(), expected as u64);
+        assert!(table.delete(""));
+        assert_eq!(table.get(""), None);
+    }
+
+    /// Keys spread evenly over the stripes, and the keys of one stripe still
+    /// spread over the low bits (the slot) and top bits (the tag) that its
+    /// `HashTable` takes from the same hash.
+    #[test]
+    fn stripes_and_slots_use_independent_bits() {
+        use std::hash::DefaultHasher;
+        let hashes: Vec<u64> = (0..200_000u64)
+            .map(|index| {
+                let mut hasher = DefaultHasher::new();
+                hasher.write_u64(index);
+                hasher.finish()
+            })
+            .collect();
+        let mut per_stripe = vec![0; 1024];
+        let mut low_bits_of_stripe_0 = [0; 64];
+        let mut top_bits_of_stripe_0 = [0; 64];
+        for &hash in &hashes {
+            let stripe = stripe_index(hash, 1024);
+            per_stripe[stripe] += 1;
+            if stripe == 0 {
+                low_bits_of_stripe_0[(hash & 63) as usize] += 1;
+                top_bits_of_stripe_0[(hash >> 58) as usize] += 1;
+            }
+        }
+        // About 195 keys a stripe, about 3 for each of the 64 bit patterns.
+        assert!(per_stripe.iter().all(|&count| (120..280).contains(&count)), "{per_stripe:?}");
+        assert!(low_bits_of_stripe_0.iter().filter(|&&count| count > 0).count() > 48);
+        assert!(top_bits_of_stripe_0.iter().filter(|&&count| count > 0).count() > 48);
+        assert!(hashes.iter().all(|&hash| stripe_index(hash, 1) == 0));
+        assert!(hashes.iter().all(|&hash| stripe_index(hash, 3) < 3));
+    }
+
+    #[test]
     fn keys_and_entries_are_sorted() {
         let table = Table::new(3);
         for key in ["c", "a", "b"] {
-            table.put(key, key.as_bytes().to_vec());
+            table.put(key, key);
         }
         assert_eq!(table.keys(), vec!["a", "b", "c"]);
         let entries = table.entries();
@@ -245,10 +358,10 @@ mod tests {
         let left = "left".to_owned();
         let right = (0..)
             .map(|index| format!("right{index}"))
-            .find(|key| !std::ptr::eq(table.stripe(key), table.stripe(&left)))
+            .find(|key| !std::ptr::eq(table.locate(key).1, table.locate(&left).1))
             .unwrap();
-        table.put(&left, 0u64.to_be_bytes().to_vec());
-        table.put(&right, 0u64.to_be_bytes().to_vec());
+        table.put(&left, 0u64.to_be_bytes());
+        table.put(&right, 0u64.to_be_bytes());
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
             let table = Arc::clone(&table);
@@ -257,8 +370,8 @@ mod tests {
                 let mut counter = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     counter += 1;
-                    table.put(&left, counter.to_be_bytes().to_vec());
-                    table.put(&right, counter.to_be_bytes().to_vec());
+                    table.put(&left, counter.to_be_bytes());
+                    table.put(&right, counter.to_be_bytes());
                 }
             })
         };
