@@ -103,6 +103,9 @@ RUST_LOG=info valgrind \
   --log-file="$work/valgrind.log" \
   "$server_bin" 0 "$TABLE_STRIPES" </dev/null 2>"$work/server.log" &
 server_pid=$!
+# The background job creates the log when it gets to run; until then sed
+# below would find no file.
+touch "$work/server.log"
 
 port=""
 for ((tenth = 0; tenth < PORT_WAIT_TENTHS; tenth++)); do
