@@ -13,6 +13,7 @@
 //! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
+//! - [`commits`]: the commit point and the client writes waiting for it (woken one by one).
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`service`]: turns one decoded request into one response against the replica.
@@ -38,6 +39,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod command;
+pub mod commits;
 pub mod limits;
 pub mod locator;
 pub mod membership;
