@@ -9,7 +9,7 @@ use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protobuf::Message;
 
@@ -22,6 +22,12 @@ use crate::wire::{FrameError, encode_frame, read_frame};
 /// Default time allowed for connecting and for each reply; in chain mode
 /// also for each whole call, retries included.
 pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// A connection silent for this long is probed before it is reused (the
+/// probe costs three system calls, as much as the request itself). A busy
+/// connection is not: if the server closed it anyway (an idle timeout
+/// shorter than this), the request is sent once more on a new connection.
+const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +88,27 @@ pub struct Connection {
     /// Reused buffers: the encoded request and the reply body.
     outgoing: Vec<u8>,
     incoming: Vec<u8>,
+    /// When the connection was opened or last answered.
+    last_used: Instant,
+}
+
+/// How a call on an open connection failed.
+struct CallFailure {
+    error: ClientError,
+    /// The server had closed the connection (end of stream or reset before
+    /// any reply): an idle timeout, a shutdown or a crash.
+    peer_closed: bool,
+}
+
+impl From<ClientError> for CallFailure {
+    fn from(error: ClientError) -> CallFailure {
+        CallFailure { error, peer_closed: false }
+    }
+}
+
+/// Whether a socket error means the peer closed the connection.
+fn is_peer_closed(error: &io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted)
 }
 
 impl Connection {
@@ -103,6 +130,7 @@ impl Connection {
                         timeout: options.timeout,
                         outgoing: Vec::new(),
                         incoming: Vec::new(),
+                        last_used: Instant::now(),
                     });
                 }
                 Err(error) => last_error = error,
@@ -126,6 +154,10 @@ impl Connection {
     /// Sends `request` and waits for its reply (an error reply is returned as
     /// a `Response`, not as an `Err`).
     pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+        self.exchange(request).map_err(|failure| failure.error)
+    }
+
+    fn exchange(&mut self, request: &Request) -> Result<Response, CallFailure> {
         encode_frame(request, self.frame_bytes_max, &mut self.outgoing).map_err(|error| match error {
             FrameError::TooLarge { length, max } => ClientError::Server {
                 code: ErrorCode::ERR_TOO_LARGE,
@@ -133,16 +165,23 @@ impl Connection {
             },
             other => ClientError::Protocol(other.to_string()),
         })?;
-        let unreachable = |error: &dyn fmt::Display| ClientError::Unreachable(error.to_string());
-        self.stream.write_all(&self.outgoing).map_err(|error| unreachable(&error))?;
+        let unreachable = |error: &dyn fmt::Display, peer_closed: bool| CallFailure {
+            error: ClientError::Unreachable(error.to_string()),
+            peer_closed,
+        };
+        self.stream.write_all(&self.outgoing).map_err(|error| unreachable(&error, is_peer_closed(&error)))?;
         match read_frame(&mut self.reader, self.frame_bytes_max, &mut self.incoming) {
             Ok(true) => {}
-            Ok(false) => return Err(ClientError::Unreachable("server closed the connection".into())),
-            Err(error @ FrameError::TooLarge { .. }) => return Err(ClientError::Protocol(error.to_string())),
-            Err(error) => return Err(unreachable(&error)),
+            Ok(false) => return Err(unreachable(&"server closed the connection", true)),
+            Err(error @ FrameError::TooLarge { .. }) => {
+                return Err(ClientError::Protocol(error.to_string()).into());
+            }
+            Err(FrameError::Io(error)) => return Err(unreachable(&error, is_peer_closed(&error))),
+            Err(error) => return Err(unreachable(&error, false)),
         }
+        self.last_used = Instant::now();
         Response::parse_from_bytes(&self.incoming)
-            .map_err(|error| ClientError::Protocol(format!("reply does not decode: {error}")))
+            .map_err(|error| ClientError::Protocol(format!("reply does not decode: {error}")).into())
     }
 
     /// Whether the server has closed (or written unasked to) this connection
@@ -180,24 +219,42 @@ impl Endpoint {
     }
 
     /// Sends `request` (ids already set) and checks the reply belongs to it;
-    /// `options.timeout` limits connecting and this reply.
+    /// `options.timeout` limits connecting and this reply. A request sent on
+    /// a reused connection that the server turns out to have closed is sent
+    /// once more on a new one: with the same ids, so a server that did apply
+    /// it answers the retry from its exactly-once record.
     pub fn call(&mut self, request: &Request, options: &ClientOptions) -> Result<Response, ClientError> {
-        if self.connection.as_ref().is_some_and(Connection::is_stale) {
+        let idle_too_long = |connection: &Connection| connection.last_used.elapsed() >= PROBE_AFTER_IDLE;
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|connection| idle_too_long(connection) && connection.is_stale())
+        {
             self.connection = None;
         }
+        let reused = self.connection.is_some();
+        match self.exchange(request, options) {
+            Err(failure) if reused && failure.peer_closed => {
+                self.exchange(request, options).map_err(|failure| failure.error)
+            }
+            result => result.map_err(|failure| failure.error),
+        }
+        .and_then(|response| check_response(request, response))
+    }
+
+    /// One exchange, on the open connection or a new one.
+    fn exchange(&mut self, request: &Request, options: &ClientOptions) -> Result<Response, CallFailure> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
             None => self.connection.insert(Connection::open(&self.address, options)?),
         };
-        let response = connection.set_timeout(options.timeout).and_then(|()| connection.call(request));
-        match response {
-            Ok(response) => check_response(request, response),
-            Err(error) => {
-                // The stream's state is unknown after a failure: start afresh.
-                self.connection = None;
-                Err(error)
-            }
+        let response = connection.set_timeout(options.timeout).map_err(CallFailure::from);
+        let response = response.and_then(|()| connection.exchange(request));
+        if response.is_err() {
+            // The stream's state is unknown after a failure: start afresh.
+            self.connection = None;
         }
+        response
     }
 }
 

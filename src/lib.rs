@@ -14,6 +14,7 @@
 //! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
+//! - [`commits`]: the commit point and the client writes waiting for it (woken one by one).
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
@@ -40,6 +41,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod command;
+pub mod commits;
 pub mod fd_limit;
 pub mod limits;
 pub mod locator;

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 
+use crate::commits::{Commits, WaitOutcome, Wakeups};
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::table::Table;
 use crate::view::{ChainView, Position};
@@ -34,6 +35,27 @@ impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
         Refusal { code, message: message.into() }
     }
+}
+
+/// What the book-keeping needs to know about a write just applied.
+#[derive(Clone, Copy)]
+struct AppliedWrite {
+    sequence: u64,
+    client_id: u64,
+    request_id: u64,
+    /// The key existed before (the answer the client gets).
+    found: bool,
+}
+
+/// A client write as sent down the chain (sequence and answer filled in
+/// once applied).
+fn outgoing_write(key: &str, value: &Option<Vec<u8>>, client_id: u64, request_id: u64) -> Write {
+    let mut write = Write::new();
+    write.key = key.to_owned();
+    write.value = value.clone();
+    write.client_id = client_id;
+    write.request_id = request_id;
+    write
 }
 
 /// Limits of the replication path.
@@ -189,10 +211,16 @@ pub struct Replica {
     /// No chain: every write commits at once and every read is allowed.
     standalone: bool,
     state: Mutex<ReplicaState>,
-    /// Published copy of the progress, so waiters do not contend with the
-    /// write path's lock.
+    /// Published copy of the progress, so the replication threads that
+    /// wait on it do not contend with the write path's lock.
     progress: Mutex<Progress>,
-    progress_changed: Condvar,
+    /// Notified when the published commit point moves (not when only
+    /// `applied` does: the ack writer waits on it, and a middle server's
+    /// applied-only progress is worth nothing upstream but an extra frame
+    /// and wake-up per batch at both ends).
+    commit_changed: Condvar,
+    /// The commit point and the client writes waiting for it.
+    commits: Commits,
     /// The replication queue: applied writes, in sequence order, for the
     /// sender thread. Enqueued under `state`'s lock, never blocking.
     outbox_sender: Sender<Write>,
@@ -253,7 +281,8 @@ impl Replica {
                 synced: false,
             }),
             progress: Mutex::new(Progress::default()),
-            progress_changed: Condvar::new(),
+            commit_changed: Condvar::new(),
+            commits: Commits::default(),
             outbox_sender,
             outbox_receiver,
             forwarding: AtomicBool::new(false),
@@ -282,12 +311,19 @@ impl Replica {
         value: Option<Vec<u8>>,
     ) -> Result<bool, Refusal> {
         self.wait_for_queue_room(1)?;
-        let (sequence, found) = {
+        // The copy for the successor is made before taking the lock (a
+        // successor appearing meanwhile is caught under the lock).
+        let mut outgoing = self
+            .forwarding
+            .load(Ordering::Relaxed)
+            .then(|| outgoing_write(key, &value, client_id, request_id));
+        let (sequence, generation, found) = {
             let mut state = self.state.lock();
             self.check_may_write(&state)?;
+            let generation = self.commits.generation();
             match state.clients.get(&client_id) {
                 Some(record) if client_id != 0 && record.request_id == request_id => {
-                    (record.sequence, record.found)
+                    (record.sequence, generation, record.found)
                 }
                 Some(record) if client_id != 0 && record.request_id > request_id => {
                     return Err(Refusal::new(
@@ -299,21 +335,25 @@ impl Replica {
                     ));
                 }
                 _ => {
-                    let mut write = Write::new();
-                    write.sequence = state.last_applied + 1;
-                    write.key = key.to_owned();
-                    write.value = value;
-                    write.client_id = client_id;
-                    write.request_id = request_id;
-                    write.found = self.apply_to_table(&write);
-                    let found = write.found;
-                    let sequence = write.sequence;
-                    self.record_applied(&mut state, write);
-                    (sequence, found)
+                    let sequence = state.last_applied + 1;
+                    let mut queued = self.forwarding.load(Ordering::Relaxed).then(|| {
+                        outgoing.take().unwrap_or_else(|| outgoing_write(key, &value, client_id, request_id))
+                    });
+                    let found = self.apply_to_table(key, value);
+                    if let Some(write) = &mut queued {
+                        write.sequence = sequence;
+                        write.found = found;
+                    }
+                    let applied = AppliedWrite { sequence, client_id, request_id, found };
+                    self.record_applied(&mut state, applied, queued);
+                    let wakeups = self.publish_progress(&state);
+                    drop(state);
+                    wakeups.wake();
+                    (sequence, generation, found)
                 }
             }
         };
-        self.wait_committed(sequence)?;
+        self.wait_committed(sequence, generation)?;
         Ok(found)
     }
 
@@ -376,26 +416,30 @@ impl Replica {
         }
     }
 
-    /// Waits until `sequence` is committed, or refuses if that takes longer
-    /// than the commit timeout or we stop being part of the chain.
-    fn wait_committed(&self, sequence: u64) -> Result<(), Refusal> {
+    /// Waits until `sequence` (assigned in commit `generation`) is
+    /// committed, or refuses if that takes longer than the commit timeout or
+    /// we stop being part of the chain (fenced, or the lease runs out: the
+    /// wait wakes up when it does, not only when the chain moves).
+    fn wait_committed(&self, sequence: u64, generation: u64) -> Result<(), Refusal> {
         let deadline = Instant::now() + self.limits.commit_timeout;
-        let mut progress = self.progress.lock();
-        while progress.committed < sequence {
-            if !self.standalone && !self.lease_valid() {
-                return Err(Refusal::new(
-                    ErrorCode::ERR_UNAVAILABLE,
-                    format!("lost the ZooKeeper session before write {sequence} was confirmed; retry"),
-                ));
-            }
-            if self.progress_changed.wait_until(&mut progress, deadline).timed_out() {
-                return Err(Refusal::new(
-                    ErrorCode::ERR_UNAVAILABLE,
-                    format!("write {sequence} not confirmed by the tail in time; retry"),
-                ));
-            }
+        let lease_holds = || {
+            if self.standalone { Some(deadline) } else { self.lease_valid().then(|| self.lease_expiry()) }
+        };
+        let lost = || {
+            Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                format!("lost the ZooKeeper session before write {sequence} was confirmed; retry"),
+            )
+        };
+        match self.commits.wait(sequence, generation, deadline, lease_holds) {
+            WaitOutcome::Committed => Ok(()),
+            WaitOutcome::Abandoned => Err(lost()),
+            WaitOutcome::GaveUp if lease_holds().is_none() => Err(lost()),
+            WaitOutcome::GaveUp => Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                format!("write {sequence} not confirmed by the tail in time; retry"),
+            )),
         }
-        Ok(())
     }
 
     /// Blocks (holding no lock) while the replication queue is full, so the
@@ -416,30 +460,32 @@ impl Replica {
 
     // ---- applying writes (head and replication receiver) ----
 
-    fn apply_to_table(&self, write: &Write) -> bool {
-        match &write.value {
-            Some(value) => self.table.put(&write.key, value),
-            None => self.table.delete(&write.key),
+    /// Puts `value` (or deletes, if `None`); returns whether the key existed.
+    fn apply_to_table(&self, key: &str, value: Option<Vec<u8>>) -> bool {
+        match value {
+            Some(value) => self.table.put(key, value),
+            None => self.table.delete(key),
         }
     }
 
-    /// Book-keeping after `write` was applied to the table, under the lock:
-    /// sequence, client record, queue for the successor, progress.
-    fn record_applied(&self, state: &mut ReplicaState, write: Write) {
-        assert_eq!(write.sequence, state.last_applied + 1, "writes are applied in sequence order");
-        state.last_applied = write.sequence;
-        if write.client_id != 0 {
+    /// Book-keeping after a write was applied to the table, under the lock:
+    /// sequence, client record, and the queue for the successor (`queued`,
+    /// given when we forward). The caller publishes the progress, once per
+    /// batch, so the ack writer is woken once per batch, not per write.
+    fn record_applied(&self, state: &mut ReplicaState, applied: AppliedWrite, queued: Option<Write>) {
+        assert_eq!(applied.sequence, state.last_applied + 1, "writes are applied in sequence order");
+        state.last_applied = applied.sequence;
+        if applied.client_id != 0 {
             let mut record = ClientRecord::new();
-            record.client_id = write.client_id;
-            record.request_id = write.request_id;
-            record.sequence = write.sequence;
-            record.found = write.found;
+            record.client_id = applied.client_id;
+            record.request_id = applied.request_id;
+            record.sequence = applied.sequence;
+            record.found = applied.found;
             self.remember_client(state, record);
         }
-        if self.forwarding.load(Ordering::Relaxed) {
+        if let Some(write) = queued {
             self.outbox_sender.try_send(write).expect("the replication queue has room reserved");
         }
-        self.publish_progress(state);
     }
 
     /// Records a client's latest write. Over the limit, forgets the oldest
@@ -463,12 +509,14 @@ impl Replica {
         self.wait_for_queue_room(writes.len())?;
         let mut state = self.state.lock();
         self.check_predecessor(&state, sender)?;
-        for write in writes {
+        let forwarding = self.forwarding.load(Ordering::Relaxed);
+        let mut result = Ok(());
+        for mut write in writes {
             if write.sequence <= state.last_applied {
                 continue;
             }
             if write.sequence != state.last_applied + 1 {
-                return Err(Refusal::new(
+                result = Err(Refusal::new(
                     ErrorCode::ERR_INTERNAL,
                     format!(
                         "gap in the write stream: expected {} got {}",
@@ -476,12 +524,24 @@ impl Replica {
                         write.sequence
                     ),
                 ));
+                break;
             }
-            self.apply_to_table(&write);
-            self.record_applied(&mut state, write);
+            // The table keeps the value; a copy goes on only if we forward.
+            let value = if forwarding { write.value.clone() } else { write.value.take() };
+            self.apply_to_table(&write.key, value);
+            let applied = AppliedWrite {
+                sequence: write.sequence,
+                client_id: write.client_id,
+                request_id: write.request_id,
+                found: write.found,
+            };
+            self.record_applied(&mut state, applied, forwarding.then_some(write));
         }
         self.maybe_request_ready(&mut state);
-        Ok(())
+        let wakeups = self.publish_progress(&state);
+        drop(state);
+        wakeups.wake();
+        result
     }
 
     /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
@@ -562,8 +622,10 @@ impl Replica {
             state.installed = true;
             state.synced = true;
             self.update_readable(&state);
-            self.publish_progress(&state);
             self.maybe_request_ready(&mut state);
+            let wakeups = self.publish_progress(&state);
+            drop(state);
+            wakeups.wake();
         }
         Ok(())
     }
@@ -629,11 +691,15 @@ impl Replica {
             return;
         }
         state.successor_committed = state.successor_committed.max(committed.min(state.last_applied));
-        self.publish_progress(&state);
+        let wakeups = self.publish_progress(&state);
+        drop(state);
+        wakeups.wake();
     }
 
-    /// Publishes applied/committed for waiters.
-    fn publish_progress(&self, state: &ReplicaState) {
+    /// Publishes applied/committed for the replication threads and takes
+    /// the client writes now committed off the waiting list; the caller
+    /// wakes them once it has released the state lock.
+    fn publish_progress(&self, state: &ReplicaState) -> Wakeups {
         let committed = if state.commits_locally(self.standalone) {
             state.last_applied
         } else {
@@ -641,10 +707,11 @@ impl Replica {
         };
         let mut progress = self.progress.lock();
         let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
-        if next != *progress {
-            *progress = next;
-            self.progress_changed.notify_all();
+        if next.committed != progress.committed {
+            self.commit_changed.notify_all();
         }
+        *progress = next;
+        self.commits.advance(next.committed)
     }
 
     /// Current progress.
@@ -652,11 +719,12 @@ impl Replica {
         *self.progress.lock()
     }
 
-    /// Waits up to `timeout` for progress different from `seen`.
-    pub fn wait_progress_change(&self, seen: Progress, timeout: Duration) -> Progress {
+    /// Waits up to `timeout` for a commit point other than `seen`, and
+    /// returns the progress then.
+    pub fn wait_commit_change(&self, seen: u64, timeout: Duration) -> Progress {
         let mut progress = self.progress.lock();
-        if *progress == seen {
-            self.progress_changed.wait_for(&mut progress, timeout);
+        if progress.committed == seen {
+            self.commit_changed.wait_for(&mut progress, timeout);
         }
         *progress
     }
@@ -699,7 +767,20 @@ impl Replica {
             info!("chain role: {} (position {index} of {length})", role.name());
         }
         self.update_readable(&state);
-        self.publish_progress(&state);
+        let wakeups = self.publish_progress(&state);
+        drop(state);
+        wakeups.wake();
+    }
+
+    /// Whether `name` is our successor (cheaper than [`Replica::position`]
+    /// for the sender's check before every batch).
+    pub fn has_successor(&self, name: &str) -> bool {
+        let state = self.state.lock();
+        state
+            .position
+            .as_ref()
+            .and_then(|position| position.successor.as_ref())
+            .is_some_and(|member| member.name == name)
     }
 
     /// Our place in the chain, if we are a member.
@@ -735,9 +816,10 @@ impl Replica {
         self.lease_until_ms.store(0, Ordering::SeqCst);
         self.forwarding.store(false, Ordering::SeqCst);
         self.update_readable(&state);
-        // Wake writers waiting for commits: they must give up now.
-        let _progress = self.progress.lock();
-        self.progress_changed.notify_all();
+        // Writers waiting for commits must give up now.
+        let wakeups = self.commits.abandon_all();
+        drop(state);
+        wakeups.wake();
     }
 
     /// The last write applied, if our table is a complete history that can
@@ -758,7 +840,10 @@ impl Replica {
         state.installed = true;
         state.view_epoch = 0;
         *self.progress.lock() = Progress::default();
+        let wakeups = self.commits.reset();
         while self.outbox_receiver.try_recv().is_ok() {}
+        drop(state);
+        wakeups.wake();
     }
 
     /// Breaks read safety on purpose, for testing the checker (see the field).
@@ -776,6 +861,11 @@ impl Replica {
     fn lease_valid(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         now < self.lease_until_ms.load(Ordering::SeqCst)
+    }
+
+    /// When the current lease runs out (unless renewed).
+    fn lease_expiry(&self) -> Instant {
+        self.started + Duration::from_millis(self.lease_until_ms.load(Ordering::SeqCst))
     }
 
     // ---- replication sender ----

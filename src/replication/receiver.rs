@@ -14,8 +14,8 @@ use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstre
 use crate::replica::{Progress, Replica};
 use crate::wire::{FrameError, FrameReader, FrameWriter};
 
-/// How long the ack writer waits for progress before checking whether the
-/// link is still open.
+/// How long the ack writer waits for a commit before checking whether the
+/// link is still open and reporting progress that is not a commit.
 const ACK_POLL: Duration = Duration::from_millis(100);
 
 /// Serves one replication link whose first frame was `hello`. Returns when
@@ -112,13 +112,17 @@ fn receive_stream(
     Ok(())
 }
 
-/// Sends `Upstream` whenever our progress changes, until the link closes or
-/// `sender` stops being our predecessor (after that our progress may count
-/// writes it never sent us).
+/// Sends `Upstream` whenever our commit point moves, and other progress
+/// (writes applied, not yet committed) at the next poll, until the link
+/// closes or `sender` stops being our predecessor (after that our progress
+/// may count writes it never sent us). Only commits are urgent: `applied`
+/// matters upstream only for the hand-over to a joining server, which
+/// commits what it applies at once. Commits that arrive while a frame is
+/// being sent go up together in the next one.
 fn send_acks(writer: &mut FrameWriter, replica: &Replica, sender: &str, link_open: &AtomicBool) {
     let mut reported = Progress::default();
     while link_open.load(Ordering::SeqCst) {
-        if replica.wait_progress_change(reported, ACK_POLL) == reported {
+        if replica.wait_commit_change(reported.committed, ACK_POLL) == reported {
             continue;
         }
         let Some(progress) = replica.progress_for_predecessor(sender) else {

@@ -218,12 +218,9 @@ fn stream_writes(
     stopping: &AtomicBool,
 ) -> Result<(), FrameError> {
     let mut last_frame = Instant::now();
+    let mut downstream = Downstream::new();
     while !stopping.load(Ordering::SeqCst) {
-        let still_successor = replica
-            .position()
-            .and_then(|position| position.successor)
-            .is_some_and(|member| member.name == successor.name);
-        if !still_successor {
+        if !replica.has_successor(&successor.name) {
             return Ok(());
         }
         if acks.closed.load(Ordering::SeqCst) {
@@ -232,27 +229,22 @@ fn stream_writes(
         sent.trim(acks.committed.load(Ordering::SeqCst));
         replica.set_sent_list_len(sent.writes.len());
 
-        let mut downstream = Downstream::new();
-        if let Some(promote_at) = replica.try_hand_over(&successor.name, acks.applied.load(Ordering::SeqCst))
-        {
-            downstream.promote_at = Some(promote_at);
-        }
+        downstream.promote_at = replica.try_hand_over(&successor.name, acks.applied.load(Ordering::SeqCst));
         let room = replica.limits.sent_max.saturating_sub(sent.writes.len()).min(REPLICATION_BATCH_MAX);
+        let before = sent.writes.len();
         if room == 0 {
             thread::sleep(Duration::from_millis(1));
-        } else {
-            let before = sent.writes.len();
-            let continuous = pull_queue_waiting(replica, sent, room);
-            if !continuous {
-                return Err(FrameError::Malformed(
-                    "writes were dropped; the successor needs a snapshot".into(),
-                ));
-            }
-            downstream.writes = sent.writes.range(before..).cloned().collect();
+        } else if !pull_queue_waiting(replica, sent, room) {
+            return Err(FrameError::Malformed("writes were dropped; the successor needs a snapshot".into()));
         }
         let idle = last_frame.elapsed() >= HEARTBEAT_INTERVAL;
-        if !downstream.writes.is_empty() || downstream.promote_at.is_some() || idle {
-            writer.send(&downstream)?;
+        if sent.writes.len() > before || downstream.promote_at.is_some() || idle {
+            // The batch is lent to the frame and given back to the Sent
+            // list, sent or not (a failed link resends it), without a copy.
+            downstream.writes.extend(sent.writes.drain(before..));
+            let result = writer.send(&downstream);
+            sent.writes.extend(downstream.writes.drain(..));
+            result?;
             last_frame = Instant::now();
         }
     }
