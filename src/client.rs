@@ -224,12 +224,9 @@ impl Endpoint {
     /// once more on a new one: with the same ids, so a server that did apply
     /// it answers the retry from its exactly-once record.
     pub fn call(&mut self, request: &Request, options: &ClientOptions) -> Result<Response, ClientError> {
-        let idle_too_long = |connection: &Connection| connection.last_used.elapsed() >= PROBE_AFTER_IDLE;
-        if self
-            .connection
-            .as_ref()
-            .is_some_and(|connection| idle_too_long(connection) && connection.is_stale())
-        {
+        if self.connection.as_ref().is_some_and(|connection| {
+            connection.last_used.elapsed() >= PROBE_AFTER_IDLE && connection.is_stale()
+        }) {
             self.connection = None;
         }
         let reused = self.connection.is_some();

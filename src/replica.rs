@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::commits::{Commits, WaitOutcome, Wakeups};
+use crate::commits::{Commits, WaitOutcome};
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::table::Table;
 use crate::view::{ChainView, Position};
@@ -346,9 +346,7 @@ impl Replica {
                     }
                     let applied = AppliedWrite { sequence, client_id, request_id, found };
                     self.record_applied(&mut state, applied, queued);
-                    let wakeups = self.publish_progress(&state);
-                    drop(state);
-                    wakeups.wake();
+                    self.publish_progress(state);
                     (sequence, generation, found)
                 }
             }
@@ -538,9 +536,7 @@ impl Replica {
             self.record_applied(&mut state, applied, forwarding.then_some(write));
         }
         self.maybe_request_ready(&mut state);
-        let wakeups = self.publish_progress(&state);
-        drop(state);
-        wakeups.wake();
+        self.publish_progress(state);
         result
     }
 
@@ -623,9 +619,7 @@ impl Replica {
             state.synced = true;
             self.update_readable(&state);
             self.maybe_request_ready(&mut state);
-            let wakeups = self.publish_progress(&state);
-            drop(state);
-            wakeups.wake();
+            self.publish_progress(state);
         }
         Ok(())
     }
@@ -691,27 +685,29 @@ impl Replica {
             return;
         }
         state.successor_committed = state.successor_committed.max(committed.min(state.last_applied));
-        let wakeups = self.publish_progress(&state);
-        drop(state);
-        wakeups.wake();
+        self.publish_progress(state);
     }
 
-    /// Publishes applied/committed for the replication threads and takes
-    /// the client writes now committed off the waiting list; the caller
-    /// wakes them once it has released the state lock.
-    fn publish_progress(&self, state: &ReplicaState) -> Wakeups {
+    /// Publishes applied/committed for the replication threads, releases
+    /// the state lock, then wakes the client writes now committed (so a
+    /// woken writer never blocks on the lock its waker holds).
+    fn publish_progress(&self, state: MutexGuard<'_, ReplicaState>) {
         let committed = if state.commits_locally(self.standalone) {
             state.last_applied
         } else {
             state.successor_committed
         };
-        let mut progress = self.progress.lock();
-        let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
-        if next.committed != progress.committed {
-            self.commit_changed.notify_all();
-        }
-        *progress = next;
-        self.commits.advance(next.committed)
+        let wakeups = {
+            let mut progress = self.progress.lock();
+            let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
+            if next.committed != progress.committed {
+                self.commit_changed.notify_all();
+            }
+            *progress = next;
+            self.commits.advance(next.committed)
+        };
+        drop(state);
+        wakeups.wake();
     }
 
     /// Current progress.
@@ -767,9 +763,7 @@ impl Replica {
             info!("chain role: {} (position {index} of {length})", role.name());
         }
         self.update_readable(&state);
-        let wakeups = self.publish_progress(&state);
-        drop(state);
-        wakeups.wake();
+        self.publish_progress(state);
     }
 
     /// Whether `name` is our successor (cheaper than [`Replica::position`]

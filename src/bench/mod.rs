@@ -135,26 +135,37 @@ impl Store for RedisConnection {
     }
 }
 
+/// Opens one load thread's connection(s) to the target.
+type OpenStore<'a> = dyn Fn() -> Result<Box<dyn Store>, BenchError> + 'a;
+
 /// Opens one connection per client, each checked with a GET, so an
-/// unreachable target is reported before any phase starts.
-fn connect_all(args: &BenchArgs) -> Result<Vec<Box<dyn Store>>, BenchError> {
+/// unreachable target is reported before any phase starts. Also returns the
+/// server that takes the writes (a chain's head), where idle connections go.
+fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchError> {
     let options = ClientOptions { timeout: args.timeout, ..ClientOptions::default() };
-    let open: Box<dyn Fn() -> Result<Box<dyn Store>, BenchError>> = match &args.target {
-        BenchTarget::Redis(address) => Box::new(move || {
-            let connection = RedisConnection::open(address, args.timeout)
-                .map_err(|error| BenchError::Unreachable(error.to_string()))?;
-            Ok(Box::new(connection))
-        }),
-        BenchTarget::Server(address) => Box::new(move || Ok(Box::new(Client::new(address, options.clone())))),
+    let (open, writes_to): (Box<OpenStore>, String) = match &args.target {
+        BenchTarget::Redis(address) => {
+            let open = move || -> Result<Box<dyn Store>, BenchError> {
+                let connection = RedisConnection::open(address, args.timeout)
+                    .map_err(|error| BenchError::Unreachable(error.to_string()))?;
+                Ok(Box::new(connection))
+            };
+            (Box::new(open), address.clone())
+        }
+        BenchTarget::Server(address) => {
+            (Box::new(move || Ok(Box::new(Client::new(address, options.clone())))), address.clone())
+        }
         BenchTarget::Chain { zk_hosts, path } => {
             let (head, tail) = find_chain(zk_hosts, path, args.timeout)?;
-            Box::new(move || -> Result<Box<dyn Store>, BenchError> {
+            let writes_to = head.clone();
+            let open = move || -> Result<Box<dyn Store>, BenchError> {
                 let head_client = Client::new(&head, options.clone());
                 if head == tail {
                     return Ok(Box::new(head_client));
                 }
                 Ok(Box::new(ChainStore { head: head_client, tail: Client::new(&tail, options.clone()) }))
-            })
+            };
+            (Box::new(open), writes_to)
         }
     };
     let mut stores = Vec::with_capacity(args.clients);
@@ -164,7 +175,7 @@ fn connect_all(args: &BenchArgs) -> Result<Vec<Box<dyn Store>>, BenchError> {
         store.get("key:0").map_err(|error| BenchError::Unreachable(format!("{}: {error}", args.target)))?;
         stores.push(store);
     }
-    Ok(stores)
+    Ok((stores, writes_to))
 }
 
 /// The addresses of the chain's head and tail, read once from ZooKeeper.
@@ -311,8 +322,8 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
 /// Runs the benchmark `args` describes, writing progress lines to
 /// `progress`, and returns what the measured phase saw.
 pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchError> {
-    let stores = connect_all(args)?;
-    let idle = hold_idle_connections(args, progress)?;
+    let (stores, writes_to) = connect_all(args)?;
+    let idle = hold_idle_connections(args, &writes_to, progress)?;
     let shared = Shared {
         phase: AtomicU8::new(Phase::Fill as u8),
         filled_threads: AtomicUsize::new(0),
@@ -380,18 +391,18 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
     })
 }
 
-/// Opens `--idle-connections` to the target (a chain's head), after the
-/// load threads' own connections so that a server's client limit refuses
-/// idle ones rather than active ones.
-fn hold_idle_connections(args: &BenchArgs, progress: &mut dyn Write) -> Result<IdleConnections, BenchError> {
+/// Opens `--idle-connections` to `address` after the load threads' own
+/// connections, so that a server's client limit refuses idle ones rather
+/// than active ones.
+fn hold_idle_connections(
+    args: &BenchArgs,
+    address: &str,
+    progress: &mut dyn Write,
+) -> Result<IdleConnections, BenchError> {
     if args.idle_connections == 0 {
         return Ok(IdleConnections::none());
     }
-    let address = match &args.target {
-        BenchTarget::Server(address) | BenchTarget::Redis(address) => address.clone(),
-        BenchTarget::Chain { zk_hosts, path } => find_chain(zk_hosts, path, args.timeout)?.0,
-    };
-    let idle = IdleConnections::open(&address, args.idle_connections, args.timeout)?;
+    let idle = IdleConnections::open(address, args.idle_connections, args.timeout)?;
     let _ = writeln!(progress, "table-bench: holding {} idle connections to {address}", idle.len());
     Ok(idle)
 }
