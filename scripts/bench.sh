@@ -32,6 +32,9 @@ options:
   --skip-idle             no idle-connection section
   --memory-keys K         keys of the memory section (default 1000000, 100-byte values)
   --skip-memory           no memory section
+  --transfer-keys K       keys of the state-transfer section (default 1000000, 100-byte
+                          values): a chain of 1 is filled, then a second server joins
+  --skip-transfer         no state-transfer section (needs ZooKeeper)
   --out DIR               where the raw results go (default target/bench)
   --quiet-wait S          before each run, wait up to S seconds for the machine to be idle
                           (other processes under 10% of the CPUs), then run anyway (default 900)
@@ -58,6 +61,8 @@ skip_values=false
 idle=5000
 skip_idle=false
 memory_keys=1000000
+transfer_keys=1000000
+skip_transfer=false
 skip_memory=false
 out=$repo/target/bench
 quiet_wait=900
@@ -80,6 +85,8 @@ while (($# > 0)); do
     --skip-idle) skip_idle=true; shift ;;
     --memory-keys) memory_keys=$2; shift 2 ;;
     --skip-memory) skip_memory=true; shift ;;
+    --transfer-keys) transfer_keys=$2; shift 2 ;;
+    --skip-transfer) skip_transfer=true; shift ;;
     --out) out=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
     --help) usage; exit 0 ;;
@@ -450,6 +457,36 @@ if ! $skip_memory; then
   echo "|---|---:|---:|---:|"
   memory_row server "$server_pid" --server "$server"
   memory_row redis "$redis_pid" --redis "$redis"
+  echo
+fi
+if ! $skip_transfer; then
+  stop_pid "$server_pid"
+  server_pid=""
+  stop_pid "$redis_pid"
+  redis_pid=""
+  chain_up=true
+  "$repo/scripts/chain.sh" up 1 >&2
+  zookeeper=127.0.0.1:$(cat "$CHAIN_DIR/zookeeper.port")
+  "$bench_bin" --zk "$zookeeper" --clients 8 --keys "$transfer_keys" --value-size 100 --duration 0.5 \
+    --warmup 0 --mix 1:0:0 >/dev/null 2>>"$out/bench.log"
+  join_started=$(date +%s%N)
+  # Returns once the joiner has announced itself ready.
+  "$repo/scripts/chain.sh" add >&2
+  join_ms=$((($(date +%s%N) - join_started) / 1000000))
+  # The joiner logs "state transfer from <node> complete: <keys> keys at write <n> in <ms> ms";
+  # the old tail logs how long sending it took.
+  received=$(sed -n 's/.*state transfer from .* complete: \([0-9]*\) keys at write [0-9]* in \([0-9]*\) ms.*/\1 \2/p' \
+    "$CHAIN_DIR/server-2.log" | tail -n 1)
+  sent_ms=$(sed -n 's/.*state transfer to .* sent in \([0-9]*\) ms.*/\1/p' "$CHAIN_DIR/server-1.log" | tail -n 1)
+  "$repo/scripts/chain.sh" down >&2
+  chain_up=false
+  [[ -n $received ]] || { log "the joiner logged no complete state transfer"; exit 1; }
+  echo "{\"label\":\"transfer\",\"keys\":${received% *},\"received_ms\":${received#* },\"sent_ms\":${sent_ms:-null},\"join_ms\":$join_ms}" >>"$results"
+  echo "## State transfer: $transfer_keys keys of 100 bytes to a joining server"
+  echo
+  echo "| keys transferred | snapshot streamed (old tail) | received and installed (joiner) | start of the joiner to ready |"
+  echo "|---:|---:|---:|---:|"
+  echo "| ${received% *} | ${sent_ms:-?} ms | ${received#* } ms | $join_ms ms |"
   echo
 fi
 log "raw results: $results"

@@ -1,89 +1,100 @@
-//! The commit point and the writers waiting for it.
+//! The commit point and the client writes waiting for it.
 //!
-//! At the head, every client write waits until the tail has applied it. A
-//! single condvar notified on every change of the commit point woke all
-//! waiting writers for every acknowledgement, most of them only to sleep
-//! again (with 50 writers on two cores the head spent most of its time
-//! switching threads). Here each waiter registers its sequence number, and
-//! whoever advances the commit point wakes exactly the waiters it
-//! committed, after releasing every lock, so a woken writer never blocks on
-//! the thread that woke it.
+//! At the head, every client write is answered only once the tail has
+//! applied it. A writer does not wait for that with its own thread: it
+//! leaves a callback here (in the server, one that sends the reply on the
+//! client's socket) and its connection thread goes back to reading. Whoever
+//! advances the commit point takes the callbacks it reaches and runs them
+//! after releasing every lock. A connection thread parked until its commit
+//! cost the head a second sleep and wake-up per write, on top of the one
+//! waiting for the next request; on two cores that scheduling work was most
+//! of the head's time.
 //!
-//! Waiters use `std::thread::park`: an unpark that arrives before the park
-//! is remembered, so no wake-up is lost, and a spurious or stale one only
-//! makes a waiter look at the commit point once more.
+//! A write also ends without a commit: when this server is fenced or reset
+//! (the write's fate is unknown here), when its deadline passes, or when the
+//! lease runs out. The last two are found by [`Commits::expire`], which the
+//! server calls periodically.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::{self, Thread};
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-/// A waiting writer: its sequence number and its thread. Ordered by
-/// sequence number only (the heap needs an order; threads have none).
-struct Waiter {
-    sequence: u64,
-    thread: Thread,
+/// How a write's wait for its commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Fenced or reset while waiting: the write's fate is unknown here.
+    Abandoned,
+    /// The lease ran out before the commit: we may no longer be in the chain.
+    LeaseLost,
+    /// Not committed by its deadline.
+    TimedOut,
 }
 
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Waiter) -> bool {
+/// What runs when a write's wait ends; called once, holding no lock.
+pub type OnSettled = Box<dyn FnOnce(CommitOutcome) + Send>;
+
+/// A write waiting for its commit. Ordered by sequence number only (the
+/// heap needs an order; callbacks have none).
+struct Waiting {
+    sequence: u64,
+    deadline: Instant,
+    on_settled: OnSettled,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Waiting) -> bool {
         self.sequence == other.sequence
     }
 }
 
-impl Eq for Waiter {}
+impl Eq for Waiting {}
 
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Waiter) -> Option<std::cmp::Ordering> {
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Waiting) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Waiter {
-    fn cmp(&self, other: &Waiter) -> std::cmp::Ordering {
+impl Ord for Waiting {
+    fn cmp(&self, other: &Waiting) -> std::cmp::Ordering {
         self.sequence.cmp(&other.sequence)
     }
 }
 
-/// The commit point plus the writers waiting for it to reach their write.
+/// The commit point plus the writes waiting for it to reach them.
 #[derive(Default)]
 pub struct Commits {
     /// Last committed sequence number, readable without the lock. Raised
-    /// under `waiters`' lock, so a writer registering under that lock either
-    /// sees its write committed or is woken when it is.
+    /// under `waiting`'s lock, so a write registering under that lock either
+    /// sees itself committed or is settled when it is.
     committed: AtomicU64,
-    /// Bumped when waiters must give up (fencing, reset), so a writer never
+    /// Bumped when every wait must end (fencing, reset), so a write never
     /// mistakes a commit in a later history for its own.
     generation: AtomicU64,
-    /// Waiting writers, lowest sequence number first.
-    waiters: Mutex<BinaryHeap<Reverse<Waiter>>>,
+    /// Waiting writes, lowest sequence number first.
+    waiting: Mutex<BinaryHeap<Reverse<Waiting>>>,
 }
 
-/// Waiters taken off the list by a commit, to wake once the caller holds no
-/// lock.
-#[must_use = "the committed writers must be woken"]
+/// Waits that have ended, with how; their callbacks run in
+/// [`Settlements::deliver`], once the caller holds no lock.
+#[must_use = "the settled writes must be told"]
 #[derive(Default)]
-pub struct Wakeups(Vec<Thread>);
+pub struct Settlements(Vec<(OnSettled, CommitOutcome)>);
 
-impl Wakeups {
-    pub fn wake(self) {
-        for thread in self.0 {
-            thread.unpark();
+impl Settlements {
+    pub fn deliver(self) {
+        for (on_settled, outcome) in self.0 {
+            on_settled(outcome);
         }
     }
-}
 
-/// How a wait ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WaitOutcome {
-    Committed,
-    /// Fenced or reset while waiting: the write's fate is unknown here.
-    Abandoned,
-    /// `deadline` passed, or `keep_waiting` said no.
-    GaveUp,
+    fn all(waiting: impl IntoIterator<Item = Waiting>, outcome: CommitOutcome) -> Settlements {
+        Settlements(waiting.into_iter().map(|waiting| (waiting.on_settled, outcome)).collect())
+    }
 }
 
 impl Commits {
@@ -92,101 +103,100 @@ impl Commits {
         self.committed.load(Ordering::SeqCst)
     }
 
-    /// The generation a writer must quote when it waits; taken under the
+    /// The generation a write must quote when it waits; taken under the
     /// same lock that assigned its sequence number.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Raises the commit point to `committed` and takes off the waiters it
+    /// Whether `sequence` (assigned in `generation`) is committed now.
+    pub fn is_committed(&self, sequence: u64, generation: u64) -> bool {
+        self.settled(sequence, generation) == Some(CommitOutcome::Committed)
+    }
+
+    /// Raises the commit point to `committed` and takes off the writes it
     /// reaches. Lower values are ignored (the commit point never moves back
     /// except by [`Commits::reset`]).
-    pub fn advance(&self, committed: u64) -> Wakeups {
+    pub fn advance(&self, committed: u64) -> Settlements {
         if committed <= self.committed() {
-            return Wakeups::default();
+            return Settlements::default();
         }
-        let mut waiters = self.waiters.lock();
+        let mut waiting = self.waiting.lock();
         self.committed.fetch_max(committed, Ordering::SeqCst);
-        let mut woken = Vec::new();
-        while waiters.peek().is_some_and(|Reverse(waiter)| waiter.sequence <= committed) {
-            if let Some(Reverse(waiter)) = waiters.pop() {
-                woken.push(waiter.thread);
+        let mut reached = Vec::new();
+        while waiting.peek().is_some_and(|Reverse(write)| write.sequence <= committed) {
+            if let Some(Reverse(write)) = waiting.pop() {
+                reached.push(write);
             }
         }
-        Wakeups(woken)
+        Settlements::all(reached, CommitOutcome::Committed)
     }
 
-    /// Every waiter gives up (we were fenced); the commit point stays.
-    pub fn abandon_all(&self) -> Wakeups {
-        let mut waiters = self.waiters.lock();
+    /// Every wait ends unresolved (we were fenced); the commit point stays.
+    pub fn abandon_all(&self) -> Settlements {
+        let mut waiting = self.waiting.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
-        Wakeups(waiters.drain().map(|Reverse(waiter)| waiter.thread).collect())
+        Settlements::all(waiting.drain().map(|Reverse(write)| write), CommitOutcome::Abandoned)
     }
 
-    /// Back to an empty history: waiters give up, the commit point is 0.
-    pub fn reset(&self) -> Wakeups {
-        let wakeups = self.abandon_all();
+    /// Back to an empty history: waits end unresolved, the commit point is 0.
+    pub fn reset(&self) -> Settlements {
+        let settlements = self.abandon_all();
         self.committed.store(0, Ordering::SeqCst);
-        wakeups
+        settlements
     }
 
-    /// Blocks until `sequence` (assigned in `generation`) is committed, the
-    /// waiters are abandoned, `deadline` passes, or `keep_waiting` (asked on
-    /// every wake-up and at least at each instant it returns) says to stop.
-    /// `keep_waiting` returns `None` to give up, or the latest instant at
-    /// which it wants to be asked again.
-    pub fn wait(
-        &self,
-        sequence: u64,
-        generation: u64,
-        deadline: Instant,
-        mut keep_waiting: impl FnMut() -> Option<Instant>,
-    ) -> WaitOutcome {
-        if let Some(outcome) = self.settled(sequence, generation) {
-            return outcome;
+    /// Ends the waits whose deadline is past `now` and, when the lease has
+    /// run out (`lease_valid` false), every wait.
+    pub fn expire(&self, now: Instant, lease_valid: bool) -> Settlements {
+        let mut waiting = self.waiting.lock();
+        if !lease_valid {
+            return Settlements::all(waiting.drain().map(|Reverse(write)| write), CommitOutcome::LeaseLost);
         }
-        {
-            let mut waiters = self.waiters.lock();
-            if let Some(outcome) = self.settled(sequence, generation) {
-                return outcome;
-            }
-            waiters.push(Reverse(Waiter { sequence, thread: thread::current() }));
+        if waiting.iter().all(|Reverse(write)| write.deadline > now) {
+            return Settlements::default();
         }
-        loop {
-            if let Some(outcome) = self.settled(sequence, generation) {
-                return outcome;
-            }
-            let now = Instant::now();
-            let recheck = match keep_waiting() {
-                Some(recheck) if now < deadline => recheck,
-                _ => {
-                    self.forget(sequence);
-                    return WaitOutcome::GaveUp;
+        let (overdue, still): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *waiting).into_iter().partition(|Reverse(write)| write.deadline <= now);
+        *waiting = still.into_iter().collect();
+        Settlements::all(overdue.into_iter().map(|Reverse(write)| write), CommitOutcome::TimedOut)
+    }
+
+    /// Calls `on_settled` once `sequence` (assigned in `generation`) is
+    /// committed or its wait ends otherwise (at the latest at `deadline`,
+    /// give or take the period of [`Commits::expire`]'s caller). If that is
+    /// already so, it runs at once, on the calling thread.
+    pub fn await_commit(&self, sequence: u64, generation: u64, deadline: Instant, on_settled: OnSettled) {
+        let outcome = {
+            let mut waiting = self.waiting.lock();
+            match self.settled(sequence, generation) {
+                Some(outcome) => outcome,
+                None => {
+                    waiting.push(Reverse(Waiting { sequence, deadline, on_settled }));
+                    return;
                 }
-            };
-            thread::park_timeout(recheck.min(deadline).saturating_duration_since(now));
-        }
-    }
-
-    /// Takes the calling thread's entry for `sequence` off the list, so
-    /// writers that give up on a stuck chain do not pile up.
-    fn forget(&self, sequence: u64) {
-        let me = thread::current().id();
-        self.waiters.lock().retain(|Reverse(waiter)| waiter.sequence != sequence || waiter.thread.id() != me);
+            }
+        };
+        on_settled(outcome);
     }
 
     /// The outcome if the wait is over. The commit point is read before
     /// the generation: if the generation is still ours, the commit point we
     /// read belongs to our history.
-    fn settled(&self, sequence: u64, generation: u64) -> Option<WaitOutcome> {
+    fn settled(&self, sequence: u64, generation: u64) -> Option<CommitOutcome> {
         let committed = self.committed();
         if self.generation() != generation {
-            Some(WaitOutcome::Abandoned)
+            Some(CommitOutcome::Abandoned)
         } else if committed >= sequence {
-            Some(WaitOutcome::Committed)
+            Some(CommitOutcome::Committed)
         } else {
             None
         }
+    }
+
+    #[cfg(test)]
+    pub fn waiting_count(&self) -> usize {
+        self.waiting.lock().len()
     }
 }
 
@@ -200,76 +210,81 @@ mod tests {
         Instant::now() + Duration::from_secs(30)
     }
 
-    fn waiting(commits: &Arc<Commits>, sequence: u64) -> thread::JoinHandle<WaitOutcome> {
-        let commits = Arc::clone(commits);
-        let generation = commits.generation();
-        thread::spawn(move || commits.wait(sequence, generation, far(), || Some(far())))
-    }
-
-    fn wait_until_registered(commits: &Commits, count: usize) {
-        while commits.waiters.lock().len() < count {
-            thread::yield_now();
-        }
-    }
-
-    #[test]
-    fn a_commit_wakes_exactly_the_writers_it_reaches() {
-        let commits = Arc::new(Commits::default());
-        let writers: Vec<_> = (1..=4).map(|sequence| waiting(&commits, sequence)).collect();
-        wait_until_registered(&commits, 4);
-        commits.advance(2).wake();
-        let mut writers = writers.into_iter();
-        assert_eq!(writers.next().unwrap().join().unwrap(), WaitOutcome::Committed);
-        assert_eq!(writers.next().unwrap().join().unwrap(), WaitOutcome::Committed);
-        assert_eq!(commits.waiters.lock().len(), 2, "writes 3 and 4 still wait");
-        commits.advance(1).wake(); // old news changes nothing
-        commits.advance(4).wake();
-        for writer in writers {
-            assert_eq!(writer.join().unwrap(), WaitOutcome::Committed);
-        }
-        assert!(commits.waiters.lock().is_empty());
-    }
-
-    #[test]
-    fn an_already_committed_write_does_not_wait() {
-        let commits = Commits::default();
-        commits.advance(5).wake();
-        assert_eq!(commits.wait(3, commits.generation(), far(), || None), WaitOutcome::Committed);
-        assert!(commits.waiters.lock().is_empty());
-    }
-
-    #[test]
-    fn fencing_and_reset_abandon_waiters() {
-        let commits = Arc::new(Commits::default());
-        let writer = waiting(&commits, 1);
-        wait_until_registered(&commits, 1);
-        commits.abandon_all().wake();
-        assert_eq!(writer.join().unwrap(), WaitOutcome::Abandoned);
-
-        commits.advance(10).wake();
-        let generation = commits.generation();
-        commits.reset().wake();
-        assert_eq!(commits.committed(), 0);
-        commits.advance(10).wake();
-        assert_eq!(
-            commits.wait(10, generation, far(), || None),
-            WaitOutcome::Abandoned,
-            "a commit in the new history is not the old write's"
+    /// Registers a wait for `sequence` that records its outcome in the
+    /// returned list, tagged with the sequence number.
+    fn waiting(commits: &Commits, sequence: u64, deadline: Instant) -> Arc<Mutex<Vec<(u64, CommitOutcome)>>> {
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&outcomes);
+        commits.await_commit(
+            sequence,
+            commits.generation(),
+            deadline,
+            Box::new(move |outcome| record.lock().push((sequence, outcome))),
         );
+        outcomes
     }
 
     #[test]
-    fn deadline_and_keep_waiting_end_a_wait() {
+    fn a_commit_settles_exactly_the_writes_it_reaches() {
         let commits = Commits::default();
-        let soon = Instant::now() + Duration::from_millis(20);
-        assert_eq!(commits.wait(1, 0, soon, || Some(far())), WaitOutcome::GaveUp);
-        assert!(commits.waiters.lock().is_empty(), "a writer that gave up is forgotten");
-        let mut asked = 0;
-        let outcome = commits.wait(1, 0, far(), || {
-            asked += 1;
-            (asked < 3).then(|| Instant::now() + Duration::from_millis(1))
-        });
-        assert_eq!(outcome, WaitOutcome::GaveUp);
-        assert_eq!(asked, 3, "asked again at the instant it named");
+        let writes: Vec<_> = (1..=4).map(|sequence| waiting(&commits, sequence, far())).collect();
+        assert_eq!(commits.waiting_count(), 4);
+        commits.advance(2).deliver();
+        assert_eq!(*writes[0].lock(), [(1, CommitOutcome::Committed)]);
+        assert_eq!(*writes[1].lock(), [(2, CommitOutcome::Committed)]);
+        assert!(writes[2].lock().is_empty() && writes[3].lock().is_empty(), "3 and 4 still wait");
+        commits.advance(1).deliver(); // old news changes nothing
+        commits.advance(4).deliver();
+        assert_eq!(*writes[3].lock(), [(4, CommitOutcome::Committed)]);
+        assert_eq!(commits.waiting_count(), 0);
+        assert!(writes.iter().all(|write| write.lock().len() == 1), "each told exactly once");
+    }
+
+    #[test]
+    fn an_already_committed_write_is_told_at_once() {
+        let commits = Commits::default();
+        commits.advance(5).deliver();
+        assert!(commits.is_committed(3, commits.generation()));
+        let write = waiting(&commits, 3, far());
+        assert_eq!(*write.lock(), [(3, CommitOutcome::Committed)]);
+        assert_eq!(commits.waiting_count(), 0);
+    }
+
+    #[test]
+    fn fencing_and_reset_abandon_waits() {
+        let commits = Commits::default();
+        let write = waiting(&commits, 1, far());
+        commits.abandon_all().deliver();
+        assert_eq!(*write.lock(), [(1, CommitOutcome::Abandoned)]);
+
+        commits.advance(10).deliver();
+        let generation = commits.generation();
+        commits.reset().deliver();
+        assert_eq!(commits.committed(), 0);
+        commits.advance(10).deliver();
+        assert!(!commits.is_committed(10, generation), "a commit in the new history is not the old write's");
+        let outcome = Arc::new(Mutex::new(None));
+        let record = Arc::clone(&outcome);
+        commits.await_commit(10, generation, far(), Box::new(move |settled| *record.lock() = Some(settled)));
+        assert_eq!(*outcome.lock(), Some(CommitOutcome::Abandoned));
+    }
+
+    #[test]
+    fn deadlines_and_the_lease_end_waits() {
+        let commits = Commits::default();
+        let now = Instant::now();
+        let soon = waiting(&commits, 1, now + Duration::from_millis(10));
+        let later = waiting(&commits, 2, far());
+        commits.expire(now, true).deliver();
+        assert!(soon.lock().is_empty(), "not overdue yet");
+        commits.expire(now + Duration::from_millis(10), true).deliver();
+        assert_eq!(*soon.lock(), [(1, CommitOutcome::TimedOut)]);
+        assert!(later.lock().is_empty());
+        assert_eq!(commits.waiting_count(), 1);
+        commits.expire(now, false).deliver();
+        assert_eq!(*later.lock(), [(2, CommitOutcome::LeaseLost)]);
+        assert_eq!(commits.waiting_count(), 0);
+        commits.advance(2).deliver();
+        assert_eq!(soon.lock().len() + later.lock().len(), 2, "a commit after the end tells nobody twice");
     }
 }

@@ -14,11 +14,12 @@
 //! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
-//! - [`commits`]: the commit point and the client writes waiting for it (woken one by one).
+//! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
+//! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
-//! - [`service`]: turns one decoded request into one response against the replica.
+//! - [`service`]: turns one decoded request into one reply (now, or at the write's commit).
 //! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls), of one
 //!   server or of a chain.
@@ -49,6 +50,7 @@ pub mod membership;
 pub mod proto;
 pub mod replica;
 pub mod replication;
+pub mod reply_port;
 pub mod retry;
 pub mod server;
 pub mod service;

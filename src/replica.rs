@@ -5,8 +5,8 @@
 //! are applied and queued for the successor (the C original forwarded
 //! outside its lock and could reorder replicas).
 //!
-//! Threads around it: connection threads call [`Replica::client_write`] and
-//! [`Replica::read_guard`]; the replication receiver calls
+//! Threads around it: connection threads call [`Replica::client_write`]
+//! (then [`Replica::await_commit`]) and [`Replica::read_guard`]; the replication receiver calls
 //! [`Replica::apply_replicated`] and the install methods; the replication
 //! sender drains [`Replica::outbox`] and reports the successor's progress;
 //! the membership thread publishes views and fences.
@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::commits::{Commits, WaitOutcome};
+use crate::commits::{CommitOutcome, Commits, OnSettled};
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::table::Table;
 use crate::view::{ChainView, Position};
@@ -45,6 +45,29 @@ struct AppliedWrite {
     request_id: u64,
     /// The key existed before (the answer the client gets).
     found: bool,
+}
+
+/// A client write applied at the head: where it is in the history, and the
+/// answer its client gets once it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteReceipt {
+    pub sequence: u64,
+    /// The commit generation it was applied in (see [`Commits::generation`]).
+    pub generation: u64,
+    /// The key existed before.
+    pub found: bool,
+}
+
+/// What a write's client is told when the wait for its commit ends.
+pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusal> {
+    let message = match outcome {
+        CommitOutcome::Committed => return Ok(()),
+        CommitOutcome::Abandoned | CommitOutcome::LeaseLost => {
+            format!("lost the ZooKeeper session before write {sequence} was confirmed; retry")
+        }
+        CommitOutcome::TimedOut => format!("write {sequence} not confirmed by the tail in time; retry"),
+    };
+    Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, message))
 }
 
 /// A client write as sent down the chain (sequence and answer filled in
@@ -299,17 +322,17 @@ impl Replica {
 
     // ---- client requests ----
 
-    /// Executes a client's put (`value` given) or delete at the head and
-    /// waits for its commit. Returns whether the key existed before. A retry
-    /// (same client and request id) is not applied again: it gets the
-    /// original answer once that write is committed.
+    /// Executes a client's put (`value` given) or delete at the head. The
+    /// client may be answered once the write is committed (see
+    /// [`Replica::await_commit`]). A retry (same client and request id) is
+    /// not applied again: it gets the original write's receipt.
     pub fn client_write(
         &self,
         client_id: u64,
         request_id: u64,
         key: &str,
         value: Option<Vec<u8>>,
-    ) -> Result<bool, Refusal> {
+    ) -> Result<WriteReceipt, Refusal> {
         self.wait_for_queue_room(1)?;
         // The copy for the successor is made before taking the lock (a
         // successor appearing meanwhile is caught under the lock).
@@ -317,13 +340,13 @@ impl Replica {
             .forwarding
             .load(Ordering::Relaxed)
             .then(|| outgoing_write(key, &value, client_id, request_id));
-        let (sequence, generation, found) = {
+        let receipt = {
             let mut state = self.state.lock();
             self.check_may_write(&state)?;
             let generation = self.commits.generation();
             match state.clients.get(&client_id) {
                 Some(record) if client_id != 0 && record.request_id == request_id => {
-                    (record.sequence, generation, record.found)
+                    WriteReceipt { sequence: record.sequence, generation, found: record.found }
                 }
                 Some(record) if client_id != 0 && record.request_id > request_id => {
                     return Err(Refusal::new(
@@ -347,12 +370,33 @@ impl Replica {
                     let applied = AppliedWrite { sequence, client_id, request_id, found };
                     self.record_applied(&mut state, applied, queued);
                     self.publish_progress(state);
-                    (sequence, generation, found)
+                    WriteReceipt { sequence, generation, found }
                 }
             }
         };
-        self.wait_committed(sequence, generation)?;
-        Ok(found)
+        Ok(receipt)
+    }
+
+    /// Whether the write is committed already (always so standalone or at
+    /// the tail), so its client can be answered at once.
+    pub fn is_committed(&self, receipt: &WriteReceipt) -> bool {
+        self.commits.is_committed(receipt.sequence, receipt.generation)
+    }
+
+    /// Calls `on_settled` once the write is committed, or when its wait
+    /// ends without a commit: we were fenced, the lease ran out, or the
+    /// commit timeout passed (those two are found by
+    /// [`Replica::expire_overdue_writes`]). Runs at once, on this thread, if
+    /// the outcome is already known.
+    pub fn await_commit(&self, receipt: &WriteReceipt, on_settled: OnSettled) {
+        let deadline = Instant::now() + self.limits.commit_timeout;
+        self.commits.await_commit(receipt.sequence, receipt.generation, deadline, on_settled);
+    }
+
+    /// Ends the waits of writes past their commit timeout, and of all
+    /// writes once the lease has run out. Called periodically.
+    pub fn expire_overdue_writes(&self) {
+        self.commits.expire(Instant::now(), self.standalone || self.lease_valid()).deliver();
     }
 
     /// Runs `read` if this server may answer reads, re-checking afterwards
@@ -410,32 +454,6 @@ impl Replica {
                     "not the head; writes go to the head ({})",
                     state.head_address.as_deref().unwrap_or("unknown")
                 ),
-            )),
-        }
-    }
-
-    /// Waits until `sequence` (assigned in commit `generation`) is
-    /// committed, or refuses if that takes longer than the commit timeout or
-    /// we stop being part of the chain (fenced, or the lease runs out: the
-    /// wait wakes up when it does, not only when the chain moves).
-    fn wait_committed(&self, sequence: u64, generation: u64) -> Result<(), Refusal> {
-        let deadline = Instant::now() + self.limits.commit_timeout;
-        let lease_holds = || {
-            if self.standalone { Some(deadline) } else { self.lease_valid().then(|| self.lease_expiry()) }
-        };
-        let lost = || {
-            Refusal::new(
-                ErrorCode::ERR_UNAVAILABLE,
-                format!("lost the ZooKeeper session before write {sequence} was confirmed; retry"),
-            )
-        };
-        match self.commits.wait(sequence, generation, deadline, lease_holds) {
-            WaitOutcome::Committed => Ok(()),
-            WaitOutcome::Abandoned => Err(lost()),
-            WaitOutcome::GaveUp if lease_holds().is_none() => Err(lost()),
-            WaitOutcome::GaveUp => Err(Refusal::new(
-                ErrorCode::ERR_UNAVAILABLE,
-                format!("write {sequence} not confirmed by the tail in time; retry"),
             )),
         }
     }
@@ -689,15 +707,15 @@ impl Replica {
     }
 
     /// Publishes applied/committed for the replication threads, releases
-    /// the state lock, then wakes the client writes now committed (so a
-    /// woken writer never blocks on the lock its waker holds).
+    /// the state lock, then settles the client writes now committed (their
+    /// replies are sent holding no lock).
     fn publish_progress(&self, state: MutexGuard<'_, ReplicaState>) {
         let committed = if state.commits_locally(self.standalone) {
             state.last_applied
         } else {
             state.successor_committed
         };
-        let wakeups = {
+        let settlements = {
             let mut progress = self.progress.lock();
             let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
             if next.committed != progress.committed {
@@ -707,7 +725,7 @@ impl Replica {
             self.commits.advance(next.committed)
         };
         drop(state);
-        wakeups.wake();
+        settlements.deliver();
     }
 
     /// Current progress.
@@ -810,10 +828,10 @@ impl Replica {
         self.lease_until_ms.store(0, Ordering::SeqCst);
         self.forwarding.store(false, Ordering::SeqCst);
         self.update_readable(&state);
-        // Writers waiting for commits must give up now.
-        let wakeups = self.commits.abandon_all();
+        // Writes waiting for commits are answered now.
+        let settlements = self.commits.abandon_all();
         drop(state);
-        wakeups.wake();
+        settlements.deliver();
     }
 
     /// The last write applied, if our table is a complete history that can
@@ -834,10 +852,10 @@ impl Replica {
         state.installed = true;
         state.view_epoch = 0;
         *self.progress.lock() = Progress::default();
-        let wakeups = self.commits.reset();
+        let settlements = self.commits.reset();
         while self.outbox_receiver.try_recv().is_ok() {}
         drop(state);
-        wakeups.wake();
+        settlements.deliver();
     }
 
     /// Breaks read safety on purpose, for testing the checker (see the field).
@@ -855,11 +873,6 @@ impl Replica {
     fn lease_valid(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         now < self.lease_until_ms.load(Ordering::SeqCst)
-    }
-
-    /// When the current lease runs out (unless renewed).
-    fn lease_expiry(&self) -> Instant {
-        self.started + Duration::from_millis(self.lease_until_ms.load(Ordering::SeqCst))
     }
 
     // ---- replication sender ----
@@ -909,6 +922,34 @@ mod tests {
     use std::sync::Arc;
     use std::thread;
 
+    impl Replica {
+        /// A client write and its wait for the commit, as a server's
+        /// connection does it, with the commit-expiry thread's periodic
+        /// check. Returns whether the key existed.
+        fn write_and_wait(
+            &self,
+            client_id: u64,
+            request_id: u64,
+            key: &str,
+            value: Option<Vec<u8>>,
+        ) -> Result<bool, Refusal> {
+            let receipt = self.client_write(client_id, request_id, key, value)?;
+            let (settle, settled) = crossbeam_channel::bounded(1);
+            self.await_commit(
+                &receipt,
+                Box::new(move |outcome| {
+                    let _ = settle.send(outcome);
+                }),
+            );
+            loop {
+                match settled.recv_timeout(Duration::from_millis(10)) {
+                    Ok(outcome) => return commit_result(receipt.sequence, outcome).map(|()| receipt.found),
+                    Err(_) => self.expire_overdue_writes(),
+                }
+            }
+        }
+    }
+
     fn name(sequence: u64) -> String {
         format!("node{sequence:010}")
     }
@@ -955,7 +996,7 @@ mod tests {
         let view = ready_view(&[1, 2, 3]);
         let replicas = chain(&view);
         let head = Arc::clone(&replicas[0]);
-        let writer = thread::spawn(move || head.client_write(7, 1, "k", Some(b"v".to_vec())));
+        let writer = thread::spawn(move || head.write_and_wait(7, 1, "k", Some(b"v".to_vec())));
         // Wait until the head applied it.
         while replicas[0].progress().applied < 1 {
             thread::yield_now();
@@ -980,7 +1021,7 @@ mod tests {
         assert_eq!(replicas[1].role(), Role::Tail);
         assert_eq!(replicas[0].read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
         assert_eq!(replicas[1].read_guard(|table| table.len()), Ok(0));
-        let refusal = replicas[1].client_write(1, 1, "k", None).unwrap_err();
+        let refusal = replicas[1].write_and_wait(1, 1, "k", None).unwrap_err();
         assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
         assert!(refusal.message.contains("127.0.0.1:7001"), "names the head: {}", refusal.message);
     }
@@ -1008,7 +1049,7 @@ mod tests {
         replicas[0].table.put("k", b"old");
         // The head applies and forwards a delete, then dies before answering.
         let head = Arc::clone(&replicas[0]);
-        let writer = thread::spawn(move || head.client_write(42, 7, "k", None));
+        let writer = thread::spawn(move || head.write_and_wait(42, 7, "k", None));
         while replicas[0].progress().applied < 1 {
             thread::yield_now();
         }
@@ -1020,11 +1061,15 @@ mod tests {
         // The successor becomes the head; the client retries there.
         replicas[1].set_view(&ready_view(&[2]), &name(2));
         assert_eq!(replicas[1].role(), Role::HeadAndTail);
-        assert_eq!(replicas[1].client_write(42, 7, "k", None), Ok(true), "original answer: the key existed");
+        assert_eq!(
+            replicas[1].write_and_wait(42, 7, "k", None),
+            Ok(true),
+            "original answer: the key existed"
+        );
         assert_eq!(replicas[1].progress().applied, 1, "not applied twice");
         // A newer request from the same client is applied.
-        assert_eq!(replicas[1].client_write(42, 8, "k", None), Ok(false));
-        let stale = replicas[1].client_write(42, 7, "k", None).unwrap_err();
+        assert_eq!(replicas[1].write_and_wait(42, 8, "k", None), Ok(false));
+        let stale = replicas[1].write_and_wait(42, 7, "k", None).unwrap_err();
         assert_eq!(stale.code, ErrorCode::ERR_STALE_REQUEST);
     }
 
@@ -1040,12 +1085,12 @@ mod tests {
         let successor = replica();
         successor.set_view(&view, &name(2));
         let head = Arc::clone(&old_head);
-        let writer = thread::spawn(move || head.client_write(1, 1, "k", None));
+        let writer = thread::spawn(move || head.write_and_wait(1, 1, "k", None));
         while old_head.progress().applied < 1 {
             thread::yield_now();
         }
         successor.set_view(&ready_view(&[2]), &name(2));
-        assert_eq!(successor.client_write(2, 1, "other", Some(b"v".to_vec())), Ok(false));
+        assert_eq!(successor.write_and_wait(2, 1, "other", Some(b"v".to_vec())), Ok(false));
         assert_eq!(successor.progress().committed, 1, "its own write, sequence 1");
         assert_eq!(successor.progress_for_predecessor(&name(1)), None, "no ack to a former predecessor");
         // An ack sent before the check, read once the old head's lease is over.
@@ -1060,7 +1105,7 @@ mod tests {
     fn tail_failure_makes_the_predecessor_commit() {
         let replicas = chain(&ready_view(&[1, 2]));
         let head = Arc::clone(&replicas[0]);
-        let writer = thread::spawn(move || head.client_write(1, 1, "k", Some(b"v".to_vec())));
+        let writer = thread::spawn(move || head.write_and_wait(1, 1, "k", Some(b"v".to_vec())));
         while replicas[0].progress().applied < 1 {
             thread::yield_now();
         }
@@ -1074,7 +1119,7 @@ mod tests {
         let tail = replica();
         let ready = ready_view(&[1]);
         tail.set_view(&ready, &name(1));
-        tail.client_write(1, 1, "a", Some(b"1".to_vec())).unwrap();
+        tail.write_and_wait(1, 1, "a", Some(b"1".to_vec())).unwrap();
         let joining_view =
             ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Joining)], 2);
         tail.set_view(&joining_view, &name(1));
@@ -1087,7 +1132,7 @@ mod tests {
 
         // The tail keeps committing on its own while the joiner catches up.
         let snapshot = tail.snapshot().unwrap();
-        assert_eq!(tail.client_write(1, 2, "b", Some(b"2".to_vec())), Ok(false));
+        assert_eq!(tail.write_and_wait(1, 2, "b", Some(b"2".to_vec())), Ok(false));
         let mut chunk = SnapshotChunk::new();
         chunk.sequence = snapshot.sequence;
         chunk.last = true;
@@ -1122,12 +1167,12 @@ mod tests {
         let limits = ReplicationLimits { client_records_max: 20, ..ReplicationLimits::default() };
         let replica = Replica::new(4, true, limits, ready_sender);
         for client in 1..=100 {
-            replica.client_write(client, 1, "k", Some(vec![1])).unwrap();
+            replica.write_and_wait(client, 1, "k", Some(vec![1])).unwrap();
         }
         let clients = replica.state.lock().clients.len();
         assert!(clients <= 20, "{clients} records kept");
         // The most recent clients are still recognised.
-        assert_eq!(replica.client_write(100, 1, "k", None), Ok(true));
+        assert_eq!(replica.write_and_wait(100, 1, "k", None), Ok(true));
         assert_eq!(replica.progress().applied, 100, "the retry was not applied again");
     }
 
@@ -1166,7 +1211,7 @@ mod tests {
         replicas[0].fence("test");
         assert_eq!(replicas[0].role(), Role::Fenced);
         assert!(replicas[0].read_guard(|table| table.len()).is_err());
-        assert!(replicas[0].client_write(1, 1, "k", None).is_err());
+        assert!(replicas[0].write_and_wait(1, 1, "k", None).is_err());
         // An expired lease alone also stops service.
         let unleased = replica();
         unleased.set_view(&ready_view(&[1]), &name(1));

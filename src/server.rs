@@ -1,6 +1,7 @@
 //! The TCP server: an acceptor thread hands each client connection to its own
 //! named OS thread, which reads frames, asks the [`Service`] for a response
-//! and writes it back with one write.
+//! and writes it back with one write, or, for a write not yet committed,
+//! leaves the reply to the thread that commits it (see `reply_port`).
 //!
 //! Shutdown (from [`ShutdownHandle`], e.g. on SIGTERM): set a flag, connect to
 //! our own listener to unblock `accept`, shut down every open client socket so
@@ -25,7 +26,8 @@ use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::replica::{Replica, ReplicationLimits};
 use crate::replication;
 use crate::replication::receiver;
-use crate::service::{Service, error_response};
+use crate::reply_port::ReplyPort;
+use crate::service::{PendingWrite, Reply, Service, error_response};
 use crate::wire::{self, FrameError, FrameWriter, encode_frame};
 
 /// Read buffer of a connection: most requests fit, and thousands of idle
@@ -50,6 +52,10 @@ const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// [`OVER_LIMIT_FIRST_FRAME_TIMEOUT`], or it is refused like any client.
 const OVER_LIMIT_HEADROOM: u64 = 8;
 const OVER_LIMIT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often writes waiting for their commit are checked against their
+/// commit timeout and the lease.
+const COMMIT_EXPIRY_PERIOD: Duration = Duration::from_millis(100);
 
 /// What a server is started with.
 #[derive(Clone, Debug)]
@@ -234,7 +240,17 @@ impl Server {
                 .name("replication-sender".into())
                 .spawn(move || replication::sender::run(&replica, &stopping, frame_bytes_max))?
         };
-        Ok(vec![membership, sender])
+        let commit_expiry = {
+            let replica = Arc::clone(&self.service.replica);
+            let stopping = Arc::clone(&self.stopping);
+            thread::Builder::new().name("commit-expiry".into()).spawn(move || {
+                while !stopping.load(Ordering::SeqCst) {
+                    thread::sleep(COMMIT_EXPIRY_PERIOD);
+                    replica.expire_overdue_writes();
+                }
+            })?
+        };
+        Ok(vec![membership, sender, commit_expiry])
     }
 
     /// Starts a connection thread for `stream`, or refuses it over the limit.
@@ -349,15 +365,17 @@ fn serve_connection(
     let first_frame_timeout = if over_limit { OVER_LIMIT_FIRST_FRAME_TIMEOUT } else { limits.idle_timeout };
     stream.set_read_timeout(Some(first_frame_timeout)).map_err(FrameError::Io)?;
     stream.set_write_timeout(Some(limits.write_timeout)).map_err(FrameError::Io)?;
-    let (mut reader, mut writer) =
+    let (mut reader, writer) =
         wire::split(stream, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
+    let port = ReplyPort::new(&writer, Arc::clone(&service.stats));
+    let mut writer = ConnectionWriter { frames: writer, port, owed_limit: owed_reply_limit(service) };
     let mut first_frame = true;
     loop {
         let request = match reader.receive::<Request>() {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(FrameError::Malformed(reason)) => {
-                send(&mut writer, &service.malformed(&reason), service)?;
+                writer.send(&service.malformed(&reason), service)?;
                 first_frame = false;
                 continue;
             }
@@ -370,7 +388,7 @@ fn serve_connection(
                     format!("frame of {length} bytes is over the maximum of {max} bytes; closing"),
                 );
                 service.stats.record_error();
-                send(&mut writer, &response, service)?;
+                writer.send(&response, service)?;
                 return Err(FrameError::TooLarge { length, max });
             }
             Err(FrameError::Io(error))
@@ -383,38 +401,82 @@ fn serve_connection(
         };
         if stopping.load(Ordering::SeqCst) {
             let response = error_response(0, ErrorCode::ERR_SHUTTING_DOWN, "server is shutting down");
-            return send(&mut writer, &response, service);
+            return writer.send(&response, service);
         }
         if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
-            return receiver::serve(request, reader, writer, &service.replica, stopping);
+            return receiver::serve(request, reader, writer.frames, &service.replica, stopping);
         }
         if over_limit {
             warn!("refusing a client: {} clients already connected", limits.clients_max);
-            refuse(writer.stream(), limits);
+            refuse(writer.frames.stream(), limits);
             return Ok(());
         }
         if first_frame {
-            writer.stream().set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
+            writer.frames.stream().set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
         }
         first_frame = false;
-        let response = service.handle(request);
-        send(&mut writer, &response, service)?;
+        match service.handle(request) {
+            Reply::Now(response) => writer.send(&response, service)?,
+            Reply::AfterCommit(pending) => writer.reply_after_commit(pending, service)?,
+        }
     }
 }
 
-/// Writes `response` as one frame with one write; a response too large for a
-/// frame is replaced by an error saying so.
-fn send(writer: &mut FrameWriter, response: &Response, service: &Service) -> Result<(), FrameError> {
-    match writer.send(response) {
-        Err(FrameError::TooLarge { length, max }) => {
-            service.stats.record_error();
-            let refusal = error_response(
-                response.request_id,
-                ErrorCode::ERR_RESPONSE_TOO_LARGE,
-                format!("the reply would be {length} bytes, over the maximum frame of {max} bytes"),
-            );
-            writer.send(&refusal)
+/// The longest a connection thread waits for a reply another thread owes
+/// its client: the commit timeout, the expiry check's period, and the write
+/// timeout of a reply finished in the background, with a second to spare.
+fn owed_reply_limit(service: &Service) -> Duration {
+    service.replica.limits.commit_timeout
+        + COMMIT_EXPIRY_PERIOD
+        + service.limits.write_timeout
+        + Duration::from_secs(1)
+}
+
+/// A client connection's writing side: the connection thread's own frames
+/// and the port through which committed writes are answered, taking turns.
+struct ConnectionWriter {
+    frames: FrameWriter,
+    port: Arc<ReplyPort>,
+    owed_limit: Duration,
+}
+
+impl ConnectionWriter {
+    /// Writes `response` as one frame with one write, after any reply owed
+    /// before it; a response too large for a frame is replaced by an error
+    /// saying so.
+    fn send(&mut self, response: &Response, service: &Service) -> Result<(), FrameError> {
+        self.wait_for_owed_reply()?;
+        match self.frames.send(response) {
+            Err(FrameError::TooLarge { length, max }) => {
+                service.stats.record_error();
+                let refusal = error_response(
+                    response.request_id,
+                    ErrorCode::ERR_RESPONSE_TOO_LARGE,
+                    format!("the reply would be {length} bytes, over the maximum frame of {max} bytes"),
+                );
+                self.frames.send(&refusal)
+            }
+            other => other,
         }
-        other => other,
     }
+
+    /// Leaves the reply to the write's commit (see `reply_port`).
+    fn reply_after_commit(&self, pending: PendingWrite, service: &Service) -> Result<(), FrameError> {
+        if self.port.reply_after_commit(pending, &service.replica, self.owed_limit) {
+            Ok(())
+        } else {
+            Err(never_sent())
+        }
+    }
+
+    /// Replies leave in request order: nothing is written while an earlier
+    /// one is owed. Past the limit (the commit machinery is stopped, e.g.
+    /// at shutdown) the connection closes.
+    fn wait_for_owed_reply(&self) -> Result<(), FrameError> {
+        if self.port.wait_until_sent(self.owed_limit) { Ok(()) } else { Err(never_sent()) }
+    }
+}
+
+fn never_sent() -> FrameError {
+    FrameError::Io(io::Error::new(ErrorKind::TimedOut, "an earlier reply was never sent"))
 }

@@ -1,23 +1,24 @@
-//! Request handling: one decoded request in, one response out, against the
-//! replica. No sockets here, so every rule about bad input and roles is
-//! unit-testable.
+//! Request handling: one decoded request in, one reply out (now, or once
+//! its write is committed), against the replica. No sockets here, so every
+//! rule about bad input and roles is unit-testable.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use protobuf::Message;
-
+use crate::commits::CommitOutcome;
 use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
-use crate::replica::{Refusal, Replica};
+use crate::replica::{Refusal, Replica, WriteReceipt, commit_result};
 use crate::stats::ServerStats;
 use crate::table::Table;
 
 /// The state every connection thread shares.
 pub struct Service {
     /// The data and the chain protocol state.
-    pub replica: std::sync::Arc<Replica>,
-    /// Counters for `stats`.
-    pub stats: ServerStats,
+    pub replica: Arc<Replica>,
+    /// Counters for `stats`; shared with the threads that answer committed
+    /// writes.
+    pub stats: Arc<ServerStats>,
     /// Key and value limits checked here; the rest are the server's.
     pub limits: Limits,
 }
@@ -32,17 +33,51 @@ pub fn error_response(request_id: u64, code: ErrorCode, message: impl Into<Strin
     response
 }
 
-impl Service {
-    pub fn new(replica: std::sync::Arc<Replica>, limits: Limits) -> Service {
-        Service { replica, stats: ServerStats::default(), limits }
-    }
+/// A request's answer.
+pub enum Reply {
+    Now(Response),
+    /// A write applied at the head, answered once it is committed.
+    AfterCommit(PendingWrite),
+}
 
-    /// Decodes and executes one frame body.
-    pub fn handle_frame(&self, body: &[u8]) -> Response {
-        match Request::parse_from_bytes(body) {
-            Ok(request) => self.handle(request),
-            Err(error) => self.malformed(&error),
+/// A client write waiting for its commit, with what its reply needs.
+pub struct PendingWrite {
+    pub receipt: WriteReceipt,
+    request_id: u64,
+    opcode: Opcode,
+    started: Instant,
+}
+
+impl PendingWrite {
+    /// The reply once the wait for the commit ended with `outcome`, counted
+    /// in `stats` (latency up to now).
+    pub fn reply(&self, outcome: CommitOutcome, stats: &ServerStats) -> Response {
+        match commit_result(self.receipt.sequence, outcome) {
+            Ok(()) => {
+                stats.record_operation(self.opcode, self.started.elapsed());
+                let mut response = Response::new();
+                response.opcode = self.opcode.into();
+                response.request_id = self.request_id;
+                response.found = self.opcode == Opcode::OP_DEL && self.receipt.found;
+                response
+            }
+            Err(refusal) => {
+                stats.record_error();
+                error_response(self.request_id, refusal.code, refusal.message)
+            }
         }
+    }
+}
+
+/// What executing a request gave.
+enum Executed {
+    Answered(Opcode, Response),
+    Applied(Opcode, WriteReceipt),
+}
+
+impl Service {
+    pub fn new(replica: Arc<Replica>, limits: Limits) -> Service {
+        Service { replica, stats: Arc::default(), limits }
     }
 
     /// The reply to a frame that does not decode.
@@ -51,25 +86,35 @@ impl Service {
         error_response(0, ErrorCode::ERR_MALFORMED, format!("request does not decode: {error}"))
     }
 
-    /// Executes one request.
-    pub fn handle(&self, request: Request) -> Response {
+    /// Executes one request. A write that is not committed yet is answered
+    /// later: the caller hands the [`PendingWrite`] to
+    /// [`Replica::await_commit`].
+    pub fn handle(&self, request: Request) -> Reply {
         let started = Instant::now();
         let request_id = request.request_id;
         match self.execute(request) {
-            Ok((opcode, mut response)) => {
+            Ok(Executed::Answered(opcode, mut response)) => {
                 self.stats.record_operation(opcode, started.elapsed());
                 response.opcode = opcode.into();
                 response.request_id = request_id;
-                response
+                Reply::Now(response)
+            }
+            Ok(Executed::Applied(opcode, receipt)) => {
+                let pending = PendingWrite { receipt, request_id, opcode, started };
+                if self.replica.is_committed(&receipt) {
+                    Reply::Now(pending.reply(CommitOutcome::Committed, &self.stats))
+                } else {
+                    Reply::AfterCommit(pending)
+                }
             }
             Err(refusal) => {
                 self.stats.record_error();
-                error_response(request_id, refusal.code, refusal.message)
+                Reply::Now(error_response(request_id, refusal.code, refusal.message))
             }
         }
     }
 
-    fn execute(&self, mut request: Request) -> Result<(Opcode, Response), Refusal> {
+    fn execute(&self, mut request: Request) -> Result<Executed, Refusal> {
         let opcode = request.opcode.enum_value().map_err(|value| {
             Refusal::new(ErrorCode::ERR_UNKNOWN_OPCODE, format!("unknown opcode {value}"))
         })?;
@@ -79,12 +124,14 @@ impl Service {
             Opcode::OP_PUT => {
                 let value = self.checked_value(request.value.take())?;
                 let key = self.checked_key(&request)?;
-                self.replica.client_write(request.client_id, request.request_id, key, Some(value))?;
+                let receipt =
+                    self.replica.client_write(request.client_id, request.request_id, key, Some(value))?;
+                return Ok(Executed::Applied(opcode, receipt));
             }
             Opcode::OP_DEL => {
                 let key = self.checked_key(&request)?;
-                response.found =
-                    self.replica.client_write(request.client_id, request.request_id, key, None)?;
+                let receipt = self.replica.client_write(request.client_id, request.request_id, key, None)?;
+                return Ok(Executed::Applied(opcode, receipt));
             }
             Opcode::OP_GET => {
                 let key = self.checked_key(&request)?;
@@ -113,7 +160,7 @@ impl Service {
                 ));
             }
         }
-        Ok((opcode, response))
+        Ok(Executed::Answered(opcode, response))
     }
 
     /// Runs a read on the table: as the chain allows (tail only), or on this
@@ -179,7 +226,25 @@ impl Service {
 mod tests {
     use super::*;
     use crate::replica::ReplicationLimits;
-    use std::sync::Arc;
+    use protobuf::Message;
+
+    impl Service {
+        /// The reply, which standalone is always immediate.
+        fn answer(&self, request: Request) -> Response {
+            match self.handle(request) {
+                Reply::Now(response) => response,
+                Reply::AfterCommit(_) => panic!("a standalone write commits at once"),
+            }
+        }
+
+        /// Decodes and executes one frame body.
+        fn answer_frame(&self, body: &[u8]) -> Response {
+            match Request::parse_from_bytes(body) {
+                Ok(request) => self.answer(request),
+                Err(error) => self.malformed(&error),
+            }
+        }
+    }
 
     fn service() -> Service {
         let limits = Limits { key_bytes_max: 8, value_bytes_max: 16, ..Limits::default() };
@@ -205,23 +270,23 @@ mod tests {
     #[test]
     fn put_get_del_size() {
         let service = service();
-        let put = service.handle(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
+        let put = service.answer(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
         assert_eq!(put.opcode.enum_value(), Ok(Opcode::OP_PUT));
         assert_eq!(put.request_id, 9);
-        let get = service.handle(request(Opcode::OP_GET, Some("k"), None));
+        let get = service.answer(request(Opcode::OP_GET, Some("k"), None));
         assert!(get.found);
         assert_eq!(get.value, b"v");
-        assert_eq!(service.handle(request(Opcode::OP_SIZE, None, None)).size, 1);
-        assert!(service.handle(request(Opcode::OP_DEL, Some("k"), None)).found);
-        assert!(!service.handle(request(Opcode::OP_DEL, Some("k"), None)).found);
-        assert!(!service.handle(request(Opcode::OP_GET, Some("k"), None)).found);
+        assert_eq!(service.answer(request(Opcode::OP_SIZE, None, None)).size, 1);
+        assert!(service.answer(request(Opcode::OP_DEL, Some("k"), None)).found);
+        assert!(!service.answer(request(Opcode::OP_DEL, Some("k"), None)).found);
+        assert!(!service.answer(request(Opcode::OP_GET, Some("k"), None)).found);
     }
 
     #[test]
     fn empty_value_is_a_value() {
         let service = service();
-        service.handle(request(Opcode::OP_PUT, Some("k"), Some(b"")));
-        assert!(service.handle(request(Opcode::OP_GET, Some("k"), None)).found);
+        service.answer(request(Opcode::OP_PUT, Some("k"), Some(b"")));
+        assert!(service.answer(request(Opcode::OP_GET, Some("k"), None)).found);
     }
 
     #[test]
@@ -239,7 +304,7 @@ mod tests {
             (request(Opcode::OP_REPLICATE, None, None), ErrorCode::ERR_UNKNOWN_OPCODE),
         ];
         for (bad, expected) in cases {
-            let response = service.handle(bad);
+            let response = service.answer(bad);
             assert_eq!(error_code(&response), expected, "{}", response.error_message);
             assert!(!response.error_message.is_empty());
         }
@@ -250,13 +315,13 @@ mod tests {
     #[test]
     fn unknown_opcode_number() {
         // Field 1 (opcode) = 77, a value the enum does not define.
-        let response = service().handle_frame(&[0x08, 77]);
+        let response = service().answer_frame(&[0x08, 77]);
         assert_eq!(error_code(&response), ErrorCode::ERR_UNKNOWN_OPCODE);
     }
 
     #[test]
     fn garbage_frame() {
-        let response = service().handle_frame(&[0xff, 0xff, 0xff]);
+        let response = service().answer_frame(&[0xff, 0xff, 0xff]);
         assert_eq!(error_code(&response), ErrorCode::ERR_MALFORMED);
     }
 
@@ -266,25 +331,25 @@ mod tests {
         let mut delete = request(Opcode::OP_DEL, Some("k"), None);
         delete.client_id = 5;
         delete.request_id = 1;
-        service.handle(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
-        assert!(service.handle(delete.clone()).found);
+        service.answer(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
+        assert!(service.answer(delete.clone()).found);
         // The retry gets the original answer, not "absent".
-        assert!(service.handle(delete.clone()).found);
+        assert!(service.answer(delete.clone()).found);
         // A later write by the same client is applied; an older id is refused.
         let mut put = request(Opcode::OP_PUT, Some("k"), Some(b"w"));
         put.client_id = 5;
         put.request_id = 2;
-        service.handle(put);
-        assert_eq!(error_code(&service.handle(delete)), ErrorCode::ERR_STALE_REQUEST);
-        assert!(service.handle(request(Opcode::OP_GET, Some("k"), None)).found);
+        service.answer(put);
+        assert_eq!(error_code(&service.answer(delete)), ErrorCode::ERR_STALE_REQUEST);
+        assert!(service.answer(request(Opcode::OP_GET, Some("k"), None)).found);
     }
 
     #[test]
     fn stats_reflect_operations() {
         let service = service();
-        service.handle(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
-        service.handle(request(Opcode::OP_GET, Some("k"), None));
-        let response = service.handle(request(Opcode::OP_STATS, None, None));
+        service.answer(request(Opcode::OP_PUT, Some("k"), Some(b"v")));
+        service.answer(request(Opcode::OP_GET, Some("k"), None));
+        let response = service.answer(request(Opcode::OP_STATS, None, None));
         let statistics = response.statistics.unwrap();
         assert_eq!(statistics.puts, 1);
         assert_eq!(statistics.gets, 1);

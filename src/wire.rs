@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use protobuf::Message;
 
@@ -153,7 +154,9 @@ impl FrameReader {
 
 /// The writing half of a framed TCP connection: one write per frame.
 pub struct FrameWriter {
-    stream: TcpStream,
+    /// Shared with whoever else may write whole frames on this connection
+    /// (see [`FrameWriter::shared_stream`]), without another descriptor.
+    stream: Arc<TcpStream>,
     frame_bytes_max: usize,
     /// The frame being sent, reused.
     frame: Vec<u8>,
@@ -161,7 +164,7 @@ pub struct FrameWriter {
 
 impl FrameWriter {
     pub fn new(stream: TcpStream, frame_bytes_max: usize) -> FrameWriter {
-        FrameWriter { stream, frame_bytes_max, frame: Vec::new() }
+        FrameWriter { stream: Arc::new(stream), frame_bytes_max, frame: Vec::new() }
     }
 
     /// Encodes and sends `message` with a single write.
@@ -170,11 +173,21 @@ impl FrameWriter {
             self.frame = Vec::new();
         }
         encode_frame(message, self.frame_bytes_max, &mut self.frame)?;
-        self.stream.write_all(&self.frame).map_err(FrameError::Io)
+        (&*self.stream).write_all(&self.frame).map_err(FrameError::Io)
     }
 
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// The socket, for another thread that writes whole frames on it; the
+    /// two must take turns (see `reply_port`).
+    pub fn shared_stream(&self) -> Arc<TcpStream> {
+        Arc::clone(&self.stream)
+    }
+
+    pub fn frame_bytes_max(&self) -> usize {
+        self.frame_bytes_max
     }
 }
 
