@@ -58,6 +58,18 @@ pub struct WriteReceipt {
     pub found: bool,
 }
 
+/// Whether a commit point moved by `publish_progress` wakes the ack writer
+/// (the thread that reports commits to our predecessor).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AckWriter {
+    Wake,
+    /// The caller is the replication receiver, which reports the commit
+    /// itself right away: at the tail every applied batch commits, and
+    /// waking another thread to send each ack cost a context switch per
+    /// batch.
+    CallerAcks,
+}
+
 /// What a write's client is told when the wait for its commit ends.
 pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusal> {
     let message = match outcome {
@@ -369,7 +381,7 @@ impl Replica {
                     }
                     let applied = AppliedWrite { sequence, client_id, request_id, found };
                     self.record_applied(&mut state, applied, queued);
-                    self.publish_progress(state);
+                    self.publish_progress(state, AckWriter::Wake);
                     WriteReceipt { sequence, generation, found }
                 }
             }
@@ -520,7 +532,9 @@ impl Replica {
     }
 
     /// Applies writes from our predecessor `sender`, in order. Writes we
-    /// already have are skipped (resends after a reconnection).
+    /// already have are skipped (resends after a reconnection). A commit
+    /// point this moves (we are the tail) is not announced to the ack
+    /// writer: the caller reports it to `sender` itself.
     pub fn apply_replicated(&self, sender: &str, writes: Vec<Write>) -> Result<(), Refusal> {
         self.wait_for_queue_room(writes.len())?;
         let mut state = self.state.lock();
@@ -554,7 +568,7 @@ impl Replica {
             self.record_applied(&mut state, applied, forwarding.then_some(write));
         }
         self.maybe_request_ready(&mut state);
-        self.publish_progress(state);
+        self.publish_progress(state, AckWriter::CallerAcks);
         result
     }
 
@@ -637,7 +651,7 @@ impl Replica {
             state.synced = true;
             self.update_readable(&state);
             self.maybe_request_ready(&mut state);
-            self.publish_progress(state);
+            self.publish_progress(state, AckWriter::Wake);
         }
         Ok(())
     }
@@ -703,13 +717,13 @@ impl Replica {
             return;
         }
         state.successor_committed = state.successor_committed.max(committed.min(state.last_applied));
-        self.publish_progress(state);
+        self.publish_progress(state, AckWriter::Wake);
     }
 
     /// Publishes applied/committed for the replication threads, releases
     /// the state lock, then settles the client writes now committed (their
     /// replies are sent holding no lock).
-    fn publish_progress(&self, state: MutexGuard<'_, ReplicaState>) {
+    fn publish_progress(&self, state: MutexGuard<'_, ReplicaState>, ack_writer: AckWriter) {
         let committed = if state.commits_locally(self.standalone) {
             state.last_applied
         } else {
@@ -718,7 +732,7 @@ impl Replica {
         let settlements = {
             let mut progress = self.progress.lock();
             let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
-            if next.committed != progress.committed {
+            if next.committed != progress.committed && ack_writer == AckWriter::Wake {
                 self.commit_changed.notify_all();
             }
             *progress = next;
@@ -781,7 +795,7 @@ impl Replica {
             info!("chain role: {} (position {index} of {length})", role.name());
         }
         self.update_readable(&state);
-        self.publish_progress(state);
+        self.publish_progress(state, AckWriter::Wake);
     }
 
     /// Whether `name` is our successor (cheaper than [`Replica::position`]

@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
+use parking_lot::Mutex;
 
 use super::SILENCE_TIMEOUT;
 use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
@@ -52,17 +53,17 @@ pub fn serve(
     );
     reader.stream().set_read_timeout(Some(SILENCE_TIMEOUT)).map_err(FrameError::Io)?;
     let link_open = Arc::new(AtomicBool::new(true));
+    let upstream =
+        Arc::new(AckChannel { sender: sender.clone(), link: Mutex::new((writer, Progress::default())) });
     let acks = {
-        let (replica, link_open) = (Arc::clone(replica), Arc::clone(&link_open));
+        let (replica, link_open, upstream) =
+            (Arc::clone(replica), Arc::clone(&link_open), Arc::clone(&upstream));
         thread::Builder::new()
             .name("replication-acks-up".into())
-            .spawn({
-                let sender = sender.clone();
-                move || send_acks(&mut writer, &replica, &sender, &link_open)
-            })
+            .spawn(move || send_acks(&upstream, &replica, &link_open))
             .map_err(FrameError::Io)?
     };
-    let result = receive_stream(&sender, &mut reader, replica, stopping);
+    let result = receive_stream(&sender, &mut reader, replica, &upstream, stopping);
     link_open.store(false, Ordering::SeqCst);
     let _ = reader.stream().shutdown(Shutdown::Both);
     let _ = acks.join();
@@ -76,6 +77,7 @@ fn receive_stream(
     sender: &str,
     reader: &mut FrameReader,
     replica: &Replica,
+    upstream: &AckChannel,
     stopping: &AtomicBool,
 ) -> Result<(), FrameError> {
     let refused = |refusal: crate::replica::Refusal| FrameError::Malformed(refusal.message);
@@ -104,6 +106,10 @@ fn receive_stream(
         }
         if !downstream.writes.is_empty() {
             replica.apply_replicated(sender, downstream.writes).map_err(refused)?;
+            // At the tail the batch committed: say so now, from this thread.
+            if replica.progress().committed > upstream.reported().committed && !upstream.report(replica) {
+                return Err(FrameError::Truncated);
+            }
         }
         if let Some(promote_at) = downstream.promote_at {
             replica.set_promote_at(sender, promote_at).map_err(refused)?;
@@ -112,28 +118,59 @@ fn receive_stream(
     Ok(())
 }
 
-/// Sends `Upstream` whenever our commit point moves, and other progress
-/// (writes applied, not yet committed) at the next poll, until the link
-/// closes or `sender` stops being our predecessor (after that our progress
-/// may count writes it never sent us). Only commits are urgent: `applied`
-/// matters upstream only for the hand-over to a joining server, which
-/// commits what it applies at once. Commits that arrive while a frame is
-/// being sent go up together in the next one.
-fn send_acks(writer: &mut FrameWriter, replica: &Replica, sender: &str, link_open: &AtomicBool) {
-    let mut reported = Progress::default();
-    while link_open.load(Ordering::SeqCst) {
-        if replica.wait_commit_change(reported.committed, ACK_POLL) == reported {
-            continue;
-        }
-        let Some(progress) = replica.progress_for_predecessor(sender) else {
-            return;
+/// The upstream half of a link: cumulative acks to the predecessor, sent
+/// by the receiving thread for commits its own batches made (at the tail)
+/// and by the ack thread for the rest. The lock keeps frames whole and the
+/// reported progress monotonic.
+struct AckChannel {
+    /// The predecessor's node name.
+    sender: String,
+    /// The link's writing half and the progress last sent on it.
+    link: Mutex<(FrameWriter, Progress)>,
+}
+
+impl AckChannel {
+    fn reported(&self) -> Progress {
+        self.link.lock().1
+    }
+
+    /// Sends our progress if it moved since the last ack. False when the
+    /// link is unusable: the write failed, or `sender` is no longer our
+    /// predecessor (after that our progress may count writes it never sent
+    /// us).
+    fn report(&self, replica: &Replica) -> bool {
+        let mut link = self.link.lock();
+        let Some(progress) = replica.progress_for_predecessor(&self.sender) else {
+            return false;
         };
+        if progress == link.1 {
+            return true;
+        }
         let mut upstream = Upstream::new();
         upstream.applied = progress.applied;
         upstream.committed = progress.committed;
-        if writer.send(&upstream).is_err() {
+        if link.0.send(&upstream).is_err() {
+            return false;
+        }
+        link.1 = progress;
+        true
+    }
+}
+
+/// The ack thread: sends `Upstream` whenever our commit point moves by our
+/// successor's acks (a middle server), and other progress (writes applied,
+/// not yet committed) at the next poll, until the link closes. Only commits
+/// are urgent: `applied` matters upstream only for the hand-over to a
+/// joining server, which commits what it applies at once. Commits that
+/// arrive while a frame is being sent go up together in the next one.
+fn send_acks(upstream: &AckChannel, replica: &Replica, link_open: &AtomicBool) {
+    while link_open.load(Ordering::SeqCst) {
+        let reported = upstream.reported();
+        if replica.wait_commit_change(reported.committed, ACK_POLL) == reported {
+            continue;
+        }
+        if !upstream.report(replica) {
             return;
         }
-        reported = progress;
     }
 }
