@@ -152,12 +152,11 @@ impl ReplyPort {
             // A write's reply is a few bytes; this cannot happen with any
             // usable frame limit, but the client must not wait forever.
             warn!("cannot encode a write's reply ({error}); closing the connection");
-            self.turns.lock().owed = false;
+            self.change_turns(|turns| turns.owed = false);
             self.close_turn();
             return;
         }
-        let claimed = {
-            let mut turns = self.turns.lock();
+        let claimed = self.change_turns(|turns| {
             turns.owed = false;
             if turns.sending {
                 turns.queued.extend_from_slice(&frame);
@@ -166,8 +165,7 @@ impl ReplyPort {
                 turns.sending = true;
                 true
             }
-        };
-        self.wake_connection();
+        });
         if claimed {
             self.write_turn(frame, false);
         }
@@ -178,49 +176,44 @@ impl ReplyPort {
     /// thread that may block (up to the socket's write timeout) on this
     /// client only.
     fn write_turn(self: Arc<Self>, mut frame: Vec<u8>, blocking: bool) {
-        let mut offset = 0;
         loop {
             let written = if blocking {
-                (&*self.stream).write_all(&frame[offset..]).map(|()| frame.len() - offset)
+                (&*self.stream).write_all(&frame).map(|()| frame.len())
             } else {
-                send_without_waiting(&self.stream, &frame[offset..])
+                send_without_waiting(&self.stream, &frame)
             };
             match written {
-                Ok(count) if offset + count == frame.len() => {
-                    let mut turns = self.turns.lock();
-                    if turns.queued.is_empty() {
-                        turns.sending = false;
-                        drop(turns);
-                        self.wake_connection();
+                Ok(count) if count == frame.len() => {
+                    let queued = self.change_turns(|turns| {
+                        let queued = std::mem::take(&mut turns.queued);
+                        turns.sending = !queued.is_empty();
+                        queued
+                    });
+                    if queued.is_empty() {
                         return;
                     }
-                    frame = std::mem::take(&mut turns.queued);
-                    offset = 0;
+                    frame = queued;
                 }
-                Ok(count) => offset += count,
+                // The socket took part of it: the rest will not fit now.
+                Ok(count) => {
+                    frame.drain(..count);
+                    return self.finish_in_background(frame);
+                }
                 Err(error) if error.kind() == ErrorKind::WouldBlock && !blocking => {
-                    self.finish_in_background(frame, offset);
-                    return;
+                    return self.finish_in_background(frame);
                 }
                 Err(error) => {
                     debug!("replies not sent ({error}); closing the connection");
-                    self.close_turn();
-                    return;
+                    return self.close_turn();
                 }
-            }
-            if !blocking && offset > 0 {
-                // The socket took part of it: the rest will not fit now.
-                self.finish_in_background(frame, offset);
-                return;
             }
         }
     }
 
-    fn finish_in_background(self: Arc<Self>, frame: Vec<u8>, offset: usize) {
+    fn finish_in_background(self: Arc<Self>, frame: Vec<u8>) {
         let port = Arc::clone(&self);
-        let spawned = thread::Builder::new()
-            .name("reply-finish".into())
-            .spawn(move || port.write_turn(frame[offset..].to_vec(), true));
+        let spawned =
+            thread::Builder::new().name("reply-finish".into()).spawn(move || port.write_turn(frame, true));
         if let Err(error) = spawned {
             warn!("cannot start a thread to finish a reply ({error}); closing the connection");
             self.close_turn();
@@ -232,20 +225,25 @@ impl ReplyPort {
     /// request ids, and gets the original answers) and the turn ends.
     fn close_turn(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
-        {
-            let mut turns = self.turns.lock();
+        self.change_turns(|turns| {
             turns.sending = false;
             turns.queued = Vec::new();
-        }
-        self.wake_connection();
+        });
     }
 
-    /// Unparks the connection thread if it waits for a turn to end.
-    fn wake_connection(&self) {
-        let waiting = std::mem::take(&mut self.turns.lock().waiting);
+    /// Changes the turns under their lock, then, with the lock released,
+    /// wakes the connection thread if it waits for a turn to end (it looks
+    /// again and parks again if its turn has not come).
+    fn change_turns<R>(&self, change: impl FnOnce(&mut Turns) -> R) -> R {
+        let (result, waiting) = {
+            let mut turns = self.turns.lock();
+            let result = change(&mut turns);
+            (result, std::mem::take(&mut turns.waiting))
+        };
         if waiting {
             self.connection.unpark();
         }
+        result
     }
 }
 

@@ -33,6 +33,12 @@ pub fn error_response(request_id: u64, code: ErrorCode, message: impl Into<Strin
     response
 }
 
+/// The error reply to a refused request, counted in `stats`.
+fn refused(stats: &ServerStats, request_id: u64, refusal: Refusal) -> Response {
+    stats.record_error();
+    error_response(request_id, refusal.code, refusal.message)
+}
+
 /// A request's answer.
 pub enum Reply {
     Now(Response),
@@ -61,10 +67,7 @@ impl PendingWrite {
                 response.found = self.opcode == Opcode::OP_DEL && self.receipt.found;
                 response
             }
-            Err(refusal) => {
-                stats.record_error();
-                error_response(self.request_id, refusal.code, refusal.message)
-            }
+            Err(refusal) => refused(stats, self.request_id, refusal),
         }
     }
 }
@@ -107,10 +110,7 @@ impl Service {
                     Reply::AfterCommit(pending)
                 }
             }
-            Err(refusal) => {
-                self.stats.record_error();
-                Reply::Now(error_response(request_id, refusal.code, refusal.message))
-            }
+            Err(refusal) => Reply::Now(refused(&self.stats, request_id, refusal)),
         }
     }
 
