@@ -16,6 +16,7 @@
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
 //! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
 //! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
+//! - [`outbox`]: the replication queue, and how its sender thread sleeps on it.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
@@ -47,6 +48,7 @@ pub mod fd_limit;
 pub mod limits;
 pub mod locator;
 pub mod membership;
+pub mod outbox;
 pub mod proto;
 pub mod replica;
 pub mod replication;

@@ -14,3 +14,14 @@ impl Entry {
         entry
     }
 }
+
+#[cfg(test)]
+impl Write {
+    /// An empty write with sequence number `sequence`, for tests of the
+    /// queue and the Sent list, which look at nothing else.
+    pub fn numbered(sequence: u64) -> Write {
+        let mut write = Write::new();
+        write.sequence = sequence;
+        write
+    }
+}

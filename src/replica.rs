@@ -15,11 +15,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::commits::{CommitOutcome, Commits, OnSettled};
+use crate::outbox::Outbox;
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::table::Table;
 use crate::view::{ChainView, Position};
@@ -258,8 +259,7 @@ pub struct Replica {
     commits: Commits,
     /// The replication queue: applied writes, in sequence order, for the
     /// sender thread. Enqueued under `state`'s lock, never blocking.
-    outbox_sender: Sender<Write>,
-    outbox_receiver: Receiver<Write>,
+    outbox: Outbox,
     /// A successor exists, so applied writes are queued. Read without the
     /// lock by writers waiting for room in the queue.
     forwarding: AtomicBool,
@@ -297,7 +297,6 @@ impl Replica {
         // one batch for the receiver), so enqueueing under the lock never
         // blocks.
         let capacity = limits.queue_max + limits.writers_max + REPLICATION_BATCH_MAX;
-        let (outbox_sender, outbox_receiver) = crossbeam_channel::bounded(capacity);
         Replica {
             table: Table::new(stripes),
             standalone,
@@ -318,8 +317,7 @@ impl Replica {
             progress: Mutex::new(Progress::default()),
             commit_changed: Condvar::new(),
             commits: Commits::default(),
-            outbox_sender,
-            outbox_receiver,
+            outbox: Outbox::new(capacity),
             forwarding: AtomicBool::new(false),
             readable: AtomicBool::new(standalone),
             read_epoch: AtomicU64::new(0),
@@ -475,9 +473,7 @@ impl Replica {
     /// commit timeout (the successor is stuck until ZooKeeper removes it).
     fn wait_for_queue_room(&self, writes: usize) -> Result<(), Refusal> {
         let deadline = Instant::now() + self.limits.commit_timeout;
-        while self.forwarding.load(Ordering::Relaxed)
-            && self.outbox_receiver.len() + writes > self.limits.queue_max
-        {
+        while self.forwarding.load(Ordering::Relaxed) && self.outbox.len() + writes > self.limits.queue_max {
             if Instant::now() > deadline {
                 return Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, "replication queue full; retry"));
             }
@@ -512,7 +508,7 @@ impl Replica {
             self.remember_client(state, record);
         }
         if let Some(write) = queued {
-            self.outbox_sender.try_send(write).expect("the replication queue has room reserved");
+            self.outbox.push(write);
         }
     }
 
@@ -867,7 +863,7 @@ impl Replica {
         state.view_epoch = 0;
         *self.progress.lock() = Progress::default();
         let settlements = self.commits.reset();
-        while self.outbox_receiver.try_recv().is_ok() {}
+        self.outbox.clear();
         drop(state);
         settlements.deliver();
     }
@@ -892,8 +888,8 @@ impl Replica {
     // ---- replication sender ----
 
     /// The replication queue, drained by the sender thread.
-    pub fn outbox(&self) -> &Receiver<Write> {
-        &self.outbox_receiver
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Whether we may replicate to a successor: we are a member whose table

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
 use log::{debug, info};
 
 use super::{HEARTBEAT_INTERVAL, SNAPSHOT_CHUNK_ENTRIES, WRITE_TIMEOUT};
@@ -113,7 +112,7 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, frame_bytes_max: usize) {
         let Some((me, successor)) = successor else {
             if !replica.is_forwarding() || !replica.may_replicate() {
                 // Nobody to forward to: what was queued will never be sent.
-                while replica.outbox().try_recv().is_ok() {}
+                replica.outbox().clear();
                 sent.forget();
                 replica.set_sent_list_len(0);
             }
@@ -263,14 +262,8 @@ fn pull_queue(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
 
 /// Like [`pull_queue`], but waits briefly for the first write.
 fn pull_queue_waiting(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
-    match replica.outbox().recv_timeout(QUEUE_POLL) {
-        Ok(write) => {
-            let continuous = sent.push(write);
-            pull_queue(replica, sent, limit - 1) && continuous
-        }
-        Err(RecvTimeoutError::Timeout) => true,
-        Err(RecvTimeoutError::Disconnected) => unreachable!("the replica owns both ends of its queue"),
-    }
+    replica.outbox().wait_for_writes(QUEUE_POLL);
+    pull_queue(replica, sent, limit)
 }
 
 /// Streams `snapshot` in chunks.
@@ -304,21 +297,15 @@ fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Membe
 mod tests {
     use super::*;
 
-    fn write(sequence: u64) -> Write {
-        let mut write = Write::new();
-        write.sequence = sequence;
-        write
-    }
-
     #[test]
     fn sent_list_tracks_continuity() {
         let mut sent = SentList::default();
         assert!(!sent.can_resume_after(0), "nothing known yet: snapshot");
         sent.restart_at(10);
         assert!(sent.can_resume_after(10));
-        assert!(sent.push(write(11)));
-        assert!(sent.push(write(12)));
-        assert!(sent.push(write(12)), "a write covered already is ignored");
+        assert!(sent.push(Write::numbered(11)));
+        assert!(sent.push(Write::numbered(12)));
+        assert!(sent.push(Write::numbered(12)), "a write covered already is ignored");
         assert_eq!(sent.writes.len(), 2);
         assert!(sent.can_resume_after(10));
         assert!(sent.can_resume_after(12));
@@ -328,7 +315,7 @@ mod tests {
         assert_eq!(sent.writes.front().unwrap().sequence, 12);
         assert!(sent.can_resume_after(11));
         assert!(!sent.can_resume_after(10), "write 11 was trimmed");
-        assert!(!sent.push(write(20)), "a gap breaks continuity");
+        assert!(!sent.push(Write::numbered(20)), "a gap breaks continuity");
         assert!(!sent.can_resume_after(12));
         assert!(sent.can_resume_after(19));
         sent.forget();
