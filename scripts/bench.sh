@@ -152,21 +152,34 @@ start_server() {
 }
 
 # start_redis: a Redis without persistence on a free port; sets redis_pid and
-# redis (its address).
+# redis (its address). Ports are picked below the kernel's ephemeral range, so
+# no outgoing connection holds one, and a port taken between the check and the
+# bind ("Address already in use") is retried on another.
 start_redis() {
-  local port tenths=0
-  for port in $(shuf --input-range=20000-60000 --head-count=50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  local port tenths ephemeral_low attempt
+  ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)
+  for attempt in 1 2 3 4 5; do
+    for port in $(shuf --input-range=20000-$((ephemeral_low - 1)) --head-count=50); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    done
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+      >"$out/redis.log" 2>&1 </dev/null &
+    redis_pid=$!
+    tenths=0
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do
+      if ! kill -0 "$redis_pid" 2>/dev/null; then
+        wait "$redis_pid" 2>/dev/null || true
+        redis_pid=""
+        grep -q "Address already in use" "$out/redis.log" && continue 2
+        log "redis-server exited:"; cat "$out/redis.log" >&2; exit 1
+      fi
+      ((tenths++ < 100)) || { log "redis-server did not answer in 10 s"; exit 1; }
+      sleep 0.1
+    done
+    redis=127.0.0.1:$port
+    return 0
   done
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-    >"$out/redis.log" 2>&1 </dev/null &
-  redis_pid=$!
-  until redis-cli -p "$port" ping >/dev/null 2>&1; do
-    kill -0 "$redis_pid" 2>/dev/null || { log "redis-server exited:"; cat "$out/redis.log" >&2; exit 1; }
-    ((tenths++ < 100)) || { log "redis-server did not answer in 10 s"; exit 1; }
-    sleep 0.1
-  done
-  redis=127.0.0.1:$port
+  log "redis-server found no free port in $attempt attempts:"; cat "$out/redis.log" >&2; exit 1
 }
 
 # ---- runs and medians ----

@@ -1,35 +1,46 @@
 #!/usr/bin/env bash
-# Runs table-server under valgrind's memcheck while the real table-client
-# drives a workload against it (sequential and concurrent puts, gets and
-# deletes, the whole-table commands, a 1 MiB value, an oversized key) and raw
-# garbage is sent to exercise the error paths; then stops the server with
-# SIGTERM (a clean shutdown joins every thread) and checks the leak report.
+# Runs table-server under valgrind's memcheck, twice, and checks each leak
+# report after a SIGTERM (a clean shutdown joins every thread):
+#
+# 1. standalone, while the real table-client drives a workload against it
+#    (sequential and concurrent puts, gets and deletes, the whole-table
+#    commands, a 1 MiB value, an oversized key) and raw garbage is sent to
+#    exercise the error paths;
+# 2. in a chain (ZooKeeper and the other servers from scripts/chain.sh): it
+#    joins a chain of one as its tail (receiving a state transfer), becomes
+#    head and tail when the first server is killed, streams a state transfer
+#    to a server that joins behind it, and then serves writes as a head,
+#    whose replies are sent by whichever thread sees them commit.
 #
 # Fails when a workload answer is wrong, when the server does not shut down,
 # when valgrind reports an error, or when any memory is definitely lost.
 #
-# usage: scripts/valgrind.sh [--keep-log]
+# usage: scripts/valgrind.sh [--keep-log] [--skip-chain]
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: scripts/valgrind.sh [--keep-log]
+usage: scripts/valgrind.sh [--keep-log] [--skip-chain]
 
 Runs target/release/table-server under valgrind memcheck with a client
 workload, then SIGTERM, and checks the leak report (suppressions in
-valgrind.supp).
+valgrind.supp); first standalone, then as a chain's head.
 
 options:
-  --keep-log   keep the valgrind log and server log and print where they are
-               (they are always kept when the run fails)
-  --help       this text
+  --keep-log    keep the valgrind logs and server logs and print where they are
+                (they are always kept when the run fails)
+  --skip-chain  only the standalone run (the chain run needs ZooKeeper, which
+                scripts/chain.sh installs or says how to)
+  --help        this text
 EOF
 }
 
 keep_log=false
+skip_chain=false
 while (($# > 0)); do
   case $1 in
     --keep-log) keep_log=true ;;
+    --skip-chain) skip_chain=true ;;
     --help) usage; exit 0 ;;
     *) echo "valgrind.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -53,16 +64,22 @@ readonly WORKER_ITERATIONS=30        # put+get each, del+get every third: 80 cal
 readonly SHELL_BATCHES=2             # concurrent shell-mode clients
 readonly SHELL_BATCH_KEYS=100        # put+get each, del every second: 250 lines per batch
 readonly TABLE_STRIPES=64
+readonly CHAIN_WAIT_TENTHS=900       # 90 s for the valgrind server to become ready or head
+readonly CHAIN_ZK_TIMEOUT_MS=4000    # its session timeout (valgrind slows its pings down)
+readonly CHAIN_EARLY_KEYS=20         # written before it joins, read back at the end
+readonly CHAIN_BENCH_SECONDS=6       # write workload through it as head
 
 echo "valgrind.sh: building (release profile, which keeps line-level debug info)"
 cargo build --release --bins
 server_bin=$repo/target/release/table-server
 client_bin=$repo/target/release/table-client
+bench_bin=$repo/target/release/table-bench
 
 work=$(mktemp --directory --tmpdir chaintable-valgrind.XXXXXX)
 server_pid=""
 background_pids=()
 held_fds=()
+chain_up=false
 succeeded=false
 
 cleanup() {
@@ -78,10 +95,13 @@ cleanup() {
   for fd in "${held_fds[@]}"; do
     exec {fd}<&- || true
   done
+  if $chain_up; then
+    CHAIN_DIR=$work/chain "$repo/scripts/chain.sh" down >/dev/null 2>&1 || true
+  fi
   if $succeeded && ! $keep_log; then
     rm -rf "$work"
   else
-    echo "valgrind.sh: logs kept in $work (valgrind.log, server.log, client.err)"
+    echo "valgrind.sh: logs kept in $work (valgrind*.log, server*.log, client.err, chain/)"
   fi
   exit "$status"
 }
@@ -92,29 +112,76 @@ fail() {
   exit 1
 }
 
-echo "valgrind.sh: starting table-server under valgrind"
-RUST_LOG=info valgrind \
-  --leak-check=full \
-  --show-leak-kinds=definite,indirect,possible \
-  --errors-for-leak-kinds=definite \
-  --suppressions="$repo/valgrind.supp" \
-  --error-exitcode=99 \
-  --num-callers=40 \
-  --log-file="$work/valgrind.log" \
-  "$server_bin" 0 "$TABLE_STRIPES" </dev/null 2>"$work/server.log" &
-server_pid=$!
-# The background job creates the log when it gets to run; until then sed
-# below would find no file.
-touch "$work/server.log"
+# start_under_valgrind <name> <table-server arguments...>: starts the server
+# with its valgrind log in $work/<name>.log and its own log in
+# $work/<name>-server.log; sets server_pid and port.
+start_under_valgrind() {
+  local name=$1
+  shift
+  RUST_LOG=info valgrind \
+    --leak-check=full \
+    --show-leak-kinds=definite,indirect,possible \
+    --errors-for-leak-kinds=definite \
+    --suppressions="$repo/valgrind.supp" \
+    --error-exitcode=99 \
+    --num-callers=40 \
+    --log-file="$work/$name.log" \
+    "$server_bin" "$@" </dev/null 2>"$work/$name-server.log" &
+  server_pid=$!
+  # The background job creates the log when it gets to run; until then sed
+  # below would find no file.
+  touch "$work/$name-server.log"
+  port=""
+  for ((tenth = 0; tenth < PORT_WAIT_TENTHS; tenth++)); do
+    port=$(sed --quiet 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$work/$name-server.log")
+    [[ -n $port ]] && return 0
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/$name-server.log" >&2; fail "the server exited before listening"; }
+    sleep 0.1
+  done
+  cat "$work/$name-server.log" >&2
+  fail "no 'listening on' line after $((PORT_WAIT_TENTHS / 10)) s"
+}
 
-port=""
-for ((tenth = 0; tenth < PORT_WAIT_TENTHS; tenth++)); do
-  port=$(sed --quiet 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$work/server.log")
-  [[ -n $port ]] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; fail "the server exited before listening"; }
-  sleep 0.1
-done
-[[ -n $port ]] || { cat "$work/server.log" >&2; fail "no 'listening on' line after $((PORT_WAIT_TENTHS / 10)) s"; }
+# stop_and_check <name>: SIGTERM to the server, a clean shutdown within the
+# limit, then valgrind's report in $work/<name>.log: no errors, nothing
+# definitely lost, exit status 0.
+stop_and_check() {
+  local name=$1 tenth server_status=0 log definitely_lost error_count
+  kill -TERM "$server_pid"
+  for ((tenth = 0; tenth < SHUTDOWN_WAIT_TENTHS; tenth++)); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$server_pid" 2>/dev/null && fail "the server did not shut down within $((SHUTDOWN_WAIT_TENTHS / 10)) s of SIGTERM"
+  wait "$server_pid" || server_status=$?
+  server_pid=""
+  grep --quiet "shut down" "$work/$name-server.log" || fail "the server log has no 'shut down' line"
+
+  log=$work/$name.log
+  echo
+  echo "---- valgrind ($name): LEAK SUMMARY and ERROR SUMMARY ----"
+  sed --quiet '/LEAK SUMMARY/,/suppressed:/p' "$log"
+  grep --fixed-strings "All heap blocks were freed" "$log" || true
+  grep --fixed-strings "ERROR SUMMARY" "$log" || fail "the valgrind log has no ERROR SUMMARY (is it complete?)"
+  echo "--------------------------------------------------"
+
+  definitely_lost=$(sed --quiet 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$log" | tr --delete ,)
+  if [[ -z $definitely_lost ]]; then
+    grep --quiet "All heap blocks were freed" "$log" || fail "the valgrind log has no leak summary"
+    definitely_lost=0
+  fi
+  error_count=$(sed --quiet 's/.*ERROR SUMMARY: \([0-9,]*\) errors.*/\1/p' "$log" | tr --delete ,)
+  if ((definitely_lost != 0 || error_count != 0 || server_status != 0)); then
+    # Show the loss records and error contexts to act on.
+    sed --quiet '/HEAP SUMMARY/,$p' "$log" >&2
+    fail "$name: definitely lost: $definitely_lost bytes, valgrind errors: $error_count, server exit status: $server_status"
+  fi
+  grep --quiet "are possibly lost" "$log" && echo "valgrind.sh: note: possibly-lost blocks are listed in $log"
+  return 0
+}
+
+echo "valgrind.sh: starting table-server under valgrind"
+start_under_valgrind valgrind 0 "$TABLE_STRIPES"
 address=127.0.0.1:$port
 echo "valgrind.sh: server (pid $server_pid) listening on $address"
 
@@ -268,40 +335,65 @@ printf '\x00\x00\x00\x64partial...' >&"$partial"
 sleep 1
 
 echo "valgrind.sh: SIGTERM to the server (2 connections still open)"
-kill -TERM "$server_pid"
-for ((tenth = 0; tenth < SHUTDOWN_WAIT_TENTHS; tenth++)); do
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$server_pid" 2>/dev/null && fail "the server did not shut down within $((SHUTDOWN_WAIT_TENTHS / 10)) s of SIGTERM"
-server_status=0
-wait "$server_pid" || server_status=$?
-server_pid=""
+stop_and_check valgrind
 for fd in "${held_fds[@]}"; do
   exec {fd}<&-
 done
 held_fds=()
-grep --quiet "shut down" "$work/server.log" || fail "the server log has no 'shut down' line"
+echo "valgrind.sh: standalone: no errors, no definite leaks, clean shutdown"
 
-log=$work/valgrind.log
-echo
-echo "---- valgrind: LEAK SUMMARY and ERROR SUMMARY ----"
-sed --quiet '/LEAK SUMMARY/,/suppressed:/p' "$log"
-grep --fixed-strings "All heap blocks were freed" "$log" || true
-grep --fixed-strings "ERROR SUMMARY" "$log" || fail "the valgrind log has no ERROR SUMMARY (is it complete?)"
-echo "--------------------------------------------------"
+if ! $skip_chain; then
+  chain() {
+    CHAIN_DIR=$work/chain "$repo/scripts/chain.sh" "$@"
+  }
+  # wait_for_log <what> <pattern>: until the valgrind server's log matches.
+  wait_for_log() {
+    local what=$1 pattern=$2 tenth
+    for ((tenth = 0; tenth < CHAIN_WAIT_TENTHS; tenth++)); do
+      grep --quiet -- "$pattern" "$work/valgrind-chain-server.log" && return 0
+      kill -0 "$server_pid" 2>/dev/null || { cat "$work/valgrind-chain-server.log" >&2; fail "the server exited before $what"; }
+      sleep 0.1
+    done
+    cat "$work/valgrind-chain-server.log" >&2
+    fail "not $what after $((CHAIN_WAIT_TENTHS / 10)) s"
+  }
 
-definitely_lost=$(sed --quiet 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$log" | tr --delete ,)
-if [[ -z $definitely_lost ]]; then
-  grep --quiet "All heap blocks were freed" "$log" || fail "the valgrind log has no leak summary"
-  definitely_lost=0
+  echo
+  echo "valgrind.sh: chain: ZooKeeper and a chain of 1 (scripts/chain.sh)"
+  chain_up=true
+  chain up 1 >"$work/chain-up.log" 2>&1 || { cat "$work/chain-up.log" >&2; fail "scripts/chain.sh up 1 failed"; }
+  zookeeper=127.0.0.1:$(cat "$work/chain/zookeeper.port")
+  for ((i = 0; i < CHAIN_EARLY_KEYS; i++)); do
+    "$client_bin" "$zookeeper" put "early-$i" "value $i" >/dev/null 2>>"$work/client.err" || fail "put early-$i through the chain"
+  done
+
+  echo "valgrind.sh: chain: a server under valgrind joins as the tail (state transfer in)"
+  start_under_valgrind valgrind-chain 0 "$TABLE_STRIPES" "$zookeeper" --zk-timeout-ms "$CHAIN_ZK_TIMEOUT_MS"
+  wait_for_log "ready in the chain" "announced ready"
+  echo "valgrind.sh: chain: the first server is killed; the valgrind server becomes head and tail"
+  chain kill 1 >/dev/null
+  wait_for_log "head and tail" "chain role: head+tail"
+  echo "valgrind.sh: chain: a server joins behind it (state transfer out); it is now the head"
+  chain add >"$work/chain-add.log" 2>&1 || { cat "$work/chain-add.log" >&2; fail "scripts/chain.sh add failed"; }
+  wait_for_log "head" "chain role: head "
+
+  echo "valgrind.sh: chain: ${CHAIN_BENCH_SECONDS} s of writes and reads through it (table-bench, 8 clients)"
+  "$bench_bin" --zk "$zookeeper" --clients 8 --duration "$CHAIN_BENCH_SECONDS" --warmup 0 --keys 1000 \
+    --mix 30:60:10 --json >"$work/chain-bench.json" 2>>"$work/client.err" || fail "table-bench through the chain failed"
+  bench_line=$(tail -n 1 "$work/chain-bench.json")
+  [[ $bench_line =~ \"errors\":0, ]] || fail "table-bench through the chain had errors: $bench_line"
+  puts=$(sed --quiet 's/.*"puts":\([0-9]*\).*/\1/p' <<<"$bench_line")
+  ((${puts:-0} > 0)) || fail "no puts went through the chain: $bench_line"
+  echo "valgrind.sh: chain: $puts puts through the valgrind head"
+  for ((i = 0; i < CHAIN_EARLY_KEYS; i++)); do
+    value=$("$client_bin" "$zookeeper" get "early-$i" 2>>"$work/client.err") || fail "get early-$i through the chain"
+    [[ $value == "value $i" ]] || fail "early-$i is '$value' after two state transfers, expected 'value $i'"
+  done
+  echo "valgrind.sh: chain: SIGTERM to the valgrind head"
+  stop_and_check valgrind-chain
+  chain down >/dev/null 2>&1 || true
+  chain_up=false
+  echo "valgrind.sh: chain: no errors, no definite leaks, clean shutdown"
 fi
-error_count=$(sed --quiet 's/.*ERROR SUMMARY: \([0-9,]*\) errors.*/\1/p' "$log" | tr --delete ,)
-if ((definitely_lost != 0 || error_count != 0 || server_status != 0)); then
-  # Show the loss records and error contexts to act on.
-  sed --quiet '/HEAP SUMMARY/,$p' "$log" >&2
-  fail "definitely lost: $definitely_lost bytes, valgrind errors: $error_count, server exit status: $server_status"
-fi
-grep --quiet "are possibly lost" "$log" && echo "valgrind.sh: note: possibly-lost blocks are listed in $log"
 succeeded=true
-echo "valgrind.sh: OK: no errors, no definite leaks, clean shutdown"
+echo "valgrind.sh: OK: no errors, no definite leaks, clean shutdowns"
