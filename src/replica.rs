@@ -403,6 +403,12 @@ impl Replica {
         self.commits.await_commit(receipt.sequence, receipt.generation, deadline, on_settled);
     }
 
+    /// Runs up to `limit` callbacks of settled writes that their settling
+    /// thread has not run yet (see `commits`); holding no lock.
+    pub fn run_settled(&self, limit: usize) {
+        self.commits.run_settled(limit);
+    }
+
     /// Ends the waits of writes past their commit timeout, and of all
     /// writes once the lease has run out. Called periodically.
     pub fn expire_overdue_writes(&self) {

@@ -419,8 +419,16 @@ fn serve_connection(
             Reply::Now(response) => writer.send(&response, service)?,
             Reply::AfterCommit(pending) => writer.reply_after_commit(pending, service)?,
         }
+        // On the way back to reading, answer a few other clients' committed
+        // writes (see `commits`).
+        service.replica.run_settled(SETTLED_REPLIES_PER_REQUEST);
     }
 }
+
+/// How many committed writes of other clients a connection thread answers
+/// after each request of its own: 2 gave 4 % fewer puts than 8 (chain of
+/// 3, 50 clients, 2 cores), no limit the same as 8.
+const SETTLED_REPLIES_PER_REQUEST: usize = 8;
 
 /// The longest a connection thread waits for a reply another thread owes
 /// its client: the commit timeout, the expiry check's period, and the write
