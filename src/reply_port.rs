@@ -1,11 +1,12 @@
-//! Answering a client write from the thread that learns it committed.
+//! Answering a client write from a thread other than its connection's.
 //!
 //! At a chain's head a write is answered only once the tail has it. Its
 //! connection thread hands the reply over (as a callback on the commit,
 //! see `commits`) and goes back to reading the next request; the thread
-//! that advances the commit point (the replication ack reader, usually)
-//! sends the reply on the client's socket. The connection thread sleeps
-//! once per request instead of twice.
+//! that advances the commit point (the replication ack reader, usually),
+//! or another connection thread helping it, sends the reply on the
+//! client's socket. The connection thread sleeps once per request instead
+//! of twice.
 //!
 //! The threads take turns on the socket so replies leave in request order:
 //! a reply owed by another thread is claimed by its sender before any later
