@@ -111,6 +111,14 @@ impl TestNetwork {
         let bridge = bridge_name(self.network);
         let alias = format!("table-check pid {}", std::process::id());
         ip(&["link", "set", "dev", &bridge, "alias", &alias])?;
+        // A bridge without an address of its own takes the lowest of its
+        // ports' and changes it when that port goes (a killed server's veth):
+        // every namespace's ARP entry for ZooKeeper's address then points at
+        // a gone address, and all servers lost ZooKeeper for 30-45 s after
+        // such a kill until the entries expired. A fixed, locally
+        // administered address never changes.
+        let hardware_address = format!("02:c7:7a:b1:e0:{:02x}", self.network);
+        ip(&["link", "set", "dev", &bridge, "address", &hardware_address])?;
         ip(&["addr", "add", &format!("{}/24", self.address(CLIENT_HOST)), "dev", &bridge])?;
         ip(&["addr", "add", &format!("{}/24", self.address(ZOOKEEPER_HOST)), "dev", &bridge])?;
         ip(&["link", "set", "dev", &bridge, "up"])
