@@ -33,6 +33,21 @@ pub fn error_response(request_id: u64, code: ErrorCode, message: impl Into<Strin
     response
 }
 
+/// The reply to a request carried out (its opcode and id filled in),
+/// counted in `stats` with its latency since `started`.
+fn completed(
+    stats: &ServerStats,
+    opcode: Opcode,
+    request_id: u64,
+    started: Instant,
+    mut response: Response,
+) -> Response {
+    stats.record_operation(opcode, started.elapsed());
+    response.opcode = opcode.into();
+    response.request_id = request_id;
+    response
+}
+
 /// The error reply to a refused request, counted in `stats`.
 fn refused(stats: &ServerStats, request_id: u64, refusal: Refusal) -> Response {
     stats.record_error();
@@ -60,12 +75,9 @@ impl PendingWrite {
     pub fn reply(&self, outcome: CommitOutcome, stats: &ServerStats) -> Response {
         match commit_result(self.receipt.sequence, outcome) {
             Ok(()) => {
-                stats.record_operation(self.opcode, self.started.elapsed());
                 let mut response = Response::new();
-                response.opcode = self.opcode.into();
-                response.request_id = self.request_id;
                 response.found = self.opcode == Opcode::OP_DEL && self.receipt.found;
-                response
+                completed(stats, self.opcode, self.request_id, self.started, response)
             }
             Err(refusal) => refused(stats, self.request_id, refusal),
         }
@@ -96,11 +108,8 @@ impl Service {
         let started = Instant::now();
         let request_id = request.request_id;
         match self.execute(request) {
-            Ok(Executed::Answered(opcode, mut response)) => {
-                self.stats.record_operation(opcode, started.elapsed());
-                response.opcode = opcode.into();
-                response.request_id = request_id;
-                Reply::Now(response)
+            Ok(Executed::Answered(opcode, response)) => {
+                Reply::Now(completed(&self.stats, opcode, request_id, started, response))
             }
             Ok(Executed::Applied(opcode, receipt)) => {
                 let pending = PendingWrite { receipt, request_id, opcode, started };
