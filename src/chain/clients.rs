@@ -1,0 +1,112 @@
+//! Each client's latest write, so a write retried after a head failure is
+//! applied once and gets its original answer. The records travel down the
+//! chain with the writes and in snapshots, so every replica has them.
+
+use std::collections::HashMap;
+
+use crate::proto::ClientRecord;
+
+/// The records, bounded.
+pub struct ClientRecords {
+    records: HashMap<u64, ClientRecord>,
+    /// Clients remembered; past this the oldest tenth is forgotten (a retry
+    /// from a client idle that long could then be applied twice).
+    limit: usize,
+}
+
+/// What the records say about a client's write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Never seen (or anonymous, client id 0): apply it.
+    New,
+    /// The client's latest write: answer as it was answered.
+    Retry { sequence: u64, found: bool },
+    /// Older than the client's latest write: the client moved on.
+    Stale { latest: u64 },
+}
+
+impl ClientRecords {
+    pub fn new(limit: usize) -> ClientRecords {
+        assert!(limit > 0, "at least one client record");
+        ClientRecords { records: HashMap::new(), limit }
+    }
+
+    /// Whether request `request_id` of `client_id` was applied already.
+    pub fn seen(&self, client_id: u64, request_id: u64) -> Seen {
+        if client_id == 0 {
+            return Seen::New;
+        }
+        match self.records.get(&client_id) {
+            Some(record) if record.request_id == request_id => {
+                Seen::Retry { sequence: record.sequence, found: record.found }
+            }
+            Some(record) if record.request_id > request_id => Seen::Stale { latest: record.request_id },
+            _ => Seen::New,
+        }
+    }
+
+    /// Records a client's latest write. Over the limit, forgets the oldest
+    /// tenth by sequence number: every replica applies the same writes in
+    /// the same order, so they all forget the same clients.
+    pub fn remember(&mut self, record: ClientRecord) {
+        if record.client_id == 0 {
+            return;
+        }
+        self.records.insert(record.client_id, record);
+        if self.records.len() > self.limit {
+            let mut sequences: Vec<u64> = self.records.values().map(|record| record.sequence).collect();
+            let forget = (self.limit / 10).max(1);
+            let (_, threshold, _) = sequences.select_nth_unstable(forget - 1);
+            let threshold = *threshold;
+            self.records.retain(|_, record| record.sequence > threshold);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.records.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Every record, for a snapshot.
+    pub fn all(&self) -> Vec<ClientRecord> {
+        self.records.values().cloned().collect()
+    }
+}
+
+/// The record of a write just applied.
+pub fn record(client_id: u64, request_id: u64, sequence: u64, found: bool) -> ClientRecord {
+    let mut record = ClientRecord::new();
+    record.client_id = client_id;
+    record.request_id = request_id;
+    record.sequence = sequence;
+    record.found = found;
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_stale_requests_and_the_bound() {
+        let mut records = ClientRecords::new(20);
+        records.remember(record(7, 3, 10, true));
+        assert_eq!(records.seen(7, 3), Seen::Retry { sequence: 10, found: true });
+        assert_eq!(records.seen(7, 2), Seen::Stale { latest: 3 });
+        assert_eq!(records.seen(7, 4), Seen::New);
+        assert_eq!(records.seen(0, 3), Seen::New, "anonymous writes are never deduplicated");
+        for client in 100..200 {
+            records.remember(record(client, 1, client, false));
+        }
+        assert!(records.len() <= 20, "{} records kept", records.len());
+        assert_eq!(records.seen(199, 1), Seen::Retry { sequence: 199, found: false }, "the newest stay");
+        assert_eq!(records.seen(7, 3), Seen::New, "the oldest went");
+    }
+}

@@ -1,0 +1,61 @@
+//! What a [`ChainNode`](super::ChainNode) needs from the world and asks of
+//! it: the table it applies writes to, and the actions it decides on.
+
+use crate::proto::Write;
+
+/// The table a node applies writes to. The server's is the striped
+/// `Table`; the simulator's a plain map.
+pub trait Store {
+    /// Puts `value` at `key`, or deletes `key` when `value` is `None`;
+    /// returns whether the key existed before.
+    fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool;
+    /// Removes every key (a state transfer starts, or the node resets).
+    fn clear(&mut self);
+    /// Whether the table holds no key.
+    fn is_empty(&self) -> bool;
+}
+
+/// Something the node decided that the world must carry out. Actions come
+/// out in the order they must be carried out; the caller does so before it
+/// gives the node its next event (the server holds the node's lock while
+/// it does).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Queue this applied write for the successor. Writes come out in
+    /// strictly rising sequence order with no gap within one `history`
+    /// (see [`ChainNode::history`](super::ChainNode::history)).
+    Forward { history: u64, write: Write },
+    /// The commit point rose to this sequence number: every client write
+    /// up to it may be answered.
+    Committed(u64),
+    /// Reads may no longer be allowed (hand-over, fencing, a state transfer
+    /// began): a read in progress must not be answered.
+    ReadsRevoked,
+    /// We are no longer a member (fenced): every client write waiting for
+    /// its commit gets "outcome unknown", and nothing more is forwarded.
+    AbandonWaits,
+    /// The node forgot its history (it rejoins empty): drop every queued
+    /// write and every commit wait; the commit point is back to 0.
+    HistoryCleared,
+    /// A state transfer began replacing our table: writes forwarded from
+    /// the old history no longer continue into the new one.
+    HistoryReplaced,
+    /// A joining node has caught up after the hand-over: announce it ready
+    /// in ZooKeeper.
+    AnnounceReady,
+    /// The lease on the ZooKeeper session ran out: every client write
+    /// waiting for its commit gets "outcome unknown".
+    LeaseLost,
+}
+
+/// Where a node's actions go.
+pub trait Effects {
+    fn act(&mut self, action: Action);
+}
+
+/// Collects actions, for the simulator and for tests.
+impl Effects for Vec<Action> {
+    fn act(&mut self, action: Action) {
+        self.push(action);
+    }
+}

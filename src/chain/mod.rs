@@ -1,0 +1,36 @@
+//! The chain replication protocol of one server, as a pure state machine.
+//!
+//! Nothing in here touches a socket, a thread, a lock, ZooKeeper or a
+//! clock: events come in as method calls on [`ChainNode`] (a client write,
+//! a replicated batch, a snapshot chunk, the hand-over mark, an ack from the
+//! successor, a new view from ZooKeeper, a link's hello, the lease confirmed
+//! or lost, the time passing), the table it changes is a [`Store`] handed
+//! in, and everything else it decides comes out as an [`Action`] (forward a
+//! write, the commit point moved, end the commit waits, announce readiness).
+//! The server (`replica`, `replication`, `membership`) runs it under one
+//! lock and carries out the actions; the simulator (`check::sim`) runs many
+//! of them in one thread on a seeded schedule of faults. Both run the same
+//! code, so what the simulator proves is what the server does.
+//!
+//! In the manner of raft-rs's `RawNode` (no I/O inside; the caller feeds
+//! messages and ticks and carries out what comes back) and TigerBeetle's
+//! replica (generic over storage and time so a simulator can drive it).
+//!
+//! - [`node`]: [`ChainNode`], the protocol: sequence numbers, commit point,
+//!   exactly-once, roles, hand-over, lease, fencing.
+//! - [`lifecycle`]: the one enum of a member's join and hand-over states.
+//! - [`clients`]: each client's latest write, for exactly-once retries.
+//! - [`sent`]: the Sent list: writes forwarded and not yet committed.
+//! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
+//! - [`effects`]: the [`Action`]s out and the [`Store`] in.
+
+pub mod bootstrap;
+pub mod clients;
+pub mod effects;
+pub mod lifecycle;
+pub mod node;
+pub mod sent;
+
+pub use effects::{Action, Effects, Store};
+pub use lifecycle::Lifecycle;
+pub use node::{ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, Welcome, WriteReceipt};

@@ -1,0 +1,182 @@
+//! The Sent list (van Renesse & Schneider, section 3): the writes a server
+//! forwarded to its successor that the tail has not yet acknowledged, kept
+//! so that after a middle server fails they can be resent to the new
+//! successor, before anything new.
+
+use std::collections::VecDeque;
+
+use crate::proto::Write;
+
+/// Writes forwarded and not yet committed, contiguous in sequence numbers,
+/// plus the range of history they continue.
+#[derive(Default)]
+pub struct SentList {
+    writes: VecDeque<Write>,
+    /// Every write after `base` up to `last` is in `writes` or committed;
+    /// `None` before the first write or snapshot of a link's history, which
+    /// a successor can only catch up on by a snapshot.
+    range: Option<(u64, u64)>,
+    /// The node's history these writes belong to (see `ChainNode::history`).
+    history: Option<u64>,
+}
+
+/// An ack for writes that were never sent: the successor is not following
+/// our history (or is not a well-behaved peer).
+#[derive(Debug, PartialEq, Eq)]
+pub struct AckBeyondSent {
+    pub acked: u64,
+    pub last_sent: u64,
+}
+
+impl SentList {
+    /// Takes `write` of `history` from the replication queue. A write that
+    /// a snapshot already covered is dropped. Returns false when `history`
+    /// is a new one: the list starts over, and a successor can only be
+    /// brought up to date by a snapshot. Within one history, continuity is
+    /// an invariant of ours: the node forwards writes in sequence order with
+    /// no gap, and whoever empties the queue calls [`SentList::forget`].
+    pub fn push(&mut self, history: u64, write: Write) -> bool {
+        let continues = self.history.is_none_or(|held| held == history);
+        if !continues {
+            self.forget();
+        }
+        self.history = Some(history);
+        match self.range {
+            Some((_, last)) if write.sequence <= last => {} // covered by a snapshot
+            Some((base, last)) => {
+                assert_eq!(write.sequence, last + 1, "the replication queue skipped writes after {last}");
+                self.range = Some((base, write.sequence));
+                self.writes.push_back(write);
+            }
+            None => {
+                assert!(write.sequence > 0, "sequence numbers start at 1");
+                self.range = Some((write.sequence - 1, write.sequence));
+                self.writes.push_back(write);
+            }
+        }
+        continues
+    }
+
+    /// Drops the writes up to `committed`. An ack beyond the last write
+    /// sent is refused (it comes from the network: the link is closed, the
+    /// server goes on).
+    pub fn trim(&mut self, committed: u64) -> Result<(), AckBeyondSent> {
+        let last_sent = self.range.map_or(0, |(_, last)| last);
+        if committed > last_sent {
+            return Err(AckBeyondSent { acked: committed, last_sent });
+        }
+        while self.writes.front().is_some_and(|write| write.sequence <= committed) {
+            self.writes.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Can a successor that applied up to `applied` resume from here?
+    pub fn can_resume_after(&self, applied: u64) -> bool {
+        match self.range {
+            Some((base, last)) => {
+                let first_held = self.writes.front().map_or(last + 1, |write| write.sequence);
+                base <= applied && applied <= last && first_held <= applied + 1
+            }
+            None => false,
+        }
+    }
+
+    /// The writes a successor that applied up to `applied` is missing, in
+    /// order (call after [`SentList::can_resume_after`] said yes).
+    pub fn after(&self, applied: u64) -> impl Iterator<Item = &Write> {
+        self.writes.iter().filter(move |write| write.sequence > applied)
+    }
+
+    /// Continuity is lost (the queue was emptied): only a snapshot can
+    /// bring a successor up to date.
+    pub fn forget(&mut self) {
+        self.writes.clear();
+        self.range = None;
+        self.history = None;
+    }
+
+    /// A snapshot of `history` at `sequence` was sent: the list restarts
+    /// there.
+    pub fn restart_at(&mut self, history: u64, sequence: u64) {
+        self.writes.clear();
+        self.range = Some((sequence, sequence));
+        self.history = Some(history);
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Moves the writes from index `from` on into `frame`, to be sent
+    /// without a copy; [`SentList::give_back`] returns them.
+    pub fn lend(&mut self, from: usize, frame: &mut Vec<Write>) {
+        frame.extend(self.writes.drain(from..));
+    }
+
+    /// Takes back writes lent by [`SentList::lend`], sent or not (a link
+    /// that failed resends them).
+    pub fn give_back(&mut self, frame: &mut Vec<Write>) {
+        if let (Some(first), Some(held)) = (frame.first(), self.writes.back()) {
+            assert_eq!(first.sequence, held.sequence + 1, "lent writes come back in place");
+        }
+        self.writes.extend(frame.drain(..));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_list_tracks_continuity() {
+        let mut sent = SentList::default();
+        assert!(!sent.can_resume_after(0), "nothing known yet: snapshot");
+        sent.restart_at(0, 10);
+        assert!(sent.can_resume_after(10));
+        assert!(sent.push(0, Write::numbered(11)));
+        assert!(sent.push(0, Write::numbered(12)));
+        assert!(sent.push(0, Write::numbered(12))); // covered already: ignored
+        assert_eq!(sent.len(), 2);
+        assert!(sent.can_resume_after(10));
+        assert!(sent.can_resume_after(12));
+        assert!(!sent.can_resume_after(9), "write 10 is not held");
+        assert!(!sent.can_resume_after(13), "the successor cannot be ahead of us");
+        assert_eq!(sent.trim(11), Ok(()));
+        assert_eq!(sent.after(10).map(|write| write.sequence).collect::<Vec<_>>(), [12]);
+        assert!(sent.can_resume_after(11));
+        assert!(!sent.can_resume_after(10), "write 11 was trimmed");
+        assert_eq!(sent.trim(13), Err(AckBeyondSent { acked: 13, last_sent: 12 }));
+        sent.forget();
+        assert!(!sent.can_resume_after(12));
+        assert!(sent.push(0, Write::numbered(20)));
+        assert!(sent.can_resume_after(19));
+        assert!(!sent.push(1, Write::numbered(5)), "a new history starts over");
+        assert!(!sent.can_resume_after(19));
+        assert!(sent.can_resume_after(4));
+    }
+
+    #[test]
+    #[should_panic(expected = "skipped writes")]
+    fn a_gap_is_a_bug_of_ours() {
+        let mut sent = SentList::default();
+        sent.push(0, Write::numbered(1));
+        sent.push(0, Write::numbered(3));
+    }
+
+    #[test]
+    fn lent_writes_come_back() {
+        let mut sent = SentList::default();
+        (1..=4).for_each(|sequence| assert!(sent.push(0, Write::numbered(sequence))));
+        let mut frame = Vec::new();
+        sent.lend(2, &mut frame);
+        assert_eq!(frame.iter().map(|write| write.sequence).collect::<Vec<_>>(), [3, 4]);
+        sent.give_back(&mut frame);
+        assert_eq!(sent.len(), 4);
+        assert!(frame.is_empty());
+    }
+}
