@@ -105,7 +105,7 @@ impl From<String> for UsageError {
 }
 
 /// Options that take no value.
-const FLAGS: [&str; 3] = ["exit-on-expiry", "local", "unsafe-read-anywhere"];
+const FLAGS: [&str; 4] = ["exit-on-expiry", "local", "trace", "unsafe-read-anywhere"];
 
 /// Default chain node in ZooKeeper.
 pub const CHAIN_PATH_DEFAULT: &str = "/chain";

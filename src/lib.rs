@@ -13,6 +13,7 @@
 //! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
 //! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
+//! - [`chain`]: the chain protocol as a pure state machine (no threads, sockets, clocks).
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
 //! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
 //! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
@@ -38,6 +39,7 @@
 //!   - [`bench::report`]: the results as a table and as one JSON line.
 
 pub mod bench;
+pub mod chain;
 pub mod chain_client;
 pub mod check;
 pub mod cli;

@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use log::{info, warn};
+use log::{error, info, warn};
 use zookeeper::{
     Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeper, ZooKeeperExt,
 };
 
+use crate::chain::bootstrap::{self, Bootstrap};
 use crate::replica::Replica;
-use crate::view::{ChainView, MEMBER_PREFIX, Readiness, encode_member_data, parse_member};
+use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data, parse_member};
 use crate::zk::{self, BoundedZk};
 
 /// How a server takes part in a chain.
@@ -72,12 +73,12 @@ enum Event {
 pub fn run(
     config: &ChainConfig,
     replica: &Replica,
-    ready_requests: &Receiver<()>,
+    requests: &Receiver<()>,
     stopping: &AtomicBool,
 ) -> MembershipEnd {
     while !stopping.load(Ordering::SeqCst) {
         let outcome = Session::open(config).and_then(|session| {
-            session.serve(replica, ready_requests, stopping).map_err(|error| error.to_string())
+            session.serve(replica, requests, stopping).map_err(|error| error.to_string())
         });
         match outcome {
             Ok(SessionEnd::Stopped) => return MembershipEnd::Stopped,
@@ -96,15 +97,6 @@ pub fn run(
         }
     }
     MembershipEnd::Stopped
-}
-
-/// What a member does when no member is ready.
-enum Bootstrap {
-    NotDue,
-    /// We announced ourselves ready: the chain starts from us.
-    Started,
-    /// Our registration no longer describes our table: register again.
-    Reregister,
 }
 
 enum SessionEnd {
@@ -150,17 +142,21 @@ impl<'config> Session<'config> {
     fn serve(
         self,
         replica: &Replica,
-        ready_requests: &Receiver<()>,
+        requests: &Receiver<()>,
         stopping: &AtomicBool,
     ) -> Result<SessionEnd, ZkError> {
-        // A hand-over request from before this registration is void.
-        while ready_requests.try_recv().is_ok() {}
+        // Requests from before this registration are void: a hand-over
+        // belongs to the old registration, and the node asks for a record
+        // again at its next tick.
+        while requests.try_recv().is_ok() {}
+        drop(replica.take_membership_requests());
         let registration = self.register(replica)?;
         let check_interval = self.config.session_timeout / LEASE_CHECKS_PER_TIMEOUT;
         let mut owner = None;
         let mut next_check = Instant::now();
         let mut view_dirty = true;
         let mut ready_pending = false;
+        let mut pending_record: Option<CommitRecord> = None;
         loop {
             if stopping.load(Ordering::SeqCst) {
                 // Closing the session (on drop) removes our node at once.
@@ -175,8 +171,15 @@ impl<'config> Session<'config> {
                 view_dirty = true;
             }
             if ready_pending {
-                ready_pending = !self.announce(&registration, Readiness::Ready)?;
+                ready_pending = !self.announce(&registration, Readiness::Ready, replica.server_id())?;
                 view_dirty |= !ready_pending;
+            }
+            if let Some(record) = pending_record.take() {
+                if self.write_record(&record)? {
+                    view_dirty = true;
+                } else {
+                    pending_record = Some(record);
+                }
             }
             if view_dirty {
                 match self.zk.read_view(&self.config.chain_path) {
@@ -187,12 +190,8 @@ impl<'config> Session<'config> {
                         replica.set_view(&view, &registration.name);
                         match self.start_chain_if_due(&view, &registration, replica)? {
                             Bootstrap::NotDue => view_dirty = false,
-                            Bootstrap::Started => view_dirty = true,
-                            Bootstrap::Reregister => {
-                                return Ok(SessionEnd::Expired(
-                                    "no ready member, and our table changed since we registered".into(),
-                                ));
-                            }
+                            Bootstrap::Start | Bootstrap::StartLosingWrites => view_dirty = true,
+                            Bootstrap::Reregister(reason) => return Ok(SessionEnd::Expired(reason.into())),
                         }
                     }
                     Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
@@ -203,7 +202,7 @@ impl<'config> Session<'config> {
                 }
             }
             let mut wait = next_check.saturating_duration_since(Instant::now());
-            if view_dirty || ready_pending {
+            if view_dirty || ready_pending || pending_record.is_some() {
                 wait = wait.min(RETRY_PAUSE);
             }
             select! {
@@ -219,7 +218,11 @@ impl<'config> Session<'config> {
                     Ok(Event::State(state)) => info!("ZooKeeper connection: {state:?}"),
                     Err(_) => unreachable!("the session holds a sender"),
                 },
-                recv(ready_requests) -> _ => ready_pending = true,
+                recv(requests) -> _ => {
+                    let taken = replica.take_membership_requests();
+                    ready_pending |= taken.announce_ready;
+                    pending_record = taken.record.or(pending_record);
+                }
                 default(wait) => {}
             }
         }
@@ -257,8 +260,8 @@ impl<'config> Session<'config> {
 
     /// Writes our node's data with `readiness`; false if ZooKeeper could not
     /// be reached (try again later).
-    fn announce(&self, registration: &Registration, readiness: Readiness) -> Result<bool, ZkError> {
-        let data = encode_member_data(&self.config.advertise, readiness, &registration.token);
+    fn announce(&self, registration: &Registration, readiness: Readiness, server_id: u64) -> Result<bool, ZkError> {
+        let data = encode_member_data(&self.config.advertise, readiness, &registration.token, server_id);
         let path = registration.path.clone();
         match self.zk.call(move |zk| zk.set_data(&path, data, None)) {
             Ok(_) => {
@@ -271,43 +274,53 @@ impl<'config> Session<'config> {
     }
 
     /// When no member is ready and we are the one to start the chain (see
-    /// [`ChainView::bootstrap_candidate`]), announce ourselves ready. A
-    /// recovering member first waits one session timeout, so every survivor
-    /// of an outage has re-registered and the longest history wins. Returns
-    /// whether the view must be read again.
+    /// [`bootstrap::decide`]), announce ourselves ready.
     fn start_chain_if_due(
         &self,
         view: &ChainView,
         registration: &Registration,
         replica: &Replica,
     ) -> Result<Bootstrap, ZkError> {
-        let Some(candidate) = view.bootstrap_candidate() else {
-            return Ok(Bootstrap::NotDue);
-        };
-        if candidate.name != registration.name {
-            return Ok(Bootstrap::NotDue);
+        let registered_ms = registration.at.elapsed().as_millis() as u64;
+        let timeout_ms = self.config.session_timeout.as_millis() as u64;
+        let decision = bootstrap::decide(view, &registration.name, replica.holding(), registered_ms, timeout_ms);
+        match decision {
+            Bootstrap::Start => info!("no ready member: starting the chain"),
+            Bootstrap::StartLosingWrites => error!(
+                "no ready member, and none of the servers that held every committed write ({:?}) came back in {} s: \
+                 starting the chain from this server's table; writes acknowledged after it are LOST",
+                view.record.servers,
+                registered_ms / 1000
+            ),
+            Bootstrap::NotDue | Bootstrap::Reregister(_) => return Ok(decision),
         }
-        // Start only from exactly what we offered: a recovering member whose
-        // table changed since (a state transfer replaced it), or a joining
-        // member that holds data, registers again to offer what it has now.
-        let offered_still_held = match candidate.readiness {
-            Readiness::Recovering { last_applied } => replica.recoverable_history() == Some(last_applied),
-            _ => replica.installed_history() == Some(0) && replica.table.is_empty(),
-        };
-        if !offered_still_held {
-            return Ok(Bootstrap::Reregister);
-        }
-        let recovering = matches!(candidate.readiness, Readiness::Recovering { .. });
-        if recovering && registration.at.elapsed() < self.config.session_timeout {
-            return Ok(Bootstrap::NotDue);
-        }
-        info!("no ready member: starting the chain ({})", candidate.readiness);
         // If ZooKeeper is unreachable now, the next view read tries again.
-        Ok(if self.announce(registration, Readiness::Ready)? {
-            Bootstrap::Started
-        } else {
-            Bootstrap::NotDue
-        })
+        Ok(if self.announce(registration, Readiness::Ready, replica.server_id())? { decision } else { Bootstrap::NotDue })
+    }
+
+    /// Writes `record` into the chain node unless a newer one is there
+    /// (compare-and-set on the node's version); false if it must be tried
+    /// again (ZooKeeper unreachable, or the node changed meanwhile).
+    fn write_record(&self, record: &CommitRecord) -> Result<bool, ZkError> {
+        let path = self.config.chain_path.clone();
+        let (data, epoch) = (record.encode(), record.epoch);
+        let written = self.zk.call(move |zk| {
+            let (current, stat) = zk.get_data(&path, false)?;
+            if CommitRecord::parse(&current).epoch > epoch {
+                return Ok(false);
+            }
+            zk.set_data(&path, data, Some(stat.version)).map(|_| true)
+        });
+        match written {
+            Ok(true) => {
+                info!("commit record: epoch {} servers {:?}", record.epoch, record.servers);
+                Ok(true)
+            }
+            // A newer record: ours is moot; the view will show it.
+            Ok(false) => Ok(true),
+            Err(ZkError::BadVersion | ZkError::ConnectionLoss | ZkError::OperationTimeout) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Creates our EPHEMERAL_SEQUENTIAL node. A server holding a former
@@ -320,15 +333,10 @@ impl<'config> Session<'config> {
     /// after an error we look for our token before trying again.
     fn register(&self, replica: &Replica) -> Result<Registration, ZkError> {
         let token = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
-        let readiness = match replica.recoverable_history() {
-            Some(last_applied) => Readiness::Recovering { last_applied },
-            None => {
-                replica.reset();
-                Readiness::Joining
-            }
-        };
+        let readiness = replica.registration();
+        let server_id = replica.server_id();
         let prefix = format!("{}/{MEMBER_PREFIX}", self.config.chain_path);
-        let data = encode_member_data(&self.config.advertise, readiness, &token);
+        let data = encode_member_data(&self.config.advertise, readiness, &token, server_id);
         let created = self.zk.call(move |zk| {
             zk.create(&prefix, data, Acl::open_unsafe().clone(), CreateMode::EphemeralSequential)
         });
@@ -364,7 +372,8 @@ struct Registration {
 /// child version as the view's epoch.
 pub fn read_view(zk: &ZooKeeper, chain_path: &str) -> Result<ChainView, ZkError> {
     let children = zk.get_children(chain_path, false)?;
-    let epoch = zk.exists(chain_path, false)?.map_or(0, |stat| stat.cversion as u64);
+    let (data, stat) = zk.get_data(chain_path, false)?;
+    let epoch = stat.cversion as u64;
     let mut members = Vec::with_capacity(children.len());
     for child in children {
         match zk.get_data(&format!("{chain_path}/{child}"), false) {
@@ -374,5 +383,5 @@ pub fn read_view(zk: &ZooKeeper, chain_path: &str) -> Result<ChainView, ZkError>
             Err(error) => return Err(error),
         }
     }
-    Ok(ChainView::new(members, epoch))
+    Ok(ChainView::new(members, epoch).with_record(CommitRecord::parse(&data)))
 }

@@ -26,9 +26,13 @@ use crate::proto::Write;
 /// same (chain of 3, 50 clients, 100 % put), 8 no better.
 const YIELDS_BEFORE_PARK: usize = 2;
 
+/// A write applied here, with the run of forwarded writes it belongs to
+/// (see `ChainNode::stream`).
+pub type Queued = (u64, Write);
+
 pub struct Outbox {
-    sender: Sender<Write>,
-    receiver: Receiver<Write>,
+    sender: Sender<Queued>,
+    receiver: Receiver<Queued>,
     /// The thread that waits in [`Outbox::wait_for_writes`], if any has yet.
     consumer: Mutex<Option<Thread>>,
 }
@@ -40,10 +44,10 @@ impl Outbox {
         Outbox { sender, receiver, consumer: Mutex::new(None) }
     }
 
-    /// Queues `write` and wakes the consumer. The caller reserved room (see
-    /// `Replica::new`), so this never blocks.
-    pub fn push(&self, write: Write) {
-        self.sender.try_send(write).expect("the replication queue has room reserved");
+    /// Queues `write` of `stream` and wakes the consumer. The caller
+    /// reserved room (see `Replica::new`), so this never blocks.
+    pub fn push(&self, stream: u64, write: Write) {
+        self.sender.try_send((stream, write)).expect("the replication queue has room reserved");
         if let Some(consumer) = self.consumer.lock().as_ref() {
             consumer.unpark();
         }
@@ -58,7 +62,7 @@ impl Outbox {
     }
 
     /// Takes the queued writes, in order, without waiting.
-    pub fn try_iter(&self) -> TryIter<'_, Write> {
+    pub fn try_iter(&self) -> TryIter<'_, Queued> {
         self.receiver.try_iter()
     }
 
@@ -123,14 +127,14 @@ mod tests {
                     // A timeout far above the test's whole run: a missed
                     // wake-up would show as a stall of 10 s per write.
                     if outbox.wait_for_writes(Duration::from_secs(10)) {
-                        received.extend(outbox.try_iter().map(|write| write.sequence));
+                        received.extend(outbox.try_iter().map(|(_, write)| write.sequence));
                     }
                 }
                 (received, started.elapsed())
             })
         };
         for sequence in 1..=1000 {
-            outbox.push(Write::numbered(sequence));
+            outbox.push(0, Write::numbered(sequence));
             if sequence % 100 == 0 {
                 thread::sleep(Duration::from_millis(1));
             }
@@ -143,8 +147,8 @@ mod tests {
     #[test]
     fn clear_drops_what_was_queued() {
         let outbox = Outbox::new(4);
-        outbox.push(Write::numbered(1));
-        outbox.push(Write::numbered(2));
+        outbox.push(0, Write::numbered(1));
+        outbox.push(0, Write::numbered(2));
         assert_eq!(outbox.len(), 2);
         outbox.clear();
         assert!(outbox.is_empty());

@@ -1,52 +1,37 @@
-//! One server's replica of the chain: the table plus the chain protocol's
-//! state (sequence numbers, commit point, client records for exactly-once,
-//! role). Every write, from a client at the head or from the predecessor,
-//! goes through here under one lock, which fixes the order in which writes
+//! One server's replica of the chain: the table, and the chain protocol
+//! ([`ChainNode`], pure) run under one lock, with the threads' side of it:
+//! the replication queue, the commit waits, and lock-free copies of what
+//! the read path needs (may we read, until when is the lease good).
+//!
+//! Every write, from a client at the head or from the predecessor, goes
+//! through the node under the lock, which fixes the order in which writes
 //! are applied and queued for the successor (the C original forwarded
-//! outside its lock and could reorder replicas).
+//! outside its lock and could reorder replicas). The node decides; this
+//! shell carries out its [`Action`]s: it queues forwarded writes, settles
+//! commit waits (after releasing the lock), wakes the ack writer and the
+//! membership thread.
 //!
 //! Threads around it: connection threads call [`Replica::client_write`]
-//! (then [`Replica::await_commit`]) and [`Replica::read_guard`]; the replication receiver calls
-//! [`Replica::apply_replicated`] and the install methods; the replication
-//! sender drains [`Replica::outbox`] and reports the successor's progress;
-//! the membership thread publishes views and fences.
+//! (then [`Replica::await_commit`]) and [`Replica::read_guard`]; the
+//! replication receiver calls [`Replica::apply_replicated`] and the install
+//! methods; the replication sender drains [`Replica::outbox`] and reports
+//! the successor's progress; the membership thread publishes views, leases
+//! and fences.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use log::{info, warn};
+use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::commits::{CommitOutcome, Commits, OnSettled};
+use crate::chain::{Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress, Refusal, Role, Store, Welcome};
+use crate::commits::{CommitOutcome, Commits, OnSettled, Settlements};
 use crate::outbox::Outbox;
-use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
+use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::table::Table;
-use crate::view::{ChainView, Position};
-
-/// How a request was refused: the error code and a message for people.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
-        Refusal { code, message: message.into() }
-    }
-}
-
-/// What the book-keeping needs to know about a write just applied.
-#[derive(Clone, Copy)]
-struct AppliedWrite {
-    sequence: u64,
-    client_id: u64,
-    request_id: u64,
-    /// The key existed before (the answer the client gets).
-    found: bool,
-}
+use crate::view::{ChainView, CommitRecord, Position, Readiness};
 
 /// A client write applied at the head: where it is in the history, and the
 /// answer its client gets once it is committed.
@@ -59,18 +44,6 @@ pub struct WriteReceipt {
     pub found: bool,
 }
 
-/// Whether a commit point moved by `publish_progress` wakes the ack writer
-/// (the thread that reports commits to our predecessor).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum AckWriter {
-    Wake,
-    /// The caller is the replication receiver, which reports the commit
-    /// itself right away: at the tail every applied batch commits, and
-    /// waking another thread to send each ack cost a context switch per
-    /// batch.
-    CallerAcks,
-}
-
 /// What a write's client is told when the wait for its commit ends.
 pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusal> {
     let message = match outcome {
@@ -81,17 +54,6 @@ pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusa
         CommitOutcome::TimedOut => format!("write {sequence} not confirmed by the tail in time; retry"),
     };
     Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, message))
-}
-
-/// A client write as sent down the chain (sequence and answer filled in
-/// once applied).
-fn outgoing_write(key: &str, value: &Option<Vec<u8>>, client_id: u64, request_id: u64) -> Write {
-    let mut write = Write::new();
-    write.key = key.to_owned();
-    write.value = value.clone();
-    write.client_id = client_id;
-    write.request_id = request_id;
-    write
 }
 
 /// Limits of the replication path.
@@ -131,112 +93,86 @@ impl Default for ReplicationLimits {
     }
 }
 
-/// The replica's published progress, for threads that wait on it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Last sequence number applied here.
-    pub applied: u64,
-    /// Last sequence number applied by the tail.
-    pub committed: u64,
-}
-
 /// The full state of the table at one sequence number, for a joining server.
 pub struct Snapshot {
     pub sequence: u64,
+    /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
+    pub stream: u64,
     pub entries: Vec<(String, Vec<u8>)>,
     pub clients: Vec<ClientRecord>,
 }
 
-/// Chain role, derived from the view and the hand-over state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Standalone,
-    Head,
-    Middle,
-    Tail,
-    HeadAndTail,
-    Joining,
-    /// Not (or no longer) a member: session lost, or not registered yet.
-    Fenced,
+/// What the node asked of the membership thread (which writes to
+/// ZooKeeper) and it has not done yet.
+#[derive(Debug, Default)]
+pub struct MembershipRequests {
+    /// Announce us ready: a joining replica caught up after the hand-over.
+    pub announce_ready: bool,
+    /// Write this commit record into the chain node.
+    pub record: Option<CommitRecord>,
 }
 
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Standalone => "standalone",
-            Role::Head => "head",
-            Role::Middle => "middle",
-            Role::Tail => "tail",
-            Role::HeadAndTail => "head+tail",
-            Role::Joining => "joining",
-            Role::Fenced => "fenced",
+/// The table as the node's [`Store`].
+struct TableStore<'a>(&'a Table);
+
+impl Store for TableStore<'_> {
+    fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool {
+        match value {
+            Some(value) => self.0.put(key, value),
+            None => self.0.delete(key),
         }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-struct ReplicaState {
-    last_applied: u64,
-    /// Latest write per client, for exactly-once retries; replicated with
-    /// the writes and in snapshots.
-    clients: HashMap<u64, ClientRecord>,
-    /// Our place in the chain; `None` in chain mode when we are not a
-    /// member (not registered yet, or fenced). Unused in standalone mode.
-    position: Option<Position>,
-    view_epoch: u64,
-    /// Addresses of the head and tail in the latest view, named in refusals
-    /// so a client can see where to go.
-    head_address: Option<String>,
-    tail_address: Option<String>,
-    /// The table holds a complete history prefix (false while a snapshot is
-    /// being installed); only then may we snapshot it for a successor.
-    installed: bool,
-    /// The joining successor we handed the tail role to.
-    handed_over_to: Option<String>,
-    /// Joining: become ready once this sequence number is applied.
-    promote_at: Option<u64>,
-    /// Highest commit point the successor reported.
-    successor_committed: u64,
-    /// We were a ready member and our table is the chain's history up to
-    /// `last_applied` (kept through fencing, so a chain whose members all
-    /// lost their sessions can restart from it).
-    was_ready: bool,
-    /// Our table is the live chain's state: we are ready, or we completed a
-    /// state transfer in this registration. Only then may we replicate to a
-    /// successor: a reset or recovering server must never overwrite anyone
-    /// (table-check found a joining server with an empty table wiping a
-    /// recovering one that held the only copy of the data).
-    synced: bool,
+/// Whether a commit point moved by a step wakes the ack writer (the thread
+/// that reports commits to our predecessor).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AckWriter {
+    Wake,
+    /// The caller is the replication receiver, which reports the commit
+    /// itself right away: at the tail every applied batch commits, and
+    /// waking another thread to send each ack cost a context switch per
+    /// batch.
+    CallerAcks,
 }
 
-impl ReplicaState {
-    /// Whether writes applied here are committed at once: we are the end of
-    /// the chain, or the tail with a joining successor not yet handed over.
-    fn commits_locally(&self, standalone: bool) -> bool {
-        if standalone {
-            return true;
-        }
-        match self.position.as_ref().and_then(|position| position.successor.as_ref()) {
-            None => true,
-            Some(successor) => {
-                !successor.readiness.is_ready()
-                    && self.handed_over_to.as_deref() != Some(successor.name.as_str())
+/// Carries out a node's actions while its lock is held; what must wait for
+/// the lock to be released (running commit callbacks) is kept in
+/// `settlements`.
+struct Carry<'a> {
+    replica: &'a Replica,
+    settlements: Vec<Settlements<'a>>,
+    committed: Option<u64>,
+}
+
+impl Effects for Carry<'_> {
+    fn act(&mut self, action: Action) {
+        let replica = self.replica;
+        match action {
+            Action::Forward { stream, write } => replica.outbox.push(stream, write),
+            Action::Committed(sequence) => self.committed = Some(sequence),
+            Action::ReadsRevoked => {
+                replica.read_epoch.fetch_add(1, Ordering::SeqCst);
             }
-        }
-    }
-
-    fn role(&self, standalone: bool) -> Role {
-        if standalone {
-            return Role::Standalone;
-        }
-        match &self.position {
-            None => Role::Fenced,
-            Some(position) if !position.me.readiness.is_ready() => Role::Joining,
-            Some(position) => match (position.is_head, position.is_tail) {
-                (true, true) => Role::HeadAndTail,
-                (true, false) => Role::Head,
-                (false, true) => Role::Tail,
-                (false, false) => Role::Middle,
-            },
+            Action::AbandonWaits => self.settlements.push(replica.commits.abandon_all()),
+            Action::HistoryCleared => {
+                *replica.progress.lock() = Progress::default();
+                self.committed = None;
+                self.settlements.push(replica.commits.reset());
+                replica.outbox.clear();
+            }
+            Action::HistoryReplaced => replica.outbox.clear(),
+            Action::AnnounceReady => replica.request_membership(|requests| requests.announce_ready = true),
+            Action::RecordCommit(record) => replica.request_membership(|requests| requests.record = Some(record)),
+            Action::LeaseLost => self.settlements.push(replica.commits.expire(Instant::now(), false)),
         }
     }
 }
@@ -246,7 +182,8 @@ pub struct Replica {
     pub table: Table,
     /// No chain: every write commits at once and every read is allowed.
     standalone: bool,
-    state: Mutex<ReplicaState>,
+    /// The protocol. Every event goes through it under this lock.
+    node: Mutex<ChainNode>,
     /// Published copy of the progress, so the replication threads that
     /// wait on it do not contend with the write path's lock.
     progress: Mutex<Progress>,
@@ -258,62 +195,66 @@ pub struct Replica {
     /// The commit point and the client writes waiting for it.
     commits: Commits,
     /// The replication queue: applied writes, in sequence order, for the
-    /// sender thread. Enqueued under `state`'s lock, never blocking.
+    /// sender thread. Filled under the node's lock, never blocking.
     outbox: Outbox,
-    /// A successor exists, so applied writes are queued. Read without the
-    /// lock by writers waiting for room in the queue.
+    /// The node forwards applied writes (it has a successor). Read without
+    /// the lock by writers waiting for room in the queue.
     forwarding: AtomicBool,
-    /// Reads are allowed (we are the committing tail, or standalone).
+    /// The node allows reads (lease aside); published after every event so
+    /// reads need not take the node's lock.
     readable: AtomicBool,
-    /// Bumped whenever `readable` may have been revoked; a read checks it
+    /// Bumped whenever reads may have been revoked; a read checks it
     /// before and after touching the table.
     read_epoch: AtomicU64,
-    /// Our ZooKeeper session is known to be alive until this instant (as
-    /// milliseconds since `started`); 0 = no lease. Standalone ignores it.
+    /// The node's lease, as milliseconds since `started` (0 = none).
     lease_until_ms: AtomicU64,
     started: Instant,
     /// Writes forwarded and not yet committed (reported by the sender).
     sent_list_len: AtomicU64,
-    /// Test-only fault (`--unsafe-read-anywhere`): answer reads whatever our
-    /// role, breaking linearizability on purpose so `table-check` can show
-    /// it notices.
-    unsafe_read_anywhere: AtomicBool,
-    /// Tells the membership thread to announce us ready (after hand-over).
-    ready_requests: Sender<()>,
+    /// What the membership thread is asked to do, and its wake-up.
+    membership_requests: Mutex<MembershipRequests>,
+    membership_wake: Sender<()>,
+    /// Our id in ZooKeeper member data and commit records: random, chosen
+    /// at start, kept through fencing.
+    server_id: u64,
     pub limits: ReplicationLimits,
 }
 
 impl Replica {
-    /// A replica with `stripes` table stripes. `ready_requests` receives a
-    /// message when a joining replica has caught up after a hand-over.
+    /// A replica with `stripes` table stripes. `membership_wake` receives a
+    /// message when the node has asked something of the membership thread
+    /// (see [`Replica::take_membership_requests`]).
     pub fn new(
         stripes: usize,
         standalone: bool,
         limits: ReplicationLimits,
-        ready_requests: Sender<()>,
+        membership_wake: Sender<()>,
     ) -> Replica {
+        Replica::with_bug(stripes, standalone, limits, membership_wake, None)
+    }
+
+    /// A replica whose protocol has `bug` switched on (testing the checkers).
+    pub fn with_bug(
+        stripes: usize,
+        standalone: bool,
+        limits: ReplicationLimits,
+        membership_wake: Sender<()>,
+        bug: Option<InjectedBug>,
+    ) -> Replica {
+        if let Some(bug) = bug {
+            warn!("protocol bug {} switched on: NOT linearizable (testing only)", bug.name());
+        }
         // The queue has room beyond `queue_max` for writers that passed the
         // admission check at the same time (one write per connection thread,
         // one batch for the receiver), so enqueueing under the lock never
         // blocks.
         let capacity = limits.queue_max + limits.writers_max + REPLICATION_BATCH_MAX;
+        let server_id = RandomState::new().hash_one(std::process::id()).max(1);
+        let config = NodeConfig { standalone, client_records_max: limits.client_records_max, bug, server_id };
         Replica {
             table: Table::new(stripes),
             standalone,
-            state: Mutex::new(ReplicaState {
-                last_applied: 0,
-                clients: HashMap::new(),
-                position: None,
-                view_epoch: 0,
-                head_address: None,
-                tail_address: None,
-                installed: true,
-                handed_over_to: None,
-                promote_at: None,
-                successor_committed: 0,
-                was_ready: false,
-                synced: false,
-            }),
+            node: Mutex::new(ChainNode::new(config)),
             progress: Mutex::new(Progress::default()),
             commit_changed: Condvar::new(),
             commits: Commits::default(),
@@ -324,9 +265,66 @@ impl Replica {
             lease_until_ms: AtomicU64::new(0),
             started: Instant::now(),
             sent_list_len: AtomicU64::new(0),
-            unsafe_read_anywhere: AtomicBool::new(false),
-            ready_requests,
+            membership_requests: Mutex::new(MembershipRequests::default()),
+            membership_wake,
+            server_id,
             limits,
+        }
+    }
+
+    /// Our id in ZooKeeper (see the field).
+    pub fn server_id(&self) -> u64 {
+        self.server_id
+    }
+
+    fn request_membership(&self, request: impl FnOnce(&mut MembershipRequests)) {
+        request(&mut self.membership_requests.lock());
+        // One pending wake-up is enough: the thread takes every request.
+        let _ = self.membership_wake.try_send(());
+    }
+
+    /// What the node asked of the membership thread since the last call.
+    pub fn take_membership_requests(&self) -> MembershipRequests {
+        std::mem::take(&mut *self.membership_requests.lock())
+    }
+
+    /// Milliseconds on the node's clock.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs `event` on the node under its lock, carries out its actions,
+    /// publishes what the lock-free paths read, releases the lock, and then
+    /// settles the commit waits it ended.
+    fn step<T>(
+        &self,
+        ack_writer: AckWriter,
+        event: impl FnOnce(&mut ChainNode, &mut TableStore<'_>, &mut Carry<'_>) -> T,
+    ) -> T {
+        let mut carry = Carry { replica: self, settlements: Vec::new(), committed: None };
+        let mut node = self.node.lock();
+        let result = event(&mut node, &mut TableStore(&self.table), &mut carry);
+        self.publish(&node, &mut carry, ack_writer);
+        drop(node);
+        for settlements in carry.settlements {
+            settlements.deliver();
+        }
+        result
+    }
+
+    /// Publishes the node's state for the paths that do not take its lock.
+    fn publish<'a>(&'a self, node: &MutexGuard<'_, ChainNode>, carry: &mut Carry<'a>, ack_writer: AckWriter) {
+        self.forwarding.store(node.forwards(), Ordering::SeqCst);
+        self.readable.store(node.readable(), Ordering::SeqCst);
+        let node_progress = node.progress();
+        let mut progress = self.progress.lock();
+        let moved = node_progress.committed != progress.committed;
+        *progress = node_progress;
+        if moved && ack_writer == AckWriter::Wake {
+            self.commit_changed.notify_all();
+        }
+        if let Some(committed) = carry.committed.take() {
+            carry.settlements.push(self.commits.advance(committed));
         }
     }
 
@@ -344,47 +342,12 @@ impl Replica {
         value: Option<Vec<u8>>,
     ) -> Result<WriteReceipt, Refusal> {
         self.wait_for_queue_room(1)?;
-        // The copy for the successor is made before taking the lock (a
-        // successor appearing meanwhile is caught under the lock).
-        let mut outgoing = self
-            .forwarding
-            .load(Ordering::Relaxed)
-            .then(|| outgoing_write(key, &value, client_id, request_id));
-        let receipt = {
-            let mut state = self.state.lock();
-            self.check_may_write(&state)?;
+        let now_ms = self.now_ms();
+        self.step(AckWriter::Wake, |node, store, carry| {
             let generation = self.commits.generation();
-            match state.clients.get(&client_id) {
-                Some(record) if client_id != 0 && record.request_id == request_id => {
-                    WriteReceipt { sequence: record.sequence, generation, found: record.found }
-                }
-                Some(record) if client_id != 0 && record.request_id > request_id => {
-                    return Err(Refusal::new(
-                        ErrorCode::ERR_STALE_REQUEST,
-                        format!(
-                            "request {request_id} is older than this client's latest write {}",
-                            record.request_id
-                        ),
-                    ));
-                }
-                _ => {
-                    let sequence = state.last_applied + 1;
-                    let mut queued = self.forwarding.load(Ordering::Relaxed).then(|| {
-                        outgoing.take().unwrap_or_else(|| outgoing_write(key, &value, client_id, request_id))
-                    });
-                    let found = self.apply_to_table(key, value);
-                    if let Some(write) = &mut queued {
-                        write.sequence = sequence;
-                        write.found = found;
-                    }
-                    let applied = AppliedWrite { sequence, client_id, request_id, found };
-                    self.record_applied(&mut state, applied, queued);
-                    self.publish_progress(state, AckWriter::Wake);
-                    WriteReceipt { sequence, generation, found }
-                }
-            }
-        };
-        Ok(receipt)
+            let receipt = node.client_write(client_id, request_id, key, value, now_ms, store, carry)?;
+            Ok(WriteReceipt { sequence: receipt.sequence, generation, found: receipt.found })
+        })
     }
 
     /// Whether the write is committed already (always so standalone or at
@@ -412,6 +375,8 @@ impl Replica {
     /// Ends the waits of writes past their commit timeout, and of all
     /// writes once the lease has run out. Called periodically.
     pub fn expire_overdue_writes(&self) {
+        let now_ms = self.now_ms();
+        self.step(AckWriter::Wake, |node, _, carry| node.tick(now_ms, carry));
         self.commits.expire(Instant::now(), self.standalone || self.lease_valid()).deliver();
     }
 
@@ -432,45 +397,18 @@ impl Replica {
         Ok(answer)
     }
 
+    /// The lock-free check of what the node last published; only a refusal
+    /// takes the node's lock, to say why in the node's words.
     fn check_may_read(&self) -> Result<(), Refusal> {
-        if self.standalone || self.unsafe_read_anywhere.load(Ordering::Relaxed) {
+        if self.standalone || (self.readable.load(Ordering::SeqCst) && self.lease_valid()) {
             return Ok(());
         }
-        if !self.lease_valid() {
-            return Err(Refusal::new(
-                ErrorCode::ERR_UNAVAILABLE,
-                "no confirmed ZooKeeper session; not serving",
-            ));
-        }
-        if !self.readable.load(Ordering::SeqCst) {
-            let tail = self.state.lock().tail_address.clone();
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                format!("not the tail; reads go to the tail ({})", tail.as_deref().unwrap_or("unknown")),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_may_write(&self, state: &ReplicaState) -> Result<(), Refusal> {
-        if self.standalone {
-            return Ok(());
-        }
-        if !self.lease_valid() {
-            return Err(Refusal::new(
-                ErrorCode::ERR_UNAVAILABLE,
-                "no confirmed ZooKeeper session; not serving",
-            ));
-        }
-        match &state.position {
-            Some(position) if position.is_head => Ok(()),
-            _ => Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                format!(
-                    "not the head; writes go to the head ({})",
-                    state.head_address.as_deref().unwrap_or("unknown")
-                ),
-            )),
+        let now_ms = self.now_ms();
+        match self.node.lock().check_may_read(now_ms) {
+            // Published state said no a moment ago; the node may have moved
+            // since, but the read epoch was taken before: refuse to be safe.
+            Ok(()) => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "the chain changed during the read; look again")),
+            Err(refusal) => Err(refusal),
         }
     }
 
@@ -488,260 +426,67 @@ impl Replica {
         Ok(())
     }
 
-    // ---- applying writes (head and replication receiver) ----
+    // ---- replication receiver ----
 
-    /// Puts `value` (or deletes, if `None`); returns whether the key existed.
-    fn apply_to_table(&self, key: &str, value: Option<Vec<u8>>) -> bool {
-        match value {
-            Some(value) => self.table.put(key, value),
-            None => self.table.delete(key),
-        }
-    }
-
-    /// Book-keeping after a write was applied to the table, under the lock:
-    /// sequence, client record, and the queue for the successor (`queued`,
-    /// given when we forward). The caller publishes the progress, once per
-    /// batch, so the ack writer is woken once per batch, not per write.
-    fn record_applied(&self, state: &mut ReplicaState, applied: AppliedWrite, queued: Option<Write>) {
-        assert_eq!(applied.sequence, state.last_applied + 1, "writes are applied in sequence order");
-        state.last_applied = applied.sequence;
-        if applied.client_id != 0 {
-            let mut record = ClientRecord::new();
-            record.client_id = applied.client_id;
-            record.request_id = applied.request_id;
-            record.sequence = applied.sequence;
-            record.found = applied.found;
-            self.remember_client(state, record);
-        }
-        if let Some(write) = queued {
-            self.outbox.push(write);
-        }
-    }
-
-    /// Records a client's latest write. Over the limit, forgets the oldest
-    /// tenth by sequence number: every replica applies the same writes in the
-    /// same order, so they all forget the same clients.
-    fn remember_client(&self, state: &mut ReplicaState, record: ClientRecord) {
-        state.clients.insert(record.client_id, record);
-        let limit = self.limits.client_records_max;
-        if state.clients.len() > limit {
-            let mut sequences: Vec<u64> = state.clients.values().map(|record| record.sequence).collect();
-            let forget = (limit / 10).max(1);
-            let (_, threshold, _) = sequences.select_nth_unstable(forget - 1);
-            let threshold = *threshold;
-            state.clients.retain(|_, record| record.sequence > threshold);
-        }
-    }
-
-    /// Applies writes from our predecessor `sender`, in order. Writes we
-    /// already have are skipped (resends after a reconnection). A commit
+    /// Applies writes from our predecessor `sender`, in order. A commit
     /// point this moves (we are the tail) is not announced to the ack
     /// writer: the caller reports it to `sender` itself.
     pub fn apply_replicated(&self, sender: &str, writes: Vec<Write>) -> Result<(), Refusal> {
         self.wait_for_queue_room(writes.len())?;
-        let mut state = self.state.lock();
-        self.check_predecessor(&state, sender)?;
-        let forwarding = self.forwarding.load(Ordering::Relaxed);
-        let mut result = Ok(());
-        for mut write in writes {
-            if write.sequence <= state.last_applied {
-                continue;
-            }
-            if write.sequence != state.last_applied + 1 {
-                result = Err(Refusal::new(
-                    ErrorCode::ERR_INTERNAL,
-                    format!(
-                        "gap in the write stream: expected {} got {}",
-                        state.last_applied + 1,
-                        write.sequence
-                    ),
-                ));
-                break;
-            }
-            // The table keeps the value; a copy goes on only if we forward.
-            let value = if forwarding { write.value.clone() } else { write.value.take() };
-            self.apply_to_table(&write.key, value);
-            let applied = AppliedWrite {
-                sequence: write.sequence,
-                client_id: write.client_id,
-                request_id: write.request_id,
-                found: write.found,
-            };
-            self.record_applied(&mut state, applied, forwarding.then_some(write));
-        }
-        self.maybe_request_ready(&mut state);
-        self.publish_progress(state, AckWriter::CallerAcks);
-        result
+        self.step(AckWriter::CallerAcks, |node, store, carry| node.replicated_batch(sender, writes, store, carry))
     }
 
     /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
-    /// our predecessor any more. Checked and read under the ordering lock,
-    /// because after a view change we may commit writes of our own (as the
-    /// new head) under sequence numbers that the old predecessor gave to
-    /// writes we never received: an ack carrying those would tell it they
-    /// were committed. (table-check found this: a paused head, on resuming,
-    /// acknowledged a delete that no other server had.)
+    /// our predecessor any more (see [`ChainNode::progress_for`]).
     pub fn progress_for_predecessor(&self, sender: &str) -> Option<Progress> {
-        let state = self.state.lock();
-        self.check_predecessor(&state, sender).ok()?;
-        Some(*self.progress.lock())
+        self.node.lock().progress_for(sender)
     }
 
-    /// Whether `sender` is our current predecessor (writes from anyone else
+    /// Whether `sender` is our current predecessor (frames from anyone else
     /// are refused).
     pub fn accepts_from(&self, sender: &str) -> Result<(), Refusal> {
-        self.check_predecessor(&self.state.lock(), sender)
+        self.node.lock().check_predecessor(sender)
     }
 
-    fn check_predecessor(&self, state: &ReplicaState, sender: &str) -> Result<(), Refusal> {
-        let predecessor = state.position.as_ref().and_then(|position| position.predecessor.as_ref());
-        match predecessor {
-            Some(predecessor) if predecessor.name == sender => Ok(()),
-            _ => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, format!("{sender} is not my predecessor"))),
-        }
-    }
-
-    /// Answers a predecessor's hello: accepted only from our current
-    /// predecessor. Returns (last applied, wants snapshot). A joining
-    /// replica always starts over from a fresh snapshot.
-    pub fn welcome(&self, sender: &str) -> Result<(u64, bool), Refusal> {
-        let state = self.state.lock();
-        self.check_predecessor(&state, sender)?;
-        let joining = state.position.as_ref().is_some_and(|position| !position.me.readiness.is_ready());
-        Ok((state.last_applied, joining || !state.installed))
-    }
-
-    // ---- state transfer ----
-
-    /// A snapshot for a successor, taken atomically with its sequence number;
-    /// from here on every applied write is queued for the successor. `None`
-    /// while our own table is incomplete (we are still joining).
-    pub fn snapshot(&self) -> Option<Snapshot> {
-        let state = self.state.lock();
-        if !state.installed || !state.synced {
-            return None;
-        }
-        self.forwarding.store(true, Ordering::SeqCst);
-        Some(Snapshot {
-            sequence: state.last_applied,
-            entries: self.table.entries(),
-            clients: state.clients.values().cloned().collect(),
-        })
+    /// Answers a predecessor's hello (see [`ChainNode::link_hello`]).
+    pub fn welcome(&self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
+        self.node.lock().link_hello(hello)
     }
 
     /// Installs one chunk of a snapshot from `sender`. The first chunk
     /// empties the table; the last sets our sequence number.
     pub fn install_chunk(&self, sender: &str, chunk: SnapshotChunk, first: bool) -> Result<(), Refusal> {
-        let mut state = self.state.lock();
-        self.check_predecessor(&state, sender)?;
-        if first {
-            state.installed = false;
-            self.update_readable(&state);
-            self.table.clear();
-            state.clients.clear();
-            state.last_applied = 0;
-        }
-        for entry in chunk.entries {
-            self.table.put(&entry.key, entry.value);
-        }
-        for record in chunk.clients {
-            self.remember_client(&mut state, record);
-        }
-        if chunk.last {
-            state.last_applied = chunk.sequence;
-            state.installed = true;
-            state.synced = true;
-            self.update_readable(&state);
-            self.maybe_request_ready(&mut state);
-            self.publish_progress(state, AckWriter::Wake);
-        }
-        Ok(())
+        self.step(AckWriter::Wake, |node, store, carry| node.snapshot_chunk(sender, chunk, first, store, carry))
     }
 
     /// Hand-over, joining side: our predecessor stopped committing on its
     /// own; we become ready once we have applied `sequence`.
     pub fn set_promote_at(&self, sender: &str, sequence: u64) -> Result<(), Refusal> {
-        let mut state = self.state.lock();
-        self.check_predecessor(&state, sender)?;
-        info!("hand-over from {sender}: ready once write {sequence} is applied");
-        state.promote_at = Some(sequence);
-        self.maybe_request_ready(&mut state);
-        Ok(())
+        self.step(AckWriter::Wake, |node, _, carry| node.hand_over_mark(sender, sequence, carry))
     }
 
-    /// Once a joining replica has applied everything up to the hand-over
-    /// mark, asks (once) to be announced ready.
-    fn maybe_request_ready(&self, state: &mut ReplicaState) {
-        if let Some(sequence) = state.promote_at
-            && state.installed
-            && state.last_applied >= sequence
-        {
-            state.promote_at = None;
-            // The membership thread may be busy; one pending request is enough.
-            let _ = self.ready_requests.try_send(());
-        }
+    // ---- replication sender ----
+
+    /// A snapshot for a successor, taken atomically with its sequence number;
+    /// from here on every applied write is queued for the successor. `None`
+    /// while our own table is not the chain's state.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let node = self.node.lock();
+        let (sequence, clients) = node.snapshot_point()?;
+        Some(Snapshot { sequence, stream: node.stream(), entries: self.table.entries(), clients })
     }
 
-    /// Hand-over, tail side: if our joining successor `successor` has applied
-    /// everything we have, stop committing on our own and return the
-    /// sequence number it must reach before it may announce itself ready.
+    /// Hand-over, tail side (see [`ChainNode::try_hand_over`]).
     pub fn try_hand_over(&self, successor: &str, successor_applied: u64) -> Option<u64> {
-        let mut state = self.state.lock();
-        let position = state.position.as_ref()?;
-        let joining_successor = position
-            .successor
-            .as_ref()
-            .is_some_and(|member| member.name == successor && !member.readiness.is_ready());
-        if !position.is_tail
-            || !joining_successor
-            || state.handed_over_to.as_deref() == Some(successor)
-            || successor_applied < state.last_applied
-        {
-            return None;
-        }
-        info!("{successor} has caught up at write {}; handing the tail role over", state.last_applied);
-        state.handed_over_to = Some(successor.to_owned());
-        self.update_readable(&state);
-        Some(state.last_applied)
+        self.step(AckWriter::Wake, |node, _, carry| node.try_hand_over(successor, successor_applied, carry))
     }
 
-    /// The successor reports its progress (cumulative). Ignored without a
-    /// valid lease: an ack read after a pause may come from a successor that
-    /// has since gone on in a chain without us (see
-    /// [`Replica::progress_for_predecessor`]).
-    pub fn on_successor_progress(&self, successor: &str, committed: u64) {
-        if !self.standalone && !self.lease_valid() {
-            return;
-        }
-        let mut state = self.state.lock();
-        let current = state.position.as_ref().and_then(|position| position.successor.as_ref());
-        if current.is_none_or(|member| member.name != successor) {
-            return;
-        }
-        state.successor_committed = state.successor_committed.max(committed.min(state.last_applied));
-        self.publish_progress(state, AckWriter::Wake);
-    }
-
-    /// Publishes applied/committed for the replication threads, releases
-    /// the state lock, then settles the client writes now committed (their
-    /// replies are sent holding no lock).
-    fn publish_progress(&self, state: MutexGuard<'_, ReplicaState>, ack_writer: AckWriter) {
-        let committed = if state.commits_locally(self.standalone) {
-            state.last_applied
-        } else {
-            state.successor_committed
-        };
-        let settlements = {
-            let mut progress = self.progress.lock();
-            let next = Progress { applied: state.last_applied, committed: progress.committed.max(committed) };
-            if next.committed != progress.committed && ack_writer == AckWriter::Wake {
-                self.commit_changed.notify_all();
-            }
-            *progress = next;
-            self.commits.advance(next.committed)
-        };
-        drop(state);
-        settlements.deliver();
+    /// The successor reports its commit point (cumulative). An error means
+    /// the successor acknowledged writes never applied here: the link is
+    /// dropped.
+    pub fn on_successor_progress(&self, successor: &str, committed: u64) -> Result<(), Refusal> {
+        let now_ms = self.now_ms();
+        self.step(AckWriter::Wake, |node, _, carry| node.successor_ack(successor, committed, now_ms, carry))
     }
 
     /// Current progress.
@@ -759,162 +504,25 @@ impl Replica {
         *progress
     }
 
-    // ---- membership ----
-
-    /// Installs a new view of the chain (`me` is our node name).
-    pub fn set_view(&self, view: &ChainView, me: &str) {
-        let mut state = self.state.lock();
-        if view.epoch < state.view_epoch {
-            return;
-        }
-        state.view_epoch = view.epoch;
-        state.head_address = view.head().map(|member| member.address.clone());
-        state.tail_address = view.tail().map(|member| member.address.clone());
-        let position = view.position_of(me);
-        let old_role = state.role(self.standalone);
-        let old_successor = state.position.as_ref().and_then(|position| position.successor.clone());
-        state.position = position;
-        if state.position.as_ref().is_some_and(|position| position.me.readiness.is_ready()) {
-            state.was_ready = true;
-            state.synced = true;
-        }
-        let successor = state.position.as_ref().and_then(|position| position.successor.clone());
-        if successor.as_ref().map(|member| &member.name) != old_successor.as_ref().map(|member| &member.name)
-        {
-            match &successor {
-                Some(member) => info!("successor is now {member}"),
-                None => info!("no successor now"),
-            }
-        }
-        if successor.as_ref().map(|member| &member.name) != state.handed_over_to.as_ref() {
-            state.handed_over_to = None;
-        }
-        self.forwarding.store(successor.is_some(), Ordering::SeqCst);
-        let role = state.role(self.standalone);
-        if role != old_role {
-            let (index, length) =
-                state.position.as_ref().map_or((0, 0), |position| (position.index, position.chain_length));
-            info!("chain role: {} (position {index} of {length})", role.name());
-        }
-        self.update_readable(&state);
-        self.publish_progress(state, AckWriter::Wake);
-    }
-
-    /// Whether `name` is our successor (cheaper than [`Replica::position`]
-    /// for the sender's check before every batch).
-    pub fn has_successor(&self, name: &str) -> bool {
-        let state = self.state.lock();
-        state
-            .position
-            .as_ref()
-            .and_then(|position| position.successor.as_ref())
-            .is_some_and(|member| member.name == name)
-    }
-
-    /// Our place in the chain, if we are a member.
-    pub fn position(&self) -> Option<Position> {
-        self.state.lock().position.clone()
-    }
-
-    pub fn role(&self) -> Role {
-        self.state.lock().role(self.standalone)
-    }
-
-    fn update_readable(&self, state: &ReplicaState) {
-        let readable = self.standalone
-            || (state.installed
-                && state.position.as_ref().is_some_and(|position| position.is_tail)
-                && state.commits_locally(false));
-        if !readable {
-            self.read_epoch.fetch_add(1, Ordering::SeqCst);
-        }
-        self.readable.store(readable, Ordering::SeqCst);
-    }
-
-    /// Stop serving at once: our session is gone or unconfirmed.
-    pub fn fence(&self, reason: &str) {
-        let mut state = self.state.lock();
-        if state.position.is_some() {
-            warn!("fenced: {reason}");
-        }
-        state.position = None;
-        state.handed_over_to = None;
-        state.promote_at = None;
-        state.synced = false;
-        self.lease_until_ms.store(0, Ordering::SeqCst);
-        self.forwarding.store(false, Ordering::SeqCst);
-        self.update_readable(&state);
-        // Writes waiting for commits are answered now.
-        let settlements = self.commits.abandon_all();
-        drop(state);
-        settlements.deliver();
-    }
-
-    /// The last write applied, if our table is a complete history that can
-    /// restart a chain (we were a ready member); `None` otherwise.
-    pub fn recoverable_history(&self) -> Option<u64> {
-        let state = self.state.lock();
-        (state.was_ready && state.installed).then_some(state.last_applied)
-    }
-
-    /// Forget everything, to rejoin as a new, empty server.
-    pub fn reset(&self) {
-        let mut state = self.state.lock();
-        state.was_ready = false;
-        self.table.clear();
-        state.clients.clear();
-        state.last_applied = 0;
-        state.successor_committed = 0;
-        state.installed = true;
-        state.view_epoch = 0;
-        *self.progress.lock() = Progress::default();
-        let settlements = self.commits.reset();
-        self.outbox.clear();
-        drop(state);
-        settlements.deliver();
-    }
-
-    /// Breaks read safety on purpose, for testing the checker (see the field).
-    pub fn allow_unsafe_reads_anywhere(&self) {
-        warn!("--unsafe-read-anywhere: answering reads in any role; NOT linearizable (testing only)");
-        self.unsafe_read_anywhere.store(true, Ordering::Relaxed);
-    }
-
-    /// Extends the lease: the session is alive until `until`.
-    pub fn renew_lease(&self, until: Instant) {
-        let millis = until.saturating_duration_since(self.started).as_millis() as u64;
-        self.lease_until_ms.fetch_max(millis, Ordering::SeqCst);
-    }
-
-    fn lease_valid(&self) -> bool {
-        let now = self.started.elapsed().as_millis() as u64;
-        now < self.lease_until_ms.load(Ordering::SeqCst)
-    }
-
-    // ---- replication sender ----
-
     /// The replication queue, drained by the sender thread.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
     }
 
-    /// Whether we may replicate to a successor: we are a member whose table
-    /// is the live chain's state (see `synced`).
-    pub fn may_replicate(&self) -> bool {
-        let state = self.state.lock();
-        state.position.is_some() && state.synced
-    }
-
-    /// The sequence number we have applied up to, if the table holds a
-    /// complete state (not in the middle of a state transfer).
-    pub fn installed_history(&self) -> Option<u64> {
-        let state = self.state.lock();
-        state.installed.then_some(state.last_applied)
-    }
-
     /// Whether applied writes are being queued for a successor.
     pub fn is_forwarding(&self) -> bool {
         self.forwarding.load(Ordering::SeqCst)
+    }
+
+    /// Whether we may replicate to a successor: we are a member whose table
+    /// is the live chain's state.
+    pub fn may_replicate(&self) -> bool {
+        self.node.lock().may_replicate()
+    }
+
+    /// Whether `name` is our successor.
+    pub fn has_successor(&self, name: &str) -> bool {
+        self.node.lock().successor().is_some_and(|member| member.name == name)
     }
 
     pub fn set_sent_list_len(&self, length: usize) {
@@ -927,7 +535,58 @@ impl Replica {
 
     /// The view epoch we act on.
     pub fn view_epoch(&self) -> u64 {
-        self.state.lock().view_epoch
+        self.node.lock().view_epoch()
+    }
+
+    // ---- membership ----
+
+    /// Installs a new view of the chain (`me` is our node name).
+    pub fn set_view(&self, view: &ChainView, me: &str) {
+        self.step(AckWriter::Wake, |node, _, carry| node.view_changed(view, me, carry));
+    }
+
+    /// Our place in the chain, if we are a member.
+    pub fn position(&self) -> Option<Position> {
+        self.node.lock().position().cloned()
+    }
+
+    pub fn role(&self) -> Role {
+        self.node.lock().role()
+    }
+
+    /// Stop serving at once: our session is gone or unconfirmed.
+    pub fn fence(&self, reason: &str) {
+        self.lease_until_ms.store(0, Ordering::SeqCst);
+        self.step(AckWriter::Wake, |node, _, carry| node.fence(reason, carry));
+    }
+
+    /// What to register as in a new ZooKeeper session (see
+    /// [`ChainNode::registration`]); forgets the table unless it can
+    /// restart a chain.
+    pub fn registration(&self) -> Readiness {
+        self.step(AckWriter::Wake, |node, store, carry| node.registration(store, carry))
+    }
+
+    /// What our table holds, for the bootstrap decision.
+    pub fn holding(&self) -> crate::chain::bootstrap::Holding {
+        let node = self.node.lock();
+        crate::chain::bootstrap::Holding {
+            recoverable_history: node.recoverable_history(),
+            installed_history: node.installed_history(),
+            table_empty: self.table.is_empty(),
+        }
+    }
+
+    /// Extends the lease: the session is alive until `until`.
+    pub fn renew_lease(&self, until: Instant) {
+        let millis = until.saturating_duration_since(self.started).as_millis() as u64;
+        let mut node = self.node.lock();
+        node.lease_confirmed(millis);
+        self.lease_until_ms.store(node.lease_until_ms(), Ordering::SeqCst);
+    }
+
+    fn lease_valid(&self) -> bool {
+        self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
     }
 }
 
@@ -998,9 +657,9 @@ mod tests {
     /// Moves every queued write from `from` to `to`, then `to`'s commit
     /// point back to `from`: one round of the replication threads' work.
     fn forward(from: &Replica, from_name: &str, to: &Replica, to_name: &str) {
-        let writes: Vec<Write> = from.outbox().try_iter().collect();
+        let writes: Vec<Write> = from.outbox().try_iter().map(|(_, write)| write).collect();
         to.apply_replicated(from_name, writes).unwrap();
-        from.on_successor_progress(to_name, to.progress().committed);
+        from.on_successor_progress(to_name, to.progress().committed).unwrap();
     }
 
     fn ready_view(sequences: &[u64]) -> ChainView {
@@ -1069,7 +728,7 @@ mod tests {
         while replicas[0].progress().applied < 1 {
             thread::yield_now();
         }
-        let writes: Vec<Write> = replicas[0].outbox().try_iter().collect();
+        let writes: Vec<Write> = replicas[0].outbox().try_iter().map(|(_, write)| write).collect();
         replicas[1].table.put("k", b"old");
         replicas[1].apply_replicated(&name(1), writes).unwrap();
         replicas[0].fence("killed in the test");
@@ -1111,7 +770,7 @@ mod tests {
         assert_eq!(successor.progress_for_predecessor(&name(1)), None, "no ack to a former predecessor");
         // An ack sent before the check, read once the old head's lease is over.
         thread::sleep(Duration::from_millis(400));
-        old_head.on_successor_progress(&name(2), 1);
+        old_head.on_successor_progress(&name(2), 1).unwrap();
         assert_eq!(old_head.progress().committed, 0);
         let refusal = writer.join().unwrap().unwrap_err();
         assert_eq!(refusal.code, ErrorCode::ERR_UNAVAILABLE, "{refusal:?}");
@@ -1144,7 +803,16 @@ mod tests {
         joiner.renew_lease(Instant::now() + Duration::from_secs(60));
         joiner.set_view(&joining_view, &name(2));
         assert_eq!(joiner.role(), Role::Joining);
-        assert_eq!(joiner.welcome(&name(1)), Ok((0, true)));
+        let mut hello = ReplicaHello::new();
+        hello.sender = name(1);
+        hello.receiver = name(2);
+        hello.epoch = 2;
+        assert_eq!(joiner.welcome(&hello), Ok(Welcome { last_applied: 0, wants_snapshot: true }));
+        hello.epoch = 1;
+        assert!(joiner.welcome(&hello).is_err(), "a predecessor with an older view is refused");
+        hello.epoch = 2;
+        hello.receiver = name(3);
+        assert!(joiner.welcome(&hello).is_err(), "a link meant for another node is refused");
 
         // The tail keeps committing on its own while the joiner catches up.
         let snapshot = tail.snapshot().unwrap();
@@ -1160,7 +828,7 @@ mod tests {
         }
         joiner.install_chunk(&name(1), chunk, true).unwrap();
         assert!(tail.try_hand_over(&name(2), joiner.progress().applied).is_none(), "not caught up yet");
-        let writes: Vec<Write> = tail.outbox().try_iter().collect();
+        let writes: Vec<Write> = tail.outbox().try_iter().map(|(_, write)| write).collect();
         assert_eq!(writes.len(), 1, "only the write after the snapshot is streamed");
         joiner.apply_replicated(&name(1), writes).unwrap();
         assert_eq!(joiner.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
@@ -1185,7 +853,7 @@ mod tests {
         for client in 1..=100 {
             replica.write_and_wait(client, 1, "k", Some(vec![1])).unwrap();
         }
-        let clients = replica.state.lock().clients.len();
+        let clients = replica.node.lock().client_records();
         assert!(clients <= 20, "{clients} records kept");
         // The most recent clients are still recognised.
         assert_eq!(replica.write_and_wait(100, 1, "k", None), Ok(true));
@@ -1229,9 +897,9 @@ mod tests {
         assert!(replicas[0].read_guard(|table| table.len()).is_err());
         assert!(replicas[0].write_and_wait(1, 1, "k", None).is_err());
         // An expired lease alone also stops service.
-        let unleased = replica();
+        let unleased = replica_leased_for(Duration::from_millis(1));
         unleased.set_view(&ready_view(&[1]), &name(1));
-        unleased.lease_until_ms.store(0, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(5));
         assert_eq!(unleased.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_UNAVAILABLE);
     }
 }

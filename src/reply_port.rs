@@ -335,7 +335,7 @@ mod tests {
         }
 
         fn commit(&self, sequence: u64) {
-            self.service.replica.on_successor_progress(SUCCESSOR, sequence);
+            self.service.replica.on_successor_progress(SUCCESSOR, sequence).unwrap();
         }
 
         fn next_reply(&mut self) -> Response {
@@ -369,7 +369,7 @@ mod tests {
             thread::spawn(move || {
                 thread::sleep(Duration::from_millis(50));
                 committed.store(true, Ordering::SeqCst);
-                replica.on_successor_progress(SUCCESSOR, 2);
+                replica.on_successor_progress(SUCCESSOR, 2).unwrap();
             })
         };
         assert!(fixture.port.wait_until_sent(LONG));

@@ -23,6 +23,7 @@ use crossbeam_channel::Receiver;
 use crate::limits::{CONNECTION_STACK_BYTES, Limits};
 use crate::membership::{self, ChainConfig, MembershipEnd};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
+use crate::chain::InjectedBug;
 use crate::replica::{Replica, ReplicationLimits};
 use crate::replication;
 use crate::replication::receiver;
@@ -122,20 +123,19 @@ pub struct Server {
     /// Chain mode, with the advertised address filled in.
     chain: Option<ChainConfig>,
     /// Hand-over requests from the replica to the membership thread.
-    ready_requests: Receiver<()>,
+    membership_wake: Receiver<()>,
 }
 
 impl Server {
     /// Binds the listening socket; nothing is served until [`Server::run`].
     pub fn bind(config: &ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind((config.bind, config.port))?;
-        let (ready_sender, ready_requests) = crossbeam_channel::bounded(1);
+        let (wake_sender, membership_wake) = crossbeam_channel::bounded(1);
         let mut replication = config.replication.clone();
         replication.writers_max = config.limits.clients_max + 1;
-        let replica = Replica::new(config.table_stripes, config.chain.is_none(), replication, ready_sender);
-        if config.unsafe_read_anywhere {
-            replica.allow_unsafe_reads_anywhere();
-        }
+        let bug = config.unsafe_read_anywhere.then_some(InjectedBug::StaleRead);
+        let replica =
+            Replica::with_bug(config.table_stripes, config.chain.is_none(), replication, wake_sender, bug);
         let mut chain = config.chain.clone();
         if let Some(chain) = chain.as_mut().filter(|chain| chain.advertise.is_empty()) {
             let mut address = listener.local_addr()?;
@@ -151,7 +151,7 @@ impl Server {
             stopping: Arc::new(AtomicBool::new(false)),
             connections: Arc::default(),
             chain,
-            ready_requests,
+            membership_wake,
         })
     }
 
@@ -220,12 +220,12 @@ impl Server {
         let membership = {
             let chain = chain.clone();
             let replica = Arc::clone(&self.service.replica);
-            let ready_requests = self.ready_requests.clone();
+            let membership_wake = self.membership_wake.clone();
             let stopping = Arc::clone(&self.stopping);
             let shutdown = self.shutdown_handle()?;
             let expired = Arc::clone(expired);
             thread::Builder::new().name("membership".into()).spawn(move || {
-                if membership::run(&chain, &replica, &ready_requests, &stopping) == MembershipEnd::Expired {
+                if membership::run(&chain, &replica, &membership_wake, &stopping) == MembershipEnd::Expired {
                     warn!("ZooKeeper session expired and --exit-on-expiry is set: exiting");
                     expired.store(true, Ordering::SeqCst);
                     shutdown.shutdown();

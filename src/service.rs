@@ -8,7 +8,8 @@ use std::time::Instant;
 use crate::commits::CommitOutcome;
 use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
-use crate::replica::{Refusal, Replica, WriteReceipt, commit_result};
+use crate::chain::Refusal;
+use crate::replica::{Replica, WriteReceipt, commit_result};
 use crate::stats::ServerStats;
 use crate::table::Table;
 

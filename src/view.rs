@@ -2,10 +2,15 @@
 //! data and functions: no ZooKeeper calls here, so the rules are unit-tested.
 //!
 //! Every live server has a child `node<10-digit sequence>` of the chain node
-//! with data `host:port ready|joining token`. Ready servers form the chain,
-//! ordered by sequence: the lowest is the head, the highest the tail. A
-//! joining server sits after them and its predecessor is the server just
-//! before it (the tail, or another joining server).
+//! with data `host:port ready|joining|recovering:<n> token server:<id>`.
+//! Ready servers form the chain, ordered by sequence: the lowest is the
+//! head, the highest the tail. A joining server sits after them and its
+//! predecessor is the server just before it (the tail, or another joining
+//! server).
+//!
+//! The chain node's own data is the [`CommitRecord`]: which servers hold
+//! every committed write, so that a chain whose members all lost their
+//! sessions restarts from one of them and from no one else.
 
 use std::fmt;
 
@@ -53,6 +58,10 @@ pub struct Member {
     /// Random token chosen at registration, to recognise our own node after
     /// a create whose reply was lost.
     pub token: String,
+    /// The server's id, chosen at process start and kept through fencing
+    /// (its node name changes at each registration); 0 when the data names
+    /// none (older versions).
+    pub server_id: u64,
 }
 
 impl fmt::Display for Member {
@@ -64,9 +73,9 @@ impl fmt::Display for Member {
 /// Prefix of every member node's name.
 pub const MEMBER_PREFIX: &str = "node";
 
-/// The node data for a member: `host:port state token`.
-pub fn encode_member_data(address: &str, readiness: Readiness, token: &str) -> Vec<u8> {
-    format!("{address} {readiness} {token}").into_bytes()
+/// The node data for a member: `host:port state token server:<id>`.
+pub fn encode_member_data(address: &str, readiness: Readiness, token: &str, server_id: u64) -> Vec<u8> {
+    format!("{address} {readiness} {token} server:{server_id}").into_bytes()
 }
 
 /// Parses a child name and its data; `None` for anything that is not a
@@ -86,7 +95,54 @@ pub fn parse_member(name: &str, data: &[u8]) -> Option<Member> {
         }
     };
     let token = words.next().unwrap_or_default().to_owned();
-    Some(Member { name: name.to_owned(), sequence, address, readiness, token })
+    let server_id = match words.next() {
+        None => 0,
+        Some(word) => word.strip_prefix("server:")?.parse().ok()?,
+    };
+    Some(Member { name: name.to_owned(), sequence, address, readiness, token, server_id })
+}
+
+/// What the server that commits writes last wrote into the chain node: the
+/// view epoch it commits in, and the servers that were ready members in
+/// that view. Every one of them holds every write committed since: a server
+/// commits writes of its own only in the epoch recorded (a member leaving
+/// changes the epoch, so the record is written again without it first), and
+/// a server that becomes ready has every committed write by the hand-over.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub epoch: u64,
+    /// Server ids, sorted.
+    pub servers: Vec<u64>,
+}
+
+impl CommitRecord {
+    /// The chain node's data: `commit-epoch <n> servers <id>,<id>,...`.
+    pub fn encode(&self) -> Vec<u8> {
+        let servers: Vec<String> = self.servers.iter().map(u64::to_string).collect();
+        format!("commit-epoch {} servers {}", self.epoch, servers.join(",")).into_bytes()
+    }
+
+    /// Parses the chain node's data; anything else (empty, as a new chain
+    /// node is, or another tool's data) is no record.
+    pub fn parse(data: &[u8]) -> CommitRecord {
+        let parsed = || -> Option<CommitRecord> {
+            let text = std::str::from_utf8(data).ok()?;
+            let mut words = text.split_whitespace();
+            (words.next()? == "commit-epoch").then_some(())?;
+            let epoch = words.next()?.parse().ok()?;
+            (words.next()? == "servers").then_some(())?;
+            let servers = match words.next() {
+                None => Vec::new(),
+                Some(list) => list.split(',').map(|id| id.parse().ok()).collect::<Option<Vec<u64>>>()?,
+            };
+            Some(CommitRecord { epoch, servers })
+        };
+        parsed().unwrap_or_default()
+    }
+
+    pub fn includes(&self, server_id: u64) -> bool {
+        server_id != 0 && self.servers.contains(&server_id)
+    }
 }
 
 /// A consistent reading of the chain.
@@ -97,39 +153,24 @@ pub struct ChainView {
     /// ZooKeeper's child version of the chain node when this was read;
     /// larger means newer.
     pub epoch: u64,
+    /// The chain node's data when this was read.
+    pub record: CommitRecord,
 }
 
 impl ChainView {
     pub fn new(mut members: Vec<Member>, epoch: u64) -> ChainView {
         members.sort_by_key(|member| member.sequence);
-        ChainView { members, epoch }
+        ChainView { members, epoch, record: CommitRecord::default() }
+    }
+
+    /// The same view with the chain node's record.
+    pub fn with_record(self, record: CommitRecord) -> ChainView {
+        ChainView { record, ..self }
     }
 
     /// The ready members in chain order.
     pub fn ready(&self) -> impl Iterator<Item = &Member> {
         self.members.iter().filter(|member| member.readiness.is_ready())
-    }
-
-    /// When no member is ready (a new chain, or every member lost its
-    /// session), the member that should start the chain: the recovering one
-    /// with the longest history (lowest sequence on ties), else the first
-    /// joining one (a new, empty chain). `None` while a ready member exists.
-    pub fn bootstrap_candidate(&self) -> Option<&Member> {
-        if self.head().is_some() {
-            return None;
-        }
-        let recovering = self
-            .members
-            .iter()
-            .filter_map(|member| match member.readiness {
-                Readiness::Recovering { last_applied } => Some((member, last_applied)),
-                _ => None,
-            })
-            .max_by_key(|(member, last_applied)| (*last_applied, std::cmp::Reverse(member.sequence)));
-        match recovering {
-            Some((member, _)) => Some(member),
-            None => self.members.first(),
-        }
     }
 
     pub fn head(&self) -> Option<&Member> {
@@ -192,6 +233,7 @@ pub fn test_member(sequence: u64, readiness: Readiness) -> Member {
         address: format!("127.0.0.1:{}", 7000 + sequence),
         readiness,
         token: format!("t{sequence}"),
+        server_id: 100 + sequence,
     }
 }
 
@@ -203,8 +245,11 @@ mod tests {
 
     #[test]
     fn member_data_round_trip() {
-        let data = encode_member_data("10.0.0.1:7000", Readiness::Joining, "abc");
+        let data = encode_member_data("10.0.0.1:7000", Readiness::Joining, "abc", 99);
         let parsed = parse_member("node0000000042", &data).unwrap();
+        assert_eq!(parsed.server_id, 99);
+        assert!(parse_member("node0000000042", b"h:1 ready t other").is_none());
+        assert_eq!(parse_member("node0000000042", b"h:1 ready t").unwrap().server_id, 0);
         assert_eq!(parsed.sequence, 42);
         assert_eq!(parsed.address, "10.0.0.1:7000");
         assert_eq!(parsed.readiness, Readiness::Joining);
@@ -215,7 +260,7 @@ mod tests {
         assert!(parse_member("node0000000001", b"").is_none());
         assert!(parse_member("node0000000001", b"h:1 sleeping").is_none());
         assert!(parse_member("node0000000001", &[0xff]).is_none());
-        let recovering = encode_member_data("h:1", Readiness::Recovering { last_applied: 77 }, "t");
+        let recovering = encode_member_data("h:1", Readiness::Recovering { last_applied: 77 }, "t", 1);
         assert_eq!(
             parse_member("node0000000003", &recovering).unwrap().readiness,
             Readiness::Recovering { last_applied: 77 }
@@ -224,27 +269,14 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_prefers_the_longest_history() {
-        let mut recovering_short = member(1, Readiness::Recovering { last_applied: 5 });
-        recovering_short.readiness = Readiness::Recovering { last_applied: 5 };
-        let view = ChainView::new(
-            vec![
-                member(0, Readiness::Joining),
-                recovering_short,
-                member(2, Readiness::Recovering { last_applied: 9 }),
-                member(3, Readiness::Recovering { last_applied: 9 }),
-            ],
-            1,
-        );
-        assert_eq!(view.bootstrap_candidate().unwrap().sequence, 2);
-        let empty = ChainView::new(vec![member(4, Readiness::Joining), member(3, Readiness::Joining)], 1);
-        assert_eq!(empty.bootstrap_candidate().unwrap().sequence, 3);
-        let with_chain = ChainView::new(
-            vec![member(1, Readiness::Ready), member(2, Readiness::Recovering { last_applied: 100 })],
-            1,
-        );
-        assert!(with_chain.bootstrap_candidate().is_none(), "a chain exists: nobody bootstraps");
-        assert!(ChainView::default().bootstrap_candidate().is_none());
+    fn commit_record_round_trip() {
+        let record = CommitRecord { epoch: 12, servers: vec![3, 17] };
+        assert_eq!(CommitRecord::parse(&record.encode()), record);
+        assert_eq!(CommitRecord::parse(b""), CommitRecord::default(), "a new chain node");
+        assert_eq!(CommitRecord::parse(b"commit-epoch 3 servers "), CommitRecord { epoch: 3, servers: vec![] });
+        assert_eq!(CommitRecord::parse(b"commit-epoch x servers 1"), CommitRecord::default());
+        assert_eq!(CommitRecord::parse(&[0xff, 0xfe]), CommitRecord::default());
+        assert!(record.includes(17) && !record.includes(4) && !record.includes(0));
     }
 
     #[test]

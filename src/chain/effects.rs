@@ -2,6 +2,7 @@
 //! it: the table it applies writes to, and the actions it decides on.
 
 use crate::proto::Write;
+use crate::view::CommitRecord;
 
 /// The table a node applies writes to. The server's is the striped
 /// `Table`; the simulator's a plain map.
@@ -22,9 +23,9 @@ pub trait Store {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Queue this applied write for the successor. Writes come out in
-    /// strictly rising sequence order with no gap within one `history`
-    /// (see [`ChainNode::history`](super::ChainNode::history)).
-    Forward { history: u64, write: Write },
+    /// strictly rising sequence order with no gap within one `stream`
+    /// (see [`ChainNode::stream`](super::ChainNode::stream)).
+    Forward { stream: u64, write: Write },
     /// The commit point rose to this sequence number: every client write
     /// up to it may be answered.
     Committed(u64),
@@ -46,6 +47,10 @@ pub enum Action {
     /// The lease on the ZooKeeper session ran out: every client write
     /// waiting for its commit gets "outcome unknown".
     LeaseLost,
+    /// Write this record into the chain node (unless a newer one is there):
+    /// we commit writes of our own, and only once the chain node records
+    /// our view's epoch (see [`CommitRecord`]).
+    RecordCommit(CommitRecord),
 }
 
 /// Where a node's actions go.

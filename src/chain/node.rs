@@ -22,7 +22,7 @@ use super::clients::{self, ClientRecords, Seen};
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
 use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
-use crate::view::{ChainView, Member, Position, Readiness};
+use crate::view::{ChainView, CommitRecord, Member, Position, Readiness};
 
 /// How a request was refused: the error code and a message for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +79,8 @@ pub struct NodeConfig {
     pub client_records_max: usize,
     /// A deliberate protocol bug (testing the checkers only).
     pub bug: Option<InjectedBug>,
+    /// This server's id in member data and commit records (not 0).
+    pub server_id: u64,
 }
 
 /// A client write applied at the head: where it is in the history and the
@@ -151,6 +153,11 @@ pub struct ChainNode {
     /// Epoch of the latest view we acted on; older views are ignored, and a
     /// link from a predecessor with an older view is refused.
     view_epoch: u64,
+    /// The chain node's commit record in the latest view.
+    record: CommitRecord,
+    /// The server ids of the ready members in the latest view (empty: no
+    /// live chain).
+    ready_servers: Vec<u64>,
     /// Addresses of the head and tail in the latest view, named in
     /// refusals so a client can see where to go.
     head_address: Option<String>,
@@ -166,10 +173,13 @@ pub struct ChainNode {
     /// The ZooKeeper session is known alive until this time (ms on the
     /// caller's clock); 0 = no lease.
     lease_until_ms: u64,
-    /// Counts the times our table's history was replaced (a state transfer
-    /// began, or a reset). Forwarded writes carry it, so the sender can tell
-    /// a new history from a gap in one (which would be a bug of ours).
-    history: u64,
+    /// Numbers the unbroken runs of forwarded writes: a new one begins
+    /// when we start forwarding again after a time without a successor
+    /// (writes applied meanwhile were not forwarded) and when our table's
+    /// history is replaced (a state transfer began, or a reset). Forwarded
+    /// writes carry it, so the sender can tell a new run, which only a
+    /// snapshot can bridge, from a gap within one (a bug of ours).
+    stream: u64,
 }
 
 impl ChainNode {
@@ -185,12 +195,14 @@ impl ChainNode {
             name: None,
             position: None,
             view_epoch: 0,
+            record: CommitRecord::default(),
+            ready_servers: Vec::new(),
             head_address: None,
             tail_address: None,
             installing: false,
             recoverable: false,
             lease_until_ms: 0,
-            history: 0,
+            stream: 0,
         }
     }
 
@@ -309,7 +321,7 @@ impl ChainNode {
         self.clients.remember(record);
         if let Some(write) = forward {
             assert_eq!(write.sequence, sequence, "a write is forwarded as it was applied");
-            effects.act(Action::Forward { history: self.history, write });
+            effects.act(Action::Forward { stream: self.stream, write });
         }
     }
 
@@ -389,6 +401,9 @@ impl ChainNode {
             ));
         }
         self.check_predecessor(&hello.sender)?;
+        if self.ready_servers.is_empty() {
+            return Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "no ready member: there is no chain to replicate"));
+        }
         if hello.epoch < self.view_epoch {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
@@ -406,8 +421,7 @@ impl ChainNode {
     /// event, and from here on every applied write is forwarded. `None`
     /// while our table is not the chain's state.
     pub fn snapshot_point(&self) -> Option<(u64, Vec<ClientRecord>)> {
-        (!self.installing && self.lifecycle.holds_chain_state() && self.position.is_some())
-            .then(|| (self.last_applied, self.clients.all()))
+        self.may_replicate().then(|| (self.last_applied, self.clients.all()))
     }
 
     /// Installs one chunk of a snapshot from `sender`. The first chunk
@@ -423,7 +437,7 @@ impl ChainNode {
         self.check_predecessor(sender)?;
         if first {
             self.installing = true;
-            self.history += 1;
+            self.stream += 1;
             effects.act(Action::ReadsRevoked);
             effects.act(Action::HistoryReplaced);
             store.clear();
@@ -482,10 +496,11 @@ impl ChainNode {
     /// sequence number it must reach before it may announce itself ready.
     pub fn try_hand_over(&mut self, successor: &str, successor_applied: u64, effects: &mut impl Effects) -> Option<u64> {
         let position = self.position.as_ref()?;
-        let joining_successor = position
-            .successor
-            .as_ref()
-            .is_some_and(|member| member.name == successor && !member.readiness.is_ready());
+        // Only to a joiner after us by sequence: ready members are ordered
+        // by sequence, so one before us would become ready ahead of us.
+        let joining_successor = position.successor.as_ref().is_some_and(|member| {
+            member.name == successor && !member.readiness.is_ready() && member.sequence > position.me.sequence
+        });
         let Lifecycle::Ready { handed_over_to } = &mut self.lifecycle else {
             return None;
         };
@@ -546,11 +561,15 @@ impl ChainNode {
     }
 
     /// Raises the commit point to what is now known committed, and says so.
+    /// Writes are committed here on our own only in the epoch the chain
+    /// node records (see [`CommitRecord`]); until then they wait.
     fn publish_commit(&mut self, effects: &mut impl Effects) {
         let early = self.config.bug == Some(InjectedBug::CommitEarly)
             && self.position.as_ref().is_some_and(|position| position.is_head);
-        let committed = if self.commits_locally() || early {
+        let committed = if early {
             self.last_applied
+        } else if self.commits_locally() {
+            if self.recorded() { self.last_applied } else { self.committed }
         } else {
             self.successor_committed.min(self.last_applied)
         };
@@ -558,6 +577,37 @@ impl ChainNode {
             assert!(committed <= self.last_applied, "the commit point never passes what was applied");
             self.committed = committed;
             effects.act(Action::Committed(committed));
+        }
+    }
+
+    /// Whether the chain node records the epoch we commit in (always so
+    /// standalone).
+    fn recorded(&self) -> bool {
+        self.config.standalone || self.record.epoch == self.view_epoch
+    }
+
+    /// The record the chain node should hold, if we are the one to write
+    /// it: the tail (the last ready member, which commits, or handed the
+    /// tail role to a joiner that commits in the same epoch). It names our
+    /// view's epoch and its ready members. Nobody else writes it: a joining
+    /// or recovering server's table is not the chain's, and naming it would
+    /// let it restart the chain from that table (the simulator found a
+    /// recovering server recording itself and then restarting the chain
+    /// from its old table).
+    fn wanted_record(&self) -> Option<CommitRecord> {
+        let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
+        if !is_tail || !matches!(self.lifecycle, Lifecycle::Ready { .. }) || self.installing {
+            return None;
+        }
+        let wanted = CommitRecord { epoch: self.view_epoch, servers: self.ready_servers.clone() };
+        (wanted != self.record).then_some(wanted)
+    }
+
+    /// Asks for the chain node's record to be written, when it is not what
+    /// we commit under (again at every tick until it is).
+    fn request_record(&self, effects: &mut impl Effects) {
+        if let Some(record) = self.wanted_record() {
+            effects.act(Action::RecordCommit(record));
         }
     }
 
@@ -570,9 +620,13 @@ impl ChainNode {
             return;
         }
         let old_role = self.role();
+        let was_forwarding = self.forwards();
         let old_successor = self.successor().map(|member| member.name.clone());
         let was_readable = self.readable();
         self.view_epoch = view.epoch;
+        self.record = view.record.clone();
+        self.ready_servers = view.ready().map(|member| member.server_id).collect();
+        self.ready_servers.sort_unstable();
         self.name = Some(me.to_owned());
         self.head_address = view.head().map(|member| member.address.clone());
         self.tail_address = view.tail().map(|member| member.address.clone());
@@ -592,6 +646,9 @@ impl ChainNode {
         if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
             self.recoverable = true;
         }
+        if self.forwards() && !was_forwarding {
+            self.stream += 1;
+        }
         let successor = self.successor().map(|member| member.name.clone());
         if successor != old_successor {
             match self.successor() {
@@ -601,13 +658,17 @@ impl ChainNode {
         }
         let role = self.role();
         if role != old_role {
-            let (index, length) =
-                self.position.as_ref().map_or((0, 0), |position| (position.index + 1, position.chain_length));
-            info!("chain role: {} (position {index} of {length})", role.name());
+            match &self.position {
+                Some(position) if position.me.readiness.is_ready() => {
+                    info!("chain role: {} (position {} of {})", role.name(), position.index + 1, position.chain_length)
+                }
+                _ => info!("chain role: {}", role.name()),
+            }
         }
         if was_readable && !self.readable() {
             effects.act(Action::ReadsRevoked);
         }
+        self.request_record(effects);
         self.publish_commit(effects);
     }
 
@@ -616,13 +677,15 @@ impl ChainNode {
         self.lease_until_ms = self.lease_until_ms.max(until_ms);
     }
 
-    /// The time is `now_ms`: a lease that ran out ends the commit waits.
+    /// The time is `now_ms`: a lease that ran out ends the commit waits; a
+    /// commit record not written yet is asked for again.
     pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
         if !self.config.standalone && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
             self.lease_until_ms = 0;
             warn!("the lease on the ZooKeeper session ran out; not serving until it is confirmed");
             effects.act(Action::LeaseLost);
         }
+        self.request_record(effects);
     }
 
     pub fn lease_valid(&self, now_ms: u64) -> bool {
@@ -668,7 +731,7 @@ impl ChainNode {
         self.committed = 0;
         self.successor_committed = 0;
         self.view_epoch = 0;
-        self.history += 1;
+        self.stream += 1;
         effects.act(Action::HistoryCleared);
     }
 
@@ -692,9 +755,16 @@ impl ChainNode {
     }
 
     /// We may replicate to a successor: a member whose table is the live
-    /// chain's state.
+    /// chain's state. A joiner that caught up holds a prefix of the chain's
+    /// history only while a chain lives: once no member is ready, a
+    /// recovering successor may hold more, and a snapshot from us would wipe
+    /// it (the simulator found a caught-up joiner overwriting the one server
+    /// named in the commit record after the chain's last member expired).
     pub fn may_replicate(&self) -> bool {
-        self.position.is_some() && self.lifecycle.holds_chain_state() && !self.installing
+        self.position.is_some()
+            && self.lifecycle.holds_chain_state()
+            && !self.installing
+            && (!self.ready_servers.is_empty() || self.config.standalone)
     }
 
     pub fn successor(&self) -> Option<&Member> {
@@ -713,9 +783,9 @@ impl ChainNode {
         &self.lifecycle
     }
 
-    /// Which history our table holds (see the field).
-    pub fn history(&self) -> u64 {
-        self.history
+    /// The current run of forwarded writes (see the field).
+    pub fn stream(&self) -> u64 {
+        self.stream
     }
 
     pub fn view_epoch(&self) -> u64 {

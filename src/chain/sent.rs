@@ -16,8 +16,8 @@ pub struct SentList {
     /// `None` before the first write or snapshot of a link's history, which
     /// a successor can only catch up on by a snapshot.
     range: Option<(u64, u64)>,
-    /// The node's history these writes belong to (see `ChainNode::history`).
-    history: Option<u64>,
+    /// The run of forwarded writes these belong to (see `ChainNode::stream`).
+    stream: Option<u64>,
 }
 
 /// An ack for writes that were never sent: the successor is not following
@@ -29,18 +29,19 @@ pub struct AckBeyondSent {
 }
 
 impl SentList {
-    /// Takes `write` of `history` from the replication queue. A write that
-    /// a snapshot already covered is dropped. Returns false when `history`
+    /// Takes `write` of `stream` from the replication queue. A write that
+    /// a snapshot already covered is dropped. Returns false when `stream`
     /// is a new one: the list starts over, and a successor can only be
-    /// brought up to date by a snapshot. Within one history, continuity is
-    /// an invariant of ours: the node forwards writes in sequence order with
-    /// no gap, and whoever empties the queue calls [`SentList::forget`].
-    pub fn push(&mut self, history: u64, write: Write) -> bool {
-        let continues = self.history.is_none_or(|held| held == history);
+    /// brought up to date by a snapshot. Within one stream, continuity is
+    /// an invariant of ours: the node forwards every write it applies in
+    /// sequence order, and whoever empties the queue calls
+    /// [`SentList::forget`].
+    pub fn push(&mut self, stream: u64, write: Write) -> bool {
+        let continues = self.stream.is_none_or(|held| held == stream);
         if !continues {
             self.forget();
         }
-        self.history = Some(history);
+        self.stream = Some(stream);
         match self.range {
             Some((_, last)) if write.sequence <= last => {} // covered by a snapshot
             Some((base, last)) => {
@@ -93,15 +94,15 @@ impl SentList {
     pub fn forget(&mut self) {
         self.writes.clear();
         self.range = None;
-        self.history = None;
+        self.stream = None;
     }
 
-    /// A snapshot of `history` at `sequence` was sent: the list restarts
-    /// there.
-    pub fn restart_at(&mut self, history: u64, sequence: u64) {
+    /// A snapshot at `sequence`, taken in `stream`, was sent: the list
+    /// restarts there.
+    pub fn restart_at(&mut self, stream: u64, sequence: u64) {
         self.writes.clear();
         self.range = Some((sequence, sequence));
-        self.history = Some(history);
+        self.stream = Some(stream);
     }
 
     pub fn len(&self) -> usize {
@@ -155,7 +156,7 @@ mod tests {
         assert!(!sent.can_resume_after(12));
         assert!(sent.push(0, Write::numbered(20)));
         assert!(sent.can_resume_after(19));
-        assert!(!sent.push(1, Write::numbered(5)), "a new history starts over");
+        assert!(!sent.push(1, Write::numbered(5)), "a new stream starts over");
         assert!(!sent.can_resume_after(19));
         assert!(sent.can_resume_after(4));
     }

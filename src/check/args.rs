@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use super::nemesis::{FaultKind, parse_kinds};
 use super::run::CheckConfig;
+use crate::chain::InjectedBug;
 use crate::cli::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
 
 pub const CHECK_USAGE: &str = "\
 usage: table-check [options]                 run clients under faults and check the history
        table-check verify <history.json>     check a saved history again
+       table-check sim [sim options]         simulate chains (the protocol in src/chain/)
+                                             under seeded faults, many seeds a second
 
 Starts its own ZooKeeper and chain (or attaches to one with --zk, without
 faults), runs clients doing random put/get/del over a few keys while a nemesis
@@ -35,13 +38,62 @@ options:
   --logs <dir>            save every server's log there when it stops (for post-mortems)
   --broken stale-reads    servers answer reads in any role and clients read anywhere:
                           a deliberately broken chain, which must FAIL (tests the checker)
-  --help                  this text";
+  --help                  this text
+
+sim options:
+  --seeds <n>             runs, each with its own seed derived from the base (default 2000)
+  --seed <n>              the base seed (default: random, printed); with --seeds 1, the
+                          seed of the one run
+  --nodes <n>             servers at the start of each run (default 3)
+  --steps <n>             client operations per run (default 300)
+  --inject-bug <name>     run a deliberately broken protocol, which must FAIL:
+                          commit-early, skip-predecessor-check or stale-read
+  --trace                 print every event of a failed run";
 
 /// What `table-check` was asked to do.
 #[derive(Debug)]
 pub enum CheckCommand {
     Run { config: Box<CheckConfig>, history: Option<PathBuf> },
     Verify(PathBuf),
+    Sim(SimArgs),
+}
+
+/// `table-check sim`'s settings.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SimArgs {
+    pub seeds: u64,
+    pub base_seed: u64,
+    pub nodes: usize,
+    pub steps: usize,
+    pub bug: Option<InjectedBug>,
+    pub trace: bool,
+}
+
+fn parse_sim_args(args: impl IntoIterator<Item = OsString>, default_seed: u64) -> Result<SimArgs, UsageError> {
+    let known = ["seeds", "seed", "nodes", "steps", "inject-bug", "trace"];
+    let parsed = parse_args(args, &known, |_, _| false)?;
+    if !parsed.positionals.is_empty() {
+        return Err("sim takes options only".to_owned().into());
+    }
+    let mut sim = SimArgs { seeds: 2000, base_seed: default_seed, nodes: 3, steps: 300, bug: None, trace: false };
+    for (name, value) in &parsed.options {
+        match name.as_str() {
+            "seeds" => sim.seeds = positive(name, value)?,
+            "seed" => sim.base_seed = number(name, value)?,
+            "nodes" => sim.nodes = positive(name, value)?,
+            "steps" => sim.steps = positive(name, value)?,
+            "inject-bug" => {
+                let bug = text(name, value)?;
+                let names: Vec<&str> = InjectedBug::ALL.iter().map(|bug| bug.name()).collect();
+                sim.bug = Some(InjectedBug::from_name(&bug).ok_or_else(|| {
+                    UsageError::from(format!("--inject-bug: unknown bug '{bug}' ({})", names.join(", ")))
+                })?);
+            }
+            "trace" => sim.trace = true,
+            other => unreachable!("option {other} is in the known list"),
+        }
+    }
+    Ok(sim)
 }
 
 /// Parses arguments (without the program name). `default_seed` is used
@@ -50,6 +102,10 @@ pub fn parse_check_args(
     args: impl IntoIterator<Item = OsString>,
     default_seed: u64,
 ) -> Result<CheckCommand, UsageError> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|first| first == "sim") {
+        return parse_sim_args(args.skip(1), default_seed).map(CheckCommand::Sim);
+    }
     let known = [
         "duration",
         "clients",
@@ -193,5 +249,19 @@ mod tests {
         assert!(parse_check_args(args(&["--nodes", "1", "--nemesis", "zk"]), 1).is_ok());
         assert!(parse_check_args(args(&["--broken", "everything"]), 1).is_err());
         assert!(parse_check_args(args(&["--zk", "h:1", "--broken", "stale-reads"]), 1).is_err());
+    }
+
+    #[test]
+    fn sim_options() {
+        let Ok(CheckCommand::Sim(sim)) =
+            parse_check_args(args(&["sim", "--seeds", "10", "--inject-bug", "stale-read", "--seed", "4"]), 1)
+        else {
+            panic!("expected a simulation");
+        };
+        assert_eq!(sim.seeds, 10);
+        assert_eq!(sim.base_seed, 4);
+        assert_eq!(sim.bug, Some(InjectedBug::StaleRead));
+        assert!(parse_check_args(args(&["sim", "--inject-bug", "everything"]), 1).is_err());
+        assert!(parse_check_args(args(&["sim", "--duration", "5"]), 1).is_err());
     }
 }

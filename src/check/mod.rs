@@ -13,6 +13,7 @@
 //! - [`args`]: the `table-check` command line.
 
 pub mod args;
+pub mod sim;
 pub mod cluster;
 pub mod history;
 pub mod linearizability;

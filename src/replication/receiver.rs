@@ -12,7 +12,8 @@ use parking_lot::Mutex;
 
 use super::SILENCE_TIMEOUT;
 use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
-use crate::replica::{Progress, Replica};
+use crate::chain::{Progress, Refusal};
+use crate::replica::Replica;
 use crate::wire::{FrameError, FrameReader, FrameWriter};
 
 /// How long the ack writer waits for a commit before checking whether the
@@ -30,11 +31,11 @@ pub fn serve(
 ) -> Result<(), FrameError> {
     let sender = hello.replica_hello.sender.clone();
     let mut welcome = ReplicaWelcome::new();
-    match replica.welcome(&sender) {
-        Ok((last_applied, wants_snapshot)) => {
+    match replica.welcome(&hello.replica_hello) {
+        Ok(accepted) => {
             welcome.accepted = true;
-            welcome.last_applied = last_applied;
-            welcome.wants_snapshot = wants_snapshot;
+            welcome.last_applied = accepted.last_applied;
+            welcome.wants_snapshot = accepted.wants_snapshot;
         }
         Err(refusal) => welcome.reason = refusal.message,
     }
@@ -80,7 +81,7 @@ fn receive_stream(
     upstream: &AckChannel,
     stopping: &AtomicBool,
 ) -> Result<(), FrameError> {
-    let refused = |refusal: crate::replica::Refusal| FrameError::Malformed(refusal.message);
+    let refused = |refusal: Refusal| FrameError::Malformed(refusal.message);
     let mut snapshot_started = None;
     let mut snapshot_keys = 0u64;
     while !stopping.load(Ordering::SeqCst) {

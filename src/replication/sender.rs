@@ -4,18 +4,18 @@
 //! resends it after a successor change, and streams a snapshot to a joining
 //! successor. A helper thread per link reads the successor's cumulative acks.
 
-use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::{HEARTBEAT_INTERVAL, SNAPSHOT_CHUNK_ENTRIES, WRITE_TIMEOUT};
 use crate::proto::{
     ClientRecord, Downstream, Entry, Opcode, ReplicaHello, Request, Response, SnapshotChunk, Upstream, Write,
 };
+use crate::chain::sent::SentList;
 use crate::replica::{REPLICATION_BATCH_MAX, Replica, Snapshot};
 use crate::view::Member;
 use crate::wire::{self, FrameError, FrameWriter};
@@ -30,67 +30,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Read buffer of the ack stream (acks are tiny).
 const ACK_READ_BUFFER_BYTES: usize = 4096;
-
-/// Writes forwarded to the successor and not yet committed, contiguous in
-/// sequence numbers, plus what is known about continuity.
-#[derive(Default)]
-struct SentList {
-    writes: VecDeque<Write>,
-    /// Every write after `base` up to `last` is in `writes` or was
-    /// committed; `None` when continuity was lost (writes were dropped while
-    /// there was no successor), which forces a snapshot.
-    range: Option<(u64, u64)>,
-}
-
-impl SentList {
-    /// Takes `write` from the queue. Returns false if it does not follow the
-    /// previous one (continuity lost: the successor needs a snapshot).
-    fn push(&mut self, write: Write) -> bool {
-        match self.range {
-            Some((_, last)) if write.sequence <= last => true, // already covered by a snapshot
-            Some((base, last)) if write.sequence == last + 1 => {
-                self.range = Some((base, write.sequence));
-                self.writes.push_back(write);
-                true
-            }
-            _ => {
-                self.writes.clear();
-                self.range = Some((write.sequence - 1, write.sequence));
-                self.writes.push_back(write);
-                false
-            }
-        }
-    }
-
-    /// Drops writes up to `committed`.
-    fn trim(&mut self, committed: u64) {
-        while self.writes.front().is_some_and(|write| write.sequence <= committed) {
-            self.writes.pop_front();
-        }
-    }
-
-    /// Can a successor that applied up to `applied` resume from here?
-    fn can_resume_after(&self, applied: u64) -> bool {
-        match self.range {
-            Some((base, last)) => {
-                let first_held = self.writes.front().map_or(last + 1, |write| write.sequence);
-                base <= applied && applied <= last && first_held <= applied + 1
-            }
-            None => false,
-        }
-    }
-
-    fn forget(&mut self) {
-        self.writes.clear();
-        self.range = None;
-    }
-
-    /// Restart after a snapshot at `sequence`.
-    fn restart_at(&mut self, sequence: u64) {
-        self.writes.clear();
-        self.range = Some((sequence, sequence));
-    }
-}
 
 /// The successor's latest cumulative ack, shared with the ack reader.
 #[derive(Default)]
@@ -166,17 +105,16 @@ fn replicate_to(
     }
     reader.stream().set_read_timeout(None).map_err(FrameError::Io)?;
 
-    pull_queue(replica, sent, usize::MAX);
-    if welcome.wants_snapshot || !sent.can_resume_after(welcome.last_applied) {
+    let continuous = pull_queue(replica, sent, usize::MAX);
+    if welcome.wants_snapshot || !continuous || !sent.can_resume_after(welcome.last_applied) {
         let Some(snapshot) = replica.snapshot() else {
             return Err(FrameError::Malformed("our own state transfer is not complete yet".into()));
         };
-        sent.restart_at(snapshot.sequence);
+        sent.restart_at(snapshot.stream, snapshot.sequence);
         send_snapshot(&mut writer, snapshot, successor)?;
     } else {
         info!("resuming replication to {successor} after write {}", welcome.last_applied);
-        let resend: Vec<Write> =
-            sent.writes.iter().filter(|write| write.sequence > welcome.last_applied).cloned().collect();
+        let resend: Vec<Write> = sent.after(welcome.last_applied).cloned().collect();
         for batch in resend.chunks(REPLICATION_BATCH_MAX) {
             let mut downstream = Downstream::new();
             downstream.writes = batch.to_vec();
@@ -194,7 +132,10 @@ fn replicate_to(
                 while let Ok(Some(upstream)) = reader.receive::<Upstream>() {
                     acks.applied.fetch_max(upstream.applied, Ordering::SeqCst);
                     acks.committed.fetch_max(upstream.committed, Ordering::SeqCst);
-                    replica.on_successor_progress(&successor.name, upstream.committed);
+                    if let Err(refusal) = replica.on_successor_progress(&successor.name, upstream.committed) {
+                        warn!("replication to {successor}: {}", refusal.message);
+                        break;
+                    }
                 }
                 acks.closed.store(true, Ordering::SeqCst);
             })
@@ -225,24 +166,29 @@ fn stream_writes(
         if acks.closed.load(Ordering::SeqCst) {
             return Err(FrameError::Truncated);
         }
-        sent.trim(acks.committed.load(Ordering::SeqCst));
-        replica.set_sent_list_len(sent.writes.len());
+        if let Err(beyond) = sent.trim(acks.committed.load(Ordering::SeqCst)) {
+            return Err(FrameError::Malformed(format!(
+                "{successor} acknowledged write {} but only {} were sent",
+                beyond.acked, beyond.last_sent
+            )));
+        }
+        replica.set_sent_list_len(sent.len());
 
         downstream.promote_at = replica.try_hand_over(&successor.name, acks.applied.load(Ordering::SeqCst));
-        let room = replica.limits.sent_max.saturating_sub(sent.writes.len()).min(REPLICATION_BATCH_MAX);
-        let before = sent.writes.len();
+        let room = replica.limits.sent_max.saturating_sub(sent.len()).min(REPLICATION_BATCH_MAX);
+        let before = sent.len();
         if room == 0 {
             thread::sleep(Duration::from_millis(1));
         } else if !pull_queue_waiting(replica, sent, room) {
-            return Err(FrameError::Malformed("writes were dropped; the successor needs a snapshot".into()));
+            return Err(FrameError::Malformed("writes were not forwarded for a while; the successor needs a snapshot".into()));
         }
         let idle = last_frame.elapsed() >= HEARTBEAT_INTERVAL;
-        if sent.writes.len() > before || downstream.promote_at.is_some() || idle {
+        if sent.len() > before || downstream.promote_at.is_some() || idle {
             // The batch is lent to the frame and given back to the Sent
             // list, sent or not (a failed link resends it), without a copy.
-            downstream.writes.extend(sent.writes.drain(before..));
+            sent.lend(before, &mut downstream.writes);
             let result = writer.send(&downstream);
-            sent.writes.extend(downstream.writes.drain(..));
+            sent.give_back(&mut downstream.writes);
             result?;
             last_frame = Instant::now();
         }
@@ -251,11 +197,12 @@ fn stream_writes(
 }
 
 /// Moves up to `limit` queued writes into the Sent list without waiting.
-/// Returns false if continuity was lost.
+/// Returns false if a new stream of writes began (the Sent list started
+/// over: the successor needs a snapshot).
 fn pull_queue(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
     let mut continuous = true;
-    for write in replica.outbox().try_iter().take(limit) {
-        continuous &= sent.push(write);
+    for (stream, write) in replica.outbox().try_iter().take(limit) {
+        continuous &= sent.push(stream, write);
     }
     continuous
 }
@@ -291,34 +238,4 @@ fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Membe
     }
     info!("state transfer to {successor} sent in {} ms", started.elapsed().as_millis());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sent_list_tracks_continuity() {
-        let mut sent = SentList::default();
-        assert!(!sent.can_resume_after(0), "nothing known yet: snapshot");
-        sent.restart_at(10);
-        assert!(sent.can_resume_after(10));
-        assert!(sent.push(Write::numbered(11)));
-        assert!(sent.push(Write::numbered(12)));
-        assert!(sent.push(Write::numbered(12)), "a write covered already is ignored");
-        assert_eq!(sent.writes.len(), 2);
-        assert!(sent.can_resume_after(10));
-        assert!(sent.can_resume_after(12));
-        assert!(!sent.can_resume_after(9), "write 10 is not held");
-        assert!(!sent.can_resume_after(13), "the successor cannot be ahead of us");
-        sent.trim(11);
-        assert_eq!(sent.writes.front().unwrap().sequence, 12);
-        assert!(sent.can_resume_after(11));
-        assert!(!sent.can_resume_after(10), "write 11 was trimmed");
-        assert!(!sent.push(Write::numbered(20)), "a gap breaks continuity");
-        assert!(!sent.can_resume_after(12));
-        assert!(sent.can_resume_after(19));
-        sent.forget();
-        assert!(!sent.can_resume_after(19));
-    }
 }

@@ -1,0 +1,213 @@
+//! Simulated clients, behaving like the real chain client: they find the
+//! head and tail in (a possibly stale reading of) ZooKeeper, send writes
+//! to the head and reads to the tail, and after a refusal or a timeout read
+//! the chain again and retry the same request, with the same request id,
+//! until their deadline. A few reads go to a random server, as a client
+//! with an old view or a wrong address would send them: only the
+//! committing tail may answer those.
+
+use super::server::server_of;
+use super::world::{Event, World};
+use crate::check::history::{OpKind, Record};
+use crate::proto::ErrorCode;
+use crate::view::ChainView;
+
+/// Keys the clients share: few, so operations on them contend.
+const KEYS: u64 = 3;
+/// How long one attempt waits for its reply (ms).
+const ATTEMPT_TIMEOUT_MS: u64 = 400;
+/// How long an operation is retried before its outcome counts as unknown.
+const OPERATION_DEADLINE_MS: u64 = 4000;
+/// A client's pause between operations (ms): long enough that a run spans
+/// many session timeouts and faults.
+const THINK_MS_MIN: u64 = 10;
+const THINK_MS_MAX: u64 = 250;
+
+#[derive(Debug)]
+pub enum Request {
+    Write { client_id: u64, request_id: u64, key: String, value: Option<Vec<u8>> },
+    Read { key: String },
+}
+
+#[derive(Debug)]
+pub enum Reply {
+    Written { found: bool },
+    Read(Option<Vec<u8>>),
+    Refused(ErrorCode),
+}
+
+/// The operation a client is carrying out.
+struct Operation {
+    /// Its record in the history.
+    record: usize,
+    request_id: u64,
+    deadline_ms: u64,
+    /// Reads only: sent to this server instead of the tail.
+    misrouted_to: Option<usize>,
+}
+
+pub struct Client {
+    index: usize,
+    /// Its reading of the chain; `None` when it must read again.
+    view: Option<ChainView>,
+    operation: Option<Operation>,
+    /// The attempt whose reply is awaited.
+    attempt: u64,
+    next_request_id: u64,
+    /// Values it has written (each unique in the run).
+    written: u64,
+    done: bool,
+}
+
+impl Client {
+    pub fn new(index: usize) -> Client {
+        Client { index, view: None, operation: None, attempt: 0, next_request_id: 1, written: 0, done: false }
+    }
+
+    fn id(&self) -> u64 {
+        self.index as u64 + 1
+    }
+}
+
+impl World {
+    /// Starts the client's next operation, or sends its current one again.
+    pub fn client_next(&mut self, index: usize) {
+        if self.clients[index].operation.is_none() && !self.start_operation(index) {
+            return;
+        }
+        let now = self.now_ms;
+        let client = &mut self.clients[index];
+        let operation = client.operation.as_ref().expect("an operation is under way");
+        if now >= operation.deadline_ms {
+            // Given up: a write's outcome stays unknown (it may still apply).
+            self.trace(|| format!("client {index} gives up"));
+            self.clients[index].operation = None;
+            let think = self.rng.between(THINK_MS_MIN, THINK_MS_MAX);
+            self.schedule(think, Event::ClientNext(index));
+            return;
+        }
+        if client.view.is_none() {
+            client.view = Some(self.zk.view());
+        }
+        let record = &self.history.records[operation.record];
+        let view = client.view.as_ref().expect("read just now");
+        let target = match record.op {
+            OpKind::Get => operation.misrouted_to.or_else(|| view.tail().and_then(|tail| server_of(&tail.address))),
+            OpKind::Put | OpKind::Del => view.head().and_then(|head| server_of(&head.address)),
+        };
+        let request = match record.op {
+            OpKind::Get => Request::Read { key: record.key.clone() },
+            OpKind::Put => Request::Write {
+                client_id: client.id(),
+                request_id: operation.request_id,
+                key: record.key.clone(),
+                value: record.value.map(|value| value.to_string().into_bytes()),
+            },
+            OpKind::Del => Request::Write {
+                client_id: client.id(),
+                request_id: operation.request_id,
+                key: record.key.clone(),
+                value: None,
+            },
+        };
+        client.attempt += 1;
+        let attempt = client.attempt;
+        let Some(server) = target else {
+            // No chain in this reading: read again after a pause.
+            self.retry(index, attempt);
+            return;
+        };
+        self.trace(|| format!("client {index} attempt {attempt} -> s{server}: {request:?}"));
+        let delay = self.rng.between(0, 3);
+        self.schedule(delay, Event::Request { server, client: index, attempt, request });
+        self.schedule(ATTEMPT_TIMEOUT_MS, Event::AttemptTimeout { client: index, attempt });
+    }
+
+    /// Picks and records the next operation; false when the client is done.
+    fn start_operation(&mut self, index: usize) -> bool {
+        if self.operations_started >= self.config.steps {
+            self.clients[index].done = true;
+            if self.clients.iter().all(|client| client.done) {
+                self.go_quiet();
+            }
+            return false;
+        }
+        self.operations_started += 1;
+        let key = format!("k{}", self.rng.below(KEYS));
+        let op = match self.rng.below(100) {
+            0..=44 => OpKind::Get,
+            45..=84 => OpKind::Put,
+            _ => OpKind::Del,
+        };
+        let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
+        let misrouted_to =
+            (op == OpKind::Get && self.rng.below(10) == 0).then(|| live[self.rng.below(live.len() as u64) as usize]);
+        let client = &mut self.clients[index];
+        let value = (op == OpKind::Put).then(|| {
+            client.written += 1;
+            client.id() * 1_000_000 + client.written
+        });
+        let request_id = client.next_request_id;
+        client.next_request_id += 1;
+        let record = Record {
+            client: client.id(),
+            key,
+            op,
+            value,
+            observed: None,
+            found: None,
+            call_us: self.now_ms * 1000,
+            return_us: None,
+        };
+        self.history.records.push(record);
+        let deadline_ms = self.now_ms + OPERATION_DEADLINE_MS;
+        let record = self.history.records.len() - 1;
+        self.clients[index].operation = Some(Operation { record, request_id, deadline_ms, misrouted_to });
+        true
+    }
+
+    pub fn client_reply(&mut self, index: usize, attempt: u64, reply: Reply) {
+        let client = &self.clients[index];
+        if client.attempt != attempt {
+            return;
+        }
+        let Some(operation) = &client.operation else { return };
+        let record = &mut self.history.records[operation.record];
+        match reply {
+            Reply::Written { found } => {
+                if record.op == OpKind::Del {
+                    record.found = Some(found);
+                }
+            }
+            Reply::Read(value) => {
+                record.observed = value.and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok());
+            }
+            Reply::Refused(_) => {
+                self.retry(index, attempt);
+                return;
+            }
+        }
+        record.return_us = Some(self.now_ms * 1000);
+        self.clients[index].operation = None;
+        let think = self.rng.between(THINK_MS_MIN, THINK_MS_MAX);
+        self.schedule(think, Event::ClientNext(index));
+    }
+
+    pub fn client_timeout(&mut self, index: usize, attempt: u64) {
+        if self.clients[index].attempt == attempt && self.clients[index].operation.is_some() {
+            self.retry(index, attempt);
+        }
+    }
+
+    /// The attempt failed: read the chain again and retry after a pause.
+    fn retry(&mut self, index: usize, attempt: u64) {
+        let client = &mut self.clients[index];
+        client.view = None;
+        client.attempt = attempt + 1;
+        if let Some(operation) = &mut client.operation {
+            operation.misrouted_to = None;
+        }
+        let pause = self.rng.between(10, 60);
+        self.schedule(pause, Event::ClientNext(index));
+    }
+}

@@ -1,0 +1,144 @@
+//! `table-check sim`: a deterministic simulator of whole chains, built on
+//! the pure protocol in `crate::chain`.
+//!
+//! One thread runs several servers' [`ChainNode`](crate::chain::ChainNode)s,
+//! the replication links between them, a simulated ZooKeeper and clients,
+//! on a seeded schedule: a network that delays messages (links stay FIFO,
+//! as TCP does, but different links interleave freely), partitions and
+//! slow links; process pauses, crashes and joins; ZooKeeper sessions that
+//! expire, watches that fire late or are lost, a create whose reply is lost;
+//! and clients that retry with the same request ids, as the real client
+//! does. Every run's history goes through the linearizability checker of
+//! `table-check`, and once the faults are healed and the chain is quiet,
+//! every ready member must hold the same table.
+//!
+//! The same seed gives the same run, event for event (all state is in
+//! ordered maps and vectors, all choices come from one generator, time is
+//! simulated), so a failing seed can be replayed with its trace.
+//!
+//! - [`world`]: the scheduler, the network and the fault schedule.
+//! - [`server`]: a server process: the node, its replication links and its
+//!   membership (the simulated counterparts of `replication` and `membership`).
+//! - [`client`]: clients that locate the chain, send, time out and retry.
+//! - [`zk`]: the simulated ZooKeeper.
+
+pub mod client;
+pub mod server;
+pub mod world;
+pub mod zk;
+
+use crate::chain::InjectedBug;
+use crate::check::history::History;
+use crate::check::verify::{Report, verify};
+
+/// One simulated run's settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Servers at the start.
+    pub nodes: usize,
+    /// Client operations in the run (over all clients).
+    pub steps: usize,
+    /// A deliberate protocol bug, which the run should catch.
+    pub bug: Option<InjectedBug>,
+    /// Keep a trace of every event (for printing a failed seed).
+    pub trace: bool,
+}
+
+/// What one run found.
+pub struct SimOutcome {
+    pub history: History,
+    pub report: Report,
+    /// Why the replicas differ once quiet, if they do.
+    pub divergence: Option<String>,
+    /// Every event, when asked for.
+    pub trace: Vec<String>,
+    /// Faults injected.
+    pub faults: usize,
+}
+
+impl SimOutcome {
+    pub fn passed(&self) -> bool {
+        self.report.passed() && self.divergence.is_none()
+    }
+}
+
+/// Runs one seed.
+pub fn run(config: &SimConfig) -> SimOutcome {
+    let mut world = world::World::new(config);
+    world.run();
+    let (history, divergence, trace) = world.finish();
+    let report = verify(&history);
+    let faults = history.faults.len();
+    SimOutcome { history, report, divergence, trace, faults }
+}
+
+/// The seed of the `index`th run after `base`.
+pub fn seed_at(base: u64, index: u64) -> u64 {
+    crate::check::random::SplitMix64::derive(base, index).next_u64()
+}
+
+/// Trace lines printed with a failure when the whole trace was not asked for.
+const TRACE_TAIL_LINES: usize = 400;
+
+/// Runs `args.seeds` seeds from `args.base_seed`, stopping at the first
+/// failure, and prints PASS or FAIL (with the seed, the shrunk history and
+/// the trace). Returns whether every run passed.
+pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
+    use crate::check::verify::Explanation;
+    let started = std::time::Instant::now();
+    let bug = args.bug.map_or(String::new(), |bug| format!(" --inject-bug {}", bug.name()));
+    println!(
+        "table-check sim: {} seeds from base seed {} ({} nodes, {} operations each){bug}",
+        args.seeds, args.base_seed, args.nodes, args.steps
+    );
+    println!(
+        "  replay: table-check sim --seeds {} --seed {} --nodes {} --steps {}{bug}",
+        args.seeds, args.base_seed, args.nodes, args.steps
+    );
+    let (mut operations, mut faults) = (0, 0);
+    for index in 0..args.seeds {
+        let seed = if args.seeds == 1 { args.base_seed } else { seed_at(args.base_seed, index) };
+        let config = SimConfig { seed, nodes: args.nodes, steps: args.steps, bug: args.bug, trace: false };
+        let outcome = run(&config);
+        operations += outcome.report.operations;
+        faults += outcome.faults;
+        if outcome.passed() {
+            continue;
+        }
+        // Again with the trace: the same seed gives the same run.
+        let outcome = run(&SimConfig { trace: true, ..config });
+        assert!(!outcome.passed(), "seed {seed} failed once and passed when replayed: the simulator is not deterministic");
+        let shown = if args.trace { 0 } else { outcome.trace.len().saturating_sub(TRACE_TAIL_LINES) };
+        if shown > 0 {
+            println!("trace (last {TRACE_TAIL_LINES} of {} events; --trace for all):", outcome.trace.len());
+        } else {
+            println!("trace:");
+        }
+        for line in &outcome.trace[shown..] {
+            println!("  {line}");
+        }
+        for fault in &outcome.history.faults {
+            println!("  fault {fault}");
+        }
+        for violation in &outcome.report.violations {
+            print!("{}", Explanation { violation, history: &outcome.history });
+        }
+        for key in &outcome.report.undecided {
+            println!("key {key}: the search ran out of steps; not proven either way");
+        }
+        if let Some(divergence) = &outcome.divergence {
+            println!("replicas diverged: {divergence}");
+        }
+        println!("FAIL (seed {seed}, run {} of {}; replay it: table-check sim --seeds 1 --seed {seed} --nodes {} --steps {}{bug})", index + 1, args.seeds, args.nodes, args.steps);
+        return false;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "PASS: {} seeds, {operations} operations checked, {faults} faults injected, in {:.1} s ({:.0} ms per 1000 seeds)",
+        args.seeds,
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 * 1000.0 / args.seeds as f64
+    );
+    true
+}

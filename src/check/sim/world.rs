@@ -1,0 +1,497 @@
+//! The simulated world: a seeded scheduler of events in simulated time, the
+//! network between servers (connections that are FIFO per direction, with
+//! delays, slow links and partitions) and the fault schedule (the nemesis).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use super::client::{Client, Reply, Request};
+use super::server::{LinkMessage, Server};
+use super::zk::SimZk;
+use super::SimConfig;
+use crate::check::history::{Fault, History};
+use crate::check::random::SplitMix64;
+use crate::view::ChainView;
+
+/// ZooKeeper session timeout of every simulated server (ms).
+pub const SESSION_TIMEOUT_MS: u64 = 1000;
+/// How often a server's threads look at their work (ms): lease, commit
+/// timeouts, membership checks, the replication sender.
+pub const TICK_MS: u64 = 20;
+/// Most servers a run starts, counting those that join later.
+const SERVERS_MAX: usize = 9;
+/// Time after the last client operation for the chain to settle, with
+/// every fault healed, before the replicas are compared (ms).
+const QUIET_MS: u64 = 15_000;
+/// Hard bound on a run's simulated time (ms), faults or not.
+const RUN_MS_MAX: u64 = 600_000;
+/// Share (per mille) of watch notifications that are lost.
+const LOST_WATCH_PER_MILLE: u64 = 50;
+
+/// Something that happens at a moment of simulated time.
+#[derive(Debug)]
+pub enum Event {
+    /// A server's periodic work.
+    Tick(usize),
+    /// A message arrives at one end of a connection.
+    Message { connection: usize, to_successor: bool, message: LinkMessage },
+    /// The other end closed a connection (or it broke).
+    Closed { connection: usize, to_successor: bool },
+    /// A server reads the chain (a watch fired, or its periodic re-read).
+    View { server: usize, session: u64, view: ChainView },
+    /// A request from a client arrives at a server.
+    Request { server: usize, client: usize, attempt: u64, request: Request },
+    /// A server's reply arrives at its client.
+    Reply { client: usize, attempt: u64, reply: Reply },
+    /// A client gives up waiting for one attempt.
+    AttemptTimeout { client: usize, attempt: u64 },
+    /// A client starts its next operation, or retries the current one.
+    ClientNext(usize),
+    /// ZooKeeper expires the sessions it has not heard from.
+    ZkExpire,
+    /// The nemesis injects its next fault.
+    Nemesis,
+    /// A fault ends.
+    Heal(Heal),
+}
+
+/// A fault that lasts, and how it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heal {
+    Resume(usize),
+    ReconnectZk(usize),
+    Unpartition(usize, usize),
+    Unslow(usize),
+}
+
+struct Scheduled {
+    at_ms: u64,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_ms, self.order) == (other.at_ms, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_ms, self.order).cmp(&(other.at_ms, other.order))
+    }
+}
+
+/// A replication connection from `predecessor` to `successor`.
+pub struct Connection {
+    pub predecessor: usize,
+    pub successor: usize,
+    pub open: bool,
+    /// Latest delivery time scheduled per direction (index: to_successor),
+    /// so messages on one connection stay in order.
+    last_delivery_ms: [u64; 2],
+}
+
+pub struct World {
+    pub now_ms: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    order: u64,
+    pub rng: SplitMix64,
+    pub config: SimConfig,
+    pub zk: SimZk,
+    pub servers: Vec<Server>,
+    pub clients: Vec<Client>,
+    pub connections: Vec<Connection>,
+    pub history: History,
+    trace: Option<Vec<String>>,
+    /// Pairs of servers that cannot reach each other.
+    partitions: BTreeSet<(usize, usize)>,
+    /// Servers cut off from ZooKeeper.
+    pub zk_cut: BTreeSet<usize>,
+    /// Servers whose messages are slow.
+    slow: BTreeSet<usize>,
+    /// Last view delivery time per server: views reach a server in the
+    /// order they were read (its membership thread reads them one by one).
+    view_delivery_ms: BTreeMap<usize, u64>,
+    /// Client operations started so far.
+    pub operations_started: usize,
+    /// The last operation ended: faults stop, the chain settles.
+    pub quiet_since_ms: Option<u64>,
+    /// Open faults, to end them when the run goes quiet.
+    open_faults: BTreeMap<u64, (usize, Heal)>,
+    next_fault: u64,
+}
+
+impl World {
+    pub fn new(config: &SimConfig) -> World {
+        let mut world = World {
+            now_ms: 0,
+            queue: BinaryHeap::new(),
+            order: 0,
+            rng: SplitMix64::new(config.seed),
+            config: config.clone(),
+            zk: SimZk::new(SESSION_TIMEOUT_MS),
+            servers: Vec::new(),
+            clients: Vec::new(),
+            connections: Vec::new(),
+            history: History { seed: config.seed, ..History::default() },
+            trace: config.trace.then(Vec::new),
+            partitions: BTreeSet::new(),
+            zk_cut: BTreeSet::new(),
+            slow: BTreeSet::new(),
+            view_delivery_ms: BTreeMap::new(),
+            operations_started: 0,
+            quiet_since_ms: None,
+            open_faults: BTreeMap::new(),
+            next_fault: 0,
+        };
+        for _ in 0..config.nodes.max(1) {
+            world.start_server();
+        }
+        let clients = 3 + world.rng.below(3) as usize;
+        for index in 0..clients {
+            world.clients.push(Client::new(index));
+            let start = 300 + world.rng.below(50);
+            world.schedule(start, Event::ClientNext(index));
+        }
+        world.schedule(100, Event::ZkExpire);
+        let first_fault = 500 + world.rng.below(1000);
+        world.schedule(first_fault, Event::Nemesis);
+        world
+    }
+
+    /// Runs until the clients are done and the chain has been quiet.
+    pub fn run(&mut self) {
+        while let Some(Reverse(scheduled)) = self.queue.pop() {
+            assert!(scheduled.at_ms >= self.now_ms, "time never goes back");
+            self.now_ms = scheduled.at_ms;
+            if self.quiet_since_ms.is_some_and(|since| self.now_ms > since + QUIET_MS) || self.now_ms > RUN_MS_MAX {
+                break;
+            }
+            self.handle(scheduled.event);
+        }
+    }
+
+    /// The history, the divergence found (if any) and the trace.
+    pub fn finish(self) -> (History, Option<String>, Vec<String>) {
+        let divergence = self.divergence();
+        (self.history, divergence, self.trace.unwrap_or_default())
+    }
+
+    /// Schedules `event` `delay_ms` from now.
+    pub fn schedule(&mut self, delay_ms: u64, event: Event) {
+        self.order += 1;
+        self.queue.push(Reverse(Scheduled { at_ms: self.now_ms + delay_ms, order: self.order, event }));
+    }
+
+    pub fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Records a line of the trace (only formatted when tracing).
+    pub fn trace(&mut self, line: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            let line = line();
+            trace.push(format!("{:>8} ms  {line}", self.now_ms));
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        // A paused server handles nothing until it resumes: its events wait.
+        if let Some(server) = self.target(&event) {
+            if !self.servers[server].alive {
+                return;
+            }
+            if let Some(until) = self.servers[server].paused_until_ms {
+                let delay = until.saturating_sub(self.now_ms);
+                self.schedule(delay, event);
+                return;
+            }
+        }
+        match event {
+            Event::Tick(server) => self.server_tick(server),
+            Event::Message { connection, to_successor, message } => {
+                self.trace(|| format!("conn {connection} {} {message:?}", if to_successor { "->" } else { "<-" }));
+                self.server_message(connection, to_successor, message)
+            }
+            Event::Closed { connection, to_successor } => self.server_link_closed(connection, to_successor),
+            Event::View { server, session, view } => self.server_view(server, session, view),
+            Event::Request { server, client, attempt, request } => self.server_request(server, client, attempt, request),
+            Event::Reply { client, attempt, reply } => self.client_reply(client, attempt, reply),
+            Event::AttemptTimeout { client, attempt } => self.client_timeout(client, attempt),
+            Event::ClientNext(client) => self.client_next(client),
+            Event::ZkExpire => {
+                for server in self.zk.expire(self.now_ms) {
+                    self.trace(|| format!("zk: session of s{server} expired"));
+                    self.notify_watchers();
+                }
+                self.schedule(100, Event::ZkExpire);
+            }
+            Event::Nemesis => self.nemesis(),
+            Event::Heal(heal) => self.heal(heal),
+        }
+    }
+
+    /// The server an event happens in, if any.
+    fn target(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::Tick(server) | Event::View { server, .. } | Event::Request { server, .. } => Some(*server),
+            Event::Message { connection, to_successor, .. } | Event::Closed { connection, to_successor } => {
+                let connection = &self.connections[*connection];
+                Some(if *to_successor { connection.successor } else { connection.predecessor })
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts a new, empty server; it registers at its first tick.
+    pub fn start_server(&mut self) -> usize {
+        let index = self.servers.len();
+        self.servers.push(Server::new(index, &self.config));
+        let first_tick = self.rng.below(TICK_MS);
+        self.schedule(first_tick, Event::Tick(index));
+        index
+    }
+
+    // ---- network ----
+
+    /// A message's delay on the network from or to `server` (ms).
+    fn delay_ms(&mut self, server: usize) -> u64 {
+        if self.slow.contains(&server) {
+            return self.rng.between(50, 400);
+        }
+        match self.rng.below(100) {
+            0..=89 => self.rng.between(0, 2),
+            90..=98 => self.rng.between(3, 20),
+            _ => self.rng.between(20, 150),
+        }
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.partitions.contains(&(a.min(b), a.max(b))) && self.servers[a].alive && self.servers[b].alive
+    }
+
+    /// Opens a connection from `predecessor` to `successor`; `None` if it
+    /// cannot be made (partitioned, or the successor is dead).
+    pub fn connect(&mut self, predecessor: usize, successor: usize) -> Option<usize> {
+        if !self.reachable(predecessor, successor) {
+            return None;
+        }
+        self.connections.push(Connection { predecessor, successor, open: true, last_delivery_ms: [0, 0] });
+        Some(self.connections.len() - 1)
+    }
+
+    /// Sends `message` on `connection`, in order behind what was sent before.
+    pub fn send(&mut self, connection: usize, to_successor: bool, message: LinkMessage) {
+        if !self.connections[connection].open {
+            return;
+        }
+        let from = self.end(connection, !to_successor);
+        let delay = self.delay_ms(from);
+        let at = self.fifo_time(connection, to_successor, delay);
+        self.schedule(at - self.now_ms, Event::Message { connection, to_successor, message });
+    }
+
+    fn fifo_time(&mut self, connection: usize, to_successor: bool, delay_ms: u64) -> u64 {
+        let slot = &mut self.connections[connection].last_delivery_ms[usize::from(to_successor)];
+        *slot = (*slot).max(self.now_ms + delay_ms);
+        *slot
+    }
+
+    /// The server at one end of `connection`.
+    pub fn end(&self, connection: usize, successor_end: bool) -> usize {
+        let connection = &self.connections[connection];
+        if successor_end { connection.successor } else { connection.predecessor }
+    }
+
+    /// Closes `connection` from one side; the other side hears of it after
+    /// what was already sent.
+    pub fn close(&mut self, connection: usize) {
+        if !std::mem::replace(&mut self.connections[connection].open, false) {
+            return;
+        }
+        for to_successor in [true, false] {
+            let at = self.fifo_time(connection, to_successor, 1);
+            self.order += 1;
+            let event = Event::Closed { connection, to_successor };
+            self.queue.push(Reverse(Scheduled { at_ms: at, order: self.order, event }));
+        }
+    }
+
+    /// Breaks every open connection between `a` and `b` (or of `a` with
+    /// anyone, when `b` is `None`).
+    fn break_connections(&mut self, a: usize, b: Option<usize>) {
+        let broken: Vec<usize> = (0..self.connections.len())
+            .filter(|&index| {
+                let connection = &self.connections[index];
+                let ends = [connection.predecessor, connection.successor];
+                connection.open && ends.contains(&a) && b.is_none_or(|b| ends.contains(&b))
+            })
+            .collect();
+        for connection in broken {
+            self.close(connection);
+        }
+    }
+
+    // ---- ZooKeeper's side ----
+
+    /// Tells every server with a live session that the chain changed: each
+    /// reads it after a while, in order; a few notifications are lost (the
+    /// periodic re-read catches up).
+    pub fn notify_watchers(&mut self) {
+        for server in self.zk.session_owners() {
+            if self.rng.below(1000) < LOST_WATCH_PER_MILLE {
+                self.trace(|| format!("zk: watch of s{server} lost"));
+                continue;
+            }
+            self.deliver_view(server);
+        }
+    }
+
+    /// `server` reads the chain now (if it can reach ZooKeeper) and acts on
+    /// it a little later, after any view it read before.
+    pub fn deliver_view(&mut self, server: usize) {
+        let Some(session) = self.servers[server].session else { return };
+        if self.zk_cut.contains(&server) || !self.servers[server].alive {
+            return;
+        }
+        let view = self.zk.view();
+        let delay = self.rng.between(1, 30);
+        let last = self.view_delivery_ms.entry(server).or_insert(0);
+        *last = (*last).max(self.now_ms + delay);
+        let at = *last;
+        self.schedule(at - self.now_ms, Event::View { server, session, view });
+    }
+
+    // ---- faults ----
+
+    fn nemesis(&mut self) {
+        if self.quiet_since_ms.is_some() {
+            return;
+        }
+        let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
+        let duration = self.rng.between(100, 3 * SESSION_TIMEOUT_MS);
+        let pick = |world: &mut World, from: &[usize]| from[world.rng.below(from.len() as u64) as usize];
+        match self.rng.below(6) {
+            // Crash: only while another ready member survives it.
+            0 if live.len() > 2 => {
+                let server = pick(self, &live);
+                self.crash(server);
+            }
+            1 if self.servers.len() < SERVERS_MAX => {
+                let server = self.start_server();
+                self.fault(format!("start s{server} (joins the chain)"), None);
+            }
+            2 => {
+                let server = pick(self, &live);
+                self.servers[server].paused_until_ms = Some(self.now_ms + duration);
+                self.fault(format!("pause s{server}"), Some((duration, Heal::Resume(server))));
+            }
+            3 => {
+                let server = pick(self, &live);
+                self.zk_cut.insert(server);
+                self.fault(format!("cut s{server} off from ZooKeeper"), Some((duration, Heal::ReconnectZk(server))));
+            }
+            4 if live.len() >= 2 => {
+                let a = pick(self, &live);
+                let b = pick(self, &live);
+                if a != b {
+                    self.partitions.insert((a.min(b), a.max(b)));
+                    self.break_connections(a, Some(b));
+                    self.fault(format!("partition s{a} from s{b}"), Some((duration, Heal::Unpartition(a, b))));
+                }
+            }
+            _ => {
+                let server = pick(self, &live);
+                self.slow.insert(server);
+                self.fault(format!("slow network at s{server}"), Some((duration, Heal::Unslow(server))));
+            }
+        }
+        let next = self.rng.between(200, 2500);
+        self.schedule(next, Event::Nemesis);
+    }
+
+    /// Records a fault, and schedules its end if it lasts.
+    fn fault(&mut self, description: String, lasts: Option<(u64, Heal)>) {
+        self.trace(|| format!("FAULT {description}"));
+        let start_us = self.now_ms * 1000;
+        let index = self.history.faults.len();
+        self.history.faults.push(Fault { start_us, end_us: None, description });
+        if let Some((duration, heal)) = lasts {
+            let id = self.next_fault;
+            self.next_fault += 1;
+            self.open_faults.insert(id, (index, heal));
+            self.schedule(duration, Event::Heal(heal));
+        }
+    }
+
+    fn crash(&mut self, server: usize) {
+        self.fault(format!("crash s{server}"), None);
+        self.servers[server].alive = false;
+        self.servers[server].paused_until_ms = None;
+        self.break_connections(server, None);
+    }
+
+    fn heal(&mut self, heal: Heal) {
+        let Some((&id, &(index, _))) = self.open_faults.iter().find(|(_, (_, open))| *open == heal) else {
+            return;
+        };
+        self.open_faults.remove(&id);
+        self.history.faults[index].end_us = Some(self.now_ms * 1000);
+        self.trace(|| format!("HEAL {heal:?}"));
+        match heal {
+            Heal::Resume(server) => self.servers[server].paused_until_ms = None,
+            Heal::ReconnectZk(server) => {
+                self.zk_cut.remove(&server);
+            }
+            Heal::Unpartition(a, b) => {
+                self.partitions.remove(&(a.min(b), a.max(b)));
+            }
+            Heal::Unslow(server) => {
+                self.slow.remove(&server);
+            }
+        }
+    }
+
+    /// The last client operation ended: heal everything, let the chain settle.
+    pub fn go_quiet(&mut self) {
+        if self.quiet_since_ms.is_some() {
+            return;
+        }
+        self.quiet_since_ms = Some(self.now_ms);
+        let open: Vec<Heal> = self.open_faults.values().map(|(_, heal)| *heal).collect();
+        for heal in open {
+            self.heal(heal);
+        }
+    }
+
+    /// Once quiet: every live ready member must hold the same table at the
+    /// same sequence number.
+    fn divergence(&self) -> Option<String> {
+        let view = self.zk.view();
+        let ready: Vec<usize> = view
+            .ready()
+            .filter_map(|member| member.address.strip_prefix('s')?.parse::<usize>().ok())
+            .filter(|&server| self.servers[server].alive)
+            .collect();
+        let first = *ready.first()?;
+        for &other in &ready[1..] {
+            let (a, b) = (&self.servers[first], &self.servers[other]);
+            if a.node.progress().applied != b.node.progress().applied || a.store != b.store {
+                return Some(format!(
+                    "s{first} applied {} ({} keys), s{other} applied {} ({} keys)",
+                    a.node.progress().applied,
+                    a.store.len(),
+                    b.node.progress().applied,
+                    b.store.len()
+                ));
+            }
+        }
+        None
+    }
+}

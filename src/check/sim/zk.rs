@@ -1,0 +1,136 @@
+//! A simulated ZooKeeper for the simulator: sessions that expire when their
+//! owner stops pinging, ephemeral sequential member nodes under the chain
+//! node, and the chain's child version as the view epoch. What the real
+//! `zookeeper` crate does wrong (watches lost or late, a create whose reply
+//! is lost) is done by the world around it (`world.rs`).
+
+use std::collections::BTreeMap;
+
+use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Member, Readiness};
+
+/// A ZooKeeper session.
+struct Session {
+    /// The process that owns it.
+    owner: usize,
+    /// Last time ZooKeeper heard from the owner (ms).
+    heard_ms: u64,
+}
+
+/// The ensemble's state.
+pub struct SimZk {
+    /// Session timeout (ms): a session not heard from for this long expires.
+    pub timeout_ms: u64,
+    sessions: BTreeMap<u64, Session>,
+    next_session: u64,
+    /// Member nodes by sequence number, with the session that owns each.
+    members: BTreeMap<u64, (Member, u64)>,
+    next_sequence: u64,
+    /// The chain node's child version: bumped by every create and delete.
+    cversion: u64,
+    /// The chain node's data.
+    record: CommitRecord,
+}
+
+impl SimZk {
+    pub fn new(timeout_ms: u64) -> SimZk {
+        SimZk {
+            timeout_ms,
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            members: BTreeMap::new(),
+            next_sequence: 0,
+            cversion: 0,
+            record: CommitRecord::default(),
+        }
+    }
+
+    /// Opens a session for process `owner`.
+    pub fn open_session(&mut self, owner: usize, now_ms: u64) -> u64 {
+        let id = self.next_session;
+        self.next_session += 1;
+        self.sessions.insert(id, Session { owner, heard_ms: now_ms });
+        id
+    }
+
+    pub fn session_alive(&self, session: u64) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
+    /// The owner of `session` was heard from.
+    pub fn ping(&mut self, session: u64, now_ms: u64) {
+        if let Some(session) = self.sessions.get_mut(&session) {
+            session.heard_ms = session.heard_ms.max(now_ms);
+        }
+    }
+
+    /// Expires the sessions not heard from for the timeout; returns the
+    /// processes whose sessions ended (their nodes are gone).
+    pub fn expire(&mut self, now_ms: u64) -> Vec<usize> {
+        let expired: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, session)| now_ms >= session.heard_ms + self.timeout_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        expired.iter().filter_map(|id| self.close_session(*id)).collect()
+    }
+
+    /// Ends `session` (expired, or closed by its owner): its nodes go.
+    pub fn close_session(&mut self, session: u64) -> Option<usize> {
+        let owner = self.sessions.remove(&session)?.owner;
+        let before = self.members.len();
+        self.members.retain(|_, (_, owner_session)| *owner_session != session);
+        if self.members.len() != before {
+            self.cversion += 1;
+        }
+        Some(owner)
+    }
+
+    /// Creates an ephemeral sequential member node for server `server_id`;
+    /// returns its name.
+    pub fn create_member(&mut self, session: u64, address: &str, readiness: Readiness, server_id: u64) -> Option<String> {
+        if !self.session_alive(session) {
+            return None;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let name = format!("{MEMBER_PREFIX}{sequence:010}");
+        let token = format!("t{session}");
+        let address = address.to_owned();
+        let member = Member { name: name.clone(), sequence, address, readiness, token, server_id };
+        self.members.insert(sequence, (member, session));
+        self.cversion += 1;
+        Some(name)
+    }
+
+    /// Sets a member's readiness (a data change: the child version stays).
+    /// False if the node is gone or the session is not its owner.
+    pub fn set_readiness(&mut self, session: u64, name: &str, readiness: Readiness) -> bool {
+        match self.members.values_mut().find(|(member, owner)| member.name == name && *owner == session) {
+            Some((member, _)) => {
+                member.readiness = readiness;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the chain node's record unless a newer one is there (the
+    /// membership thread's compare-and-set).
+    pub fn set_record(&mut self, record: CommitRecord) {
+        if record.epoch >= self.record.epoch {
+            self.record = record;
+        }
+    }
+
+    /// The chain as a reader sees it now.
+    pub fn view(&self) -> ChainView {
+        let members = self.members.values().map(|(member, _)| member.clone()).collect();
+        ChainView::new(members, self.cversion).with_record(self.record.clone())
+    }
+
+    /// The processes with a live session, in session order.
+    pub fn session_owners(&self) -> Vec<usize> {
+        self.sessions.values().map(|session| session.owner).collect()
+    }
+}
