@@ -10,7 +10,7 @@
 //! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
 //! - [`limits`]: every size, count and time limit, with its default and why.
 //! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
-//! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
+//! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots.
 //! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
@@ -58,7 +58,7 @@ pub mod server;
 pub mod service;
 pub mod shell;
 pub mod stats;
-pub mod table;
+pub mod store;
 pub mod view;
 pub mod wire;
 pub mod zk;

@@ -22,7 +22,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::commits::{CommitOutcome, Commits, OnSettled};
 use crate::outbox::Outbox;
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
-use crate::table::Table;
+use crate::store::table::Table;
 use crate::view::{ChainView, Position};
 
 /// How a request was refused: the error code and a message for people.

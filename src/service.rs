@@ -10,7 +10,7 @@ use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::{Refusal, Replica, WriteReceipt, commit_result};
 use crate::stats::ServerStats;
-use crate::table::Table;
+use crate::store::table::Table;
 
 /// The state every connection thread shares.
 pub struct Service {
