@@ -417,7 +417,7 @@ fn random_client_id() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::error_response;
+    use crate::server::service::error_response;
 
     fn request(opcode: Opcode, id: u64) -> Request {
         let mut request = Request::new();

@@ -9,19 +9,16 @@
 //! - [`proto`]: message types generated from `proto/chaintable.proto` by `build.rs`.
 //! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
 //! - [`limits`]: every size, count and time limit, with its default and why.
-//! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
 //! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots.
-//! - [`stats`]: server counters behind the `stats` command.
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
 //! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
-//! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`outbox`]: the replication queue, and how its sender thread sleeps on it.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
-//! - [`service`]: turns one decoded request into one reply (now, or at the write's commit).
-//! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
+//! - [`server`]: the acceptor, connection threads, request service, reply port, stats and
+//!   clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls), of one
 //!   server or of a chain.
 //! - [`chain_client`]: chain mode of the client: writes to the head, reads to the tail, retries.
@@ -44,7 +41,6 @@ pub mod cli;
 pub mod client;
 pub mod command;
 pub mod commits;
-pub mod fd_limit;
 pub mod limits;
 pub mod locator;
 pub mod membership;
@@ -52,12 +48,9 @@ pub mod outbox;
 pub mod proto;
 pub mod replica;
 pub mod replication;
-pub mod reply_port;
 pub mod retry;
 pub mod server;
-pub mod service;
 pub mod shell;
-pub mod stats;
 pub mod store;
 pub mod view;
 pub mod wire;

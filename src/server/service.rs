@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::stats::ServerStats;
 use crate::commits::CommitOutcome;
 use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::{Refusal, Replica, WriteReceipt, commit_result};
-use crate::stats::ServerStats;
 use crate::store::table::Table;
 
 /// The state every connection thread shares.
