@@ -16,7 +16,7 @@
 //! - [`outbox`]: the replication queue, and how its sender thread sleeps on it.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
-//! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
+//! - [`coord`]: all ZooKeeper I/O: the `zookeeper` crate's workarounds, reading a chain's view.
 //! - [`server`]: the acceptor, connection threads, request service, reply port, stats and
 //!   clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls), of one
@@ -41,6 +41,7 @@ pub mod cli;
 pub mod client;
 pub mod command;
 pub mod commits;
+pub mod coord;
 pub mod limits;
 pub mod locator;
 pub mod membership;
@@ -54,4 +55,3 @@ pub mod shell;
 pub mod store;
 pub mod view;
 pub mod wire;
-pub mod zk;

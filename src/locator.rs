@@ -19,9 +19,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
 
 use crate::client::ClientError;
-use crate::membership::read_view;
+use crate::coord::view_reader::read_view;
+use crate::coord::zk;
 use crate::view::ChainView;
-use crate::zk;
 
 /// Session timeout asked of ZooKeeper. A client holds no ephemeral nodes, so
 /// this only bounds how long the crate keeps trying to reach a ZooKeeper that

@@ -14,13 +14,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 use log::{info, warn};
-use zookeeper::{
-    Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeper, ZooKeeperExt,
-};
+use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
 
+use crate::coord::zk::{self, BoundedZk};
 use crate::replica::Replica;
-use crate::view::{ChainView, MEMBER_PREFIX, Readiness, encode_member_data, parse_member};
-use crate::zk::{self, BoundedZk};
+use crate::view::{ChainView, MEMBER_PREFIX, Readiness, encode_member_data};
 
 /// How a server takes part in a chain.
 #[derive(Clone, Debug)]
@@ -358,21 +356,4 @@ struct Registration {
     token: String,
     /// When we registered (a recovering member waits before restarting a chain).
     at: Instant,
-}
-
-/// Reads the chain: every member's node and data, and the chain node's
-/// child version as the view's epoch.
-pub fn read_view(zk: &ZooKeeper, chain_path: &str) -> Result<ChainView, ZkError> {
-    let children = zk.get_children(chain_path, false)?;
-    let epoch = zk.exists(chain_path, false)?.map_or(0, |stat| stat.cversion as u64);
-    let mut members = Vec::with_capacity(children.len());
-    for child in children {
-        match zk.get_data(&format!("{chain_path}/{child}"), false) {
-            Ok((data, _)) => members.extend(parse_member(&child, &data)),
-            // It left between the listing and the read.
-            Err(ZkError::NoNode) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(ChainView::new(members, epoch))
 }

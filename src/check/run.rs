@@ -18,7 +18,7 @@ use super::netns::TestNetwork;
 use super::verify::{self, Report};
 use super::workload::{self, Workload};
 use crate::client::{Client, ClientOptions, Connection};
-use crate::membership::read_view;
+use crate::coord::view_reader::read_view_once;
 use crate::proto::{Opcode, Request};
 
 /// What a run does.
@@ -197,8 +197,7 @@ fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history
 
 /// Addresses of an existing chain's members.
 fn chain_members(zk_hosts: &str, chain_path: &str) -> Result<Vec<String>, String> {
-    let zk = crate::zk::connect(zk_hosts, Duration::from_secs(5), |_: zookeeper::WatchedEvent| {})?;
-    let view = read_view(&zk, chain_path).map_err(|error| format!("reading {chain_path}: {error}"))?;
+    let view = read_view_once(zk_hosts, chain_path, Duration::from_secs(5))?;
     Ok(view.members.iter().map(|member| member.address.clone()).collect())
 }
 

@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use zookeeper::{Watcher, ZkError, ZooKeeper};
 
-use crate::view::ChainView;
-
 /// How long a probe waits for a ZooKeeper host to accept a connection.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -94,11 +92,6 @@ impl BoundedZk {
             }))
             .map_err(|_| ZkError::ConnectionLoss)?;
         result.recv_timeout(self.limit).map_err(|_| ZkError::OperationTimeout)?
-    }
-
-    pub fn read_view(&self, chain_path: &str) -> Result<ChainView, ZkError> {
-        let chain_path = chain_path.to_owned();
-        self.call(move |zk| crate::membership::read_view(zk, &chain_path))
     }
 }
 

@@ -1,0 +1,8 @@
+//! Coordination: all I/O with ZooKeeper. The only module that uses the
+//! `zookeeper` crate, so its traps (see DESIGN.md) are handled in one place.
+//!
+//! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
+//! - [`view_reader`]: reads a chain's members and epoch out of ZooKeeper.
+
+pub mod view_reader;
+pub mod zk;
