@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::client::ClientOptions;
+use crate::client::connection::ClientOptions;
 use crate::limits::{Limits, TABLE_STRIPES_MAX};
 use crate::membership::ChainConfig;
 use crate::replica::ReplicationLimits;

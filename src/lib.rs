@@ -20,10 +20,7 @@
 //! - [`server`]: the acceptor, connection threads, request service, reply port, stats and
 //!   clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls), of one
-//!   server or of a chain.
-//! - [`chain_client`]: chain mode of the client: writes to the head, reads to the tail, retries.
-//! - [`locator`]: finds a chain's head and tail in ZooKeeper for a client, time-bounded.
-//! - [`retry`]: the chain client's retry policy: which failures to retry, backoff, deadline.
+//!   server or of a chain: chain routing, locator, retry policy.
 //! - [`command`]: the client's command language (shell and one-shot) and its output.
 //! - [`shell`]: the interactive client shell.
 //! - [`cli`]: command-line parsing for the binaries in `bin/`.
@@ -35,7 +32,6 @@
 //!   - [`bench::report`]: the results as a table and as one JSON line.
 
 pub mod bench;
-pub mod chain_client;
 pub mod check;
 pub mod cli;
 pub mod client;
@@ -43,13 +39,11 @@ pub mod command;
 pub mod commits;
 pub mod coord;
 pub mod limits;
-pub mod locator;
 pub mod membership;
 pub mod outbox;
 pub mod proto;
 pub mod replica;
 pub mod replication;
-pub mod retry;
 pub mod server;
 pub mod shell;
 pub mod store;

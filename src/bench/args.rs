@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bench::workload::Mix;
 use crate::cli::{CHAIN_PATH_DEFAULT, UsageError};
-use crate::client::CLIENT_TIMEOUT_MS_DEFAULT;
+use crate::client::connection::CLIENT_TIMEOUT_MS_DEFAULT;
 use crate::limits::{CLIENTS_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
 
 pub const BENCH_USAGE: &str = "\

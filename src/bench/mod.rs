@@ -32,8 +32,10 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, ClientOptions};
-use crate::locator::Locator;
+use crate::client::Client;
+use crate::client::connection::ClientOptions;
+use crate::client::error::ClientError;
+use crate::client::locator::Locator;
 
 use args::{BenchArgs, BenchTarget};
 use histogram::Histogram;
@@ -180,7 +182,7 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchE
 
 /// The addresses of the chain's head and tail, read once from ZooKeeper.
 fn find_chain(zk_hosts: &str, path: &str, timeout: Duration) -> Result<(String, String), BenchError> {
-    let unreachable = |error: crate::client::ClientError| BenchError::Unreachable(error.to_string());
+    let unreachable = |error: ClientError| BenchError::Unreachable(error.to_string());
     let mut locator = Locator::start(zk_hosts, path).map_err(unreachable)?;
     let view = locator.view(timeout).map_err(unreachable)?;
     match (view.head(), view.tail()) {

@@ -354,7 +354,10 @@ impl Cluster {
     /// Each live server's role as its `stats` reports it (`None` if it does
     /// not answer).
     pub fn roles(&self) -> Vec<Option<String>> {
-        let options = crate::client::ClientOptions { timeout: Duration::from_secs(1), ..Default::default() };
+        let options = crate::client::connection::ClientOptions {
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
         self.servers
             .iter()
             .map(|server| {

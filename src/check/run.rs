@@ -17,7 +17,8 @@ use super::nemesis::{FaultKind, Nemesis};
 use super::netns::TestNetwork;
 use super::verify::{self, Report};
 use super::workload::{self, Workload};
-use crate::client::{Client, ClientOptions, Connection};
+use crate::client::Client;
+use crate::client::connection::{ClientOptions, Connection};
 use crate::coord::view_reader::read_view_once;
 use crate::proto::{Opcode, Request};
 

@@ -1,15 +1,15 @@
-//! Finds the chain for a client: reads the members from ZooKeeper and keeps
-//! the last reading until something says it is out of date.
+//! Following a chain from outside it, for clients: a thread that owns a
+//! ZooKeeper session, watches the chain and reads its members on request.
 //!
 //! The `zookeeper` crate (0.8) blocks on every call with no time limit and
 //! retries connections on its own, so a client that asked it directly would
 //! hang while ZooKeeper is down or stuck. All ZooKeeper work therefore runs
-//! on a worker thread, and [`Locator::view`] waits for it only as long as
-//! the caller's deadline allows.
+//! on the watch's thread, and [`ChainWatch::read`] waits for it only as long
+//! as the caller allows.
 //!
-//! A reading becomes stale when the persistent recursive watch on the chain
-//! fires, when the connection changes state (watches can be lost on a
-//! reconnection), and when the client says so after any failed request.
+//! The chain is marked changed when the persistent recursive watch on it
+//! fires and when the connection changes state (watches can be lost on a
+//! reconnection).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
 
-use crate::client::ClientError;
-use crate::coord::view_reader::read_view;
-use crate::coord::zk;
+use super::view_reader::read_view;
+use super::zk;
 use crate::view::ChainView;
 
 /// Session timeout asked of ZooKeeper. A client holds no ephemeral nodes, so
@@ -28,77 +27,55 @@ use crate::view::ChainView;
 /// is down before it gives up and the worker starts afresh.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Where the worker sends one reading.
-type ReplyTo = Sender<Result<ChainView, ClientError>>;
+/// Where the worker sends one reading, or why ZooKeeper could not be read.
+type ReplyTo = Sender<Result<ChainView, String>>;
 
-/// A client's view of one chain, through its own ZooKeeper session.
-pub struct Locator {
-    /// `<hosts><path>`, for messages.
-    name: String,
+/// One chain in one ZooKeeper ensemble, through a session of its own.
+pub struct ChainWatch {
     /// Asks the worker for a fresh reading; dropping it stops the worker.
     requests: Sender<ReplyTo>,
-    /// Set when `cached` may be out of date.
-    stale: Arc<AtomicBool>,
-    cached: Option<ChainView>,
+    /// Set when the chain may have changed since it was last read.
+    changed: Arc<AtomicBool>,
 }
 
-impl Locator {
+impl ChainWatch {
     /// Starts the worker for the chain at `chain_path` in the ZooKeeper
     /// ensemble `hosts` (`host:port,...`). Connects on the first reading.
-    pub fn start(hosts: &str, chain_path: &str) -> Result<Locator, ClientError> {
-        let name = format!("{hosts}{chain_path}");
+    pub fn start(hosts: &str, chain_path: &str) -> std::io::Result<ChainWatch> {
         let (requests, worker_requests) = crossbeam_channel::unbounded();
-        let stale = Arc::new(AtomicBool::new(true));
+        let changed = Arc::new(AtomicBool::new(true));
         let worker = Worker {
             hosts: hosts.to_owned(),
             chain_path: chain_path.to_owned(),
-            name: name.clone(),
-            stale: Arc::clone(&stale),
+            changed: Arc::clone(&changed),
             broken: Arc::new(AtomicBool::new(false)),
             zk: None,
             lost_since: None,
         };
         std::thread::Builder::new()
             .name("chain-locator".into())
-            .spawn(move || worker.serve(&worker_requests))
-            .map_err(|error| ClientError::NoChain(format!("cannot start the ZooKeeper thread: {error}")))?;
-        Ok(Locator { name, requests, stale, cached: None })
+            .spawn(move || worker.serve(&worker_requests))?;
+        Ok(ChainWatch { requests, changed })
     }
 
-    /// `<hosts><path>` of the chain.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Whether the chain may have changed since this was last asked (true
+    /// the first time). Clears the mark, so ask before reading: a change
+    /// during the reading marks it again.
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::SeqCst)
     }
 
-    /// Says the last reading may be out of date: the next [`Locator::view`]
-    /// reads the chain again.
-    pub fn mark_stale(&self) {
-        self.stale.store(true, Ordering::SeqCst);
-    }
-
-    /// The chain as last read, read again first if it is stale; waits for
-    /// ZooKeeper at most `wait`.
-    pub fn view(&mut self, wait: Duration) -> Result<&ChainView, ClientError> {
-        // Cleared before asking, so a change during the reading marks it stale again.
-        let stale = self.stale.swap(false, Ordering::SeqCst);
-        let view = match self.cached.take() {
-            Some(view) if !stale => view,
-            _ => self.read(wait).inspect_err(|_| self.mark_stale())?,
-        };
-        Ok(self.cached.insert(view))
-    }
-
-    fn read(&self, wait: Duration) -> Result<ChainView, ClientError> {
+    /// Reads the chain afresh, waiting for ZooKeeper at most `wait`; an error
+    /// says why there is no reading.
+    pub fn read(&self, wait: Duration) -> Result<ChainView, String> {
         let (reply_to, reply) = crossbeam_channel::bounded(1);
-        let gone = || ClientError::NoChain(format!("no chain at {}: the ZooKeeper thread ended", self.name));
+        let gone = || "the ZooKeeper thread ended".to_owned();
         self.requests.send(reply_to).map_err(|_| gone())?;
         match reply.recv_timeout(wait) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(ClientError::NoChain(format!(
-                "no chain at {}: ZooKeeper did not answer within {} ms",
-                self.name,
-                wait.as_millis()
-            ))),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("ZooKeeper did not answer within {} ms", wait.as_millis()))
+            }
             Err(RecvTimeoutError::Disconnected) => Err(gone()),
         }
     }
@@ -108,8 +85,7 @@ impl Locator {
 struct Worker {
     hosts: String,
     chain_path: String,
-    name: String,
-    stale: Arc<AtomicBool>,
+    changed: Arc<AtomicBool>,
     /// Set when the session ended: the next reading opens a new one.
     broken: Arc<AtomicBool>,
     zk: Option<ZooKeeper>,
@@ -118,7 +94,7 @@ struct Worker {
 }
 
 impl Worker {
-    /// Answers requests until the [`Locator`] is dropped. Requests that
+    /// Answers requests until the [`ChainWatch`] is dropped. Requests that
     /// queued up while ZooKeeper was slow share one reading.
     fn serve(mut self, requests: &Receiver<ReplyTo>) {
         while let Ok(first) = requests.recv() {
@@ -131,14 +107,13 @@ impl Worker {
         }
     }
 
-    fn read(&mut self) -> Result<ChainView, ClientError> {
+    fn read(&mut self) -> Result<ChainView, String> {
         if self.broken.swap(false, Ordering::SeqCst) {
             self.zk = None;
         }
-        let no_chain = |reason: String| ClientError::NoChain(format!("no chain at {}: {reason}", self.name));
         let zk = match &mut self.zk {
             Some(zk) => zk,
-            None => self.zk.insert(self.connect().map_err(no_chain)?),
+            None => self.zk.insert(self.connect()?),
         };
         let result = read_view(zk, &self.chain_path);
         if !matches!(result, Err(ZkError::ConnectionLoss)) {
@@ -155,12 +130,12 @@ impl Worker {
                     self.zk = None;
                     self.lost_since = None;
                 }
-                Err(no_chain("lost the connection to ZooKeeper".into()))
+                Err("lost the connection to ZooKeeper".into())
             }
             Err(error) => {
                 // Start with a new session next time.
                 self.zk = None;
-                Err(no_chain(format!("ZooKeeper: {error:?}")))
+                Err(format!("ZooKeeper: {error:?}"))
             }
         }
     }
@@ -168,21 +143,21 @@ impl Worker {
     /// Opens a session and sets the watch.
     fn connect(&self) -> Result<ZooKeeper, String> {
         let zookeeper_error = |error: ZkError| format!("ZooKeeper: {error:?}");
-        let stale = Arc::clone(&self.stale);
+        let changed = Arc::clone(&self.changed);
         let zk = zk::connect(&self.hosts, SESSION_TIMEOUT, move |_: WatchedEvent| {
-            stale.store(true, Ordering::SeqCst);
+            changed.store(true, Ordering::SeqCst);
         })?;
-        let stale = Arc::clone(&self.stale);
+        let changed = Arc::clone(&self.changed);
         let broken = Arc::clone(&self.broken);
         zk.add_listener(move |state| {
-            stale.store(true, Ordering::SeqCst);
+            changed.store(true, Ordering::SeqCst);
             if matches!(state, ZkState::Closed | ZkState::AuthFailed) {
                 broken.store(true, Ordering::SeqCst);
             }
         });
-        let stale = Arc::clone(&self.stale);
+        let changed = Arc::clone(&self.changed);
         zk.add_watch(&self.chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
-            stale.store(true, Ordering::SeqCst);
+            changed.store(true, Ordering::SeqCst);
         })
         .map_err(zookeeper_error)?;
         Ok(zk)

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::ClientError;
+use super::error::ClientError;
 use crate::proto::ErrorCode;
 
 /// First pause after a failed attempt: long enough not to hammer a server
