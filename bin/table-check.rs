@@ -12,7 +12,7 @@ use chaintable::check::args::{CHECK_USAGE, CheckCommand, parse_check_args};
 use chaintable::check::history::History;
 use chaintable::check::run;
 use chaintable::check::verify::{Explanation, Report, verify};
-use chaintable::cli::arguments_or_exit;
+use chaintable::cli::args::arguments_or_exit;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=off"))

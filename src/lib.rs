@@ -21,9 +21,8 @@
 //!   clean shutdown.
 //! - [`client`]: blocking client library (connection, request ids, typed calls), of one
 //!   server or of a chain: chain routing, locator, retry policy.
-//! - [`command`]: the client's command language (shell and one-shot) and its output.
-//! - [`shell`]: the interactive client shell.
-//! - [`cli`]: command-line parsing for the binaries in `bin/`.
+//! - [`cli`]: one argument parsing toolkit for the four binaries in `bin/`, the server's and
+//!   client's command lines, the client's command language and shell.
 //! - [`bench`]: `table-bench`, the closed-loop load generator: phases, threads, targets.
 //!   - [`bench::args`]: its command line.
 //!   - [`bench::workload`]: the operation mix, key choice and values, from a seeded generator.
@@ -35,7 +34,6 @@ pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod client;
-pub mod command;
 pub mod commits;
 pub mod coord;
 pub mod limits;
@@ -45,7 +43,6 @@ pub mod proto;
 pub mod replica;
 pub mod replication;
 pub mod server;
-pub mod shell;
 pub mod store;
 pub mod view;
 pub mod wire;

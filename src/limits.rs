@@ -1,5 +1,5 @@
 //! Every limit the server enforces, with its default. Each one has a
-//! command-line option (see [`crate::cli`]) so an operator can change it.
+//! command-line option (see [`crate::cli::server_args`]) so an operator can change it.
 
 use std::time::Duration;
 
