@@ -10,8 +10,10 @@ use crate::bench::workload::Mix;
 use crate::cli::args::{
     Arg, ArgCursor, CHAIN_PATH_DEFAULT, UsageError, chain_path, flag, seconds, text, unknown_option, within,
 };
-use crate::client::connection::CLIENT_TIMEOUT_MS_DEFAULT;
-use crate::limits::{CLIENTS_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
+use crate::limits::{
+    BENCH_CLIENTS_MAX, BENCH_IDLE_CONNECTIONS_MAX, BENCH_KEYS_MAX, BENCH_SECONDS_MAX, BENCH_VALUE_BYTES_MAX,
+    CLIENT_TIMEOUT_MS_DEFAULT,
+};
 
 pub const BENCH_USAGE: &str = "\
 usage: table-bench (--zk <host:port,...> | --server <host:port> | --redis <host:port>)
@@ -47,23 +49,6 @@ options:
   --help                 this text
 
 Exit: 0 done, 1 every operation failed, 2 usage error or target unreachable.";
-
-/// Most client threads: the server's default `--max-clients`, past which it
-/// refuses connections; each client is also one OS thread here.
-pub const CLIENTS_MAX: usize = CLIENTS_MAX_DEFAULT;
-
-/// Most idle connections: each is a file descriptor here and (with
-/// table-server) a thread there.
-pub const IDLE_CONNECTIONS_MAX: usize = 100_000;
-
-/// Longest measured phase or warm-up: a benchmark is a bounded loop.
-pub const SECONDS_MAX: f64 = 24.0 * 3600.0;
-
-/// Largest key space: filling it already takes minutes at this size.
-pub const KEYS_MAX: u64 = 1_000_000_000;
-
-/// Largest value: the server's default value limit.
-pub const VALUE_BYTES_MAX: usize = VALUE_BYTES_MAX_DEFAULT;
 
 /// What the bench loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,18 +167,20 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
             "server" => targets.push(BenchTarget::Server(text(name, &value)?)),
             "redis" => targets.push(BenchTarget::Redis(text(name, &value)?)),
             "chain" => chain_node = Some(chain_path(name, &value)?),
-            "clients" => parsed.clients = within(name, &value, 1..=CLIENTS_MAX)?,
-            "duration" => parsed.duration = seconds(name, &value, 0.001..=SECONDS_MAX)?,
-            "warmup" => parsed.warmup = seconds(name, &value, 0.0..=SECONDS_MAX)?,
-            "keys" => parsed.keys = within(name, &value, 1..=KEYS_MAX)?,
-            "value-size" => parsed.value_bytes = within(name, &value, 0..=VALUE_BYTES_MAX)?,
+            "clients" => parsed.clients = within(name, &value, 1..=BENCH_CLIENTS_MAX)?,
+            "duration" => parsed.duration = seconds(name, &value, 0.001..=BENCH_SECONDS_MAX)?,
+            "warmup" => parsed.warmup = seconds(name, &value, 0.0..=BENCH_SECONDS_MAX)?,
+            "keys" => parsed.keys = within(name, &value, 1..=BENCH_KEYS_MAX)?,
+            "value-size" => parsed.value_bytes = within(name, &value, 0..=BENCH_VALUE_BYTES_MAX)?,
             "mix" => {
                 parsed.mix =
                     Mix::parse(&text(name, &value)?).map_err(|message| format!("--mix: {message}"))?
             }
             "seed" => parsed.seed = within(name, &value, 0..=u64::MAX)?,
             "timeout-ms" => parsed.timeout = Duration::from_millis(within(name, &value, 1..=3_600_000)?),
-            "idle-connections" => parsed.idle_connections = within(name, &value, 0..=IDLE_CONNECTIONS_MAX)?,
+            "idle-connections" => {
+                parsed.idle_connections = within(name, &value, 0..=BENCH_IDLE_CONNECTIONS_MAX)?
+            }
             _ => return Err(unknown_option(name)),
         }
     }

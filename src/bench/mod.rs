@@ -36,6 +36,7 @@ use crate::client::Client;
 use crate::client::connection::ClientOptions;
 use crate::client::error::ClientError;
 use crate::client::locator::Locator;
+use crate::limits::{BENCH_FILL_ERRORS_MAX, BENCH_PROGRESS_EVERY, BENCH_TICK, BENCH_WORKER_STACK_BYTES};
 
 use args::{BenchArgs, BenchTarget};
 use histogram::Histogram;
@@ -43,20 +44,6 @@ use idle::IdleConnections;
 use redis::RedisConnection;
 use report::Report;
 use workload::{Op, SplitMix64, key_name, value_of};
-
-/// Stack of a load thread: an operation is a shallow call into the client,
-/// which keeps its buffers on the heap; thousands of threads stay cheap.
-const WORKER_STACK_BYTES: usize = 256 * 1024;
-
-/// A load thread stops filling after this many failed PUTs, so a target that
-/// fails every write does not hold the run up for keys × timeout.
-const FILL_ERRORS_MAX: u64 = 100;
-
-/// How often the coordinator looks at the clock and the counters.
-const TICK: Duration = Duration::from_millis(50);
-
-/// How often a progress line is printed.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a run could not be done at all.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,7 +247,7 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
     if args.fill {
         // Thread i fills keys i, i + N, i + 2N, ...: every key once, in parallel.
         for key_index in (index as u64..args.keys).step_by(args.clients) {
-            if tally.fill_errors >= FILL_ERRORS_MAX || shared.phase() == Phase::Stop {
+            if tally.fill_errors >= BENCH_FILL_ERRORS_MAX || shared.phase() == Phase::Stop {
                 break;
             }
             key_name(key_index, &mut key);
@@ -339,7 +326,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
             let shared = &shared;
             let spawned = thread::Builder::new()
                 .name(format!("bench-{index}"))
-                .stack_size(WORKER_STACK_BYTES)
+                .stack_size(BENCH_WORKER_STACK_BYTES)
                 .spawn_scoped(scope, move || load(index, store, args, shared));
             match spawned {
                 Ok(thread) => threads.push(thread),
@@ -419,13 +406,13 @@ fn coordinate(
     idle: &IdleConnections,
 ) -> Duration {
     let fill_started = Instant::now();
-    let mut next_line = fill_started + PROGRESS_EVERY;
+    let mut next_line = fill_started + BENCH_PROGRESS_EVERY;
     while shared.filled_threads.load(Ordering::Acquire) < args.clients {
-        thread::sleep(TICK);
+        thread::sleep(BENCH_TICK);
         if Instant::now() >= next_line {
             let filled = shared.filled_keys.load(Ordering::Relaxed);
             let _ = writeln!(progress, "table-bench: filling: {filled} of {} keys", args.keys);
-            next_line += PROGRESS_EVERY;
+            next_line += BENCH_PROGRESS_EVERY;
         }
     }
     if args.fill {
@@ -463,7 +450,7 @@ fn run_phase(shared: &Shared, length: Duration, label: &str, progress: &mut dyn 
     if !length.is_zero() {
         let _ = writeln!(progress, "table-bench: {label} for {:.1} s", length.as_secs_f64());
     }
-    let mut next_line = started + PROGRESS_EVERY;
+    let mut next_line = started + BENCH_PROGRESS_EVERY;
     loop {
         let now = Instant::now();
         if now >= end {
@@ -480,7 +467,7 @@ fn run_phase(shared: &Shared, length: Duration, label: &str, progress: &mut dyn 
                 length.as_secs_f64(),
                 answered as f64 / seconds
             );
-            next_line += PROGRESS_EVERY;
+            next_line += BENCH_PROGRESS_EVERY;
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
-use crate::limits::{Limits, TABLE_STRIPES_MAX};
+use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
 use crate::membership::ChainConfig;
 use crate::replica::ReplicationLimits;
 use crate::server::ServerConfig;
@@ -38,9 +38,6 @@ options:
   --help                    this text
 
 Logging: RUST_LOG=debug|info|warn (default info, with the zookeeper crate at error). SIGINT/SIGTERM shut down cleanly.";
-
-/// Default ZooKeeper session timeout.
-pub const ZK_TIMEOUT_MS_DEFAULT: u64 = 5000;
 
 /// Parses `table-server` arguments (without the program name).
 pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<ServerConfig, UsageError> {

@@ -10,19 +10,9 @@ use std::time::{Duration, Instant};
 use protobuf::Message;
 
 use super::error::ClientError;
-use crate::limits::FRAME_BYTES_MAX_DEFAULT;
+use crate::limits::{CLIENT_PROBE_AFTER_IDLE, CLIENT_TIMEOUT_MS_DEFAULT, FRAME_BYTES_MAX_DEFAULT};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::wire::{FrameError, encode_frame, read_frame};
-
-/// Default time allowed for connecting and for each reply; in chain mode
-/// also for each whole call, retries included.
-pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
-
-/// A connection silent for this long is probed before it is reused (the
-/// probe costs three system calls, as much as the request itself). A busy
-/// connection is not: if the server closed it anyway (an idle timeout
-/// shorter than this), the request is sent once more on a new connection.
-const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Settings shared by every connection a client opens.
 #[derive(Clone, Debug)]
@@ -192,7 +182,7 @@ impl Endpoint {
     /// it answers the retry from its exactly-once record.
     pub fn call(&mut self, request: &Request, options: &ClientOptions) -> Result<Response, ClientError> {
         if self.connection.as_ref().is_some_and(|connection| {
-            connection.last_used.elapsed() >= PROBE_AFTER_IDLE && connection.is_stale()
+            connection.last_used.elapsed() >= CLIENT_PROBE_AFTER_IDLE && connection.is_stale()
         }) {
             self.connection = None;
         }

@@ -20,12 +20,8 @@ use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
 
 use super::view_reader::read_view;
 use super::zk;
+use crate::limits::CHAIN_WATCH_SESSION_TIMEOUT;
 use crate::view::ChainView;
-
-/// Session timeout asked of ZooKeeper. A client holds no ephemeral nodes, so
-/// this only bounds how long the crate keeps trying to reach a ZooKeeper that
-/// is down before it gives up and the worker starts afresh.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Where the worker sends one reading, or why ZooKeeper could not be read.
 type ReplyTo = Sender<Result<ChainView, String>>;
@@ -126,7 +122,7 @@ impl Worker {
             // The session lives on while the crate reconnects, unless it has
             // been lost for longer than a session can last.
             Err(ZkError::ConnectionLoss) => {
-                if self.lost_since.get_or_insert_with(Instant::now).elapsed() > SESSION_TIMEOUT {
+                if self.lost_since.get_or_insert_with(Instant::now).elapsed() > CHAIN_WATCH_SESSION_TIMEOUT {
                     self.zk = None;
                     self.lost_since = None;
                 }
@@ -144,7 +140,7 @@ impl Worker {
     fn connect(&self) -> Result<ZooKeeper, String> {
         let zookeeper_error = |error: ZkError| format!("ZooKeeper: {error:?}");
         let changed = Arc::clone(&self.changed);
-        let zk = zk::connect(&self.hosts, SESSION_TIMEOUT, move |_: WatchedEvent| {
+        let zk = zk::connect(&self.hosts, CHAIN_WATCH_SESSION_TIMEOUT, move |_: WatchedEvent| {
             changed.store(true, Ordering::SeqCst);
         })?;
         let changed = Arc::clone(&self.changed);

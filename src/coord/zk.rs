@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use zookeeper::{Watcher, ZkError, ZooKeeper};
 
-/// How long a probe waits for a ZooKeeper host to accept a connection.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::limits::ZK_PROBE_TIMEOUT;
 
 /// Opens a session with `hosts` (`host:port,...[/chroot]`), or says why not.
 pub fn connect<W: Watcher + 'static>(
@@ -45,7 +44,7 @@ pub fn probe(hosts: &str) -> Result<(), String> {
             }
         };
         for address in addresses {
-            match TcpStream::connect_timeout(&address, PROBE_TIMEOUT) {
+            match TcpStream::connect_timeout(&address, ZK_PROBE_TIMEOUT) {
                 Ok(_) => return Ok(()),
                 Err(error) => failures.push(format!("{host}: {error}")),
             }

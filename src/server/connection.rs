@@ -12,29 +12,15 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
-use super::COMMIT_EXPIRY_PERIOD;
 use super::reply_port::ReplyPort;
 use super::service::{PendingWrite, Reply, Service, error_response};
-use crate::limits::Limits;
+use crate::limits::{
+    COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, Limits, OVER_LIMIT_FIRST_FRAME_TIMEOUT,
+    REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
+};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::replication::receiver;
 use crate::wire::{self, FrameError, FrameWriter, encode_frame};
-
-/// Read buffer of a connection: most requests fit, and thousands of idle
-/// connections stay cheap.
-const CONNECTION_READ_BUFFER_BYTES: usize = 8 * 1024;
-
-/// How long a refused (over `--max-clients`) connection is given to take its
-/// error reply before it is closed. Closing with unread request bytes would
-/// reset the connection and could destroy the reply before the client reads it.
-const REFUSAL_LINGER: Duration = Duration::from_millis(100);
-
-/// At most this much of a refused connection's input is swallowed.
-const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
-
-/// How long a connection accepted over `--max-clients` has to show it is a
-/// replication link (see `OVER_LIMIT_HEADROOM` in the acceptor).
-const OVER_LIMIT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Tells a connection over `--max-clients` why it is refused, then closes it.
 /// Bounded in time and bytes: the acceptor may be the one calling this.
@@ -143,11 +129,6 @@ pub(super) fn serve_connection(
         service.replica.run_settled(SETTLED_REPLIES_PER_REQUEST);
     }
 }
-
-/// How many committed writes of other clients a connection thread answers
-/// after each request of its own: 2 gave 4 % fewer puts than 8 (chain of
-/// 3, 50 clients, 2 cores), no limit the same as 8.
-const SETTLED_REPLIES_PER_REQUEST: usize = 8;
 
 /// The longest a connection thread waits for a reply another thread owes
 /// its client: the commit timeout, the expiry check's period, and the write

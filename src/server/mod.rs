@@ -35,24 +35,12 @@ use crossbeam_channel::Receiver;
 
 use self::connection::{refuse, serve_connection};
 use self::service::Service;
-use crate::limits::{CONNECTION_STACK_BYTES, Limits};
+use crate::limits::{
+    ACCEPT_ERROR_PAUSE, COMMIT_EXPIRY_PERIOD, CONNECTION_STACK_BYTES, Limits, OVER_LIMIT_HEADROOM,
+};
 use crate::membership::{self, ChainConfig, MembershipEnd};
 use crate::replica::{Replica, ReplicationLimits};
 use crate::replication;
-
-/// After an accept error (e.g. out of file descriptors) the acceptor waits
-/// this long instead of spinning.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
-
-/// Connections accepted beyond `--max-clients` so a predecessor's
-/// replication link (which arrives on the client port) is never refused by
-/// a full server. Such a connection must open with OP_REPLICATE within
-/// [`connection::OVER_LIMIT_FIRST_FRAME_TIMEOUT`], or it is refused like any client.
-const OVER_LIMIT_HEADROOM: u64 = 8;
-
-/// How often writes waiting for their commit are checked against their
-/// commit timeout and the lease.
-const COMMIT_EXPIRY_PERIOD: Duration = Duration::from_millis(100);
 
 /// What a server is started with.
 #[derive(Clone, Debug)]
