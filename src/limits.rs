@@ -134,11 +134,27 @@ pub const ZK_TIMEOUT_MS_DEFAULT: u64 = 5000;
 /// How long a probe waits for a ZooKeeper host to accept a connection.
 pub const ZK_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// ZooKeeper calls queued for a server's ZooKeeper worker thread (see
+/// `coord::zk::BoundedZk`). Its one caller, the membership thread, waits for
+/// each call, so calls queue up only behind one stuck in the `zookeeper`
+/// crate, and each timed-out call already ends the session. When the queue is
+/// full a call waits for room within its own time limit and, if none comes,
+/// fails with `OperationTimeout` like a call that went unanswered.
+pub const ZK_CALLS_QUEUED_MAX: usize = 8;
+
 /// Session timeout a client's chain watch asks of ZooKeeper. A client holds
 /// no ephemeral nodes, so this only bounds how long the crate keeps trying to
 /// reach a ZooKeeper that is down before it gives up and the watch starts
 /// afresh.
 pub const CHAIN_WATCH_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Readings asked of a chain watch's thread and not yet answered (see
+/// `coord::chain_watch`). Its owner waits for each one, so requests queue up
+/// only while the thread is stuck in ZooKeeper, and the thread answers all
+/// queued requests with its next reading. When the queue is full a reading
+/// waits for room within the caller's wait and, if none comes, fails like a
+/// reading ZooKeeper did not answer in time; the client retries or reports it.
+pub const CHAIN_WATCH_REQUESTS_QUEUED_MAX: usize = 8;
 
 // The client library (see `client`).
 

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
 
 use super::view_reader::read_view;
 use super::zk;
-use crate::limits::CHAIN_WATCH_SESSION_TIMEOUT;
+use crate::limits::{CHAIN_WATCH_REQUESTS_QUEUED_MAX, CHAIN_WATCH_SESSION_TIMEOUT};
 use crate::view::ChainView;
 
 /// Where the worker sends one reading, or why ZooKeeper could not be read.
@@ -38,7 +38,7 @@ impl ChainWatch {
     /// Starts the worker for the chain at `chain_path` in the ZooKeeper
     /// ensemble `hosts` (`host:port,...`). Connects on the first reading.
     pub fn start(hosts: &str, chain_path: &str) -> std::io::Result<ChainWatch> {
-        let (requests, worker_requests) = crossbeam_channel::unbounded();
+        let (requests, worker_requests) = crossbeam_channel::bounded(CHAIN_WATCH_REQUESTS_QUEUED_MAX);
         let changed = Arc::new(AtomicBool::new(true));
         let worker = Worker {
             hosts: hosts.to_owned(),
@@ -61,17 +61,21 @@ impl ChainWatch {
         self.changed.swap(false, Ordering::SeqCst)
     }
 
-    /// Reads the chain afresh, waiting for ZooKeeper at most `wait`; an error
-    /// says why there is no reading.
+    /// Reads the chain afresh, waiting for ZooKeeper at most `wait` (a full
+    /// queue of requests included); an error says why there is no reading.
     pub fn read(&self, wait: Duration) -> Result<ChainView, String> {
+        let started = Instant::now();
         let (reply_to, reply) = crossbeam_channel::bounded(1);
         let gone = || "the ZooKeeper thread ended".to_owned();
-        self.requests.send(reply_to).map_err(|_| gone())?;
-        match reply.recv_timeout(wait) {
+        let no_answer = || format!("ZooKeeper did not answer within {} ms", wait.as_millis());
+        match self.requests.send_timeout(reply_to, wait) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => return Err(no_answer()),
+            Err(SendTimeoutError::Disconnected(_)) => return Err(gone()),
+        }
+        match reply.recv_timeout(wait.saturating_sub(started.elapsed())) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => {
-                Err(format!("ZooKeeper did not answer within {} ms", wait.as_millis()))
-            }
+            Err(RecvTimeoutError::Timeout) => Err(no_answer()),
             Err(RecvTimeoutError::Disconnected) => Err(gone()),
         }
     }
