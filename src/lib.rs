@@ -6,29 +6,41 @@
 //!
 //! # Layout
 //!
+//! By layer, lower layers first: a module uses only its own layer and those
+//! listed before it. The client and table-check use no server, replication
+//! or chain-protocol code, only the chain [`view`], [`coord`] and [`client`].
+//!
+//! Messages, frames and limits:
 //! - [`proto`]: message types generated from `proto/chaintable.proto` by `build.rs`.
 //! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
-//! - [`limits`]: every size, count and time limit, with its default and why.
+//! - [`limits`]: every size, count and time limit, with its value and why.
+//!
+//! Store:
 //! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots.
+//!
+//! Chain protocol (the pure state machine in `src/chain/` joins this layer when it is wired):
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
+//!
+//! Coordination:
+//! - [`coord`]: ZooKeeper I/O: the `zookeeper` crate's workarounds, chain views, client watches.
+//!
+//! Server and replication:
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
 //! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
 //! - [`outbox`]: the replication queue, and how its sender thread sleeps on it.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
-//! - [`coord`]: all ZooKeeper I/O: the `zookeeper` crate's workarounds, reading a chain's view.
-//! - [`server`]: the acceptor, connection threads, request service, reply port, stats and
-//!   clean shutdown.
-//! - [`client`]: blocking client library (connection, request ids, typed calls), of one
-//!   server or of a chain: chain routing, locator, retry policy.
-//! - [`cli`]: one argument parsing toolkit for the four binaries in `bin/`, the server's and
-//!   client's command lines, the client's command language and shell.
-//! - [`bench`]: `table-bench`, the closed-loop load generator: phases, threads, targets.
-//!   - [`bench::args`]: its command line.
-//!   - [`bench::workload`]: the operation mix, key choice and values, from a seeded generator.
-//!   - [`bench::histogram`]: log-linear latency histogram and its percentiles.
-//!   - [`bench::redis`]: a minimal RESP client (SET, GET, DEL) to compare with Redis.
-//!   - [`bench::report`]: the results as a table and as one JSON line.
+//! - [`server`]: acceptor, connection threads, request service, reply port, stats, shutdown.
+//!
+//! Client:
+//! - [`client`]: blocking client of one server or a chain: connection, routing, locator, retry.
+//!
+//! Command lines:
+//! - [`cli`]: one argument parser for the four binaries; the client's command language and shell.
+//!
+//! Tools:
+//! - [`bench`](mod@bench): `table-bench`, the closed-loop load generator, also against Redis.
+//! - [`check`]: `table-check`, clients under injected faults and a linearizability checker.
 
 pub mod bench;
 pub mod check;

@@ -18,6 +18,13 @@
 //! by default (`maxClientCnxns`), so 200 clients could not even start. The
 //! price: no retries if the chain changes during the run; failures then
 //! show as errors, which is what a benchmark should show anyway.
+//!
+//! - [`args`]: its command line.
+//! - [`workload`]: the operation mix, key choice and values, from a seeded generator.
+//! - [`histogram`]: log-linear latency histogram and its percentiles.
+//! - [`redis`]: a minimal RESP client (SET, GET, DEL) to compare with Redis.
+//! - [`report`]: the results as a table and as one JSON line.
+//! - [`idle`]: connections held open without sending, to measure what idle clients cost.
 
 pub mod args;
 pub mod histogram;
