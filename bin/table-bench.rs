@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use chaintable::bench::args::{BENCH_USAGE, parse_bench_args};
 use chaintable::bench::{self, BenchError};
-use chaintable::cli::arguments_or_exit;
-use chaintable::fd_limit::raise_open_files_limit;
+use chaintable::cli::args::arguments_or_exit;
+use chaintable::server::fd_limit::raise_open_files_limit;
 
 fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error;

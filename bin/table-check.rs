@@ -13,7 +13,7 @@ use chaintable::check::history::History;
 use chaintable::check::run;
 use chaintable::check::sim::run_seeds;
 use chaintable::check::verify::{Explanation, Report, verify};
-use chaintable::cli::arguments_or_exit;
+use chaintable::cli::args::arguments_or_exit;
 
 fn main() -> ExitCode {
     let fresh_seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id());

@@ -4,10 +4,11 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chaintable::cli::{CLIENT_USAGE, Target, arguments_or_exit, parse_client_args};
+use chaintable::cli::args::arguments_or_exit;
+use chaintable::cli::client_args::{CLIENT_USAGE, Target, parse_client_args};
+use chaintable::cli::command::{self, Command, Outcome};
+use chaintable::cli::shell;
 use chaintable::client::Client;
-use chaintable::command::{self, Command, Outcome};
-use chaintable::shell;
 
 fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error,

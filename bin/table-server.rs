@@ -6,8 +6,9 @@
 use std::process::ExitCode;
 use std::thread;
 
-use chaintable::cli::{SERVER_USAGE, arguments_or_exit, parse_server_args};
-use chaintable::fd_limit::{connections_for_files, files_for_connections, raise_open_files_limit};
+use chaintable::cli::args::arguments_or_exit;
+use chaintable::cli::server_args::{SERVER_USAGE, parse_server_args};
+use chaintable::server::fd_limit::{connections_for_files, files_for_connections, raise_open_files_limit};
 use chaintable::server::{Server, ServerEnd};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};

@@ -6,61 +6,58 @@
 //!
 //! # Layout
 //!
+//! By layer, lower layers first: a module uses only its own layer and those
+//! listed before it. The client uses no server, replication or
+//! chain-protocol code, only the chain [`view`] and [`coord`]; table-check
+//! runs real servers, or (`table-check sim`) the [`chain`] protocol itself.
+//!
+//! Messages, frames and limits:
 //! - [`proto`]: message types generated from `proto/chaintable.proto` by `build.rs`.
 //! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
-//! - [`limits`]: every size, count and time limit, with its default and why.
-//! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
-//! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
-//! - [`stats`]: server counters behind the `stats` command.
-//! - [`view`]: the chain as ZooKeeper shows it and one server's position in it (pure).
-//! - [`chain`]: the chain protocol as a pure state machine (no threads, sockets, clocks).
+//! - [`limits`]: every size, count and time limit, with its value and why.
+//!
+//! Store:
+//! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots.
+//!
+//! Chain protocol (pure: no threads, sockets, locks or clock reads):
+//! - [`view`]: the chain as ZooKeeper shows it and one server's position in it.
+//! - [`chain`]: one server's protocol as a state machine: events in, actions out.
+//!
+//! Coordination:
+//! - [`coord`]: ZooKeeper I/O: the `zookeeper` crate's workarounds, chain views, client watches.
+//!
+//! Server and replication:
 //! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
 //! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
-//! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`outbox`]: the replication queue, and how its sender thread sleeps on it.
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
-//! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
-//! - [`service`]: turns one decoded request into one reply (now, or at the write's commit).
-//! - [`server`]: the acceptor, connection threads, limits and clean shutdown.
-//! - [`client`]: blocking client library (connection, request ids, typed calls), of one
-//!   server or of a chain.
-//! - [`chain_client`]: chain mode of the client: writes to the head, reads to the tail, retries.
-//! - [`locator`]: finds a chain's head and tail in ZooKeeper for a client, time-bounded.
-//! - [`retry`]: the chain client's retry policy: which failures to retry, backoff, deadline.
-//! - [`command`]: the client's command language (shell and one-shot) and its output.
-//! - [`shell`]: the interactive client shell.
-//! - [`cli`]: command-line parsing for the binaries in `bin/`.
-//! - [`bench`]: `table-bench`, the closed-loop load generator: phases, threads, targets.
-//!   - [`bench::args`]: its command line.
-//!   - [`bench::workload`]: the operation mix, key choice and values, from a seeded generator.
-//!   - [`bench::histogram`]: log-linear latency histogram and its percentiles.
-//!   - [`bench::redis`]: a minimal RESP client (SET, GET, DEL) to compare with Redis.
-//!   - [`bench::report`]: the results as a table and as one JSON line.
+//! - [`server`]: acceptor, connection threads, request service, reply port, stats, shutdown.
+//!
+//! Client:
+//! - [`client`]: blocking client of one server or a chain: connection, routing, locator, retry.
+//!
+//! Command lines:
+//! - [`cli`]: one argument parser for the four binaries; the client's command language and shell.
+//!
+//! Tools:
+//! - [`bench`](mod@bench): `table-bench`, the closed-loop load generator, also against Redis.
+//! - [`check`]: `table-check`, clients under injected faults and a linearizability checker.
 
 pub mod bench;
 pub mod chain;
-pub mod chain_client;
 pub mod check;
 pub mod cli;
 pub mod client;
-pub mod command;
 pub mod commits;
-pub mod fd_limit;
+pub mod coord;
 pub mod limits;
-pub mod locator;
 pub mod membership;
 pub mod outbox;
 pub mod proto;
 pub mod replica;
 pub mod replication;
-pub mod reply_port;
-pub mod retry;
 pub mod server;
-pub mod service;
-pub mod shell;
-pub mod stats;
-pub mod table;
+pub mod store;
 pub mod view;
 pub mod wire;
-pub mod zk;

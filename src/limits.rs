@@ -1,7 +1,11 @@
-//! Every limit the server enforces, with its default. Each one has a
-//! command-line option (see [`crate::cli`]) so an operator can change it.
+//! Every limit in one place: sizes, counts and times, each with its value
+//! and why. Those an operator may need to change have a command-line option
+//! (see [`crate::cli::server_args`]) and are gathered in [`Limits`]; the
+//! rest are fixed here, grouped by the part that uses them.
 
 use std::time::Duration;
+
+// Requests and connections: the server's limits, most with a `table-server` option.
 
 /// Largest frame accepted or sent, header excluded. Big enough for a 1 MiB
 /// value with room to spare and for `gettable` on tables of moderate size;
@@ -66,3 +70,200 @@ impl Default for Limits {
         }
     }
 }
+
+// Frames, for every reader and writer of them (see `wire`).
+
+/// Initial reservation for a frame body; larger bodies grow as data arrives.
+pub const FRAME_RESERVE_BYTES: usize = 64 * 1024;
+
+/// Frames shrink back to this after a large one, so one big transfer does
+/// not keep megabytes per idle connection.
+pub const FRAME_BUFFER_KEEP_BYTES: usize = 1024 * 1024;
+
+// The server's connections (see `server`).
+
+/// Read buffer of a connection: most requests fit, and thousands of idle
+/// connections stay cheap.
+pub const CONNECTION_READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// After an accept error (e.g. out of file descriptors) the acceptor waits
+/// this long instead of spinning.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Connections accepted beyond `--max-clients` so a predecessor's
+/// replication link (which arrives on the client port) is never refused by
+/// a full server. Such a connection must open with OP_REPLICATE within
+/// [`OVER_LIMIT_FIRST_FRAME_TIMEOUT`], or it is refused like any client.
+pub const OVER_LIMIT_HEADROOM: u64 = 8;
+
+/// How long a connection accepted over `--max-clients` has to show it is a
+/// replication link (see [`OVER_LIMIT_HEADROOM`]).
+pub const OVER_LIMIT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a refused (over `--max-clients`) connection is given to take its
+/// error reply before it is closed. Closing with unread request bytes would
+/// reset the connection and could destroy the reply before the client reads it.
+pub const REFUSAL_LINGER: Duration = Duration::from_millis(100);
+
+/// At most this much of a refused connection's input is swallowed.
+pub const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// How often writes waiting for their commit are checked against their
+/// commit timeout and the lease.
+pub const COMMIT_EXPIRY_PERIOD: Duration = Duration::from_millis(100);
+
+/// How many committed writes of other clients a connection thread answers
+/// after each request of its own: 2 gave 4 % fewer puts than 8 (chain of
+/// 3, 50 clients, 2 cores), no limit the same as 8.
+pub const SETTLED_REPLIES_PER_REQUEST: usize = 8;
+
+/// File descriptors a server needs besides its client connections
+/// (listener, ZooKeeper, replication links, log, some slack).
+pub const SERVER_FILES_BASE: u64 = 64;
+
+/// File descriptors of one client connection: the socket, its clone for
+/// the writing half and the clone kept to shut it down.
+pub const FILES_PER_CONNECTION: u64 = 3;
+
+// ZooKeeper (see `coord`).
+
+/// Default ZooKeeper session timeout of a server (`--zk-timeout-ms`); also
+/// how long it serves without confirming its session.
+pub const ZK_TIMEOUT_MS_DEFAULT: u64 = 5000;
+
+/// How long a probe waits for a ZooKeeper host to accept a connection.
+pub const ZK_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// ZooKeeper calls queued for a server's ZooKeeper worker thread (see
+/// `coord::zk::BoundedZk`). Its one caller, the membership thread, waits for
+/// each call, so calls queue up only behind one stuck in the `zookeeper`
+/// crate, and each timed-out call already ends the session. When the queue is
+/// full a call waits for room within its own time limit and, if none comes,
+/// fails with `OperationTimeout` like a call that went unanswered.
+pub const ZK_CALLS_QUEUED_MAX: usize = 8;
+
+/// Session timeout a client's chain watch asks of ZooKeeper. A client holds
+/// no ephemeral nodes, so this only bounds how long the crate keeps trying to
+/// reach a ZooKeeper that is down before it gives up and the watch starts
+/// afresh.
+pub const CHAIN_WATCH_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Readings asked of a chain watch's thread and not yet answered (see
+/// `coord::chain_watch`). Its owner waits for each one, so requests queue up
+/// only while the thread is stuck in ZooKeeper, and the thread answers all
+/// queued requests with its next reading. When the queue is full a reading
+/// waits for room within the caller's wait and, if none comes, fails like a
+/// reading ZooKeeper did not answer in time; the client retries or reports it.
+pub const CHAIN_WATCH_REQUESTS_QUEUED_MAX: usize = 8;
+
+// The client library (see `client`).
+
+/// Default time allowed for connecting and for each reply; in chain mode
+/// also for each whole call, retries included.
+pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// A connection silent for this long is probed before it is reused (the
+/// probe costs three system calls, as much as the request itself). A busy
+/// connection is not: if the server closed it anyway (an idle timeout
+/// shorter than this), the request is sent once more on a new connection.
+pub const CLIENT_PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// First pause after a failed attempt: long enough not to hammer a server
+/// that is handing over its role, short enough to be unnoticed.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+
+/// Longest pause: the chain usually settles within a ZooKeeper session
+/// timeout, so pauses longer than this would only add latency.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Shortest reply timeout of one attempt (unless the whole time limit is
+/// shorter): a write waits at the head for the tail's commit, which takes a
+/// few round trips plus, after a failure, the chain's repair.
+pub const ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
+/// Share of the time limit one attempt may use at least, so several attempts
+/// fit in the deadline when the limit is long (e.g. a large `gettable`).
+pub const ATTEMPT_SHARE: u32 = 4;
+
+// table-bench (see `bench`).
+
+/// Most client threads: the server's default `--max-clients`, past which it
+/// refuses connections; each client is also one OS thread here.
+pub const BENCH_CLIENTS_MAX: usize = CLIENTS_MAX_DEFAULT;
+
+/// Most idle connections: each is a file descriptor here and (with
+/// table-server) a thread there.
+pub const BENCH_IDLE_CONNECTIONS_MAX: usize = 100_000;
+
+/// Longest measured phase or warm-up: a benchmark is a bounded loop.
+pub const BENCH_SECONDS_MAX: f64 = 24.0 * 3600.0;
+
+/// Largest key space: filling it already takes minutes at this size.
+pub const BENCH_KEYS_MAX: u64 = 1_000_000_000;
+
+/// Largest value: the server's default value limit.
+pub const BENCH_VALUE_BYTES_MAX: usize = VALUE_BYTES_MAX_DEFAULT;
+
+/// Stack of a load thread: an operation is a shallow call into the client,
+/// which keeps its buffers on the heap; thousands of threads stay cheap.
+pub const BENCH_WORKER_STACK_BYTES: usize = 256 * 1024;
+
+/// A load thread stops filling after this many failed PUTs, so a target that
+/// fails every write does not hold the run up for keys × timeout.
+pub const BENCH_FILL_ERRORS_MAX: u64 = 100;
+
+/// How often the coordinator looks at the clock and the counters.
+pub const BENCH_TICK: Duration = Duration::from_millis(50);
+
+/// How often a progress line is printed.
+pub const BENCH_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest status, error or length line the bench's Redis client accepts;
+/// Redis's own are short.
+pub const REDIS_LINE_BYTES_MAX: u64 = 64 * 1024;
+
+/// Largest bulk reply the bench's Redis client accepts, checked before
+/// allocating: Redis's own limit
+/// for a string value (512 MiB).
+pub const REDIS_BULK_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+// table-check and its test harness (see `check`).
+
+/// How long a server may take to print its listening address.
+pub const CHECK_SERVER_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long ZooKeeper may take to answer after starting.
+pub const CHECK_ZOOKEEPER_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a new server may take to become a ready member.
+pub const CHECK_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lock stripes of the servers a cluster starts.
+pub const CHECK_TABLE_STRIPES: usize = 64;
+
+/// How long the chain may take to heal before the next fault.
+pub const CHECK_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long clients keep going after the nemesis stopped, so the history
+/// shows the healed chain too.
+pub const CHECK_SETTLE: Duration = Duration::from_secs(2);
+
+/// How long the chain may take to heal at the end.
+pub const CHECK_FINAL_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Log lines shown of each server when the chain does not heal.
+pub const CHECK_UNHEALED_LOG_LINES: usize = 40;
+
+/// A violation shows at most this many operations: the last ones before
+/// the point where no order could be found.
+pub const CHECK_SHOWN_OPERATIONS_MAX: usize = 30;
+
+/// Linearizability search steps allowed per history before giving up.
+pub const CHECK_SEARCH_STEPS_MAX: u64 = 20_000_000;
+
+/// Search steps allowed for each candidate while minimizing: a candidate
+/// that is hard to decide is simply not taken.
+pub const CHECK_MINIMIZE_STEPS_MAX: u64 = 200_000;
+
+/// Minimizing a violation stops improving after this long (per key).
+pub const CHECK_MINIMIZE_TIME_MAX: Duration = Duration::from_secs(5);

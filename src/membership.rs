@@ -14,14 +14,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 use log::{error, info, warn};
-use zookeeper::{
-    Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeper, ZooKeeperExt,
-};
+use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
 
 use crate::chain::bootstrap::{self, Bootstrap};
+use crate::coord::zk::{self, BoundedZk};
 use crate::replica::Replica;
-use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data, parse_member};
-use crate::zk::{self, BoundedZk};
+use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data};
 
 /// How a server takes part in a chain.
 #[derive(Clone, Debug)]
@@ -366,22 +364,4 @@ struct Registration {
     token: String,
     /// When we registered (a recovering member waits before restarting a chain).
     at: Instant,
-}
-
-/// Reads the chain: every member's node and data, and the chain node's
-/// child version as the view's epoch.
-pub fn read_view(zk: &ZooKeeper, chain_path: &str) -> Result<ChainView, ZkError> {
-    let children = zk.get_children(chain_path, false)?;
-    let (data, stat) = zk.get_data(chain_path, false)?;
-    let epoch = stat.cversion as u64;
-    let mut members = Vec::with_capacity(children.len());
-    for child in children {
-        match zk.get_data(&format!("{chain_path}/{child}"), false) {
-            Ok((data, _)) => members.extend(parse_member(&child, &data)),
-            // It left between the listing and the read.
-            Err(ZkError::NoNode) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(ChainView::new(members, epoch).with_record(CommitRecord::parse(&data)))
 }

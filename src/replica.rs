@@ -30,7 +30,7 @@ use crate::chain::{Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress
 use crate::commits::{CommitOutcome, Commits, OnSettled, Settlements};
 use crate::outbox::Outbox;
 use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
-use crate::table::Table;
+use crate::store::table::Table;
 use crate::view::{ChainView, CommitRecord, Position, Readiness};
 
 /// A client write applied at the head: where it is in the history, and the

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use protobuf::Message;
 
+use crate::limits::{FRAME_BUFFER_KEEP_BYTES, FRAME_RESERVE_BYTES};
+
 /// Size of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
-
-/// Initial reservation for a frame body; larger bodies grow as data arrives.
-const FRAME_RESERVE_BYTES: usize = 64 * 1024;
 
 /// Why a frame could not be read. Every variant ends the connection: after a
 /// short or oversized frame the stream cannot be resynchronised.
@@ -102,10 +101,6 @@ pub fn encode_frame<M: Message>(
     debug_assert_eq!(out.len(), FRAME_HEADER_BYTES + length as usize);
     Ok(())
 }
-
-/// Frames shrink back to this after a large one, so one big transfer does
-/// not keep megabytes per idle connection.
-const FRAME_BUFFER_KEEP_BYTES: usize = 1024 * 1024;
 
 /// The reading half of a framed TCP connection, buffered.
 pub struct FrameReader {

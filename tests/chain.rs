@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use chaintable::client::{Client, ClientError, ClientOptions};
+use chaintable::client::Client;
+use chaintable::client::connection::ClientOptions;
+use chaintable::client::error::ClientError;
 use chaintable::proto::ErrorCode;
 use common::chain::{converged, start_chain};
 use common::{ServerProcess, ZooKeeperProcess, start_server, start_zookeeper};

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chaintable::client::{Client, ClientError, ClientOptions};
+use chaintable::client::Client;
+use chaintable::client::connection::ClientOptions;
+use chaintable::client::error::ClientError;
 use chaintable::proto::ErrorCode;
 use common::chain::start_chain;
 use common::{ServerProcess, ZooKeeperProcess, assert_client, run_client, start_zookeeper, stdout};

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use chaintable::client::{Client, ClientOptions, Connection};
+use chaintable::client::Client;
+use chaintable::client::connection::{ClientOptions, Connection};
 use chaintable::proto::{Opcode, Request};
 use common::chain::{SERVER_START, converged, local_table, start_chain, start_member};
 use common::{ServerProcess, ZooKeeperProcess, start_zookeeper};

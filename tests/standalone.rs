@@ -10,7 +10,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use chaintable::client::{Client, ClientError, ClientOptions, Connection};
+use chaintable::client::Client;
+use chaintable::client::connection::{ClientOptions, Connection};
+use chaintable::client::error::ClientError;
 use chaintable::proto::{ErrorCode, Opcode, Request, Response};
 use chaintable::wire::{encode_frame, read_frame};
 use common::{RunClient, ServerProcess, assert_client, run_client, start_server, stdout};

@@ -1,18 +1,19 @@
-//! Command-line parsing for `table-bench`, in the manner of [`crate::cli`]:
-//! `--name value` or `--name=value`, a usage text, and [`UsageError`] for
-//! the main to print (exit 2). Every argument is an option: the bench has no
-//! command words, so a simple loop does instead of `cli`'s positional logic.
+//! The `table-bench` command line: its usage text and options, read with
+//! the toolkit in [`crate::cli::args`]. Every argument is an option, so the
+//! options are checked one by one as the cursor reads them.
 
 use std::ffi::OsString;
 use std::fmt;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::bench::workload::Mix;
-use crate::cli::{CHAIN_PATH_DEFAULT, UsageError};
-use crate::client::CLIENT_TIMEOUT_MS_DEFAULT;
-use crate::limits::{CLIENTS_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
+use crate::cli::args::{
+    Arg, ArgCursor, CHAIN_PATH_DEFAULT, UsageError, chain_path, flag, seconds, text, unknown_option, within,
+};
+use crate::limits::{
+    BENCH_CLIENTS_MAX, BENCH_IDLE_CONNECTIONS_MAX, BENCH_KEYS_MAX, BENCH_SECONDS_MAX, BENCH_VALUE_BYTES_MAX,
+    CLIENT_TIMEOUT_MS_DEFAULT,
+};
 
 pub const BENCH_USAGE: &str = "\
 usage: table-bench (--zk <host:port,...> | --server <host:port> | --redis <host:port>)
@@ -48,23 +49,6 @@ options:
   --help                 this text
 
 Exit: 0 done, 1 every operation failed, 2 usage error or target unreachable.";
-
-/// Most client threads: the server's default `--max-clients`, past which it
-/// refuses connections; each client is also one OS thread here.
-pub const CLIENTS_MAX: usize = CLIENTS_MAX_DEFAULT;
-
-/// Most idle connections: each is a file descriptor here and (with
-/// table-server) a thread there.
-pub const IDLE_CONNECTIONS_MAX: usize = 100_000;
-
-/// Longest measured phase or warm-up: a benchmark is a bounded loop.
-pub const SECONDS_MAX: f64 = 24.0 * 3600.0;
-
-/// Largest key space: filling it already takes minutes at this size.
-pub const KEYS_MAX: u64 = 1_000_000_000;
-
-/// Largest value: the server's default value limit.
-pub const VALUE_BYTES_MAX: usize = VALUE_BYTES_MAX_DEFAULT;
 
 /// What the bench loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,10 +123,11 @@ pub struct BenchArgs {
 /// Options that take no value.
 const FLAGS: [&str; 3] = ["json", "no-fill", "help"];
 
-/// Parses `table-bench` arguments (without the program name).
+/// Parses `table-bench` arguments (without the program name). Every word is
+/// an option, checked as it comes.
 pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<BenchArgs, UsageError> {
     let mut targets = Vec::new();
-    let mut chain_path = None;
+    let mut chain_node = None;
     let mut parsed = BenchArgs {
         target: BenchTarget::Server(String::new()),
         clients: 1,
@@ -157,20 +142,18 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         timeout: Duration::from_millis(CLIENT_TIMEOUT_MS_DEFAULT),
         idle_connections: 0,
     };
-    let mut args = args.into_iter();
+    let mut args = ArgCursor::new(args);
     while let Some(arg) = args.next() {
-        let word = utf8("an argument", arg)?;
-        let Some(option) = word.strip_prefix("--").filter(|option| !option.is_empty()) else {
-            return Err(format!("unexpected argument '{word}': every argument is an --option").into());
-        };
-        let (name, inline_value) = match option.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (option, None),
-        };
-        if FLAGS.contains(&name) {
-            if inline_value.is_some() {
-                return Err(format!("--{name} takes no value").into());
+        let (name, inline) = match arg {
+            Arg::Option { name, inline } => (name, inline),
+            Arg::Word(word) => {
+                let word = text("an argument", &word)?;
+                return Err(format!("unexpected argument '{word}': every argument is an --option").into());
             }
+        };
+        let name = name.as_str();
+        if FLAGS.contains(&name) {
+            flag(name, inline)?;
             match name {
                 "help" => return Err(UsageError::HelpRequested),
                 "json" => parsed.json = true,
@@ -178,25 +161,27 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
             }
             continue;
         }
-        let value = match inline_value {
-            Some(value) => value,
-            None => utf8(name, args.next().ok_or_else(|| format!("--{name} needs a value"))?)?,
-        };
+        let value = args.value(name, inline)?;
         match name {
-            "zk" => targets.push(BenchTarget::Chain { zk_hosts: value, path: String::new() }),
-            "server" => targets.push(BenchTarget::Server(value)),
-            "redis" => targets.push(BenchTarget::Redis(value)),
-            "chain" => chain_path = Some(zookeeper_path(value)?),
-            "clients" => parsed.clients = within(name, &value, 1..=CLIENTS_MAX)?,
-            "duration" => parsed.duration = seconds(name, &value, 0.001..=SECONDS_MAX)?,
-            "warmup" => parsed.warmup = seconds(name, &value, 0.0..=SECONDS_MAX)?,
-            "keys" => parsed.keys = within(name, &value, 1..=KEYS_MAX)?,
-            "value-size" => parsed.value_bytes = within(name, &value, 0..=VALUE_BYTES_MAX)?,
-            "mix" => parsed.mix = Mix::parse(&value).map_err(|message| format!("--mix: {message}"))?,
+            "zk" => targets.push(BenchTarget::Chain { zk_hosts: text(name, &value)?, path: String::new() }),
+            "server" => targets.push(BenchTarget::Server(text(name, &value)?)),
+            "redis" => targets.push(BenchTarget::Redis(text(name, &value)?)),
+            "chain" => chain_node = Some(chain_path(name, &value)?),
+            "clients" => parsed.clients = within(name, &value, 1..=BENCH_CLIENTS_MAX)?,
+            "duration" => parsed.duration = seconds(name, &value, 0.001..=BENCH_SECONDS_MAX)?,
+            "warmup" => parsed.warmup = seconds(name, &value, 0.0..=BENCH_SECONDS_MAX)?,
+            "keys" => parsed.keys = within(name, &value, 1..=BENCH_KEYS_MAX)?,
+            "value-size" => parsed.value_bytes = within(name, &value, 0..=BENCH_VALUE_BYTES_MAX)?,
+            "mix" => {
+                parsed.mix =
+                    Mix::parse(&text(name, &value)?).map_err(|message| format!("--mix: {message}"))?
+            }
             "seed" => parsed.seed = within(name, &value, 0..=u64::MAX)?,
             "timeout-ms" => parsed.timeout = Duration::from_millis(within(name, &value, 1..=3_600_000)?),
-            "idle-connections" => parsed.idle_connections = within(name, &value, 0..=IDLE_CONNECTIONS_MAX)?,
-            _ => return Err(format!("unknown option --{name}").into()),
+            "idle-connections" => {
+                parsed.idle_connections = within(name, &value, 0..=BENCH_IDLE_CONNECTIONS_MAX)?
+            }
+            _ => return Err(unknown_option(name)),
         }
     }
     parsed.target = match (targets.pop(), targets.is_empty()) {
@@ -208,64 +193,23 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         (Some(_), false) => return Err("give only one of --zk, --server and --redis".to_owned().into()),
         (Some(BenchTarget::Chain { zk_hosts, .. }), true) => BenchTarget::Chain {
             zk_hosts,
-            path: chain_path.take().unwrap_or_else(|| CHAIN_PATH_DEFAULT.to_owned()),
+            path: chain_node.take().unwrap_or_else(|| CHAIN_PATH_DEFAULT.to_owned()),
         },
         (Some(target), true) => target,
     };
-    if chain_path.is_some() {
+    if chain_node.is_some() {
         return Err("--chain goes with --zk".to_owned().into());
     }
     Ok(parsed)
 }
 
-fn utf8(name: &str, value: OsString) -> Result<String, UsageError> {
-    value.into_string().map_err(|value| format!("{name}: not valid UTF-8: {value:?}").into())
-}
-
-/// A whole number in `range`.
-fn within<T: FromStr + PartialOrd + fmt::Display>(
-    name: &str,
-    value: &str,
-    range: RangeInclusive<T>,
-) -> Result<T, UsageError> {
-    match value.parse::<T>() {
-        Ok(number) if range.contains(&number) => Ok(number),
-        _ => Err(format!(
-            "--{name}: '{value}' is not a whole number from {} to {}",
-            range.start(),
-            range.end()
-        )
-        .into()),
-    }
-}
-
-/// Seconds in `range`, decimals allowed.
-fn seconds(name: &str, value: &str, range: RangeInclusive<f64>) -> Result<Duration, UsageError> {
-    match value.parse::<f64>() {
-        Ok(seconds) if range.contains(&seconds) => Ok(Duration::from_secs_f64(seconds)),
-        _ => Err(format!(
-            "--{name}: '{value}' is not a number of seconds from {} to {}",
-            range.start(),
-            range.end()
-        )
-        .into()),
-    }
-}
-
-/// A `--chain` value: an absolute ZooKeeper path such as `/chain`.
-fn zookeeper_path(path: String) -> Result<String, UsageError> {
-    if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
-        return Err(format!("--chain: '{path}' is not a ZooKeeper path like /chain").into());
-    }
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::args::test_words;
 
     fn parse(words: &[&str]) -> Result<BenchArgs, UsageError> {
-        parse_bench_args(words.iter().map(OsString::from))
+        parse_bench_args(test_words(words))
     }
 
     #[test]

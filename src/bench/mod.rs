@@ -18,6 +18,13 @@
 //! by default (`maxClientCnxns`), so 200 clients could not even start. The
 //! price: no retries if the chain changes during the run; failures then
 //! show as errors, which is what a benchmark should show anyway.
+//!
+//! - [`args`]: its command line.
+//! - [`workload`]: the operation mix, key choice and values, from a seeded generator.
+//! - [`histogram`]: log-linear latency histogram and its percentiles.
+//! - [`redis`]: a minimal RESP client (SET, GET, DEL) to compare with Redis.
+//! - [`report`]: the results as a table and as one JSON line.
+//! - [`idle`]: connections held open without sending, to measure what idle clients cost.
 
 pub mod args;
 pub mod histogram;
@@ -32,8 +39,11 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, ClientOptions};
-use crate::locator::Locator;
+use crate::client::Client;
+use crate::client::connection::ClientOptions;
+use crate::client::error::ClientError;
+use crate::client::locator::Locator;
+use crate::limits::{BENCH_FILL_ERRORS_MAX, BENCH_PROGRESS_EVERY, BENCH_TICK, BENCH_WORKER_STACK_BYTES};
 
 use args::{BenchArgs, BenchTarget};
 use histogram::Histogram;
@@ -41,20 +51,6 @@ use idle::IdleConnections;
 use redis::RedisConnection;
 use report::Report;
 use workload::{Op, SplitMix64, key_name, value_of};
-
-/// Stack of a load thread: an operation is a shallow call into the client,
-/// which keeps its buffers on the heap; thousands of threads stay cheap.
-const WORKER_STACK_BYTES: usize = 256 * 1024;
-
-/// A load thread stops filling after this many failed PUTs, so a target that
-/// fails every write does not hold the run up for keys × timeout.
-const FILL_ERRORS_MAX: u64 = 100;
-
-/// How often the coordinator looks at the clock and the counters.
-const TICK: Duration = Duration::from_millis(50);
-
-/// How often a progress line is printed.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a run could not be done at all.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +176,7 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchE
 
 /// The addresses of the chain's head and tail, read once from ZooKeeper.
 fn find_chain(zk_hosts: &str, path: &str, timeout: Duration) -> Result<(String, String), BenchError> {
-    let unreachable = |error: crate::client::ClientError| BenchError::Unreachable(error.to_string());
+    let unreachable = |error: ClientError| BenchError::Unreachable(error.to_string());
     let mut locator = Locator::start(zk_hosts, path).map_err(unreachable)?;
     let view = locator.view(timeout).map_err(unreachable)?;
     match (view.head(), view.tail()) {
@@ -258,7 +254,7 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
     if args.fill {
         // Thread i fills keys i, i + N, i + 2N, ...: every key once, in parallel.
         for key_index in (index as u64..args.keys).step_by(args.clients) {
-            if tally.fill_errors >= FILL_ERRORS_MAX || shared.phase() == Phase::Stop {
+            if tally.fill_errors >= BENCH_FILL_ERRORS_MAX || shared.phase() == Phase::Stop {
                 break;
             }
             key_name(key_index, &mut key);
@@ -337,7 +333,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
             let shared = &shared;
             let spawned = thread::Builder::new()
                 .name(format!("bench-{index}"))
-                .stack_size(WORKER_STACK_BYTES)
+                .stack_size(BENCH_WORKER_STACK_BYTES)
                 .spawn_scoped(scope, move || load(index, store, args, shared));
             match spawned {
                 Ok(thread) => threads.push(thread),
@@ -417,13 +413,13 @@ fn coordinate(
     idle: &IdleConnections,
 ) -> Duration {
     let fill_started = Instant::now();
-    let mut next_line = fill_started + PROGRESS_EVERY;
+    let mut next_line = fill_started + BENCH_PROGRESS_EVERY;
     while shared.filled_threads.load(Ordering::Acquire) < args.clients {
-        thread::sleep(TICK);
+        thread::sleep(BENCH_TICK);
         if Instant::now() >= next_line {
             let filled = shared.filled_keys.load(Ordering::Relaxed);
             let _ = writeln!(progress, "table-bench: filling: {filled} of {} keys", args.keys);
-            next_line += PROGRESS_EVERY;
+            next_line += BENCH_PROGRESS_EVERY;
         }
     }
     if args.fill {
@@ -461,7 +457,7 @@ fn run_phase(shared: &Shared, length: Duration, label: &str, progress: &mut dyn 
     if !length.is_zero() {
         let _ = writeln!(progress, "table-bench: {label} for {:.1} s", length.as_secs_f64());
     }
-    let mut next_line = started + PROGRESS_EVERY;
+    let mut next_line = started + BENCH_PROGRESS_EVERY;
     loop {
         let now = Instant::now();
         if now >= end {
@@ -478,7 +474,7 @@ fn run_phase(shared: &Shared, length: Duration, label: &str, progress: &mut dyn 
                 length.as_secs_f64(),
                 answered as f64 / seconds
             );
-            next_line += PROGRESS_EVERY;
+            next_line += BENCH_PROGRESS_EVERY;
         }
     }
 }

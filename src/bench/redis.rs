@@ -9,12 +9,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Longest status, error or length line accepted; Redis's own are short.
-const LINE_BYTES_MAX: u64 = 64 * 1024;
-
-/// Largest bulk reply accepted, checked before allocating: Redis's own limit
-/// for a string value (512 MiB).
-const BULK_BYTES_MAX: usize = 512 * 1024 * 1024;
+use crate::limits::{REDIS_BULK_BYTES_MAX, REDIS_LINE_BYTES_MAX};
 
 /// One RESP reply, of the kinds SET, GET and DEL answer with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,7 +147,7 @@ pub fn read_reply(reader: &mut impl BufRead) -> Result<Reply, RedisError> {
         b':' => Ok(Reply::Integer(number()?)),
         b'$' => match number()? {
             -1 => Ok(Reply::Bulk(None)),
-            length if length < 0 || length as u64 > BULK_BYTES_MAX as u64 => {
+            length if length < 0 || length as u64 > REDIS_BULK_BYTES_MAX as u64 => {
                 Err(RedisError::Protocol(format!("bulk length {length} out of range")))
             }
             length => {
@@ -172,13 +167,13 @@ pub fn read_reply(reader: &mut impl BufRead) -> Result<Reply, RedisError> {
 /// One line without its CRLF, at least one byte long.
 fn read_line(reader: &mut impl BufRead) -> Result<Vec<u8>, RedisError> {
     let mut line = Vec::new();
-    reader.by_ref().take(LINE_BYTES_MAX).read_until(b'\n', &mut line).map_err(received)?;
+    reader.by_ref().take(REDIS_LINE_BYTES_MAX).read_until(b'\n', &mut line).map_err(received)?;
     if line.is_empty() {
         return Err(RedisError::Unreachable("redis closed the connection".into()));
     }
     if !line.ends_with(b"\r\n") {
         return Err(RedisError::Protocol(format!(
-            "reply line not ended by CRLF within {LINE_BYTES_MAX} bytes: {:?}",
+            "reply line not ended by CRLF within {REDIS_LINE_BYTES_MAX} bytes: {:?}",
             String::from_utf8_lossy(&line)
         )));
     }

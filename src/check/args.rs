@@ -1,4 +1,5 @@
-//! The `table-check` command line.
+//! The `table-check` command line: its usage text and options, read with
+//! the toolkit in [`crate::cli::args`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use super::nemesis::{FaultKind, parse_kinds};
 use super::run::CheckConfig;
 use crate::chain::InjectedBug;
-use crate::cli::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
+use crate::cli::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
 
 pub const CHECK_USAGE: &str = "\
 usage: table-check [options]                 run clients under faults and check the history
@@ -71,7 +72,7 @@ pub struct SimArgs {
 
 fn parse_sim_args(args: impl IntoIterator<Item = OsString>, default_seed: u64) -> Result<SimArgs, UsageError> {
     let known = ["seeds", "seed", "nodes", "steps", "inject-bug", "trace"];
-    let parsed = parse_args(args, &known, |_, _| false)?;
+    let parsed = parse_args(args, &known, &["trace"], |_, _| false)?;
     if !parsed.positionals.is_empty() {
         return Err("sim takes options only".to_owned().into());
     }
@@ -122,7 +123,7 @@ pub fn parse_check_args(
         "broken",
         "logs",
     ];
-    let parsed = parse_args(args, &known, |_, _| false)?;
+    let parsed = parse_args(args, &known, &[], |_, _| false)?;
     match parsed.positionals.as_slice() {
         [] => {}
         [verb, file] if verb == "verify" => {
@@ -198,10 +199,7 @@ pub fn parse_check_args(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
-    }
+    use crate::cli::args::test_words as args;
 
     #[test]
     fn defaults_and_options() {

@@ -13,12 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::netns::{NetHost, TestNetwork};
-
-/// How long a server may take to print its listening address.
-const SERVER_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long ZooKeeper may take to answer after starting.
-const ZOOKEEPER_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::limits::{
+    CHECK_JOIN_TIMEOUT, CHECK_SERVER_STARTUP_TIMEOUT, CHECK_TABLE_STRIPES, CHECK_ZOOKEEPER_STARTUP_TIMEOUT,
+};
 
 /// The Debian `zookeeper` package's configuration and jar.
 const ZOOKEEPER_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
@@ -100,7 +97,7 @@ impl ServerProcess {
             }
         })?;
         let mut server = ServerProcess { child, address: String::new(), log, log_file: None, net_host };
-        match address_receiver.recv_timeout(SERVER_STARTUP_TIMEOUT) {
+        match address_receiver.recv_timeout(CHECK_SERVER_STARTUP_TIMEOUT) {
             Ok(address) => server.address = address,
             Err(_) => return Err(io::Error::other(format!("server did not start; log:\n{}", server.log()))),
         }
@@ -247,7 +244,7 @@ impl ZooKeeperProcess {
             .stderr(Stdio::null())
             .spawn()?;
         self.child = Some(child);
-        let deadline = Instant::now() + ZOOKEEPER_STARTUP_TIMEOUT;
+        let deadline = Instant::now() + CHECK_ZOOKEEPER_STARTUP_TIMEOUT;
         while Instant::now() < deadline {
             if self.answers() {
                 return Ok(());
@@ -274,9 +271,6 @@ impl Drop for ZooKeeperProcess {
     }
 }
 
-/// How long a new server may take to become a ready member.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// A chain of servers on one ZooKeeper that can grow and shrink.
 pub struct Cluster {
     pub zookeeper: ZooKeeperProcess,
@@ -292,9 +286,6 @@ pub struct Cluster {
     /// off. Declared last so it is removed after every server.
     network: Option<TestNetwork>,
 }
-
-/// Lock stripes of the servers a cluster starts.
-const CLUSTER_TABLE_STRIPES: usize = 64;
 
 impl Cluster {
     /// Starts ZooKeeper and `nodes` servers, one after another, each waited
@@ -332,15 +323,15 @@ impl Cluster {
         args.extend(self.server_args.iter().map(String::as_str));
         let mut server = match &self.network {
             Some(network) => {
-                ServerProcess::start_in(network.add_host()?, &self.binary, CLUSTER_TABLE_STRIPES, &args)?
+                ServerProcess::start_in(network.add_host()?, &self.binary, CHECK_TABLE_STRIPES, &args)?
             }
-            None => ServerProcess::start(&self.binary, CLUSTER_TABLE_STRIPES, &args)?,
+            None => ServerProcess::start(&self.binary, CHECK_TABLE_STRIPES, &args)?,
         };
         if let Some(directory) = &self.log_dir {
             let name = format!("server-{}-{}.log", server.address.replace(':', "-"), server.pid());
             server.save_log_on_stop(directory.join(name));
         }
-        if !server.wait_for_log("announced ready", JOIN_TIMEOUT) {
+        if !server.wait_for_log("announced ready", CHECK_JOIN_TIMEOUT) {
             return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
         }
         self.servers.push(server);
@@ -354,7 +345,10 @@ impl Cluster {
     /// Each live server's role as its `stats` reports it (`None` if it does
     /// not answer).
     pub fn roles(&self) -> Vec<Option<String>> {
-        let options = crate::client::ClientOptions { timeout: Duration::from_secs(1), ..Default::default() };
+        let options = crate::client::connection::ClientOptions {
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
         self.servers
             .iter()
             .map(|server| {

@@ -15,6 +15,7 @@
 use std::collections::HashSet;
 
 use super::random::SplitMix64;
+use crate::limits::{CHECK_MINIMIZE_STEPS_MAX, CHECK_MINIMIZE_TIME_MAX, CHECK_SEARCH_STEPS_MAX};
 
 /// What an operation did and what it returned. Every put writes a value no
 /// other put writes, so a read names the write it saw.
@@ -64,9 +65,6 @@ pub enum Verdict {
     /// The search gave up after its step budget; nothing is proven.
     Unknown,
 }
-
-/// Search steps allowed per history before giving up.
-pub const SEARCH_STEPS_MAX: u64 = 20_000_000;
 
 /// Call and return events in time order, as a doubly linked list the search
 /// can cut operations out of and splice them back into.
@@ -153,7 +151,7 @@ pub fn check(history: &[Operation]) -> Verdict {
 
 /// Checks one key's history from `initial`.
 pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
-    check_within(history, initial, SEARCH_STEPS_MAX)
+    check_within(history, initial, CHECK_SEARCH_STEPS_MAX)
 }
 
 /// Like [`check_from`], giving up after `steps_max` search steps.
@@ -224,10 +222,10 @@ fn operation_tag(index: u64) -> u128 {
 /// Returns the remaining operations with their indices in `history`; a
 /// write whose `ret` is now `None` but was not before was relaxed.
 pub fn minimize(history: &[Operation]) -> Vec<(usize, Operation)> {
-    let deadline = std::time::Instant::now() + MINIMIZE_TIME_MAX;
+    let deadline = std::time::Instant::now() + CHECK_MINIMIZE_TIME_MAX;
     let violates = |operations: &[(usize, Operation)]| {
         let plain: Vec<Operation> = operations.iter().map(|(_, operation)| operation.clone()).collect();
-        matches!(check_within(&plain, None, MINIMIZE_STEPS_MAX), Verdict::NotLinearizable { .. })
+        matches!(check_within(&plain, None, CHECK_MINIMIZE_STEPS_MAX), Verdict::NotLinearizable { .. })
     };
     let mut kept = shortest_violating_prefix(history);
     loop {
@@ -297,13 +295,6 @@ fn shrink_range(
     }
     shrunk
 }
-
-/// Search steps allowed for each candidate while minimizing: a candidate
-/// that is hard to decide is simply not taken.
-const MINIMIZE_STEPS_MAX: u64 = 200_000;
-
-/// Minimizing stops improving after this long (per key).
-const MINIMIZE_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The shortest prefix, in call order, that is already not linearizable:
 /// operations called up to some instant, those still running then counted

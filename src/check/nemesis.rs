@@ -17,6 +17,7 @@ use log::warn;
 use super::cluster::Cluster;
 use super::history::{Clock, Fault};
 use super::random::SplitMix64;
+use crate::limits::CHECK_HEAL_TIMEOUT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
@@ -82,9 +83,6 @@ pub struct Nemesis {
 /// Quiet time between two faults, in milliseconds.
 const QUIET_MS: (u64, u64) = (1000, 3000);
 
-/// How long the chain may take to heal before the next fault.
-const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
-
 impl Nemesis {
     /// Injects faults until `stop`; returns what it did. Leaves every server
     /// running and ZooKeeper up.
@@ -97,7 +95,7 @@ impl Nemesis {
                 continue;
             }
             let mut cluster = self.cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if !cluster.wait_all_ready(HEAL_TIMEOUT) {
+            if !cluster.wait_all_ready(CHECK_HEAL_TIMEOUT) {
                 warn!("the chain did not heal; no new fault");
                 continue;
             }

@@ -17,8 +17,10 @@ use super::nemesis::{FaultKind, Nemesis};
 use super::netns::TestNetwork;
 use super::verify::{self, Report};
 use super::workload::{self, Workload};
-use crate::client::{Client, ClientOptions, Connection};
-use crate::membership::read_view;
+use crate::client::Client;
+use crate::client::connection::{ClientOptions, Connection};
+use crate::coord::view_reader::read_view_once;
+use crate::limits::{CHECK_FINAL_HEAL_TIMEOUT, CHECK_SETTLE, CHECK_UNHEALED_LOG_LINES};
 use crate::proto::{Opcode, Request};
 
 /// What a run does.
@@ -57,16 +59,6 @@ impl Outcome {
         self.report.passed() && self.divergence.is_none()
     }
 }
-
-/// How long clients keep going after the nemesis stopped, so the history
-/// shows the healed chain too.
-const SETTLE: Duration = Duration::from_secs(2);
-
-/// How long the chain may take to heal at the end.
-const FINAL_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Log lines shown of each server when the chain does not heal.
-const UNHEALED_LOG_LINES: usize = 40;
 
 /// Client id of the final reads.
 const FINAL_READER: u64 = 0;
@@ -142,17 +134,17 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
         let faults = nemesis.map(|nemesis| nemesis.join().unwrap_or_default()).unwrap_or_default();
         if let Some(cluster) = &cluster {
             let cluster = cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if !cluster.wait_all_ready(FINAL_HEAL_TIMEOUT) {
+            if !cluster.wait_all_ready(CHECK_FINAL_HEAL_TIMEOUT) {
                 log::warn!("the chain did not heal after the faults: roles {:?}", cluster.roles());
                 for (server, role) in cluster.servers.iter().zip(cluster.roles()) {
                     let log = server.log();
-                    let tail: Vec<&str> = log.lines().rev().take(UNHEALED_LOG_LINES).collect();
+                    let tail: Vec<&str> = log.lines().rev().take(CHECK_UNHEALED_LOG_LINES).collect();
                     let lines: Vec<&str> = tail.into_iter().rev().collect();
                     log::warn!("{} ({role:?}), last log lines:\n{}", server.address, lines.join("\n"));
                 }
             }
         }
-        thread::sleep(SETTLE);
+        thread::sleep(CHECK_SETTLE);
         stop_clients.store(true, Ordering::SeqCst);
         let records: Vec<Record> =
             clients.into_iter().flat_map(|client| client.join().unwrap_or_default()).collect();
@@ -197,8 +189,7 @@ fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history
 
 /// Addresses of an existing chain's members.
 fn chain_members(zk_hosts: &str, chain_path: &str) -> Result<Vec<String>, String> {
-    let zk = crate::zk::connect(zk_hosts, Duration::from_secs(5), |_: zookeeper::WatchedEvent| {})?;
-    let view = read_view(&zk, chain_path).map_err(|error| format!("reading {chain_path}: {error}"))?;
+    let view = read_view_once(zk_hosts, chain_path, Duration::from_secs(5))?;
     Ok(view.members.iter().map(|member| member.address.clone()).collect())
 }
 

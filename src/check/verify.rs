@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::history::{History, OpKind, Record};
 use super::linearizability::{self, Verdict};
+use crate::limits::CHECK_SHOWN_OPERATIONS_MAX;
 
 /// The outcome of checking a history.
 #[derive(Debug, Default)]
@@ -74,10 +75,6 @@ pub fn verify(history: &History) -> Report {
     report
 }
 
-/// A violation shows at most this many operations: the last ones before
-/// the point where no order could be found.
-const SHOWN_OPERATIONS_MAX: usize = 30;
-
 /// Explains a violation with the faults that overlap its time span.
 pub struct Explanation<'a> {
     pub violation: &'a Violation,
@@ -93,7 +90,7 @@ impl fmt::Display for Explanation<'_> {
             violation.key,
             violation.minimal.len()
         )?;
-        let hidden = violation.minimal.len().saturating_sub(SHOWN_OPERATIONS_MAX);
+        let hidden = violation.minimal.len().saturating_sub(CHECK_SHOWN_OPERATIONS_MAX);
         if hidden > 0 {
             writeln!(f, "  ... {hidden} earlier operations (all of them are in the saved history)")?;
         }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use super::history::{Clock, OpKind, Record};
 use super::random::SplitMix64;
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::Client;
+use crate::client::connection::ClientOptions;
+use crate::client::error::ClientError;
 
 /// What the clients do.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::proto::{Opcode, Statistics};
-use crate::table::Table;
+use crate::store::table::Table;
 
 /// Operations counted separately, in the order of `Statistics`' fields.
 const COUNTED_OPCODES: [Opcode; 7] = [

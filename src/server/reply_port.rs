@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use parking_lot::Mutex;
 
+use super::service::PendingWrite;
+use super::stats::ServerStats;
 use crate::commits::CommitOutcome;
 use crate::proto::Response;
 use crate::replica::Replica;
-use crate::service::PendingWrite;
-use crate::stats::ServerStats;
 use crate::wire::{FrameWriter, encode_frame};
 
 /// One client connection's socket as seen by the threads that answer its
@@ -278,7 +278,7 @@ mod tests {
     use crate::limits::Limits;
     use crate::proto::{ErrorCode, Opcode, Request};
     use crate::replica::ReplicationLimits;
-    use crate::service::{Reply, Service};
+    use crate::server::service::{Reply, Service};
     use crate::view::{ChainView, Readiness, test_member};
     use crate::wire::{self, FrameReader, read_frame};
     use protobuf::Message;
@@ -375,7 +375,10 @@ mod tests {
         assert!(fixture.port.wait_until_sent(LONG));
         assert!(committed.load(Ordering::SeqCst), "the connection waited for the owed reply");
         committer.join().unwrap();
-        fixture.writer.send(&crate::service::error_response(3, ErrorCode::ERR_WRONG_ROLE, "own")).unwrap();
+        fixture
+            .writer
+            .send(&crate::server::service::error_response(3, ErrorCode::ERR_WRONG_ROLE, "own"))
+            .unwrap();
         assert_eq!(fixture.next_reply().request_id, 2);
         assert_eq!(fixture.next_reply().request_id, 3);
         assert_eq!(fixture.service.stats.snapshot(&fixture.service.replica.table).puts, 2);

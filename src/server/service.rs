@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::stats::ServerStats;
 use crate::commits::CommitOutcome;
 use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::chain::Refusal;
 use crate::replica::{Replica, WriteReceipt, commit_result};
-use crate::stats::ServerStats;
-use crate::table::Table;
+use crate::store::table::Table;
 
 /// The state every connection thread shares.
 pub struct Service {

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use log::debug;
 
-use crate::client::{ClientError, ClientOptions, Endpoint};
-use crate::locator::Locator;
+use super::connection::{ClientOptions, Endpoint};
+use super::error::ClientError;
+use super::locator::Locator;
+use super::retry::{Backoff, Deadline, is_retryable};
 use crate::proto::{Opcode, Request, Response};
-use crate::retry::{Backoff, Deadline, is_retryable};
 use crate::view::{ChainView, Member};
 
 /// The chain role that may answer a request.

@@ -10,14 +10,12 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::SendTimeoutError;
 use zookeeper::{Watcher, ZkError, ZooKeeper};
 
-use crate::view::ChainView;
-
-/// How long a probe waits for a ZooKeeper host to accept a connection.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::limits::{ZK_CALLS_QUEUED_MAX, ZK_PROBE_TIMEOUT};
 
 /// Opens a session with `hosts` (`host:port,...[/chroot]`), or says why not.
 pub fn connect<W: Watcher + 'static>(
@@ -47,7 +45,7 @@ pub fn probe(hosts: &str) -> Result<(), String> {
             }
         };
         for address in addresses {
-            match TcpStream::connect_timeout(&address, PROBE_TIMEOUT) {
+            match TcpStream::connect_timeout(&address, ZK_PROBE_TIMEOUT) {
                 Ok(_) => return Ok(()),
                 Err(error) => failures.push(format!("{host}: {error}")),
             }
@@ -72,7 +70,7 @@ pub struct BoundedZk {
 
 impl BoundedZk {
     pub fn new(zk: ZooKeeper, limit: Duration) -> std::io::Result<BoundedZk> {
-        let (calls, pending) = crossbeam_channel::unbounded::<ZkCall>();
+        let (calls, pending) = crossbeam_channel::bounded::<ZkCall>(ZK_CALLS_QUEUED_MAX);
         std::thread::Builder::new().name("zk-calls".into()).spawn(move || {
             for call in pending {
                 call(&zk);
@@ -82,23 +80,23 @@ impl BoundedZk {
     }
 
     /// Runs `call` with the session's handle; `OperationTimeout` if it does
-    /// not finish within the limit.
+    /// not finish within the limit, waiting in the queue included.
     pub fn call<T: Send + 'static>(
         &self,
         call: impl FnOnce(&ZooKeeper) -> Result<T, ZkError> + Send + 'static,
     ) -> Result<T, ZkError> {
+        let started = Instant::now();
         let (reply, result) = crossbeam_channel::bounded(1);
-        self.calls
-            .send(Box::new(move |zk| {
-                let _ = reply.send(call(zk));
-            }))
-            .map_err(|_| ZkError::ConnectionLoss)?;
-        result.recv_timeout(self.limit).map_err(|_| ZkError::OperationTimeout)?
-    }
-
-    pub fn read_view(&self, chain_path: &str) -> Result<ChainView, ZkError> {
-        let chain_path = chain_path.to_owned();
-        self.call(move |zk| crate::membership::read_view(zk, &chain_path))
+        let queued: ZkCall = Box::new(move |zk| {
+            let _ = reply.send(call(zk));
+        });
+        match self.calls.send_timeout(queued, self.limit) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => return Err(ZkError::OperationTimeout),
+            Err(SendTimeoutError::Disconnected(_)) => return Err(ZkError::ConnectionLoss),
+        }
+        let remaining = self.limit.saturating_sub(started.elapsed());
+        result.recv_timeout(remaining).map_err(|_| ZkError::OperationTimeout)?
     }
 }
 

@@ -7,25 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::ClientError;
+use super::error::ClientError;
+use crate::limits::{ATTEMPT_SHARE, ATTEMPT_TIMEOUT_MIN, BACKOFF_FIRST, BACKOFF_MAX};
 use crate::proto::ErrorCode;
-
-/// First pause after a failed attempt: long enough not to hammer a server
-/// that is handing over its role, short enough to be unnoticed.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(10);
-
-/// Longest pause: the chain usually settles within a ZooKeeper session
-/// timeout, so pauses longer than this would only add latency.
-pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
-
-/// Shortest reply timeout of one attempt (unless the whole time limit is
-/// shorter): a write waits at the head for the tail's commit, which takes a
-/// few round trips plus, after a failure, the chain's repair.
-pub const ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_secs(2);
-
-/// Share of the time limit one attempt may use at least, so several attempts
-/// fit in the deadline when the limit is long (e.g. a large `gettable`).
-const ATTEMPT_SHARE: u32 = 4;
 
 /// Whether `error` may go away after looking up the chain again: the server
 /// refused because of its role or state, the connection failed or timed out,

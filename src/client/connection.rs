@@ -1,61 +1,18 @@
-//! Blocking client library: a [`Connection`] speaks frames to one server; an
-//! [`Endpoint`] reconnects to it when needed; a [`Client`] adds ids and typed
-//! calls, against one server or a whole chain (see [`crate::chain_client`]).
-//!
-//! Every request carries the client's random `client_id` and a `request_id`
-//! that increases per new request, so servers can recognise retries.
+//! One server, from the client's side: a [`Connection`] speaks frames to
+//! it; an [`Endpoint`] connects lazily, reconnects when needed, and checks
+//! that each reply answers its request.
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use protobuf::Message;
 
-use crate::chain_client::ChainTarget;
-use crate::limits::FRAME_BYTES_MAX_DEFAULT;
-use crate::locator::Locator;
-use crate::proto::{ErrorCode, Opcode, Request, Response, Statistics};
+use super::error::ClientError;
+use crate::limits::{CLIENT_PROBE_AFTER_IDLE, CLIENT_TIMEOUT_MS_DEFAULT, FRAME_BYTES_MAX_DEFAULT};
+use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::wire::{FrameError, encode_frame, read_frame};
-
-/// Default time allowed for connecting and for each reply; in chain mode
-/// also for each whole call, retries included.
-pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
-
-/// A connection silent for this long is probed before it is reused (the
-/// probe costs three system calls, as much as the request itself). A busy
-/// connection is not: if the server closed it anyway (an idle timeout
-/// shorter than this), the request is sent once more on a new connection.
-const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
-
-/// Why a call failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClientError {
-    /// The server could not be reached, or the connection failed or timed out
-    /// before a reply arrived (a write may or may not have been applied).
-    Unreachable(String),
-    /// The server answered with an error reply.
-    Server { code: ErrorCode, message: String },
-    /// The reply was not a valid answer to the request.
-    Protocol(String),
-    /// Chain mode: no server to send to (ZooKeeper did not answer, or the
-    /// chain has no ready server).
-    NoChain(String),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Unreachable(message) => write!(f, "server unreachable: {message}"),
-            ClientError::Server { code, message } => write!(f, "server error ({code:?}): {message}"),
-            ClientError::Protocol(message) => write!(f, "protocol error: {message}"),
-            ClientError::NoChain(message) => write!(f, "{message}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
 
 /// Settings shared by every connection a client opens.
 #[derive(Clone, Debug)]
@@ -225,7 +182,7 @@ impl Endpoint {
     /// it answers the retry from its exactly-once record.
     pub fn call(&mut self, request: &Request, options: &ClientOptions) -> Result<Response, ClientError> {
         if self.connection.as_ref().is_some_and(|connection| {
-            connection.last_used.elapsed() >= PROBE_AFTER_IDLE && connection.is_stale()
+            connection.last_used.elapsed() >= CLIENT_PROBE_AFTER_IDLE && connection.is_stale()
         }) {
             self.connection = None;
         }
@@ -252,129 +209,6 @@ impl Endpoint {
             self.connection = None;
         }
         response
-    }
-}
-
-/// Where a [`Client`] sends its requests.
-enum Target {
-    /// One server, whatever its role; no retries.
-    Server {
-        endpoint: Endpoint,
-        /// Reads ask for the server's own table even if it is not the tail.
-        local_reads: bool,
-    },
-    /// The chain's head or tail, whichever the request needs, with retries.
-    Chain(Box<ChainTarget>),
-}
-
-/// A client of one server or of a chain.
-pub struct Client {
-    target: Target,
-    options: ClientOptions,
-    /// Random per client, so request ids of different clients never collide.
-    client_id: u64,
-    /// Id of the next new request.
-    next_request_id: u64,
-}
-
-impl Client {
-    /// A client of the one server at `address` (`host:port`); connects on
-    /// first use. In a chain, the server answers only what its role allows.
-    pub fn new(address: &str, options: ClientOptions) -> Client {
-        Client::with_target(Target::Server { endpoint: Endpoint::new(address), local_reads: false }, options)
-    }
-
-    /// Like [`Client::new`], but reads (`get`, `size`, `getkeys`,
-    /// `gettable`) are answered from that server's own table whatever its
-    /// chain role: for operators comparing replicas. Such an answer may miss
-    /// committed writes (a server before the tail may hold uncommitted ones,
-    /// one after the head may lag behind).
-    pub fn local_reader(address: &str, options: ClientOptions) -> Client {
-        Client::with_target(Target::Server { endpoint: Endpoint::new(address), local_reads: true }, options)
-    }
-
-    /// A client of the chain at `chain_path` in the ZooKeeper ensemble
-    /// `zk_hosts` (`host:port,...`): writes go to the head, reads to the
-    /// tail, and refused or failed requests are retried until
-    /// `options.timeout`. Looks up the chain on first use.
-    pub fn chain(zk_hosts: &str, chain_path: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let locator = Locator::start(zk_hosts, chain_path)?;
-        Ok(Client::with_target(Target::Chain(Box::new(ChainTarget::new(locator))), options))
-    }
-
-    fn with_target(target: Target, options: ClientOptions) -> Client {
-        Client { target, options, client_id: random_client_id(), next_request_id: 1 }
-    }
-
-    /// What the client talks to, for people: `host:port` or the chain.
-    pub fn describe(&self) -> String {
-        match &self.target {
-            Target::Server { endpoint, .. } => endpoint.address().to_owned(),
-            Target::Chain(chain) => format!("the chain at {}", chain.name()),
-        }
-    }
-
-    pub fn put(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), ClientError> {
-        let mut request = Request::new();
-        request.key = Some(key.to_owned());
-        request.value = Some(value.into());
-        self.call(Opcode::OP_PUT, request).map(drop)
-    }
-
-    /// The value of `key`, or `None` if absent.
-    pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        let mut request = Request::new();
-        request.key = Some(key.to_owned());
-        let response = self.call(Opcode::OP_GET, request)?;
-        Ok(response.found.then_some(response.value))
-    }
-
-    /// Deletes `key`; returns whether it existed.
-    pub fn delete(&mut self, key: &str) -> Result<bool, ClientError> {
-        let mut request = Request::new();
-        request.key = Some(key.to_owned());
-        Ok(self.call(Opcode::OP_DEL, request)?.found)
-    }
-
-    pub fn size(&mut self) -> Result<u64, ClientError> {
-        Ok(self.call(Opcode::OP_SIZE, Request::new())?.size)
-    }
-
-    /// Every key, sorted.
-    pub fn keys(&mut self) -> Result<Vec<String>, ClientError> {
-        Ok(self.call(Opcode::OP_GETKEYS, Request::new())?.keys)
-    }
-
-    /// Every (key, value), sorted by key.
-    pub fn entries(&mut self) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
-        let response = self.call(Opcode::OP_GETTABLE, Request::new())?;
-        Ok(response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect())
-    }
-
-    pub fn stats(&mut self) -> Result<Statistics, ClientError> {
-        self.call(Opcode::OP_STATS, Request::new())?
-            .statistics
-            .into_option()
-            .ok_or_else(|| ClientError::Protocol("stats reply without statistics".into()))
-    }
-
-    /// Sends one new request to the target.
-    fn call(&mut self, opcode: Opcode, mut request: Request) -> Result<Response, ClientError> {
-        request.opcode = opcode.into();
-        request.client_id = self.client_id;
-        request.request_id = self.next_request_id;
-        self.next_request_id += 1;
-        match &mut self.target {
-            Target::Server { endpoint, local_reads } => {
-                request.local_read = *local_reads
-                    && matches!(
-                        opcode,
-                        Opcode::OP_GET | Opcode::OP_SIZE | Opcode::OP_GETKEYS | Opcode::OP_GETTABLE
-                    );
-                endpoint.call(&request, &self.options)
-            }
-            Target::Chain(chain) => chain.call(&request, &self.options),
-        }
     }
 }
 
@@ -406,18 +240,9 @@ fn check_response(request: &Request, response: Response) -> Result<Response, Cli
     Ok(response)
 }
 
-/// A random 64-bit id from std's randomly seeded hasher (no extra crate).
-fn random_client_id() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    RandomState::new().hash_one((std::process::id(), nanos)).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::error_response;
 
     fn request(opcode: Opcode, id: u64) -> Request {
         let mut request = Request::new();
@@ -426,14 +251,28 @@ mod tests {
         request
     }
 
+    fn reply(opcode: Opcode, id: u64) -> Response {
+        let mut reply = Response::new();
+        reply.opcode = opcode.into();
+        reply.request_id = id;
+        reply
+    }
+
+    fn error_reply(id: u64, code: ErrorCode, message: &str) -> Response {
+        let mut reply = reply(Opcode::OP_ERROR, id);
+        reply.error_code = code.into();
+        reply.error_message = message.into();
+        reply
+    }
+
     #[test]
     fn error_replies_become_errors() {
-        let reply = error_response(3, ErrorCode::ERR_TOO_LARGE, "big");
+        let reply = error_reply(3, ErrorCode::ERR_TOO_LARGE, "big");
         assert_eq!(
             check_response(&request(Opcode::OP_PUT, 3), reply),
             Err(ClientError::Server { code: ErrorCode::ERR_TOO_LARGE, message: "big".into() })
         );
-        let connection_level = error_response(0, ErrorCode::ERR_TOO_MANY_CLIENTS, "full");
+        let connection_level = error_reply(0, ErrorCode::ERR_TOO_MANY_CLIENTS, "full");
         assert!(matches!(
             check_response(&request(Opcode::OP_GET, 8), connection_level),
             Err(ClientError::Server { code: ErrorCode::ERR_TOO_MANY_CLIENTS, .. })
@@ -442,9 +281,7 @@ mod tests {
 
     #[test]
     fn replies_to_other_requests_are_rejected() {
-        let mut reply = Response::new();
-        reply.opcode = Opcode::OP_GET.into();
-        reply.request_id = 4;
+        let reply = reply(Opcode::OP_GET, 4);
         assert!(matches!(
             check_response(&request(Opcode::OP_GET, 5), reply.clone()),
             Err(ClientError::Protocol(_))
@@ -454,10 +291,5 @@ mod tests {
             Err(ClientError::Protocol(_))
         ));
         assert!(check_response(&request(Opcode::OP_GET, 4), reply).is_ok());
-    }
-
-    #[test]
-    fn client_ids_differ() {
-        assert_ne!(random_client_id(), random_client_id());
     }
 }

@@ -7,8 +7,6 @@
 //! one stripe lock at a time, so the ordered acquisition cannot deadlock and
 //! the copy is a consistent snapshot (no write lands half inside it).
 
-mod entry;
-
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,9 +14,9 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as Slot;
 use parking_lot::RwLock;
 
-use self::entry::Entry;
+use super::entry::Entry;
 
-/// One stripe's keys and values, each pair in one allocation (see [`entry`]
+/// One stripe's keys and values, each pair in one allocation (see [`super::entry`]
 /// for the layout and why). A `HashTable` rather than a `HashSet` because it
 /// takes the hash from us: a key is hashed once, and that one hash picks
 /// both the stripe and the slot within it.

@@ -4,7 +4,8 @@
 
 use std::io::{self, Write};
 
-use crate::client::{Client, ClientError};
+use crate::client::Client;
+use crate::client::error::ClientError;
 use crate::proto::Statistics;
 
 #[derive(Debug, Clone, PartialEq)]

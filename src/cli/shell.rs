@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
+use super::command::{self, Command, Outcome};
 use crate::client::Client;
-use crate::command::{self, Command, Outcome};
 
 const PROMPT: &str = "table> ";
 

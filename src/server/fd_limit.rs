@@ -8,11 +8,7 @@
 
 use std::io;
 
-/// File descriptors a server needs besides its client connections
-/// (listener, ZooKeeper, replication links, log, some slack).
-const SERVER_FILES_BASE: u64 = 64;
-
-const FILES_PER_CONNECTION: u64 = 3;
+use crate::limits::{FILES_PER_CONNECTION, SERVER_FILES_BASE};
 
 /// File descriptors a server needs for `connections` clients.
 pub fn files_for_connections(connections: u64) -> u64 {

@@ -1,0 +1,318 @@
+//! The argument parsing toolkit of all four binaries (`table-server`,
+//! `table-client`, `table-bench`, `table-check`), kept in the library so it
+//! is tested like everything else and the mains stay thin. Each command line
+//! defines its own options (see [`super::server_args`],
+//! [`super::client_args`], [`crate::bench::args`], [`crate::check::args`]);
+//! this is the machinery they share:
+//!
+//! - [`ArgCursor`]: reads the words once: `--name value` or `--name=value`,
+//!   flags that take no value, positional words.
+//! - [`parse_args`]: the options and positional words of a command line
+//!   pulled apart, for parsers that look at all of them before deciding
+//!   (`table-server`'s chain options need its `<zk-hosts>` word).
+//! - typed values: [`text`], [`number`], [`positive`], [`within`],
+//!   [`seconds`], [`chain_path`], each with an error that names the option.
+//! - [`UsageError`] and [`arguments_or_exit`]: usage on `--help` (exit 0), the
+//!   reason and the usage on stderr otherwise (exit 2).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What the parser could not accept; printed with the usage text, exit 2.
+#[derive(Debug, PartialEq)]
+pub enum UsageError {
+    /// `--help` was asked for: print usage, exit 0.
+    HelpRequested,
+    Invalid(String),
+}
+
+/// What a binary does with its parsed arguments: carry on with them; or,
+/// for `--help`, print the usage and exit 0; or print the reason and the
+/// usage on stderr and exit 2.
+pub fn arguments_or_exit<T>(
+    program: &str,
+    usage: &str,
+    parsed: Result<T, UsageError>,
+) -> Result<T, std::process::ExitCode> {
+    match parsed {
+        Ok(arguments) => Ok(arguments),
+        Err(UsageError::HelpRequested) => {
+            println!("{usage}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(UsageError::Invalid(message)) => {
+            eprintln!("{program}: {message}\n\n{usage}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+impl From<String> for UsageError {
+    fn from(message: String) -> Self {
+        UsageError::Invalid(message)
+    }
+}
+
+/// Default chain node in ZooKeeper (`--chain`).
+pub const CHAIN_PATH_DEFAULT: &str = "/chain";
+
+/// One command-line word, as [`ArgCursor`] reads it.
+#[derive(Debug, PartialEq)]
+pub enum Arg {
+    /// `--name`, or `--name=value` with its `value` inline.
+    Option { name: String, inline: Option<OsString> },
+    /// Any other word: `--` alone and words that are not UTF-8 included.
+    Word(OsString),
+}
+
+/// The words of a command line (without the program name), read once, in
+/// order. An option's value is its inline `=value` or else the next word,
+/// whatever that word looks like.
+pub struct ArgCursor {
+    words: std::vec::IntoIter<OsString>,
+}
+
+impl ArgCursor {
+    pub fn new(args: impl IntoIterator<Item = OsString>) -> ArgCursor {
+        ArgCursor { words: args.into_iter().collect::<Vec<_>>().into_iter() }
+    }
+
+    /// The value of option `name`: `inline` if it had one, else the next word.
+    pub fn value(&mut self, name: &str, inline: Option<OsString>) -> Result<OsString, UsageError> {
+        match inline {
+            Some(value) => Ok(value),
+            None => self.words.next().ok_or_else(|| format!("--{name} needs a value").into()),
+        }
+    }
+
+    /// The words not read yet.
+    pub fn rest(self) -> impl Iterator<Item = OsString> {
+        self.words
+    }
+}
+
+impl Iterator for ArgCursor {
+    type Item = Arg;
+
+    fn next(&mut self) -> Option<Arg> {
+        let word = self.words.next()?;
+        let Some(option) =
+            word.to_str().and_then(|text| text.strip_prefix("--")).filter(|name| !name.is_empty())
+        else {
+            return Some(Arg::Word(word));
+        };
+        Some(match option.split_once('=') {
+            Some((name, value)) => Arg::Option { name: name.to_owned(), inline: Some(value.into()) },
+            None => Arg::Option { name: option.to_owned(), inline: None },
+        })
+    }
+}
+
+/// Checks that flag `name` (an option without a value) was not given one.
+pub fn flag(name: &str, inline: Option<OsString>) -> Result<(), UsageError> {
+    match inline {
+        Some(_) => Err(format!("--{name} takes no value").into()),
+        None => Ok(()),
+    }
+}
+
+/// The error for an option no definition knows.
+pub fn unknown_option(name: &str) -> UsageError {
+    format!("unknown option --{name}").into()
+}
+
+/// A command line pulled apart by [`parse_args`].
+pub struct ParsedArgs {
+    /// Every option in the order given, with its value (empty for a flag).
+    pub options: Vec<(String, OsString)>,
+    pub positionals: Vec<OsString>,
+}
+
+/// Pulls options and positional words apart. `known` lists every option,
+/// `flags` those of them that take no value; `--help` anywhere before the
+/// command asks for the usage. `command_starts_after` says, from the options
+/// and the number of positional words so far, whether the command has begun:
+/// from there on every word is positional, so a value may start with `--`.
+pub fn parse_args(
+    args: impl IntoIterator<Item = OsString>,
+    known: &[&str],
+    flags: &[&str],
+    command_starts_after: impl Fn(&[(String, OsString)], usize) -> bool,
+) -> Result<ParsedArgs, UsageError> {
+    let mut parsed = ParsedArgs { options: Vec::new(), positionals: Vec::new() };
+    let mut cursor = ArgCursor::new(args);
+    while !command_starts_after(&parsed.options, parsed.positionals.len()) {
+        match cursor.next() {
+            None => break,
+            Some(Arg::Word(word)) => parsed.positionals.push(word),
+            Some(Arg::Option { name, .. }) if name == "help" => return Err(UsageError::HelpRequested),
+            Some(Arg::Option { name, .. }) if !known.contains(&name.as_str()) => {
+                return Err(unknown_option(&name));
+            }
+            Some(Arg::Option { name, inline }) => {
+                let value = if flags.contains(&name.as_str()) {
+                    flag(&name, inline).map(|()| OsString::new())?
+                } else {
+                    cursor.value(&name, inline)?
+                };
+                parsed.options.push((name, value));
+            }
+        }
+    }
+    parsed.positionals.extend(cursor.rest());
+    Ok(parsed)
+}
+
+/// The value as text.
+pub fn text(name: &str, value: &OsString) -> Result<String, UsageError> {
+    value.to_str().map(str::to_owned).ok_or_else(|| format!("{name}: not valid UTF-8").into())
+}
+
+/// Any number of type `T`.
+pub fn number<T: FromStr>(name: &str, value: &OsString) -> Result<T, UsageError> {
+    let value = text(name, value)?;
+    value.parse().map_err(|_| format!("{name}: '{value}' is not a valid number").into())
+}
+
+/// A number above zero.
+pub fn positive<T: FromStr + Default + PartialOrd>(name: &str, value: &OsString) -> Result<T, UsageError> {
+    let parsed: T = number(name, value)?;
+    if parsed <= T::default() {
+        return Err(format!("--{name} must be positive").into());
+    }
+    Ok(parsed)
+}
+
+/// A whole number in `range`.
+pub fn within<T: FromStr + PartialOrd + fmt::Display>(
+    name: &str,
+    value: &OsString,
+    range: RangeInclusive<T>,
+) -> Result<T, UsageError> {
+    let value = text(name, value)?;
+    match value.parse::<T>() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(format!(
+            "--{name}: '{value}' is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )
+        .into()),
+    }
+}
+
+/// Seconds in `range`, decimals allowed.
+pub fn seconds(name: &str, value: &OsString, range: RangeInclusive<f64>) -> Result<Duration, UsageError> {
+    let value = text(name, value)?;
+    match value.parse::<f64>() {
+        Ok(seconds) if range.contains(&seconds) => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(format!(
+            "--{name}: '{value}' is not a number of seconds from {} to {}",
+            range.start(),
+            range.end()
+        )
+        .into()),
+    }
+}
+
+/// A `--chain` value: an absolute ZooKeeper path.
+pub fn chain_path(name: &str, value: &OsString) -> Result<String, UsageError> {
+    let path = text(name, value)?;
+    if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+        return Err(format!("--{name}: '{path}' is not a ZooKeeper path like /chain").into());
+    }
+    Ok(path)
+}
+
+/// `words` as the arguments of a command line, for tests of parsers.
+#[cfg(test)]
+pub(crate) fn test_words(words: &[&str]) -> Vec<OsString> {
+    words.iter().map(OsString::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(words: &[&str]) -> Vec<Arg> {
+        ArgCursor::new(test_words(words)).collect()
+    }
+
+    #[test]
+    fn the_cursor_tells_options_from_words() {
+        let option = |name: &str, inline: Option<&str>| Arg::Option {
+            name: name.to_owned(),
+            inline: inline.map(OsString::from),
+        };
+        let word = |word: &str| Arg::Word(word.into());
+        assert_eq!(
+            read_all(&["--a", "--b=1", "--c=", "x", "--", "-d", "--e=f=g"]),
+            vec![
+                option("a", None),
+                option("b", Some("1")),
+                option("c", Some("")),
+                word("x"),
+                word("--"),
+                word("-d"),
+                option("e", Some("f=g")),
+            ]
+        );
+    }
+
+    #[test]
+    fn values_come_inline_or_from_the_next_word() {
+        let mut cursor = ArgCursor::new(test_words(&["--a", "--not-an-option", "--b"]));
+        let Some(Arg::Option { name, inline }) = cursor.next() else { panic!("an option") };
+        assert_eq!(cursor.value(&name, inline), Ok("--not-an-option".into()));
+        let Some(Arg::Option { name, inline }) = cursor.next() else { panic!("an option") };
+        assert_eq!(cursor.value(&name, inline), Err(UsageError::Invalid("--b needs a value".into())));
+        assert_eq!(cursor.value("c", Some("inline".into())), Ok("inline".into()));
+        assert_eq!(flag("d", Some("x".into())), Err(UsageError::Invalid("--d takes no value".into())));
+    }
+
+    #[test]
+    fn parsing_stops_where_the_command_starts() {
+        let parsed = parse_args(
+            test_words(&["--x", "1", "w", "--f", "--x=2", "--y"]),
+            &["x", "f"],
+            &["f"],
+            |_, words| words >= 2,
+        );
+        assert!(matches!(parsed, Err(UsageError::Invalid(message)) if message == "unknown option --y"));
+        let parsed =
+            parse_args(test_words(&["--x", "1", "w", "--f", "c", "--y"]), &["x", "f"], &["f"], |_, words| {
+                words >= 2
+            })
+            .unwrap();
+        assert_eq!(parsed.options, vec![("x".into(), "1".into()), ("f".into(), OsString::new())]);
+        assert_eq!(parsed.positionals, test_words(&["w", "c", "--y"]));
+        assert_eq!(
+            parse_args(test_words(&["--x=1", "--help"]), &["x"], &[], |_, _| false).err(),
+            Some(UsageError::HelpRequested)
+        );
+    }
+
+    #[test]
+    fn typed_values_name_the_option() {
+        let value = |text: &str| OsString::from(text);
+        assert_eq!(
+            number::<u16>("<port>", &value("x")),
+            Err("<port>: 'x' is not a valid number".to_owned().into())
+        );
+        assert_eq!(positive::<u64>("n", &value("0")), Err("--n must be positive".to_owned().into()));
+        assert_eq!(within("k", &value("7"), 1..=9), Ok(7));
+        assert_eq!(
+            within("k", &value("10"), 1..=9),
+            Err("--k: '10' is not a whole number from 1 to 9".to_owned().into())
+        );
+        assert_eq!(seconds("s", &value("0.5"), 0.0..=1.0), Ok(Duration::from_millis(500)));
+        assert!(seconds("s", &value("2"), 0.0..=1.0).is_err());
+        assert_eq!(chain_path("chain", &value("/a/b")), Ok("/a/b".into()));
+        for bad in ["a", "/a/", "/a//b"] {
+            assert!(chain_path("chain", &value(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The `table-server` command line: its usage text and options.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
+use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
+use crate::membership::ChainConfig;
+use crate::replica::ReplicationLimits;
+use crate::server::ServerConfig;
+
+pub const SERVER_USAGE: &str = "\
+usage: table-server <port> <table-size> [<zk-host:port,...>] [options]
+
+  <port>        TCP port to listen on (0 picks a free one; the log says which)
+  <table-size>  number of lock stripes of the table (1..1048576)
+  <zk-hosts>    ZooKeeper ensemble (host:port,...): join that chain; without it, standalone
+
+options:
+  --bind <addr>             address to listen on (default 127.0.0.1)
+  --advertise <host:port>   address peers and clients use to reach us (default <bind>:<port>)
+  --chain <path>            the chain's ZooKeeper node (default /chain)
+  --zk-timeout-ms <ms>      ZooKeeper session timeout; also how long we serve unconfirmed (default 5000)
+  --exit-on-expiry          exit (code 3) when the session expires, instead of rejoining
+  --queue-max <writes>      replication queue length (default 65536)
+  --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
+  --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
+  --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
+  --max-clients <n>         concurrent client connections (default 10000)
+  --max-frame <bytes>       largest frame (default 67108864)
+  --max-key <bytes>         largest key (default 16384)
+  --max-value <bytes>       largest value (default 33554432)
+  --idle-timeout-ms <ms>    close connections silent this long (default 300000)
+  --write-timeout-ms <ms>   give up on a reply not written in this time (default 10000)
+  --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
+                            purpose, so table-check can show that it catches it)
+  --help                    this text
+
+Logging: RUST_LOG=debug|info|warn (default info, with the zookeeper crate at error). SIGINT/SIGTERM shut down cleanly.";
+
+/// Parses `table-server` arguments (without the program name).
+pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<ServerConfig, UsageError> {
+    let known = [
+        "bind",
+        "advertise",
+        "chain",
+        "zk-timeout-ms",
+        "exit-on-expiry",
+        "queue-max",
+        "sent-max",
+        "commit-timeout-ms",
+        "max-client-records",
+        "unsafe-read-anywhere",
+        "max-clients",
+        "max-frame",
+        "max-key",
+        "max-value",
+        "idle-timeout-ms",
+        "write-timeout-ms",
+    ];
+    let parsed = parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere"], |_, _| false)?;
+    let (port, table_stripes, zk_hosts) = match parsed.positionals.as_slice() {
+        [port, size] => (number::<u16>("<port>", port)?, number::<usize>("<table-size>", size)?, None),
+        [port, size, hosts] => (
+            number::<u16>("<port>", port)?,
+            number::<usize>("<table-size>", size)?,
+            Some(text("<zk-hosts>", hosts)?),
+        ),
+        _ => return Err("expected <port> <table-size> [<zk-hosts>]".to_owned().into()),
+    };
+    if !(1..=TABLE_STRIPES_MAX).contains(&table_stripes) {
+        return Err(format!("<table-size> must be between 1 and {TABLE_STRIPES_MAX}").into());
+    }
+    let mut config = ServerConfig {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        port,
+        table_stripes,
+        limits: Limits::default(),
+        chain: zk_hosts.map(|zk_hosts| ChainConfig {
+            zk_hosts,
+            chain_path: CHAIN_PATH_DEFAULT.to_owned(),
+            advertise: String::new(),
+            session_timeout: Duration::from_millis(ZK_TIMEOUT_MS_DEFAULT),
+            exit_on_expiry: false,
+        }),
+        replication: ReplicationLimits::default(),
+        unsafe_read_anywhere: false,
+    };
+    let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
+    for (name, value) in &parsed.options {
+        let limits = &mut config.limits;
+        let replication = &mut config.replication;
+        if matches!(name.as_str(), "advertise" | "chain" | "zk-timeout-ms" | "exit-on-expiry")
+            && config.chain.is_none()
+        {
+            return Err(chain_only(name).into());
+        }
+        match name.as_str() {
+            "advertise" => config.chain.as_mut().expect("checked").advertise = text(name, value)?,
+            "chain" => config.chain.as_mut().expect("checked").chain_path = chain_path(name, value)?,
+            "zk-timeout-ms" => {
+                config.chain.as_mut().expect("checked").session_timeout =
+                    Duration::from_millis(positive(name, value)?)
+            }
+            "exit-on-expiry" => config.chain.as_mut().expect("checked").exit_on_expiry = true,
+            "queue-max" => replication.queue_max = positive(name, value)?,
+            "sent-max" => replication.sent_max = positive(name, value)?,
+            "commit-timeout-ms" => replication.commit_timeout = Duration::from_millis(positive(name, value)?),
+            "max-client-records" => replication.client_records_max = positive(name, value)?,
+            "unsafe-read-anywhere" => config.unsafe_read_anywhere = true,
+            "bind" => {
+                config.bind =
+                    text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
+            }
+            "max-clients" => limits.clients_max = positive(name, value)?,
+            "max-frame" => limits.frame_bytes_max = positive(name, value)?,
+            "max-key" => limits.key_bytes_max = positive(name, value)?,
+            "max-value" => limits.value_bytes_max = positive(name, value)?,
+            "idle-timeout-ms" => limits.idle_timeout = Duration::from_millis(positive(name, value)?),
+            "write-timeout-ms" => limits.write_timeout = Duration::from_millis(positive(name, value)?),
+            other => unreachable!("option {other} is in the known list"),
+        }
+    }
+    if config.limits.frame_bytes_max > u32::MAX as usize {
+        return Err("--max-frame must fit the 4-byte length prefix".to_owned().into());
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::test_words as args;
+
+    #[test]
+    fn server_positionals_and_options() {
+        let config =
+            parse_server_args(args(&["7000", "64", "--bind", "0.0.0.0", "--max-clients=8"])).unwrap();
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.table_stripes, 64);
+        assert_eq!(config.bind.to_string(), "0.0.0.0");
+        assert_eq!(config.limits.clients_max, 8);
+        assert_eq!(config.limits.frame_bytes_max, Limits::default().frame_bytes_max);
+    }
+
+    #[test]
+    fn server_chain_mode() {
+        let config = parse_server_args(args(&[
+            "7000",
+            "64",
+            "zk1:2181,zk2:2181",
+            "--exit-on-expiry",
+            "--zk-timeout-ms",
+            "1500",
+            "--chain=/tables/a",
+            "--advertise",
+            "10.1.1.1:7000",
+            "--sent-max",
+            "100",
+        ]))
+        .unwrap();
+        let chain = config.chain.unwrap();
+        assert_eq!(chain.zk_hosts, "zk1:2181,zk2:2181");
+        assert!(chain.exit_on_expiry);
+        assert_eq!(chain.session_timeout, Duration::from_millis(1500));
+        assert_eq!(chain.chain_path, "/tables/a");
+        assert_eq!(chain.advertise, "10.1.1.1:7000");
+        assert_eq!(config.replication.sent_max, 100);
+        let defaults = parse_server_args(args(&["7000", "64", "zk:2181"])).unwrap().chain.unwrap();
+        assert_eq!(defaults.chain_path, "/chain");
+        assert!(!defaults.exit_on_expiry && defaults.advertise.is_empty());
+    }
+
+    #[test]
+    fn server_errors() {
+        assert!(parse_server_args(args(&["7000"])).is_err());
+        assert!(parse_server_args(args(&["port", "64"])).is_err());
+        assert!(parse_server_args(args(&["7000", "0"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "--frobnicate", "1"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "--max-frame"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "--max-clients", "0"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "--bind", "nowhere"])).is_err());
+        assert!(
+            parse_server_args(args(&["7000", "64", "--advertise", "h:1"])).is_err(),
+            "chain option without chain"
+        );
+        assert!(parse_server_args(args(&["7000", "64", "zk:1", "--chain", "nochain"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "zk:1", "--exit-on-expiry=yes"])).is_err());
+        assert_eq!(parse_server_args(args(&["--help"])).unwrap_err(), UsageError::HelpRequested);
+    }
+}

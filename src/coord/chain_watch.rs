@@ -1,0 +1,165 @@
+//! Following a chain from outside it, for clients: a thread that owns a
+//! ZooKeeper session, watches the chain and reads its members on request.
+//!
+//! The `zookeeper` crate (0.8) blocks on every call with no time limit and
+//! retries connections on its own, so a client that asked it directly would
+//! hang while ZooKeeper is down or stuck. All ZooKeeper work therefore runs
+//! on the watch's thread, and [`ChainWatch::read`] waits for it only as long
+//! as the caller allows.
+//!
+//! The chain is marked changed when the persistent recursive watch on it
+//! fires and when the connection changes state (watches can be lost on a
+//! reconnection).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
+
+use super::view_reader::read_view;
+use super::zk;
+use crate::limits::{CHAIN_WATCH_REQUESTS_QUEUED_MAX, CHAIN_WATCH_SESSION_TIMEOUT};
+use crate::view::ChainView;
+
+/// Where the worker sends one reading, or why ZooKeeper could not be read.
+type ReplyTo = Sender<Result<ChainView, String>>;
+
+/// One chain in one ZooKeeper ensemble, through a session of its own.
+pub struct ChainWatch {
+    /// Asks the worker for a fresh reading; dropping it stops the worker.
+    requests: Sender<ReplyTo>,
+    /// Set when the chain may have changed since it was last read.
+    changed: Arc<AtomicBool>,
+}
+
+impl ChainWatch {
+    /// Starts the worker for the chain at `chain_path` in the ZooKeeper
+    /// ensemble `hosts` (`host:port,...`). Connects on the first reading.
+    pub fn start(hosts: &str, chain_path: &str) -> std::io::Result<ChainWatch> {
+        let (requests, worker_requests) = crossbeam_channel::bounded(CHAIN_WATCH_REQUESTS_QUEUED_MAX);
+        let changed = Arc::new(AtomicBool::new(true));
+        let worker = Worker {
+            hosts: hosts.to_owned(),
+            chain_path: chain_path.to_owned(),
+            changed: Arc::clone(&changed),
+            broken: Arc::new(AtomicBool::new(false)),
+            zk: None,
+            lost_since: None,
+        };
+        std::thread::Builder::new()
+            .name("chain-locator".into())
+            .spawn(move || worker.serve(&worker_requests))?;
+        Ok(ChainWatch { requests, changed })
+    }
+
+    /// Whether the chain may have changed since this was last asked (true
+    /// the first time). Clears the mark, so ask before reading: a change
+    /// during the reading marks it again.
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::SeqCst)
+    }
+
+    /// Reads the chain afresh, waiting for ZooKeeper at most `wait` (a full
+    /// queue of requests included); an error says why there is no reading.
+    pub fn read(&self, wait: Duration) -> Result<ChainView, String> {
+        let started = Instant::now();
+        let (reply_to, reply) = crossbeam_channel::bounded(1);
+        let gone = || "the ZooKeeper thread ended".to_owned();
+        let no_answer = || format!("ZooKeeper did not answer within {} ms", wait.as_millis());
+        match self.requests.send_timeout(reply_to, wait) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => return Err(no_answer()),
+            Err(SendTimeoutError::Disconnected(_)) => return Err(gone()),
+        }
+        match reply.recv_timeout(wait.saturating_sub(started.elapsed())) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(no_answer()),
+            Err(RecvTimeoutError::Disconnected) => Err(gone()),
+        }
+    }
+}
+
+/// The thread that owns the ZooKeeper session.
+struct Worker {
+    hosts: String,
+    chain_path: String,
+    changed: Arc<AtomicBool>,
+    /// Set when the session ended: the next reading opens a new one.
+    broken: Arc<AtomicBool>,
+    zk: Option<ZooKeeper>,
+    /// Since when every reading has failed for want of a connection.
+    lost_since: Option<Instant>,
+}
+
+impl Worker {
+    /// Answers requests until the [`ChainWatch`] is dropped. Requests that
+    /// queued up while ZooKeeper was slow share one reading.
+    fn serve(mut self, requests: &Receiver<ReplyTo>) {
+        while let Ok(first) = requests.recv() {
+            let waiting: Vec<ReplyTo> = std::iter::once(first).chain(requests.try_iter()).collect();
+            let result = self.read();
+            for reply_to in waiting {
+                // The asker may have given up waiting.
+                let _ = reply_to.send(result.clone());
+            }
+        }
+    }
+
+    fn read(&mut self) -> Result<ChainView, String> {
+        if self.broken.swap(false, Ordering::SeqCst) {
+            self.zk = None;
+        }
+        let zk = match &mut self.zk {
+            Some(zk) => zk,
+            None => self.zk.insert(self.connect()?),
+        };
+        let result = read_view(zk, &self.chain_path);
+        if !matches!(result, Err(ZkError::ConnectionLoss)) {
+            self.lost_since = None;
+        }
+        match result {
+            Ok(view) => Ok(view),
+            // No chain node: no server ever started this chain.
+            Err(ZkError::NoNode) => Ok(ChainView::default()),
+            // The session lives on while the crate reconnects, unless it has
+            // been lost for longer than a session can last.
+            Err(ZkError::ConnectionLoss) => {
+                if self.lost_since.get_or_insert_with(Instant::now).elapsed() > CHAIN_WATCH_SESSION_TIMEOUT {
+                    self.zk = None;
+                    self.lost_since = None;
+                }
+                Err("lost the connection to ZooKeeper".into())
+            }
+            Err(error) => {
+                // Start with a new session next time.
+                self.zk = None;
+                Err(format!("ZooKeeper: {error:?}"))
+            }
+        }
+    }
+
+    /// Opens a session and sets the watch.
+    fn connect(&self) -> Result<ZooKeeper, String> {
+        let zookeeper_error = |error: ZkError| format!("ZooKeeper: {error:?}");
+        let changed = Arc::clone(&self.changed);
+        let zk = zk::connect(&self.hosts, CHAIN_WATCH_SESSION_TIMEOUT, move |_: WatchedEvent| {
+            changed.store(true, Ordering::SeqCst);
+        })?;
+        let changed = Arc::clone(&self.changed);
+        let broken = Arc::clone(&self.broken);
+        zk.add_listener(move |state| {
+            changed.store(true, Ordering::SeqCst);
+            if matches!(state, ZkState::Closed | ZkState::AuthFailed) {
+                broken.store(true, Ordering::SeqCst);
+            }
+        });
+        let changed = Arc::clone(&self.changed);
+        zk.add_watch(&self.chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
+            changed.store(true, Ordering::SeqCst);
+        })
+        .map_err(zookeeper_error)?;
+        Ok(zk)
+    }
+}

@@ -1,0 +1,10 @@
+//! Coordination: all I/O with ZooKeeper. The only module that uses the
+//! `zookeeper` crate, so its traps (see DESIGN.md) are handled in one place.
+//!
+//! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
+//! - [`view_reader`]: reads a chain's members and epoch out of ZooKeeper.
+//! - [`chain_watch`]: a client's ZooKeeper session on a chain: watches it, reads it on request.
+
+pub mod chain_watch;
+pub mod view_reader;
+pub mod zk;

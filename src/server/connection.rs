@@ -1,0 +1,190 @@
+//! One client connection's thread: reads request frames, hands each to the
+//! [`Service`] and writes the reply, taking turns on the socket with the
+//! threads that answer its committed writes (see [`super::reply_port`]). A
+//! connection whose first frame is OP_REPLICATE is a predecessor's
+//! replication link and goes to the replication receiver instead.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use super::reply_port::ReplyPort;
+use super::service::{PendingWrite, Reply, Service, error_response};
+use crate::limits::{
+    COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, Limits, OVER_LIMIT_FIRST_FRAME_TIMEOUT,
+    REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
+};
+use crate::proto::{ErrorCode, Opcode, Request, Response};
+use crate::replication::receiver;
+use crate::wire::{self, FrameError, FrameWriter, encode_frame};
+
+/// Tells a connection over `--max-clients` why it is refused, then closes it.
+/// Bounded in time and bytes: the acceptor may be the one calling this.
+pub(super) fn refuse(mut stream: &TcpStream, limits: &Limits) {
+    let response = error_response(
+        0,
+        ErrorCode::ERR_TOO_MANY_CLIENTS,
+        format!("server is full ({} clients)", limits.clients_max),
+    );
+    let mut frame = Vec::new();
+    if encode_frame(&response, limits.frame_bytes_max, &mut frame).is_err() {
+        return;
+    }
+    let _ = stream.set_write_timeout(Some(REFUSAL_LINGER));
+    if stream.write_all(&frame).is_ok() {
+        // Let the reply leave before the close, and swallow what the client
+        // already sent so the close is not a reset.
+        let _ = stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + REFUSAL_LINGER;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSAL_DRAIN_BYTES_MAX {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
+                break;
+            }
+            match stream.read(&mut sink) {
+                Ok(count) if count > 0 => drained += count,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Reads requests and writes responses until the peer closes, a frame cannot
+/// be read, or the server stops. A connection whose first frame is
+/// OP_REPLICATE is a predecessor's replication link and is handed over to the
+/// replication receiver.
+pub(super) fn serve_connection(
+    stream: TcpStream,
+    service: &Service,
+    stopping: &AtomicBool,
+    over_limit: bool,
+) -> Result<(), FrameError> {
+    let limits = &service.limits;
+    stream.set_nodelay(true).map_err(FrameError::Io)?;
+    let first_frame_timeout = if over_limit { OVER_LIMIT_FIRST_FRAME_TIMEOUT } else { limits.idle_timeout };
+    stream.set_read_timeout(Some(first_frame_timeout)).map_err(FrameError::Io)?;
+    stream.set_write_timeout(Some(limits.write_timeout)).map_err(FrameError::Io)?;
+    let (mut reader, writer) =
+        wire::split(stream, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
+    let port = ReplyPort::new(&writer, Arc::clone(&service.stats));
+    let mut writer = ConnectionWriter { frames: writer, port, owed_limit: owed_reply_limit(service) };
+    let mut first_frame = true;
+    loop {
+        let request = match reader.receive::<Request>() {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(FrameError::Malformed(reason)) => {
+                writer.send(&service.malformed(&reason), service)?;
+                first_frame = false;
+                continue;
+            }
+            Err(FrameError::TooLarge { length, max }) => {
+                // The body is not read, so the stream cannot be resynchronised:
+                // say why, then close.
+                let response = error_response(
+                    0,
+                    ErrorCode::ERR_TOO_LARGE,
+                    format!("frame of {length} bytes is over the maximum of {max} bytes; closing"),
+                );
+                service.stats.record_error();
+                writer.send(&response, service)?;
+                return Err(FrameError::TooLarge { length, max });
+            }
+            Err(FrameError::Io(error))
+                if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                debug!("closing idle connection");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        if stopping.load(Ordering::SeqCst) {
+            let response = error_response(0, ErrorCode::ERR_SHUTTING_DOWN, "server is shutting down");
+            return writer.send(&response, service);
+        }
+        if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
+            return receiver::serve(request, reader, writer.frames, &service.replica, stopping);
+        }
+        if over_limit {
+            warn!("refusing a client: {} clients already connected", limits.clients_max);
+            refuse(writer.frames.stream(), limits);
+            return Ok(());
+        }
+        if first_frame {
+            writer.frames.stream().set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
+        }
+        first_frame = false;
+        match service.handle(request) {
+            Reply::Now(response) => writer.send(&response, service)?,
+            Reply::AfterCommit(pending) => writer.reply_after_commit(pending, service)?,
+        }
+        // On the way back to reading, answer a few other clients' committed
+        // writes (see `commits`).
+        service.replica.run_settled(SETTLED_REPLIES_PER_REQUEST);
+    }
+}
+
+/// The longest a connection thread waits for a reply another thread owes
+/// its client: the commit timeout, the expiry check's period, and the write
+/// timeout of a reply finished in the background, with a second to spare.
+fn owed_reply_limit(service: &Service) -> Duration {
+    service.replica.limits.commit_timeout
+        + COMMIT_EXPIRY_PERIOD
+        + service.limits.write_timeout
+        + Duration::from_secs(1)
+}
+
+/// A client connection's writing side: the connection thread's own frames
+/// and the port through which committed writes are answered, taking turns.
+struct ConnectionWriter {
+    frames: FrameWriter,
+    port: Arc<ReplyPort>,
+    owed_limit: Duration,
+}
+
+impl ConnectionWriter {
+    /// Writes `response` as one frame with one write, after any reply owed
+    /// before it; a response too large for a frame is replaced by an error
+    /// saying so.
+    fn send(&mut self, response: &Response, service: &Service) -> Result<(), FrameError> {
+        self.wait_for_owed_reply()?;
+        match self.frames.send(response) {
+            Err(FrameError::TooLarge { length, max }) => {
+                service.stats.record_error();
+                let refusal = error_response(
+                    response.request_id,
+                    ErrorCode::ERR_RESPONSE_TOO_LARGE,
+                    format!("the reply would be {length} bytes, over the maximum frame of {max} bytes"),
+                );
+                self.frames.send(&refusal)
+            }
+            other => other,
+        }
+    }
+
+    /// Leaves the reply to the write's commit (see `reply_port`).
+    fn reply_after_commit(&self, pending: PendingWrite, service: &Service) -> Result<(), FrameError> {
+        if self.port.reply_after_commit(pending, &service.replica, self.owed_limit) {
+            Ok(())
+        } else {
+            Err(never_sent())
+        }
+    }
+
+    /// Replies leave in request order: nothing is written while an earlier
+    /// one is owed. Past the limit (the commit machinery is stopped, e.g.
+    /// at shutdown) the connection closes.
+    fn wait_for_owed_reply(&self) -> Result<(), FrameError> {
+        if self.port.wait_until_sent(self.owed_limit) { Ok(()) } else { Err(never_sent()) }
+    }
+}
+
+fn never_sent() -> FrameError {
+    FrameError::Io(io::Error::new(ErrorKind::TimedOut, "an earlier reply was never sent"))
+}

@@ -1,0 +1,8 @@
+//! The data a server holds. Today one in-memory table; later the versions
+//! CRAQ reads need and the snapshot and log that durability needs.
+//!
+//! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
+//! - `entry`: one key-value pair in a single allocation (the table's own).
+
+mod entry;
+pub mod table;
