@@ -24,14 +24,14 @@
 //! - [`chain`]: one server's protocol as a state machine: events in, actions out.
 //!
 //! Coordination:
-//! - [`coord`]: ZooKeeper I/O: the `zookeeper` crate's workarounds, chain views, client watches.
+//! - [`coord`]: ZooKeeper I/O: the `zookeeper` crate's workarounds, chain views, client
+//!   watches, a server's membership.
 //!
 //! Server and replication:
-//! - [`replica`]: the table plus the chain protocol state: ordering, commit, exactly-once, roles.
-//! - [`commits`]: the commit point and the client writes waiting for it (settled one by one).
-//! - [`outbox`]: the replication queue, and how its sender thread sleeps on it.
+//! - [`replica`]: the table and the [`chain`] node under one lock, with what the threads
+//!   around it share: the replication queue ([`replica::outbox`]) and the client writes
+//!   waiting for their commit ([`replica::commits`]).
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
-//! - [`membership`]: ZooKeeper registration, views, session lease and fencing.
 //! - [`server`]: acceptor, connection threads, request service, reply port, stats, shutdown.
 //!
 //! Client:
@@ -49,11 +49,8 @@ pub mod chain;
 pub mod check;
 pub mod cli;
 pub mod client;
-pub mod commits;
 pub mod coord;
 pub mod limits;
-pub mod membership;
-pub mod outbox;
 pub mod proto;
 pub mod replica;
 pub mod replication;

@@ -273,7 +273,10 @@ mod tests {
         let record = CommitRecord { epoch: 12, servers: vec![3, 17] };
         assert_eq!(CommitRecord::parse(&record.encode()), record);
         assert_eq!(CommitRecord::parse(b""), CommitRecord::default(), "a new chain node");
-        assert_eq!(CommitRecord::parse(b"commit-epoch 3 servers "), CommitRecord { epoch: 3, servers: vec![] });
+        assert_eq!(
+            CommitRecord::parse(b"commit-epoch 3 servers "),
+            CommitRecord { epoch: 3, servers: vec![] }
+        );
         assert_eq!(CommitRecord::parse(b"commit-epoch x servers 1"), CommitRecord::default());
         assert_eq!(CommitRecord::parse(&[0xff, 0xfe]), CommitRecord::default());
         assert!(record.includes(17) && !record.includes(4) && !record.includes(0));

@@ -85,22 +85,33 @@ fn misplaced(view: &ChainView, me: &str) -> bool {
 /// Decides for member `me`, registered `registered_ms` ago. A recovering
 /// member waits one session timeout after registering, so every survivor
 /// of an outage has registered again and the longest history wins.
-pub fn decide(view: &ChainView, me: &str, holding: Holding, registered_ms: u64, session_timeout_ms: u64) -> Bootstrap {
+pub fn decide(
+    view: &ChainView,
+    me: &str,
+    holding: Holding,
+    registered_ms: u64,
+    session_timeout_ms: u64,
+) -> Bootstrap {
     if misplaced(view, me) {
-        return Bootstrap::Reregister("a ready member registered after us; joining behind it needs a newer node");
+        return Bootstrap::Reregister(
+            "a ready member registered after us; joining behind it needs a newer node",
+        );
     }
     if view.head().is_some() {
         return Bootstrap::NotDue;
     }
     let new_chain = view.record.epoch == 0;
-    let (candidate, losing) = match candidate(view, |member| new_chain || view.record.includes(member.server_id), new_chain) {
-        Some(member) => (member, false),
-        None if registered_ms >= FALLBACK_TIMEOUTS * session_timeout_ms => match candidate(view, |_| true, true) {
-            Some(member) => (member, true),
+    let (candidate, losing) =
+        match candidate(view, |member| new_chain || view.record.includes(member.server_id), new_chain) {
+            Some(member) => (member, false),
+            None if registered_ms >= FALLBACK_TIMEOUTS * session_timeout_ms => {
+                match candidate(view, |_| true, true) {
+                    Some(member) => (member, true),
+                    None => return Bootstrap::NotDue,
+                }
+            }
             None => return Bootstrap::NotDue,
-        },
-        None => return Bootstrap::NotDue,
-    };
+        };
     if candidate.name != me {
         return Bootstrap::NotDue;
     }
@@ -126,10 +137,15 @@ mod tests {
     use super::*;
     use crate::view::{CommitRecord, test_member as member};
 
-    const EMPTY: Holding = Holding { recoverable_history: None, installed_history: Some(0), table_empty: true };
+    const EMPTY: Holding =
+        Holding { recoverable_history: None, installed_history: Some(0), table_empty: true };
 
     fn holding(last_applied: u64) -> Holding {
-        Holding { recoverable_history: Some(last_applied), installed_history: Some(last_applied), table_empty: false }
+        Holding {
+            recoverable_history: Some(last_applied),
+            installed_history: Some(last_applied),
+            table_empty: false,
+        }
     }
 
     #[test]

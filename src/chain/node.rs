@@ -248,7 +248,12 @@ impl ChainNode {
         if let Some(write) = &mut write {
             write.found = found;
         }
-        self.record_applied(sequence, clients::record(client_id, request_id, sequence, found), write, effects);
+        self.record_applied(
+            sequence,
+            clients::record(client_id, request_id, sequence, found),
+            write,
+            effects,
+        );
         self.publish_commit(effects);
         Ok(WriteReceipt { sequence, found })
     }
@@ -302,7 +307,9 @@ impl ChainNode {
         if self.config.bug == Some(InjectedBug::StaleRead) && self.position.is_some() {
             return !self.installing;
         }
-        !self.installing && self.position.as_ref().is_some_and(|position| position.is_tail) && self.commits_locally()
+        !self.installing
+            && self.position.as_ref().is_some_and(|position| position.is_tail)
+            && self.commits_locally()
     }
 
     // ---- applying writes ----
@@ -348,7 +355,11 @@ impl ChainNode {
             if write.sequence != self.last_applied + 1 {
                 result = Err(Refusal::new(
                     ErrorCode::ERR_INTERNAL,
-                    format!("gap in the write stream: expected {} got {}", self.last_applied + 1, write.sequence),
+                    format!(
+                        "gap in the write stream: expected {} got {}",
+                        self.last_applied + 1,
+                        write.sequence
+                    ),
                 ));
                 break;
             }
@@ -402,12 +413,18 @@ impl ChainNode {
         }
         self.check_predecessor(&hello.sender)?;
         if self.ready_servers.is_empty() {
-            return Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "no ready member: there is no chain to replicate"));
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                "no ready member: there is no chain to replicate",
+            ));
         }
         if hello.epoch < self.view_epoch {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
-                format!("{}'s view (epoch {}) is older than mine ({})", hello.sender, hello.epoch, self.view_epoch),
+                format!(
+                    "{}'s view (epoch {}) is older than mine ({})",
+                    hello.sender, hello.epoch, self.view_epoch
+                ),
             ));
         }
         let joining = !self.lifecycle.holds_chain_state();
@@ -466,14 +483,24 @@ impl ChainNode {
 
     /// Hand-over, joining side: our predecessor stopped committing on its
     /// own; we become ready once we have applied `sequence`.
-    pub fn hand_over_mark(&mut self, sender: &str, sequence: u64, effects: &mut impl Effects) -> Result<(), Refusal> {
+    pub fn hand_over_mark(
+        &mut self,
+        sender: &str,
+        sequence: u64,
+        effects: &mut impl Effects,
+    ) -> Result<(), Refusal> {
         self.check_predecessor(sender)?;
         match &mut self.lifecycle {
             Lifecycle::CatchingUp { promote_at } => {
                 info!("hand-over from {sender}: ready once write {sequence} is applied");
                 *promote_at = Some(sequence);
             }
-            _ => return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "a hand-over mark before the state transfer")),
+            _ => {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_INTERNAL,
+                    "a hand-over mark before the state transfer",
+                ));
+            }
         }
         self.maybe_announce_ready(effects);
         Ok(())
@@ -494,7 +521,12 @@ impl ChainNode {
     /// Hand-over, tail side: if our joining successor `successor` has applied
     /// everything we have, stop committing on our own and return the
     /// sequence number it must reach before it may announce itself ready.
-    pub fn try_hand_over(&mut self, successor: &str, successor_applied: u64, effects: &mut impl Effects) -> Option<u64> {
+    pub fn try_hand_over(
+        &mut self,
+        successor: &str,
+        successor_applied: u64,
+        effects: &mut impl Effects,
+    ) -> Option<u64> {
         let position = self.position.as_ref()?;
         // Only to a joiner after us by sequence: ready members are ordered
         // by sequence, so one before us would become ready ahead of us.
@@ -538,7 +570,10 @@ impl ChainNode {
         if committed > self.last_applied {
             return Err(Refusal::new(
                 ErrorCode::ERR_INTERNAL,
-                format!("{successor} acknowledged write {committed}; only {} were applied here", self.last_applied),
+                format!(
+                    "{successor} acknowledged write {committed}; only {} were applied here",
+                    self.last_applied
+                ),
             ));
         }
         self.successor_committed = self.successor_committed.max(committed);
@@ -555,7 +590,8 @@ impl ChainNode {
         match self.position.as_ref().and_then(|position| position.successor.as_ref()) {
             None => true,
             Some(successor) => {
-                !successor.readiness.is_ready() && self.lifecycle.handed_over_to() != Some(successor.name.as_str())
+                !successor.readiness.is_ready()
+                    && self.lifecycle.handed_over_to() != Some(successor.name.as_str())
             }
         }
     }
@@ -636,9 +672,13 @@ impl ChainNode {
             (Some(position), Lifecycle::Ready { handed_over_to }) if position.me.readiness.is_ready() => {
                 // A hand-over stands only while that joiner is our successor.
                 let successor = position.successor.as_ref().map(|member| member.name.as_str());
-                Lifecycle::Ready { handed_over_to: handed_over_to.filter(|name| Some(name.as_str()) == successor) }
+                Lifecycle::Ready {
+                    handed_over_to: handed_over_to.filter(|name| Some(name.as_str()) == successor),
+                }
             }
-            (Some(position), _) if position.me.readiness.is_ready() => Lifecycle::Ready { handed_over_to: None },
+            (Some(position), _) if position.me.readiness.is_ready() => {
+                Lifecycle::Ready { handed_over_to: None }
+            }
             (Some(_), Lifecycle::Outside) => Lifecycle::Joining,
             (Some(_), Lifecycle::Ready { .. }) => Lifecycle::CatchingUp { promote_at: None },
             (Some(_), other) => other,
@@ -660,7 +700,12 @@ impl ChainNode {
         if role != old_role {
             match &self.position {
                 Some(position) if position.me.readiness.is_ready() => {
-                    info!("chain role: {} (position {} of {})", role.name(), position.index + 1, position.chain_length)
+                    info!(
+                        "chain role: {} (position {} of {})",
+                        role.name(),
+                        position.index + 1,
+                        position.chain_length
+                    )
                 }
                 _ => info!("chain role: {}", role.name()),
             }

@@ -70,13 +70,17 @@ pub struct SimArgs {
     pub trace: bool,
 }
 
-fn parse_sim_args(args: impl IntoIterator<Item = OsString>, default_seed: u64) -> Result<SimArgs, UsageError> {
+fn parse_sim_args(
+    args: impl IntoIterator<Item = OsString>,
+    default_seed: u64,
+) -> Result<SimArgs, UsageError> {
     let known = ["seeds", "seed", "nodes", "steps", "inject-bug", "trace"];
     let parsed = parse_args(args, &known, &["trace"], |_, _| false)?;
     if !parsed.positionals.is_empty() {
         return Err("sim takes options only".to_owned().into());
     }
-    let mut sim = SimArgs { seeds: 2000, base_seed: default_seed, nodes: 3, steps: 300, bug: None, trace: false };
+    let mut sim =
+        SimArgs { seeds: 2000, base_seed: default_seed, nodes: 3, steps: 300, bug: None, trace: false };
     for (name, value) in &parsed.options {
         match name.as_str() {
             "seeds" => sim.seeds = positive(name, value)?,

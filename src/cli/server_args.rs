@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
+use crate::coord::membership::ChainConfig;
 use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
-use crate::membership::ChainConfig;
 use crate::replica::ReplicationLimits;
 use crate::server::ServerConfig;
 

@@ -4,7 +4,9 @@
 //! - [`zk`]: workarounds for the `zookeeper` crate: guarded connect, time-bounded calls.
 //! - [`view_reader`]: reads a chain's members and epoch out of ZooKeeper.
 //! - [`chain_watch`]: a client's ZooKeeper session on a chain: watches it, reads it on request.
+//! - [`membership`]: a server's registration, views, session lease, fencing and commit record.
 
 pub mod chain_watch;
+pub mod membership;
 pub mod view_reader;
 pub mod zk;

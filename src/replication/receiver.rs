@@ -11,8 +11,8 @@ use log::{info, warn};
 use parking_lot::Mutex;
 
 use super::SILENCE_TIMEOUT;
-use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
 use crate::chain::{Progress, Refusal};
+use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
 use crate::replica::Replica;
 use crate::wire::{FrameError, FrameReader, FrameWriter};
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::{HEARTBEAT_INTERVAL, SNAPSHOT_CHUNK_ENTRIES, WRITE_TIMEOUT};
+use crate::chain::sent::SentList;
 use crate::proto::{
     ClientRecord, Downstream, Entry, Opcode, ReplicaHello, Request, Response, SnapshotChunk, Upstream, Write,
 };
-use crate::chain::sent::SentList;
 use crate::replica::{REPLICATION_BATCH_MAX, Replica, Snapshot};
 use crate::view::Member;
 use crate::wire::{self, FrameError, FrameWriter};
@@ -180,7 +180,9 @@ fn stream_writes(
         if room == 0 {
             thread::sleep(Duration::from_millis(1));
         } else if !pull_queue_waiting(replica, sent, room) {
-            return Err(FrameError::Malformed("writes were not forwarded for a while; the successor needs a snapshot".into()));
+            return Err(FrameError::Malformed(
+                "writes were not forwarded for a while; the successor needs a snapshot".into(),
+            ));
         }
         let idle = last_frame.elapsed() >= HEARTBEAT_INTERVAL;
         if sent.len() > before || downstream.promote_at.is_some() || idle {

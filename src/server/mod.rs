@@ -35,11 +35,11 @@ use crossbeam_channel::Receiver;
 
 use self::connection::{refuse, serve_connection};
 use self::service::Service;
+use crate::chain::InjectedBug;
+use crate::coord::membership::{self, ChainConfig, MembershipEnd};
 use crate::limits::{
     ACCEPT_ERROR_PAUSE, COMMIT_EXPIRY_PERIOD, CONNECTION_STACK_BYTES, Limits, OVER_LIMIT_HEADROOM,
 };
-use crate::membership::{self, ChainConfig, MembershipEnd};
-use crate::chain::InjectedBug;
 use crate::replica::{Replica, ReplicationLimits};
 use crate::replication;
 
@@ -210,7 +210,7 @@ impl Server {
             let shutdown = self.shutdown_handle()?;
             let expired = Arc::clone(expired);
             thread::Builder::new().name("membership".into()).spawn(move || {
-                if membership::run(&chain, &replica, &membership_wake, &stopping) == MembershipEnd::Expired {
+                if membership::run(&chain, &*replica, &membership_wake, &stopping) == MembershipEnd::Expired {
                     warn!("ZooKeeper session expired and --exit-on-expiry is set: exiting");
                     expired.store(true, Ordering::SeqCst);
                     shutdown.shutdown();

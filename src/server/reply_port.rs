@@ -30,9 +30,9 @@ use parking_lot::Mutex;
 
 use super::service::PendingWrite;
 use super::stats::ServerStats;
-use crate::commits::CommitOutcome;
 use crate::proto::Response;
 use crate::replica::Replica;
+use crate::replica::commits::CommitOutcome;
 use crate::wire::{FrameWriter, encode_frame};
 
 /// One client connection's socket as seen by the threads that answer its
@@ -275,11 +275,12 @@ fn send_without_waiting(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coord::membership::Member;
     use crate::limits::Limits;
     use crate::proto::{ErrorCode, Opcode, Request};
     use crate::replica::ReplicationLimits;
     use crate::server::service::{Reply, Service};
-    use crate::view::{ChainView, Readiness, test_member};
+    use crate::view::{ChainView, CommitRecord, Readiness, test_member};
     use crate::wire::{self, FrameReader, read_frame};
     use protobuf::Message;
     use std::io::Read;
@@ -305,7 +306,10 @@ mod tests {
         let replica = Replica::new(8, false, limits, ready_sender);
         replica.renew_lease(Instant::now() + Duration::from_secs(60));
         let members = vec![test_member(1, Readiness::Ready), test_member(2, Readiness::Ready)];
-        replica.set_view(&ChainView::new(members, 1), "node0000000001");
+        replica.set_view(
+            &ChainView::new(members, 1).with_record(CommitRecord { epoch: 1, servers: Vec::new() }),
+            "node0000000001",
+        );
         let service = Service::new(Arc::new(replica), Limits::default());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::stats::ServerStats;
-use crate::commits::CommitOutcome;
+use crate::chain::Refusal;
 use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
-use crate::chain::Refusal;
+use crate::replica::commits::CommitOutcome;
 use crate::replica::{Replica, WriteReceipt, commit_result};
 use crate::store::table::Table;
 

@@ -92,7 +92,9 @@ impl World {
         let record = &self.history.records[operation.record];
         let view = client.view.as_ref().expect("read just now");
         let target = match record.op {
-            OpKind::Get => operation.misrouted_to.or_else(|| view.tail().and_then(|tail| server_of(&tail.address))),
+            OpKind::Get => {
+                operation.misrouted_to.or_else(|| view.tail().and_then(|tail| server_of(&tail.address)))
+            }
             OpKind::Put | OpKind::Del => view.head().and_then(|head| server_of(&head.address)),
         };
         let request = match record.op {
@@ -140,8 +142,8 @@ impl World {
             _ => OpKind::Del,
         };
         let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
-        let misrouted_to =
-            (op == OpKind::Get && self.rng.below(10) == 0).then(|| live[self.rng.below(live.len() as u64) as usize]);
+        let misrouted_to = (op == OpKind::Get && self.rng.below(10) == 0)
+            .then(|| live[self.rng.below(live.len() as u64) as usize]);
         let client = &mut self.clients[index];
         let value = (op == OpKind::Put).then(|| {
             client.written += 1;

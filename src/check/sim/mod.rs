@@ -108,7 +108,10 @@ pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
         }
         // Again with the trace: the same seed gives the same run.
         let outcome = run(&SimConfig { trace: true, ..config });
-        assert!(!outcome.passed(), "seed {seed} failed once and passed when replayed: the simulator is not deterministic");
+        assert!(
+            !outcome.passed(),
+            "seed {seed} failed once and passed when replayed: the simulator is not deterministic"
+        );
         let shown = if args.trace { 0 } else { outcome.trace.len().saturating_sub(TRACE_TAIL_LINES) };
         if shown > 0 {
             println!("trace (last {TRACE_TAIL_LINES} of {} events; --trace for all):", outcome.trace.len());
@@ -130,7 +133,13 @@ pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
         if let Some(divergence) = &outcome.divergence {
             println!("replicas diverged: {divergence}");
         }
-        println!("FAIL (seed {seed}, run {} of {}; replay it: table-check sim --seeds 1 --seed {seed} --nodes {} --steps {}{bug})", index + 1, args.seeds, args.nodes, args.steps);
+        println!(
+            "FAIL (seed {seed}, run {} of {}; replay it: table-check sim --seeds 1 --seed {seed} --nodes {} --steps {}{bug})",
+            index + 1,
+            args.seeds,
+            args.nodes,
+            args.steps
+        );
         return false;
     }
     let elapsed = started.elapsed();

@@ -12,7 +12,7 @@ use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
 use crate::chain::sent::SentList;
 use crate::chain::{Action, ChainNode, NodeConfig, Progress, Store, Welcome};
-use crate::proto::{ErrorCode, Entry, ReplicaHello, SnapshotChunk, Write};
+use crate::proto::{Entry, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::view::{ChainView, CommitRecord, Readiness};
 
 /// A client write waits this long for its commit (ms), as `--commit-timeout`.
@@ -107,7 +107,8 @@ pub struct Server {
 impl Server {
     pub fn new(index: usize, config: &SimConfig) -> Server {
         let server_id = index as u64 + 1;
-        let node_config = NodeConfig { standalone: false, client_records_max: 1000, bug: config.bug, server_id };
+        let node_config =
+            NodeConfig { standalone: false, client_records_max: 1000, bug: config.bug, server_id };
         Server {
             node: ChainNode::new(node_config),
             store: SimStore::new(),
@@ -147,7 +148,12 @@ impl World {
                         .partition::<Vec<_>, _>(|pending| pending.sequence <= sequence);
                     server.pending = waiting;
                     for pending in done {
-                        self.reply(index, pending.client, pending.attempt, Reply::Written { found: pending.found });
+                        self.reply(
+                            index,
+                            pending.client,
+                            pending.attempt,
+                            Reply::Written { found: pending.found },
+                        );
                     }
                 }
                 Action::ReadsRevoked => {}
@@ -258,7 +264,8 @@ impl World {
         let server = &mut self.servers[index];
         let readiness = server.node.registration(&mut server.store, &mut actions);
         self.carry_out(index, actions);
-        let Some(name) = self.zk.create_member(session, &format!("s{index}"), readiness, index as u64 + 1) else {
+        let Some(name) = self.zk.create_member(session, &format!("s{index}"), readiness, index as u64 + 1)
+        else {
             return;
         };
         self.trace(|| format!("s{index} registered as {name} ({readiness})"));
@@ -301,8 +308,11 @@ impl World {
         let mut actions = Vec::new();
         self.servers[index].node.view_changed(&view, &name, &mut actions);
         if self.tracing() {
-            let members: Vec<String> =
-                view.members.iter().map(|member| format!("{}={}:{}", member.address, member.name, member.readiness)).collect();
+            let members: Vec<String> = view
+                .members
+                .iter()
+                .map(|member| format!("{}={}:{}", member.address, member.name, member.readiness))
+                .collect();
             let node = &self.servers[index].node;
             let line = format!(
                 "s{index} view {} {members:?} record {:?}: {} {:?}",
@@ -342,14 +352,28 @@ impl World {
         let server = &mut self.servers[index];
         let reply = match request {
             Request::Write { client_id, request_id, key, value } => {
-                match server.node.client_write(client_id, request_id, &key, value, now, &mut server.store, &mut actions) {
+                match server.node.client_write(
+                    client_id,
+                    request_id,
+                    &key,
+                    value,
+                    now,
+                    &mut server.store,
+                    &mut actions,
+                ) {
                     Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
                         Some(Reply::Written { found: receipt.found })
                     }
                     Ok(receipt) => {
                         let deadline_ms = now + COMMIT_TIMEOUT_MS;
                         let found = receipt.found;
-                        server.pending.push(Pending { sequence: receipt.sequence, client, attempt, found, deadline_ms });
+                        server.pending.push(Pending {
+                            sequence: receipt.sequence,
+                            client,
+                            attempt,
+                            found,
+                            deadline_ms,
+                        });
                         None
                     }
                     Err(refusal) => Some(Reply::Refused(refusal.code)),
@@ -401,8 +425,12 @@ impl World {
             hello.sender = server.name.clone();
             hello.receiver = successor.name.clone();
             hello.epoch = server.node.view_epoch();
-            server.downlink =
-                Some(Downlink { connection, successor: successor.name, streaming: false, acked: Progress::default() });
+            server.downlink = Some(Downlink {
+                connection,
+                successor: successor.name,
+                streaming: false,
+                acked: Progress::default(),
+            });
             self.send(connection, true, LinkMessage::Hello(hello));
             return;
         };
@@ -457,8 +485,11 @@ impl World {
                 return;
             };
             server.sent.restart_at(server.node.stream(), sequence);
-            let entries: Vec<Entry> =
-                server.store.iter().map(|(key, value)| Entry::from_pair((key.clone(), value.clone()))).collect();
+            let entries: Vec<Entry> = server
+                .store
+                .iter()
+                .map(|(key, value)| Entry::from_pair((key.clone(), value.clone())))
+                .collect();
             let total_keys = entries.len() as u64;
             let mut chunks: Vec<SnapshotChunk> = entries
                 .chunks(CHUNK_ENTRIES)
@@ -499,7 +530,8 @@ impl World {
         let successor = downlink.successor.clone();
         let now = self.now_ms;
         let mut actions = Vec::new();
-        let result = self.servers[index].node.successor_ack(&successor, progress.committed, now, &mut actions);
+        let result =
+            self.servers[index].node.successor_ack(&successor, progress.committed, now, &mut actions);
         self.carry_out(index, actions);
         if result.is_err() {
             self.drop_downlink(index);
@@ -515,7 +547,8 @@ impl World {
             return;
         }
         if !to_successor {
-            let ours = self.servers[index].downlink.as_ref().is_some_and(|link| link.connection == connection);
+            let ours =
+                self.servers[index].downlink.as_ref().is_some_and(|link| link.connection == connection);
             match message {
                 LinkMessage::Welcome(welcome) if ours => self.on_welcome(index, connection, welcome),
                 LinkMessage::Ack(progress) if ours => self.on_ack(index, progress),
@@ -527,7 +560,8 @@ impl World {
             LinkMessage::Hello(hello) => {
                 match self.servers[index].node.link_hello(&hello) {
                     Ok(welcome) => {
-                        let uplink = Uplink { sender: hello.sender, first_chunk: true, reported: Progress::default() };
+                        let uplink =
+                            Uplink { sender: hello.sender, first_chunk: true, reported: Progress::default() };
                         self.servers[index].uplinks.insert(connection, uplink);
                         self.send(connection, false, LinkMessage::Welcome(Ok(welcome)));
                     }
@@ -551,19 +585,23 @@ impl World {
     fn receive(&mut self, index: usize, connection: usize, message: LinkMessage) -> Result<(), ()> {
         let Some(uplink) = self.servers[index].uplinks.get_mut(&connection) else { return Err(()) };
         let sender = uplink.sender.clone();
-        let first = matches!(message, LinkMessage::Chunk(_)) && std::mem::replace(&mut uplink.first_chunk, false);
+        let first =
+            matches!(message, LinkMessage::Chunk(_)) && std::mem::replace(&mut uplink.first_chunk, false);
         let server = &mut self.servers[index];
         server.node.check_predecessor(&sender).map_err(|_| ())?;
         let mut actions = Vec::new();
         let result = match message {
             LinkMessage::Batch { writes, promote_at } => {
-                let mut result = server.node.replicated_batch(&sender, writes, &mut server.store, &mut actions);
+                let mut result =
+                    server.node.replicated_batch(&sender, writes, &mut server.store, &mut actions);
                 if let (Ok(()), Some(sequence)) = (&result, promote_at) {
                     result = server.node.hand_over_mark(&sender, sequence, &mut actions);
                 }
                 result
             }
-            LinkMessage::Chunk(chunk) => server.node.snapshot_chunk(&sender, chunk, first, &mut server.store, &mut actions),
+            LinkMessage::Chunk(chunk) => {
+                server.node.snapshot_chunk(&sender, chunk, first, &mut server.store, &mut actions)
+            }
             _ => Ok(()),
         };
         self.carry_out(index, actions);

@@ -5,10 +5,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
+use super::SimConfig;
 use super::client::{Client, Reply, Request};
 use super::server::{LinkMessage, Server};
 use super::zk::SimZk;
-use super::SimConfig;
 use crate::check::history::{Fault, History};
 use crate::check::random::SplitMix64;
 use crate::view::ChainView;
@@ -170,7 +170,9 @@ impl World {
         while let Some(Reverse(scheduled)) = self.queue.pop() {
             assert!(scheduled.at_ms >= self.now_ms, "time never goes back");
             self.now_ms = scheduled.at_ms;
-            if self.quiet_since_ms.is_some_and(|since| self.now_ms > since + QUIET_MS) || self.now_ms > RUN_MS_MAX {
+            if self.quiet_since_ms.is_some_and(|since| self.now_ms > since + QUIET_MS)
+                || self.now_ms > RUN_MS_MAX
+            {
                 break;
             }
             self.handle(scheduled.event);
@@ -216,12 +218,16 @@ impl World {
         match event {
             Event::Tick(server) => self.server_tick(server),
             Event::Message { connection, to_successor, message } => {
-                self.trace(|| format!("conn {connection} {} {message:?}", if to_successor { "->" } else { "<-" }));
+                self.trace(|| {
+                    format!("conn {connection} {} {message:?}", if to_successor { "->" } else { "<-" })
+                });
                 self.server_message(connection, to_successor, message)
             }
             Event::Closed { connection, to_successor } => self.server_link_closed(connection, to_successor),
             Event::View { server, session, view } => self.server_view(server, session, view),
-            Event::Request { server, client, attempt, request } => self.server_request(server, client, attempt, request),
+            Event::Request { server, client, attempt, request } => {
+                self.server_request(server, client, attempt, request)
+            }
             Event::Reply { client, attempt, reply } => self.client_reply(client, attempt, reply),
             Event::AttemptTimeout { client, attempt } => self.client_timeout(client, attempt),
             Event::ClientNext(client) => self.client_next(client),
@@ -385,7 +391,8 @@ impl World {
             0 => {
                 let server = pick(self, &live);
                 let record = self.zk.view().record;
-                let others_hold = live.iter().any(|&other| other != server && record.includes(other as u64 + 1));
+                let others_hold =
+                    live.iter().any(|&other| other != server && record.includes(other as u64 + 1));
                 if others_hold {
                     self.crash(server);
                 }
@@ -402,7 +409,10 @@ impl World {
             3 => {
                 let server = pick(self, &live);
                 self.zk_cut.insert(server);
-                self.fault(format!("cut s{server} off from ZooKeeper"), Some((duration, Heal::ReconnectZk(server))));
+                self.fault(
+                    format!("cut s{server} off from ZooKeeper"),
+                    Some((duration, Heal::ReconnectZk(server))),
+                );
             }
             4 if live.len() >= 2 => {
                 let a = pick(self, &live);
@@ -410,7 +420,10 @@ impl World {
                 if a != b {
                     self.partitions.insert((a.min(b), a.max(b)));
                     self.break_connections(a, Some(b));
-                    self.fault(format!("partition s{a} from s{b}"), Some((duration, Heal::Unpartition(a, b))));
+                    self.fault(
+                        format!("partition s{a} from s{b}"),
+                        Some((duration, Heal::Unpartition(a, b))),
+                    );
                 }
             }
             _ => {

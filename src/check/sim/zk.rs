@@ -88,7 +88,13 @@ impl SimZk {
 
     /// Creates an ephemeral sequential member node for server `server_id`;
     /// returns its name.
-    pub fn create_member(&mut self, session: u64, address: &str, readiness: Readiness, server_id: u64) -> Option<String> {
+    pub fn create_member(
+        &mut self,
+        session: u64,
+        address: &str,
+        readiness: Readiness,
+        server_id: u64,
+    ) -> Option<String> {
         if !self.session_alive(session) {
             return None;
         }

@@ -16,9 +16,9 @@ use crossbeam_channel::{Receiver, select};
 use log::{error, info, warn};
 use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
 
+use crate::chain::bootstrap::Holding;
 use crate::chain::bootstrap::{self, Bootstrap};
 use crate::coord::zk::{self, BoundedZk};
-use crate::replica::Replica;
 use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data};
 
 /// How a server takes part in a chain.
@@ -35,6 +35,37 @@ pub struct ChainConfig {
     pub session_timeout: Duration,
     /// Exit on session expiry instead of rejoining as a new empty server.
     pub exit_on_expiry: bool,
+}
+
+/// What membership needs of the server it keeps in the chain (the
+/// server's `Replica`). Coordination sits below the server, so it names
+/// the calls it makes rather than the server's type.
+pub trait Member {
+    /// Our id in member data and commit records.
+    fn server_id(&self) -> u64;
+    /// What to register as in a new session; forgets the table unless it
+    /// can restart a chain.
+    fn registration(&self) -> Readiness;
+    /// A new view of the chain; `me` is our node's name.
+    fn set_view(&self, view: &ChainView, me: &str);
+    /// The session is confirmed alive until `until`.
+    fn renew_lease(&self, until: Instant);
+    /// Stop serving at once: the session is gone or unconfirmed.
+    fn fence(&self, reason: &str);
+    /// What the table holds, for the bootstrap decision.
+    fn holding(&self) -> Holding;
+    /// What the server asked of membership since the last call.
+    fn take_membership_requests(&self) -> MembershipRequests;
+}
+
+/// What the server asked of the membership thread (which writes to
+/// ZooKeeper) and it has not done yet.
+#[derive(Debug, Default)]
+pub struct MembershipRequests {
+    /// Announce us ready: a joining server caught up after the hand-over.
+    pub announce_ready: bool,
+    /// Write this commit record into the chain node.
+    pub record: Option<CommitRecord>,
 }
 
 /// Why [`run`] returned.
@@ -70,7 +101,7 @@ enum Event {
 /// with `exit_on_expiry`.
 pub fn run(
     config: &ChainConfig,
-    replica: &Replica,
+    replica: &impl Member,
     requests: &Receiver<()>,
     stopping: &AtomicBool,
 ) -> MembershipEnd {
@@ -139,7 +170,7 @@ impl<'config> Session<'config> {
     /// Registers, then follows the chain until the session ends.
     fn serve(
         self,
-        replica: &Replica,
+        replica: &impl Member,
         requests: &Receiver<()>,
         stopping: &AtomicBool,
     ) -> Result<SessionEnd, ZkError> {
@@ -230,7 +261,7 @@ impl<'config> Session<'config> {
     /// lease if it is. Returns how the session ended, if it did.
     fn confirm_session(
         &self,
-        replica: &Replica,
+        replica: &impl Member,
         registration: &Registration,
         owner: &mut Option<i64>,
     ) -> Option<SessionEnd> {
@@ -258,7 +289,12 @@ impl<'config> Session<'config> {
 
     /// Writes our node's data with `readiness`; false if ZooKeeper could not
     /// be reached (try again later).
-    fn announce(&self, registration: &Registration, readiness: Readiness, server_id: u64) -> Result<bool, ZkError> {
+    fn announce(
+        &self,
+        registration: &Registration,
+        readiness: Readiness,
+        server_id: u64,
+    ) -> Result<bool, ZkError> {
         let data = encode_member_data(&self.config.advertise, readiness, &registration.token, server_id);
         let path = registration.path.clone();
         match self.zk.call(move |zk| zk.set_data(&path, data, None)) {
@@ -277,11 +313,12 @@ impl<'config> Session<'config> {
         &self,
         view: &ChainView,
         registration: &Registration,
-        replica: &Replica,
+        replica: &impl Member,
     ) -> Result<Bootstrap, ZkError> {
         let registered_ms = registration.at.elapsed().as_millis() as u64;
         let timeout_ms = self.config.session_timeout.as_millis() as u64;
-        let decision = bootstrap::decide(view, &registration.name, replica.holding(), registered_ms, timeout_ms);
+        let decision =
+            bootstrap::decide(view, &registration.name, replica.holding(), registered_ms, timeout_ms);
         match decision {
             Bootstrap::Start => info!("no ready member: starting the chain"),
             Bootstrap::StartLosingWrites => error!(
@@ -293,7 +330,11 @@ impl<'config> Session<'config> {
             Bootstrap::NotDue | Bootstrap::Reregister(_) => return Ok(decision),
         }
         // If ZooKeeper is unreachable now, the next view read tries again.
-        Ok(if self.announce(registration, Readiness::Ready, replica.server_id())? { decision } else { Bootstrap::NotDue })
+        Ok(if self.announce(registration, Readiness::Ready, replica.server_id())? {
+            decision
+        } else {
+            Bootstrap::NotDue
+        })
     }
 
     /// Writes `record` into the chain node unless a newer one is there
@@ -329,7 +370,7 @@ impl<'config> Session<'config> {
     /// linger as ready members until they expire. Anyone else joins empty.
     /// A create whose reply was lost may still have created the node, so
     /// after an error we look for our token before trying again.
-    fn register(&self, replica: &Replica) -> Result<Registration, ZkError> {
+    fn register(&self, replica: &impl Member) -> Result<Registration, ZkError> {
         let token = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
         let readiness = replica.registration();
         let server_id = replica.server_id();

@@ -18,6 +18,9 @@
 //! the successor's progress; the membership thread publishes views, leases
 //! and fences.
 
+pub mod commits;
+pub mod outbox;
+
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,12 +29,16 @@ use crossbeam_channel::Sender;
 use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::chain::{Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress, Refusal, Role, Store, Welcome};
-use crate::commits::{CommitOutcome, Commits, OnSettled, Settlements};
-use crate::outbox::Outbox;
+use crate::chain::bootstrap::Holding;
+use crate::chain::{
+    Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress, Refusal, Role, Store, Welcome,
+};
+use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::store::table::Table;
-use crate::view::{ChainView, CommitRecord, Position, Readiness};
+use crate::view::{ChainView, Position, Readiness};
+use commits::{CommitOutcome, Commits, OnSettled, Settlements};
+use outbox::Outbox;
 
 /// A client write applied at the head: where it is in the history, and the
 /// answer its client gets once it is committed.
@@ -102,16 +109,6 @@ pub struct Snapshot {
     pub clients: Vec<ClientRecord>,
 }
 
-/// What the node asked of the membership thread (which writes to
-/// ZooKeeper) and it has not done yet.
-#[derive(Debug, Default)]
-pub struct MembershipRequests {
-    /// Announce us ready: a joining replica caught up after the hand-over.
-    pub announce_ready: bool,
-    /// Write this commit record into the chain node.
-    pub record: Option<CommitRecord>,
-}
-
 /// The table as the node's [`Store`].
 struct TableStore<'a>(&'a Table);
 
@@ -171,7 +168,9 @@ impl Effects for Carry<'_> {
             }
             Action::HistoryReplaced => replica.outbox.clear(),
             Action::AnnounceReady => replica.request_membership(|requests| requests.announce_ready = true),
-            Action::RecordCommit(record) => replica.request_membership(|requests| requests.record = Some(record)),
+            Action::RecordCommit(record) => {
+                replica.request_membership(|requests| requests.record = Some(record))
+            }
             Action::LeaseLost => self.settlements.push(replica.commits.expire(Instant::now(), false)),
         }
     }
@@ -272,20 +271,10 @@ impl Replica {
         }
     }
 
-    /// Our id in ZooKeeper (see the field).
-    pub fn server_id(&self) -> u64 {
-        self.server_id
-    }
-
     fn request_membership(&self, request: impl FnOnce(&mut MembershipRequests)) {
         request(&mut self.membership_requests.lock());
         // One pending wake-up is enough: the thread takes every request.
         let _ = self.membership_wake.try_send(());
-    }
-
-    /// What the node asked of the membership thread since the last call.
-    pub fn take_membership_requests(&self) -> MembershipRequests {
-        std::mem::take(&mut *self.membership_requests.lock())
     }
 
     /// Milliseconds on the node's clock.
@@ -407,7 +396,9 @@ impl Replica {
         match self.node.lock().check_may_read(now_ms) {
             // Published state said no a moment ago; the node may have moved
             // since, but the read epoch was taken before: refuse to be safe.
-            Ok(()) => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "the chain changed during the read; look again")),
+            Ok(()) => {
+                Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "the chain changed during the read; look again"))
+            }
             Err(refusal) => Err(refusal),
         }
     }
@@ -433,7 +424,9 @@ impl Replica {
     /// writer: the caller reports it to `sender` itself.
     pub fn apply_replicated(&self, sender: &str, writes: Vec<Write>) -> Result<(), Refusal> {
         self.wait_for_queue_room(writes.len())?;
-        self.step(AckWriter::CallerAcks, |node, store, carry| node.replicated_batch(sender, writes, store, carry))
+        self.step(AckWriter::CallerAcks, |node, store, carry| {
+            node.replicated_batch(sender, writes, store, carry)
+        })
     }
 
     /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
@@ -456,7 +449,9 @@ impl Replica {
     /// Installs one chunk of a snapshot from `sender`. The first chunk
     /// empties the table; the last sets our sequence number.
     pub fn install_chunk(&self, sender: &str, chunk: SnapshotChunk, first: bool) -> Result<(), Refusal> {
-        self.step(AckWriter::Wake, |node, store, carry| node.snapshot_chunk(sender, chunk, first, store, carry))
+        self.step(AckWriter::Wake, |node, store, carry| {
+            node.snapshot_chunk(sender, chunk, first, store, carry)
+        })
     }
 
     /// Hand-over, joining side: our predecessor stopped committing on its
@@ -540,11 +535,6 @@ impl Replica {
 
     // ---- membership ----
 
-    /// Installs a new view of the chain (`me` is our node name).
-    pub fn set_view(&self, view: &ChainView, me: &str) {
-        self.step(AckWriter::Wake, |node, _, carry| node.view_changed(view, me, carry));
-    }
-
     /// Our place in the chain, if we are a member.
     pub fn position(&self) -> Option<Position> {
         self.node.lock().position().cloned()
@@ -554,8 +544,29 @@ impl Replica {
         self.node.lock().role()
     }
 
+    fn lease_valid(&self) -> bool {
+        self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
+    }
+}
+
+impl Member for Replica {
+    /// Our id in ZooKeeper (see the field).
+    fn server_id(&self) -> u64 {
+        self.server_id
+    }
+
+    /// What the node asked of the membership thread since the last call.
+    fn take_membership_requests(&self) -> MembershipRequests {
+        std::mem::take(&mut *self.membership_requests.lock())
+    }
+
+    /// Installs a new view of the chain (`me` is our node name).
+    fn set_view(&self, view: &ChainView, me: &str) {
+        self.step(AckWriter::Wake, |node, _, carry| node.view_changed(view, me, carry));
+    }
+
     /// Stop serving at once: our session is gone or unconfirmed.
-    pub fn fence(&self, reason: &str) {
+    fn fence(&self, reason: &str) {
         self.lease_until_ms.store(0, Ordering::SeqCst);
         self.step(AckWriter::Wake, |node, _, carry| node.fence(reason, carry));
     }
@@ -563,14 +574,14 @@ impl Replica {
     /// What to register as in a new ZooKeeper session (see
     /// [`ChainNode::registration`]); forgets the table unless it can
     /// restart a chain.
-    pub fn registration(&self) -> Readiness {
+    fn registration(&self) -> Readiness {
         self.step(AckWriter::Wake, |node, store, carry| node.registration(store, carry))
     }
 
     /// What our table holds, for the bootstrap decision.
-    pub fn holding(&self) -> crate::chain::bootstrap::Holding {
+    fn holding(&self) -> Holding {
         let node = self.node.lock();
-        crate::chain::bootstrap::Holding {
+        Holding {
             recoverable_history: node.recoverable_history(),
             installed_history: node.installed_history(),
             table_empty: self.table.is_empty(),
@@ -578,22 +589,18 @@ impl Replica {
     }
 
     /// Extends the lease: the session is alive until `until`.
-    pub fn renew_lease(&self, until: Instant) {
+    fn renew_lease(&self, until: Instant) {
         let millis = until.saturating_duration_since(self.started).as_millis() as u64;
         let mut node = self.node.lock();
         node.lease_confirmed(millis);
         self.lease_until_ms.store(node.lease_until_ms(), Ordering::SeqCst);
-    }
-
-    fn lease_valid(&self) -> bool {
-        self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{Readiness, test_member as member};
+    use crate::view::{CommitRecord, test_member as member};
     use std::sync::Arc;
     use std::thread;
 
@@ -623,6 +630,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `view` with the commit record of its own epoch, as the tail writes
+    /// it before committing.
+    fn recorded(view: ChainView) -> ChainView {
+        let epoch = view.epoch;
+        view.with_record(CommitRecord { epoch, servers: Vec::new() })
     }
 
     fn name(sequence: u64) -> String {
@@ -663,7 +677,10 @@ mod tests {
     }
 
     fn ready_view(sequences: &[u64]) -> ChainView {
-        ChainView::new(sequences.iter().map(|&sequence| member(sequence, Readiness::Ready)).collect(), 1)
+        recorded(ChainView::new(
+            sequences.iter().map(|&sequence| member(sequence, Readiness::Ready)).collect(),
+            1,
+        ))
     }
 
     #[test]
@@ -796,7 +813,7 @@ mod tests {
         tail.set_view(&ready, &name(1));
         tail.write_and_wait(1, 1, "a", Some(b"1".to_vec())).unwrap();
         let joining_view =
-            ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Joining)], 2);
+            recorded(ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Joining)], 2));
         tail.set_view(&joining_view, &name(1));
         let (ready_sender, ready_requests) = crossbeam_channel::bounded(1);
         let joiner = Replica::new(8, false, ReplicationLimits::default(), ready_sender);
@@ -838,7 +855,8 @@ mod tests {
         assert!(tail.read_guard(|table| table.len()).is_err(), "the old tail stops answering reads at once");
         joiner.set_promote_at(&name(1), promote_at).unwrap();
         assert!(ready_requests.try_recv().is_ok(), "the joiner asks to be announced ready");
-        let promoted = ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Ready)], 2);
+        let promoted =
+            recorded(ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Ready)], 2));
         joiner.set_view(&promoted, &name(2));
         tail.set_view(&promoted, &name(1));
         assert_eq!(joiner.read_guard(|table| table.keys()), Ok(vec!["a".to_owned(), "b".to_owned()]));
@@ -864,10 +882,10 @@ mod tests {
     fn only_a_replica_holding_the_chains_state_replicates() {
         // A joining replica (fresh or reset) may not replicate or snapshot:
         // its table is not the chain's state.
-        let joining_view = ChainView::new(
+        let joining_view = recorded(ChainView::new(
             vec![member(1, Readiness::Joining), member(2, Readiness::Recovering { last_applied: 9 })],
             1,
-        );
+        ));
         let joiner = replica();
         joiner.set_view(&joining_view, &name(1));
         assert!(!joiner.may_replicate());
@@ -877,7 +895,7 @@ mod tests {
         chunk.sequence = 3;
         chunk.last = true;
         let ready_then_joining =
-            ChainView::new(vec![member(0, Readiness::Ready), member(1, Readiness::Joining)], 2);
+            recorded(ChainView::new(vec![member(0, Readiness::Ready), member(1, Readiness::Joining)], 2));
         joiner.set_view(&ready_then_joining, &name(1));
         joiner.install_chunk(&name(0), chunk, true).unwrap();
         assert!(joiner.may_replicate());
