@@ -35,12 +35,10 @@ pub enum Action {
     /// We are no longer a member (fenced): every client write waiting for
     /// its commit gets "outcome unknown", and nothing more is forwarded.
     AbandonWaits,
-    /// The node forgot its history (it rejoins empty): drop every queued
-    /// write and every commit wait; the commit point is back to 0.
+    /// The node's history starts over (it resets to rejoin empty, or a state
+    /// transfer began replacing its table): drop every queued write and
+    /// every commit wait; the commit point is back to 0.
     HistoryCleared,
-    /// A state transfer began replacing our table: writes forwarded from
-    /// the old history no longer continue into the new one.
-    HistoryReplaced,
     /// A joining node has caught up after the hand-over: announce it ready
     /// in ZooKeeper.
     AnnounceReady,

@@ -102,6 +102,9 @@ pub struct Progress {
 /// The answer to a predecessor's hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Welcome {
+    /// The link's number: frames are accepted only on the latest link
+    /// accepted (see [`ChainNode::check_link`]).
+    pub link: u64,
     /// Last write applied here: the predecessor resumes after it.
     pub last_applied: u64,
     /// Our table is not (yet) the chain's: send a snapshot first.
@@ -153,6 +156,9 @@ pub struct ChainNode {
     /// Epoch of the latest view we acted on; older views are ignored, and a
     /// link from a predecessor with an older view is refused.
     view_epoch: u64,
+    /// The latest link accepted from a predecessor; frames on any other
+    /// link are refused.
+    current_link: u64,
     /// The chain node's commit record in the latest view.
     record: CommitRecord,
     /// The server ids of the ready members in the latest view (empty: no
@@ -195,6 +201,7 @@ impl ChainNode {
             name: None,
             position: None,
             view_epoch: 0,
+            current_link: 0,
             record: CommitRecord::default(),
             ready_servers: Vec::new(),
             head_address: None,
@@ -307,9 +314,13 @@ impl ChainNode {
         if self.config.bug == Some(InjectedBug::StaleRead) && self.position.is_some() {
             return !self.installing;
         }
+        // A tail waiting for its commit record holds writes it applied and
+        // did not commit: it may not show them (the simulator found such a
+        // tail answering a read with a write that was then lost).
         !self.installing
             && self.position.as_ref().is_some_and(|position| position.is_tail)
             && self.commits_locally()
+            && self.recorded()
     }
 
     // ---- applying writes ----
@@ -338,11 +349,12 @@ impl ChainNode {
     pub fn replicated_batch(
         &mut self,
         sender: &str,
+        link: u64,
         writes: Vec<Write>,
         store: &mut impl Store,
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
-        self.check_predecessor(sender)?;
+        self.check_link(sender, link)?;
         if self.installing {
             return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "writes during a state transfer"));
         }
@@ -374,9 +386,25 @@ impl ChainNode {
         result
     }
 
+    /// Whether frames on `link` from `sender` are accepted: it is our
+    /// current predecessor, and this is the latest link it opened. A link
+    /// that a newer one replaced may still deliver frames it carried (the
+    /// simulator found an old link's snapshot, delayed, wiping the newer
+    /// state transfer from the same predecessor).
+    pub fn check_link(&self, sender: &str, link: u64) -> Result<(), Refusal> {
+        self.check_predecessor(sender)?;
+        if link != self.current_link {
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                format!("link {link} from {sender} was replaced by link {}", self.current_link),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `sender` is our current predecessor (writes from anyone else
     /// are refused).
-    pub fn check_predecessor(&self, sender: &str) -> Result<(), Refusal> {
+    fn check_predecessor(&self, sender: &str) -> Result<(), Refusal> {
         if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
             return Ok(());
         }
@@ -393,8 +421,8 @@ impl ChainNode {
     /// predecessor gave to writes we never received, and an ack carrying
     /// those would tell it they were committed. (table-check found this: a
     /// paused head, on resuming, acknowledged a delete no other server had.)
-    pub fn progress_for(&self, sender: &str) -> Option<Progress> {
-        self.check_predecessor(sender).ok()?;
+    pub fn progress_for(&self, sender: &str, link: u64) -> Option<Progress> {
+        self.check_link(sender, link).ok()?;
         Some(self.progress())
     }
 
@@ -403,7 +431,7 @@ impl ChainNode {
     /// ours (a predecessor acting on an old view may be one that ZooKeeper
     /// has since dropped). A node that is still joining, or in the middle of
     /// a state transfer, always starts over from a fresh snapshot.
-    pub fn link_hello(&self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
+    pub fn link_hello(&mut self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
         let me = self.name.as_deref().unwrap_or_default();
         if hello.receiver != me {
             return Err(Refusal::new(
@@ -428,7 +456,12 @@ impl ChainNode {
             ));
         }
         let joining = !self.lifecycle.holds_chain_state();
-        Ok(Welcome { last_applied: self.last_applied, wants_snapshot: joining || self.installing })
+        self.current_link += 1;
+        Ok(Welcome {
+            link: self.current_link,
+            last_applied: self.last_applied,
+            wants_snapshot: joining || self.installing,
+        })
     }
 
     // ---- state transfer ----
@@ -446,17 +479,35 @@ impl ChainNode {
     pub fn snapshot_chunk(
         &mut self,
         sender: &str,
+        link: u64,
         chunk: SnapshotChunk,
         first: bool,
         store: &mut impl Store,
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
-        self.check_predecessor(sender)?;
+        self.check_link(sender, link)?;
+        if first && self.lifecycle.holds_chain_state() && chunk.sequence < self.committed {
+            // Our history is a prefix of our predecessor's, and committed
+            // writes are in every member's.
+            return Err(Refusal::new(
+                ErrorCode::ERR_INTERNAL,
+                format!(
+                    "a snapshot at write {} is older than our commit point {}",
+                    chunk.sequence, self.committed
+                ),
+            ));
+        }
         if first {
             self.installing = true;
             self.stream += 1;
+            // The commit point is recomputed for the new history (a joiner's
+            // old one would be acked upstream beyond what was sent).
+            self.committed = 0;
+            if !self.lifecycle.holds_chain_state() {
+                self.successor_committed = 0;
+            }
             effects.act(Action::ReadsRevoked);
-            effects.act(Action::HistoryReplaced);
+            effects.act(Action::HistoryCleared);
             store.clear();
             self.clients.clear();
             self.last_applied = 0;
@@ -486,10 +537,11 @@ impl ChainNode {
     pub fn hand_over_mark(
         &mut self,
         sender: &str,
+        link: u64,
         sequence: u64,
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
-        self.check_predecessor(sender)?;
+        self.check_link(sender, link)?;
         match &mut self.lifecycle {
             Lifecycle::CatchingUp { promote_at } => {
                 info!("hand-over from {sender}: ready once write {sequence} is applied");

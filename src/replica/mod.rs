@@ -166,7 +166,6 @@ impl Effects for Carry<'_> {
                 self.settlements.push(replica.commits.reset());
                 replica.outbox.clear();
             }
-            Action::HistoryReplaced => replica.outbox.clear(),
             Action::AnnounceReady => replica.request_membership(|requests| requests.announce_ready = true),
             Action::RecordCommit(record) => {
                 replica.request_membership(|requests| requests.record = Some(record))
@@ -422,23 +421,23 @@ impl Replica {
     /// Applies writes from our predecessor `sender`, in order. A commit
     /// point this moves (we are the tail) is not announced to the ack
     /// writer: the caller reports it to `sender` itself.
-    pub fn apply_replicated(&self, sender: &str, writes: Vec<Write>) -> Result<(), Refusal> {
+    pub fn apply_replicated(&self, sender: &str, link: u64, writes: Vec<Write>) -> Result<(), Refusal> {
         self.wait_for_queue_room(writes.len())?;
         self.step(AckWriter::CallerAcks, |node, store, carry| {
-            node.replicated_batch(sender, writes, store, carry)
+            node.replicated_batch(sender, link, writes, store, carry)
         })
     }
 
     /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
     /// our predecessor any more (see [`ChainNode::progress_for`]).
-    pub fn progress_for_predecessor(&self, sender: &str) -> Option<Progress> {
-        self.node.lock().progress_for(sender)
+    pub fn progress_for_predecessor(&self, sender: &str, link: u64) -> Option<Progress> {
+        self.node.lock().progress_for(sender, link)
     }
 
-    /// Whether `sender` is our current predecessor (frames from anyone else
-    /// are refused).
-    pub fn accepts_from(&self, sender: &str) -> Result<(), Refusal> {
-        self.node.lock().check_predecessor(sender)
+    /// Whether frames from `sender` on `link` are accepted (see
+    /// [`ChainNode::check_link`]).
+    pub fn accepts_from(&self, sender: &str, link: u64) -> Result<(), Refusal> {
+        self.node.lock().check_link(sender, link)
     }
 
     /// Answers a predecessor's hello (see [`ChainNode::link_hello`]).
@@ -448,16 +447,22 @@ impl Replica {
 
     /// Installs one chunk of a snapshot from `sender`. The first chunk
     /// empties the table; the last sets our sequence number.
-    pub fn install_chunk(&self, sender: &str, chunk: SnapshotChunk, first: bool) -> Result<(), Refusal> {
+    pub fn install_chunk(
+        &self,
+        sender: &str,
+        link: u64,
+        chunk: SnapshotChunk,
+        first: bool,
+    ) -> Result<(), Refusal> {
         self.step(AckWriter::Wake, |node, store, carry| {
-            node.snapshot_chunk(sender, chunk, first, store, carry)
+            node.snapshot_chunk(sender, link, chunk, first, store, carry)
         })
     }
 
     /// Hand-over, joining side: our predecessor stopped committing on its
     /// own; we become ready once we have applied `sequence`.
-    pub fn set_promote_at(&self, sender: &str, sequence: u64) -> Result<(), Refusal> {
-        self.step(AckWriter::Wake, |node, _, carry| node.hand_over_mark(sender, sequence, carry))
+    pub fn set_promote_at(&self, sender: &str, link: u64, sequence: u64) -> Result<(), Refusal> {
+        self.step(AckWriter::Wake, |node, _, carry| node.hand_over_mark(sender, link, sequence, carry))
     }
 
     // ---- replication sender ----
@@ -672,7 +677,7 @@ mod tests {
     /// point back to `from`: one round of the replication threads' work.
     fn forward(from: &Replica, from_name: &str, to: &Replica, to_name: &str) {
         let writes: Vec<Write> = from.outbox().try_iter().map(|(_, write)| write).collect();
-        to.apply_replicated(from_name, writes).unwrap();
+        to.apply_replicated(from_name, 0, writes).unwrap();
         from.on_successor_progress(to_name, to.progress().committed).unwrap();
     }
 
@@ -725,13 +730,13 @@ mod tests {
         write.sequence = 1;
         write.key = "k".into();
         write.value = Some(b"v".to_vec());
-        let refusal = replicas[2].apply_replicated(&name(1), vec![write.clone()]).unwrap_err();
+        let refusal = replicas[2].apply_replicated(&name(1), 0, vec![write.clone()]).unwrap_err();
         assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
-        replicas[2].apply_replicated(&name(2), vec![write.clone()]).unwrap();
+        replicas[2].apply_replicated(&name(2), 0, vec![write.clone()]).unwrap();
         // A resend of what it has is skipped; a gap is refused.
-        replicas[2].apply_replicated(&name(2), vec![write.clone()]).unwrap();
+        replicas[2].apply_replicated(&name(2), 0, vec![write.clone()]).unwrap();
         write.sequence = 3;
-        assert!(replicas[2].apply_replicated(&name(2), vec![write]).is_err());
+        assert!(replicas[2].apply_replicated(&name(2), 0, vec![write]).is_err());
         assert_eq!(replicas[2].progress().applied, 1);
     }
 
@@ -747,7 +752,7 @@ mod tests {
         }
         let writes: Vec<Write> = replicas[0].outbox().try_iter().map(|(_, write)| write).collect();
         replicas[1].table.put("k", b"old");
-        replicas[1].apply_replicated(&name(1), writes).unwrap();
+        replicas[1].apply_replicated(&name(1), 0, writes).unwrap();
         replicas[0].fence("killed in the test");
         assert!(writer.join().unwrap().is_err(), "the old head never answered");
         // The successor becomes the head; the client retries there.
@@ -784,7 +789,7 @@ mod tests {
         successor.set_view(&ready_view(&[2]), &name(2));
         assert_eq!(successor.write_and_wait(2, 1, "other", Some(b"v".to_vec())), Ok(false));
         assert_eq!(successor.progress().committed, 1, "its own write, sequence 1");
-        assert_eq!(successor.progress_for_predecessor(&name(1)), None, "no ack to a former predecessor");
+        assert_eq!(successor.progress_for_predecessor(&name(1), 0), None, "no ack to a former predecessor");
         // An ack sent before the check, read once the old head's lease is over.
         thread::sleep(Duration::from_millis(400));
         old_head.on_successor_progress(&name(2), 1).unwrap();
@@ -824,7 +829,9 @@ mod tests {
         hello.sender = name(1);
         hello.receiver = name(2);
         hello.epoch = 2;
-        assert_eq!(joiner.welcome(&hello), Ok(Welcome { last_applied: 0, wants_snapshot: true }));
+        let welcome = joiner.welcome(&hello).unwrap();
+        assert_eq!((welcome.last_applied, welcome.wants_snapshot), (0, true));
+        let link = welcome.link;
         hello.epoch = 1;
         assert!(joiner.welcome(&hello).is_err(), "a predecessor with an older view is refused");
         hello.epoch = 2;
@@ -843,17 +850,18 @@ mod tests {
             entry.value = value;
             chunk.entries.push(entry);
         }
-        joiner.install_chunk(&name(1), chunk, true).unwrap();
+        joiner.install_chunk(&name(1), link, chunk, true).unwrap();
         assert!(tail.try_hand_over(&name(2), joiner.progress().applied).is_none(), "not caught up yet");
         let writes: Vec<Write> = tail.outbox().try_iter().map(|(_, write)| write).collect();
         assert_eq!(writes.len(), 1, "only the write after the snapshot is streamed");
-        joiner.apply_replicated(&name(1), writes).unwrap();
+        assert!(joiner.apply_replicated(&name(1), 0, writes.clone()).is_err(), "an older link is refused");
+        joiner.apply_replicated(&name(1), link, writes).unwrap();
         assert_eq!(joiner.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
 
         let promote_at = tail.try_hand_over(&name(2), joiner.progress().applied).unwrap();
         assert_eq!(promote_at, 2);
         assert!(tail.read_guard(|table| table.len()).is_err(), "the old tail stops answering reads at once");
-        joiner.set_promote_at(&name(1), promote_at).unwrap();
+        joiner.set_promote_at(&name(1), link, promote_at).unwrap();
         assert!(ready_requests.try_recv().is_ok(), "the joiner asks to be announced ready");
         let promoted =
             recorded(ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Ready)], 2));
@@ -897,7 +905,7 @@ mod tests {
         let ready_then_joining =
             recorded(ChainView::new(vec![member(0, Readiness::Ready), member(1, Readiness::Joining)], 2));
         joiner.set_view(&ready_then_joining, &name(1));
-        joiner.install_chunk(&name(0), chunk, true).unwrap();
+        joiner.install_chunk(&name(0), 0, chunk, true).unwrap();
         assert!(joiner.may_replicate());
         // Fencing takes the right away again.
         joiner.fence("test");

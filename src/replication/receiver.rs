@@ -31,11 +31,13 @@ pub fn serve(
 ) -> Result<(), FrameError> {
     let sender = hello.replica_hello.sender.clone();
     let mut welcome = ReplicaWelcome::new();
+    let mut link = 0;
     match replica.welcome(&hello.replica_hello) {
         Ok(accepted) => {
             welcome.accepted = true;
             welcome.last_applied = accepted.last_applied;
             welcome.wants_snapshot = accepted.wants_snapshot;
+            link = accepted.link;
         }
         Err(refusal) => welcome.reason = refusal.message,
     }
@@ -54,8 +56,9 @@ pub fn serve(
     );
     reader.stream().set_read_timeout(Some(SILENCE_TIMEOUT)).map_err(FrameError::Io)?;
     let link_open = Arc::new(AtomicBool::new(true));
+    let peer = Peer { name: sender.clone(), link };
     let upstream =
-        Arc::new(AckChannel { sender: sender.clone(), link: Mutex::new((writer, Progress::default())) });
+        Arc::new(AckChannel { peer: peer.clone(), writer: Mutex::new((writer, Progress::default())) });
     let acks = {
         let (replica, link_open, upstream) =
             (Arc::clone(replica), Arc::clone(&link_open), Arc::clone(&upstream));
@@ -64,7 +67,7 @@ pub fn serve(
             .spawn(move || send_acks(&upstream, &replica, &link_open))
             .map_err(FrameError::Io)?
     };
-    let result = receive_stream(&sender, &mut reader, replica, &upstream, stopping);
+    let result = receive_stream(&peer, &mut reader, replica, &upstream, stopping);
     link_open.store(false, Ordering::SeqCst);
     let _ = reader.stream().shutdown(Shutdown::Both);
     let _ = acks.join();
@@ -74,8 +77,16 @@ pub fn serve(
     result
 }
 
+/// The predecessor at the other end of a link, and the link's number
+/// (frames are accepted only on its latest link).
+#[derive(Clone)]
+struct Peer {
+    name: String,
+    link: u64,
+}
+
 fn receive_stream(
-    sender: &str,
+    peer: &Peer,
     reader: &mut FrameReader,
     replica: &Replica,
     upstream: &AckChannel,
@@ -90,11 +101,12 @@ fn receive_stream(
         };
         // Also on heartbeats: a predecessor replaced in the view is cut off
         // even when it has nothing to send.
-        replica.accepts_from(sender).map_err(refused)?;
+        let (sender, link) = (peer.name.as_str(), peer.link);
+        replica.accepts_from(sender, link).map_err(refused)?;
         if let Some(chunk) = downstream.snapshot.into_option() {
             let (total, last, sequence) = (chunk.total_keys, chunk.last, chunk.sequence);
             snapshot_keys += chunk.entries.len() as u64;
-            replica.install_chunk(sender, chunk, snapshot_started.is_none()).map_err(refused)?;
+            replica.install_chunk(sender, link, chunk, snapshot_started.is_none()).map_err(refused)?;
             let started = *snapshot_started.get_or_insert_with(Instant::now);
             if last {
                 info!(
@@ -106,14 +118,14 @@ fn receive_stream(
             }
         }
         if !downstream.writes.is_empty() {
-            replica.apply_replicated(sender, downstream.writes).map_err(refused)?;
+            replica.apply_replicated(sender, link, downstream.writes).map_err(refused)?;
             // At the tail the batch committed: say so now, from this thread.
             if replica.progress().committed > upstream.reported().committed && !upstream.report(replica) {
                 return Err(FrameError::Truncated);
             }
         }
         if let Some(promote_at) = downstream.promote_at {
-            replica.set_promote_at(sender, promote_at).map_err(refused)?;
+            replica.set_promote_at(sender, link, promote_at).map_err(refused)?;
         }
     }
     Ok(())
@@ -124,15 +136,15 @@ fn receive_stream(
 /// and by the ack thread for the rest. The lock keeps frames whole and the
 /// reported progress monotonic.
 struct AckChannel {
-    /// The predecessor's node name.
-    sender: String,
+    /// The predecessor and the link.
+    peer: Peer,
     /// The link's writing half and the progress last sent on it.
-    link: Mutex<(FrameWriter, Progress)>,
+    writer: Mutex<(FrameWriter, Progress)>,
 }
 
 impl AckChannel {
     fn reported(&self) -> Progress {
-        self.link.lock().1
+        self.writer.lock().1
     }
 
     /// Sends our progress if it moved since the last ack. False when the
@@ -140,8 +152,8 @@ impl AckChannel {
     /// predecessor (after that our progress may count writes it never sent
     /// us).
     fn report(&self, replica: &Replica) -> bool {
-        let mut link = self.link.lock();
-        let Some(progress) = replica.progress_for_predecessor(&self.sender) else {
+        let mut link = self.writer.lock();
+        let Some(progress) = replica.progress_for_predecessor(&self.peer.name, self.peer.link) else {
             return false;
         };
         if progress == link.1 {

@@ -65,6 +65,8 @@ struct Downlink {
 /// The receiving side of a link from a predecessor.
 struct Uplink {
     sender: String,
+    /// The link's number, from our welcome.
+    link: u64,
     /// No snapshot chunk received yet on this link.
     first_chunk: bool,
     /// Progress last acknowledged on it.
@@ -162,7 +164,6 @@ impl World {
                     self.servers[index].outbox.clear();
                     self.abandon_waits(index);
                 }
-                Action::HistoryReplaced => server.outbox.clear(),
                 Action::AnnounceReady => server.ready_pending = true,
                 Action::RecordCommit(record) => server.record_pending = Some(record),
             }
@@ -560,8 +561,8 @@ impl World {
             LinkMessage::Hello(hello) => {
                 match self.servers[index].node.link_hello(&hello) {
                     Ok(welcome) => {
-                        let uplink =
-                            Uplink { sender: hello.sender, first_chunk: true, reported: Progress::default() };
+                        let (sender, link, reported) = (hello.sender, welcome.link, Progress::default());
+                        let uplink = Uplink { sender, link, first_chunk: true, reported };
                         self.servers[index].uplinks.insert(connection, uplink);
                         self.send(connection, false, LinkMessage::Welcome(Ok(welcome)));
                     }
@@ -584,23 +585,23 @@ impl World {
     /// A frame on an accepted link from a predecessor.
     fn receive(&mut self, index: usize, connection: usize, message: LinkMessage) -> Result<(), ()> {
         let Some(uplink) = self.servers[index].uplinks.get_mut(&connection) else { return Err(()) };
-        let sender = uplink.sender.clone();
+        let (sender, link) = (uplink.sender.clone(), uplink.link);
         let first =
             matches!(message, LinkMessage::Chunk(_)) && std::mem::replace(&mut uplink.first_chunk, false);
         let server = &mut self.servers[index];
-        server.node.check_predecessor(&sender).map_err(|_| ())?;
+        server.node.check_link(&sender, link).map_err(|_| ())?;
         let mut actions = Vec::new();
         let result = match message {
             LinkMessage::Batch { writes, promote_at } => {
                 let mut result =
-                    server.node.replicated_batch(&sender, writes, &mut server.store, &mut actions);
+                    server.node.replicated_batch(&sender, link, writes, &mut server.store, &mut actions);
                 if let (Ok(()), Some(sequence)) = (&result, promote_at) {
-                    result = server.node.hand_over_mark(&sender, sequence, &mut actions);
+                    result = server.node.hand_over_mark(&sender, link, sequence, &mut actions);
                 }
                 result
             }
             LinkMessage::Chunk(chunk) => {
-                server.node.snapshot_chunk(&sender, chunk, first, &mut server.store, &mut actions)
+                server.node.snapshot_chunk(&sender, link, chunk, first, &mut server.store, &mut actions)
             }
             _ => Ok(()),
         };
@@ -615,7 +616,7 @@ impl World {
         for connection in connections {
             let server = &mut self.servers[index];
             let Some(uplink) = server.uplinks.get_mut(&connection) else { continue };
-            match server.node.progress_for(&uplink.sender) {
+            match server.node.progress_for(&uplink.sender, uplink.link) {
                 None => {
                     server.uplinks.remove(&connection);
                     self.close(connection);
