@@ -74,9 +74,12 @@ impl ClientRecords {
         self.records.is_empty()
     }
 
-    /// Every record, for a snapshot.
+    /// Every record, for a snapshot, in client order (so a simulated run
+    /// replays byte for byte).
     pub fn all(&self) -> Vec<ClientRecord> {
-        self.records.values().cloned().collect()
+        let mut all: Vec<ClientRecord> = self.records.values().cloned().collect();
+        all.sort_unstable_by_key(|record| record.client_id);
+        all
     }
 }
 

@@ -47,7 +47,8 @@ impl Refusal {
 pub enum InjectedBug {
     /// The head counts a write committed as soon as it applied it.
     CommitEarly,
-    /// Writes are accepted from any sender, not only the predecessor.
+    /// Writes are accepted from any sender on any link, not only on the
+    /// predecessor's latest link.
     SkipPredecessorCheck,
     /// Any member with a lease answers reads, not only the committing tail.
     StaleRead,
@@ -392,6 +393,9 @@ impl ChainNode {
     /// simulator found an old link's snapshot, delayed, wiping the newer
     /// state transfer from the same predecessor).
     pub fn check_link(&self, sender: &str, link: u64) -> Result<(), Refusal> {
+        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
+            return Ok(());
+        }
         self.check_predecessor(sender)?;
         if link != self.current_link {
             return Err(Refusal::new(

@@ -104,6 +104,8 @@ pub struct Server {
     ready_pending: bool,
     /// The node asked for this commit record to be written.
     record_pending: Option<CommitRecord>,
+    /// A wake-up of the sender is scheduled.
+    sender_woken: bool,
 }
 
 impl Server {
@@ -128,6 +130,7 @@ impl Server {
             next_confirm_ms: 0,
             ready_pending: false,
             record_pending: None,
+            sender_woken: false,
         }
     }
 }
@@ -183,7 +186,19 @@ impl World {
     }
 
     /// After every event: the sender's and the ack writer's work.
+    /// The replication sender is a thread of its own: it is woken, and
+    /// runs a moment later (unless the process is paused by then, when what
+    /// it had queued waits, as a stopped process's would).
     fn after_step(&mut self, index: usize) {
+        if !std::mem::replace(&mut self.servers[index].sender_woken, true) {
+            let delay = self.rng.between(0, 2);
+            self.schedule(delay, Event::SenderWake(index));
+        }
+        self.ack_work(index);
+    }
+
+    pub fn sender_wake(&mut self, index: usize) {
+        self.servers[index].sender_woken = false;
         self.sender_work(index);
         self.ack_work(index);
     }

@@ -33,6 +33,8 @@ const LOST_WATCH_PER_MILLE: u64 = 50;
 pub enum Event {
     /// A server's periodic work.
     Tick(usize),
+    /// A server's replication sender runs.
+    SenderWake(usize),
     /// A message arrives at one end of a connection.
     Message { connection: usize, to_successor: bool, message: LinkMessage },
     /// The other end closed a connection (or it broke).
@@ -217,6 +219,7 @@ impl World {
         }
         match event {
             Event::Tick(server) => self.server_tick(server),
+            Event::SenderWake(server) => self.sender_wake(server),
             Event::Message { connection, to_successor, message } => {
                 self.trace(|| {
                     format!("conn {connection} {} {message:?}", if to_successor { "->" } else { "<-" })
@@ -246,7 +249,10 @@ impl World {
     /// The server an event happens in, if any.
     fn target(&self, event: &Event) -> Option<usize> {
         match event {
-            Event::Tick(server) | Event::View { server, .. } | Event::Request { server, .. } => Some(*server),
+            Event::Tick(server)
+            | Event::SenderWake(server)
+            | Event::View { server, .. }
+            | Event::Request { server, .. } => Some(*server),
             Event::Message { connection, to_successor, .. } | Event::Closed { connection, to_successor } => {
                 let connection = &self.connections[*connection];
                 Some(if *to_successor { connection.successor } else { connection.predecessor })
