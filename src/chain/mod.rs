@@ -33,4 +33,6 @@ pub mod sent;
 
 pub use effects::{Action, Effects, Store};
 pub use lifecycle::Lifecycle;
-pub use node::{ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, Welcome, WriteReceipt};
+pub use node::{
+    ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome, WriteReceipt,
+};

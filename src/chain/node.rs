@@ -47,8 +47,8 @@ impl Refusal {
 pub enum InjectedBug {
     /// The head counts a write committed as soon as it applied it.
     CommitEarly,
-    /// Writes are accepted from any sender on any link, not only on the
-    /// predecessor's latest link.
+    /// Links and frames are accepted from any sender: no predecessor,
+    /// view-epoch or latest-link check.
     SkipPredecessorCheck,
     /// Any member with a lease answers reads, not only the committing tail.
     StaleRead,
@@ -112,6 +112,16 @@ pub struct Welcome {
     pub wants_snapshot: bool,
 }
 
+/// Where a snapshot for a successor is taken (see
+/// [`ChainNode::snapshot_point`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotPoint {
+    pub sequence: u64,
+    /// The newest `Write.epoch` among the writes it holds.
+    pub write_epoch: u64,
+    pub clients: Vec<ClientRecord>,
+}
+
 /// Chain role, derived from the view and the lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -144,6 +154,14 @@ pub struct ChainNode {
     config: NodeConfig,
     /// Last sequence number applied to the table.
     last_applied: u64,
+    /// The newest view epoch in which a write applied here was accepted by
+    /// its head (`Write.epoch`). We commit on our own only once our view is
+    /// at least that new: a head with a newer view may have left out a
+    /// member that our older view (and the commit record written in it)
+    /// still names (the simulator found a tail cut off from ZooKeeper
+    /// committing writes of a new head, and the old head, still named,
+    /// restarting the chain without them).
+    applied_epoch: u64,
     /// Highest sequence number known applied by the tail (0 after a reset).
     committed: u64,
     /// Highest commit point our successor reported.
@@ -196,6 +214,7 @@ impl ChainNode {
             clients: ClientRecords::new(config.client_records_max),
             config,
             last_applied: 0,
+            applied_epoch: 0,
             committed: 0,
             successor_committed: 0,
             lifecycle,
@@ -250,8 +269,10 @@ impl ChainNode {
             write.client_id = client_id;
             write.request_id = request_id;
             write.sequence = sequence;
+            write.epoch = self.view_epoch;
             write
         });
+        self.applied_epoch = self.applied_epoch.max(self.view_epoch);
         let found = store.apply(key, value);
         if let Some(write) = &mut write {
             write.found = found;
@@ -378,6 +399,7 @@ impl ChainNode {
             }
             // The table keeps the value; a copy goes on only if we forward.
             let value = if forward { write.value.clone() } else { write.value.take() };
+            self.applied_epoch = self.applied_epoch.max(write.epoch);
             store.apply(&write.key, value);
             let record = clients::record(write.client_id, write.request_id, write.sequence, write.found);
             self.record_applied(write.sequence, record, forward.then_some(write), effects);
@@ -450,7 +472,8 @@ impl ChainNode {
                 "no ready member: there is no chain to replicate",
             ));
         }
-        if hello.epoch < self.view_epoch {
+        let skip_checks = self.config.bug == Some(InjectedBug::SkipPredecessorCheck);
+        if hello.epoch < self.view_epoch && !skip_checks {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 format!(
@@ -474,8 +497,12 @@ impl ChainNode {
     /// records; the caller copies the table before giving the node its next
     /// event, and from here on every applied write is forwarded. `None`
     /// while our table is not the chain's state.
-    pub fn snapshot_point(&self) -> Option<(u64, Vec<ClientRecord>)> {
-        self.may_replicate().then(|| (self.last_applied, self.clients.all()))
+    pub fn snapshot_point(&self) -> Option<SnapshotPoint> {
+        self.may_replicate().then(|| SnapshotPoint {
+            sequence: self.last_applied,
+            write_epoch: self.applied_epoch,
+            clients: self.clients.all(),
+        })
     }
 
     /// Installs one chunk of a snapshot from `sender`. The first chunk
@@ -507,6 +534,7 @@ impl ChainNode {
             // The commit point is recomputed for the new history (a joiner's
             // old one would be acked upstream beyond what was sent).
             self.committed = 0;
+            self.applied_epoch = 0;
             if !self.lifecycle.holds_chain_state() {
                 self.successor_committed = 0;
             }
@@ -518,6 +546,7 @@ impl ChainNode {
         } else if !self.installing {
             return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "a snapshot chunk without its start"));
         }
+        self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
         for entry in chunk.entries {
             store.apply(&entry.key, Some(entry.value));
         }
@@ -675,7 +704,8 @@ impl ChainNode {
     /// Whether the chain node records the epoch we commit in (always so
     /// standalone).
     fn recorded(&self) -> bool {
-        self.config.standalone || self.record.epoch == self.view_epoch
+        self.config.standalone
+            || (self.record.epoch == self.view_epoch && self.applied_epoch <= self.view_epoch)
     }
 
     /// The record the chain node should hold, if we are the one to write
@@ -829,6 +859,7 @@ impl ChainNode {
         self.recoverable = false;
         self.installing = false;
         self.last_applied = 0;
+        self.applied_epoch = 0;
         self.committed = 0;
         self.successor_committed = 0;
         self.view_epoch = 0;

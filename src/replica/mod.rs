@@ -103,6 +103,8 @@ impl Default for ReplicationLimits {
 /// The full state of the table at one sequence number, for a joining server.
 pub struct Snapshot {
     pub sequence: u64,
+    /// The newest `Write.epoch` among the writes it holds.
+    pub write_epoch: u64,
     /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
     pub stream: u64,
     pub entries: Vec<(String, Vec<u8>)>,
@@ -472,8 +474,14 @@ impl Replica {
     /// while our own table is not the chain's state.
     pub fn snapshot(&self) -> Option<Snapshot> {
         let node = self.node.lock();
-        let (sequence, clients) = node.snapshot_point()?;
-        Some(Snapshot { sequence, stream: node.stream(), entries: self.table.entries(), clients })
+        let point = node.snapshot_point()?;
+        Some(Snapshot {
+            sequence: point.sequence,
+            write_epoch: point.write_epoch,
+            stream: node.stream(),
+            entries: self.table.entries(),
+            clients: point.clients,
+        })
     }
 
     /// Hand-over, tail side (see [`ChainNode::try_hand_over`]).

@@ -225,6 +225,7 @@ fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Membe
     loop {
         let mut chunk = SnapshotChunk::new();
         chunk.sequence = snapshot.sequence;
+        chunk.write_epoch = snapshot.write_epoch;
         chunk.total_keys = total_keys;
         chunk.entries = entries.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(Entry::from_pair).collect();
         let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);

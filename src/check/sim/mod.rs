@@ -49,7 +49,8 @@ pub struct SimConfig {
 pub struct SimOutcome {
     pub history: History,
     pub report: Report,
-    /// Why the replicas differ once quiet, if they do.
+    /// What else went wrong, if anything: the replicas differ once quiet,
+    /// or the run never settled.
     pub divergence: Option<String>,
     /// Every event, when asked for.
     pub trace: Vec<String>,
@@ -131,7 +132,7 @@ pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
             println!("key {key}: the search ran out of steps; not proven either way");
         }
         if let Some(divergence) = &outcome.divergence {
-            println!("replicas diverged: {divergence}");
+            println!("{divergence}");
         }
         println!(
             "FAIL (seed {seed}, run {} of {}; replay it: table-check sim --seeds 1 --seed {seed} --nodes {} --steps {}{bug})",

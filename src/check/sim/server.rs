@@ -106,6 +106,9 @@ pub struct Server {
     record_pending: Option<CommitRecord>,
     /// A wake-up of the sender is scheduled.
     sender_woken: bool,
+    /// Pause for this long right after the next client write is applied,
+    /// before the sender forwards it.
+    pub pause_after_write: Option<u64>,
 }
 
 impl Server {
@@ -131,6 +134,7 @@ impl Server {
             ready_pending: false,
             record_pending: None,
             sender_woken: false,
+            pause_after_write: None,
         }
     }
 }
@@ -366,6 +370,7 @@ impl World {
         let now = self.now_ms;
         let mut actions = Vec::new();
         let server = &mut self.servers[index];
+        let applied_before = server.node.progress().applied;
         let reply = match request {
             Request::Write { client_id, request_id, key, value } => {
                 match server.node.client_write(
@@ -405,6 +410,12 @@ impl World {
             self.reply(index, client, attempt, reply);
         }
         self.after_step(index);
+        // A pause meant to land between applying a write and forwarding it.
+        if let Some(duration) = self.servers[index].pause_after_write.take()
+            && self.servers[index].node.progress().applied > applied_before
+        {
+            self.servers[index].paused_until_ms = Some(now + duration);
+        }
     }
 
     // ---- replication: sending side ----
@@ -496,10 +507,11 @@ impl World {
             continuous &= server.sent.push(stream, write);
         }
         if welcome.wants_snapshot || !continuous || !server.sent.can_resume_after(welcome.last_applied) {
-            let Some((sequence, clients)) = server.node.snapshot_point() else {
+            let Some(point) = server.node.snapshot_point() else {
                 self.drop_downlink(index);
                 return;
             };
+            let (sequence, write_epoch) = (point.sequence, point.write_epoch);
             server.sent.restart_at(server.node.stream(), sequence);
             let entries: Vec<Entry> = server
                 .store
@@ -512,15 +524,16 @@ impl World {
                 .map(|part| {
                     let mut chunk = SnapshotChunk::new();
                     chunk.sequence = sequence;
+                    chunk.write_epoch = write_epoch;
                     chunk.total_keys = total_keys;
                     chunk.entries = part.to_vec();
                     chunk
                 })
                 .collect();
             if chunks.is_empty() {
-                chunks.push(SnapshotChunk { sequence, ..SnapshotChunk::new() });
+                chunks.push(SnapshotChunk { sequence, write_epoch, ..SnapshotChunk::new() });
             }
-            chunks[0].clients = clients;
+            chunks[0].clients = point.clients;
             if let Some(last) = chunks.last_mut() {
                 last.last = true;
             }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
-use super::server::{LinkMessage, Server};
+use super::server::{LinkMessage, Server, server_of};
 use super::zk::SimZk;
 use crate::check::history::{Fault, History};
 use crate::check::random::SplitMix64;
@@ -25,6 +25,9 @@ const SERVERS_MAX: usize = 9;
 const QUIET_MS: u64 = 15_000;
 /// Hard bound on a run's simulated time (ms), faults or not.
 const RUN_MS_MAX: u64 = 600_000;
+/// Events one run may take; a run that needs more is stuck (a few hundred
+/// thousand is typical).
+const EVENTS_MAX: u64 = 20_000_000;
 /// Share (per mille) of watch notifications that are lost.
 const LOST_WATCH_PER_MILLE: u64 = 50;
 
@@ -113,6 +116,10 @@ pub struct World {
     trace: Option<Vec<String>>,
     /// Pairs of servers that cannot reach each other.
     partitions: BTreeSet<(usize, usize)>,
+    /// Pairs whose open connections survive the partition: what is sent
+    /// meanwhile is held and arrives when it heals (TCP retransmits), by
+    /// then perhaps from a server that is no longer the predecessor.
+    held: BTreeMap<(usize, usize), u64>,
     /// Servers cut off from ZooKeeper.
     pub zk_cut: BTreeSet<usize>,
     /// Servers whose messages are slow.
@@ -127,6 +134,8 @@ pub struct World {
     /// Open faults, to end them when the run goes quiet.
     open_faults: BTreeMap<u64, (usize, Heal)>,
     next_fault: u64,
+    /// Set when the run spent its event budget.
+    livelock: Option<String>,
 }
 
 impl World {
@@ -144,6 +153,7 @@ impl World {
             history: History { seed: config.seed, ..History::default() },
             trace: config.trace.then(Vec::new),
             partitions: BTreeSet::new(),
+            held: BTreeMap::new(),
             zk_cut: BTreeSet::new(),
             slow: BTreeSet::new(),
             view_delivery_ms: BTreeMap::new(),
@@ -151,6 +161,7 @@ impl World {
             quiet_since_ms: None,
             open_faults: BTreeMap::new(),
             next_fault: 0,
+            livelock: None,
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
@@ -167,9 +178,17 @@ impl World {
         world
     }
 
-    /// Runs until the clients are done and the chain has been quiet.
+    /// Runs until the clients are done and the chain has been quiet, or
+    /// until the event budget is spent (a livelock: reported as a failure).
     pub fn run(&mut self) {
+        let mut budget = EVENTS_MAX;
         while let Some(Reverse(scheduled)) = self.queue.pop() {
+            budget -= 1;
+            if budget == 0 {
+                self.livelock =
+                    Some(format!("{EVENTS_MAX} events by {} ms: the run did not settle", self.now_ms));
+                break;
+            }
             assert!(scheduled.at_ms >= self.now_ms, "time never goes back");
             self.now_ms = scheduled.at_ms;
             if self.quiet_since_ms.is_some_and(|since| self.now_ms > since + QUIET_MS)
@@ -183,7 +202,7 @@ impl World {
 
     /// The history, the divergence found (if any) and the trace.
     pub fn finish(self) -> (History, Option<String>, Vec<String>) {
-        let divergence = self.divergence();
+        let divergence = self.livelock.clone().or_else(|| self.divergence());
         (self.history, divergence, self.trace.unwrap_or_default())
     }
 
@@ -211,10 +230,13 @@ impl World {
             if !self.servers[server].alive {
                 return;
             }
-            if let Some(until) = self.servers[server].paused_until_ms {
-                let delay = until.saturating_sub(self.now_ms);
-                self.schedule(delay, event);
-                return;
+            match self.servers[server].paused_until_ms {
+                Some(until) if until > self.now_ms => {
+                    self.schedule(until - self.now_ms, event);
+                    return;
+                }
+                Some(_) => self.servers[server].paused_until_ms = None,
+                None => {}
             }
         }
         match event {
@@ -304,7 +326,11 @@ impl World {
             return;
         }
         let from = self.end(connection, !to_successor);
-        let delay = self.delay_ms(from);
+        let to = self.end(connection, to_successor);
+        let mut delay = self.delay_ms(from);
+        if let Some(&heals_ms) = self.held.get(&(from.min(to), from.max(to))) {
+            delay += heals_ms.saturating_sub(self.now_ms);
+        }
         let at = self.fifo_time(connection, to_successor, delay);
         self.schedule(at - self.now_ms, Event::Message { connection, to_successor, message });
     }
@@ -389,7 +415,7 @@ impl World {
         let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
         let duration = self.rng.between(100, 3 * SESSION_TIMEOUT_MS);
         let pick = |world: &mut World, from: &[usize]| from[world.rng.below(from.len() as u64) as usize];
-        match self.rng.below(6) {
+        match self.rng.below(7) {
             // Crash: only while another live server holds every committed
             // write (is named in the commit record). Losing them all is more
             // faults than a chain survives, and the chain says so when it
@@ -406,6 +432,17 @@ impl World {
             1 if self.servers.len() < SERVERS_MAX => {
                 let server = self.start_server();
                 self.fault(format!("start s{server} (joins the chain)"), None);
+            }
+            // Half the pauses stop the head right after the next write it
+            // applies, before it is forwarded (SIGSTOP between the two), for
+            // just over a session timeout: it resumes as its successor takes
+            // over, with a write the chain never saw.
+            2 if self.rng.below(2) == 0 => {
+                let head = self.zk.view().head().and_then(|member| server_of(&member.address));
+                let server = head.filter(|server| live.contains(server)).unwrap_or_else(|| pick(self, &live));
+                let duration = SESSION_TIMEOUT_MS + self.rng.between(0, 300);
+                self.servers[server].pause_after_write = Some(duration);
+                self.fault(format!("pause s{server} after its next write"), None);
             }
             2 => {
                 let server = pick(self, &live);
@@ -424,12 +461,46 @@ impl World {
                 let a = pick(self, &live);
                 let b = pick(self, &live);
                 if a != b {
-                    self.partitions.insert((a.min(b), a.max(b)));
-                    self.break_connections(a, Some(b));
+                    let pair = (a.min(b), a.max(b));
+                    self.partitions.insert(pair);
+                    let held = self.rng.below(2) == 0;
+                    if held {
+                        self.held.insert(pair, self.now_ms + duration);
+                    } else {
+                        self.break_connections(a, Some(b));
+                    }
+                    let kind = if held { " (open connections held)" } else { "" };
                     self.fault(
-                        format!("partition s{a} from s{b}"),
+                        format!("partition s{a} from s{b}{kind}"),
                         Some((duration, Heal::Unpartition(a, b))),
                     );
+                }
+            }
+            // The head loses the network to its successor (connections held)
+            // and to ZooKeeper: it takes writes until its lease runs out, the
+            // chain replaces it, and when the network returns its held frames
+            // reach a successor that is the head of a new history.
+            5 => {
+                let view = self.zk.view();
+                let ready: Vec<usize> =
+                    view.ready().filter_map(|member| server_of(&member.address)).collect();
+                if let [head, successor, ..] = ready[..]
+                    && live.contains(&head)
+                    && live.contains(&successor)
+                {
+                    // Healing as the chain replaces the head.
+                    let duration = self.rng.between(SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS * 8 / 5);
+                    let pair = (head.min(successor), head.max(successor));
+                    self.partitions.insert(pair);
+                    self.held.insert(pair, self.now_ms + duration);
+                    self.zk_cut.insert(head);
+                    let heal = Heal::Unpartition(head, successor);
+                    self.fault(
+                        format!("isolate head s{head} from s{successor} (held)"),
+                        Some((duration, heal)),
+                    );
+                    let heal = Heal::ReconnectZk(head);
+                    self.fault(format!("cut s{head} off from ZooKeeper"), Some((duration, heal)));
                 }
             }
             _ => {
@@ -477,6 +548,7 @@ impl World {
             }
             Heal::Unpartition(a, b) => {
                 self.partitions.remove(&(a.min(b), a.max(b)));
+                self.held.remove(&(a.min(b), a.max(b)));
             }
             Heal::Unslow(server) => {
                 self.slow.remove(&server);
@@ -510,7 +582,7 @@ impl World {
             let (a, b) = (&self.servers[first], &self.servers[other]);
             if a.node.progress().applied != b.node.progress().applied || a.store != b.store {
                 return Some(format!(
-                    "s{first} applied {} ({} keys), s{other} applied {} ({} keys)",
+                    "replicas diverged: s{first} applied {} ({} keys), s{other} applied {} ({} keys)",
                     a.node.progress().applied,
                     a.store.len(),
                     b.node.progress().applied,
