@@ -267,3 +267,83 @@ pub const CHECK_MINIMIZE_STEPS_MAX: u64 = 200_000;
 
 /// Minimizing a violation stops improving after this long (per key).
 pub const CHECK_MINIMIZE_TIME_MAX: Duration = Duration::from_secs(5);
+
+// ---- replication between neighbours ----
+
+/// Most writes the sender puts in one frame, and the receiver applies under
+/// one lock acquisition.
+pub const REPLICATION_BATCH_MAX: usize = 1024;
+
+/// An idle sender sends an empty batch this often, so the receiver can tell
+/// a silent predecessor from a dead one.
+pub const REPLICATION_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A receiver that hears nothing (not even a heartbeat) for this long drops
+/// the link; the predecessor reconnects if it is still alive.
+pub const REPLICATION_SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Entries per snapshot chunk: large enough to stream fast, small enough
+/// that a chunk of 100-byte values stays far below the frame limit.
+pub const SNAPSHOT_CHUNK_ENTRIES: usize = 8192;
+
+/// A replication frame that cannot be written in this long means the
+/// successor is stuck; the sender reconnects (or ZooKeeper removes it).
+pub const REPLICATION_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the ack writer waits for a commit before checking whether the
+/// link is still open and reporting progress that is not a commit.
+pub const REPLICATION_ACK_POLL: Duration = Duration::from_millis(100);
+
+/// Pause before reconnecting after a failed link.
+pub const REPLICATION_RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long the sender waits on the queue before looking at the view again.
+pub const REPLICATION_QUEUE_POLL: Duration = Duration::from_millis(10);
+
+pub const REPLICATION_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Read buffer of the ack stream (acks are tiny).
+pub const REPLICATION_ACK_READ_BUFFER_BYTES: usize = 4096;
+
+/// Applied writes waiting for the replication sender (`--queue-max`).
+/// Writers wait (holding no lock) while it is this full.
+pub const REPLICATION_QUEUE_MAX_DEFAULT: usize = 65_536;
+
+/// Writes forwarded and not yet committed (`--sent-max`): the Sent list.
+/// The sender stops draining the queue while it is this long.
+pub const SENT_LIST_MAX_DEFAULT: usize = 262_144;
+
+/// How long a client write waits for its commit (`--commit-timeout-ms`)
+/// before the client is told to retry.
+pub const COMMIT_TIMEOUT_MS_DEFAULT: u64 = 5000;
+
+/// Clients whose latest write is remembered for exactly-once retries
+/// (`--max-client-records`); past this the oldest tenth is forgotten.
+pub const CLIENT_RECORDS_MAX_DEFAULT: usize = 100_000;
+
+// ---- membership ----
+
+/// Confirmations of the session per session timeout.
+pub const LEASE_CHECKS_PER_TIMEOUT: u32 = 5;
+
+/// Share of the session timeout a confirmation is trusted for, below one to
+/// leave room for clock-rate differences with the ZooKeeper server.
+pub const LEASE_SHARE: f64 = 0.9;
+
+/// Pause before retrying to connect or register.
+pub const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Session timeouts a member waits for a member named in the commit record
+/// before the chain restarts without one (and may lose writes): 5 minutes
+/// at the default timeout of 5 s. Long, because a named member that is only
+/// slow, paused or cut off will come back with every committed write (the
+/// simulator found a named member kept away by faults for 10 timeouts); an
+/// operator who knows they are all gone for good can clear the record (set
+/// the chain node's data to empty) to restart at once.
+pub const RESTART_FALLBACK_TIMEOUTS: u64 = 60;
+
+/// Membership events (watch firings, connection states) waiting for the
+/// membership thread. Each is a prompt to look again, and the session is
+/// also confirmed on a timer, so one dropped when the queue is full (the
+/// thread is stuck in a ZooKeeper call) loses nothing.
+pub const MEMBERSHIP_EVENTS_QUEUED_MAX: usize = 64;

@@ -10,20 +10,12 @@
 //! past its session timeout restarted the chain from its old table after the
 //! members holding the newer writes were gone for a moment). So the others
 //! wait for a named member to come back. Only when none has come back for
-//! [`FALLBACK_TIMEOUTS`] session timeouts does the chain restart from the
+//! [`RESTART_FALLBACK_TIMEOUTS`](crate::limits::RESTART_FALLBACK_TIMEOUTS) session timeouts does the chain restart from the
 //! longest history there is, or empty, and says loudly that writes may have
 //! been lost. A chain node without a record (a new chain) starts at once.
 
+use crate::limits::RESTART_FALLBACK_TIMEOUTS;
 use crate::view::{ChainView, Member, Readiness};
-
-/// Session timeouts a member waits for a member named in the commit record
-/// before the chain restarts without one (and may lose writes): 5 minutes
-/// at the default timeout of 5 s. Long, because a named member that is only
-/// slow, paused or cut off will come back with every committed write (the
-/// simulator found a named member kept away by faults for 10 timeouts); an
-/// operator who knows they are all gone for good can clear the record (set
-/// the chain node's data to empty) to restart at once.
-pub const FALLBACK_TIMEOUTS: u64 = 60;
 
 /// What a member does when it looks at a view.
 #[derive(Debug, PartialEq, Eq)]
@@ -109,7 +101,7 @@ pub fn decide(
     let (candidate, losing) =
         match candidate(view, |member| new_chain || view.record.includes(member.server_id), new_chain) {
             Some(member) => (member, false),
-            None if registered_ms >= FALLBACK_TIMEOUTS * session_timeout_ms => {
+            None if registered_ms >= RESTART_FALLBACK_TIMEOUTS * session_timeout_ms => {
                 match candidate(view, |_| true, true) {
                     Some(member) => (member, true),
                     None => return Bootstrap::NotDue,

@@ -17,7 +17,9 @@
 //! replica (generic over storage and time so a simulator can drive it).
 //!
 //! - [`node`]: [`ChainNode`], the protocol: sequence numbers, commit point,
-//!   exactly-once, roles, hand-over, lease, fencing.
+//!   exactly-once, roles, reads; its replication side (links, snapshots,
+//!   hand-over, acks) and membership side (views, lease, fencing, the commit
+//!   record) are in `replicate.rs` and `membership.rs`.
 //! - [`lifecycle`]: the one enum of a member's join and hand-over states.
 //! - [`clients`]: each client's latest write, for exactly-once retries.
 //! - [`sent`]: the Sent list: writes forwarded and not yet committed.
@@ -28,7 +30,9 @@ pub mod bootstrap;
 pub mod clients;
 pub mod effects;
 pub mod lifecycle;
+mod membership;
 pub mod node;
+mod replicate;
 pub mod sent;
 
 pub use effects::{Action, Effects, Store};

@@ -16,13 +16,11 @@
 //! with an error, never asserted). The commit point never passes what was
 //! applied here.
 
-use log::{info, warn};
-
 use super::clients::{self, ClientRecords, Seen};
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
-use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
-use crate::view::{ChainView, CommitRecord, Member, Position, Readiness};
+use crate::proto::{ClientRecord, ErrorCode, Write};
+use crate::view::{CommitRecord, Member, Position};
 
 /// How a request was refused: the error code and a message for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,9 +149,9 @@ impl Role {
 
 /// One server's protocol state. See the module doc.
 pub struct ChainNode {
-    config: NodeConfig,
+    pub(super) config: NodeConfig,
     /// Last sequence number applied to the table.
-    last_applied: u64,
+    pub(super) last_applied: u64,
     /// The newest view epoch in which a write applied here was accepted by
     /// its head (`Write.epoch`). We commit on our own only once our view is
     /// at least that new: a head with a newer view may have left out a
@@ -161,50 +159,50 @@ pub struct ChainNode {
     /// still names (the simulator found a tail cut off from ZooKeeper
     /// committing writes of a new head, and the old head, still named,
     /// restarting the chain without them).
-    applied_epoch: u64,
+    pub(super) applied_epoch: u64,
     /// Highest sequence number known applied by the tail (0 after a reset).
-    committed: u64,
+    pub(super) committed: u64,
     /// Highest commit point our successor reported.
-    successor_committed: u64,
-    clients: ClientRecords,
-    lifecycle: Lifecycle,
+    pub(super) successor_committed: u64,
+    pub(super) clients: ClientRecords,
+    pub(super) lifecycle: Lifecycle,
     /// Our node name in ZooKeeper, once registered.
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// Our place in the latest view; `None` when we are not a member.
-    position: Option<Position>,
+    pub(super) position: Option<Position>,
     /// Epoch of the latest view we acted on; older views are ignored, and a
     /// link from a predecessor with an older view is refused.
-    view_epoch: u64,
+    pub(super) view_epoch: u64,
     /// The latest link accepted from a predecessor; frames on any other
     /// link are refused.
-    current_link: u64,
+    pub(super) current_link: u64,
     /// The chain node's commit record in the latest view.
-    record: CommitRecord,
+    pub(super) record: CommitRecord,
     /// The server ids of the ready members in the latest view (empty: no
     /// live chain).
-    ready_servers: Vec<u64>,
+    pub(super) ready_servers: Vec<u64>,
     /// Addresses of the head and tail in the latest view, named in
     /// refusals so a client can see where to go.
-    head_address: Option<String>,
-    tail_address: Option<String>,
+    pub(super) head_address: Option<String>,
+    pub(super) tail_address: Option<String>,
     /// A state transfer into our table is under way: it holds part of a
     /// history. Any member may be sent one (a new predecessor whose Sent
     /// list cannot cover us), so this is not part of the lifecycle.
-    installing: bool,
+    pub(super) installing: bool,
     /// Our table is a former ready member's complete history up to
     /// `last_applied`: kept through fencing, so a chain whose members all
     /// lost their sessions can restart from the longest one.
-    recoverable: bool,
+    pub(super) recoverable: bool,
     /// The ZooKeeper session is known alive until this time (ms on the
     /// caller's clock); 0 = no lease.
-    lease_until_ms: u64,
+    pub(super) lease_until_ms: u64,
     /// Numbers the unbroken runs of forwarded writes: a new one begins
     /// when we start forwarding again after a time without a successor
     /// (writes applied meanwhile were not forwarded) and when our table's
     /// history is replaced (a state transfer began, or a reset). Forwarded
     /// writes carry it, so the sender can tell a new run, which only a
     /// snapshot can bridge, from a gap within one (a bug of ours).
-    stream: u64,
+    pub(super) stream: u64,
 }
 
 impl ChainNode {
@@ -349,7 +347,7 @@ impl ChainNode {
 
     /// Book-keeping after a write was applied to the table: sequence, client
     /// record, and the copy for the successor.
-    fn record_applied(
+    pub(super) fn record_applied(
         &mut self,
         sequence: u64,
         record: ClientRecord,
@@ -365,310 +363,9 @@ impl ChainNode {
         }
     }
 
-    /// Applies writes from `sender`, in order. Writes we already have are
-    /// skipped (resends after a reconnection); a gap is refused. A commit
-    /// point this moves (we are the tail) comes out as [`Action::Committed`].
-    pub fn replicated_batch(
-        &mut self,
-        sender: &str,
-        link: u64,
-        writes: Vec<Write>,
-        store: &mut impl Store,
-        effects: &mut impl Effects,
-    ) -> Result<(), Refusal> {
-        self.check_link(sender, link)?;
-        if self.installing {
-            return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "writes during a state transfer"));
-        }
-        let forward = self.forwards();
-        let mut result = Ok(());
-        for mut write in writes {
-            if write.sequence <= self.last_applied {
-                continue;
-            }
-            if write.sequence != self.last_applied + 1 {
-                result = Err(Refusal::new(
-                    ErrorCode::ERR_INTERNAL,
-                    format!(
-                        "gap in the write stream: expected {} got {}",
-                        self.last_applied + 1,
-                        write.sequence
-                    ),
-                ));
-                break;
-            }
-            // The table keeps the value; a copy goes on only if we forward.
-            let value = if forward { write.value.clone() } else { write.value.take() };
-            self.applied_epoch = self.applied_epoch.max(write.epoch);
-            store.apply(&write.key, value);
-            let record = clients::record(write.client_id, write.request_id, write.sequence, write.found);
-            self.record_applied(write.sequence, record, forward.then_some(write), effects);
-        }
-        self.maybe_announce_ready(effects);
-        self.publish_commit(effects);
-        result
-    }
-
-    /// Whether frames on `link` from `sender` are accepted: it is our
-    /// current predecessor, and this is the latest link it opened. A link
-    /// that a newer one replaced may still deliver frames it carried (the
-    /// simulator found an old link's snapshot, delayed, wiping the newer
-    /// state transfer from the same predecessor).
-    pub fn check_link(&self, sender: &str, link: u64) -> Result<(), Refusal> {
-        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
-            return Ok(());
-        }
-        self.check_predecessor(sender)?;
-        if link != self.current_link {
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                format!("link {link} from {sender} was replaced by link {}", self.current_link),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether `sender` is our current predecessor (writes from anyone else
-    /// are refused).
-    fn check_predecessor(&self, sender: &str) -> Result<(), Refusal> {
-        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
-            return Ok(());
-        }
-        let predecessor = self.position.as_ref().and_then(|position| position.predecessor.as_ref());
-        match predecessor {
-            Some(predecessor) if predecessor.name == sender => Ok(()),
-            _ => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, format!("{sender} is not my predecessor"))),
-        }
-    }
-
-    /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
-    /// our predecessor any more: after a view change we may commit writes of
-    /// our own (as the new head) under sequence numbers that the old
-    /// predecessor gave to writes we never received, and an ack carrying
-    /// those would tell it they were committed. (table-check found this: a
-    /// paused head, on resuming, acknowledged a delete no other server had.)
-    pub fn progress_for(&self, sender: &str, link: u64) -> Option<Progress> {
-        self.check_link(sender, link).ok()?;
-        Some(self.progress())
-    }
-
-    /// Answers a predecessor's hello. Accepted only when it is meant for us,
-    /// comes from our current predecessor, and its view is not older than
-    /// ours (a predecessor acting on an old view may be one that ZooKeeper
-    /// has since dropped). A node that is still joining, or in the middle of
-    /// a state transfer, always starts over from a fresh snapshot.
-    pub fn link_hello(&mut self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
-        let me = self.name.as_deref().unwrap_or_default();
-        if hello.receiver != me {
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                format!("this link is meant for {}, I am {me}", hello.receiver),
-            ));
-        }
-        self.check_predecessor(&hello.sender)?;
-        if self.ready_servers.is_empty() {
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                "no ready member: there is no chain to replicate",
-            ));
-        }
-        let skip_checks = self.config.bug == Some(InjectedBug::SkipPredecessorCheck);
-        if hello.epoch < self.view_epoch && !skip_checks {
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                format!(
-                    "{}'s view (epoch {}) is older than mine ({})",
-                    hello.sender, hello.epoch, self.view_epoch
-                ),
-            ));
-        }
-        let joining = !self.lifecycle.holds_chain_state();
-        self.current_link += 1;
-        Ok(Welcome {
-            link: self.current_link,
-            last_applied: self.last_applied,
-            wants_snapshot: joining || self.installing,
-        })
-    }
-
-    // ---- state transfer ----
-
-    /// The point to snapshot our table at for a successor, with the client
-    /// records; the caller copies the table before giving the node its next
-    /// event, and from here on every applied write is forwarded. `None`
-    /// while our table is not the chain's state.
-    pub fn snapshot_point(&self) -> Option<SnapshotPoint> {
-        self.may_replicate().then(|| SnapshotPoint {
-            sequence: self.last_applied,
-            write_epoch: self.applied_epoch,
-            clients: self.clients.all(),
-        })
-    }
-
-    /// Installs one chunk of a snapshot from `sender`. The first chunk
-    /// empties the table; the last sets our sequence number.
-    pub fn snapshot_chunk(
-        &mut self,
-        sender: &str,
-        link: u64,
-        chunk: SnapshotChunk,
-        first: bool,
-        store: &mut impl Store,
-        effects: &mut impl Effects,
-    ) -> Result<(), Refusal> {
-        self.check_link(sender, link)?;
-        if first && self.lifecycle.holds_chain_state() && chunk.sequence < self.committed {
-            // Our history is a prefix of our predecessor's, and committed
-            // writes are in every member's.
-            return Err(Refusal::new(
-                ErrorCode::ERR_INTERNAL,
-                format!(
-                    "a snapshot at write {} is older than our commit point {}",
-                    chunk.sequence, self.committed
-                ),
-            ));
-        }
-        if first {
-            self.installing = true;
-            self.stream += 1;
-            // The commit point is recomputed for the new history (a joiner's
-            // old one would be acked upstream beyond what was sent).
-            self.committed = 0;
-            self.applied_epoch = 0;
-            if !self.lifecycle.holds_chain_state() {
-                self.successor_committed = 0;
-            }
-            effects.act(Action::ReadsRevoked);
-            effects.act(Action::HistoryCleared);
-            store.clear();
-            self.clients.clear();
-            self.last_applied = 0;
-        } else if !self.installing {
-            return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "a snapshot chunk without its start"));
-        }
-        self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
-        for entry in chunk.entries {
-            store.apply(&entry.key, Some(entry.value));
-        }
-        for record in chunk.clients {
-            self.clients.remember(record);
-        }
-        if chunk.last {
-            self.last_applied = chunk.sequence;
-            self.installing = false;
-            if self.lifecycle == Lifecycle::Joining {
-                self.lifecycle = Lifecycle::CatchingUp { promote_at: None };
-            }
-            self.maybe_announce_ready(effects);
-            self.publish_commit(effects);
-        }
-        Ok(())
-    }
-
-    /// Hand-over, joining side: our predecessor stopped committing on its
-    /// own; we become ready once we have applied `sequence`.
-    pub fn hand_over_mark(
-        &mut self,
-        sender: &str,
-        link: u64,
-        sequence: u64,
-        effects: &mut impl Effects,
-    ) -> Result<(), Refusal> {
-        self.check_link(sender, link)?;
-        match &mut self.lifecycle {
-            Lifecycle::CatchingUp { promote_at } => {
-                info!("hand-over from {sender}: ready once write {sequence} is applied");
-                *promote_at = Some(sequence);
-            }
-            _ => {
-                return Err(Refusal::new(
-                    ErrorCode::ERR_INTERNAL,
-                    "a hand-over mark before the state transfer",
-                ));
-            }
-        }
-        self.maybe_announce_ready(effects);
-        Ok(())
-    }
-
-    /// Once a joining node has applied everything up to the hand-over mark,
-    /// asks (once) to be announced ready.
-    fn maybe_announce_ready(&mut self, effects: &mut impl Effects) {
-        if let Lifecycle::CatchingUp { promote_at: Some(sequence) } = self.lifecycle
-            && !self.installing
-            && self.last_applied >= sequence
-        {
-            self.lifecycle = Lifecycle::CatchingUp { promote_at: None };
-            effects.act(Action::AnnounceReady);
-        }
-    }
-
-    /// Hand-over, tail side: if our joining successor `successor` has applied
-    /// everything we have, stop committing on our own and return the
-    /// sequence number it must reach before it may announce itself ready.
-    pub fn try_hand_over(
-        &mut self,
-        successor: &str,
-        successor_applied: u64,
-        effects: &mut impl Effects,
-    ) -> Option<u64> {
-        let position = self.position.as_ref()?;
-        // Only to a joiner after us by sequence: ready members are ordered
-        // by sequence, so one before us would become ready ahead of us.
-        let joining_successor = position.successor.as_ref().is_some_and(|member| {
-            member.name == successor && !member.readiness.is_ready() && member.sequence > position.me.sequence
-        });
-        let Lifecycle::Ready { handed_over_to } = &mut self.lifecycle else {
-            return None;
-        };
-        if !position.is_tail
-            || !joining_successor
-            || handed_over_to.as_deref() == Some(successor)
-            || successor_applied < self.last_applied
-        {
-            return None;
-        }
-        info!("{successor} has caught up at write {}; handing the tail role over", self.last_applied);
-        *handed_over_to = Some(successor.to_owned());
-        effects.act(Action::ReadsRevoked);
-        Some(self.last_applied)
-    }
-
-    /// The successor `successor` reports its commit point (cumulative).
-    /// Ignored without a valid lease (an ack read after a pause may come
-    /// from a successor that has since gone on in a chain without us) and
-    /// from anyone but the current successor. An ack beyond what we applied
-    /// is refused: no successor following our history can send one.
-    pub fn successor_ack(
-        &mut self,
-        successor: &str,
-        committed: u64,
-        now_ms: u64,
-        effects: &mut impl Effects,
-    ) -> Result<(), Refusal> {
-        if !self.config.standalone && !self.lease_valid(now_ms) {
-            return Ok(());
-        }
-        if self.successor().is_none_or(|member| member.name != successor) {
-            return Ok(());
-        }
-        if committed > self.last_applied {
-            return Err(Refusal::new(
-                ErrorCode::ERR_INTERNAL,
-                format!(
-                    "{successor} acknowledged write {committed}; only {} were applied here",
-                    self.last_applied
-                ),
-            ));
-        }
-        self.successor_committed = self.successor_committed.max(committed);
-        self.publish_commit(effects);
-        Ok(())
-    }
-
     /// Whether writes applied here are committed at once: we are the end of
     /// the chain, or the tail with a joining successor not yet handed over.
-    fn commits_locally(&self) -> bool {
+    pub(super) fn commits_locally(&self) -> bool {
         if self.config.standalone {
             return true;
         }
@@ -684,7 +381,7 @@ impl ChainNode {
     /// Raises the commit point to what is now known committed, and says so.
     /// Writes are committed here on our own only in the epoch the chain
     /// node records (see [`CommitRecord`]); until then they wait.
-    fn publish_commit(&mut self, effects: &mut impl Effects) {
+    pub(super) fn publish_commit(&mut self, effects: &mut impl Effects) {
         let early = self.config.bug == Some(InjectedBug::CommitEarly)
             && self.position.as_ref().is_some_and(|position| position.is_head);
         let committed = if early {
@@ -703,180 +400,9 @@ impl ChainNode {
 
     /// Whether the chain node records the epoch we commit in (always so
     /// standalone).
-    fn recorded(&self) -> bool {
+    pub(super) fn recorded(&self) -> bool {
         self.config.standalone
             || (self.record.epoch == self.view_epoch && self.applied_epoch <= self.view_epoch)
-    }
-
-    /// The record the chain node should hold, if we are the one to write
-    /// it: the tail (the last ready member, which commits, or handed the
-    /// tail role to a joiner that commits in the same epoch). It names our
-    /// view's epoch and its ready members. Nobody else writes it: a joining
-    /// or recovering server's table is not the chain's, and naming it would
-    /// let it restart the chain from that table (the simulator found a
-    /// recovering server recording itself and then restarting the chain
-    /// from its old table).
-    fn wanted_record(&self) -> Option<CommitRecord> {
-        let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
-        if !is_tail || !matches!(self.lifecycle, Lifecycle::Ready { .. }) || self.installing {
-            return None;
-        }
-        let wanted = CommitRecord { epoch: self.view_epoch, servers: self.ready_servers.clone() };
-        (wanted != self.record).then_some(wanted)
-    }
-
-    /// Asks for the chain node's record to be written, when it is not what
-    /// we commit under (again at every tick until it is).
-    fn request_record(&self, effects: &mut impl Effects) {
-        if let Some(record) = self.wanted_record() {
-            effects.act(Action::RecordCommit(record));
-        }
-    }
-
-    // ---- membership ----
-
-    /// A new view of the chain from ZooKeeper (`me`: our node name). Views
-    /// older than the one we act on are ignored.
-    pub fn view_changed(&mut self, view: &ChainView, me: &str, effects: &mut impl Effects) {
-        if self.config.standalone || view.epoch < self.view_epoch {
-            return;
-        }
-        let old_role = self.role();
-        let was_forwarding = self.forwards();
-        let old_successor = self.successor().map(|member| member.name.clone());
-        let was_readable = self.readable();
-        self.view_epoch = view.epoch;
-        self.record = view.record.clone();
-        self.ready_servers = view.ready().map(|member| member.server_id).collect();
-        self.ready_servers.sort_unstable();
-        self.name = Some(me.to_owned());
-        self.head_address = view.head().map(|member| member.address.clone());
-        self.tail_address = view.tail().map(|member| member.address.clone());
-        self.position = view.position_of(me);
-        self.lifecycle = match (&self.position, std::mem::replace(&mut self.lifecycle, Lifecycle::Outside)) {
-            (None, _) => Lifecycle::Outside,
-            (Some(position), Lifecycle::Ready { handed_over_to }) if position.me.readiness.is_ready() => {
-                // A hand-over stands only while that joiner is our successor.
-                let successor = position.successor.as_ref().map(|member| member.name.as_str());
-                Lifecycle::Ready {
-                    handed_over_to: handed_over_to.filter(|name| Some(name.as_str()) == successor),
-                }
-            }
-            (Some(position), _) if position.me.readiness.is_ready() => {
-                Lifecycle::Ready { handed_over_to: None }
-            }
-            (Some(_), Lifecycle::Outside) => Lifecycle::Joining,
-            (Some(_), Lifecycle::Ready { .. }) => Lifecycle::CatchingUp { promote_at: None },
-            (Some(_), other) => other,
-        };
-        if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
-            self.recoverable = true;
-        }
-        if self.forwards() && !was_forwarding {
-            self.stream += 1;
-        }
-        let successor = self.successor().map(|member| member.name.clone());
-        if successor != old_successor {
-            match self.successor() {
-                Some(member) => info!("successor is now {member}"),
-                None => info!("no successor now"),
-            }
-        }
-        let role = self.role();
-        if role != old_role {
-            match &self.position {
-                Some(position) if position.me.readiness.is_ready() => {
-                    info!(
-                        "chain role: {} (position {} of {})",
-                        role.name(),
-                        position.index + 1,
-                        position.chain_length
-                    )
-                }
-                _ => info!("chain role: {}", role.name()),
-            }
-        }
-        if was_readable && !self.readable() {
-            effects.act(Action::ReadsRevoked);
-        }
-        self.request_record(effects);
-        self.publish_commit(effects);
-    }
-
-    /// The session is confirmed alive until `until_ms`.
-    pub fn lease_confirmed(&mut self, until_ms: u64) {
-        self.lease_until_ms = self.lease_until_ms.max(until_ms);
-    }
-
-    /// The time is `now_ms`: a lease that ran out ends the commit waits; a
-    /// commit record not written yet is asked for again.
-    pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
-        if !self.config.standalone && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
-            self.lease_until_ms = 0;
-            warn!("the lease on the ZooKeeper session ran out; not serving until it is confirmed");
-            effects.act(Action::LeaseLost);
-        }
-        self.request_record(effects);
-    }
-
-    pub fn lease_valid(&self, now_ms: u64) -> bool {
-        self.config.standalone || now_ms < self.lease_until_ms
-    }
-
-    pub fn lease_until_ms(&self) -> u64 {
-        self.lease_until_ms
-    }
-
-    /// Stop serving at once: our session is gone or unconfirmed.
-    pub fn fence(&mut self, reason: &str, effects: &mut impl Effects) {
-        if self.position.is_some() {
-            warn!("fenced: {reason}");
-        }
-        self.position = None;
-        self.lifecycle = Lifecycle::Outside;
-        self.lease_until_ms = 0;
-        effects.act(Action::ReadsRevoked);
-        effects.act(Action::AbandonWaits);
-    }
-
-    /// What to register as in a new session: a former ready member with a
-    /// complete table offers it (`Recovering`: it may restart a chain that
-    /// lost every member); anyone else forgets everything and joins empty.
-    pub fn registration(&mut self, store: &mut impl Store, effects: &mut impl Effects) -> Readiness {
-        match self.recoverable_history() {
-            Some(last_applied) => Readiness::Recovering { last_applied },
-            None => {
-                self.reset(store, effects);
-                Readiness::Joining
-            }
-        }
-    }
-
-    /// Forget everything, to rejoin as a new, empty server.
-    pub fn reset(&mut self, store: &mut impl Store, effects: &mut impl Effects) {
-        store.clear();
-        self.clients.clear();
-        self.recoverable = false;
-        self.installing = false;
-        self.last_applied = 0;
-        self.applied_epoch = 0;
-        self.committed = 0;
-        self.successor_committed = 0;
-        self.view_epoch = 0;
-        self.stream += 1;
-        effects.act(Action::HistoryCleared);
-    }
-
-    /// The last write applied, if our table is a complete history that can
-    /// restart a chain (we were a ready member); `None` otherwise.
-    pub fn recoverable_history(&self) -> Option<u64> {
-        (self.recoverable && !self.installing).then_some(self.last_applied)
-    }
-
-    /// The last write applied, if our table is a complete, empty-or-not
-    /// history (not in the middle of a state transfer).
-    pub fn installed_history(&self) -> Option<u64> {
-        (!self.installing).then_some(self.last_applied)
     }
 
     // ---- queries ----

@@ -16,9 +16,11 @@ use crossbeam_channel::{Receiver, select};
 use log::{error, info, warn};
 use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
 
-use crate::chain::bootstrap::Holding;
-use crate::chain::bootstrap::{self, Bootstrap};
+use crate::chain::bootstrap::{self, Bootstrap, Holding};
 use crate::coord::zk::{self, BoundedZk};
+use crate::limits::{
+    LEASE_CHECKS_PER_TIMEOUT, LEASE_SHARE, MEMBERSHIP_EVENTS_QUEUED_MAX, MEMBERSHIP_RETRY_PAUSE,
+};
 use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data};
 
 /// How a server takes part in a chain.
@@ -77,16 +79,6 @@ pub enum MembershipEnd {
     Expired,
 }
 
-/// Confirmations of the session per session timeout.
-const LEASE_CHECKS_PER_TIMEOUT: u32 = 5;
-
-/// Share of the session timeout a confirmation is trusted for, below one to
-/// leave room for clock-rate differences with the ZooKeeper server.
-const LEASE_SHARE: f64 = 0.9;
-
-/// Pause before retrying to connect or register.
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
-
 /// Something happened in ZooKeeper that needs a look.
 enum Event {
     /// Session state changed.
@@ -121,7 +113,7 @@ pub fn run(
             Err(error) => {
                 replica.fence(&format!("ZooKeeper: {error}"));
                 warn!("ZooKeeper at {}: {error}; retrying", config.zk_hosts);
-                std::thread::sleep(RETRY_PAUSE);
+                std::thread::sleep(MEMBERSHIP_RETRY_PAUSE);
             }
         }
     }
@@ -142,16 +134,16 @@ struct Session<'config> {
 
 impl<'config> Session<'config> {
     fn open(config: &'config ChainConfig) -> Result<Session<'config>, String> {
-        let (event_sender, events) = crossbeam_channel::unbounded();
+        let (event_sender, events) = crossbeam_channel::bounded(MEMBERSHIP_EVENTS_QUEUED_MAX);
         let session_events = event_sender.clone();
         let zk = zk::connect(&config.zk_hosts, config.session_timeout, move |event: WatchedEvent| {
             if event.keeper_state == KeeperState::Expired {
-                let _ = session_events.send(Event::Expired);
+                let _ = session_events.try_send(Event::Expired);
             }
         })?;
         let state_events = event_sender.clone();
         zk.add_listener(move |state| {
-            let _ = state_events.send(Event::State(state));
+            let _ = state_events.try_send(Event::State(state));
         });
         let zk = BoundedZk::new(zk, config.session_timeout)
             .map_err(|error| format!("cannot start the ZooKeeper worker: {error}"))?;
@@ -160,7 +152,7 @@ impl<'config> Session<'config> {
         zk.call(move |zk| {
             zk.ensure_path(&chain_path)?;
             zk.add_watch(&chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
-                let _ = chain_events.send(Event::ChainChanged);
+                let _ = chain_events.try_send(Event::ChainChanged);
             })
         })
         .map_err(|error| format!("watching {}: {error}", config.chain_path))?;
@@ -232,7 +224,7 @@ impl<'config> Session<'config> {
             }
             let mut wait = next_check.saturating_duration_since(Instant::now());
             if view_dirty || ready_pending || pending_record.is_some() {
-                wait = wait.min(RETRY_PAUSE);
+                wait = wait.min(MEMBERSHIP_RETRY_PAUSE);
             }
             select! {
                 recv(self.events) -> event => match event {

@@ -95,9 +95,11 @@ pub struct Commits {
     settled: Receiver<Settled>,
 }
 
-impl Default for Commits {
-    fn default() -> Commits {
-        let (settled_sender, settled) = crossbeam_channel::unbounded();
+impl Commits {
+    /// Commit waits whose settled callbacks queue for at most `queued_max`
+    /// at a time (more run on the settling thread at once).
+    pub fn new(queued_max: usize) -> Commits {
+        let (settled_sender, settled) = crossbeam_channel::bounded(queued_max.max(1));
         Commits {
             committed: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -124,7 +126,12 @@ impl Settlements<'_> {
             return;
         }
         for settled in self.settled {
-            self.commits.settled_sender.send(settled).expect("the queue's receiver lives in Commits");
+            // A full queue (every connection thread busy) makes this thread
+            // run the callback itself: nothing waits and nothing is lost.
+            if let Err(error) = self.commits.settled_sender.try_send(settled) {
+                let (on_settled, outcome) = error.into_inner();
+                on_settled(outcome);
+            }
         }
         self.commits.run_settled(usize::MAX);
     }
@@ -283,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_commit_settles_exactly_the_writes_it_reaches() {
-        let commits = Commits::default();
+        let commits = Commits::new(64);
         let writes: Vec<_> = (1..=4).map(|sequence| waiting(&commits, sequence, far())).collect();
         assert_eq!(commits.waiting_count(), 4);
         commits.advance(2).deliver();
@@ -299,7 +306,7 @@ mod tests {
 
     #[test]
     fn another_thread_runs_callbacks_the_settling_thread_has_not_reached() {
-        let commits = Arc::new(Commits::default());
+        let commits = Arc::new(Commits::new(64));
         let (release, held) = crossbeam_channel::bounded::<()>(0);
         let (ran_first, first_running) = crossbeam_channel::bounded::<()>(1);
         commits.await_commit(
@@ -334,7 +341,7 @@ mod tests {
 
     #[test]
     fn an_already_committed_write_is_told_at_once() {
-        let commits = Commits::default();
+        let commits = Commits::new(64);
         commits.advance(5).deliver();
         assert!(commits.is_committed(3, commits.generation()));
         let write = waiting(&commits, 3, far());
@@ -344,7 +351,7 @@ mod tests {
 
     #[test]
     fn fencing_and_reset_abandon_waits() {
-        let commits = Commits::default();
+        let commits = Commits::new(64);
         let write = waiting(&commits, 1, far());
         commits.abandon_all().deliver();
         assert_eq!(*write.lock(), [(1, CommitOutcome::Abandoned)]);
@@ -363,7 +370,7 @@ mod tests {
 
     #[test]
     fn deadlines_and_the_lease_end_waits() {
-        let commits = Commits::default();
+        let commits = Commits::new(64);
         let now = Instant::now();
         let soon = waiting(&commits, 1, now + Duration::from_millis(10));
         let later = waiting(&commits, 2, far());

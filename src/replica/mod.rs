@@ -84,17 +84,13 @@ pub struct ReplicationLimits {
     pub writers_max: usize,
 }
 
-/// Most writes the sender puts in one frame, and the receiver applies under
-/// one lock acquisition.
-pub const REPLICATION_BATCH_MAX: usize = 1024;
-
 impl Default for ReplicationLimits {
     fn default() -> Self {
         ReplicationLimits {
-            queue_max: 65_536,
-            sent_max: 262_144,
-            commit_timeout: Duration::from_secs(5),
-            client_records_max: 100_000,
+            queue_max: crate::limits::REPLICATION_QUEUE_MAX_DEFAULT,
+            sent_max: crate::limits::SENT_LIST_MAX_DEFAULT,
+            commit_timeout: Duration::from_millis(crate::limits::COMMIT_TIMEOUT_MS_DEFAULT),
+            client_records_max: crate::limits::CLIENT_RECORDS_MAX_DEFAULT,
             writers_max: crate::limits::CLIENTS_MAX_DEFAULT + 1,
         }
     }
@@ -248,7 +244,7 @@ impl Replica {
         // admission check at the same time (one write per connection thread,
         // one batch for the receiver), so enqueueing under the lock never
         // blocks.
-        let capacity = limits.queue_max + limits.writers_max + REPLICATION_BATCH_MAX;
+        let capacity = limits.queue_max + limits.writers_max + crate::limits::REPLICATION_BATCH_MAX;
         let server_id = RandomState::new().hash_one(std::process::id()).max(1);
         let config = NodeConfig { standalone, client_records_max: limits.client_records_max, bug, server_id };
         Replica {
@@ -257,7 +253,7 @@ impl Replica {
             node: Mutex::new(ChainNode::new(config)),
             progress: Mutex::new(Progress::default()),
             commit_changed: Condvar::new(),
-            commits: Commits::default(),
+            commits: Commits::new(limits.writers_max),
             outbox: Outbox::new(capacity),
             forwarding: AtomicBool::new(false),
             readable: AtomicBool::new(standalone),

@@ -5,20 +5,17 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{info, warn};
 use parking_lot::Mutex;
 
-use super::SILENCE_TIMEOUT;
+use super::LinkError;
 use crate::chain::{Progress, Refusal};
+use crate::limits::{REPLICATION_ACK_POLL, REPLICATION_SILENCE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES};
 use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
 use crate::replica::Replica;
-use crate::wire::{FrameError, FrameReader, FrameWriter};
-
-/// How long the ack writer waits for a commit before checking whether the
-/// link is still open and reporting progress that is not a commit.
-const ACK_POLL: Duration = Duration::from_millis(100);
+use crate::wire::{FrameReader, FrameWriter};
 
 /// Serves one replication link whose first frame was `hello`. Returns when
 /// the link closes, the predecessor is no longer ours, or the server stops.
@@ -28,7 +25,7 @@ pub fn serve(
     mut writer: FrameWriter,
     replica: &Arc<Replica>,
     stopping: &AtomicBool,
-) -> Result<(), FrameError> {
+) -> Result<(), LinkError> {
     let sender = hello.replica_hello.sender.clone();
     let mut welcome = ReplicaWelcome::new();
     let mut link = 0;
@@ -54,7 +51,7 @@ pub fn serve(
         welcome.last_applied,
         if welcome.wants_snapshot { "state transfer first" } else { "resuming" }
     );
-    reader.stream().set_read_timeout(Some(SILENCE_TIMEOUT)).map_err(FrameError::Io)?;
+    reader.stream().set_read_timeout(Some(REPLICATION_SILENCE_TIMEOUT))?;
     let link_open = Arc::new(AtomicBool::new(true));
     let peer = Peer { name: sender.clone(), link };
     let upstream =
@@ -64,8 +61,7 @@ pub fn serve(
             (Arc::clone(replica), Arc::clone(&link_open), Arc::clone(&upstream));
         thread::Builder::new()
             .name("replication-acks-up".into())
-            .spawn(move || send_acks(&upstream, &replica, &link_open))
-            .map_err(FrameError::Io)?
+            .spawn(move || send_acks(&upstream, &replica, &link_open))?
     };
     let result = receive_stream(&peer, &mut reader, replica, &upstream, stopping);
     link_open.store(false, Ordering::SeqCst);
@@ -91,8 +87,8 @@ fn receive_stream(
     replica: &Replica,
     upstream: &AckChannel,
     stopping: &AtomicBool,
-) -> Result<(), FrameError> {
-    let refused = |refusal: Refusal| FrameError::Malformed(refusal.message);
+) -> Result<(), LinkError> {
+    let refused = |refusal: Refusal| LinkError::Refused(refusal.message);
     let mut snapshot_started = None;
     let mut snapshot_keys = 0u64;
     while !stopping.load(Ordering::SeqCst) {
@@ -113,7 +109,7 @@ fn receive_stream(
                     "state transfer from {sender} complete: {snapshot_keys} keys at write {sequence} in {} ms",
                     started.elapsed().as_millis()
                 );
-            } else if snapshot_keys.is_multiple_of(super::SNAPSHOT_CHUNK_ENTRIES as u64 * 16) {
+            } else if snapshot_keys.is_multiple_of(SNAPSHOT_CHUNK_ENTRIES as u64 * 16) {
                 info!("state transfer from {sender}: {snapshot_keys} of {total} keys");
             }
         }
@@ -121,7 +117,7 @@ fn receive_stream(
             replica.apply_replicated(sender, link, downstream.writes).map_err(refused)?;
             // At the tail the batch committed: say so now, from this thread.
             if replica.progress().committed > upstream.reported().committed && !upstream.report(replica) {
-                return Err(FrameError::Truncated);
+                return Err(LinkError::Closed);
             }
         }
         if let Some(promote_at) = downstream.promote_at {
@@ -179,7 +175,7 @@ impl AckChannel {
 fn send_acks(upstream: &AckChannel, replica: &Replica, link_open: &AtomicBool) {
     while link_open.load(Ordering::SeqCst) {
         let reported = upstream.reported();
-        if replica.wait_commit_change(reported.committed, ACK_POLL) == reported {
+        if replica.wait_commit_change(reported.committed, REPLICATION_ACK_POLL) == reported {
             continue;
         }
         if !upstream.report(replica) {

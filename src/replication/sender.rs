@@ -11,25 +11,19 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::{HEARTBEAT_INTERVAL, SNAPSHOT_CHUNK_ENTRIES, WRITE_TIMEOUT};
+use super::LinkError;
 use crate::chain::sent::SentList;
+use crate::limits::{
+    REPLICATION_ACK_READ_BUFFER_BYTES, REPLICATION_BATCH_MAX, REPLICATION_CONNECT_TIMEOUT,
+    REPLICATION_HEARTBEAT_INTERVAL, REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE,
+    REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
+};
 use crate::proto::{
     ClientRecord, Downstream, Entry, Opcode, ReplicaHello, Request, Response, SnapshotChunk, Upstream, Write,
 };
-use crate::replica::{REPLICATION_BATCH_MAX, Replica, Snapshot};
+use crate::replica::{Replica, Snapshot};
 use crate::view::Member;
-use crate::wire::{self, FrameError, FrameWriter};
-
-/// Pause before reconnecting after a failed link.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
-
-/// How long the sender waits on the queue before looking at the view again.
-const QUEUE_POLL: Duration = Duration::from_millis(10);
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Read buffer of the ack stream (acks are tiny).
-const ACK_READ_BUFFER_BYTES: usize = 4096;
+use crate::wire::{self, FrameWriter};
 
 /// The successor's latest cumulative ack, shared with the ack reader.
 #[derive(Default)]
@@ -55,14 +49,14 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, frame_bytes_max: usize) {
                 sent.forget();
                 replica.set_sent_list_len(0);
             }
-            thread::sleep(QUEUE_POLL);
+            thread::sleep(REPLICATION_QUEUE_POLL);
             continue;
         };
         match replicate_to(replica, &me.name, &successor, &mut sent, stopping, frame_bytes_max) {
             Ok(()) => {}
             Err(error) => {
                 debug!("replication to {successor}: {error}");
-                thread::sleep(RECONNECT_PAUSE);
+                thread::sleep(REPLICATION_RECONNECT_PAUSE);
             }
         }
     }
@@ -76,19 +70,17 @@ fn replicate_to(
     sent: &mut SentList,
     stopping: &AtomicBool,
     frame_bytes_max: usize,
-) -> Result<(), FrameError> {
+) -> Result<(), LinkError> {
     let address = successor
         .address
-        .to_socket_addrs()
-        .map_err(FrameError::Io)?
+        .to_socket_addrs()?
         .next()
-        .ok_or_else(|| FrameError::Malformed(format!("{} resolves to nothing", successor.address)))?;
-    let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(FrameError::Io)?;
-    stream.set_nodelay(true).map_err(FrameError::Io)?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(FrameError::Io)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(FrameError::Io)?;
-    let (mut reader, mut writer) =
-        wire::split(stream, frame_bytes_max, ACK_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
+        .ok_or_else(|| LinkError::Refused(format!("{} resolves to nothing", successor.address)))?;
+    let stream = TcpStream::connect_timeout(&address, REPLICATION_CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(REPLICATION_WRITE_TIMEOUT))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let (mut reader, mut writer) = wire::split(stream, frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES)?;
 
     let mut hello = Request::new();
     hello.opcode = Opcode::OP_REPLICATE.into();
@@ -98,17 +90,17 @@ fn replicate_to(
     greeting.epoch = replica.view_epoch();
     hello.replica_hello = Some(greeting).into();
     writer.send(&hello)?;
-    let response = reader.receive::<Response>()?.ok_or(FrameError::Truncated)?;
+    let response = reader.receive::<Response>()?.ok_or(LinkError::Closed)?;
     let welcome = response.replica_welcome.into_option().unwrap_or_default();
     if !welcome.accepted {
-        return Err(FrameError::Malformed(format!("{successor} refused the link: {}", welcome.reason)));
+        return Err(LinkError::Refused(format!("{successor} refused the link: {}", welcome.reason)));
     }
-    reader.stream().set_read_timeout(None).map_err(FrameError::Io)?;
+    reader.stream().set_read_timeout(None)?;
 
     let continuous = pull_queue(replica, sent, usize::MAX);
     if welcome.wants_snapshot || !continuous || !sent.can_resume_after(welcome.last_applied) {
         let Some(snapshot) = replica.snapshot() else {
-            return Err(FrameError::Malformed("our own state transfer is not complete yet".into()));
+            return Err(LinkError::NotReady("our own state transfer is not complete yet".into()));
         };
         sent.restart_at(snapshot.stream, snapshot.sequence);
         send_snapshot(&mut writer, snapshot, successor)?;
@@ -124,9 +116,8 @@ fn replicate_to(
 
     let acks = Acks::default();
     thread::scope(|scope| {
-        let ack_reader = thread::Builder::new()
-            .name("replication-acks-in".into())
-            .spawn_scoped(scope, || {
+        let ack_reader =
+            thread::Builder::new().name("replication-acks-in".into()).spawn_scoped(scope, || {
                 // Commits are reported to the replica here, at once, so the
                 // head's waiting clients do not wait for the sender's loop.
                 while let Ok(Some(upstream)) = reader.receive::<Upstream>() {
@@ -138,8 +129,7 @@ fn replicate_to(
                     }
                 }
                 acks.closed.store(true, Ordering::SeqCst);
-            })
-            .map_err(FrameError::Io)?;
+            })?;
         let result = stream_writes(replica, successor, sent, &mut writer, &acks, stopping);
         let _ = writer.stream().shutdown(Shutdown::Both);
         let _ = ack_reader.join();
@@ -156,7 +146,7 @@ fn stream_writes(
     writer: &mut FrameWriter,
     acks: &Acks,
     stopping: &AtomicBool,
-) -> Result<(), FrameError> {
+) -> Result<(), LinkError> {
     let mut last_frame = Instant::now();
     let mut downstream = Downstream::new();
     while !stopping.load(Ordering::SeqCst) {
@@ -164,10 +154,10 @@ fn stream_writes(
             return Ok(());
         }
         if acks.closed.load(Ordering::SeqCst) {
-            return Err(FrameError::Truncated);
+            return Err(LinkError::Closed);
         }
         if let Err(beyond) = sent.trim(acks.committed.load(Ordering::SeqCst)) {
-            return Err(FrameError::Malformed(format!(
+            return Err(LinkError::Protocol(format!(
                 "{successor} acknowledged write {} but only {} were sent",
                 beyond.acked, beyond.last_sent
             )));
@@ -180,11 +170,11 @@ fn stream_writes(
         if room == 0 {
             thread::sleep(Duration::from_millis(1));
         } else if !pull_queue_waiting(replica, sent, room) {
-            return Err(FrameError::Malformed(
+            return Err(LinkError::NotReady(
                 "writes were not forwarded for a while; the successor needs a snapshot".into(),
             ));
         }
-        let idle = last_frame.elapsed() >= HEARTBEAT_INTERVAL;
+        let idle = last_frame.elapsed() >= REPLICATION_HEARTBEAT_INTERVAL;
         if sent.len() > before || downstream.promote_at.is_some() || idle {
             // The batch is lent to the frame and given back to the Sent
             // list, sent or not (a failed link resends it), without a copy.
@@ -211,12 +201,12 @@ fn pull_queue(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
 
 /// Like [`pull_queue`], but waits briefly for the first write.
 fn pull_queue_waiting(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
-    replica.outbox().wait_for_writes(QUEUE_POLL);
+    replica.outbox().wait_for_writes(REPLICATION_QUEUE_POLL);
     pull_queue(replica, sent, limit)
 }
 
 /// Streams `snapshot` in chunks.
-fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Member) -> Result<(), FrameError> {
+fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Member) -> Result<(), LinkError> {
     let started = Instant::now();
     let total_keys = snapshot.entries.len() as u64;
     info!("state transfer to {successor}: {total_keys} keys at write {}", snapshot.sequence);

@@ -109,7 +109,11 @@ pub(super) fn serve_connection(
             return writer.send(&response, service);
         }
         if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
-            return receiver::serve(request, reader, writer.frames, &service.replica, stopping);
+            // An established link logs why it ended; the connection closes.
+            if let Err(error) = receiver::serve(request, reader, writer.frames, &service.replica, stopping) {
+                debug!("replication link: {error}");
+            }
+            return Ok(());
         }
         if over_limit {
             warn!("refusing a client: {} clients already connected", limits.clients_max);

@@ -17,12 +17,14 @@
 //! simulated), so a failing seed can be replayed with its trace.
 //!
 //! - [`world`]: the scheduler, the network and the fault schedule.
-//! - [`server`]: a server process: the node, its replication links and its
-//!   membership (the simulated counterparts of `replication` and `membership`).
+//! - [`server`]: a server process: the node, its membership and service (the
+//!   simulated counterparts of `membership` and `service`); `links.rs` holds
+//!   its replication sender and receiver.
 //! - [`client`]: clients that locate the chain, send, time out and retry.
 //! - [`zk`]: the simulated ZooKeeper.
 
 pub mod client;
+mod links;
 pub mod server;
 pub mod world;
 pub mod zk;

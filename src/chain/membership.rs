@@ -1,0 +1,182 @@
+//! The membership side of [`ChainNode`]: views from ZooKeeper, the lease,
+//! fencing, registering again, and the commit record.
+
+use log::{info, warn};
+
+use super::effects::{Action, Effects, Store};
+use super::lifecycle::Lifecycle;
+use super::node::ChainNode;
+use crate::view::{ChainView, CommitRecord, Readiness};
+
+impl ChainNode {
+    /// The record the chain node should hold, if we are the one to write
+    /// it: the tail (the last ready member, which commits, or handed the
+    /// tail role to a joiner that commits in the same epoch). It names our
+    /// view's epoch and its ready members. Nobody else writes it: a joining
+    /// or recovering server's table is not the chain's, and naming it would
+    /// let it restart the chain from that table (the simulator found a
+    /// recovering server recording itself and then restarting the chain
+    /// from its old table).
+    pub(super) fn wanted_record(&self) -> Option<CommitRecord> {
+        let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
+        if !is_tail || !matches!(self.lifecycle, Lifecycle::Ready { .. }) || self.installing {
+            return None;
+        }
+        let wanted = CommitRecord { epoch: self.view_epoch, servers: self.ready_servers.clone() };
+        (wanted != self.record).then_some(wanted)
+    }
+
+    /// Asks for the chain node's record to be written, when it is not what
+    /// we commit under (again at every tick until it is).
+    pub(super) fn request_record(&self, effects: &mut impl Effects) {
+        if let Some(record) = self.wanted_record() {
+            effects.act(Action::RecordCommit(record));
+        }
+    }
+
+    // ---- membership ----
+
+    /// A new view of the chain from ZooKeeper (`me`: our node name). Views
+    /// older than the one we act on are ignored.
+    pub fn view_changed(&mut self, view: &ChainView, me: &str, effects: &mut impl Effects) {
+        if self.config.standalone || view.epoch < self.view_epoch {
+            return;
+        }
+        let old_role = self.role();
+        let was_forwarding = self.forwards();
+        let old_successor = self.successor().map(|member| member.name.clone());
+        let was_readable = self.readable();
+        self.view_epoch = view.epoch;
+        self.record = view.record.clone();
+        self.ready_servers = view.ready().map(|member| member.server_id).collect();
+        self.ready_servers.sort_unstable();
+        self.name = Some(me.to_owned());
+        self.head_address = view.head().map(|member| member.address.clone());
+        self.tail_address = view.tail().map(|member| member.address.clone());
+        self.position = view.position_of(me);
+        self.lifecycle = match (&self.position, std::mem::replace(&mut self.lifecycle, Lifecycle::Outside)) {
+            (None, _) => Lifecycle::Outside,
+            (Some(position), Lifecycle::Ready { handed_over_to }) if position.me.readiness.is_ready() => {
+                // A hand-over stands only while that joiner is our successor.
+                let successor = position.successor.as_ref().map(|member| member.name.as_str());
+                Lifecycle::Ready {
+                    handed_over_to: handed_over_to.filter(|name| Some(name.as_str()) == successor),
+                }
+            }
+            (Some(position), _) if position.me.readiness.is_ready() => {
+                Lifecycle::Ready { handed_over_to: None }
+            }
+            (Some(_), Lifecycle::Outside) => Lifecycle::Joining,
+            (Some(_), Lifecycle::Ready { .. }) => Lifecycle::CatchingUp { promote_at: None },
+            (Some(_), other) => other,
+        };
+        if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
+            self.recoverable = true;
+        }
+        if self.forwards() && !was_forwarding {
+            self.stream += 1;
+        }
+        let successor = self.successor().map(|member| member.name.clone());
+        if successor != old_successor {
+            match self.successor() {
+                Some(member) => info!("successor is now {member}"),
+                None => info!("no successor now"),
+            }
+        }
+        let role = self.role();
+        if role != old_role {
+            match &self.position {
+                Some(position) if position.me.readiness.is_ready() => {
+                    info!(
+                        "chain role: {} (position {} of {})",
+                        role.name(),
+                        position.index + 1,
+                        position.chain_length
+                    )
+                }
+                _ => info!("chain role: {}", role.name()),
+            }
+        }
+        if was_readable && !self.readable() {
+            effects.act(Action::ReadsRevoked);
+        }
+        self.request_record(effects);
+        self.publish_commit(effects);
+    }
+
+    /// The session is confirmed alive until `until_ms`.
+    pub fn lease_confirmed(&mut self, until_ms: u64) {
+        self.lease_until_ms = self.lease_until_ms.max(until_ms);
+    }
+
+    /// The time is `now_ms`: a lease that ran out ends the commit waits; a
+    /// commit record not written yet is asked for again.
+    pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
+        if !self.config.standalone && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
+            self.lease_until_ms = 0;
+            warn!("the lease on the ZooKeeper session ran out; not serving until it is confirmed");
+            effects.act(Action::LeaseLost);
+        }
+        self.request_record(effects);
+    }
+
+    pub fn lease_valid(&self, now_ms: u64) -> bool {
+        self.config.standalone || now_ms < self.lease_until_ms
+    }
+
+    pub fn lease_until_ms(&self) -> u64 {
+        self.lease_until_ms
+    }
+
+    /// Stop serving at once: our session is gone or unconfirmed.
+    pub fn fence(&mut self, reason: &str, effects: &mut impl Effects) {
+        if self.position.is_some() {
+            warn!("fenced: {reason}");
+        }
+        self.position = None;
+        self.lifecycle = Lifecycle::Outside;
+        self.lease_until_ms = 0;
+        effects.act(Action::ReadsRevoked);
+        effects.act(Action::AbandonWaits);
+    }
+
+    /// What to register as in a new session: a former ready member with a
+    /// complete table offers it (`Recovering`: it may restart a chain that
+    /// lost every member); anyone else forgets everything and joins empty.
+    pub fn registration(&mut self, store: &mut impl Store, effects: &mut impl Effects) -> Readiness {
+        match self.recoverable_history() {
+            Some(last_applied) => Readiness::Recovering { last_applied },
+            None => {
+                self.reset(store, effects);
+                Readiness::Joining
+            }
+        }
+    }
+
+    /// Forget everything, to rejoin as a new, empty server.
+    pub fn reset(&mut self, store: &mut impl Store, effects: &mut impl Effects) {
+        store.clear();
+        self.clients.clear();
+        self.recoverable = false;
+        self.installing = false;
+        self.last_applied = 0;
+        self.applied_epoch = 0;
+        self.committed = 0;
+        self.successor_committed = 0;
+        self.view_epoch = 0;
+        self.stream += 1;
+        effects.act(Action::HistoryCleared);
+    }
+
+    /// The last write applied, if our table is a complete history that can
+    /// restart a chain (we were a ready member); `None` otherwise.
+    pub fn recoverable_history(&self) -> Option<u64> {
+        (self.recoverable && !self.installing).then_some(self.last_applied)
+    }
+
+    /// The last write applied, if our table is a complete, empty-or-not
+    /// history (not in the middle of a state transfer).
+    pub fn installed_history(&self) -> Option<u64> {
+        (!self.installing).then_some(self.last_applied)
+    }
+}

@@ -1,0 +1,313 @@
+//! The replication side of [`ChainNode`]: a predecessor's links, writes
+//! and snapshots coming in, the hand-over, and acks from the successor.
+
+use log::info;
+
+use super::clients;
+use super::effects::{Action, Effects, Store};
+use super::lifecycle::Lifecycle;
+use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
+use crate::proto::{ErrorCode, ReplicaHello, SnapshotChunk, Write};
+
+impl ChainNode {
+    /// Applies writes from `sender`, in order. Writes we already have are
+    /// skipped (resends after a reconnection); a gap is refused. A commit
+    /// point this moves (we are the tail) comes out as [`Action::Committed`].
+    pub fn replicated_batch(
+        &mut self,
+        sender: &str,
+        link: u64,
+        writes: Vec<Write>,
+        store: &mut impl Store,
+        effects: &mut impl Effects,
+    ) -> Result<(), Refusal> {
+        self.check_link(sender, link)?;
+        if self.installing {
+            return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "writes during a state transfer"));
+        }
+        let forward = self.forwards();
+        let mut result = Ok(());
+        for mut write in writes {
+            if write.sequence <= self.last_applied {
+                continue;
+            }
+            if write.sequence != self.last_applied + 1 {
+                result = Err(Refusal::new(
+                    ErrorCode::ERR_INTERNAL,
+                    format!(
+                        "gap in the write stream: expected {} got {}",
+                        self.last_applied + 1,
+                        write.sequence
+                    ),
+                ));
+                break;
+            }
+            // The table keeps the value; a copy goes on only if we forward.
+            let value = if forward { write.value.clone() } else { write.value.take() };
+            self.applied_epoch = self.applied_epoch.max(write.epoch);
+            store.apply(&write.key, value);
+            let record = clients::record(write.client_id, write.request_id, write.sequence, write.found);
+            self.record_applied(write.sequence, record, forward.then_some(write), effects);
+        }
+        self.maybe_announce_ready(effects);
+        self.publish_commit(effects);
+        result
+    }
+
+    /// Whether frames on `link` from `sender` are accepted: it is our
+    /// current predecessor, and this is the latest link it opened. A link
+    /// that a newer one replaced may still deliver frames it carried (the
+    /// simulator found an old link's snapshot, delayed, wiping the newer
+    /// state transfer from the same predecessor).
+    pub fn check_link(&self, sender: &str, link: u64) -> Result<(), Refusal> {
+        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
+            return Ok(());
+        }
+        self.check_predecessor(sender)?;
+        if link != self.current_link {
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                format!("link {link} from {sender} was replaced by link {}", self.current_link),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `sender` is our current predecessor (writes from anyone else
+    /// are refused).
+    pub(super) fn check_predecessor(&self, sender: &str) -> Result<(), Refusal> {
+        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
+            return Ok(());
+        }
+        let predecessor = self.position.as_ref().and_then(|position| position.predecessor.as_ref());
+        match predecessor {
+            Some(predecessor) if predecessor.name == sender => Ok(()),
+            _ => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, format!("{sender} is not my predecessor"))),
+        }
+    }
+
+    /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
+    /// our predecessor any more: after a view change we may commit writes of
+    /// our own (as the new head) under sequence numbers that the old
+    /// predecessor gave to writes we never received, and an ack carrying
+    /// those would tell it they were committed. (table-check found this: a
+    /// paused head, on resuming, acknowledged a delete no other server had.)
+    pub fn progress_for(&self, sender: &str, link: u64) -> Option<Progress> {
+        self.check_link(sender, link).ok()?;
+        Some(self.progress())
+    }
+
+    /// Answers a predecessor's hello. Accepted only when it is meant for us,
+    /// comes from our current predecessor, and its view is not older than
+    /// ours (a predecessor acting on an old view may be one that ZooKeeper
+    /// has since dropped). A node that is still joining, or in the middle of
+    /// a state transfer, always starts over from a fresh snapshot.
+    pub fn link_hello(&mut self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
+        let me = self.name.as_deref().unwrap_or_default();
+        if hello.receiver != me {
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                format!("this link is meant for {}, I am {me}", hello.receiver),
+            ));
+        }
+        self.check_predecessor(&hello.sender)?;
+        if self.ready_servers.is_empty() {
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                "no ready member: there is no chain to replicate",
+            ));
+        }
+        let skip_checks = self.config.bug == Some(InjectedBug::SkipPredecessorCheck);
+        if hello.epoch < self.view_epoch && !skip_checks {
+            return Err(Refusal::new(
+                ErrorCode::ERR_WRONG_ROLE,
+                format!(
+                    "{}'s view (epoch {}) is older than mine ({})",
+                    hello.sender, hello.epoch, self.view_epoch
+                ),
+            ));
+        }
+        let joining = !self.lifecycle.holds_chain_state();
+        self.current_link += 1;
+        Ok(Welcome {
+            link: self.current_link,
+            last_applied: self.last_applied,
+            wants_snapshot: joining || self.installing,
+        })
+    }
+
+    // ---- state transfer ----
+
+    /// The point to snapshot our table at for a successor, with the client
+    /// records; the caller copies the table before giving the node its next
+    /// event, and from here on every applied write is forwarded. `None`
+    /// while our table is not the chain's state.
+    pub fn snapshot_point(&self) -> Option<SnapshotPoint> {
+        self.may_replicate().then(|| SnapshotPoint {
+            sequence: self.last_applied,
+            write_epoch: self.applied_epoch,
+            clients: self.clients.all(),
+        })
+    }
+
+    /// Installs one chunk of a snapshot from `sender`. The first chunk
+    /// empties the table; the last sets our sequence number.
+    pub fn snapshot_chunk(
+        &mut self,
+        sender: &str,
+        link: u64,
+        chunk: SnapshotChunk,
+        first: bool,
+        store: &mut impl Store,
+        effects: &mut impl Effects,
+    ) -> Result<(), Refusal> {
+        self.check_link(sender, link)?;
+        if first && self.lifecycle.holds_chain_state() && chunk.sequence < self.committed {
+            // Our history is a prefix of our predecessor's, and committed
+            // writes are in every member's.
+            return Err(Refusal::new(
+                ErrorCode::ERR_INTERNAL,
+                format!(
+                    "a snapshot at write {} is older than our commit point {}",
+                    chunk.sequence, self.committed
+                ),
+            ));
+        }
+        if first {
+            self.installing = true;
+            self.stream += 1;
+            // The commit point is recomputed for the new history (a joiner's
+            // old one would be acked upstream beyond what was sent).
+            self.committed = 0;
+            self.applied_epoch = 0;
+            if !self.lifecycle.holds_chain_state() {
+                self.successor_committed = 0;
+            }
+            effects.act(Action::ReadsRevoked);
+            effects.act(Action::HistoryCleared);
+            store.clear();
+            self.clients.clear();
+            self.last_applied = 0;
+        } else if !self.installing {
+            return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "a snapshot chunk without its start"));
+        }
+        self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
+        for entry in chunk.entries {
+            store.apply(&entry.key, Some(entry.value));
+        }
+        for record in chunk.clients {
+            self.clients.remember(record);
+        }
+        if chunk.last {
+            self.last_applied = chunk.sequence;
+            self.installing = false;
+            if self.lifecycle == Lifecycle::Joining {
+                self.lifecycle = Lifecycle::CatchingUp { promote_at: None };
+            }
+            self.maybe_announce_ready(effects);
+            self.publish_commit(effects);
+        }
+        Ok(())
+    }
+
+    /// Hand-over, joining side: our predecessor stopped committing on its
+    /// own; we become ready once we have applied `sequence`.
+    pub fn hand_over_mark(
+        &mut self,
+        sender: &str,
+        link: u64,
+        sequence: u64,
+        effects: &mut impl Effects,
+    ) -> Result<(), Refusal> {
+        self.check_link(sender, link)?;
+        match &mut self.lifecycle {
+            Lifecycle::CatchingUp { promote_at } => {
+                info!("hand-over from {sender}: ready once write {sequence} is applied");
+                *promote_at = Some(sequence);
+            }
+            _ => {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_INTERNAL,
+                    "a hand-over mark before the state transfer",
+                ));
+            }
+        }
+        self.maybe_announce_ready(effects);
+        Ok(())
+    }
+
+    /// Once a joining node has applied everything up to the hand-over mark,
+    /// asks (once) to be announced ready.
+    pub(super) fn maybe_announce_ready(&mut self, effects: &mut impl Effects) {
+        if let Lifecycle::CatchingUp { promote_at: Some(sequence) } = self.lifecycle
+            && !self.installing
+            && self.last_applied >= sequence
+        {
+            self.lifecycle = Lifecycle::CatchingUp { promote_at: None };
+            effects.act(Action::AnnounceReady);
+        }
+    }
+
+    /// Hand-over, tail side: if our joining successor `successor` has applied
+    /// everything we have, stop committing on our own and return the
+    /// sequence number it must reach before it may announce itself ready.
+    pub fn try_hand_over(
+        &mut self,
+        successor: &str,
+        successor_applied: u64,
+        effects: &mut impl Effects,
+    ) -> Option<u64> {
+        let position = self.position.as_ref()?;
+        // Only to a joiner after us by sequence: ready members are ordered
+        // by sequence, so one before us would become ready ahead of us.
+        let joining_successor = position.successor.as_ref().is_some_and(|member| {
+            member.name == successor && !member.readiness.is_ready() && member.sequence > position.me.sequence
+        });
+        let Lifecycle::Ready { handed_over_to } = &mut self.lifecycle else {
+            return None;
+        };
+        if !position.is_tail
+            || !joining_successor
+            || handed_over_to.as_deref() == Some(successor)
+            || successor_applied < self.last_applied
+        {
+            return None;
+        }
+        info!("{successor} has caught up at write {}; handing the tail role over", self.last_applied);
+        *handed_over_to = Some(successor.to_owned());
+        effects.act(Action::ReadsRevoked);
+        Some(self.last_applied)
+    }
+
+    /// The successor `successor` reports its commit point (cumulative).
+    /// Ignored without a valid lease (an ack read after a pause may come
+    /// from a successor that has since gone on in a chain without us) and
+    /// from anyone but the current successor. An ack beyond what we applied
+    /// is refused: no successor following our history can send one.
+    pub fn successor_ack(
+        &mut self,
+        successor: &str,
+        committed: u64,
+        now_ms: u64,
+        effects: &mut impl Effects,
+    ) -> Result<(), Refusal> {
+        if !self.config.standalone && !self.lease_valid(now_ms) {
+            return Ok(());
+        }
+        if self.successor().is_none_or(|member| member.name != successor) {
+            return Ok(());
+        }
+        if committed > self.last_applied {
+            return Err(Refusal::new(
+                ErrorCode::ERR_INTERNAL,
+                format!(
+                    "{successor} acknowledged write {committed}; only {} were applied here",
+                    self.last_applied
+                ),
+            ));
+        }
+        self.successor_committed = self.successor_committed.max(committed);
+        self.publish_commit(effects);
+        Ok(())
+    }
+}
