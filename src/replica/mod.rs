@@ -144,8 +144,20 @@ enum AckWriter {
 /// `settlements`.
 struct Carry<'a> {
     replica: &'a Replica,
-    settlements: Vec<Settlements<'a>>,
+    /// The usual one (a commit), kept out of a `Vec` so a write costs no
+    /// allocation for it; `more` holds the rare others (fencing, reset).
+    settlements: Option<Settlements<'a>>,
+    more: Vec<Settlements<'a>>,
     committed: Option<u64>,
+}
+
+impl<'a> Carry<'a> {
+    fn settle(&mut self, settlements: Settlements<'a>) {
+        match self.settlements {
+            None => self.settlements = Some(settlements),
+            Some(_) => self.more.push(settlements),
+        }
+    }
 }
 
 impl Effects for Carry<'_> {
@@ -157,18 +169,18 @@ impl Effects for Carry<'_> {
             Action::ReadsRevoked => {
                 replica.read_epoch.fetch_add(1, Ordering::SeqCst);
             }
-            Action::AbandonWaits => self.settlements.push(replica.commits.abandon_all()),
+            Action::AbandonWaits => self.settle(replica.commits.abandon_all()),
             Action::HistoryCleared => {
                 *replica.progress.lock() = Progress::default();
                 self.committed = None;
-                self.settlements.push(replica.commits.reset());
+                self.settle(replica.commits.reset());
                 replica.outbox.clear();
             }
             Action::AnnounceReady => replica.request_membership(|requests| requests.announce_ready = true),
             Action::RecordCommit(record) => {
                 replica.request_membership(|requests| requests.record = Some(record))
             }
-            Action::LeaseLost => self.settlements.push(replica.commits.expire(Instant::now(), false)),
+            Action::LeaseLost => self.settle(replica.commits.expire(Instant::now(), false)),
         }
     }
 }
@@ -287,12 +299,12 @@ impl Replica {
         ack_writer: AckWriter,
         event: impl FnOnce(&mut ChainNode, &mut TableStore<'_>, &mut Carry<'_>) -> T,
     ) -> T {
-        let mut carry = Carry { replica: self, settlements: Vec::new(), committed: None };
+        let mut carry = Carry { replica: self, settlements: None, more: Vec::new(), committed: None };
         let mut node = self.node.lock();
         let result = event(&mut node, &mut TableStore(&self.table), &mut carry);
         self.publish(&node, &mut carry, ack_writer);
         drop(node);
-        for settlements in carry.settlements {
+        for settlements in carry.settlements.into_iter().chain(carry.more) {
             settlements.deliver();
         }
         result
@@ -300,8 +312,15 @@ impl Replica {
 
     /// Publishes the node's state for the paths that do not take its lock.
     fn publish<'a>(&'a self, node: &MutexGuard<'_, ChainNode>, carry: &mut Carry<'a>, ack_writer: AckWriter) {
-        self.forwarding.store(node.forwards(), Ordering::SeqCst);
-        self.readable.store(node.readable(), Ordering::SeqCst);
+        // Stored only when they change: a store is a full fence, and these
+        // change only with the view.
+        let (forwards, readable) = (node.forwards(), node.readable());
+        if self.forwarding.load(Ordering::Relaxed) != forwards {
+            self.forwarding.store(forwards, Ordering::SeqCst);
+        }
+        if self.readable.load(Ordering::Relaxed) != readable {
+            self.readable.store(readable, Ordering::SeqCst);
+        }
         let node_progress = node.progress();
         let mut progress = self.progress.lock();
         let moved = node_progress.committed != progress.committed;
@@ -310,7 +329,7 @@ impl Replica {
             self.commit_changed.notify_all();
         }
         if let Some(committed) = carry.committed.take() {
-            carry.settlements.push(self.commits.advance(committed));
+            carry.settle(self.commits.advance(committed));
         }
     }
 
