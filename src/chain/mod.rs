@@ -40,3 +40,39 @@ pub use lifecycle::Lifecycle;
 pub use node::{
     ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome, WriteReceipt,
 };
+
+#[cfg(test)]
+mod tests {
+    /// The protocol stays pure: no I/O, threads, locks or clock reads, so
+    /// that the simulator runs exactly what the server runs.
+    #[test]
+    fn the_protocol_imports_no_io_threads_locks_or_clocks() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/chain");
+        let forbidden = [
+            "std::net",
+            "std::thread",
+            "std::sync",
+            "parking_lot",
+            "crossbeam",
+            "zookeeper",
+            "Instant",
+            "SystemTime",
+        ];
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&folder).expect("src/chain is readable") {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            // The code, without comments and tests (this list is in one).
+            let code: String = text
+                .lines()
+                .take_while(|line| !line.starts_with("#[cfg(test)]"))
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .collect();
+            for word in forbidden {
+                assert!(!code.contains(word), "{} uses {word}", path.display());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "read {checked} files of src/chain");
+    }
+}
