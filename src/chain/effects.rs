@@ -12,8 +12,6 @@ pub trait Store {
     fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool;
     /// Removes every key (a state transfer starts, or the node resets).
     fn clear(&mut self);
-    /// Whether the table holds no key.
-    fn is_empty(&self) -> bool;
 }
 
 /// Something the node decided that the world must carry out. Actions come

@@ -433,14 +433,6 @@ impl ChainNode {
         self.position.as_ref()
     }
 
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    pub fn lifecycle(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     /// The current run of forwarded writes (see the field).
     pub fn stream(&self) -> u64 {
         self.stream
@@ -454,6 +446,7 @@ impl ChainNode {
         Progress { applied: self.last_applied, committed: self.committed }
     }
 
+    #[cfg(test)]
     pub fn client_records(&self) -> usize {
         self.clients.len()
     }

@@ -121,10 +121,6 @@ impl Store for TableStore<'_> {
     fn clear(&mut self) {
         self.0.clear();
     }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread

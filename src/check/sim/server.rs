@@ -44,10 +44,6 @@ impl Store for SimStore {
     fn clear(&mut self) {
         BTreeMap::clear(self);
     }
-
-    fn is_empty(&self) -> bool {
-        BTreeMap::is_empty(self)
-    }
 }
 
 /// The sending side of our link to the successor.
