@@ -165,7 +165,7 @@ mod tests {
 
     /// Seeds on which `table-check sim` (3 nodes, 300 operations) found a
     /// bug, and what it was; each must pass from now on.
-    const FOUND: [(u64, &str); 9] = [
+    const FOUND: [(u64, &str); 11] = [
         (10957441510175221598, "a server that left while the chain went on restarted it from its old table"),
         (2, "the same, after a total outage"),
         (2785660778863579421, "a recovering server wrote itself into the commit record"),
@@ -175,6 +175,8 @@ mod tests {
         (13887259655004123216, "a tail waiting for its commit record answered a read"),
         (7012144480146658090, "the same"),
         (418649836348274844, "a delayed snapshot on a replaced link wiped a newer one"),
+        (3841140853828032662, "a tail cut off from ZooKeeper committed writes of a newer head"),
+        (10431781820377147055, "the chain restarted without a named server kept away by faults"),
     ];
 
     #[test]
