@@ -43,6 +43,9 @@ pub enum Action {
     /// The lease on the ZooKeeper session ran out: every client write
     /// waiting for its commit gets "outcome unknown".
     LeaseLost,
+    /// Our registration is wrong for the chain as it is now: fence and
+    /// register again (a new node), for this reason.
+    Reregister(&'static str),
     /// Write this record into the chain node (unless a newer one is there):
     /// we commit writes of our own, and only once the chain node records
     /// our view's epoch (see [`CommitRecord`]).

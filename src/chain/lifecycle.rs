@@ -30,7 +30,9 @@ pub enum Lifecycle {
     /// predecessor's stream and may replicate. `promote_at`: once the old
     /// tail handed its role over, the write we must have applied before we
     /// announce ourselves ready (taken back to `None` once announced).
-    CatchingUp { promote_at: Option<u64> },
+    /// `handed_over_by`: the predecessor that handed the tail role to us;
+    /// we become ready only while it is still our predecessor.
+    CatchingUp { promote_at: Option<u64>, handed_over_by: Option<String> },
     /// A ready member, as the view shows. `handed_over_to`: we are the tail
     /// and gave the tail role to this joining successor (we no longer commit
     /// on our own or answer reads).

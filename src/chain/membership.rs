@@ -63,11 +63,33 @@ impl ChainNode {
                     handed_over_to: handed_over_to.filter(|name| Some(name.as_str()) == successor),
                 }
             }
-            (Some(position), _) if position.me.readiness.is_ready() => {
+            // Ready by the hand-over of the predecessor we still have, or
+            // by starting the chain (no predecessor). Anything else means
+            // our predecessor changed between its hand-over and our
+            // announcement: it may have committed writes we lack (the
+            // simulator found such a joiner answering reads as the new tail
+            // without a write its new predecessor had committed alone).
+            (Some(position), Lifecycle::CatchingUp { handed_over_by: Some(giver), .. })
+                if position.me.readiness.is_ready()
+                    && position.predecessor.as_ref().is_some_and(|member| member.name == giver) =>
+            {
                 Lifecycle::Ready { handed_over_to: None }
             }
+            (Some(position), _) if position.me.readiness.is_ready() && position.predecessor.is_none() => {
+                Lifecycle::Ready { handed_over_to: None }
+            }
+            (Some(position), other) if position.me.readiness.is_ready() => {
+                effects
+                    .act(Action::Reregister("ready in ZooKeeper without a hand-over from our predecessor"));
+                match other {
+                    Lifecycle::Outside => Lifecycle::Joining,
+                    other => other,
+                }
+            }
             (Some(_), Lifecycle::Outside) => Lifecycle::Joining,
-            (Some(_), Lifecycle::Ready { .. }) => Lifecycle::CatchingUp { promote_at: None },
+            (Some(_), Lifecycle::Ready { .. }) => {
+                Lifecycle::CatchingUp { promote_at: None, handed_over_by: None }
+            }
             (Some(_), other) => other,
         };
         if matches!(self.lifecycle, Lifecycle::Ready { .. }) {

@@ -338,6 +338,7 @@ impl ChainNode {
         // did not commit: it may not show them (the simulator found such a
         // tail answering a read with a write that was then lost).
         !self.installing
+            && matches!(self.lifecycle, Lifecycle::Ready { .. })
             && self.position.as_ref().is_some_and(|position| position.is_tail)
             && self.commits_locally()
             && self.recorded()
@@ -444,6 +445,14 @@ impl ChainNode {
 
     pub fn progress(&self) -> Progress {
         Progress { applied: self.last_applied, committed: self.committed }
+    }
+
+    /// Tests build chains directly from views in which every member is
+    /// ready: as if each had caught up and been handed the tail role by
+    /// the predecessor `giver`.
+    #[cfg(test)]
+    pub fn assume_handed_over_by(&mut self, giver: &str) {
+        self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: Some(giver.to_owned()) };
     }
 
     #[cfg(test)]

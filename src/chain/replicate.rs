@@ -202,7 +202,7 @@ impl ChainNode {
             self.last_applied = chunk.sequence;
             self.installing = false;
             if self.lifecycle == Lifecycle::Joining {
-                self.lifecycle = Lifecycle::CatchingUp { promote_at: None };
+                self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
             }
             self.maybe_announce_ready(effects);
             self.publish_commit(effects);
@@ -221,7 +221,8 @@ impl ChainNode {
     ) -> Result<(), Refusal> {
         self.check_link(sender, link)?;
         match &mut self.lifecycle {
-            Lifecycle::CatchingUp { promote_at } => {
+            Lifecycle::CatchingUp { promote_at, handed_over_by } => {
+                *handed_over_by = Some(sender.to_owned());
                 info!("hand-over from {sender}: ready once write {sequence} is applied");
                 *promote_at = Some(sequence);
             }
@@ -239,11 +240,12 @@ impl ChainNode {
     /// Once a joining node has applied everything up to the hand-over mark,
     /// asks (once) to be announced ready.
     pub(super) fn maybe_announce_ready(&mut self, effects: &mut impl Effects) {
-        if let Lifecycle::CatchingUp { promote_at: Some(sequence) } = self.lifecycle
+        if let Lifecycle::CatchingUp { promote_at, .. } = &mut self.lifecycle
+            && let Some(sequence) = *promote_at
             && !self.installing
             && self.last_applied >= sequence
         {
-            self.lifecycle = Lifecycle::CatchingUp { promote_at: None };
+            *promote_at = None;
             effects.act(Action::AnnounceReady);
         }
     }

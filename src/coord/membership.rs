@@ -68,6 +68,8 @@ pub struct MembershipRequests {
     pub announce_ready: bool,
     /// Write this commit record into the chain node.
     pub record: Option<CommitRecord>,
+    /// End this registration and register again, for this reason.
+    pub reregister: Option<&'static str>,
 }
 
 /// Why [`run`] returned.
@@ -241,6 +243,9 @@ impl<'config> Session<'config> {
                 },
                 recv(requests) -> _ => {
                     let taken = replica.take_membership_requests();
+                    if let Some(reason) = taken.reregister {
+                        return Ok(SessionEnd::Expired(reason.into()));
+                    }
                     ready_pending |= taken.announce_ready;
                     pending_record = taken.record.or(pending_record);
                 }

@@ -176,6 +176,9 @@ impl Effects for Carry<'_> {
             Action::RecordCommit(record) => {
                 replica.request_membership(|requests| requests.record = Some(record))
             }
+            Action::Reregister(reason) => {
+                replica.request_membership(|requests| requests.reregister = Some(reason))
+            }
             Action::LeaseLost => self.settle(replica.commits.expire(Instant::now(), false)),
         }
     }
@@ -686,6 +689,11 @@ mod tests {
             .iter()
             .map(|member| {
                 let replica = replica();
+                if let Some(predecessor) =
+                    view.position_of(&member.name).and_then(|position| position.predecessor)
+                {
+                    replica.node.lock().assume_handed_over_by(&predecessor.name);
+                }
                 replica.set_view(view, &member.name);
                 replica
             })
@@ -888,6 +896,25 @@ mod tests {
         tail.set_view(&promoted, &name(1));
         assert_eq!(joiner.read_guard(|table| table.keys()), Ok(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(tail.role(), Role::Head);
+    }
+
+    /// Seed 16806427444564262854 of `table-check sim`: a joiner handed the
+    /// tail role by a predecessor that then left must not serve as tail
+    /// behind a new predecessor that never handed over to it.
+    #[test]
+    fn ready_only_by_the_current_predecessors_hand_over() {
+        let joiner = replica();
+        joiner.node.lock().assume_handed_over_by(&name(2));
+        let after_old_tail_left =
+            recorded(ChainView::new(vec![member(1, Readiness::Ready), member(3, Readiness::Ready)], 4));
+        joiner.set_view(&after_old_tail_left, &name(3));
+        assert_eq!(joiner.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
+        assert!(joiner.take_membership_requests().reregister.is_some(), "it registers again");
+        let rightful = replica();
+        rightful.node.lock().assume_handed_over_by(&name(1));
+        rightful.set_view(&after_old_tail_left, &name(3));
+        assert_eq!(rightful.read_guard(|table| table.len()), Ok(0));
+        assert!(rightful.take_membership_requests().reregister.is_none());
     }
 
     #[test]

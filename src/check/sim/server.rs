@@ -100,6 +100,8 @@ pub struct Server {
     pub(super) record_pending: Option<CommitRecord>,
     /// A wake-up of the sender is scheduled.
     pub(super) sender_woken: bool,
+    /// The node asked to register again, for this reason.
+    pub(super) reregister: Option<&'static str>,
     /// Pause for this long right after the next client write is applied,
     /// before the sender forwards it.
     pub pause_after_write: Option<u64>,
@@ -128,6 +130,7 @@ impl Server {
             ready_pending: false,
             record_pending: None,
             sender_woken: false,
+            reregister: None,
             pause_after_write: None,
         }
     }
@@ -166,6 +169,7 @@ impl World {
                     self.abandon_waits(index);
                 }
                 Action::AnnounceReady => server.ready_pending = true,
+                Action::Reregister(reason) => server.reregister = Some(reason),
                 Action::RecordCommit(record) => server.record_pending = Some(record),
             }
         }
@@ -338,6 +342,10 @@ impl World {
             self.trace(|| line);
         }
         self.carry_out(index, actions);
+        if let Some(reason) = self.servers[index].reregister.take() {
+            self.leave(index, reason);
+            return;
+        }
         let server = &self.servers[index];
         let holding = Holding {
             recoverable_history: server.node.recoverable_history(),
