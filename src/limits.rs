@@ -321,6 +321,40 @@ pub const COMMIT_TIMEOUT_MS_DEFAULT: u64 = 5000;
 /// (`--max-client-records`); past this the oldest tenth is forgotten.
 pub const CLIENT_RECORDS_MAX_DEFAULT: usize = 100_000;
 
+// ---- memory (`--max-memory`) ----
+
+/// What one key costs in `used_memory` beyond its key and value bytes: the
+/// rest of its entry's malloc chunk (a 128-byte chunk holds a 1-byte length
+/// prefix, a 10-byte key and a 100-byte value) and its share of its stripe's
+/// hash table (a 16-byte slot and a control byte per bucket, under half full
+/// just after the table doubled). Measured as resident memory growth by
+/// `cargo test --release --test memory_overhead -- --nocapture`, which also
+/// checks this value: 54.0 B per key with 1,000,000 keys `key:<n>` of 100 B
+/// over 1024 stripes (164 B per key in all; BENCHMARKS.md measured 167 B for
+/// a whole server), and 41 to 54 B at 100,000 to 900,000 keys. We take the
+/// top of that range, so that the limit is not passed by undercounting.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 54;
+
+/// What one client record (exactly-once retries) costs in `used_memory`: its
+/// bucket in the records' hash map, client id and record. Measured by the
+/// same command as [`ENTRY_OVERHEAD_BYTES`]: 76.1 B per record with 100,000
+/// records, the default `--max-client-records`.
+pub const CLIENT_RECORD_BYTES: u64 = 76;
+
+/// `bytes` for people, in the binary units `--max-memory` takes: `512 B`,
+/// `64 KiB`, `1.2 MiB` (one decimal unless the size is a whole number of
+/// its unit), for the startup log, refusals and warnings.
+pub fn display_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let exponent = (0..UNITS.len()).rev().find(|&exponent| bytes >> (10 * exponent) > 0).unwrap_or(0);
+    let unit = 1u64 << (10 * exponent);
+    if bytes.is_multiple_of(unit) {
+        format!("{} {}", bytes / unit, UNITS[exponent])
+    } else {
+        format!("{:.1} {}", bytes as f64 / unit as f64, UNITS[exponent])
+    }
+}
+
 // ---- membership ----
 
 /// Confirmations of the session per session timeout.
@@ -347,3 +381,20 @@ pub const RESTART_FALLBACK_TIMEOUTS: u64 = 60;
 /// also confirmed on a timer, so one dropped when the queue is full (the
 /// thread is stuck in a ZooKeeper call) loses nothing.
 pub const MEMBERSHIP_EVENTS_QUEUED_MAX: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_shown_in_binary_units() {
+        assert_eq!(display_bytes(0), "0 B");
+        assert_eq!(display_bytes(512), "512 B");
+        assert_eq!(display_bytes(64 * 1024), "64 KiB");
+        assert_eq!(display_bytes(1536), "1.5 KiB");
+        assert_eq!(display_bytes(1_258_291), "1.2 MiB");
+        assert_eq!(display_bytes(4 << 30), "4 GiB");
+        assert_eq!(display_bytes(3 << 40), "3 TiB");
+        assert_eq!(display_bytes(u64::MAX), "16777216.0 TiB");
+    }
+}

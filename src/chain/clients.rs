@@ -62,6 +62,13 @@ impl ClientRecords {
         }
     }
 
+    /// Whether remembering a write of `client_id` adds a record: the client
+    /// is not remembered yet (anonymous writes never are). The head counts
+    /// the record in what a put would add under `--max-memory`.
+    pub fn adds_record(&self, client_id: u64) -> bool {
+        client_id != 0 && !self.records.contains_key(&client_id)
+    }
+
     pub fn clear(&mut self) {
         self.records.clear();
     }
@@ -105,6 +112,7 @@ mod tests {
         assert_eq!(records.seen(7, 2), Seen::Stale { latest: 3 });
         assert_eq!(records.seen(7, 4), Seen::New);
         assert_eq!(records.seen(0, 3), Seen::New, "anonymous writes are never deduplicated");
+        assert!(!records.adds_record(7) && records.adds_record(8) && !records.adds_record(0));
         for client in 100..200 {
             records.remember(record(client, 1, client, false));
         }

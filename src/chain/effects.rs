@@ -12,6 +12,16 @@ pub trait Store {
     fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool;
     /// Removes every key (a state transfer starts, or the node resets).
     fn clear(&mut self);
+    /// Keys held: each costs [`ENTRY_OVERHEAD_BYTES`] beyond its data in the
+    /// head's `--max-memory` check and in `stats`.
+    ///
+    /// [`ENTRY_OVERHEAD_BYTES`]: crate::limits::ENTRY_OVERHEAD_BYTES
+    fn key_count(&self) -> u64;
+    /// Key and value bytes held.
+    fn bytes_stored(&self) -> u64;
+    /// The length of `key`'s value, if the key is present: an overwrite
+    /// that does not grow it is accepted at `--max-memory`.
+    fn value_len(&self, key: &str) -> Option<usize>;
 }
 
 /// Something the node decided that the world must carry out. Actions come

@@ -19,6 +19,7 @@
 use super::clients::{self, ClientRecords, Seen};
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
+use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
 use crate::proto::{ClientRecord, ErrorCode, Write};
 use crate::view::{CommitRecord, Member, Position};
 
@@ -80,6 +81,11 @@ pub struct NodeConfig {
     pub bug: Option<InjectedBug>,
     /// This server's id in member data and commit records (not 0).
     pub server_id: u64,
+    /// `--max-memory`: as the head, refuse a put that would take
+    /// [`ChainNode::used_memory`] past it (`None`: no limit). Only the head
+    /// decides, before it sequences the write; every replica applies what it
+    /// is sent, whatever its own limit, so the replicas stay identical.
+    pub memory_bytes_max: Option<u64>,
 }
 
 /// A client write applied at the head: where it is in the history and the
@@ -258,6 +264,7 @@ impl ChainNode {
             }
             Seen::New => {}
         }
+        self.check_memory(client_id, key, value.as_deref(), store)?;
         let sequence = self.last_applied + 1;
         let forward = self.forwards();
         let mut write = forward.then(|| {
@@ -302,6 +309,50 @@ impl ChainNode {
                 ),
             )),
         }
+    }
+
+    /// Refuses a put that would take our memory past `--max-memory`. A
+    /// delete, and an overwrite whose value is not longer than the old one,
+    /// always pass: they are how a full table is made room in.
+    fn check_memory(
+        &self,
+        client_id: u64,
+        key: &str,
+        value: Option<&[u8]>,
+        store: &impl Store,
+    ) -> Result<(), Refusal> {
+        let (Some(max), Some(value)) = (self.config.memory_bytes_max, value) else {
+            return Ok(());
+        };
+        let entry_growth = match store.value_len(key) {
+            Some(old) if value.len() <= old => return Ok(()),
+            Some(old) => (value.len() - old) as u64,
+            None => (key.len() + value.len()) as u64 + ENTRY_OVERHEAD_BYTES,
+        };
+        let record_growth = if self.clients.adds_record(client_id) { CLIENT_RECORD_BYTES } else { 0 };
+        let used = self.used_memory(store);
+        if used + entry_growth + record_growth <= max {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ErrorCode::ERR_OUT_OF_MEMORY,
+            format!(
+                "out of memory: used {} of --max-memory {}, and this put needs {} more; \
+                 deletes and overwrites that do not grow a value are still accepted",
+                display_bytes(used),
+                display_bytes(max),
+                display_bytes(entry_growth + record_growth)
+            ),
+        ))
+    }
+
+    /// The memory our replica holds, as `--max-memory` counts it: keys and
+    /// values, plus the measured overhead of each key and client record
+    /// (see [`ENTRY_OVERHEAD_BYTES`] and [`CLIENT_RECORD_BYTES`]).
+    pub fn used_memory(&self, store: &impl Store) -> u64 {
+        store.bytes_stored()
+            + store.key_count() * ENTRY_OVERHEAD_BYTES
+            + self.clients.len() as u64 * CLIENT_RECORD_BYTES
     }
 
     /// Whether a read may be answered here now: we are the committing tail
@@ -474,5 +525,101 @@ impl ChainNode {
                 (false, false) => Role::Middle,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::sim::server::SimStore;
+    use crate::proto::ReplicaHello;
+    use crate::view::{ChainView, Readiness, test_member};
+
+    fn node(standalone: bool, memory_bytes_max: u64) -> ChainNode {
+        ChainNode::new(NodeConfig {
+            standalone,
+            client_records_max: 100,
+            bug: None,
+            server_id: 1,
+            memory_bytes_max: Some(memory_bytes_max),
+        })
+    }
+
+    /// What a put of a new key adds: its data and the entry's overhead.
+    fn entry_bytes(key: &str, value_bytes: usize) -> u64 {
+        (key.len() + value_bytes) as u64 + ENTRY_OVERHEAD_BYTES
+    }
+
+    #[test]
+    fn the_head_refuses_a_put_past_max_memory_before_sequencing_it() {
+        // Room for two keys of 100 bytes and one client's record.
+        let limit = 2 * entry_bytes("a", 100) + CLIENT_RECORD_BYTES;
+        let mut head = node(true, limit);
+        let (mut store, mut effects) = (SimStore::new(), Vec::new());
+        let mut put = |head: &mut ChainNode, store: &mut SimStore, client, request, key: &str, bytes| {
+            head.client_write(client, request, key, Some(vec![b'v'; bytes]), 0, store, &mut effects)
+        };
+        assert!(put(&mut head, &mut store, 1, 1, "a", 100).is_ok());
+        assert!(put(&mut head, &mut store, 1, 2, "b", 100).is_ok(), "up to the limit exactly");
+        assert_eq!(head.used_memory(&store), limit);
+
+        let refusal = put(&mut head, &mut store, 1, 3, "c", 0).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::ERR_OUT_OF_MEMORY);
+        assert!(
+            refusal.message.contains(&format!("of --max-memory {}", display_bytes(limit))),
+            "names the limit: {}",
+            refusal.message
+        );
+        assert_eq!(
+            put(&mut head, &mut store, 1, 4, "a", 101).unwrap_err().code,
+            ErrorCode::ERR_OUT_OF_MEMORY,
+            "an overwrite that grows the value"
+        );
+        assert_eq!(head.progress().applied, 2, "refused puts get no sequence number");
+        assert_eq!(store.len(), 2);
+        // A retry of an applied put gets its answer, full or not.
+        assert_eq!(
+            put(&mut head, &mut store, 1, 2, "b", 100),
+            Ok(WriteReceipt { sequence: 2, found: false })
+        );
+    }
+
+    #[test]
+    fn deletes_and_overwrites_that_do_not_grow_pass_a_full_head() {
+        let limit = entry_bytes("a", 100) + CLIENT_RECORD_BYTES;
+        let mut head = node(true, limit);
+        let (mut store, mut effects) = (SimStore::new(), Vec::new());
+        head.client_write(1, 1, "a", Some(vec![1; 100]), 0, &mut store, &mut effects).unwrap();
+        // Each from a new client, whose record takes the head past the limit.
+        head.client_write(2, 1, "a", Some(vec![2; 100]), 0, &mut store, &mut effects).unwrap();
+        head.client_write(3, 1, "a", Some(vec![3; 10]), 0, &mut store, &mut effects).unwrap();
+        assert!(head.used_memory(&store) > limit);
+        let delete = head.client_write(4, 1, "a", None, 0, &mut store, &mut effects).unwrap();
+        assert_eq!(delete, WriteReceipt { sequence: 4, found: true });
+        assert!(store.is_empty());
+        assert_eq!(head.used_memory(&store), 4 * CLIENT_RECORD_BYTES, "the records stay");
+    }
+
+    #[test]
+    fn a_replica_applies_replicated_writes_past_its_own_limit() {
+        let mut tail = node(false, 1);
+        let (mut store, mut effects) = (SimStore::new(), Vec::new());
+        let view =
+            ChainView::new(vec![test_member(1, Readiness::Ready), test_member(2, Readiness::Ready)], 1);
+        tail.view_changed(&view, &test_member(2, Readiness::Ready).name, &mut effects);
+        let mut hello = ReplicaHello::new();
+        hello.sender = test_member(1, Readiness::Ready).name;
+        hello.receiver = test_member(2, Readiness::Ready).name;
+        hello.epoch = 1;
+        let link = tail.link_hello(&hello).unwrap().link;
+        let mut write = Write::new();
+        write.sequence = 1;
+        write.key = "k".into();
+        write.value = Some(vec![0; 1000]);
+        write.client_id = 9;
+        write.request_id = 1;
+        tail.replicated_batch(&hello.sender, link, vec![write], &mut store, &mut effects).unwrap();
+        assert_eq!(store.get("k").map(Vec::len), Some(1000));
+        assert_eq!(tail.used_memory(&store), entry_bytes("k", 1000) + CLIENT_RECORD_BYTES);
     }
 }

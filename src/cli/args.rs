@@ -11,7 +11,7 @@
 //!   pulled apart, for parsers that look at all of them before deciding
 //!   (`table-server`'s chain options need its `<zk-hosts>` word).
 //! - typed values: [`text`], [`number`], [`positive`], [`within`],
-//!   [`seconds`], [`chain_path`], each with an error that names the option.
+//!   [`seconds`], [`byte_size`], [`chain_path`], each with an error that names the option.
 //! - [`UsageError`] and [`arguments_or_exit`]: usage on `--help` (exit 0), the
 //!   reason and the usage on stderr otherwise (exit 2).
 
@@ -218,6 +218,34 @@ pub fn seconds(name: &str, value: &OsString, range: RangeInclusive<f64>) -> Resu
     }
 }
 
+/// A size in bytes, above zero: a whole number with an optional unit `b`,
+/// `kb`, `mb`, `gb` or `tb`, in any case, each 1024 times the one before
+/// (`512mb`, `4GB`, `65536`). Fractions such as `1.5gb` are refused rather
+/// than rounded: `1536mb` says exactly what is meant.
+pub fn byte_size(name: &str, value: &OsString) -> Result<u64, UsageError> {
+    let size = text(name, value)?;
+    let lower = size.to_ascii_lowercase();
+    let (digits, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
+    let shift = match unit {
+        "" | "b" => Some(0),
+        "kb" => Some(10),
+        "mb" => Some(20),
+        "gb" => Some(30),
+        "tb" => Some(40),
+        _ => None,
+    };
+    let bytes =
+        shift.zip(digits.parse::<u64>().ok()).and_then(|(shift, count)| count.checked_mul(1 << shift));
+    match bytes {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(format!(
+            "--{name}: '{size}' is not a size: a whole number above 0 with an optional unit b, kb, mb, gb \
+             or tb (powers of 1024), e.g. 512mb"
+        )
+        .into()),
+    }
+}
+
 /// A `--chain` value: an absolute ZooKeeper path.
 pub fn chain_path(name: &str, value: &OsString) -> Result<String, UsageError> {
     let path = text(name, value)?;
@@ -310,6 +338,21 @@ mod tests {
         );
         assert_eq!(seconds("s", &value("0.5"), 0.0..=1.0), Ok(Duration::from_millis(500)));
         assert!(seconds("s", &value("2"), 0.0..=1.0).is_err());
+        for (size, bytes) in [("65536", 65536), ("512b", 512), ("64kb", 64 << 10), ("512MB", 512 << 20)] {
+            assert_eq!(byte_size("max-memory", &value(size)), Ok(bytes), "{size}");
+        }
+        assert_eq!(byte_size("m", &value("4Gb")), Ok(4 << 30));
+        assert_eq!(byte_size("m", &value("16777215tb")), Ok(16_777_215 << 40));
+        assert_eq!(
+            byte_size("max-memory", &value("1.5gb")),
+            Err("--max-memory: '1.5gb' is not a size: a whole number above 0 with an optional unit b, kb, mb, \
+                 gb or tb (powers of 1024), e.g. 512mb"
+                .to_owned()
+                .into())
+        );
+        for bad in ["", "0", "0mb", "mb", "-1", "+1", "1 mb", "1k", "1mib", "1mbb", "16777216tb"] {
+            assert!(byte_size("m", &value(bad)).is_err(), "{bad}");
+        }
         assert_eq!(chain_path("chain", &value("/a/b")), Ok("/a/b".into()));
         for bad in ["a", "/a/", "/a//b"] {
             assert!(chain_path("chain", &value(bad)).is_err(), "{bad}");

@@ -263,6 +263,8 @@ pub fn format_statistics(statistics: &Statistics) -> String {
         ("last_applied", statistics.last_applied),
         ("committed", statistics.committed),
         ("sent_list", statistics.sent_list),
+        ("used_memory", statistics.used_memory),
+        ("max_memory", statistics.max_memory),
     ];
     text.extend(lines.iter().map(|(name, value)| format!("{name}: {value}\n")));
     text
@@ -295,6 +297,7 @@ pub fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ErrorCode;
 
     fn words(text: &[&str]) -> Vec<Vec<u8>> {
         text.iter().map(|word| word.as_bytes().to_vec()).collect()
@@ -375,6 +378,12 @@ mod tests {
         assert_eq!(exit_code(&Ok(Outcome::Absent)), 1);
         let failure = Err(CommandError::Client(ClientError::Unreachable("x".into())));
         assert_eq!(exit_code(&failure), 2);
+        let refused = CommandError::Client(ClientError::Server {
+            code: ErrorCode::ERR_OUT_OF_MEMORY,
+            message: "out of memory".into(),
+        });
+        assert_eq!(refused.to_string(), "server error (ERR_OUT_OF_MEMORY): out of memory");
+        assert_eq!(exit_code(&Err(refused)), 2);
     }
 
     #[test]
@@ -382,9 +391,11 @@ mod tests {
         let mut statistics = Statistics::new();
         statistics.operations = 5;
         statistics.clients = 2;
+        statistics.used_memory = 1234;
         let text = format_statistics(&statistics);
         assert!(text.contains("operations: 5\n"));
         assert!(text.contains("clients: 2\n"));
+        assert!(text.contains("used_memory: 1234\nmax_memory: 0\n"), "{text}");
         assert!(text.lines().all(|line| line.contains(": ")));
     }
 }

@@ -4,7 +4,9 @@ use std::ffi::OsString;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
+use super::args::{
+    CHAIN_PATH_DEFAULT, UsageError, byte_size, chain_path, number, parse_args, positive, text,
+};
 use crate::coord::membership::ChainConfig;
 use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
 use crate::replica::ReplicationLimits;
@@ -27,6 +29,8 @@ options:
   --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
   --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
   --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
+  --max-memory <size>       as the head, refuse puts past this much memory (e.g. 512mb, 4gb; units
+                            b, kb, mb, gb, tb are powers of 1024); deletes always pass (default: none)
   --max-clients <n>         concurrent client connections (default 10000)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
@@ -51,6 +55,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "sent-max",
         "commit-timeout-ms",
         "max-client-records",
+        "max-memory",
         "unsafe-read-anywhere",
         "max-clients",
         "max-frame",
@@ -108,6 +113,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "sent-max" => replication.sent_max = positive(name, value)?,
             "commit-timeout-ms" => replication.commit_timeout = Duration::from_millis(positive(name, value)?),
             "max-client-records" => replication.client_records_max = positive(name, value)?,
+            "max-memory" => replication.memory_bytes_max = Some(byte_size(name, value)?),
             "unsafe-read-anywhere" => config.unsafe_read_anywhere = true,
             "bind" => {
                 config.bind =
@@ -142,6 +148,9 @@ mod tests {
         assert_eq!(config.bind.to_string(), "0.0.0.0");
         assert_eq!(config.limits.clients_max, 8);
         assert_eq!(config.limits.frame_bytes_max, Limits::default().frame_bytes_max);
+        assert_eq!(config.replication.memory_bytes_max, None, "no memory limit unless asked");
+        let limited = parse_server_args(args(&["7000", "64", "--max-memory", "512mb"])).unwrap();
+        assert_eq!(limited.replication.memory_bytes_max, Some(512 << 20));
     }
 
     #[test]
@@ -181,6 +190,7 @@ mod tests {
         assert!(parse_server_args(args(&["7000", "64", "--max-frame"])).is_err());
         assert!(parse_server_args(args(&["7000", "64", "--max-clients", "0"])).is_err());
         assert!(parse_server_args(args(&["7000", "64", "--bind", "nowhere"])).is_err());
+        assert!(parse_server_args(args(&["7000", "64", "--max-memory", "1.5gb"])).is_err());
         assert!(
             parse_server_args(args(&["7000", "64", "--advertise", "h:1"])).is_err(),
             "chain option without chain"

@@ -105,6 +105,7 @@ mod tests {
             ErrorCode::ERR_TOO_MANY_CLIENTS,
             ErrorCode::ERR_RESPONSE_TOO_LARGE,
             ErrorCode::ERR_INTERNAL,
+            ErrorCode::ERR_OUT_OF_MEMORY,
         ] {
             assert!(!is_retryable(&refused(code)), "{code:?}");
         }

@@ -63,7 +63,8 @@ pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusa
     Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, message))
 }
 
-/// Limits of the replication path.
+/// Limits of the replica: the replication path, the client records and
+/// the memory it may fill.
 #[derive(Clone, Debug)]
 pub struct ReplicationLimits {
     /// Applied writes waiting for the replication sender. Writers wait
@@ -82,6 +83,10 @@ pub struct ReplicationLimits {
     /// Threads that may apply a write at the same moment (connection threads
     /// plus the replication receiver); sizes the queue's reserve.
     pub writers_max: usize,
+    /// `--max-memory`: as the head, refuse puts that would take the
+    /// replica's memory past it (see [`NodeConfig::memory_bytes_max`]);
+    /// `None`: no limit.
+    pub memory_bytes_max: Option<u64>,
 }
 
 impl Default for ReplicationLimits {
@@ -92,6 +97,7 @@ impl Default for ReplicationLimits {
             commit_timeout: Duration::from_millis(crate::limits::COMMIT_TIMEOUT_MS_DEFAULT),
             client_records_max: crate::limits::CLIENT_RECORDS_MAX_DEFAULT,
             writers_max: crate::limits::CLIENTS_MAX_DEFAULT + 1,
+            memory_bytes_max: None,
         }
     }
 }
@@ -120,6 +126,18 @@ impl Store for TableStore<'_> {
 
     fn clear(&mut self) {
         self.0.clear();
+    }
+
+    fn key_count(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn bytes_stored(&self) -> u64 {
+        self.0.bytes_stored()
+    }
+
+    fn value_len(&self, key: &str) -> Option<usize> {
+        self.0.value_len(key)
     }
 }
 
@@ -257,7 +275,13 @@ impl Replica {
         // blocks.
         let capacity = limits.queue_max + limits.writers_max + crate::limits::REPLICATION_BATCH_MAX;
         let server_id = RandomState::new().hash_one(std::process::id()).max(1);
-        let config = NodeConfig { standalone, client_records_max: limits.client_records_max, bug, server_id };
+        let config = NodeConfig {
+            standalone,
+            client_records_max: limits.client_records_max,
+            bug,
+            server_id,
+            memory_bytes_max: limits.memory_bytes_max,
+        };
         Replica {
             table: Table::new(stripes),
             standalone,
@@ -509,6 +533,12 @@ impl Replica {
     pub fn on_successor_progress(&self, successor: &str, committed: u64) -> Result<(), Refusal> {
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, _, carry| node.successor_ack(successor, committed, now_ms, carry))
+    }
+
+    /// The memory the replica holds, as `--max-memory` counts it (see
+    /// [`ChainNode::used_memory`]).
+    pub fn used_memory(&self) -> u64 {
+        self.node.lock().used_memory(&TableStore(&self.table))
     }
 
     /// Current progress.

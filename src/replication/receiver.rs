@@ -12,7 +12,9 @@ use parking_lot::Mutex;
 
 use super::LinkError;
 use crate::chain::{Progress, Refusal};
-use crate::limits::{REPLICATION_ACK_POLL, REPLICATION_SILENCE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES};
+use crate::limits::{
+    REPLICATION_ACK_POLL, REPLICATION_SILENCE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, display_bytes,
+};
 use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
 use crate::replica::Replica;
 use crate::wire::{FrameReader, FrameWriter};
@@ -51,6 +53,7 @@ pub fn serve(
         welcome.last_applied,
         if welcome.wants_snapshot { "state transfer first" } else { "resuming" }
     );
+    warn_if_memory_limits_differ(&sender, hello.replica_hello.max_memory, replica);
     reader.stream().set_read_timeout(Some(REPLICATION_SILENCE_TIMEOUT))?;
     let link_open = Arc::new(AtomicBool::new(true));
     let peer = Peer { name: sender.clone(), link };
@@ -71,6 +74,22 @@ pub fn serve(
         warn!("replication link from {sender} closed: {error}");
     }
     result
+}
+
+/// Warns (once per link) when our predecessor's `--max-memory` is not
+/// ours: only the head's limit decides what the chain holds, and every
+/// replica applies what it is sent, so ours may be passed, or never reached.
+fn warn_if_memory_limits_differ(sender: &str, theirs: u64, replica: &Replica) {
+    let ours = replica.limits.memory_bytes_max.unwrap_or(0);
+    if theirs != ours {
+        let shown = |bytes: u64| if bytes == 0 { "none".to_owned() } else { display_bytes(bytes) };
+        warn!(
+            "predecessor {sender} has --max-memory {}, this server {}: only the head's limit counts, and \
+             replicated writes are applied whatever this server's limit",
+            shown(theirs),
+            shown(ours)
+        );
+    }
 }
 
 /// The predecessor at the other end of a link, and the link's number

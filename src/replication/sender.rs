@@ -88,6 +88,7 @@ fn replicate_to(
     greeting.sender = me.to_owned();
     greeting.receiver = successor.name.clone();
     greeting.epoch = replica.view_epoch();
+    greeting.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
     hello.replica_hello = Some(greeting).into();
     writer.send(&hello)?;
     let response = reader.receive::<Response>()?.ok_or(LinkError::Closed)?;

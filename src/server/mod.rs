@@ -39,6 +39,7 @@ use crate::chain::InjectedBug;
 use crate::coord::membership::{self, ChainConfig, MembershipEnd};
 use crate::limits::{
     ACCEPT_ERROR_PAUSE, COMMIT_EXPIRY_PERIOD, CONNECTION_STACK_BYTES, Limits, OVER_LIMIT_HEADROOM,
+    display_bytes,
 };
 use crate::replica::{Replica, ReplicationLimits};
 use crate::replication;
@@ -169,6 +170,12 @@ impl Server {
                 None => "standalone".to_owned(),
             }
         );
+        match self.service.replica.limits.memory_bytes_max {
+            Some(max) => info!("memory limit: --max-memory {} ({max} bytes)", display_bytes(max)),
+            None => info!(
+                "no memory limit (--max-memory): the table may grow until the machine runs out of memory"
+            ),
+        }
         let expired = Arc::new(AtomicBool::new(false));
         let chain_threads = match &self.chain {
             Some(chain) => self.start_chain_threads(chain, &expired)?,

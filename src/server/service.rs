@@ -189,6 +189,8 @@ impl Service {
         statistics.last_applied = progress.applied;
         statistics.committed = progress.committed;
         statistics.sent_list = replica.sent_list_len();
+        statistics.used_memory = replica.used_memory();
+        statistics.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

@@ -92,9 +92,19 @@ impl Table {
 
     /// A copy of the value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.read_value(key, <[u8]>::to_vec)
+    }
+
+    /// The length of `key`'s value, if present, without copying it.
+    pub fn value_len(&self, key: &str) -> Option<usize> {
+        self.read_value(key, <[u8]>::len)
+    }
+
+    /// `read` of `key`'s value, if present, under its stripe's read lock.
+    fn read_value<T>(&self, key: &str, read: impl FnOnce(&[u8]) -> T) -> Option<T> {
         let (hash, stripe) = self.locate(key);
         let stripe = stripe.read();
-        stripe.find(hash, |stored| stored.has_key(key)).map(|entry| entry.value().to_vec())
+        stripe.find(hash, |stored| stored.has_key(key)).map(|entry| read(entry.value()))
     }
 
     /// Removes `key`; returns whether it existed.
@@ -205,6 +215,7 @@ mod tests {
         assert!(!table.put("a", b"1"));
         assert!(table.put("a", b"22"));
         assert_eq!(table.get("a"), Some(b"22".to_vec()));
+        assert_eq!((table.value_len("a"), table.value_len("b")), (Some(2), None));
         assert_eq!(table.len(), 1);
         assert_eq!(table.bytes_stored(), 3);
         assert!(table.delete("a"));

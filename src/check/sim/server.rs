@@ -44,6 +44,19 @@ impl Store for SimStore {
     fn clear(&mut self) {
         BTreeMap::clear(self);
     }
+
+    fn key_count(&self) -> u64 {
+        self.len() as u64
+    }
+
+    /// Adds up every entry: the simulator's tables are small.
+    fn bytes_stored(&self) -> u64 {
+        self.iter().map(|(key, value)| (key.len() + value.len()) as u64).sum()
+    }
+
+    fn value_len(&self, key: &str) -> Option<usize> {
+        self.get(key).map(Vec::len)
+    }
 }
 
 /// The sending side of our link to the successor.
@@ -110,8 +123,13 @@ pub struct Server {
 impl Server {
     pub fn new(index: usize, config: &SimConfig) -> Server {
         let server_id = index as u64 + 1;
-        let node_config =
-            NodeConfig { standalone: false, client_records_max: 1000, bug: config.bug, server_id };
+        let node_config = NodeConfig {
+            standalone: false,
+            client_records_max: 1000,
+            bug: config.bug,
+            server_id,
+            memory_bytes_max: None,
+        };
         Server {
             node: ChainNode::new(node_config),
             store: SimStore::new(),
