@@ -95,21 +95,6 @@ pub struct Commits {
     settled: Receiver<Settled>,
 }
 
-impl Commits {
-    /// Commit waits whose settled callbacks queue for at most `queued_max`
-    /// at a time (more run on the settling thread at once).
-    pub fn new(queued_max: usize) -> Commits {
-        let (settled_sender, settled) = crossbeam_channel::bounded(queued_max.max(1));
-        Commits {
-            committed: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            waiting: Mutex::new(BinaryHeap::new()),
-            settled_sender,
-            settled,
-        }
-    }
-}
-
 /// Waits that have ended, with how; their callbacks run from
 /// [`Settlements::deliver`], once the caller holds no lock.
 #[must_use = "the settled writes must be told"]
@@ -138,6 +123,19 @@ impl Settlements<'_> {
 }
 
 impl Commits {
+    /// Commit waits whose settled callbacks queue for at most `queued_max`
+    /// at a time (more run on the settling thread at once).
+    pub fn new(queued_max: usize) -> Commits {
+        let (settled_sender, settled) = crossbeam_channel::bounded(queued_max.max(1));
+        Commits {
+            committed: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            waiting: Mutex::new(BinaryHeap::new()),
+            settled_sender,
+            settled,
+        }
+    }
+
     fn settlements(
         &self,
         waiting: impl IntoIterator<Item = Waiting>,
