@@ -71,6 +71,12 @@ impl Default for Limits {
     }
 }
 
+// Authentication (see `secure`).
+
+/// At most one log line per this period about links or clients that fail
+/// to prove a secret: outsiders can fail as often as they like.
+pub const UNAUTHENTICATED_LOG_PERIOD: Duration = Duration::from_secs(10);
+
 // Frames, for every reader and writer of them (see `wire`).
 
 /// Initial reservation for a frame body; larger bodies grow as data arrives.

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use protobuf::Message;
 
 use crate::limits::{FRAME_BUFFER_KEEP_BYTES, FRAME_RESERVE_BYTES};
+use crate::secure::frame_seal::{FrameSeal, TAG_BYTES};
+use crate::secure::tls::{SocketReader, TlsSession};
 
 /// Size of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -104,19 +106,33 @@ pub fn encode_frame<M: Message>(
 
 /// The reading half of a framed TCP connection, buffered.
 pub struct FrameReader {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<SocketReader>,
     frame_bytes_max: usize,
     /// The last frame's body, reused.
     body: Vec<u8>,
+    /// On a replication link without TLS, after its handshake: every frame
+    /// must carry the right tag (see [`FrameSeal`]).
+    seal: Option<FrameSeal>,
 }
 
 impl FrameReader {
-    pub fn new(stream: TcpStream, frame_bytes_max: usize, buffer_bytes: usize) -> FrameReader {
+    pub fn new(
+        stream: TcpStream,
+        tls: Option<Arc<TlsSession>>,
+        frame_bytes_max: usize,
+        buffer_bytes: usize,
+    ) -> FrameReader {
         FrameReader {
-            reader: BufReader::with_capacity(buffer_bytes, stream),
+            reader: BufReader::with_capacity(buffer_bytes, SocketReader::new(stream, tls)),
             frame_bytes_max,
             body: Vec::new(),
+            seal: None,
         }
+    }
+
+    /// From the next frame on, every frame must carry `seal`'s tag.
+    pub fn require_seal(&mut self, seal: FrameSeal) {
+        self.seal = Some(seal);
     }
 
     /// The next frame's body; `None` when the peer closed between frames.
@@ -124,7 +140,20 @@ impl FrameReader {
         if self.body.capacity() > FRAME_BUFFER_KEEP_BYTES {
             self.body = Vec::new();
         }
-        Ok(read_frame(&mut self.reader, self.frame_bytes_max, &mut self.body)?.then_some(&self.body[..]))
+        let max = self.frame_bytes_max + if self.seal.is_some() { TAG_BYTES } else { 0 };
+        if !read_frame(&mut self.reader, max, &mut self.body)? {
+            return Ok(None);
+        }
+        match &mut self.seal {
+            None => Ok(Some(&self.body[..])),
+            Some(seal) => match seal.open(&self.body) {
+                Some(body) => Ok(Some(body)),
+                None => Err(FrameError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a frame's authentication tag is wrong (forged, replayed or reordered): closing the link",
+                ))),
+            },
+        }
     }
 
     /// The next frame decoded as `M`; `None` when the peer closed.
@@ -143,7 +172,7 @@ impl FrameReader {
     }
 
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        self.reader.get_ref().tcp()
     }
 }
 
@@ -152,14 +181,23 @@ pub struct FrameWriter {
     /// Shared with whoever else may write whole frames on this connection
     /// (see [`FrameWriter::shared_stream`]), without another descriptor.
     stream: Arc<TcpStream>,
+    /// The connection's TLS session: frames are sealed through it.
+    tls: Option<Arc<TlsSession>>,
     frame_bytes_max: usize,
     /// The frame being sent, reused.
     frame: Vec<u8>,
+    /// See [`FrameReader`]'s.
+    seal: Option<FrameSeal>,
 }
 
 impl FrameWriter {
-    pub fn new(stream: TcpStream, frame_bytes_max: usize) -> FrameWriter {
-        FrameWriter { stream: Arc::new(stream), frame_bytes_max, frame: Vec::new() }
+    pub fn new(stream: TcpStream, tls: Option<Arc<TlsSession>>, frame_bytes_max: usize) -> FrameWriter {
+        FrameWriter { stream: Arc::new(stream), tls, frame_bytes_max, frame: Vec::new(), seal: None }
+    }
+
+    /// From the next frame on, every frame carries `seal`'s tag.
+    pub fn add_seal(&mut self, seal: FrameSeal) {
+        self.seal = Some(seal);
     }
 
     /// Encodes and sends `message` with a single write.
@@ -168,7 +206,19 @@ impl FrameWriter {
             self.frame = Vec::new();
         }
         encode_frame(message, self.frame_bytes_max, &mut self.frame)?;
-        (&*self.stream).write_all(&self.frame).map_err(FrameError::Io)
+        if let Some(seal) = &mut self.seal {
+            let tag = seal.seal(&self.frame[FRAME_HEADER_BYTES..]);
+            self.frame.extend_from_slice(&tag);
+            let length = (self.frame.len() - FRAME_HEADER_BYTES) as u32;
+            self.frame[..FRAME_HEADER_BYTES].copy_from_slice(&length.to_be_bytes());
+        }
+        match &self.tls {
+            None => (&*self.stream).write_all(&self.frame),
+            Some(session) => {
+                session.seal(&self.frame).and_then(|records| (&*self.stream).write_all(&records))
+            }
+        }
+        .map_err(FrameError::Io)
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -181,6 +231,12 @@ impl FrameWriter {
         Arc::clone(&self.stream)
     }
 
+    /// The connection's TLS session, if it has one: whoever else writes on
+    /// the socket must seal through it.
+    pub fn tls(&self) -> Option<Arc<TlsSession>> {
+        self.tls.clone()
+    }
+
     pub fn frame_bytes_max(&self) -> usize {
         self.frame_bytes_max
     }
@@ -189,11 +245,12 @@ impl FrameWriter {
 /// Both halves of a framed connection over one socket.
 pub fn split(
     stream: TcpStream,
+    tls: Option<Arc<TlsSession>>,
     frame_bytes_max: usize,
     buffer_bytes: usize,
 ) -> io::Result<(FrameReader, FrameWriter)> {
-    let reader = FrameReader::new(stream.try_clone()?, frame_bytes_max, buffer_bytes);
-    Ok((reader, FrameWriter::new(stream, frame_bytes_max)))
+    let reader = FrameReader::new(stream.try_clone()?, tls.clone(), frame_bytes_max, buffer_bytes);
+    Ok((reader, FrameWriter::new(stream, tls, frame_bytes_max)))
 }
 
 #[cfg(test)]

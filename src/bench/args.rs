@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bench::workload::Mix;
@@ -43,6 +44,8 @@ options:
   --seed N               seed of the key and operation choices (default 1)
   --no-fill              skip filling the key space
   --timeout-ms <ms>      connect and reply timeout of each operation (default 10000)
+  --secret-file <path>   the client secret (default: $CHAINTABLE_SECRET_FILE)
+  --tls-ca <path>        use TLS; servers' certificates must chain to this CA (PEM)
   --idle-connections N   also hold N connections that send nothing, opened after the
                          clients' (at a chain's head); the report says how many the
                          target kept open (default 0)
@@ -118,6 +121,9 @@ pub struct BenchArgs {
     pub timeout: Duration,
     /// Silent connections held through the run.
     pub idle_connections: usize,
+    /// `--secret-file` and `--tls-ca`, read when the run starts.
+    pub secret_file: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Options that take no value.
@@ -141,6 +147,8 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         fill: true,
         timeout: Duration::from_millis(CLIENT_TIMEOUT_MS_DEFAULT),
         idle_connections: 0,
+        secret_file: None,
+        tls_ca: None,
     };
     let mut args = ArgCursor::new(args);
     while let Some(arg) = args.next() {
@@ -178,6 +186,8 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
             }
             "seed" => parsed.seed = within(name, &value, 0..=u64::MAX)?,
             "timeout-ms" => parsed.timeout = Duration::from_millis(within(name, &value, 1..=3_600_000)?),
+            "secret-file" => parsed.secret_file = Some(PathBuf::from(value)),
+            "tls-ca" => parsed.tls_ca = Some(PathBuf::from(value)),
             "idle-connections" => {
                 parsed.idle_connections = within(name, &value, 0..=BENCH_IDLE_CONNECTIONS_MAX)?
             }

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cli::args::client_security;
 use crate::client::Client;
 use crate::client::connection::ClientOptions;
 use crate::client::error::ClientError;
@@ -138,7 +139,9 @@ type OpenStore<'a> = dyn Fn() -> Result<Box<dyn Store>, BenchError> + 'a;
 /// unreachable target is reported before any phase starts. Also returns the
 /// server that takes the writes (a chain's head), where idle connections go.
 fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchError> {
-    let options = ClientOptions { timeout: args.timeout, ..ClientOptions::default() };
+    let mut options = ClientOptions { timeout: args.timeout, ..ClientOptions::default() };
+    client_security(args.secret_file.clone(), args.tls_ca.clone(), &mut options)
+        .map_err(BenchError::Setup)?;
     let (open, writes_to): (Box<OpenStore>, String) = match &args.target {
         BenchTarget::Redis(address) => {
             let open = move || -> Result<Box<dyn Store>, BenchError> {

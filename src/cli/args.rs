@@ -18,8 +18,13 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::client::connection::ClientOptions;
+use crate::secure::secret::Secret;
+use crate::secure::tls::ClientTls;
 
 /// What the parser could not accept; printed with the usage text, exit 2.
 #[derive(Debug, PartialEq)]
@@ -58,6 +63,27 @@ impl From<String> for UsageError {
 
 /// Default chain node in ZooKeeper (`--chain`).
 pub const CHAIN_PATH_DEFAULT: &str = "/chain";
+
+/// Where a client's secret file is found without `--secret-file`.
+pub const SECRET_FILE_ENV: &str = "CHAINTABLE_SECRET_FILE";
+
+/// A client's `--secret-file` (or [`SECRET_FILE_ENV`]) and `--tls-ca`,
+/// loaded into `options`.
+pub fn client_security(
+    secret_file: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    options: &mut ClientOptions,
+) -> Result<(), String> {
+    let secret_file = secret_file
+        .or_else(|| std::env::var_os(SECRET_FILE_ENV).filter(|path| !path.is_empty()).map(PathBuf::from));
+    if let Some(path) = secret_file {
+        options.secret = Some(Secret::load(&path)?.client_key());
+    }
+    if let Some(ca) = tls_ca {
+        options.tls = Some(ClientTls::load(&ca)?);
+    }
+    Ok(())
+}
 
 /// One command-line word, as [`ArgCursor`] reads it.
 #[derive(Debug, PartialEq)]

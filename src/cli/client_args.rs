@@ -4,9 +4,10 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, parse_args, positive, text};
+use super::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, client_security, parse_args, positive, text};
 use crate::client::connection::ClientOptions;
 
 pub const CLIENT_USAGE: &str = "\
@@ -28,6 +29,9 @@ options:
   --timeout-ms <ms>      connect and reply timeout; in chain mode also the time
                          a command may take, retries included (default 10000)
   --max-frame <bytes>    largest reply frame accepted (default 67108864)
+  --secret-file <path>   the client secret, proved to servers that require one
+                         (their --client-secret-file; default: $CHAINTABLE_SECRET_FILE)
+  --tls-ca <path>        use TLS; servers' certificates must chain to this CA (PEM)
   --help                 this text
 
 commands: put <key> <value> | get <key> | del <key> | size | getkeys | gettable | stats";
@@ -58,7 +62,7 @@ pub struct ClientArgs {
 
 /// Parses `table-client` arguments (without the program name).
 pub fn parse_client_args(args: impl IntoIterator<Item = OsString>) -> Result<ClientArgs, UsageError> {
-    let known = ["server", "chain", "local", "timeout-ms", "max-frame"];
+    let known = ["server", "chain", "local", "timeout-ms", "max-frame", "secret-file", "tls-ca"];
     let has_server = |options: &[(String, OsString)]| options.iter().any(|(name, _)| name == "server");
     // With --server every positional word is the command; otherwise the first
     // is the ZooKeeper address.
@@ -69,6 +73,7 @@ pub fn parse_client_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli
     let mut server = None;
     let mut path = None;
     let mut local_reads = false;
+    let (mut secret_file, mut tls_ca) = (None, None);
     for (name, value) in &parsed.options {
         match name.as_str() {
             "server" => server = Some(text(name, value)?),
@@ -76,9 +81,12 @@ pub fn parse_client_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli
             "local" => local_reads = true,
             "timeout-ms" => options.timeout = Duration::from_millis(positive(name, value)?),
             "max-frame" => options.frame_bytes_max = positive(name, value)?,
+            "secret-file" => secret_file = Some(PathBuf::from(value)),
+            "tls-ca" => tls_ca = Some(PathBuf::from(value)),
             other => unreachable!("option {other} is in the known list"),
         }
     }
+    client_security(secret_file, tls_ca, &mut options)?;
     let mut words = parsed.positionals.into_iter().map(OsString::into_vec);
     let target = match server {
         Some(_) if path.is_some() => {

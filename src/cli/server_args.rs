@@ -2,6 +2,8 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{
@@ -10,6 +12,9 @@ use super::args::{
 use crate::coord::membership::ChainConfig;
 use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
 use crate::replica::ReplicationLimits;
+use crate::secure::ServerSecurity;
+use crate::secure::secret::Secret;
+use crate::secure::tls::ServerTls;
 use crate::server::ServerConfig;
 
 pub const SERVER_USAGE: &str = "\
@@ -37,6 +42,14 @@ options:
   --max-value <bytes>       largest value (default 33554432)
   --idle-timeout-ms <ms>    close connections silent this long (default 300000)
   --write-timeout-ms <ms>   give up on a reply not written in this time (default 10000)
+  --peer-secret-file <path> the chain's peer secret: links between members prove it both ways and
+                            are authenticated; members write ZooKeeper with an identity derived
+                            from it. Without it a chain member serves on loopback only
+  --client-secret-file <path>  clients must prove this secret (their --secret-file) first
+  --insecure                allow a non-loopback --bind in chain mode without --peer-secret-file
+  --tls-cert <path>         TLS for clients and peers: this server's certificate chain (PEM) ...
+  --tls-key <path>          ... its private key (PEM) ...
+  --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
   --help                    this text
@@ -56,6 +69,12 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "commit-timeout-ms",
         "max-client-records",
         "max-memory",
+        "peer-secret-file",
+        "client-secret-file",
+        "insecure",
+        "tls-cert",
+        "tls-key",
+        "tls-ca",
         "unsafe-read-anywhere",
         "max-clients",
         "max-frame",
@@ -64,7 +83,8 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "idle-timeout-ms",
         "write-timeout-ms",
     ];
-    let parsed = parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere"], |_, _| false)?;
+    let parsed =
+        parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
     let (port, table_stripes, zk_hosts) = match parsed.positionals.as_slice() {
         [port, size] => (number::<u16>("<port>", port)?, number::<usize>("<table-size>", size)?, None),
         [port, size, hosts] => (
@@ -91,7 +111,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         }),
         replication: ReplicationLimits::default(),
         unsafe_read_anywhere: false,
+        security: ServerSecurity::default(),
     };
+    let mut secrets = SecretFiles::default();
     let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
     for (name, value) in &parsed.options {
         let limits = &mut config.limits;
@@ -115,6 +137,12 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "max-client-records" => replication.client_records_max = positive(name, value)?,
             "max-memory" => replication.memory_bytes_max = Some(byte_size(name, value)?),
             "unsafe-read-anywhere" => config.unsafe_read_anywhere = true,
+            "peer-secret-file" => secrets.peer = Some(text(name, value)?),
+            "client-secret-file" => secrets.client = Some(text(name, value)?),
+            "insecure" => secrets.insecure = true,
+            "tls-cert" => secrets.tls_cert = Some(text(name, value)?),
+            "tls-key" => secrets.tls_key = Some(text(name, value)?),
+            "tls-ca" => secrets.tls_ca = Some(text(name, value)?),
             "bind" => {
                 config.bind =
                     text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
@@ -131,7 +159,54 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
     if config.limits.frame_bytes_max > u32::MAX as usize {
         return Err("--max-frame must fit the 4-byte length prefix".to_owned().into());
     }
+    config.security = secrets.load(config.chain.is_some(), config.bind)?;
     Ok(config)
+}
+
+/// The security options as given, checked together.
+#[derive(Default)]
+struct SecretFiles {
+    peer: Option<String>,
+    client: Option<String>,
+    insecure: bool,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
+}
+
+impl SecretFiles {
+    /// Reads the files. In chain mode without a peer secret only a loopback
+    /// bind is allowed (anyone who can reach the port could otherwise join
+    /// or feed the chain), unless `--insecure` says the network is trusted.
+    fn load(self, chain_mode: bool, bind: IpAddr) -> Result<ServerSecurity, UsageError> {
+        let peer = self.peer.map(|path| Secret::load(Path::new(&path))).transpose()?;
+        let client = self.client.map(|path| Secret::load(Path::new(&path))).transpose()?;
+        if let (Some(peer), Some(client)) = (&peer, &client)
+            && peer.same_as(client)
+        {
+            return Err("--peer-secret-file and --client-secret-file hold the same secret: every client could                         pose as a chain member; give them different secrets"
+                .to_owned()
+                .into());
+        }
+        if chain_mode && peer.is_none() && !bind.is_loopback() && !self.insecure {
+            return Err(format!(
+                "--bind {bind} in chain mode needs --peer-secret-file: without it anyone who reaches this port                  can join or change the chain (--insecure to allow it on a trusted network)"
+            )
+            .into());
+        }
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => {
+                Some(Arc::new(ServerTls::load(Path::new(&cert), Path::new(&key), Path::new(&ca))?))
+            }
+            _ => return Err("TLS needs all three of --tls-cert, --tls-key and --tls-ca".to_owned().into()),
+        };
+        Ok(ServerSecurity {
+            peer_key: peer.as_ref().map(Secret::peer_key),
+            client_key: client.as_ref().map(Secret::client_key),
+            tls,
+        })
+    }
 }
 
 #[cfg(test)]

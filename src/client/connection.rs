@@ -5,13 +5,17 @@
 use std::fmt;
 use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protobuf::Message;
 
 use super::error::ClientError;
 use crate::limits::{CLIENT_PROBE_AFTER_IDLE, CLIENT_TIMEOUT_MS_DEFAULT, FRAME_BYTES_MAX_DEFAULT};
-use crate::proto::{ErrorCode, Opcode, Request, Response};
+use crate::proto::{AuthStep, ErrorCode, Opcode, Request, Response};
+use crate::secure::challenge::{Prover, Transcript, fresh_nonce};
+use crate::secure::secret::AuthKey;
+use crate::secure::tls::{ClientTls, SocketReader, TlsSession};
 use crate::wire::{FrameError, encode_frame, read_frame};
 
 /// Settings shared by every connection a client opens.
@@ -22,6 +26,11 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Largest reply frame accepted.
     pub frame_bytes_max: usize,
+    /// The client secret's key (`--secret-file`): proved to every server
+    /// before the first request.
+    pub secret: Option<AuthKey>,
+    /// TLS (`--tls-ca`): servers must show a certificate from this CA.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -29,6 +38,8 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_millis(CLIENT_TIMEOUT_MS_DEFAULT),
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            secret: None,
+            tls: None,
         }
     }
 }
@@ -37,8 +48,11 @@ impl Default for ClientOptions {
 pub struct Connection {
     /// Write half (also used for the staleness probe).
     stream: TcpStream,
-    /// Read half, buffered.
-    reader: BufReader<TcpStream>,
+    /// Read half, buffered (decrypted first with TLS).
+    reader: BufReader<SocketReader>,
+    /// The TLS session, if the connection has one: requests are sealed
+    /// through it.
+    tls: Option<Arc<TlsSession>>,
     frame_bytes_max: usize,
     /// The socket's current read and write timeout.
     timeout: Duration,
@@ -63,6 +77,18 @@ impl From<ClientError> for CallFailure {
     }
 }
 
+/// A failed TLS handshake: a certificate from another CA, a plaintext
+/// server, a wrong name. Retrying cannot cure it.
+fn tls_failure(address: &str, error: io::Error) -> ClientError {
+    if error.kind() == ErrorKind::InvalidData {
+        ClientError::Protocol(format!(
+            "TLS with {address} failed: {error} (is --tls-ca the CA of its certificate, and does the server use TLS?)"
+        ))
+    } else {
+        ClientError::Unreachable(format!("{address}: TLS handshake: {error}"))
+    }
+}
+
 /// Whether a socket error means the peer closed the connection.
 fn is_peer_closed(error: &io::Error) -> bool {
     matches!(error.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted)
@@ -79,21 +105,62 @@ impl Connection {
                     stream.set_nodelay(true).map_err(unreachable)?;
                     stream.set_read_timeout(Some(options.timeout)).map_err(unreachable)?;
                     stream.set_write_timeout(Some(options.timeout)).map_err(unreachable)?;
-                    let reader = BufReader::new(stream.try_clone().map_err(unreachable)?);
-                    return Ok(Connection {
+                    let tls = match &options.tls {
+                        None => None,
+                        Some(tls) => {
+                            Some(tls.connect(&stream, address).map_err(|error| tls_failure(address, error))?)
+                        }
+                    };
+                    let reader = BufReader::new(SocketReader::new(
+                        stream.try_clone().map_err(unreachable)?,
+                        tls.clone(),
+                    ));
+                    let mut connection = Connection {
                         stream,
                         reader,
+                        tls,
                         frame_bytes_max: options.frame_bytes_max,
                         timeout: options.timeout,
                         outgoing: Vec::new(),
                         incoming: Vec::new(),
                         last_used: Instant::now(),
-                    });
+                    };
+                    if let Some(key) = &options.secret {
+                        connection.authenticate(key, address)?;
+                    }
+                    return Ok(connection);
                 }
                 Err(error) => last_error = error,
             }
         }
         Err(unreachable(last_error))
+    }
+
+    /// Proves the client secret to the server, and checks the server's
+    /// proof of it (see `OP_AUTH`). A server that does not authenticate
+    /// clients says so by answering without a proof; it is used as is.
+    fn authenticate(&mut self, key: &AuthKey, address: &str) -> Result<(), ClientError> {
+        let client_nonce = fresh_nonce().map_err(ClientError::Protocol)?;
+        let mut request = Request::new();
+        request.opcode = Opcode::OP_AUTH.into();
+        request.auth = Some(AuthStep { nonce: client_nonce.clone(), ..AuthStep::new() }).into();
+        let challenge = self.call(&request).and_then(|response| check_response(&request, response))?;
+        let Some(step) = challenge.auth.into_option() else {
+            return Ok(());
+        };
+        let transcript =
+            Transcript { initiator_nonce: &client_nonce, responder_nonce: &step.nonce, context: &[] };
+        if !transcript.verify(key, Prover::Server, &step.proof) {
+            return Err(ClientError::Server {
+                code: ErrorCode::ERR_AUTH,
+                message: format!(
+                    "{address} did not prove the client secret: the secret differs, or it is not the server you meant"
+                ),
+            });
+        }
+        request.auth =
+            Some(AuthStep { proof: transcript.prove(key, Prover::Client), ..AuthStep::new() }).into();
+        self.call(&request).and_then(|response| check_response(&request, response)).map(drop)
     }
 
     /// Changes the read and write timeout (the next reply may be given less
@@ -126,7 +193,11 @@ impl Connection {
             error: ClientError::Unreachable(error.to_string()),
             peer_closed,
         };
-        self.stream.write_all(&self.outgoing).map_err(|error| unreachable(&error, is_peer_closed(&error)))?;
+        let written = match &self.tls {
+            None => self.stream.write_all(&self.outgoing),
+            Some(session) => session.seal(&self.outgoing).and_then(|records| self.stream.write_all(&records)),
+        };
+        written.map_err(|error| unreachable(&error, is_peer_closed(&error)))?;
         match read_frame(&mut self.reader, self.frame_bytes_max, &mut self.incoming) {
             Ok(true) => {}
             Ok(false) => return Err(unreachable(&"server closed the connection", true)),

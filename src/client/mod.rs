@@ -32,7 +32,7 @@ use crate::proto::{Opcode, Request, Response, Statistics};
 enum Target {
     /// One server, whatever its role; no retries.
     Server {
-        endpoint: Endpoint,
+        endpoint: Box<Endpoint>,
         /// Reads ask for the server's own table even if it is not the tail.
         local_reads: bool,
     },
@@ -54,7 +54,10 @@ impl Client {
     /// A client of the one server at `address` (`host:port`); connects on
     /// first use. In a chain, the server answers only what its role allows.
     pub fn new(address: &str, options: ClientOptions) -> Client {
-        Client::with_target(Target::Server { endpoint: Endpoint::new(address), local_reads: false }, options)
+        Client::with_target(
+            Target::Server { endpoint: Box::new(Endpoint::new(address)), local_reads: false },
+            options,
+        )
     }
 
     /// Like [`Client::new`], but reads (`get`, `size`, `getkeys`,
@@ -63,7 +66,10 @@ impl Client {
     /// committed writes (a server before the tail may hold uncommitted ones,
     /// one after the head may lag behind).
     pub fn local_reader(address: &str, options: ClientOptions) -> Client {
-        Client::with_target(Target::Server { endpoint: Endpoint::new(address), local_reads: true }, options)
+        Client::with_target(
+            Target::Server { endpoint: Box::new(Endpoint::new(address)), local_reads: true },
+            options,
+        )
     }
 
     /// A client of the chain at `chain_path` in the ZooKeeper ensemble

@@ -20,6 +20,9 @@ pub enum LinkError {
     /// The other end sent what the protocol does not allow (an ack for
     /// writes never sent): the link is dropped, the server goes on.
     Protocol(String),
+    /// The other end did not prove the peer secret (or does not use one
+    /// while we do): nothing was sent to it or taken from it.
+    Unauthenticated(String),
     /// This server cannot go on with the link (its own state transfer is
     /// not complete, or writes were not forwarded for a while).
     NotReady(String),
@@ -34,6 +37,7 @@ impl fmt::Display for LinkError {
             LinkError::Refused(reason) => write!(f, "refused: {reason}"),
             LinkError::Protocol(reason) => write!(f, "protocol violation: {reason}"),
             LinkError::NotReady(reason) => write!(f, "not ready: {reason}"),
+            LinkError::Unauthenticated(reason) => write!(f, "not authenticated: {reason}"),
         }
     }
 }

@@ -10,10 +10,10 @@ use std::time::Instant;
 use log::{info, warn};
 use parking_lot::Mutex;
 
-use super::LinkError;
+use super::{LinkError, LinkSettings, handshake};
 use crate::chain::{Progress, Refusal};
 use crate::limits::{
-    REPLICATION_ACK_POLL, REPLICATION_SILENCE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, display_bytes,
+    Limits, REPLICATION_ACK_POLL, REPLICATION_SILENCE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, display_bytes,
 };
 use crate::proto::{Downstream, Opcode, ReplicaWelcome, Request, Response, Upstream};
 use crate::replica::Replica;
@@ -26,9 +26,17 @@ pub fn serve(
     mut reader: FrameReader,
     mut writer: FrameWriter,
     replica: &Arc<Replica>,
+    settings: &LinkSettings,
     stopping: &AtomicBool,
 ) -> Result<(), LinkError> {
     let sender = hello.replica_hello.sender.clone();
+    if writer.tls().is_some_and(|session| !session.peer_has_certificate()) {
+        return Err(LinkError::Refused(format!(
+            "a link claiming to be from {sender} showed no TLS certificate; peers must (mutual TLS)"
+        )));
+    }
+    let key = settings.security.peer_key.as_ref();
+    handshake::accept(&hello, key, &settings.chain_path, &mut reader, &mut writer)?;
     let mut welcome = ReplicaWelcome::new();
     let mut link = 0;
     match replica.welcome(&hello.replica_hello) {
@@ -66,7 +74,7 @@ pub fn serve(
             .name("replication-acks-up".into())
             .spawn(move || send_acks(&upstream, &replica, &link_open))?
     };
-    let result = receive_stream(&peer, &mut reader, replica, &upstream, stopping);
+    let result = receive_stream(&peer, &mut reader, replica, &settings.limits, &upstream, stopping);
     link_open.store(false, Ordering::SeqCst);
     let _ = reader.stream().shutdown(Shutdown::Both);
     let _ = acks.join();
@@ -104,6 +112,7 @@ fn receive_stream(
     peer: &Peer,
     reader: &mut FrameReader,
     replica: &Replica,
+    limits: &Limits,
     upstream: &AckChannel,
     stopping: &AtomicBool,
 ) -> Result<(), LinkError> {
@@ -118,6 +127,7 @@ fn receive_stream(
         // even when it has nothing to send.
         let (sender, link) = (peer.name.as_str(), peer.link);
         replica.accepts_from(sender, link).map_err(refused)?;
+        within_limits(&downstream, limits)?;
         if let Some(chunk) = downstream.snapshot.into_option() {
             let (total, last, sequence) = (chunk.total_keys, chunk.last, chunk.sequence);
             snapshot_keys += chunk.entries.len() as u64;
@@ -141,6 +151,30 @@ fn receive_stream(
         }
         if let Some(promote_at) = downstream.promote_at {
             replica.set_promote_at(sender, link, promote_at).map_err(refused)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses keys and values over the limits a client's are held to: an
+/// authenticated peer applies the same rules, so this fails only against a
+/// predecessor with larger limits (which its log and ours then show).
+fn within_limits(downstream: &Downstream, limits: &Limits) -> Result<(), LinkError> {
+    let snapshot = downstream.snapshot.as_ref().map(|chunk| chunk.entries.as_slice()).unwrap_or_default();
+    let pairs = downstream
+        .writes
+        .iter()
+        .map(|write| (write.key.as_str(), write.value.as_deref().unwrap_or_default()))
+        .chain(snapshot.iter().map(|entry| (entry.key.as_str(), entry.value.as_slice())));
+    for (key, value) in pairs {
+        if key.len() > limits.key_bytes_max || value.len() > limits.value_bytes_max {
+            return Err(LinkError::Protocol(format!(
+                "a replicated key of {} bytes or value of {} bytes is over this server's limits ({} and {}                  bytes): give every member the same --max-key and --max-value",
+                key.len(),
+                value.len(),
+                limits.key_bytes_max,
+                limits.value_bytes_max
+            )));
         }
     }
     Ok(())

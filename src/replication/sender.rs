@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::LinkError;
+use super::LinkSettings;
+use super::{LinkError, handshake};
 use crate::chain::sent::SentList;
 use crate::limits::{
     REPLICATION_ACK_READ_BUFFER_BYTES, REPLICATION_BATCH_MAX, REPLICATION_CONNECT_TIMEOUT,
     REPLICATION_HEARTBEAT_INTERVAL, REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE,
-    REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
+    REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, UNAUTHENTICATED_LOG_PERIOD,
 };
-use crate::proto::{
-    ClientRecord, Downstream, Entry, Opcode, ReplicaHello, Request, Response, SnapshotChunk, Upstream, Write,
-};
+use crate::proto::{ClientRecord, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream, Write};
 use crate::replica::{Replica, Snapshot};
+use crate::throttle::Throttle;
 use crate::view::Member;
 use crate::wire::{self, FrameWriter};
 
@@ -34,8 +34,12 @@ struct Acks {
     closed: AtomicBool,
 }
 
+/// A successor that fails its proof is retried often; it is logged once
+/// in a while.
+static UNAUTHENTICATED_LOG: Throttle = Throttle::new(UNAUTHENTICATED_LOG_PERIOD);
+
 /// Runs until `stopping` is set.
-pub fn run(replica: &Replica, stopping: &AtomicBool, frame_bytes_max: usize) {
+pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
     let mut sent = SentList::default();
     while !stopping.load(Ordering::SeqCst) {
         let successor = replica
@@ -52,8 +56,14 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, frame_bytes_max: usize) {
             thread::sleep(REPLICATION_QUEUE_POLL);
             continue;
         };
-        match replicate_to(replica, &me.name, &successor, &mut sent, stopping, frame_bytes_max) {
+        match replicate_to(replica, &me.name, &successor, &mut sent, stopping, settings) {
             Ok(()) => {}
+            Err(error @ LinkError::Unauthenticated(_)) => {
+                if UNAUTHENTICATED_LOG.allow() {
+                    warn!("replication to {successor}: {error}");
+                }
+                thread::sleep(REPLICATION_RECONNECT_PAUSE);
+            }
             Err(error) => {
                 debug!("replication to {successor}: {error}");
                 thread::sleep(REPLICATION_RECONNECT_PAUSE);
@@ -69,7 +79,7 @@ fn replicate_to(
     successor: &Member,
     sent: &mut SentList,
     stopping: &AtomicBool,
-    frame_bytes_max: usize,
+    settings: &LinkSettings,
 ) -> Result<(), LinkError> {
     let address = successor
         .address
@@ -80,19 +90,20 @@ fn replicate_to(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(REPLICATION_WRITE_TIMEOUT))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let (mut reader, mut writer) = wire::split(stream, frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES)?;
-
-    let mut hello = Request::new();
-    hello.opcode = Opcode::OP_REPLICATE.into();
+    let tls = match &settings.security.tls {
+        None => None,
+        Some(tls) => Some(tls.connect_peer(&stream, &successor.address)?),
+    };
+    let (mut reader, mut writer) =
+        wire::split(stream, tls, settings.limits.frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES)?;
     let mut greeting = ReplicaHello::new();
     greeting.sender = me.to_owned();
     greeting.receiver = successor.name.clone();
     greeting.epoch = replica.view_epoch();
     greeting.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
-    hello.replica_hello = Some(greeting).into();
-    writer.send(&hello)?;
-    let response = reader.receive::<Response>()?.ok_or(LinkError::Closed)?;
-    let welcome = response.replica_welcome.into_option().unwrap_or_default();
+    let key = settings.security.peer_key.as_ref();
+    let welcome =
+        handshake::open(greeting, key, &settings.chain_path, &mut reader, &mut writer, &successor.name)?;
     if !welcome.accepted {
         return Err(LinkError::Refused(format!("{successor} refused the link: {}", welcome.reason)));
     }

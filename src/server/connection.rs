@@ -12,15 +12,21 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use super::client_auth::{ClientAuth, Screened};
 use super::reply_port::ReplyPort;
 use super::service::{PendingWrite, Reply, Service, error_response};
 use crate::limits::{
     COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, Limits, OVER_LIMIT_FIRST_FRAME_TIMEOUT,
-    REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
+    REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST, UNAUTHENTICATED_LOG_PERIOD,
 };
 use crate::proto::{ErrorCode, Opcode, Request, Response};
-use crate::replication::receiver;
+use crate::replication::{LinkError, receiver};
+use crate::secure::tls::{ServerTls, TLS_HANDSHAKE_BYTE, TlsSession};
+use crate::throttle::Throttle;
 use crate::wire::{self, FrameError, FrameWriter, encode_frame};
+
+/// Links that fail their proof are logged at most once a period.
+static UNAUTHENTICATED_LINKS: Throttle = Throttle::new(UNAUTHENTICATED_LOG_PERIOD);
 
 /// Tells a connection over `--max-clients` why it is refused, then closes it.
 /// Bounded in time and bytes: the acceptor may be the one calling this.
@@ -70,11 +76,19 @@ pub(super) fn serve_connection(
     let first_frame_timeout = if over_limit { OVER_LIMIT_FIRST_FRAME_TIMEOUT } else { limits.idle_timeout };
     stream.set_read_timeout(Some(first_frame_timeout)).map_err(FrameError::Io)?;
     stream.set_write_timeout(Some(limits.write_timeout)).map_err(FrameError::Io)?;
-    let (mut reader, writer) =
-        wire::split(stream, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES).map_err(FrameError::Io)?;
+    let tls = match &service.link.security.tls {
+        None => None,
+        Some(tls) => match start_tls(&stream, tls, limits)? {
+            Some(session) => Some(session),
+            None => return Ok(()),
+        },
+    };
+    let (mut reader, writer) = wire::split(stream, tls, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES)
+        .map_err(FrameError::Io)?;
     let port = ReplyPort::new(&writer, Arc::clone(&service.stats));
     let mut writer = ConnectionWriter { frames: writer, port, owed_limit: owed_reply_limit(service) };
     let mut first_frame = true;
+    let mut auth = ClientAuth::new(service.link.security.client_key.as_ref());
     loop {
         let request = match reader.receive::<Request>() {
             Ok(Some(request)) => request,
@@ -110,8 +124,15 @@ pub(super) fn serve_connection(
         }
         if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
             // An established link logs why it ended; the connection closes.
-            if let Err(error) = receiver::serve(request, reader, writer.frames, &service.replica, stopping) {
-                debug!("replication link: {error}");
+            if let Err(error) =
+                receiver::serve(request, reader, writer.frames, &service.replica, &service.link, stopping)
+            {
+                match error {
+                    LinkError::Unauthenticated(_) if UNAUTHENTICATED_LINKS.allow() => {
+                        warn!("replication link: {error}")
+                    }
+                    _ => debug!("replication link: {error}"),
+                }
             }
             return Ok(());
         }
@@ -124,6 +145,17 @@ pub(super) fn serve_connection(
             writer.frames.stream().set_read_timeout(Some(limits.idle_timeout)).map_err(FrameError::Io)?;
         }
         first_frame = false;
+        let request = match auth.screen(request) {
+            Screened::Serve(request) => request,
+            Screened::Reply(response) => {
+                writer.send(&response, service)?;
+                continue;
+            }
+            Screened::Refuse(response) => {
+                service.stats.record_error();
+                return writer.send(&response, service);
+            }
+        };
         match service.handle(request) {
             Reply::Now(response) => writer.send(&response, service)?,
             Reply::AfterCommit(pending) => writer.reply_after_commit(pending, service)?,
@@ -131,6 +163,40 @@ pub(super) fn serve_connection(
         // On the way back to reading, answer a few other clients' committed
         // writes (see `commits`).
         service.replica.run_settled(SETTLED_REPLIES_PER_REQUEST);
+    }
+}
+
+/// The server's side of TLS on an accepted socket: the session, or `None`
+/// when the client is not speaking TLS (it is told so in a plaintext
+/// frame, which a plaintext client reads as an error reply) or its
+/// handshake failed (a certificate from another CA, say).
+fn start_tls(
+    stream: &TcpStream,
+    tls: &ServerTls,
+    limits: &Limits,
+) -> Result<Option<Arc<TlsSession>>, FrameError> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).map_err(FrameError::Io)? == 0 {
+        return Ok(None);
+    }
+    if first[0] != TLS_HANDSHAKE_BYTE {
+        let response = error_response(
+            0,
+            ErrorCode::ERR_AUTH,
+            "this server accepts TLS connections only: give the client --tls-ca <the CA's certificate>",
+        );
+        let mut frame = Vec::new();
+        encode_frame(&response, limits.frame_bytes_max, &mut frame)?;
+        let _ = (&*stream).write_all(&frame);
+        debug!("refused a plaintext connection: TLS is required");
+        return Ok(None);
+    }
+    match tls.accept(stream) {
+        Ok(session) => Ok(Some(session)),
+        Err(error) => {
+            debug!("TLS handshake failed: {error}");
+            Ok(None)
+        }
     }
 }
 

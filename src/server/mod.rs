@@ -14,6 +14,7 @@
 //! - [`stats`]: the counters behind the `stats` command.
 //! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
 
+mod client_auth;
 mod connection;
 pub mod fd_limit;
 pub mod reply_port;
@@ -42,7 +43,8 @@ use crate::limits::{
     display_bytes,
 };
 use crate::replica::{Replica, ReplicationLimits};
-use crate::replication;
+use crate::replication::{self, LinkSettings};
+use crate::secure::ServerSecurity;
 
 /// What a server is started with.
 #[derive(Clone, Debug)]
@@ -59,6 +61,8 @@ pub struct ServerConfig {
     pub replication: ReplicationLimits,
     /// Testing only: answer reads in any role (see `--unsafe-read-anywhere`).
     pub unsafe_read_anywhere: bool,
+    /// Secrets and TLS (see [`ServerSecurity`]).
+    pub security: ServerSecurity,
 }
 
 /// Why [`Server::run`] returned.
@@ -131,9 +135,15 @@ impl Server {
             }
             chain.advertise = address.to_string();
         }
+        let mut service = Service::new(Arc::new(replica), config.limits.clone());
+        service.link = Arc::new(LinkSettings {
+            chain_path: chain.as_ref().map(|chain| chain.chain_path.clone()).unwrap_or_default(),
+            security: config.security.clone(),
+            limits: config.limits.clone(),
+        });
         Ok(Server {
             listener,
-            service: Arc::new(Service::new(Arc::new(replica), config.limits.clone())),
+            service: Arc::new(service),
             stopping: Arc::new(AtomicBool::new(false)),
             connections: Arc::default(),
             chain,
@@ -176,6 +186,7 @@ impl Server {
                 "no memory limit (--max-memory): the table may grow until the machine runs out of memory"
             ),
         }
+        self.log_security()?;
         let expired = Arc::new(AtomicBool::new(false));
         let chain_threads = match &self.chain {
             Some(chain) => self.start_chain_threads(chain, &expired)?,
@@ -203,6 +214,30 @@ impl Server {
         Ok(if expired.load(Ordering::SeqCst) { ServerEnd::SessionExpired } else { ServerEnd::Stopped })
     }
 
+    /// One line on who may change the chain and read the table.
+    fn log_security(&self) -> io::Result<()> {
+        let security = &self.service.link.security;
+        let tls = if security.tls.is_some() { "TLS (mutual between peers)" } else { "no TLS" };
+        let clients = if security.client_key.is_some() {
+            "clients must prove the client secret"
+        } else {
+            "any client may connect"
+        };
+        match (&self.chain, &security.peer_key) {
+            (None, _) => info!("security: {clients}, {tls}"),
+            (Some(_), Some(_)) => info!("security: peers authenticated by the peer secret, {clients}, {tls}"),
+            (Some(_), None) if self.local_addr()?.ip().is_loopback() => info!(
+                "security: no --peer-secret-file, so serving on loopback only: any local process may join or \
+                 feed this chain; {clients}, {tls}"
+            ),
+            (Some(_), None) => warn!(
+                "security: --insecure: no --peer-secret-file on a non-loopback address: anyone who reaches this \
+                 port may join or feed this chain; {clients}, {tls}"
+            ),
+        }
+        Ok(())
+    }
+
     /// The membership and replication sender threads of chain mode.
     fn start_chain_threads(
         &self,
@@ -227,10 +262,10 @@ impl Server {
         let sender = {
             let replica = Arc::clone(&self.service.replica);
             let stopping = Arc::clone(&self.stopping);
-            let frame_bytes_max = self.service.limits.frame_bytes_max;
+            let settings = Arc::clone(&self.service.link);
             thread::Builder::new()
                 .name("replication-sender".into())
-                .spawn(move || replication::sender::run(&replica, &stopping, frame_bytes_max))?
+                .spawn(move || replication::sender::run(&replica, &stopping, &settings))?
         };
         let commit_expiry = {
             let replica = Arc::clone(&self.service.replica);

@@ -33,12 +33,16 @@ use super::stats::ServerStats;
 use crate::proto::Response;
 use crate::replica::Replica;
 use crate::replica::commits::CommitOutcome;
+use crate::secure::tls::TlsSession;
 use crate::wire::{FrameWriter, encode_frame};
 
 /// One client connection's socket as seen by the threads that answer its
 /// committed writes.
 pub struct ReplyPort {
     stream: Arc<TcpStream>,
+    /// The connection's TLS session: replies are sealed through it, in
+    /// turn order (see `send`).
+    tls: Option<Arc<TlsSession>>,
     frame_bytes_max: usize,
     /// Whose turn it is; held only to read and change the flags, never
     /// during I/O.
@@ -84,6 +88,7 @@ impl ReplyPort {
     pub fn new(writer: &FrameWriter, stats: Arc<ServerStats>) -> Arc<ReplyPort> {
         Arc::new(ReplyPort {
             stream: writer.shared_stream(),
+            tls: writer.tls(),
             frame_bytes_max: writer.frame_bytes_max(),
             turns: Mutex::new(Turns::default()),
             connection: thread::current(),
@@ -159,16 +164,27 @@ impl ReplyPort {
         }
         let claimed = self.change_turns(|turns| {
             turns.owed = false;
+            // TLS records must leave in the order they were sealed: seal
+            // under the turns' lock, where the order of sending is decided.
+            let frame = match &self.tls {
+                None => frame,
+                Some(session) => session.seal(&frame)?,
+            };
             if turns.sending {
                 turns.queued.extend_from_slice(&frame);
-                false
+                Ok(None)
             } else {
                 turns.sending = true;
-                true
+                Ok::<_, io::Error>(Some(frame))
             }
         });
-        if claimed {
-            self.write_turn(frame, false);
+        match claimed {
+            Ok(Some(frame)) => self.write_turn(frame, false),
+            Ok(None) => {}
+            Err(error) => {
+                debug!("cannot seal a reply ({error}); closing the connection");
+                self.close_turn();
+            }
         }
     }
 
@@ -315,7 +331,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(LONG)).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        let (reader, writer) = wire::split(accepted, 1 << 20, 4096).unwrap();
+        let (reader, writer) = wire::split(accepted, None, 1 << 20, 4096).unwrap();
         let port = ReplyPort::new(&writer, Arc::clone(&service.stats));
         Fixture { service, port, writer, _reader: reader, client }
     }

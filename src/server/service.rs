@@ -11,6 +11,7 @@ use crate::limits::Limits;
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::commits::CommitOutcome;
 use crate::replica::{Replica, WriteReceipt, commit_result};
+use crate::replication::LinkSettings;
 use crate::store::table::Table;
 
 /// The state every connection thread shares.
@@ -22,6 +23,9 @@ pub struct Service {
     pub stats: Arc<ServerStats>,
     /// Key and value limits checked here; the rest are the server's.
     pub limits: Limits,
+    /// How replication links are opened and checked; its `security` also
+    /// holds the client secret and TLS every connection must satisfy.
+    pub link: Arc<LinkSettings>,
 }
 
 /// An error reply.
@@ -93,7 +97,12 @@ enum Executed {
 
 impl Service {
     pub fn new(replica: Arc<Replica>, limits: Limits) -> Service {
-        Service { replica, stats: Arc::default(), limits }
+        Service {
+            replica,
+            stats: Arc::default(),
+            link: Arc::new(LinkSettings { limits: limits.clone(), ..LinkSettings::default() }),
+            limits,
+        }
     }
 
     /// The reply to a frame that does not decode.
@@ -162,6 +171,11 @@ impl Service {
                     ErrorCode::ERR_UNKNOWN_OPCODE,
                     "OP_REPLICATE must be the first frame of a connection",
                 ));
+            }
+            // The connection answers it before the service sees requests
+            // (see `client_auth`); a service called directly refuses it.
+            Opcode::OP_AUTH => {
+                return Err(Refusal::new(ErrorCode::ERR_AUTH, "OP_AUTH is answered by the connection"));
             }
             Opcode::OP_UNSPECIFIED | Opcode::OP_ERROR => {
                 return Err(Refusal::new(
