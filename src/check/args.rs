@@ -8,7 +8,10 @@ use std::time::Duration;
 use super::nemesis::{FaultKind, parse_kinds};
 use super::run::CheckConfig;
 use crate::chain::InjectedBug;
-use crate::cli::args::{CHAIN_PATH_DEFAULT, UsageError, chain_path, number, parse_args, positive, text};
+use crate::cli::args::{
+    CHAIN_PATH_DEFAULT, UsageError, chain_path, client_security, number, parse_args, positive, text,
+};
+use crate::client::connection::ClientOptions;
 
 pub const CHECK_USAGE: &str = "\
 usage: table-check [options]                 run clients under faults and check the history
@@ -32,6 +35,8 @@ options:
                           kill,pause,join); partition needs root and ip netns
   --zk-timeout-ms <ms>    the servers' ZooKeeper session timeout (default 1000)
   --zk <hosts>            attach to an existing chain: no faults
+  --secret-file <path>    with --zk: that chain's client secret (default: $CHAINTABLE_SECRET_FILE)
+  --tls-ca <path>         with --zk: use TLS; servers' certificates must chain to this CA
   --chain <path>          the chain's ZooKeeper node (default /chain)
   --history <file>        write the history as JSON
   --server-binary <path>  table-server to start (default: the one beside table-check)
@@ -126,6 +131,8 @@ pub fn parse_check_args(
         "think-ms",
         "broken",
         "logs",
+        "secret-file",
+        "tls-ca",
     ];
     let parsed = parse_args(args, &known, &[], |_, _| false)?;
     match parsed.positionals.as_slice() {
@@ -156,8 +163,10 @@ pub fn parse_check_args(
         broken_reads: false,
         think_max: Duration::from_millis(2),
         log_dir: None,
+        client: ClientOptions::default(),
     };
     let mut history = None;
+    let (mut secret_file, mut tls_ca) = (None, None);
     for (name, value) in &parsed.options {
         match name.as_str() {
             "duration" => config.duration = Duration::from_secs(positive(name, value)?),
@@ -175,6 +184,8 @@ pub fn parse_check_args(
             "history" => history = Some(PathBuf::from(value)),
             "server-binary" => config.server_binary = PathBuf::from(value),
             "logs" => config.log_dir = Some(PathBuf::from(value)),
+            "secret-file" => secret_file = Some(PathBuf::from(value)),
+            "tls-ca" => tls_ca = Some(PathBuf::from(value)),
             "think-ms" => config.think_max = Duration::from_millis(number(name, value)?),
             "broken" => match text(name, value)?.as_str() {
                 "stale-reads" => config.broken_reads = true,
@@ -183,6 +194,14 @@ pub fn parse_check_args(
             other => unreachable!("option {other} is in the known list"),
         }
     }
+    if config.attach.is_none() && (secret_file.is_some() || tls_ca.is_some()) {
+        return Err(
+            "--secret-file and --tls-ca are for --zk: a chain table-check starts has secrets of its own"
+                .to_owned()
+                .into(),
+        );
+    }
+    client_security(secret_file, tls_ca, &mut config.client)?;
     if config.attach.is_some() {
         config.nemesis.clear();
         if config.broken_reads {

@@ -13,6 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::netns::{NetHost, TestNetwork};
+use super::secrets::ClusterSecrets;
+use crate::client::connection::ClientOptions;
 use crate::limits::{
     CHECK_JOIN_TIMEOUT, CHECK_SERVER_STARTUP_TIMEOUT, CHECK_TABLE_STRIPES, CHECK_ZOOKEEPER_STARTUP_TIMEOUT,
 };
@@ -282,6 +284,8 @@ pub struct Cluster {
     pub servers: Vec<ServerProcess>,
     /// Where every server's log is saved when it stops, if anywhere.
     log_dir: Option<PathBuf>,
+    /// The peer and client secrets every server is started with.
+    pub secrets: ClusterSecrets,
     /// With the partition nemesis: the network the servers' namespaces hang
     /// off. Declared last so it is removed after every server.
     network: Option<TestNetwork>,
@@ -302,10 +306,12 @@ impl Cluster {
             std::fs::create_dir_all(directory)?;
         }
         let zookeeper_ip = network.as_ref().map_or(Ipv4Addr::LOCALHOST, TestNetwork::zookeeper_address);
+        let secrets = ClusterSecrets::create()?;
         let mut cluster = Cluster {
             zookeeper: ZooKeeperProcess::start_on(IpAddr::V4(zookeeper_ip))?,
             binary: binary.to_owned(),
-            server_args: server_args.to_vec(),
+            server_args: server_args.iter().cloned().chain(secrets.server_args()).collect(),
+            secrets,
             servers: Vec::new(),
             log_dir,
             network,
@@ -345,9 +351,8 @@ impl Cluster {
     /// Each live server's role as its `stats` reports it (`None` if it does
     /// not answer).
     pub fn roles(&self) -> Vec<Option<String>> {
-        let options = crate::client::connection::ClientOptions {
-            timeout: Duration::from_secs(1),
-            ..Default::default()
+        let Ok(options) = self.client_options(Duration::from_secs(1)) else {
+            return vec![None; self.servers.len()];
         };
         self.servers
             .iter()
@@ -358,6 +363,11 @@ impl Cluster {
                     .map(|stats| stats.role)
             })
             .collect()
+    }
+
+    /// Options for a client of this cluster, with the client secret.
+    pub fn client_options(&self, timeout: Duration) -> io::Result<ClientOptions> {
+        self.secrets.client_options(ClientOptions { timeout, ..ClientOptions::default() })
     }
 
     /// Waits until every live server is a ready member of one chain.

@@ -9,6 +9,7 @@
 //! - [`workload`]: the recorded client threads.
 //! - [`nemesis`]: the fault injector.
 //! - `netns`: network namespaces for the partition nemesis (test harness).
+//! - `secrets`: the peer and client secrets of the chains it starts (test harness).
 //! - [`run`]: one whole run: cluster, clients, faults, healing, checks.
 //! - [`args`]: the `table-check` command line.
 
@@ -27,5 +28,7 @@ pub mod nemesis;
 pub mod netns;
 pub mod random;
 pub mod run;
+#[doc(hidden)]
+pub mod secrets;
 pub mod verify;
 pub mod workload;

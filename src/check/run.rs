@@ -44,6 +44,10 @@ pub struct CheckConfig {
     pub think_max: Duration,
     /// Save every server's log here when it stops.
     pub log_dir: Option<PathBuf>,
+    /// With `attach`: the client secret and TLS of that chain
+    /// (`--secret-file`, `--tls-ca`). A chain table-check starts has
+    /// secrets of its own.
+    pub client: ClientOptions,
 }
 
 /// How a run ended.
@@ -67,8 +71,11 @@ const FINAL_READER: u64 = 0;
 /// early; the run still heals, checks what it has and stops every process.
 pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, String> {
     let clock = Clock::new();
-    let (cluster, zk_hosts) = match &config.attach {
-        Some(hosts) => (None, hosts.clone()),
+    let operation_timeout = (config.session_timeout * 8).max(Duration::from_secs(5));
+    let (cluster, zk_hosts, client) = match &config.attach {
+        Some(hosts) => {
+            (None, hosts.clone(), ClientOptions { timeout: operation_timeout, ..config.client.clone() })
+        }
         None => {
             let mut server_args =
                 vec!["--zk-timeout-ms".to_owned(), config.session_timeout.as_millis().to_string()];
@@ -89,7 +96,8 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
             )
             .map_err(|error| format!("cannot start the cluster: {error}"))?;
             let hosts = cluster.zookeeper.address();
-            (Some(Arc::new(Mutex::new(cluster))), hosts)
+            let client = cluster.client_options(operation_timeout).map_err(|error| error.to_string())?;
+            (Some(Arc::new(Mutex::new(cluster))), hosts, client)
         }
     };
     let addresses = Arc::new(RwLock::new(match &cluster {
@@ -101,7 +109,7 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
         chain_path: config.chain_path.clone(),
         keys: config.keys,
         think_max: config.think_max,
-        operation_timeout: (config.session_timeout * 8).max(Duration::from_secs(5)),
+        client,
         read_anywhere: config.broken_reads.then(|| Arc::clone(&addresses)),
     };
 
@@ -157,7 +165,7 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
         Some(cluster) => cluster.lock().map_err(|_| "cluster lock poisoned")?.addresses(),
         None => chain_members(&zk_hosts, &config.chain_path)?,
     };
-    let divergence = check_convergence(&members);
+    let divergence = check_convergence(&members, &workload.client);
     let report = verify::verify(&history);
     Ok(Outcome { history, report, divergence })
 }
@@ -165,8 +173,8 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
 /// After the run: one read of every key through the chain, part of the
 /// history, so a write lost at the very end is caught too.
 fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history: &mut History) {
-    let options = ClientOptions { timeout: workload.operation_timeout, ..ClientOptions::default() };
-    let Ok(mut client) = Client::chain(&workload.zk_hosts, &workload.chain_path, options) else {
+    let Ok(mut client) = Client::chain(&workload.zk_hosts, &workload.chain_path, workload.client.clone())
+    else {
         return;
     };
     for key in 0..config.keys {
@@ -194,11 +202,11 @@ fn chain_members(zk_hosts: &str, chain_path: &str) -> Result<Vec<String>, String
 }
 
 /// Every server's own table, compared; waits a little for stragglers.
-fn check_convergence(addresses: &[String]) -> Option<String> {
+fn check_convergence(addresses: &[String], options: &ClientOptions) -> Option<String> {
     let mut last_problem = None;
     for _ in 0..50 {
         let tables: Vec<Result<BTreeMap<String, Vec<u8>>, String>> =
-            addresses.iter().map(|address| local_table(address)).collect();
+            addresses.iter().map(|address| local_table(address, options)).collect();
         last_problem = match tables.iter().find_map(|table| table.as_ref().err()) {
             Some(error) => Some(error.clone()),
             None => {
@@ -222,9 +230,8 @@ fn check_convergence(addresses: &[String]) -> Option<String> {
 }
 
 /// One server's own table (`local_read` gettable), whatever its role.
-pub fn local_table(address: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let mut connection =
-        Connection::open(address, &ClientOptions::default()).map_err(|error| error.to_string())?;
+pub fn local_table(address: &str, options: &ClientOptions) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut connection = Connection::open(address, options).map_err(|error| error.to_string())?;
     let mut request = Request::new();
     request.opcode = Opcode::OP_GETTABLE.into();
     request.local_read = true;

@@ -24,9 +24,9 @@ pub struct Workload {
     /// Each client waits up to this long between operations, so histories
     /// stay small enough to check quickly.
     pub think_max: Duration,
-    /// How long one operation may take, retries included, before its
-    /// outcome counts as unknown.
-    pub operation_timeout: Duration,
+    /// The clients' options: how long one operation may take, retries
+    /// included, before its outcome counts as unknown; the client secret.
+    pub client: ClientOptions,
     /// Broken-mode runs: send reads to any live server instead of the tail
     /// (with `--unsafe-read-anywhere` servers), to show the checker notices.
     pub read_anywhere: Option<Arc<RwLock<Vec<String>>>>,
@@ -44,7 +44,7 @@ pub fn run_client(
     clock: Clock,
     stop: &AtomicBool,
 ) -> Vec<Record> {
-    let options = ClientOptions { timeout: workload.operation_timeout, ..ClientOptions::default() };
+    let options = workload.client.clone();
     let mut random = SplitMix64::derive(seed, number);
     let mut records = Vec::new();
     let mut client = loop {

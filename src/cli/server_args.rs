@@ -184,13 +184,17 @@ impl SecretFiles {
         if let (Some(peer), Some(client)) = (&peer, &client)
             && peer.same_as(client)
         {
-            return Err("--peer-secret-file and --client-secret-file hold the same secret: every client could                         pose as a chain member; give them different secrets"
-                .to_owned()
-                .into());
+            return Err(
+                "--peer-secret-file and --client-secret-file hold the same secret: every client could \
+                        pose as a chain member; give them different secrets"
+                    .to_owned()
+                    .into(),
+            );
         }
         if chain_mode && peer.is_none() && !bind.is_loopback() && !self.insecure {
             return Err(format!(
-                "--bind {bind} in chain mode needs --peer-secret-file: without it anyone who reaches this port                  can join or change the chain (--insecure to allow it on a trusted network)"
+                "--bind {bind} in chain mode needs --peer-secret-file: without it anyone who reaches this port \
+                 can join or change the chain (--insecure to allow it on a trusted network)"
             )
             .into());
         }

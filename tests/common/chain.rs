@@ -30,7 +30,10 @@ pub fn start_chain(zookeeper: &ZooKeeperProcess, length: usize) -> Vec<ServerPro
 
 /// The whole table of one server, read locally whatever its role.
 pub fn local_table(address: &str) -> Vec<(String, Vec<u8>)> {
-    chaintable::check::run::local_table(address).expect("local gettable").into_iter().collect()
+    chaintable::check::run::local_table(address, &Default::default())
+        .expect("local gettable")
+        .into_iter()
+        .collect()
 }
 
 /// Waits until every server's table is the same, and returns it.
