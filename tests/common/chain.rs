@@ -3,6 +3,8 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chaintable::client::connection::ClientOptions;
+
 use super::{ServerProcess, ZooKeeperProcess, start_server};
 
 pub const SERVER_START: Duration = Duration::from_secs(30);
@@ -30,17 +32,25 @@ pub fn start_chain(zookeeper: &ZooKeeperProcess, length: usize) -> Vec<ServerPro
 
 /// The whole table of one server, read locally whatever its role.
 pub fn local_table(address: &str) -> Vec<(String, Vec<u8>)> {
-    chaintable::check::run::local_table(address, &Default::default())
-        .expect("local gettable")
-        .into_iter()
-        .collect()
+    local_table_with(address, &ClientOptions::default())
+}
+
+/// Like [`local_table`], as a client with `options` (a secret, TLS).
+pub fn local_table_with(address: &str, options: &ClientOptions) -> Vec<(String, Vec<u8>)> {
+    chaintable::check::run::local_table(address, options).expect("local gettable").into_iter().collect()
 }
 
 /// Waits until every server's table is the same, and returns it.
 pub fn converged(servers: &[&ServerProcess]) -> Vec<(String, Vec<u8>)> {
+    converged_with(servers, &ClientOptions::default())
+}
+
+/// Like [`converged`], as a client with `options`.
+pub fn converged_with(servers: &[&ServerProcess], options: &ClientOptions) -> Vec<(String, Vec<u8>)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let tables: Vec<_> = servers.iter().map(|server| local_table(&server.address)).collect();
+        let tables: Vec<_> =
+            servers.iter().map(|server| local_table_with(&server.address, options)).collect();
         if tables.windows(2).all(|pair| pair[0] == pair[1]) {
             return tables.into_iter().next().unwrap();
         }
