@@ -20,7 +20,13 @@ commands:
              ZooKeeper) and remove the state directory
   --help     this text
 
-Connect with:  target/release/table-client 127.0.0.1:<zookeeper port>
+Connect with:  CHAINTABLE_SECRET_FILE=<state>/client.secret \
+                 target/release/table-client 127.0.0.1:<zookeeper port>
+
+Security: 'up' makes a peer secret and a client secret (mode 0600) in the state
+directory and starts every server with them: servers prove the peer secret to each
+other (and write ZooKeeper with an identity derived from it), clients must prove the
+client secret (table-client --secret-file, or CHAINTABLE_SECRET_FILE).
 
 environment:
   CHAIN_DIR            state directory: PIDs, ports, logs (default /tmp/chaintable-chain)
@@ -176,13 +182,24 @@ start_zookeeper() {
   echo "chain.sh: ZooKeeper on 127.0.0.1:$port (PID $(cat "$state/zookeeper.pid"), tickTime $zk_tick_ms ms)"
 }
 
+# Makes the chain's peer and client secrets (32 random bytes, base64), readable
+# by their owner only.
+make_secrets() {
+  local name
+  for name in peer client; do
+    [[ -s $state/$name.secret ]] && continue
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$state/$name.secret")
+  done
+}
+
 # Starts server number <count + 1> on a port of its own choosing, and waits
 # until it is a ready member of the chain.
 start_server() {
   local index=$(($(server_count) + 1))
   local log=$state/server-$index.log pid address="" tenths=0
   RUST_LOG=${RUST_LOG:-info,zookeeper=warn} nohup "$server_bin" 0 "$table_size" "127.0.0.1:$(zk_port)" \
-    --zk-timeout-ms "$zk_timeout_ms" >"$log" 2>&1 </dev/null &
+    --zk-timeout-ms "$zk_timeout_ms" --peer-secret-file "$state/peer.secret" \
+    --client-secret-file "$state/client.secret" >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$state/server-$index.pid"
   # Ready: the first server registers as ready; a joiner announces it after its state transfer.
@@ -208,6 +225,7 @@ cmd_up() {
   ensure_zookeeper
   build
   mkdir -p "$state"
+  make_secrets
   # If anything fails from here on, stop what was started.
   trap 'echo "chain.sh: up failed; stopping what it started" >&2; cmd_down >&2' EXIT
   start_zookeeper
@@ -216,8 +234,10 @@ cmd_up() {
   done
   trap - EXIT
   echo
-  echo "chain of $count up. Connect with:"
+  echo "chain of $count up. Clients must prove the client secret; connect with:"
+  echo "  export CHAINTABLE_SECRET_FILE=$state/client.secret"
   echo "  $client_bin 127.0.0.1:$(zk_port)"
+  echo "(or: $client_bin --secret-file $state/client.secret 127.0.0.1:$(zk_port))"
   echo "See it:  scripts/chain.sh status      Stop it:  scripts/chain.sh down"
 }
 
@@ -241,7 +261,7 @@ cmd_status() {
     role=-
     if is_ours "$pid" table-server; then
       alive=alive
-      role=$("$client_bin" --server "$address" --timeout-ms 2000 stats 2>/dev/null |
+      role=$("$client_bin" --secret-file "$state/client.secret" --server "$address" --timeout-ms 2000 stats 2>/dev/null |
         sed -n 's/^role: //p') || true
       role=${role:-"(no answer)"}
     fi
