@@ -11,6 +11,7 @@
 
 pub mod challenge;
 pub mod frame_seal;
+pub mod link_auth;
 pub mod secret;
 pub mod tls;
 
