@@ -51,17 +51,26 @@ pub enum InjectedBug {
     SkipPredecessorCheck,
     /// Any member with a lease answers reads, not only the committing tail.
     StaleRead,
+    /// Replication links are accepted without the peer secret's proof (a
+    /// fault of the link's shell, which the simulator models: the node
+    /// itself never sees the handshake).
+    SkipPeerAuth,
 }
 
 impl InjectedBug {
-    pub const ALL: [InjectedBug; 3] =
-        [InjectedBug::CommitEarly, InjectedBug::SkipPredecessorCheck, InjectedBug::StaleRead];
+    pub const ALL: [InjectedBug; 4] = [
+        InjectedBug::CommitEarly,
+        InjectedBug::SkipPredecessorCheck,
+        InjectedBug::StaleRead,
+        InjectedBug::SkipPeerAuth,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             InjectedBug::CommitEarly => "commit-early",
             InjectedBug::SkipPredecessorCheck => "skip-predecessor-check",
             InjectedBug::StaleRead => "stale-read",
+            InjectedBug::SkipPeerAuth => "skip-peer-auth",
         }
     }
 

@@ -45,6 +45,8 @@ impl World {
             hello.sender = server.name.clone();
             hello.receiver = successor.name.clone();
             hello.epoch = server.node.view_epoch();
+            hello.nonce = self.peer_auth.nonce();
+            let server = &mut self.servers[index];
             server.downlink = Some(Downlink {
                 connection,
                 successor: successor.name,
@@ -179,6 +181,11 @@ impl World {
             return;
         }
         let result = match message {
+            LinkMessage::Hello(hello) if !self.member_link_authenticated(&hello) => {
+                self.send(connection, false, LinkMessage::Welcome(Err("peer authentication failed".into())));
+                self.close(connection);
+                Ok(())
+            }
             LinkMessage::Hello(hello) => {
                 match self.servers[index].node.link_hello(&hello) {
                     Ok(welcome) => {

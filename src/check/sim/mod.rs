@@ -25,6 +25,7 @@
 
 pub mod client;
 mod links;
+mod peer_auth;
 pub mod server;
 pub mod world;
 pub mod zk;

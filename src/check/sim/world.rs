@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
+use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server, server_of};
 use super::zk::SimZk;
 use crate::check::history::{Fault, History};
@@ -56,6 +57,8 @@ pub enum Event {
     ZkExpire,
     /// The nemesis injects its next fault.
     Nemesis,
+    /// The impostor's next try (see `peer_auth`).
+    Impostor,
     /// A fault ends.
     Heal(Heal),
 }
@@ -136,6 +139,8 @@ pub struct World {
     next_fault: u64,
     /// Set when the run spent its event budget.
     livelock: Option<String>,
+    /// Link handshakes and the impostor (see `peer_auth`).
+    pub(super) peer_auth: PeerAuth,
 }
 
 impl World {
@@ -162,6 +167,7 @@ impl World {
             open_faults: BTreeMap::new(),
             next_fault: 0,
             livelock: None,
+            peer_auth: PeerAuth::new(config.seed),
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
@@ -175,6 +181,7 @@ impl World {
         world.schedule(100, Event::ZkExpire);
         let first_fault = 500 + world.rng.below(1000);
         world.schedule(first_fault, Event::Nemesis);
+        world.schedule(first_fault, Event::Impostor);
         world
     }
 
@@ -264,6 +271,7 @@ impl World {
                 self.schedule(100, Event::ZkExpire);
             }
             Event::Nemesis => self.nemesis(),
+            Event::Impostor => self.impostor(),
             Event::Heal(heal) => self.heal(heal),
         }
     }
