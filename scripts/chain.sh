@@ -166,9 +166,10 @@ start_zookeeper() {
     die "CHAIN_ZK_PORT=$port is in use"
   fi
   mkdir -p "$state/zookeeper-data"
-  nohup java -cp "$ZK_CLASSPATH" -Xmx256m \
-    -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist=ruok \
-    org.apache.zookeeper.server.ZooKeeperServerMain "$port" "$state/zookeeper-data" "$zk_tick_ms" \
+  # Loopback only: nobody else on the network reaches this ZooKeeper.
+  printf '%s\n' "tickTime=$zk_tick_ms" "dataDir=$state/zookeeper-data" "clientPort=$port" \
+    clientPortAddress=127.0.0.1 admin.enableServer=false 4lw.commands.whitelist=ruok >"$state/zoo.cfg"
+  nohup java -cp "$ZK_CLASSPATH" -Xmx256m org.apache.zookeeper.server.ZooKeeperServerMain "$state/zoo.cfg" \
     >"$state/zookeeper.log" 2>&1 </dev/null &
   echo $! >"$state/zookeeper.pid"
   echo "$port" >"$state/zookeeper.port"
