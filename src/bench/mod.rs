@@ -145,7 +145,7 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchE
     let (open, writes_to): (Box<OpenStore>, String) = match &args.target {
         BenchTarget::Redis(address) => {
             let open = move || -> Result<Box<dyn Store>, BenchError> {
-                let connection = RedisConnection::open(address, args.timeout)
+                let connection = RedisConnection::open(address, args.timeout, options.tls.as_ref())
                     .map_err(|error| BenchError::Unreachable(error.to_string()))?;
                 Ok(Box::new(connection))
             };

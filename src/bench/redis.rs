@@ -5,11 +5,11 @@
 //! blocking socket, one buffered reader, one write per request.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::time::Duration;
 
 use crate::limits::{REDIS_BULK_BYTES_MAX, REDIS_LINE_BYTES_MAX};
+use crate::secure::tls::{ClientSocket, ClientTls};
 
 /// One RESP reply, of the kinds SET, GET and DEL answer with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,33 +49,24 @@ impl std::error::Error for RedisError {}
 
 /// One connection to one Redis server.
 pub struct RedisConnection {
-    /// Write half.
-    stream: TcpStream,
-    /// Read half, buffered so a reply costs one `read` in the common case.
-    reader: BufReader<TcpStream>,
+    /// The socket (TLS with `--tls-ca`), read buffered so a reply costs one
+    /// `read` in the common case.
+    socket: ClientSocket,
     /// The encoded request, reused from call to call.
     outgoing: Vec<u8>,
 }
 
 impl RedisConnection {
-    /// Connects to `address` (`host:port`); `timeout` limits connecting and
-    /// every reply.
-    pub fn open(address: &str, timeout: Duration) -> Result<RedisConnection, RedisError> {
-        let unreachable = |error: io::Error| RedisError::Unreachable(format!("{address}: {error}"));
-        let mut last_error = io::Error::new(ErrorKind::NotFound, "address resolves to nothing");
-        for socket_address in address.to_socket_addrs().map_err(unreachable)? {
-            match TcpStream::connect_timeout(&socket_address, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true).map_err(unreachable)?;
-                    stream.set_read_timeout(Some(timeout)).map_err(unreachable)?;
-                    stream.set_write_timeout(Some(timeout)).map_err(unreachable)?;
-                    let reader = BufReader::new(stream.try_clone().map_err(unreachable)?);
-                    return Ok(RedisConnection { stream, reader, outgoing: Vec::new() });
-                }
-                Err(error) => last_error = error,
-            }
-        }
-        Err(unreachable(last_error))
+    /// Connects to `address` (`host:port`), with TLS if given (Redis's own
+    /// `--tls-port`); `timeout` limits connecting and every reply.
+    pub fn open(
+        address: &str,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<RedisConnection, RedisError> {
+        let socket = ClientSocket::connect(address, timeout, tls)
+            .map_err(|error| RedisError::Unreachable(format!("{address}: {error}")))?;
+        Ok(RedisConnection { socket, outgoing: Vec::new() })
     }
 
     pub fn set(&mut self, key: &str, value: &[u8]) -> Result<(), RedisError> {
@@ -104,8 +95,8 @@ impl RedisConnection {
     /// Sends one command and reads its reply; an error reply is an `Err`.
     fn call(&mut self, words: &[&[u8]]) -> Result<Reply, RedisError> {
         encode_command(words, &mut self.outgoing);
-        self.stream.write_all(&self.outgoing).map_err(|error| RedisError::Unreachable(error.to_string()))?;
-        match read_reply(&mut self.reader)? {
+        self.socket.send(&self.outgoing).map_err(|error| RedisError::Unreachable(error.to_string()))?;
+        match read_reply(self.socket.reader())? {
             Reply::Error(message) => Err(RedisError::Server(message)),
             reply => Ok(reply),
         }
@@ -266,7 +257,7 @@ mod tests {
                 socket.write_all(reply).unwrap();
             }
         });
-        let mut redis = RedisConnection::open(&address, Duration::from_secs(5)).unwrap();
+        let mut redis = RedisConnection::open(&address, Duration::from_secs(5), None).unwrap();
         assert_eq!(redis.set("k", b"v1"), Ok(()));
         assert_eq!(redis.get("k"), Ok(Some(b"v1".to_vec())));
         assert_eq!(redis.del("k"), Ok(true));

@@ -3,9 +3,7 @@
 //! that each reply answers its request.
 
 use std::fmt;
-use std::io::{self, BufReader, ErrorKind, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::io::{self, ErrorKind};
 use std::time::{Duration, Instant};
 
 use protobuf::Message;
@@ -15,7 +13,7 @@ use crate::limits::{CLIENT_PROBE_AFTER_IDLE, CLIENT_TIMEOUT_MS_DEFAULT, FRAME_BY
 use crate::proto::{AuthStep, ErrorCode, Opcode, Request, Response};
 use crate::secure::challenge::{Prover, Transcript, fresh_nonce};
 use crate::secure::secret::AuthKey;
-use crate::secure::tls::{ClientTls, SocketReader, TlsSession};
+use crate::secure::tls::{ClientSocket, ClientTls};
 use crate::wire::{FrameError, encode_frame, read_frame};
 
 /// Settings shared by every connection a client opens.
@@ -46,13 +44,7 @@ impl Default for ClientOptions {
 
 /// One open connection to one server.
 pub struct Connection {
-    /// Write half (also used for the staleness probe).
-    stream: TcpStream,
-    /// Read half, buffered (decrypted first with TLS).
-    reader: BufReader<SocketReader>,
-    /// The TLS session, if the connection has one: requests are sealed
-    /// through it.
-    tls: Option<Arc<TlsSession>>,
+    socket: ClientSocket,
     frame_bytes_max: usize,
     /// The socket's current read and write timeout.
     timeout: Duration,
@@ -77,63 +69,37 @@ impl From<ClientError> for CallFailure {
     }
 }
 
-/// A failed TLS handshake: a certificate from another CA, a plaintext
-/// server, a wrong name. Retrying cannot cure it.
-fn tls_failure(address: &str, error: io::Error) -> ClientError {
-    if error.kind() == ErrorKind::InvalidData {
-        ClientError::Protocol(format!(
-            "TLS with {address} failed: {error} (is --tls-ca the CA of its certificate, and does the server use TLS?)"
-        ))
-    } else {
-        ClientError::Unreachable(format!("{address}: TLS handshake: {error}"))
-    }
-}
-
 /// Whether a socket error means the peer closed the connection.
 fn is_peer_closed(error: &io::Error) -> bool {
     matches!(error.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted)
 }
 
 impl Connection {
-    /// Connects to `address` (`host:port`), trying each resolved address.
+    /// Connects to `address` (`host:port`), trying each resolved address,
+    /// and proves the client secret if the options hold one.
     pub fn open(address: &str, options: &ClientOptions) -> Result<Connection, ClientError> {
-        let unreachable = |error: io::Error| ClientError::Unreachable(format!("{address}: {error}"));
-        let mut last_error = io::Error::new(ErrorKind::NotFound, "address resolves to nothing");
-        for socket_address in address.to_socket_addrs().map_err(unreachable)? {
-            match TcpStream::connect_timeout(&socket_address, options.timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true).map_err(unreachable)?;
-                    stream.set_read_timeout(Some(options.timeout)).map_err(unreachable)?;
-                    stream.set_write_timeout(Some(options.timeout)).map_err(unreachable)?;
-                    let tls = match &options.tls {
-                        None => None,
-                        Some(tls) => {
-                            Some(tls.connect(&stream, address).map_err(|error| tls_failure(address, error))?)
-                        }
-                    };
-                    let reader = BufReader::new(SocketReader::new(
-                        stream.try_clone().map_err(unreachable)?,
-                        tls.clone(),
-                    ));
-                    let mut connection = Connection {
-                        stream,
-                        reader,
-                        tls,
-                        frame_bytes_max: options.frame_bytes_max,
-                        timeout: options.timeout,
-                        outgoing: Vec::new(),
-                        incoming: Vec::new(),
-                        last_used: Instant::now(),
-                    };
-                    if let Some(key) = &options.secret {
-                        connection.authenticate(key, address)?;
-                    }
-                    return Ok(connection);
-                }
-                Err(error) => last_error = error,
+        let socket = ClientSocket::connect(address, options.timeout, options.tls.as_ref()).map_err(|error| {
+            if error.kind() == ErrorKind::InvalidData {
+                ClientError::Protocol(format!(
+                    "TLS with {address} failed: {error} (is --tls-ca the CA of its certificate, and does the \
+                     server use TLS?)"
+                ))
+            } else {
+                ClientError::Unreachable(format!("{address}: {error}"))
             }
+        })?;
+        let mut connection = Connection {
+            socket,
+            frame_bytes_max: options.frame_bytes_max,
+            timeout: options.timeout,
+            outgoing: Vec::new(),
+            incoming: Vec::new(),
+            last_used: Instant::now(),
+        };
+        if let Some(key) = &options.secret {
+            connection.authenticate(key, address)?;
         }
-        Err(unreachable(last_error))
+        Ok(connection)
     }
 
     /// Proves the client secret to the server, and checks the server's
@@ -168,8 +134,8 @@ impl Connection {
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
         if timeout != self.timeout {
             let unreachable = |error: io::Error| ClientError::Unreachable(error.to_string());
-            self.stream.set_read_timeout(Some(timeout)).map_err(unreachable)?;
-            self.stream.set_write_timeout(Some(timeout)).map_err(unreachable)?;
+            self.socket.tcp().set_read_timeout(Some(timeout)).map_err(unreachable)?;
+            self.socket.tcp().set_write_timeout(Some(timeout)).map_err(unreachable)?;
             self.timeout = timeout;
         }
         Ok(())
@@ -193,12 +159,8 @@ impl Connection {
             error: ClientError::Unreachable(error.to_string()),
             peer_closed,
         };
-        let written = match &self.tls {
-            None => self.stream.write_all(&self.outgoing),
-            Some(session) => session.seal(&self.outgoing).and_then(|records| self.stream.write_all(&records)),
-        };
-        written.map_err(|error| unreachable(&error, is_peer_closed(&error)))?;
-        match read_frame(&mut self.reader, self.frame_bytes_max, &mut self.incoming) {
+        self.socket.send(&self.outgoing).map_err(|error| unreachable(&error, is_peer_closed(&error)))?;
+        match read_frame(self.socket.reader(), self.frame_bytes_max, &mut self.incoming) {
             Ok(true) => {}
             Ok(false) => return Err(unreachable(&"server closed the connection", true)),
             Err(error @ FrameError::TooLarge { .. }) => {
@@ -216,16 +178,16 @@ impl Connection {
     /// since the last reply, e.g. after its idle timeout. Checked before
     /// reusing a connection so a request is not sent into a dead socket.
     pub fn is_stale(&self) -> bool {
-        if !self.reader.buffer().is_empty() {
+        let tcp = self.socket.tcp();
+        if self.socket.has_buffered_bytes() {
             return true;
         }
-        if self.stream.set_nonblocking(true).is_err() {
+        if tcp.set_nonblocking(true).is_err() {
             return true;
         }
         let mut probe = [0u8; 1];
-        let stale =
-            !matches!(self.stream.peek(&mut probe), Err(error) if error.kind() == ErrorKind::WouldBlock);
-        stale || self.stream.set_nonblocking(false).is_err()
+        let stale = !matches!(tcp.peek(&mut probe), Err(error) if error.kind() == ErrorKind::WouldBlock);
+        stale || tcp.set_nonblocking(false).is_err()
     }
 }
 

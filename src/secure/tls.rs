@@ -15,10 +15,11 @@
 //! Servers verify peers' certificates against `--tls-ca` (mutual TLS on
 //! replication links); clients need only the CA to verify servers.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rustls::client::ClientConnection;
@@ -256,5 +257,59 @@ impl Read for SocketReader {
             None => (&self.tcp).read(buf),
             Some(session) => self.read_through(&session, buf),
         }
+    }
+}
+
+/// A client's connection: TCP, with TLS when asked for, read through a
+/// buffer. Shared by the chaintable client and table-bench's Redis client.
+pub struct ClientSocket {
+    tcp: TcpStream,
+    reader: BufReader<SocketReader>,
+    tls: Option<Arc<TlsSession>>,
+}
+
+impl ClientSocket {
+    /// Connects to `address` (`host:port`), trying each address it resolves
+    /// to; `timeout` limits connecting and, from then on, every read and
+    /// write. With `tls`, the handshake runs before this returns (an
+    /// `InvalidData` error: the server's certificate or protocol is wrong).
+    pub fn connect(address: &str, timeout: Duration, tls: Option<&ClientTls>) -> io::Result<ClientSocket> {
+        let mut last_error = io::Error::new(ErrorKind::NotFound, "address resolves to nothing");
+        for socket_address in address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&socket_address, timeout) {
+                Ok(tcp) => {
+                    tcp.set_nodelay(true)?;
+                    tcp.set_read_timeout(Some(timeout))?;
+                    tcp.set_write_timeout(Some(timeout))?;
+                    let tls = tls.map(|tls| tls.connect(&tcp, address)).transpose()?;
+                    let reader = BufReader::new(SocketReader::new(tcp.try_clone()?, tls.clone()));
+                    return Ok(ClientSocket { tcp, reader, tls });
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Writes `bytes` whole (sealed first with TLS).
+    pub fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        match &self.tls {
+            None => (&self.tcp).write_all(bytes),
+            Some(session) => (&self.tcp).write_all(&session.seal(bytes)?),
+        }
+    }
+
+    pub fn reader(&mut self) -> &mut BufReader<SocketReader> {
+        &mut self.reader
+    }
+
+    /// Whether bytes were read from the socket and not consumed.
+    pub fn has_buffered_bytes(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
+    /// The socket, for timeouts and probes.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
     }
 }
