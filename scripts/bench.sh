@@ -35,6 +35,9 @@ options:
   --transfer-keys K       keys of the state-transfer section (default 1000000, 100-byte
                           values): a chain of 1 is filled, then a second server joins
   --skip-transfer         no state-transfer section (needs ZooKeeper)
+  --tls-clients "A B"     connection counts of the TLS section (default "1 50"): one server and
+                          Redis, each without and with TLS (certificates made with openssl)
+  --skip-tls              no TLS section
   --out DIR               where the raw results go (default target/bench)
   --quiet-wait S          before each run, wait up to S seconds for the machine to be idle
                           (other processes under 10% of the CPUs), then run anyway (default 900)
@@ -64,6 +67,8 @@ memory_keys=1000000
 transfer_keys=1000000
 skip_transfer=false
 skip_memory=false
+tls_clients_list="1 50"
+skip_tls=false
 out=$repo/target/bench
 quiet_wait=900
 readonly OTHERS_PERCENT_MAX=5
@@ -87,6 +92,8 @@ while (($# > 0)); do
     --skip-memory) skip_memory=true; shift ;;
     --transfer-keys) transfer_keys=$2; shift 2 ;;
     --skip-transfer) skip_transfer=true; shift ;;
+    --tls-clients) tls_clients_list=$2; shift 2 ;;
+    --skip-tls) skip_tls=true; shift ;;
     --out) out=$2; shift 2 ;;
     --quiet-wait) quiet_wait=$2; shift 2 ;;
     --help) usage; exit 0 ;;
@@ -112,6 +119,8 @@ server_pid=""
 server=""
 redis_pid=""
 redis=""
+tls_server_pid=""
+tls_redis_pid=""
 chain_up=false
 
 # stop_pid <pid>: SIGTERM, up to 10 s to exit, then SIGKILL.
@@ -128,6 +137,8 @@ stop_pid() {
 cleanup() {
   stop_pid "$server_pid"
   stop_pid "$redis_pid"
+  stop_pid "$tls_server_pid"
+  stop_pid "$tls_redis_pid"
   if $chain_up; then
     "$repo/scripts/chain.sh" down >&2 || true
   fi
@@ -136,11 +147,12 @@ trap cleanup EXIT
 # A signal ends the script through exit, so the EXIT trap stops what it started.
 trap 'exit 130' INT TERM
 
-# start_server: a standalone table-server on a port it picks; sets server_pid
-# and server (its address). Not in a subshell: the PID must reach cleanup.
+# start_server [options...]: a standalone table-server on a port it picks;
+# sets server_pid and server (its address). Not in a subshell: the PID must
+# reach cleanup.
 start_server() {
   local log_file=$out/table-server.log tenths=0 address=""
-  "$server_bin" 0 1024 >"$log_file" 2>&1 </dev/null &
+  "$server_bin" 0 1024 "$@" >"$log_file" 2>&1 </dev/null &
   server_pid=$!
   until [[ -n $address ]]; do
     kill -0 "$server_pid" 2>/dev/null || { log "table-server exited:"; cat "$log_file" >&2; exit 1; }
@@ -155,6 +167,8 @@ start_server() {
 # redis (its address). Ports are picked below the kernel's ephemeral range, so
 # no outgoing connection holds one, and a port taken between the check and the
 # bind ("Address already in use") is retried on another.
+# With options (TLS: --tls-port and its files) they are added, and the plain
+# port is the one the options name (see the TLS section).
 start_redis() {
   local port tenths ephemeral_low attempt
   ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)
@@ -162,11 +176,16 @@ start_redis() {
     for port in $(shuf --input-range=20000-$((ephemeral_low - 1)) --head-count=50); do
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
     done
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-      >"$out/redis.log" 2>&1 </dev/null &
+    if (($# > 0)); then
+      redis-server --port 0 --tls-port "$port" "$@" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no >"$out/redis.log" 2>&1 </dev/null &
+    else
+      redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+        >"$out/redis.log" 2>&1 </dev/null &
+    fi
     redis_pid=$!
     tenths=0
-    until redis-cli -p "$port" ping >/dev/null 2>&1; do
+    until redis-cli -p "$port" ${1:+--tls --cacert "$out/tls/ca.pem"} ping >/dev/null 2>&1; do
       if ! kill -0 "$redis_pid" 2>/dev/null; then
         wait "$redis_pid" 2>/dev/null || true
         redis_pid=""
@@ -334,6 +353,63 @@ if ! $skip_redis; then
     table_row redis "$clients"
   done
   echo
+  stop_pid "$redis_pid"
+  redis_pid=""
+fi
+
+if ! $skip_tls; then
+  # A CA and a certificate for 127.0.0.1 signed by it, for both servers.
+  mkdir -p "$out/tls"
+  (
+    cd "$out/tls"
+    key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${key[@]}" -keyout ca-key.pem -out ca.pem -days 2 -subj "/CN=bench CA" 2>/dev/null
+    openssl req "${key[@]}" -keyout key.pem -out request.csr -subj "/CN=bench server" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >extensions.cnf
+    openssl x509 -req -in request.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 \
+      -extfile extensions.cnf 2>/dev/null
+  )
+  plain_server=$server plain_server_pid=$server_pid
+  start_server --tls-cert "$out/tls/cert.pem" --tls-key "$out/tls/key.pem" --tls-ca "$out/tls/ca.pem"
+  tls_server=$server tls_server_pid=$server_pid
+  server=$plain_server server_pid=$plain_server_pid
+  start_redis
+  plain_redis=$redis plain_redis_pid=$redis_pid
+  start_redis --tls-cert-file "$out/tls/cert.pem" --tls-key-file "$out/tls/key.pem" \
+    --tls-ca-cert-file "$out/tls/ca.pem" --tls-auth-clients no
+  tls_redis=$redis tls_redis_pid=$redis_pid
+  redis=$plain_redis redis_pid=$plain_redis_pid
+  log "TLS: table-server on $tls_server, redis-server on $tls_redis"
+  for clients in $tls_clients_list; do
+    for _ in $(seq 1 "$runs"); do
+      bench_run server-notls 90:10:0 "$clients" --server "$server"
+      bench_run server-tls 90:10:0 "$clients" --server "$tls_server" --tls-ca "$out/tls/ca.pem"
+      bench_run redis-notls 90:10:0 "$clients" --redis "$redis"
+      bench_run redis-tls 90:10:0 "$clients" --redis "$tls_redis" --tls-ca "$out/tls/ca.pem"
+    done
+  done
+  echo "## TLS: one table-server and Redis, without and with TLS: 90% get, 10% put"
+  echo
+  table_header
+  for clients in $tls_clients_list; do
+    for label in server-notls server-tls redis-notls redis-tls; do
+      table_row "$label" "$clients"
+    done
+  done
+  echo
+  echo "| clients | server TLS / plain | Redis TLS / plain | server TLS / Redis TLS |"
+  echo "|---:|---:|---:|---:|"
+  for clients in $tls_clients_list; do
+    awk -v c="$clients" -v s="$(median server-notls "$clients" ops_per_sec)" \
+      -v st="$(median server-tls "$clients" ops_per_sec)" -v r="$(median redis-notls "$clients" ops_per_sec)" \
+      -v rt="$(median redis-tls "$clients" ops_per_sec)" \
+      'BEGIN { printf "| %s | %.2f | %.2f | %.2f |\n", c, st / s, rt / r, st / rt }'
+  done
+  echo
+  stop_pid "$tls_server_pid"
+  tls_server_pid=""
+  stop_pid "$tls_redis_pid"
+  tls_redis_pid=""
   stop_pid "$redis_pid"
   redis_pid=""
 fi
