@@ -39,7 +39,8 @@ options:
   --logs <dir>            save every server's log there when it stops (for post-mortems)
   --broken stale-reads    servers answer reads in any role and clients read anywhere:
                           a deliberately broken chain, which must FAIL (tests the checker)
-  --help                  this text
+  -V, --version           the version
+  -h, --help              this text
 
 sim options:
   --seeds <n>             runs, each with its own seed derived from the base (default 2000)

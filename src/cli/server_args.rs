@@ -39,7 +39,8 @@ options:
   --write-timeout-ms <ms>   give up on a reply not written in this time (default 10000)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
-  --help                    this text
+  -V, --version             the version
+  -h, --help                this text
 
 Logging: RUST_LOG=debug|info|warn (default info, with the zookeeper crate at error). SIGINT/SIGTERM shut down cleanly.";
 
