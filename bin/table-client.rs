@@ -16,8 +16,12 @@ const PROGRAM: &str = "table-client";
 fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error,
     // many per second while ZooKeeper is down; the client reports the outcome
-    // itself, once.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
+    // itself, once. rustyline warns when a terminal does not report the
+    // cursor position, which the user can do nothing about.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,zookeeper=off,rustyline=off"),
+    )
+    .init();
     let parsed = parse_client_args(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let mut args = match arguments_or_exit(PROGRAM, CLIENT_USAGE, parsed) {
         Ok(arguments) => arguments,

@@ -135,11 +135,13 @@ pub fn parse_client_args(
             let first_is_command = words
                 .peek()
                 .is_some_and(|word| std::str::from_utf8(word).is_ok_and(command::is_command_name));
+            let no_target =
+                || format!("no target: give <zk-host:port,...>, --server <host:port> or {ZK_HOSTS_VARIABLE}");
             let hosts = match zk_from_environment {
                 Some(hosts) if words.peek().is_none() || first_is_command => hosts.into_vec(),
-                _ => words.next().ok_or_else(|| {
-                    format!("no target: give <zk-host:port,...>, --server <host:port> or {ZK_HOSTS_VARIABLE}")
-                })?,
+                // `table-client get x`: the target was forgotten, not named `get`.
+                None if first_is_command => return Err(no_target().into()),
+                _ => words.next().ok_or_else(no_target)?,
             };
             let path = match path {
                 Some(path) => path,
@@ -236,6 +238,7 @@ mod tests {
             other => panic!("{words:?}: {other:?}"),
         };
         assert_eq!(message(&[]), "no target: give <zk-host:port,...>, --server <host:port> or CHAINTABLE_ZK");
+        assert_eq!(message(&["GET", "x"]), message(&[]));
         assert_eq!(message(&["--server"]), "--server needs a value");
         assert_eq!(message(&["--timeout-ms", "x", "zk:1"]), "timeout-ms: 'x' is not a valid number");
         assert_eq!(message(&["--bogus", "zk:1"]), "unknown option --bogus");

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chain;
+pub mod pty;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
