@@ -56,9 +56,13 @@ fn every_binary_has_version_and_help() {
     assert!(stdout(&output).starts_with("usage: table-client") && elapsed < AT_ONCE);
 }
 
+/// A usage error: which of [`BINARIES`], its arguments, its environment,
+/// and the message expected.
+type UsageCase = (usize, &'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
+
 #[test]
 fn usage_errors_are_one_line_and_a_pointer_exit_2_at_once() {
-    let cases: &[(usize, &[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[UsageCase] = &[
         (1, &["--bogus", "zk:1"], &[], "unknown option --bogus"),
         (1, &["-z", "127.0.0.1:2181", "get", "x"], &[], "unknown option -z"),
         (1, &["--server"], &[], "--server needs a value"),
