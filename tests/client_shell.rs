@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::chain::start_member;
 use common::pty::PtyChild;
-use common::{RunClient, assert_client, start_server};
+use common::{RunClient, assert_client, start_server, start_zookeeper};
 
 const SHOWN: Duration = Duration::from_secs(10);
 const PROMPT: &str = "table> ";
@@ -156,4 +157,27 @@ fn a_redirected_stdout_gets_results_only() {
         .expect("reading stdout");
     std::fs::remove_file(&results).expect("removing the stdout file");
     assert_eq!(stdout, "OK\nv w\n", "no prompt, banner or escape sequence on a redirected stdout");
+}
+
+#[test]
+fn a_status_line_while_the_chain_is_retried() {
+    let zookeeper = start_zookeeper();
+    // Sessions of 6 s: a paused tail stays listed, and is retried, for a while.
+    let session = ["--zk-timeout-ms", "6000"];
+    let servers: Vec<_> = (0..2).map(|index| start_member(&zookeeper, index == 0, &session)).collect();
+    let mut shell = shell(&["--timeout-ms", "20000", &zookeeper.address()], std::path::Path::new(""), None);
+    shell.expect(PROMPT, SHOWN);
+    shell.send("put k v\r");
+    shell.expect("OK", SHOWN);
+    shell.expect(PROMPT, SHOWN);
+    servers[1].signal("STOP").expect("pausing the tail");
+    shell.send("get k\r");
+    shell.expect("waiting for the reply... 1.", SHOWN);
+    shell.expect("tail unreachable, retrying... ", SHOWN);
+    // Once ZooKeeper drops the paused tail, the head answers as the new tail
+    // and the status line is erased before the answer.
+    shell.expect("\r\x1b[Kv\r\n", Duration::from_secs(20));
+    shell.expect(PROMPT, SHOWN);
+    shell.send("quit\r");
+    assert_eq!(shell.wait_exit(SHOWN), Some(0), "screen: {:?}", shell.seen);
 }

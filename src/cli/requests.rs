@@ -56,8 +56,8 @@ struct Worker {
     commands: Sender<Command>,
     /// One exit code per command.
     finished: Receiver<i32>,
-    /// Whether the thread may still print; shut when its request is cancelled.
-    output_open: Arc<Mutex<bool>>,
+    /// The terminal as the thread and the shell share it.
+    screen: Arc<Mutex<Screen>>,
     /// Why the pending request was last retried, if it was.
     retrying: Arc<Mutex<Option<String>>>,
     /// What the client talks to, for the banner.
@@ -90,37 +90,39 @@ impl RequestRunner {
     pub fn run(&mut self, command: Command) -> Waited {
         self.interrupted.store(false, Ordering::SeqCst);
         *self.worker.retrying.lock() = None;
+        self.worker.screen.lock().printing = false;
         if self.worker.commands.send(command).is_err() {
             return Waited::Failed("the request thread ended".into());
         }
         let started = Instant::now();
-        let mut status = StatusLine { enabled: self.status_lines, shown: false };
-        loop {
+        let ended = loop {
             match self.worker.finished.recv_timeout(WAIT_TICK) {
-                Ok(_) => {
-                    status.clear();
-                    return Waited::Finished;
-                }
+                Ok(_) => break Waited::Finished,
                 Err(RecvTimeoutError::Disconnected) => {
-                    status.clear();
-                    return Waited::Failed("the request thread ended".into());
+                    break Waited::Failed("the request thread ended".into());
                 }
                 Err(RecvTimeoutError::Timeout) if self.interrupted.swap(false, Ordering::SeqCst) => {
-                    status.clear();
-                    return self.cancel();
+                    break Waited::Cancelled;
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                Err(RecvTimeoutError::Timeout) if self.status_lines => {
                     let retrying = self.worker.retrying.lock().clone();
-                    status.show(status_text(retrying.as_deref(), started.elapsed()).as_deref());
+                    let text = status_text(retrying.as_deref(), started.elapsed());
+                    self.worker.screen.lock().show_status(text.as_deref());
                 }
+                Err(RecvTimeoutError::Timeout) => {}
             }
+        };
+        self.worker.screen.lock().erase_status();
+        match ended {
+            Waited::Cancelled => self.cancel(),
+            other => other,
         }
     }
 
     /// Leaves the pending request to its thread, silenced, and starts a new
     /// client for the next one.
     fn cancel(&mut self) -> Waited {
-        *self.worker.output_open.lock() = false;
+        self.worker.screen.lock().output_open = false;
         match Worker::start(&self.make_client, self.format) {
             Ok(worker) => {
                 // Dropping the old worker's channels ends its thread once its request does.
@@ -141,8 +143,8 @@ impl Worker {
         client.observe_retries(Box::new(move |reason: &str| *observed.lock() = Some(reason.to_owned())));
         let (commands, worker_commands) = crossbeam_channel::bounded::<Command>(1);
         let (worker_finished, finished) = crossbeam_channel::bounded(1);
-        let output_open = Arc::new(Mutex::new(true));
-        let (mut out, mut err) = (Gated::stdout(&output_open), Gated::stderr(&output_open));
+        let screen = Arc::new(Mutex::new(Screen { output_open: true, status_shown: false, printing: false }));
+        let (mut out, mut err) = (Gated::stdout(&screen), Gated::stderr(&screen));
         std::thread::Builder::new()
             .name("shell-request".into())
             .spawn(move || {
@@ -154,33 +156,69 @@ impl Worker {
                 }
             })
             .map_err(|error| format!("cannot start the request thread: {error}"))?;
-        Ok(Worker { commands, finished, output_open, retrying, description })
+        Ok(Worker { commands, finished, screen, retrying, description })
     }
 }
 
-/// stdout or stderr for a request's thread, shut off when the request is
-/// cancelled so a late answer does not land in the middle of the next one.
+/// The terminal, shared by the shell thread, which draws the status line
+/// while it waits, and the request thread, which prints the results.
+struct Screen {
+    /// Whether the request thread may still print; shut when its request is
+    /// cancelled so a late answer does not land in the middle of the next one.
+    output_open: bool,
+    /// The status line is on the screen.
+    status_shown: bool,
+    /// The request has started printing: no status line until it ends.
+    printing: bool,
+}
+
+impl Screen {
+    /// Draws the status line with `text` (unless results are being printed),
+    /// or erases it for `None`.
+    fn show_status(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) if !self.printing => {
+                eprint!("\r\x1b[K{text}");
+                self.status_shown = true;
+            }
+            _ => self.erase_status(),
+        }
+    }
+
+    fn erase_status(&mut self) {
+        if self.status_shown {
+            eprint!("\r\x1b[K");
+            self.status_shown = false;
+        }
+    }
+}
+
+/// stdout or stderr for a request's thread: erases the status line before
+/// the first result, and fails once the request is cancelled.
 struct Gated {
-    open: Arc<Mutex<bool>>,
+    screen: Arc<Mutex<Screen>>,
     to_stderr: bool,
 }
 
 impl Gated {
-    fn stdout(open: &Arc<Mutex<bool>>) -> Gated {
-        Gated { open: Arc::clone(open), to_stderr: false }
+    fn stdout(screen: &Arc<Mutex<Screen>>) -> Gated {
+        Gated { screen: Arc::clone(screen), to_stderr: false }
     }
 
-    fn stderr(open: &Arc<Mutex<bool>>) -> Gated {
-        Gated { open: Arc::clone(open), to_stderr: true }
+    fn stderr(screen: &Arc<Mutex<Screen>>) -> Gated {
+        Gated { screen: Arc::clone(screen), to_stderr: true }
     }
 
-    /// Runs `write` on the stream while the gate is open (held meanwhile, so
-    /// a cancel waits for a write under way and none comes after it).
+    /// Runs `write` on the stream while the output is open (the screen is
+    /// held meanwhile, so a cancel waits for a write under way and none
+    /// comes after it).
     fn through<T>(&self, write: impl FnOnce(&mut dyn Write) -> io::Result<T>) -> io::Result<T> {
-        let open = self.open.lock();
-        if !*open {
+        let mut screen = self.screen.lock();
+        if !screen.output_open {
             return Err(io::Error::other("the request was cancelled"));
         }
+        screen.erase_status();
+        screen.printing = true;
         if self.to_stderr { write(&mut io::stderr()) } else { write(&mut io::stdout()) }
     }
 }
@@ -192,32 +230,6 @@ impl Write for Gated {
 
     fn flush(&mut self) -> io::Result<()> {
         self.through(|stream| stream.flush())
-    }
-}
-
-/// The one line of status on stderr.
-struct StatusLine {
-    enabled: bool,
-    shown: bool,
-}
-
-impl StatusLine {
-    /// Redraws the line with `text`, or erases it for `None`.
-    fn show(&mut self, text: Option<&str>) {
-        match text {
-            Some(text) if self.enabled => {
-                eprint!("\r\x1b[K{text}");
-                self.shown = true;
-            }
-            _ => self.clear(),
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-            self.shown = false;
-        }
     }
 }
 
