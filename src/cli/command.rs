@@ -87,8 +87,9 @@ commands (short forms in brackets; names in any case):
   quit                [q]   leave the shell
 quoting: \"a b\" is one word, with escapes \\\" \\\\ \\n \\t \\xHH; 'a b' is taken literally; \"\" is empty";
 
-/// Every command: its name and its other names. Parsing, `help` and the
-/// shell's Tab completion all read this one table.
+/// Every command: its name and its other names. Parsing and the shell's Tab
+/// completion read this one table; a new command adds a row here, a line to
+/// [`HELP`], a [`Command`] and its arm in [`execute`].
 pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("put", &["p"]),
     ("get", &["g"]),
