@@ -13,7 +13,9 @@ usage: scripts/chain.sh <command>
 commands:
   up [N]     build (cargo, release), start ZooKeeper and N servers (default 3), one
              after another, each waited for until it is part of the chain
-  status     every server: index, PID, address, alive or dead, chain role
+  status     every server this script started (index, PID, address, alive or dead),
+             then the chain as 'table-client members' shows it: node, address,
+             state, role, last applied, committed, lag, uptime
   kill <i>   kill -9 server <i> (as numbered by status)
   add        start one more server; it joins at the end of the chain
   down       stop everything this script started (servers with SIGTERM, then
@@ -253,21 +255,20 @@ cmd_status() {
   zk_alive=dead
   is_ours "$zk_pid" ZooKeeperServerMain && zk_alive=alive
   printf 'zookeeper  PID %-8s 127.0.0.1:%-6s %s\n' "$zk_pid" "$(zk_port)" "$zk_alive"
-  printf '%-6s %-8s %-22s %-6s %s\n' index PID address state role
-  local index pid address alive role
+  printf '%-6s %-8s %-22s %s\n' index PID address process
+  local index pid address alive
   for index in $(seq 1 "$(server_count)"); do
     pid=$(cat "$state/server-$index.pid")
     address=$(cat "$state/server-$index.address" 2>/dev/null || echo "?")
     alive=dead
-    role=-
-    if is_ours "$pid" table-server; then
-      alive=alive
-      role=$("$client_bin" --secret-file "$state/client.secret" --server "$address" --timeout-ms 2000 stats 2>/dev/null |
-        sed -n 's/^role: //p') || true
-      role=${role:-"(no answer)"}
-    fi
-    printf '%-6s %-8s %-22s %-6s %s\n' "$index" "$pid" "$address" "$alive" "$role"
+    is_ours "$pid" table-server && alive=alive
+    printf '%-6s %-8s %-22s %s\n' "$index" "$pid" "$address" "$alive"
   done
+  echo
+  echo "the chain, as ZooKeeper lists it and each member reports itself (table-client members):"
+  [[ $zk_alive == alive ]] || { echo "  (ZooKeeper is not running)"; return 0; }
+  "$client_bin" --secret-file "$state/client.secret" --timeout-ms 2000 "127.0.0.1:$(zk_port)" members ||
+    echo "  (table-client members failed; see above)"
 }
 
 cmd_kill() {

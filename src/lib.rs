@@ -35,10 +35,12 @@
 //! - [`server`]: acceptor, connection threads, request service, reply port, stats, shutdown.
 //!
 //! Client:
-//! - [`client`]: blocking client of one server or a chain: connection, routing, locator, retry.
+//! - [`client`]: blocking client of one server or a chain: connection, routing, locator, retry,
+//!   members.
 //!
 //! Command lines:
-//! - [`cli`]: one argument parser for the four binaries; the client's command language and shell.
+//! - [`cli`]: one argument parser for the four binaries; the client's command language, its
+//!   text and JSON output, and the shell.
 //!
 //! Tools:
 //! - [`bench`](mod@bench): `table-bench`, the closed-loop load generator, also against Redis.

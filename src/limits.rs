@@ -191,6 +191,11 @@ pub const ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_secs(2);
 /// fit in the deadline when the limit is long (e.g. a large `gettable`).
 pub const ATTEMPT_SHARE: u32 = 4;
 
+/// Longest wait for one member's `stats` in `members` (all are asked at
+/// once): a live member answers in milliseconds, so one that has not after
+/// this is shown as unreachable instead of holding up the whole view.
+pub const MEMBER_STATS_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+
 // table-bench (see `bench`).
 
 /// Most client threads: the server's default `--max-clients`, past which it

@@ -49,7 +49,8 @@ options:
   --idle-connections N   also hold N connections that send nothing, opened after the
                          clients' (at a chain's head); the report says how many the
                          target kept open (default 0)
-  --help                 this text
+  -V, --version          the version
+  -h, --help             this text
 
 Exit: 0 done, 1 every operation failed, 2 usage error or target unreachable.";
 
@@ -127,7 +128,7 @@ pub struct BenchArgs {
 }
 
 /// Options that take no value.
-const FLAGS: [&str; 3] = ["json", "no-fill", "help"];
+const FLAGS: [&str; 4] = ["json", "no-fill", "help", "version"];
 
 /// Parses `table-bench` arguments (without the program name). Every word is
 /// an option, checked as it comes.
@@ -164,6 +165,7 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
             flag(name, inline)?;
             match name {
                 "help" => return Err(UsageError::HelpRequested),
+                "version" => return Err(UsageError::VersionRequested),
                 "json" => parsed.json = true,
                 _ => parsed.fill = false,
             }

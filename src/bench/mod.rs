@@ -140,8 +140,13 @@ type OpenStore<'a> = dyn Fn() -> Result<Box<dyn Store>, BenchError> + 'a;
 /// server that takes the writes (a chain's head), where idle connections go.
 fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchError> {
     let mut options = ClientOptions { timeout: args.timeout, ..ClientOptions::default() };
-    client_security(args.secret_file.clone(), args.tls_ca.clone(), &mut options)
-        .map_err(BenchError::Setup)?;
+    client_security(
+        args.secret_file.clone(),
+        args.tls_ca.clone(),
+        |name| std::env::var_os(name),
+        &mut options,
+    )
+    .map_err(BenchError::Setup)?;
     let (open, writes_to): (Box<OpenStore>, String) = match &args.target {
         BenchTarget::Redis(address) => {
             let open = move || -> Result<Box<dyn Store>, BenchError> {

@@ -44,7 +44,8 @@ options:
   --logs <dir>            save every server's log there when it stops (for post-mortems)
   --broken stale-reads    servers answer reads in any role and clients read anywhere:
                           a deliberately broken chain, which must FAIL (tests the checker)
-  --help                  this text
+  -V, --version           the version
+  -h, --help              this text
 
 sim options:
   --seeds <n>             runs, each with its own seed derived from the base (default 2000)
@@ -201,7 +202,7 @@ pub fn parse_check_args(
                 .into(),
         );
     }
-    client_security(secret_file, tls_ca, &mut config.client)?;
+    client_security(secret_file, tls_ca, |name| std::env::var_os(name), &mut config.client)?;
     if config.attach.is_some() {
         config.nemesis.clear();
         if config.broken_reads {

@@ -6,14 +6,15 @@
 //! this is the machinery they share:
 //!
 //! - [`ArgCursor`]: reads the words once: `--name value` or `--name=value`,
-//!   flags that take no value, positional words.
+//!   flags that take no value, short forms (`-h`), positional words.
 //! - [`parse_args`]: the options and positional words of a command line
 //!   pulled apart, for parsers that look at all of them before deciding
 //!   (`table-server`'s chain options need its `<zk-hosts>` word).
 //! - typed values: [`text`], [`number`], [`positive`], [`within`],
 //!   [`seconds`], [`byte_size`], [`chain_path`], each with an error that names the option.
-//! - [`UsageError`] and [`arguments_or_exit`]: usage on `--help` (exit 0), the
-//!   reason and the usage on stderr otherwise (exit 2).
+//! - [`UsageError`] and [`arguments_or_exit`]: usage on `-h`/`--help` and the
+//!   version on `-V`/`--version` (exit 0); otherwise one line saying what is
+//!   wrong and one saying where to look, on stderr (exit 2).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -26,17 +27,23 @@ use crate::client::connection::ClientOptions;
 use crate::secure::secret::Secret;
 use crate::secure::tls::ClientTls;
 
-/// What the parser could not accept; printed with the usage text, exit 2.
+/// What the parser could not accept (exit 2), or a request for the usage or
+/// the version (exit 0).
 #[derive(Debug, PartialEq)]
 pub enum UsageError {
-    /// `--help` was asked for: print usage, exit 0.
+    /// `-h`/`--help` was asked for: print usage, exit 0.
     HelpRequested,
+    /// `-V`/`--version` was asked for: print the version, exit 0.
+    VersionRequested,
     Invalid(String),
 }
 
-/// What a binary does with its parsed arguments: carry on with them; or,
-/// for `--help`, print the usage and exit 0; or print the reason and the
-/// usage on stderr and exit 2.
+/// The version every binary prints for `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a binary does with its parsed arguments: carry on with them; or
+/// print the usage (`--help`) or the version (`--version`) and exit 0; or
+/// print [`usage_error_text`] on stderr and exit 2.
 pub fn arguments_or_exit<T>(
     program: &str,
     usage: &str,
@@ -48,11 +55,24 @@ pub fn arguments_or_exit<T>(
             println!("{usage}");
             Err(std::process::ExitCode::SUCCESS)
         }
-        Err(UsageError::Invalid(message)) => {
-            eprintln!("{program}: {message}\n\n{usage}");
-            Err(std::process::ExitCode::from(2))
+        Err(UsageError::VersionRequested) => {
+            println!("{program} {VERSION}");
+            Err(std::process::ExitCode::SUCCESS)
         }
+        Err(UsageError::Invalid(message)) => Err(usage_error_exit(program, &message)),
     }
+}
+
+/// A usage error as printed: what is wrong on one line, where to look on the
+/// next (the whole usage would bury the one line that matters).
+pub fn usage_error_text(program: &str, message: &str) -> String {
+    format!("{program}: {message}\nTry '{program} --help' for more information.")
+}
+
+/// Prints [`usage_error_text`] on stderr; the exit status of a usage error (2).
+pub fn usage_error_exit(program: &str, message: &str) -> std::process::ExitCode {
+    eprintln!("{}", usage_error_text(program, message));
+    std::process::ExitCode::from(2)
 }
 
 impl From<String> for UsageError {
@@ -68,14 +88,16 @@ pub const CHAIN_PATH_DEFAULT: &str = "/chain";
 pub const SECRET_FILE_ENV: &str = "CHAINTABLE_SECRET_FILE";
 
 /// A client's `--secret-file` (or [`SECRET_FILE_ENV`]) and `--tls-ca`,
-/// loaded into `options`.
+/// loaded into `options`; `variable` reads the environment (tests give
+/// their own).
 pub fn client_security(
     secret_file: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    variable: impl Fn(&str) -> Option<OsString>,
     options: &mut ClientOptions,
 ) -> Result<(), String> {
-    let secret_file = secret_file
-        .or_else(|| std::env::var_os(SECRET_FILE_ENV).filter(|path| !path.is_empty()).map(PathBuf::from));
+    let secret_file =
+        secret_file.or_else(|| variable(SECRET_FILE_ENV).filter(|path| !path.is_empty()).map(PathBuf::from));
     if let Some(path) = secret_file {
         options.secret = Some(Secret::load(&path)?.client_key());
     }
@@ -94,16 +116,35 @@ pub enum Arg {
     Word(OsString),
 }
 
+/// A short form of an option and the option's name: the cursor reads `-h`
+/// as `--help`.
+pub type ShortOption = (&'static str, &'static str);
+
+/// The short forms every binary knows, as people type them from other
+/// tools: `-h` (help) and `-V` (version).
+pub const COMMON_SHORT_OPTIONS: &[ShortOption] = &[("-h", "help"), ("-V", "version")];
+
 /// The words of a command line (without the program name), read once, in
 /// order. An option's value is its inline `=value` or else the next word,
 /// whatever that word looks like.
 pub struct ArgCursor {
     words: std::vec::IntoIter<OsString>,
+    /// Words read as the options they stand for.
+    short_options: &'static [ShortOption],
 }
 
 impl ArgCursor {
+    /// A cursor that knows the [`COMMON_SHORT_OPTIONS`].
     pub fn new(args: impl IntoIterator<Item = OsString>) -> ArgCursor {
-        ArgCursor { words: args.into_iter().collect::<Vec<_>>().into_iter() }
+        ArgCursor::with_short_options(args, COMMON_SHORT_OPTIONS)
+    }
+
+    /// A cursor that reads each of `short_options` as its long form.
+    pub fn with_short_options(
+        args: impl IntoIterator<Item = OsString>,
+        short_options: &'static [ShortOption],
+    ) -> ArgCursor {
+        ArgCursor { words: args.into_iter().collect::<Vec<_>>().into_iter(), short_options }
     }
 
     /// The value of option `name`: `inline` if it had one, else the next word.
@@ -125,6 +166,9 @@ impl Iterator for ArgCursor {
 
     fn next(&mut self) -> Option<Arg> {
         let word = self.words.next()?;
+        if let Some((_, long)) = self.short_options.iter().find(|(short, _)| word == *short) {
+            return Some(Arg::Option { name: (*long).to_owned(), inline: None });
+        }
         let Some(option) =
             word.to_str().and_then(|text| text.strip_prefix("--")).filter(|name| !name.is_empty())
         else {
@@ -150,6 +194,12 @@ pub fn unknown_option(name: &str) -> UsageError {
     format!("unknown option --{name}").into()
 }
 
+/// Whether a word before the command looks like an option nobody defines
+/// (`-z`, `-zk`): refused rather than taken as, say, a ZooKeeper address.
+fn is_dashed(word: &OsString) -> bool {
+    word.to_str().is_some_and(|text| text.len() > 1 && text.starts_with('-') && text != "--")
+}
+
 /// A command line pulled apart by [`parse_args`].
 pub struct ParsedArgs {
     /// Every option in the order given, with its value (empty for a flag).
@@ -158,23 +208,45 @@ pub struct ParsedArgs {
 }
 
 /// Pulls options and positional words apart. `known` lists every option,
-/// `flags` those of them that take no value; `--help` anywhere before the
-/// command asks for the usage. `command_starts_after` says, from the options
-/// and the number of positional words so far, whether the command has begun:
-/// from there on every word is positional, so a value may start with `--`.
+/// `flags` those of them that take no value; `--help` (`-h`) or `--version`
+/// (`-V`) anywhere before the command asks for the usage or the version.
+/// `command_starts_after` says, from the options and the number of
+/// positional words so far, whether the command has begun: from there on
+/// every word is positional, so a value may start with `--`.
 pub fn parse_args(
     args: impl IntoIterator<Item = OsString>,
     known: &[&str],
     flags: &[&str],
     command_starts_after: impl Fn(&[(String, OsString)], usize) -> bool,
 ) -> Result<ParsedArgs, UsageError> {
+    parse_args_seeing_words(args, known, flags, COMMON_SHORT_OPTIONS, |options, positionals| {
+        command_starts_after(options, positionals.len())
+    })
+}
+
+/// [`parse_args`] for command lines with short forms of their own, whose
+/// command may start after a different number of words depending on what
+/// the words are (the client's ZooKeeper address is optional when
+/// `CHAINTABLE_ZK` is set): `command_starts_after` sees the positional words
+/// themselves.
+pub fn parse_args_seeing_words(
+    args: impl IntoIterator<Item = OsString>,
+    known: &[&str],
+    flags: &[&str],
+    short_options: &'static [ShortOption],
+    command_starts_after: impl Fn(&[(String, OsString)], &[OsString]) -> bool,
+) -> Result<ParsedArgs, UsageError> {
     let mut parsed = ParsedArgs { options: Vec::new(), positionals: Vec::new() };
-    let mut cursor = ArgCursor::new(args);
-    while !command_starts_after(&parsed.options, parsed.positionals.len()) {
+    let mut cursor = ArgCursor::with_short_options(args, short_options);
+    while !command_starts_after(&parsed.options, &parsed.positionals) {
         match cursor.next() {
             None => break,
+            Some(Arg::Word(word)) if is_dashed(&word) => {
+                return Err(format!("unknown option {}", word.to_string_lossy()).into());
+            }
             Some(Arg::Word(word)) => parsed.positionals.push(word),
             Some(Arg::Option { name, .. }) if name == "help" => return Err(UsageError::HelpRequested),
+            Some(Arg::Option { name, .. }) if name == "version" => return Err(UsageError::VersionRequested),
             Some(Arg::Option { name, .. }) if !known.contains(&name.as_str()) => {
                 return Err(unknown_option(&name));
             }
@@ -346,6 +418,33 @@ mod tests {
         assert_eq!(
             parse_args(test_words(&["--x=1", "--help"]), &["x"], &[], |_, _| false).err(),
             Some(UsageError::HelpRequested)
+        );
+    }
+
+    #[test]
+    fn short_forms_and_stray_dashes() {
+        let option = |name: &str| Arg::Option { name: name.to_owned(), inline: None };
+        assert_eq!(
+            read_all(&["-h", "-V", "-x"]),
+            vec![option("help"), option("version"), Arg::Word("-x".into())]
+        );
+        const SHORT: &[ShortOption] = &[("-h", "help"), ("-V", "version"), ("-x", "stdin")];
+        let parse = |words: &[&str]| {
+            parse_args_seeing_words(test_words(words), &["stdin"], &["stdin"], SHORT, |_, words| {
+                !words.is_empty()
+            })
+        };
+        assert_eq!(parse(&["-V"]).err(), Some(UsageError::VersionRequested));
+        assert_eq!(parse(&["-h"]).err(), Some(UsageError::HelpRequested));
+        assert_eq!(parse(&["-q", "w"]).err(), Some(UsageError::Invalid("unknown option -q".into())));
+        let parsed = parse(&["-x", "w", "-q", "-h"]).unwrap();
+        assert_eq!(parsed.options, vec![("stdin".into(), OsString::new())]);
+        assert_eq!(parsed.positionals, test_words(&["w", "-q", "-h"]), "the command's words are its own");
+        let server_like = parse_args(test_words(&["-x"]), &[], &[], |_, _| false);
+        assert_eq!(server_like.err(), Some(UsageError::Invalid("unknown option -x".into())));
+        assert_eq!(
+            usage_error_text("table-x", "unknown option --y"),
+            "table-x: unknown option --y\nTry 'table-x --help' for more information."
         );
     }
 

@@ -1,9 +1,12 @@
 //! The client's command language, shared by the interactive shell and
-//! one-shot mode: parsing, execution against a [`Client`], and the exact
-//! output the command-line contract promises (see the README).
+//! one-shot mode: parsing, and execution against a [`Client`] into
+//! [`Record`]s that [`super::output`] prints as text (the contract in the
+//! README) or JSON.
 
-use std::io::{self, Write};
+use std::io;
 
+use super::output::{Printer, Record};
+use super::words::{self, Word};
 use crate::client::Client;
 use crate::client::error::ClientError;
 use crate::proto::Statistics;
@@ -17,6 +20,7 @@ pub enum Command {
     GetKeys,
     GetTable,
     Stats,
+    Members,
     Help,
     Quit,
 }
@@ -70,7 +74,7 @@ impl From<io::Error> for CommandError {
 }
 
 pub const HELP: &str = "\
-commands (short forms in brackets):
+commands (short forms in brackets; names in any case):
   put <key> <value>   [p]   set key to value (in the shell the rest of the line is the value)
   get <key>           [g]   print the value of key
   del <key>           [d]   delete key
@@ -78,8 +82,31 @@ commands (short forms in brackets):
   getkeys             [k]   every key, one per line
   gettable            [t]   every key<TAB>value, one per line (non-UTF-8 bytes as \\xNN)
   stats               [st]  server statistics
+  members             [chain]  every member of the chain: state, role, progress, uptime
   help                [h]   this text
-  quit                [q]   leave the shell";
+  quit                [q]   leave the shell
+quoting: \"a b\" is one word, with escapes \\\" \\\\ \\n \\t \\xHH; 'a b' is taken literally; \"\" is empty";
+
+/// Every command: its name and its other names. Parsing and the shell's Tab
+/// completion read this one table; a new command adds a row here, a line to
+/// [`HELP`], a [`Command`] and its arm in [`execute`].
+pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
+    ("put", &["p"]),
+    ("get", &["g"]),
+    ("del", &["d"]),
+    ("size", &["s"]),
+    ("getkeys", &["k"]),
+    ("gettable", &["t"]),
+    ("stats", &["st"]),
+    ("members", &["chain"]),
+    ("help", &["h", "?"]),
+    ("quit", &["q", "exit"]),
+];
+
+/// Whether `word` names a command, in any case.
+pub fn is_command_name(word: &str) -> bool {
+    canonical_name(word).is_ok()
+}
 
 /// Parses a one-shot command from the words after the target. Words are raw
 /// bytes so a value can be any byte string; for `put`, words after the value
@@ -87,11 +114,12 @@ commands (short forms in brackets):
 pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
     let (name, arguments) = words.split_first().ok_or("no command given")?;
     let name = std::str::from_utf8(name).map_err(|_| "command is not UTF-8".to_owned())?;
+    let name = canonical_name(name)?;
     let key = |index: usize| -> Result<String, String> {
         let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
-        String::from_utf8(word.clone()).map_err(|_| format!("{name}: the key must be UTF-8"))
+        key_text(name, word)
     };
-    let command = match canonical_name(name)? {
+    let command = match name {
         "put" => {
             let key = key(0)?;
             if arguments.len() < 2 {
@@ -101,7 +129,7 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         }
         "get" => Command::Get { key: key(0)? },
         "del" => Command::Del { key: key(0)? },
-        other => bare_command(other)?,
+        other => bare_command(other),
     };
     let expected_arguments = match &command {
         Command::Put { .. } => arguments.len(),
@@ -114,136 +142,139 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
     Ok(command)
 }
 
-/// Parses a shell line; `None` for a blank line. The value of `put` is the
-/// rest of the line after the key, spaces included.
+/// Parses a shell line (quoting as in [`words`]); `None` for a blank line.
+/// The value of `put` is the rest of the line after the key, spaces
+/// included, unless it starts with a quote: then it is that one quoted word.
 pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
-    let line = line.trim_start();
-    if line.trim_end().is_empty() {
+    let Some(first) = words::next_word(line, 0)? else {
         return Ok(None);
-    }
-    let (name, rest) = split_word(line);
+    };
+    let name = std::str::from_utf8(&first.bytes).map_err(|_| "command is not UTF-8".to_owned())?;
     let name = canonical_name(name)?;
+    if name == "put" {
+        let key = words::next_word(line, first.end)?.ok_or("put: missing <key>")?;
+        let value = put_value(line, &key)?;
+        return Ok(Some(Command::Put { key: key_text(name, &key.bytes)?, value }));
+    }
+    let arguments = words::split(&line[first.end..])?;
     let command = match name {
-        "put" => {
-            let (key, value) = split_word(rest);
-            if key.is_empty() {
-                return Err("put: missing <key>".into());
-            }
-            if value.is_empty() {
-                return Err("put: missing <value>".into());
-            }
-            Command::Put { key: key.to_owned(), value: value.as_bytes().to_vec() }
-        }
         "get" | "del" => {
-            let (key, extra) = split_word(rest);
-            if key.is_empty() {
-                return Err(format!("{name}: missing <key>"));
-            }
-            if !extra.trim().is_empty() {
-                return Err(format!("{name}: too many arguments"));
-            }
-            let key = key.to_owned();
+            let key = arguments.first().ok_or_else(|| format!("{name}: missing <key>"))?;
+            let key = key_text(name, &key.bytes)?;
             if name == "get" { Command::Get { key } } else { Command::Del { key } }
         }
-        other => {
-            if !rest.trim().is_empty() {
-                return Err(format!("{other}: too many arguments"));
-            }
-            bare_command(other)?
-        }
+        other => bare_command(other),
     };
+    let expected_arguments = usize::from(matches!(command, Command::Get { .. } | Command::Del { .. }));
+    if arguments.len() > expected_arguments {
+        return Err(format!("{name}: too many arguments"));
+    }
     Ok(Some(command))
 }
 
-/// The first whitespace-separated word and the rest after one run of
-/// whitespace (the rest keeps its inner and trailing spaces).
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.find(char::is_whitespace) {
-        Some(end) => {
-            let rest = text[end..].trim_start_matches([' ', '\t']);
-            (&text[..end], rest.trim_end_matches(['\n', '\r']))
-        }
-        None => (text.trim_end_matches(['\n', '\r']), ""),
+/// The value of a shell `put` after `key`: one quoted word, or the rest of
+/// the line as it is (without the blanks after the key and the line end).
+fn put_value(line: &str, key: &Word) -> Result<Vec<u8>, String> {
+    let rest = line[key.end..].trim_start_matches([' ', '\t']).trim_end_matches(['\n', '\r']);
+    if rest.is_empty() {
+        return Err("put: missing <value> (\"\" is the empty value)".into());
+    }
+    if !rest.starts_with(['"', '\'']) {
+        return Ok(rest.as_bytes().to_vec());
+    }
+    match words::split(rest)?.as_slice() {
+        [value] => Ok(value.bytes.clone()),
+        _ => Err("put: a quoted value must be the last word (quote the whole value)".into()),
     }
 }
 
-fn canonical_name(name: &str) -> Result<&'static str, String> {
-    Ok(match name {
-        "put" | "p" => "put",
-        "get" | "g" => "get",
-        "del" | "d" => "del",
-        "size" | "s" => "size",
-        "getkeys" | "k" => "getkeys",
-        "gettable" | "t" => "gettable",
-        "stats" | "st" => "stats",
-        "help" | "h" | "?" => "help",
-        "quit" | "q" | "exit" => "quit",
-        other => return Err(format!("unknown command '{other}' (try 'help')")),
-    })
+/// A key as text: keys are UTF-8.
+fn key_text(name: &str, bytes: &[u8]) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{name}: the key must be UTF-8"))
 }
 
-fn bare_command(name: &str) -> Result<Command, String> {
-    Ok(match name {
+/// The command's name for `name` or any of its other names, in any case.
+fn canonical_name(name: &str) -> Result<&'static str, String> {
+    let lower = name.to_ascii_lowercase();
+    COMMAND_NAMES
+        .iter()
+        .find(|(canonical, others)| *canonical == lower || others.contains(&lower.as_str()))
+        .map(|(canonical, _)| *canonical)
+        .ok_or_else(|| format!("unknown command '{name}' (try 'help')"))
+}
+
+/// The command of a name that takes no arguments.
+fn bare_command(name: &str) -> Command {
+    match name {
         "size" => Command::Size,
         "getkeys" => Command::GetKeys,
         "gettable" => Command::GetTable,
         "stats" => Command::Stats,
+        "members" => Command::Members,
         "help" => Command::Help,
         "quit" => Command::Quit,
         other => unreachable!("{other} takes arguments"),
-    })
+    }
 }
 
-/// Runs `command` and writes its standard output to `out`.
-pub fn execute(client: &mut Client, command: &Command, out: &mut dyn Write) -> Result<Outcome, CommandError> {
+/// Runs `command` and prints its results with `printer`.
+pub fn execute(
+    client: &mut Client,
+    command: &Command,
+    printer: &mut Printer<'_>,
+) -> Result<Outcome, CommandError> {
+    let mut outcome = Outcome::Done;
     match command {
         Command::Put { key, value } => {
             client.put(key, value.clone())?;
-            writeln!(out, "OK")?;
+            printer.print(&Record::Written)?;
         }
         Command::Get { key } => match client.get(key)? {
-            Some(value) => {
-                out.write_all(&value)?;
-                writeln!(out)?;
+            Some(value) => printer.print(&Record::Found { key, value: &value })?,
+            None => {
+                printer.print(&Record::NotFound { key })?;
+                outcome = Outcome::Absent;
             }
-            None => return Ok(Outcome::Absent),
         },
         Command::Del { key } => {
-            if !client.delete(key)? {
-                return Ok(Outcome::Absent);
+            let existed = client.delete(key)?;
+            printer.print(&Record::Deleted { key, existed })?;
+            if !existed {
+                outcome = Outcome::Absent;
             }
-            writeln!(out, "OK")?;
         }
-        Command::Size => writeln!(out, "{}", client.size()?)?,
+        Command::Size => printer.print(&Record::Size(client.size()?))?,
         Command::GetKeys => {
             for key in client.keys()? {
-                writeln!(out, "{}", escape(key.as_bytes()))?;
+                printer.print(&Record::Key(&key))?;
             }
         }
         Command::GetTable => {
             for (key, value) in client.entries()? {
-                writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(&value))?;
+                printer.print(&Record::Entry { key: &key, value: &value })?;
             }
         }
-        Command::Stats => out.write_all(format_statistics(&client.stats()?).as_bytes())?,
-        Command::Help => writeln!(out, "{HELP}")?,
+        Command::Stats => printer.print(&Record::Statistics(&client.stats()?))?,
+        Command::Members => printer.print(&Record::Members(&client.members()?))?,
+        Command::Help => printer.print(&Record::Help)?,
         Command::Quit => {}
     }
-    out.flush()?;
-    Ok(Outcome::Done)
+    printer.flush()?;
+    Ok(outcome)
 }
 
-/// `name: value` lines for `stats`; chain fields only for chain members.
-pub fn format_statistics(statistics: &Statistics) -> String {
-    let mut text = String::new();
+/// The `stats` figures in order, each a number or a text; the one list both
+/// the text and the JSON output are made from. Chain fields only for chain
+/// members.
+pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, StatisticsValue)> {
+    let mut fields = Vec::new();
     if !statistics.role.is_empty() {
-        text.push_str(&format!("role: {}\n", statistics.role));
+        fields.push(("role", StatisticsValue::Text(statistics.role.clone())));
     }
     if !statistics.node.is_empty() {
-        text.push_str(&format!("node: {}\n", statistics.node));
-        text.push_str(&format!("chain_position: {}\n", statistics.chain_position));
-        text.push_str(&format!("chain_length: {}\n", statistics.chain_length));
+        fields.push(("node", StatisticsValue::Text(statistics.node.clone())));
+        fields.push(("chain_position", StatisticsValue::Number(statistics.chain_position)));
+        fields.push(("chain_length", StatisticsValue::Number(statistics.chain_length)));
     }
     let lines = [
         ("operations", statistics.operations),
@@ -266,8 +297,26 @@ pub fn format_statistics(statistics: &Statistics) -> String {
         ("used_memory", statistics.used_memory),
         ("max_memory", statistics.max_memory),
     ];
-    text.extend(lines.iter().map(|(name, value)| format!("{name}: {value}\n")));
-    text
+    fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
+    fields
+}
+
+/// One `stats` figure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatisticsValue {
+    Number(u64),
+    Text(String),
+}
+
+/// `name: value` lines for `stats`.
+pub fn format_statistics(statistics: &Statistics) -> String {
+    statistics_fields(statistics)
+        .into_iter()
+        .map(|(name, value)| match value {
+            StatisticsValue::Number(number) => format!("{name}: {number}\n"),
+            StatisticsValue::Text(text) => format!("{name}: {text}\n"),
+        })
+        .collect()
 }
 
 /// Makes bytes printable on one line: valid UTF-8 stays as it is except
@@ -365,6 +414,37 @@ mod tests {
     }
 
     #[test]
+    fn shell_quoting() {
+        let put = |key: &str, value: &[u8]| Ok(Some(Command::Put { key: key.into(), value: value.to_vec() }));
+        assert_eq!(parse_line(r#"put q "quoted value""#), put("q", b"quoted value"));
+        assert_eq!(parse_line(r#"put k """#), put("k", b""));
+        assert_eq!(parse_line(r#"put "a b" "  lead\ttab\x00""#), put("a b", b"  lead\ttab\0"));
+        assert_eq!(parse_line("put k 'it is \\n'"), put("k", b"it is \\n"));
+        assert_eq!(
+            parse_line(r#"put k say "hi" now"#),
+            put("k", br#"say "hi" now"#),
+            "unquoted: the rest as is"
+        );
+        assert_eq!(parse_line("put k it's"), put("k", b"it's"));
+        assert_eq!(parse_line(r#"get "a b""#), Ok(Some(Command::Get { key: "a b".into() })));
+        assert_eq!(parse_line(r#"DEL 'a b'"#), Ok(Some(Command::Del { key: "a b".into() })));
+        assert!(parse_line(r#"put k "a" b"#).unwrap_err().contains("quoted value must be the last word"));
+        assert!(parse_line(r#"get "a b"#).unwrap_err().contains("unbalanced quotes"));
+        assert!(parse_line(r#"get "\xff""#).unwrap_err().contains("the key must be UTF-8"));
+        assert!(parse_line("put k").unwrap_err().contains("missing <value>"));
+    }
+
+    #[test]
+    fn command_names_in_any_case() {
+        assert_eq!(parse_line("GET x"), Ok(Some(Command::Get { key: "x".into() })));
+        assert_eq!(parse_line("Members"), Ok(Some(Command::Members)));
+        assert_eq!(parse_line("chain"), Ok(Some(Command::Members)));
+        assert_eq!(parse_words(&words(&["SiZe"])), Ok(Command::Size));
+        assert!(is_command_name("GETKEYS") && is_command_name("st") && !is_command_name("zk:2181"));
+        assert_eq!(parse_line("GeT"), Err("get: missing <key>".into()));
+    }
+
+    #[test]
     fn escaping() {
         assert_eq!(escape(b"plain text"), "plain text");
         assert_eq!(escape("h\u{e9}".as_bytes()), "h\u{e9}");
@@ -384,6 +464,17 @@ mod tests {
         });
         assert_eq!(refused.to_string(), "server error (ERR_OUT_OF_MEMORY): out of memory");
         assert_eq!(exit_code(&Err(refused)), 2);
+    }
+
+    #[test]
+    fn statistics_fields_feed_text_and_json_alike() {
+        let mut statistics = Statistics::new();
+        statistics.role = "tail".into();
+        statistics.node = "node0000000002".into();
+        let fields = statistics_fields(&statistics);
+        assert_eq!(fields[0], ("role", StatisticsValue::Text("tail".into())));
+        assert_eq!(fields[2], ("chain_position", StatisticsValue::Number(0)));
+        assert_eq!(format_statistics(&statistics).lines().count(), fields.len());
     }
 
     #[test]

@@ -4,11 +4,21 @@
 //! - [`args`]: the argument parsing toolkit all four binaries share.
 //! - [`server_args`]: the `table-server` command line.
 //! - [`client_args`]: the `table-client` command line.
-//! - [`command`]: the client's command language (shell and one-shot) and its output.
+//! - [`words`]: splitting a shell line into words, with quotes and escapes.
+//! - [`command`]: the client's command language (shell and one-shot) and its execution.
+//! - [`output`]: results as text or JSON lines.
+//! - [`member_table`]: how `members` shows a chain.
 //! - [`shell`]: the interactive client shell.
+//! - [`shell_editing`]: its Tab completion and Ctrl-C key.
+//! - [`requests`]: its requests on a thread of their own, cancelled by Ctrl-C.
 
 pub mod args;
 pub mod client_args;
 pub mod command;
+pub mod member_table;
+pub mod output;
+pub mod requests;
 pub mod server_args;
 pub mod shell;
+pub mod shell_editing;
+pub mod words;

@@ -52,7 +52,8 @@ options:
   --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
-  --help                    this text
+  -V, --version             the version
+  -h, --help                this text
 
 Logging: RUST_LOG=debug|info|warn (default info, with the zookeeper crate at error). SIGINT/SIGTERM shut down cleanly.";
 

@@ -11,12 +11,14 @@
 //! - [`locator`]: finds a chain's head and tail through ZooKeeper ([`crate::coord`]),
 //!   time-bounded, and keeps the last reading until it is stale.
 //! - [`routing`]: chain mode: writes to the head, reads to the tail, retries.
+//! - [`members`]: every member of a chain with its own `stats`.
 //!
 //! The client never uses server, replication or chain-protocol code.
 
 pub mod connection;
 pub mod error;
 pub mod locator;
+pub mod members;
 pub mod retry;
 pub mod routing;
 
@@ -25,7 +27,8 @@ use std::hash::{BuildHasher, RandomState};
 use self::connection::{ClientOptions, Endpoint};
 use self::error::ClientError;
 use self::locator::Locator;
-use self::routing::ChainTarget;
+use self::members::{MemberReport, member_reports};
+use self::routing::{ChainTarget, RetryObserver};
 use crate::proto::{Opcode, Request, Response, Statistics};
 
 /// Where a [`Client`] sends its requests.
@@ -128,6 +131,28 @@ impl Client {
     pub fn entries(&mut self) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
         let response = self.call(Opcode::OP_GETTABLE, Request::new())?;
         Ok(response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect())
+    }
+
+    /// Chain mode: every member in chain order, with its `stats` (or why it
+    /// did not answer). Not retried: a member that does not answer is part of
+    /// the picture.
+    pub fn members(&mut self) -> Result<Vec<MemberReport>, ClientError> {
+        match &mut self.target {
+            Target::Chain(chain) => {
+                let view = chain.fresh_view(self.options.timeout)?;
+                Ok(member_reports(&view, &self.options, self.client_id))
+            }
+            Target::Server { .. } => Err(ClientError::NoChain(
+                "members reads the chain from ZooKeeper: give <zk-host:port,...>, not --server".into(),
+            )),
+        }
+    }
+
+    /// Chain mode: `observer` is told of every retry (one server: no retries).
+    pub fn observe_retries(&mut self, observer: RetryObserver) {
+        if let Target::Chain(chain) = &mut self.target {
+            chain.observe_retries(observer);
+        }
     }
 
     pub fn stats(&mut self) -> Result<Statistics, ClientError> {

@@ -12,7 +12,7 @@ use super::connection::{ClientOptions, Endpoint};
 use super::error::ClientError;
 use super::locator::Locator;
 use super::retry::{Backoff, Deadline, is_retryable};
-use crate::proto::{Opcode, Request, Response};
+use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::view::{ChainView, Member};
 
 /// The chain role that may answer a request.
@@ -40,16 +40,34 @@ impl Role {
     }
 }
 
+/// Told of every retry, with why the attempt failed in a few words ("head
+/// changed", "tail unreachable"), e.g. to show a status line while the chain
+/// changes.
+pub type RetryObserver = Box<dyn Fn(&str) + Send>;
+
 /// A chain found through ZooKeeper, with one connection per role.
 pub struct ChainTarget {
     locator: Locator,
     head: Option<Endpoint>,
     tail: Option<Endpoint>,
+    /// Told of each retry.
+    observer: Option<RetryObserver>,
 }
 
 impl ChainTarget {
     pub fn new(locator: Locator) -> ChainTarget {
-        ChainTarget { locator, head: None, tail: None }
+        ChainTarget { locator, head: None, tail: None, observer: None }
+    }
+
+    /// From now on, `observer` is told of every retry.
+    pub fn observe_retries(&mut self, observer: RetryObserver) {
+        self.observer = Some(observer);
+    }
+
+    /// The chain read afresh from ZooKeeper, waiting at most `wait`.
+    pub fn fresh_view(&mut self, wait: Duration) -> Result<ChainView, ClientError> {
+        self.locator.mark_stale();
+        self.locator.view(wait).cloned()
     }
 
     /// `<hosts><path>` of the chain.
@@ -75,6 +93,9 @@ impl ChainTarget {
                 return Err(gave_up(error, attempts, options.timeout));
             };
             debug!("attempt {attempts} at the {role:?} failed ({error}); retrying in {pause:?}");
+            if let Some(observer) = &self.observer {
+                observer(&retry_reason(role, &error));
+            }
             std::thread::sleep(pause);
             attempts += 1;
         }
@@ -107,6 +128,23 @@ impl ChainTarget {
     }
 }
 
+/// Why an attempt at `role` failed, in a few words for a status line.
+fn retry_reason(role: Role, error: &ClientError) -> String {
+    let role = match role {
+        Role::Head => "head",
+        Role::Tail => "tail",
+    };
+    match error {
+        ClientError::Server { code: ErrorCode::ERR_WRONG_ROLE, .. } => format!("{role} changed"),
+        ClientError::Server { code: ErrorCode::ERR_SHUTTING_DOWN, .. } => format!("{role} shutting down"),
+        ClientError::Server { code: ErrorCode::ERR_UNAVAILABLE, .. } => "chain unavailable".to_owned(),
+        ClientError::Unreachable(_) => format!("{role} unreachable"),
+        ClientError::NoChain(_) => "no chain".to_owned(),
+        ClientError::Server { code, .. } => format!("{role} refused ({code:?})"),
+        ClientError::Protocol(_) => format!("{role} answered wrongly"),
+    }
+}
+
 /// The last error of a call that ran out of time, saying so.
 fn gave_up(error: ClientError, attempts: u32, limit: Duration) -> ClientError {
     let plural = if attempts == 1 { "" } else { "s" };
@@ -124,7 +162,6 @@ fn gave_up(error: ClientError, attempts: u32, limit: Duration) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::ErrorCode;
     use crate::view::{ChainView, Readiness, parse_member};
 
     #[test]
@@ -150,6 +187,15 @@ mod tests {
         let only_joining = ChainView::new(vec![member(5, "joining")], 2);
         assert_eq!(only_joining.members[0].readiness, Readiness::Joining);
         assert!(Role::Head.member(&only_joining).is_none() && Role::Tail.member(&only_joining).is_none());
+    }
+
+    #[test]
+    fn retry_reasons_name_the_role() {
+        let refused = |code| ClientError::Server { code, message: String::new() };
+        assert_eq!(retry_reason(Role::Head, &refused(ErrorCode::ERR_WRONG_ROLE)), "head changed");
+        assert_eq!(retry_reason(Role::Tail, &ClientError::Unreachable("x".into())), "tail unreachable");
+        assert_eq!(retry_reason(Role::Head, &refused(ErrorCode::ERR_UNAVAILABLE)), "chain unavailable");
+        assert_eq!(retry_reason(Role::Tail, &ClientError::NoChain("x".into())), "no chain");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chain;
+pub mod pty;
 pub mod tls;
 
 use std::path::Path;

@@ -1,0 +1,274 @@
+//! What the client prints for each result, as text (the README's contract)
+//! or, with `--json`, as one JSON object per line.
+//!
+//! JSON objects: `put` `{"ok":true}`; `get` `{"key":..,"found":true,"value":..}`
+//! or `{"key":..,"found":false}`; `del` `{"key":..,"deleted":true|false}`;
+//! `size` `{"size":n}`; `getkeys` `{"key":..}` per key; `gettable`
+//! `{"key":..,"value":..}` per entry; `stats` one object of every figure;
+//! `members` one object per member; `help` `{"help":..}`; a failure
+//! `{"error":..}` (with `"code"` for an error reply). A value that is not
+//! UTF-8 comes as `"value_hex"` instead of `"value"`.
+
+use std::io::{self, Write};
+
+use serde_json::{Map, Value, json};
+
+use super::command::{HELP, StatisticsValue, escape, format_statistics, statistics_fields};
+use super::member_table;
+use crate::client::error::ClientError;
+use crate::client::members::MemberReport;
+use crate::proto::Statistics;
+
+/// Text or JSON lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// One result of a command.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// A `put` succeeded.
+    Written,
+    Found {
+        key: &'a str,
+        value: &'a [u8],
+    },
+    NotFound {
+        key: &'a str,
+    },
+    Deleted {
+        key: &'a str,
+        existed: bool,
+    },
+    Size(u64),
+    Key(&'a str),
+    Entry {
+        key: &'a str,
+        value: &'a [u8],
+    },
+    Statistics(&'a Statistics),
+    Members(&'a [MemberReport]),
+    Help,
+}
+
+/// Prints records on `out` in one format, and notes for people on `err`.
+pub struct Printer<'a> {
+    pub format: Format,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+}
+
+impl<'a> Printer<'a> {
+    pub fn new(format: Format, out: &'a mut dyn Write, err: &'a mut dyn Write) -> Printer<'a> {
+        Printer { format, out, err }
+    }
+
+    pub fn print(&mut self, record: &Record<'_>) -> io::Result<()> {
+        match self.format {
+            Format::Text => self.print_text(record),
+            Format::Json => match record {
+                Record::Members(reports) => reports
+                    .iter()
+                    .try_for_each(|report| json_line(self.out, &member_table::json_object(report))),
+                other => json_line(self.out, &json_object(other)),
+            },
+        }
+    }
+
+    fn print_text(&mut self, record: &Record<'_>) -> io::Result<()> {
+        let out = &mut *self.out;
+        match record {
+            Record::Written | Record::Deleted { existed: true, .. } => writeln!(out, "OK"),
+            Record::Found { value, .. } => {
+                out.write_all(value)?;
+                writeln!(out)
+            }
+            // Absence is told on `err` (see `note_not_found`) and by the exit code.
+            Record::NotFound { .. } | Record::Deleted { existed: false, .. } => Ok(()),
+            Record::Size(size) => writeln!(out, "{size}"),
+            Record::Key(key) => writeln!(out, "{}", escape(key.as_bytes())),
+            Record::Entry { key, value } => writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value)),
+            Record::Statistics(statistics) => out.write_all(format_statistics(statistics).as_bytes()),
+            Record::Members(reports) => out.write_all(member_table::table(reports).as_bytes()),
+            Record::Help => writeln!(out, "{HELP}"),
+        }
+    }
+
+    /// A command that failed: in JSON, a result line of its own on `out`;
+    /// as text, `prefix` and the message on `err`.
+    pub fn print_failure(
+        &mut self,
+        prefix: &str,
+        message: &str,
+        error: Option<&ClientError>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Text => writeln!(self.err, "{prefix}{message}"),
+            Format::Json => {
+                let mut object = Map::new();
+                object.insert("error".into(), json!(message));
+                if let Some(ClientError::Server { code, .. }) = error {
+                    object.insert("code".into(), json!(format!("{code:?}")));
+                }
+                json_line(self.out, &Value::Object(object))?;
+                self.out.flush()
+            }
+        }
+    }
+
+    /// As text, an absent key is told on `err` (stdout stays the values
+    /// only); in JSON the result line says it.
+    pub fn note_not_found(&mut self, key: &str) -> io::Result<()> {
+        match self.format {
+            Format::Text => writeln!(self.err, "{key}: not found"),
+            Format::Json => Ok(()),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn json_line(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// `"value"` for UTF-8, `"value_hex"` for other bytes.
+fn insert_value(object: &mut Map<String, Value>, value: &[u8]) {
+    match std::str::from_utf8(value) {
+        Ok(text) => object.insert("value".into(), json!(text)),
+        Err(_) => object.insert(
+            "value_hex".into(),
+            json!(value.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
+        ),
+    };
+}
+
+fn json_object(record: &Record<'_>) -> Value {
+    let mut object = Map::new();
+    match record {
+        Record::Written => {
+            object.insert("ok".into(), json!(true));
+        }
+        Record::Found { key, value } => {
+            object.insert("key".into(), json!(key));
+            object.insert("found".into(), json!(true));
+            insert_value(&mut object, value);
+        }
+        Record::NotFound { key } => {
+            object.insert("key".into(), json!(key));
+            object.insert("found".into(), json!(false));
+        }
+        Record::Deleted { key, existed } => {
+            object.insert("key".into(), json!(key));
+            object.insert("deleted".into(), json!(existed));
+        }
+        Record::Size(size) => {
+            object.insert("size".into(), json!(size));
+        }
+        Record::Key(key) => {
+            object.insert("key".into(), json!(key));
+        }
+        Record::Entry { key, value } => {
+            object.insert("key".into(), json!(key));
+            insert_value(&mut object, value);
+        }
+        Record::Statistics(statistics) => {
+            for (name, value) in statistics_fields(statistics) {
+                let value = match value {
+                    StatisticsValue::Number(number) => json!(number),
+                    StatisticsValue::Text(text) => json!(text),
+                };
+                object.insert(name.into(), value);
+            }
+        }
+        Record::Members(_) => unreachable!("members print one object per member"),
+        Record::Help => {
+            object.insert("help".into(), json!(HELP));
+        }
+    }
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ErrorCode;
+
+    fn printed(format: Format, records: &[Record<'_>]) -> String {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut printer = Printer::new(format, &mut out, &mut err);
+        for record in records {
+            printer.print(record).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn text_is_the_readme_contract() {
+        let text = printed(
+            Format::Text,
+            &[
+                Record::Written,
+                Record::Found { key: "k", value: b"v w" },
+                Record::NotFound { key: "x" },
+                Record::Deleted { key: "k", existed: false },
+                Record::Size(3),
+                Record::Key("a\tb"),
+                Record::Entry { key: "k", value: &[0xff] },
+            ],
+        );
+        assert_eq!(text, "OK\nv w\n3\na\\tb\nk\t\\xff\n");
+    }
+
+    #[test]
+    fn json_has_one_object_per_line() {
+        let mut statistics = Statistics::new();
+        statistics.role = "tail".into();
+        statistics.keys = 2;
+        let text = printed(
+            Format::Json,
+            &[
+                Record::Written,
+                Record::Found { key: "k", value: b"" },
+                Record::Found { key: "b", value: &[0xff, 0x00] },
+                Record::NotFound { key: "x" },
+                Record::Deleted { key: "k", existed: true },
+                Record::Size(3),
+                Record::Entry { key: "k", value: b"v" },
+                Record::Statistics(&statistics),
+            ],
+        );
+        let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines[0], json!({"ok": true}));
+        assert_eq!(lines[1], json!({"key": "k", "found": true, "value": ""}));
+        assert_eq!(lines[2], json!({"key": "b", "found": true, "value_hex": "ff00"}));
+        assert_eq!(lines[3], json!({"key": "x", "found": false}));
+        assert_eq!(lines[4], json!({"key": "k", "deleted": true}));
+        assert_eq!(lines[5], json!({"size": 3}));
+        assert_eq!(lines[6], json!({"key": "k", "value": "v"}));
+        assert_eq!(lines[7]["role"], json!("tail"));
+        assert_eq!(lines[7]["keys"], json!(2));
+        assert_eq!(lines.len(), 8);
+    }
+
+    #[test]
+    fn json_failures_carry_the_code() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let error = ClientError::Server { code: ErrorCode::ERR_TOO_LARGE, message: "big".into() };
+        let mut printer = Printer::new(Format::Json, &mut out, &mut err);
+        printer.print_failure("", &error.to_string(), Some(&error)).unwrap();
+        printer.note_not_found("k").unwrap();
+        let line: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line, json!({"error": "server error (ERR_TOO_LARGE): big", "code": "ERR_TOO_LARGE"}));
+        assert!(err.is_empty(), "JSON mode keeps stderr quiet");
+        let mut printer = Printer::new(Format::Text, &mut out, &mut err);
+        printer.print_failure("error: ", "gone", None).unwrap();
+        printer.note_not_found("k").unwrap();
+        assert_eq!(String::from_utf8(err).unwrap(), "error: gone\nk: not found\n");
+    }
+}
