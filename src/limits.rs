@@ -131,8 +131,18 @@ pub const FILES_PER_CONNECTION: u64 = 3;
 /// how long it serves without confirming its session.
 pub const ZK_TIMEOUT_MS_DEFAULT: u64 = 5000;
 
-/// How long a probe waits for a ZooKeeper host to accept a connection.
+/// How long a probe of a ZooKeeper host may take, connection and handshake
+/// together (hosts are probed in parallel; see `coord::handshake`).
 pub const ZK_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pause before the second attempt to reconnect to ZooKeeper after a lost
+/// connection (the first is immediate); it doubles with each failed
+/// attempt up to [`ZK_RECONNECT_PAUSE_MAX`] (see `coord::zk`).
+pub const ZK_RECONNECT_PAUSE_FIRST: Duration = Duration::from_millis(50);
+
+/// Longest pause between attempts to reconnect to ZooKeeper: while it is
+/// down, a process tries about once a second.
+pub const ZK_RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// ZooKeeper calls queued for a server's ZooKeeper worker thread (see
 /// `coord::zk::BoundedZk`). Its one caller, the membership thread, waits for

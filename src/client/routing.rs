@@ -118,6 +118,7 @@ fn gave_up(error: ClientError, attempts: u32, limit: Duration) -> ClientError {
         ClientError::NoChain(message) => ClientError::NoChain(context(message)),
         ClientError::Server { code, message } => ClientError::Server { code, message: context(message) },
         ClientError::Protocol(message) => ClientError::Protocol(context(message)),
+        ClientError::NoChainEver(message) => ClientError::NoChainEver(message),
     }
 }
 

@@ -142,7 +142,8 @@ impl<'config> Session<'config> {
             if event.keeper_state == KeeperState::Expired {
                 let _ = session_events.try_send(Event::Expired);
             }
-        })?;
+        })
+        .map_err(|error| error.to_string())?;
         let state_events = event_sender.clone();
         zk.add_listener(move |state| {
             let _ = state_events.try_send(Event::State(state));

@@ -42,6 +42,7 @@ pub fn read_view_once(
     chain_path: &str,
     session_timeout: Duration,
 ) -> Result<ChainView, String> {
-    let zk = zk::connect(zk_hosts, session_timeout, |_: WatchedEvent| {})?;
+    let zk =
+        zk::connect(zk_hosts, session_timeout, |_: WatchedEvent| {}).map_err(|error| error.to_string())?;
     read_view(&zk, chain_path).map_err(|error| format!("reading {chain_path}: {error}"))
 }
