@@ -171,9 +171,11 @@ mod tests {
         let closer = std::thread::spawn(move || drop(listener.accept()));
         let probed = probe_host(&address);
         closer.join().unwrap();
-        assert_eq!(
-            probed,
-            Probed::NotZooKeeper(format!("{address} is not a ZooKeeper (it closed the connection)"))
+        // Closed before or after reading the request: a clean close or a reset.
+        let expected = format!("{address} is not a ZooKeeper (");
+        assert!(
+            matches!(&probed, Probed::NotZooKeeper(reason) if reason.starts_with(&expected)),
+            "{probed:?}"
         );
     }
 
