@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error,
     // many per second while ZooKeeper is down; the client reports the outcome
     // itself, once.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
+    let mut logging =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off"));
+    chaintable::coord::log_pace::init(&mut logging);
     let args =
         match arguments_or_exit("table-client", CLIENT_USAGE, parse_client_args(std::env::args_os().skip(1)))
         {

@@ -137,12 +137,17 @@ pub const ZK_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Pause before the second attempt to reconnect to ZooKeeper after a lost
 /// connection (the first is immediate); it doubles with each failed
-/// attempt up to [`ZK_RECONNECT_PAUSE_MAX`] (see `coord::zk`).
+/// attempt up to [`ZK_RECONNECT_PAUSE_MAX`] (see `coord::log_pace`).
 pub const ZK_RECONNECT_PAUSE_FIRST: Duration = Duration::from_millis(50);
 
 /// Longest pause between attempts to reconnect to ZooKeeper: while it is
 /// down, a process tries about once a second.
 pub const ZK_RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// A log line that repeats (the `zookeeper` crate's, a failing ZooKeeper
+/// call, children of the chain node that are ignored) goes out at most once
+/// per this interval, with a count of the ones held back.
+pub const LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// ZooKeeper calls queued for a server's ZooKeeper worker thread (see
 /// `coord::zk::BoundedZk`). Its one caller, the membership thread, waits for
@@ -374,7 +379,8 @@ pub const LEASE_CHECKS_PER_TIMEOUT: u32 = 5;
 /// leave room for clock-rate differences with the ZooKeeper server.
 pub const LEASE_SHARE: f64 = 0.9;
 
-/// Pause before retrying to connect or register.
+/// Pause before retrying to connect or register; it doubles while
+/// ZooKeeper stays unreachable, up to `ZK_RECONNECT_PAUSE_MAX`.
 pub const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Session timeouts a member waits for a member named in the commit record

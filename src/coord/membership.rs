@@ -17,10 +17,18 @@ use log::{error, info, warn};
 use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
 
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
+use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
-    LEASE_CHECKS_PER_TIMEOUT, LEASE_SHARE, MEMBERSHIP_EVENTS_QUEUED_MAX, MEMBERSHIP_RETRY_PAUSE,
+    LEASE_CHECKS_PER_TIMEOUT, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
+    MEMBERSHIP_RETRY_PAUSE, ZK_RECONNECT_PAUSE_MAX,
 };
+
+/// While ZooKeeper is unreachable, failed attempts to open a session are
+/// logged at most once a second (with a count).
+static RETRY_WARNINGS: Every = Every::new(LOG_REPEAT_INTERVAL);
+/// Likewise for calls that fail while the crate reconnects.
+static CALL_WARNINGS: Every = Every::new(LOG_REPEAT_INTERVAL);
 use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data};
 
 /// How a server takes part in a chain.
@@ -99,6 +107,7 @@ pub fn run(
     requests: &Receiver<()>,
     stopping: &AtomicBool,
 ) -> MembershipEnd {
+    let mut retry_pause = MEMBERSHIP_RETRY_PAUSE;
     while !stopping.load(Ordering::SeqCst) {
         let outcome = Session::open(config).and_then(|session| {
             session.serve(replica, requests, stopping).map_err(|error| error.to_string())
@@ -106,6 +115,7 @@ pub fn run(
         match outcome {
             Ok(SessionEnd::Stopped) => return MembershipEnd::Stopped,
             Ok(SessionEnd::Expired(reason)) => {
+                retry_pause = MEMBERSHIP_RETRY_PAUSE;
                 replica.fence(&reason);
                 if config.exit_on_expiry {
                     return MembershipEnd::Expired;
@@ -114,8 +124,15 @@ pub fn run(
             }
             Err(error) => {
                 replica.fence(&format!("ZooKeeper: {error}"));
-                warn!("ZooKeeper at {}: {error}; retrying", config.zk_hosts);
-                std::thread::sleep(MEMBERSHIP_RETRY_PAUSE);
+                if let Some(held_back) = RETRY_WARNINGS.due() {
+                    warn!(
+                        "ZooKeeper at {}: {error}; retrying{}",
+                        config.zk_hosts,
+                        suppressed_note(held_back)
+                    );
+                }
+                std::thread::sleep(retry_pause);
+                retry_pause = (retry_pause * 2).min(ZK_RECONNECT_PAUSE_MAX);
             }
         }
     }
@@ -222,7 +239,11 @@ impl<'config> Session<'config> {
                     Err(ZkError::OperationTimeout) => return Err(ZkError::OperationTimeout),
                     // The lease runs out if this lasts; the crate reports
                     // the session closed if it is lost.
-                    Err(error) => warn!("cannot read the chain: {error:?}"),
+                    Err(error) => {
+                        if let Some(held_back) = CALL_WARNINGS.due() {
+                            warn!("cannot read the chain: {error:?}{}", suppressed_note(held_back));
+                        }
+                    }
                 }
             }
             let mut wait = next_check.saturating_duration_since(Instant::now());
@@ -279,7 +300,9 @@ impl<'config> Session<'config> {
                 Some(SessionEnd::Expired("ZooKeeper did not answer within the session timeout".into()))
             }
             Err(error) => {
-                warn!("cannot confirm the ZooKeeper session: {error:?}");
+                if let Some(held_back) = CALL_WARNINGS.due() {
+                    warn!("cannot confirm the ZooKeeper session: {error:?}{}", suppressed_note(held_back));
+                }
                 None
             }
         }

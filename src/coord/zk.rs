@@ -7,13 +7,13 @@
 //!   the first listed host. So every host is probed with a real handshake
 //!   first (see [`handshake`]); the crate gets only hosts that may be a
 //!   ZooKeeper, one that answered first; its reconnections are paused with
-//!   backoff; and its panics are kept off stderr (logged as one line).
+//!   backoff (see [`log_pace`]); and its panics are kept off stderr (logged
+//!   as one line).
 //! - [`BoundedZk`]: the crate waits for a reply with no time limit.
 
 use std::hash::{BuildHasher, RandomState};
 use std::panic::{AssertUnwindSafe, PanicHookInfo, catch_unwind};
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::SendTimeoutError;
@@ -21,7 +21,8 @@ use log::warn;
 use zookeeper::{Watcher, ZkError, ZkState, ZooKeeper};
 
 use super::handshake::{Probed, probe_host, resolve};
-use crate::limits::{ZK_CALLS_QUEUED_MAX, ZK_RECONNECT_PAUSE_FIRST, ZK_RECONNECT_PAUSE_MAX};
+use super::log_pace;
+use crate::limits::ZK_CALLS_QUEUED_MAX;
 
 /// Why ZooKeeper could not be used: no session could be opened, or what
 /// was asked of it can never be there.
@@ -110,25 +111,14 @@ pub fn usable_hosts(hosts: &str) -> Result<String, CoordError> {
     Ok(format!("{}{chroot}", answered.join(",")))
 }
 
-/// The crate reconnects in a loop without a pause while no host answers.
-/// Its state listeners run on its I/O thread, so a listener that sleeps
-/// when a reconnection starts paces the loop: no pause for the first
-/// attempt after a connection is lost (a quick move to another ensemble
-/// member), then a growing pause up to [`ZK_RECONNECT_PAUSE_MAX`].
+/// Lets the log pacing (see [`log_pace`]) know when the crate is connected:
+/// its next reconnection starts without a pause. The crate runs state
+/// listeners on its I/O thread, the thread the pacing pauses.
 fn pause_reconnections(zk: &ZooKeeper) {
-    let next_pause_ms = AtomicU64::new(0);
-    zk.add_listener(move |state| match state {
-        ZkState::Connecting => {
-            let pause = next_pause_ms.load(Ordering::Relaxed);
-            let following = (pause * 2).clamp(
-                ZK_RECONNECT_PAUSE_FIRST.as_millis() as u64,
-                ZK_RECONNECT_PAUSE_MAX.as_millis() as u64,
-            );
-            next_pause_ms.store(following, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(pause));
+    zk.add_listener(|state| {
+        if matches!(state, ZkState::Connected | ZkState::ConnectedReadOnly) {
+            log_pace::connected();
         }
-        ZkState::Connected | ZkState::ConnectedReadOnly => next_pause_ms.store(0, Ordering::Relaxed),
-        _ => {}
     });
 }
 
