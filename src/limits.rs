@@ -163,6 +163,12 @@ pub const ZK_CALLS_QUEUED_MAX: usize = 8;
 /// afresh.
 pub const CHAIN_WATCH_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// Members of a chain read out of ZooKeeper: the oldest this many children
+/// with member names; any others are ignored and logged (see
+/// `coord::view_reader`). Far above any real chain's length; it bounds the
+/// reads a view costs when something else fills the chain node.
+pub const CHAIN_MEMBERS_READ_MAX: usize = 64;
+
 /// Readings asked of a chain watch's thread and not yet answered (see
 /// `coord::chain_watch`). Its owner waits for each one, so requests queue up
 /// only while the thread is stuck in ZooKeeper, and the thread answers all
