@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::args::{
     CHAIN_PATH_DEFAULT, UsageError, byte_size, chain_path, number, parse_args, positive, text,
 };
+use crate::coord::acl::{ZK_IDENTITY_ENV, ZkIdentity};
 use crate::coord::membership::ChainConfig;
 use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
 use crate::replica::ReplicationLimits;
@@ -88,6 +89,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             advertise: String::new(),
             session_timeout: Duration::from_millis(ZK_TIMEOUT_MS_DEFAULT),
             exit_on_expiry: false,
+            zk_identity: None,
         }),
         replication: ReplicationLimits::default(),
         unsafe_read_anywhere: false,
@@ -130,6 +132,13 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
     }
     if config.limits.frame_bytes_max > u32::MAX as usize {
         return Err("--max-frame must fit the 4-byte length prefix".to_owned().into());
+    }
+    // zkguard: the chain's ZooKeeper digest identity from the environment
+    // (tests), until --peer-secret-file derives it.
+    if let (Some(chain), Some(text)) = (config.chain.as_mut(), std::env::var_os(ZK_IDENTITY_ENV)) {
+        let text = text.to_str().ok_or(format!("{ZK_IDENTITY_ENV} is not UTF-8"))?;
+        chain.zk_identity =
+            Some(ZkIdentity::parse(text).map_err(|error| format!("{ZK_IDENTITY_ENV}: {error}"))?);
     }
     Ok(config)
 }

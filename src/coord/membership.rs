@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 use log::{error, info, warn};
-use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
+use zookeeper::{AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState};
 
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
+use crate::coord::acl::{self, ZkIdentity};
 use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
@@ -45,6 +46,10 @@ pub struct ChainConfig {
     pub session_timeout: Duration,
     /// Exit on session expiry instead of rejoining as a new empty server.
     pub exit_on_expiry: bool,
+    /// The digest identity members write with: the chain node and member
+    /// nodes are then changeable by it only (see [`acl`]). `None` (no peer
+    /// secret, loopback-only mode): open to all.
+    pub zk_identity: Option<ZkIdentity>,
 }
 
 /// What membership needs of the server it keeps in the chain (the
@@ -168,9 +173,13 @@ impl<'config> Session<'config> {
         let zk = BoundedZk::new(zk, config.session_timeout)
             .map_err(|error| format!("cannot start the ZooKeeper worker: {error}"))?;
         let chain_path = config.chain_path.clone();
+        let identity = config.zk_identity.clone();
         let chain_events = event_sender;
         zk.call(move |zk| {
-            zk.ensure_path(&chain_path)?;
+            if let Some(identity) = &identity {
+                acl::authenticate(zk, identity)?;
+            }
+            acl::ensure_chain_node(zk, &chain_path, identity.as_ref())?;
             zk.add_watch(&chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
                 let _ = chain_events.try_send(Event::ChainChanged);
             })
@@ -255,6 +264,7 @@ impl<'config> Session<'config> {
                     Ok(Event::ChainChanged) => view_dirty = true,
                     Ok(Event::State(ZkState::Connected)) => {
                         info!("connected to ZooKeeper");
+                        self.authenticate()?;
                         view_dirty = true;
                     }
                     Ok(Event::State(ZkState::Closed | ZkState::AuthFailed)) | Ok(Event::Expired) => {
@@ -273,6 +283,20 @@ impl<'config> Session<'config> {
                 }
                 default(wait) => {}
             }
+        }
+    }
+
+    /// Authenticates the connection again after a reconnection (ZooKeeper
+    /// ties it to the connection); until then writes fail with `NoAuth`
+    /// and are tried again.
+    fn authenticate(&self) -> Result<(), ZkError> {
+        let Some(identity) = self.config.zk_identity.clone() else {
+            return Ok(());
+        };
+        match self.zk.call(move |zk| acl::authenticate(zk, &identity)) {
+            // Lost again: the next connection authenticates.
+            Ok(()) | Err(ZkError::ConnectionLoss) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -323,7 +347,7 @@ impl<'config> Session<'config> {
                 info!("announced {readiness} in ZooKeeper");
                 Ok(true)
             }
-            Err(ZkError::ConnectionLoss | ZkError::OperationTimeout) => Ok(false),
+            Err(ZkError::ConnectionLoss | ZkError::OperationTimeout | ZkError::NoAuth) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -378,7 +402,9 @@ impl<'config> Session<'config> {
             }
             // A newer record: ours is moot; the view will show it.
             Ok(false) => Ok(true),
-            Err(ZkError::BadVersion | ZkError::ConnectionLoss | ZkError::OperationTimeout) => Ok(false),
+            Err(
+                ZkError::BadVersion | ZkError::ConnectionLoss | ZkError::OperationTimeout | ZkError::NoAuth,
+            ) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -397,9 +423,9 @@ impl<'config> Session<'config> {
         let server_id = replica.server_id();
         let prefix = format!("{}/{MEMBER_PREFIX}", self.config.chain_path);
         let data = encode_member_data(&self.config.advertise, readiness, &token, server_id);
-        let created = self.zk.call(move |zk| {
-            zk.create(&prefix, data, Acl::open_unsafe().clone(), CreateMode::EphemeralSequential)
-        });
+        let node_acl = acl::chain_acl(self.config.zk_identity.as_ref());
+        let created =
+            self.zk.call(move |zk| zk.create(&prefix, data, node_acl, CreateMode::EphemeralSequential));
         let path = match created {
             Ok(path) => path,
             Err(error) => {
