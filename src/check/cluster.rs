@@ -52,6 +52,19 @@ impl ServerProcess {
         ServerProcess::launch(Command::new(binary), None, table_size, extra)
     }
 
+    /// [`ServerProcess::start`] with `env` set (tests pass a server's
+    /// ZooKeeper identity this way).
+    pub fn start_with_env(
+        binary: &Path,
+        table_size: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> io::Result<ServerProcess> {
+        let mut command = Command::new(binary);
+        command.envs(env.iter().copied());
+        ServerProcess::launch(command, None, table_size, extra)
+    }
+
     /// Like [`ServerProcess::start`], inside `net_host`'s namespace and
     /// listening on its address.
     pub fn start_in(
