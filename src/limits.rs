@@ -378,8 +378,14 @@ pub fn display_bytes(bytes: u64) -> String {
 
 // ---- membership ----
 
-/// Confirmations of the session per session timeout.
-pub const LEASE_CHECKS_PER_TIMEOUT: u32 = 5;
+/// Time between confirmations of the session, as a share of the session
+/// timeout. Above 2/3 on purpose: the `zookeeper` crate (0.8) pings only
+/// after 2/3 of the timeout without traffic, and it closes the session on
+/// any disconnection once its last ping is older than the timeout; a
+/// member that confirmed more often never pinged and lost its session
+/// whenever its ensemble member went away (see `coord::zk`). Below
+/// [`LEASE_SHARE`], so a lease is renewed before it runs out.
+pub const LEASE_CHECK_SHARE: f64 = 0.75;
 
 /// Share of the session timeout a confirmation is trusted for, below one to
 /// leave room for clock-rate differences with the ZooKeeper server.

@@ -13,8 +13,8 @@ use common::chain::{SERVER_START, converged};
 use common::ensemble::{Ensemble, Writer, WriterReport};
 use common::{ServerProcess, run_client, start_server};
 
-/// Session timeout of the servers (the ensemble's tickTime is 500 ms).
-const ZK_TIMEOUT_MS: &str = "2000";
+/// Session timeout of the servers: the default (the ensemble's tickTime is 500 ms).
+const ZK_TIMEOUT_MS: &str = "5000";
 
 fn start_member(hosts: &str, awaited: &str) -> ServerProcess {
     let server = start_server(64, &[hosts, "--zk-timeout-ms", ZK_TIMEOUT_MS]);
@@ -41,6 +41,11 @@ fn under_writer(
     thread::sleep(Duration::from_secs(3));
     let report = writer.stop();
     let fenced = fenced_count(servers) - fenced_before;
+    for server in servers {
+        for line in server.log().lines().filter(|line| line.contains("fenced") || line.contains("coord::")) {
+            eprintln!("  {} {line}", server.address);
+        }
+    }
     eprintln!(
         "ENSEMBLE {name}: {} writes acked, longest write gap {} ms, {} failed calls, {fenced} fencings",
         report.acked.len(),

@@ -21,7 +21,7 @@ use crate::coord::acl::{self, ZkIdentity};
 use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
-    LEASE_CHECKS_PER_TIMEOUT, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
+    LEASE_CHECK_SHARE, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
     MEMBERSHIP_RETRY_PAUSE, ZK_RECONNECT_PAUSE_MAX,
 };
 
@@ -149,6 +149,15 @@ enum SessionEnd {
     Expired(String),
 }
 
+/// What a confirmation of the session found.
+enum Confirmation {
+    /// The session is ours: the lease is renewed.
+    Renewed,
+    /// No answer for now (the connection is being re-established).
+    Failed,
+    Ended(SessionEnd),
+}
+
 /// One ZooKeeper session and our registration in it.
 struct Session<'config> {
     config: &'config ChainConfig,
@@ -201,7 +210,7 @@ impl<'config> Session<'config> {
         while requests.try_recv().is_ok() {}
         drop(replica.take_membership_requests());
         let registration = self.register(replica)?;
-        let check_interval = self.config.session_timeout / LEASE_CHECKS_PER_TIMEOUT;
+        let check_interval = self.config.session_timeout.mul_f64(LEASE_CHECK_SHARE);
         let mut owner = None;
         let mut next_check = Instant::now();
         let mut view_dirty = true;
@@ -214,8 +223,11 @@ impl<'config> Session<'config> {
             }
             if Instant::now() >= next_check {
                 next_check = Instant::now() + check_interval;
-                if let Some(end) = self.confirm_session(replica, &registration, &mut owner) {
-                    return Ok(end);
+                match self.confirm_session(replica, &registration, &mut owner) {
+                    Confirmation::Renewed => {}
+                    // Soon again, before the lease runs out.
+                    Confirmation::Failed => next_check = Instant::now() + MEMBERSHIP_RETRY_PAUSE,
+                    Confirmation::Ended(end) => return Ok(end),
                 }
                 // Safety net against lost watches.
                 view_dirty = true;
@@ -266,6 +278,8 @@ impl<'config> Session<'config> {
                         info!("connected to ZooKeeper");
                         self.authenticate()?;
                         view_dirty = true;
+                        // Renew the lease at once after a reconnection.
+                        next_check = Instant::now();
                     }
                     Ok(Event::State(ZkState::Closed | ZkState::AuthFailed)) | Ok(Event::Expired) => {
                         return Ok(SessionEnd::Expired("ZooKeeper session closed or expired".into()));
@@ -301,33 +315,37 @@ impl<'config> Session<'config> {
     }
 
     /// Reads our own node to confirm the session is alive, and extends the
-    /// lease if it is. Returns how the session ended, if it did.
+    /// lease if it is.
     fn confirm_session(
         &self,
         replica: &impl Member,
         registration: &Registration,
         owner: &mut Option<i64>,
-    ) -> Option<SessionEnd> {
+    ) -> Confirmation {
         let sent_at = Instant::now();
         let path = registration.path.clone();
         match self.zk.call(move |zk| zk.exists(&path, false)) {
             Ok(Some(stat)) => {
                 if *owner.get_or_insert(stat.ephemeral_owner) != stat.ephemeral_owner {
-                    return Some(SessionEnd::Expired("our node belongs to another session".into()));
+                    return Confirmation::Ended(SessionEnd::Expired(
+                        "our node belongs to another session".into(),
+                    ));
                 }
                 replica.renew_lease(sent_at + self.config.session_timeout.mul_f64(LEASE_SHARE));
-                None
+                Confirmation::Renewed
             }
-            Ok(None) => Some(SessionEnd::Expired("our node is gone".into())),
-            Err(ZkError::SessionExpired) => Some(SessionEnd::Expired("session expired".into())),
-            Err(ZkError::OperationTimeout) => {
-                Some(SessionEnd::Expired("ZooKeeper did not answer within the session timeout".into()))
+            Ok(None) => Confirmation::Ended(SessionEnd::Expired("our node is gone".into())),
+            Err(ZkError::SessionExpired) => {
+                Confirmation::Ended(SessionEnd::Expired("session expired".into()))
             }
+            Err(ZkError::OperationTimeout) => Confirmation::Ended(SessionEnd::Expired(
+                "ZooKeeper did not answer within the session timeout".into(),
+            )),
             Err(error) => {
                 if let Some(held_back) = CALL_WARNINGS.due() {
                     warn!("cannot confirm the ZooKeeper session: {error:?}{}", suppressed_note(held_back));
                 }
-                None
+                Confirmation::Failed
             }
         }
     }
