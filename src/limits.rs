@@ -404,6 +404,12 @@ pub const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// the chain node's data to empty) to restart at once.
 pub const RESTART_FALLBACK_TIMEOUTS: u64 = 60;
 
+/// Shortest time between two readings of the chain by a member: changes
+/// that come faster (children created one after another under the chain
+/// node) share a reading, and so a view change and a commit record, instead
+/// of each costing every member a reading and the tail a record write.
+pub const VIEW_READ_INTERVAL_MIN: Duration = Duration::from_millis(50);
+
 /// Membership events (watch firings, connection states) waiting for the
 /// membership thread. Each is a prompt to look again, and the session is
 /// also confirmed on a timer, so one dropped when the queue is full (the

@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::netns::{NetHost, TestNetwork};
+use crate::coord::handshake::{Probed, probe_host};
 use crate::limits::{
     CHECK_JOIN_TIMEOUT, CHECK_SERVER_STARTUP_TIMEOUT, CHECK_TABLE_STRIPES, CHECK_ZOOKEEPER_STARTUP_TIMEOUT,
 };
@@ -259,7 +260,8 @@ impl ZooKeeperProcess {
         self.child = Some(child);
         let deadline = Instant::now() + CHECK_ZOOKEEPER_STARTUP_TIMEOUT;
         while Instant::now() < deadline {
-            if self.answers() {
+            // `ruok` is answered before sessions are: wait for a handshake too.
+            if self.answers() && probe_host(&self.address()) == Probed::ZooKeeper {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(100));

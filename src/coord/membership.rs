@@ -22,7 +22,7 @@ use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
     LEASE_CHECK_SHARE, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
-    MEMBERSHIP_RETRY_PAUSE, ZK_RECONNECT_PAUSE_MAX,
+    MEMBERSHIP_RETRY_PAUSE, VIEW_READ_INTERVAL_MIN, ZK_RECONNECT_PAUSE_MAX,
 };
 
 /// While ZooKeeper is unreachable, failed attempts to open a session are
@@ -214,6 +214,7 @@ impl<'config> Session<'config> {
         let mut owner = None;
         let mut next_check = Instant::now();
         let mut view_dirty = true;
+        let mut next_view_read = Instant::now();
         let mut ready_pending = false;
         let mut pending_record: Option<CommitRecord> = None;
         loop {
@@ -243,7 +244,8 @@ impl<'config> Session<'config> {
                     pending_record = Some(record);
                 }
             }
-            if view_dirty {
+            if view_dirty && Instant::now() >= next_view_read {
+                next_view_read = Instant::now() + VIEW_READ_INTERVAL_MIN;
                 match self.zk.read_view(&self.config.chain_path) {
                     Ok(view) => {
                         if view.position_of(&registration.name).is_none() {
@@ -261,6 +263,7 @@ impl<'config> Session<'config> {
                     // The lease runs out if this lasts; the crate reports
                     // the session closed if it is lost.
                     Err(error) => {
+                        next_view_read = Instant::now() + MEMBERSHIP_RETRY_PAUSE;
                         if let Some(held_back) = CALL_WARNINGS.due() {
                             warn!("cannot read the chain: {error:?}{}", suppressed_note(held_back));
                         }
@@ -268,8 +271,11 @@ impl<'config> Session<'config> {
                 }
             }
             let mut wait = next_check.saturating_duration_since(Instant::now());
-            if view_dirty || ready_pending || pending_record.is_some() {
+            if ready_pending || pending_record.is_some() {
                 wait = wait.min(MEMBERSHIP_RETRY_PAUSE);
+            }
+            if view_dirty {
+                wait = wait.min(next_view_read.saturating_duration_since(Instant::now()));
             }
             select! {
                 recv(self.events) -> event => match event {

@@ -176,6 +176,8 @@ impl Writer {
                 // Some room for the servers on a shared machine.
                 thread::sleep(Duration::from_millis(2));
             }
+            // A gap still open when the writer stops counts too.
+            report.longest_gap = report.longest_gap.max(last.elapsed());
             report
         });
         Writer { stop, thread }
