@@ -213,6 +213,7 @@ impl<'config> Session<'config> {
         let check_interval = self.config.session_timeout.mul_f64(LEASE_CHECK_SHARE);
         let mut owner = None;
         let mut next_check = Instant::now();
+        let mut last_confirmed = Instant::now();
         let mut view_dirty = true;
         let mut next_view_read = Instant::now();
         let mut ready_pending = false;
@@ -225,7 +226,15 @@ impl<'config> Session<'config> {
             if Instant::now() >= next_check {
                 next_check = Instant::now() + check_interval;
                 match self.confirm_session(replica, &registration, &mut owner) {
-                    Confirmation::Renewed => {}
+                    Confirmation::Renewed => last_confirmed = Instant::now(),
+                    // The crate's I/O thread may be gone (it panics on a
+                    // peer that is not a ZooKeeper) and then no state
+                    // change ever comes: give up on the session.
+                    Confirmation::Failed if last_confirmed.elapsed() > self.config.session_timeout => {
+                        return Ok(SessionEnd::Expired(
+                            "no confirmation of the session within its timeout".into(),
+                        ));
+                    }
                     // Soon again, before the lease runs out.
                     Confirmation::Failed => next_check = Instant::now() + MEMBERSHIP_RETRY_PAUSE,
                     Confirmation::Ended(end) => return Ok(end),
