@@ -41,11 +41,6 @@ fn under_writer(
     thread::sleep(Duration::from_secs(3));
     let report = writer.stop();
     let fenced = fenced_count(servers) - fenced_before;
-    for server in servers {
-        for line in server.log().lines().filter(|line| line.contains("fenced") || line.contains("coord::")) {
-            eprintln!("  {} {line}", server.address);
-        }
-    }
     eprintln!(
         "ENSEMBLE {name}: {} writes acked, longest write gap {} ms, {} failed calls, {fenced} fencings",
         report.acked.len(),
