@@ -14,7 +14,9 @@ use chaintable::server::fd_limit::raise_open_files_limit;
 fn main() -> ExitCode {
     // The zookeeper crate logs every failed connection attempt as an error;
     // the bench reports an unreachable chain itself, once.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off")).init();
+    let mut logging =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,zookeeper=off"));
+    chaintable::coord::log_pace::init(&mut logging);
     let args =
         match arguments_or_exit("table-bench", BENCH_USAGE, parse_bench_args(std::env::args_os().skip(1))) {
             Ok(arguments) => arguments,

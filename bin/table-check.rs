@@ -28,9 +28,9 @@ fn main() -> ExitCode {
     // The simulator's nodes would log thousands of role changes a second;
     // its trace is the record of a simulated run.
     let default_filter = if matches!(command, CheckCommand::Sim(_)) { "off" } else { "info,zookeeper=off" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .format_timestamp_millis()
-        .init();
+    let mut logging =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    chaintable::coord::log_pace::init(logging.format_timestamp_millis());
     match command {
         CheckCommand::Sim(sim) => {
             if run_seeds(&sim) {

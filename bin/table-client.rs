@@ -18,10 +18,10 @@ fn main() -> ExitCode {
     // many per second while ZooKeeper is down; the client reports the outcome
     // itself, once. rustyline warns when a terminal does not report the
     // cursor position, which the user can do nothing about.
-    env_logger::Builder::from_env(
+    let mut logging = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,zookeeper=off,rustyline=off"),
-    )
-    .init();
+    );
+    chaintable::coord::log_pace::init(&mut logging);
     let parsed = parse_client_args(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let mut args = match arguments_or_exit(PROGRAM, CLIENT_USAGE, parsed) {
         Ok(arguments) => arguments,

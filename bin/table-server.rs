@@ -15,9 +15,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=error"))
-        .format_timestamp_millis()
-        .init();
+    let mut logging =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=error"));
+    chaintable::coord::log_pace::init(logging.format_timestamp_millis());
     let config =
         match arguments_or_exit("table-server", SERVER_USAGE, parse_server_args(std::env::args_os().skip(1)))
         {

@@ -137,8 +137,23 @@ pub const FILES_PER_CONNECTION: u64 = 3;
 /// how long it serves without confirming its session.
 pub const ZK_TIMEOUT_MS_DEFAULT: u64 = 5000;
 
-/// How long a probe waits for a ZooKeeper host to accept a connection.
+/// How long a probe of a ZooKeeper host may take, connection and handshake
+/// together (hosts are probed in parallel; see `coord::handshake`).
 pub const ZK_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pause before the second attempt to reconnect to ZooKeeper after a lost
+/// connection (the first is immediate); it doubles with each failed
+/// attempt up to [`ZK_RECONNECT_PAUSE_MAX`] (see `coord::log_pace`).
+pub const ZK_RECONNECT_PAUSE_FIRST: Duration = Duration::from_millis(50);
+
+/// Longest pause between attempts to reconnect to ZooKeeper: while it is
+/// down, a process tries about once a second.
+pub const ZK_RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// A log line that repeats (the `zookeeper` crate's, a failing ZooKeeper
+/// call, children of the chain node that are ignored) goes out at most once
+/// per this interval, with a count of the ones held back.
+pub const LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// ZooKeeper calls queued for a server's ZooKeeper worker thread (see
 /// `coord::zk::BoundedZk`). Its one caller, the membership thread, waits for
@@ -153,6 +168,12 @@ pub const ZK_CALLS_QUEUED_MAX: usize = 8;
 /// reach a ZooKeeper that is down before it gives up and the watch starts
 /// afresh.
 pub const CHAIN_WATCH_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Members of a chain read out of ZooKeeper: the oldest this many children
+/// with member names; any others are ignored and logged (see
+/// `coord::view_reader`). Far above any real chain's length; it bounds the
+/// reads a view costs when something else fills the chain node.
+pub const CHAIN_MEMBERS_READ_MAX: usize = 64;
 
 /// Readings asked of a chain watch's thread and not yet answered (see
 /// `coord::chain_watch`). Its owner waits for each one, so requests queue up
@@ -368,14 +389,21 @@ pub fn display_bytes(bytes: u64) -> String {
 
 // ---- membership ----
 
-/// Confirmations of the session per session timeout.
-pub const LEASE_CHECKS_PER_TIMEOUT: u32 = 5;
+/// Time between confirmations of the session, as a share of the session
+/// timeout. Above 2/3 on purpose: the `zookeeper` crate (0.8) pings only
+/// after 2/3 of the timeout without traffic, and it closes the session on
+/// any disconnection once its last ping is older than the timeout; a
+/// member that confirmed more often never pinged and lost its session
+/// whenever its ensemble member went away (see `coord::zk`). Below
+/// [`LEASE_SHARE`], so a lease is renewed before it runs out.
+pub const LEASE_CHECK_SHARE: f64 = 0.75;
 
 /// Share of the session timeout a confirmation is trusted for, below one to
 /// leave room for clock-rate differences with the ZooKeeper server.
 pub const LEASE_SHARE: f64 = 0.9;
 
-/// Pause before retrying to connect or register.
+/// Pause before retrying to connect or register; it doubles while
+/// ZooKeeper stays unreachable, up to `ZK_RECONNECT_PAUSE_MAX`.
 pub const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Session timeouts a member waits for a member named in the commit record
@@ -386,6 +414,12 @@ pub const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// operator who knows they are all gone for good can clear the record (set
 /// the chain node's data to empty) to restart at once.
 pub const RESTART_FALLBACK_TIMEOUTS: u64 = 60;
+
+/// Shortest time between two readings of the chain by a member: changes
+/// that come faster (children created one after another under the chain
+/// node) share a reading, and so a view change and a commit record, instead
+/// of each costing every member a reading and the tail a record write.
+pub const VIEW_READ_INTERVAL_MIN: Duration = Duration::from_millis(50);
 
 /// Membership events (watch firings, connection states) waiting for the
 /// membership thread. Each is a prompt to look again, and the session is

@@ -23,12 +23,14 @@ use chaintable::coord::view_reader::read_view_once;
 use chaintable::proto::{
     AuthStep, Downstream, ErrorCode, Opcode, ReplicaHello, Request, Response, SnapshotChunk, Write,
 };
+use chaintable::secure::secret::{Secret, ZOOKEEPER_DIGEST_USER};
 use chaintable::secure::tls::ClientTls;
 use chaintable::wire::{encode_frame, read_frame};
 use common::chain::{converged_with, start_member};
 use common::tls::TestCertificates;
 use common::{ServerProcess, ZooKeeperProcess, start_zookeeper};
 use protobuf::Message;
+use zookeeper::{Acl, CreateMode, WatchedEvent, ZooKeeper};
 
 const FRAME_MAX: usize = 1 << 20;
 /// How long a refused peer is watched for not becoming ready.
@@ -331,15 +333,43 @@ fn clients_without_the_secret_are_refused() {
 fn a_peer_with_the_wrong_secret_gets_nothing() {
     let chain = SecureChain::start(2, &[]);
     chain.client().put("secret", "data").expect("put");
+
+    // Its ZooKeeper identity is not the chain's: it cannot even register.
     let impostor_secrets = ClusterSecrets::create().expect("secrets");
-    let mut args = impostor_secrets.server_args();
-    args.extend([chain.zookeeper.address(), "--zk-timeout-ms".into(), "1000".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let impostor = common::start_server(64, &args);
+    let impostor = chain.start_member_unready(&impostor_secrets.server_args());
     assert!(!impostor.wait_for_log("announced ready", REFUSED_PEER_WATCH), "{}", impostor.log());
-    assert!(!impostor.log().contains("state transfer from"), "{}", impostor.log());
+    assert!(impostor.log().contains("NoAuth"), "{}", impostor.log());
+
+    // Listed in ZooKeeper anyway (by someone holding the chain's identity,
+    // say): the tail still sends it nothing, as it cannot prove the secret.
+    let outsider_secret =
+        ["--peer-secret-file".to_owned(), impostor_secrets.peer_file().display().to_string()];
+    let mut args = vec![chain.zookeeper.address(), "--chain".into(), "/elsewhere".into()];
+    args.extend(outsider_secret);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let listed = common::start_server(64, &args);
+    let zookeeper =
+        ZooKeeper::connect(&chain.zookeeper.address(), Duration::from_secs(5), |_: WatchedEvent| {})
+            .expect("ZooKeeper session");
+    let secret = Secret::load(&chain.secrets.peer_file()).expect("peer secret");
+    let identity = format!("{ZOOKEEPER_DIGEST_USER}:{}", secret.zookeeper_password());
+    zookeeper.add_auth("digest", identity.into_bytes()).expect("add_auth");
+    zookeeper
+        .create(
+            "/chain/node",
+            format!("{} joining impostor server:99", listed.address).into_bytes(),
+            Acl::read_unsafe().iter().chain(Acl::creator_all()).cloned().collect(),
+            CreateMode::EphemeralSequential,
+        )
+        .expect("listing the impostor");
     let tail = &chain.servers[1];
-    assert!(tail.log().contains("failed to prove the peer secret"), "{}", tail.log());
+    assert!(
+        tail.wait_for_log("failed to prove the peer secret", REFUSED_PEER_WATCH),
+        "the tail did not refuse the listed impostor:\n{}",
+        tail.log()
+    );
+    assert!(!listed.log().contains("state transfer from"), "{}", listed.log());
+    drop(zookeeper);
     assert_untouched(&chain, &["secret"]);
 }
 

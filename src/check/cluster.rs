@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::netns::{NetHost, TestNetwork};
 use super::secrets::ClusterSecrets;
 use crate::client::connection::ClientOptions;
+use crate::coord::handshake::{Probed, probe_host};
 use crate::limits::{
     CHECK_JOIN_TIMEOUT, CHECK_SERVER_STARTUP_TIMEOUT, CHECK_TABLE_STRIPES, CHECK_ZOOKEEPER_STARTUP_TIMEOUT,
 };
@@ -52,6 +53,19 @@ impl ServerProcess {
     /// Starts `<binary> 0 <table-size> <extra...>` and waits until it listens.
     pub fn start(binary: &Path, table_size: usize, extra: &[&str]) -> io::Result<ServerProcess> {
         ServerProcess::launch(Command::new(binary), None, table_size, extra)
+    }
+
+    /// [`ServerProcess::start`] with `env` set (tests pass a server's
+    /// ZooKeeper identity this way).
+    pub fn start_with_env(
+        binary: &Path,
+        table_size: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> io::Result<ServerProcess> {
+        let mut command = Command::new(binary);
+        command.envs(env.iter().copied());
+        ServerProcess::launch(command, None, table_size, extra)
     }
 
     /// Like [`ServerProcess::start`], inside `net_host`'s namespace and
@@ -248,7 +262,8 @@ impl ZooKeeperProcess {
         self.child = Some(child);
         let deadline = Instant::now() + CHECK_ZOOKEEPER_STARTUP_TIMEOUT;
         while Instant::now() < deadline {
-            if self.answers() {
+            // `ruok` is answered before sessions are: wait for a handshake too.
+            if self.answers() && probe_host(&self.address()) == Probed::ZooKeeper {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(100));

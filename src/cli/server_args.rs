@@ -9,11 +9,12 @@ use std::time::Duration;
 use super::args::{
     CHAIN_PATH_DEFAULT, UsageError, byte_size, chain_path, number, parse_args, positive, text,
 };
+use crate::coord::acl::ZkIdentity;
 use crate::coord::membership::ChainConfig;
 use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
 use crate::replica::ReplicationLimits;
 use crate::secure::ServerSecurity;
-use crate::secure::secret::Secret;
+use crate::secure::secret::{Secret, ZOOKEEPER_DIGEST_USER};
 use crate::secure::tls::ServerTls;
 use crate::server::ServerConfig;
 
@@ -109,6 +110,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             advertise: String::new(),
             session_timeout: Duration::from_millis(ZK_TIMEOUT_MS_DEFAULT),
             exit_on_expiry: false,
+            zk_identity: None,
         }),
         replication: ReplicationLimits::default(),
         unsafe_read_anywhere: false,
@@ -160,7 +162,11 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
     if config.limits.frame_bytes_max > u32::MAX as usize {
         return Err("--max-frame must fit the 4-byte length prefix".to_owned().into());
     }
-    config.security = secrets.load(config.chain.is_some(), config.bind)?;
+    let (security, zk_identity) = secrets.load(config.chain.is_some(), config.bind)?;
+    config.security = security;
+    if let Some(chain) = config.chain.as_mut() {
+        chain.zk_identity = zk_identity;
+    }
     Ok(config)
 }
 
@@ -179,7 +185,12 @@ impl SecretFiles {
     /// Reads the files. In chain mode without a peer secret only a loopback
     /// bind is allowed (anyone who can reach the port could otherwise join
     /// or feed the chain), unless `--insecure` says the network is trusted.
-    fn load(self, chain_mode: bool, bind: IpAddr) -> Result<ServerSecurity, UsageError> {
+    /// Also returns the ZooKeeper identity derived from the peer secret.
+    fn load(
+        self,
+        chain_mode: bool,
+        bind: IpAddr,
+    ) -> Result<(ServerSecurity, Option<ZkIdentity>), UsageError> {
         let peer = self.peer.map(|path| Secret::load(Path::new(&path))).transpose()?;
         let client = self.client.map(|path| Secret::load(Path::new(&path))).transpose()?;
         if let (Some(peer), Some(client)) = (&peer, &client)
@@ -206,11 +217,16 @@ impl SecretFiles {
             }
             _ => return Err("TLS needs all three of --tls-cert, --tls-key and --tls-ca".to_owned().into()),
         };
-        Ok(ServerSecurity {
+        let zk_identity = peer.as_ref().map(|secret| ZkIdentity {
+            user: ZOOKEEPER_DIGEST_USER.to_owned(),
+            password: secret.zookeeper_password(),
+        });
+        let security = ServerSecurity {
             peer_key: peer.as_ref().map(Secret::peer_key),
             client_key: client.as_ref().map(Secret::client_key),
             tls,
-        })
+        };
+        Ok((security, zk_identity))
     }
 }
 

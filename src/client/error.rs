@@ -19,6 +19,10 @@ pub enum ClientError {
     /// Chain mode: no server to send to (ZooKeeper did not answer, or the
     /// chain has no ready server).
     NoChain(String),
+    /// Chain mode: no server can ever be found this way (a bad ZooKeeper
+    /// address, a host that is not a ZooKeeper, a chain path that does not
+    /// exist): retrying cannot help.
+    NoChainEver(String),
 }
 
 impl fmt::Display for ClientError {
@@ -27,7 +31,7 @@ impl fmt::Display for ClientError {
             ClientError::Unreachable(message) => write!(f, "server unreachable: {message}"),
             ClientError::Server { code, message } => write!(f, "server error ({code:?}): {message}"),
             ClientError::Protocol(message) => write!(f, "protocol error: {message}"),
-            ClientError::NoChain(message) => write!(f, "{message}"),
+            ClientError::NoChain(message) | ClientError::NoChainEver(message) => write!(f, "{message}"),
         }
     }
 }

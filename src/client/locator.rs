@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::error::ClientError;
 use crate::coord::chain_watch::ChainWatch;
+use crate::coord::zk::CoordError;
 use crate::view::ChainView;
 
 /// A client's view of one chain, through its own ZooKeeper session.
@@ -49,10 +50,14 @@ impl Locator {
         let changed = self.watch.take_changed();
         let view = match self.cached.take() {
             Some(view) if !changed => view,
-            _ => self
-                .watch
-                .read(wait)
-                .map_err(|reason| ClientError::NoChain(format!("no chain at {}: {reason}", self.name)))?,
+            _ => self.watch.read(wait).map_err(|error| match error {
+                CoordError::Transient(reason) => {
+                    ClientError::NoChain(format!("no chain at {}: {reason}", self.name))
+                }
+                CoordError::Permanent(reason) => {
+                    ClientError::NoChainEver(format!("no chain at {}: {reason}", self.name))
+                }
+            })?,
         };
         Ok(self.cached.insert(view))
     }

@@ -22,7 +22,7 @@ pub fn is_retryable(error: &ClientError) -> bool {
             code,
             ErrorCode::ERR_WRONG_ROLE | ErrorCode::ERR_UNAVAILABLE | ErrorCode::ERR_SHUTTING_DOWN
         ),
-        ClientError::Protocol(_) => false,
+        ClientError::Protocol(_) | ClientError::NoChainEver(_) => false,
     }
 }
 
@@ -110,6 +110,7 @@ mod tests {
             assert!(!is_retryable(&refused(code)), "{code:?}");
         }
         assert!(!is_retryable(&ClientError::Protocol("reply to another request".into())));
+        assert!(!is_retryable(&ClientError::NoChainEver("the chain path /x does not exist".into())));
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn retry_reason(role: Role, error: &ClientError) -> String {
         ClientError::Server { code: ErrorCode::ERR_SHUTTING_DOWN, .. } => format!("{role} shutting down"),
         ClientError::Server { code: ErrorCode::ERR_UNAVAILABLE, .. } => "chain unavailable".to_owned(),
         ClientError::Unreachable(_) => format!("{role} unreachable"),
-        ClientError::NoChain(_) => "no chain".to_owned(),
+        ClientError::NoChain(_) | ClientError::NoChainEver(_) => "no chain".to_owned(),
         ClientError::Server { code, .. } => format!("{role} refused ({code:?})"),
         ClientError::Protocol(_) => format!("{role} answered wrongly"),
     }
@@ -156,6 +156,7 @@ fn gave_up(error: ClientError, attempts: u32, limit: Duration) -> ClientError {
         ClientError::NoChain(message) => ClientError::NoChain(context(message)),
         ClientError::Server { code, message } => ClientError::Server { code, message: context(message) },
         ClientError::Protocol(message) => ClientError::Protocol(context(message)),
+        ClientError::NoChainEver(message) => ClientError::NoChainEver(message),
     }
 }
 

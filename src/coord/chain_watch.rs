@@ -19,12 +19,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZkState, ZooKeeper};
 
 use super::view_reader::read_view;
-use super::zk;
+use super::zk::{self, CoordError};
 use crate::limits::{CHAIN_WATCH_REQUESTS_QUEUED_MAX, CHAIN_WATCH_SESSION_TIMEOUT};
 use crate::view::ChainView;
 
 /// Where the worker sends one reading, or why ZooKeeper could not be read.
-type ReplyTo = Sender<Result<ChainView, String>>;
+type ReplyTo = Sender<Result<ChainView, CoordError>>;
 
 /// One chain in one ZooKeeper ensemble, through a session of its own.
 pub struct ChainWatch {
@@ -62,12 +62,14 @@ impl ChainWatch {
     }
 
     /// Reads the chain afresh, waiting for ZooKeeper at most `wait` (a full
-    /// queue of requests included); an error says why there is no reading.
-    pub fn read(&self, wait: Duration) -> Result<ChainView, String> {
+    /// queue of requests included); an error says why there is no reading,
+    /// and whether another try can help.
+    pub fn read(&self, wait: Duration) -> Result<ChainView, CoordError> {
         let started = Instant::now();
         let (reply_to, reply) = crossbeam_channel::bounded(1);
-        let gone = || "the ZooKeeper thread ended".to_owned();
-        let no_answer = || format!("ZooKeeper did not answer within {} ms", wait.as_millis());
+        let gone = || CoordError::Permanent("the ZooKeeper thread ended".to_owned());
+        let no_answer =
+            || CoordError::Transient(format!("ZooKeeper did not answer within {} ms", wait.as_millis()));
         match self.requests.send_timeout(reply_to, wait) {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => return Err(no_answer()),
@@ -107,7 +109,7 @@ impl Worker {
         }
     }
 
-    fn read(&mut self) -> Result<ChainView, String> {
+    fn read(&mut self) -> Result<ChainView, CoordError> {
         if self.broken.swap(false, Ordering::SeqCst) {
             self.zk = None;
         }
@@ -121,8 +123,12 @@ impl Worker {
         }
         match result {
             Ok(view) => Ok(view),
-            // No chain node: no server ever started this chain.
-            Err(ZkError::NoNode) => Ok(ChainView::default()),
+            // No chain node: no server ever started this chain (a typo in
+            // the path, most likely); waiting would not make one.
+            Err(ZkError::NoNode) => Err(CoordError::Permanent(format!(
+                "the chain path {} does not exist in ZooKeeper",
+                self.chain_path
+            ))),
             // The session lives on while the crate reconnects, unless it has
             // been lost for longer than a session can last.
             Err(ZkError::ConnectionLoss) => {
@@ -130,19 +136,19 @@ impl Worker {
                     self.zk = None;
                     self.lost_since = None;
                 }
-                Err("lost the connection to ZooKeeper".into())
+                Err(CoordError::Transient("lost the connection to ZooKeeper".into()))
             }
             Err(error) => {
                 // Start with a new session next time.
                 self.zk = None;
-                Err(format!("ZooKeeper: {error:?}"))
+                Err(CoordError::Transient(format!("ZooKeeper: {error:?}")))
             }
         }
     }
 
     /// Opens a session and sets the watch.
-    fn connect(&self) -> Result<ZooKeeper, String> {
-        let zookeeper_error = |error: ZkError| format!("ZooKeeper: {error:?}");
+    fn connect(&self) -> Result<ZooKeeper, CoordError> {
+        let zookeeper_error = |error: ZkError| CoordError::Transient(format!("ZooKeeper: {error:?}"));
         let changed = Arc::clone(&self.changed);
         let zk = zk::connect(&self.hosts, CHAIN_WATCH_SESSION_TIMEOUT, move |_: WatchedEvent| {
             changed.store(true, Ordering::SeqCst);

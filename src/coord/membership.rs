@@ -14,13 +14,22 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 use log::{error, info, warn};
-use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
+use zookeeper::{AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState};
 
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
+use crate::coord::acl::{self, ZkIdentity};
+use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
-    LEASE_CHECKS_PER_TIMEOUT, LEASE_SHARE, MEMBERSHIP_EVENTS_QUEUED_MAX, MEMBERSHIP_RETRY_PAUSE,
+    LEASE_CHECK_SHARE, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
+    MEMBERSHIP_RETRY_PAUSE, VIEW_READ_INTERVAL_MIN, ZK_RECONNECT_PAUSE_MAX,
 };
+
+/// While ZooKeeper is unreachable, failed attempts to open a session are
+/// logged at most once a second (with a count).
+static RETRY_WARNINGS: Every = Every::new(LOG_REPEAT_INTERVAL);
+/// Likewise for calls that fail while the crate reconnects.
+static CALL_WARNINGS: Every = Every::new(LOG_REPEAT_INTERVAL);
 use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data};
 
 /// How a server takes part in a chain.
@@ -37,6 +46,10 @@ pub struct ChainConfig {
     pub session_timeout: Duration,
     /// Exit on session expiry instead of rejoining as a new empty server.
     pub exit_on_expiry: bool,
+    /// The digest identity members write with: the chain node and member
+    /// nodes are then changeable by it only (see [`acl`]). `None` (no peer
+    /// secret, loopback-only mode): open to all.
+    pub zk_identity: Option<ZkIdentity>,
 }
 
 /// What membership needs of the server it keeps in the chain (the
@@ -99,6 +112,7 @@ pub fn run(
     requests: &Receiver<()>,
     stopping: &AtomicBool,
 ) -> MembershipEnd {
+    let mut retry_pause = MEMBERSHIP_RETRY_PAUSE;
     while !stopping.load(Ordering::SeqCst) {
         let outcome = Session::open(config).and_then(|session| {
             session.serve(replica, requests, stopping).map_err(|error| error.to_string())
@@ -106,6 +120,7 @@ pub fn run(
         match outcome {
             Ok(SessionEnd::Stopped) => return MembershipEnd::Stopped,
             Ok(SessionEnd::Expired(reason)) => {
+                retry_pause = MEMBERSHIP_RETRY_PAUSE;
                 replica.fence(&reason);
                 if config.exit_on_expiry {
                     return MembershipEnd::Expired;
@@ -114,8 +129,15 @@ pub fn run(
             }
             Err(error) => {
                 replica.fence(&format!("ZooKeeper: {error}"));
-                warn!("ZooKeeper at {}: {error}; retrying", config.zk_hosts);
-                std::thread::sleep(MEMBERSHIP_RETRY_PAUSE);
+                if let Some(held_back) = RETRY_WARNINGS.due() {
+                    warn!(
+                        "ZooKeeper at {}: {error}; retrying{}",
+                        config.zk_hosts,
+                        suppressed_note(held_back)
+                    );
+                }
+                std::thread::sleep(retry_pause);
+                retry_pause = (retry_pause * 2).min(ZK_RECONNECT_PAUSE_MAX);
             }
         }
     }
@@ -125,6 +147,15 @@ pub fn run(
 enum SessionEnd {
     Stopped,
     Expired(String),
+}
+
+/// What a confirmation of the session found.
+enum Confirmation {
+    /// The session is ours: the lease is renewed.
+    Renewed,
+    /// No answer for now (the connection is being re-established).
+    Failed,
+    Ended(SessionEnd),
 }
 
 /// One ZooKeeper session and our registration in it.
@@ -142,7 +173,8 @@ impl<'config> Session<'config> {
             if event.keeper_state == KeeperState::Expired {
                 let _ = session_events.try_send(Event::Expired);
             }
-        })?;
+        })
+        .map_err(|error| error.to_string())?;
         let state_events = event_sender.clone();
         zk.add_listener(move |state| {
             let _ = state_events.try_send(Event::State(state));
@@ -150,9 +182,13 @@ impl<'config> Session<'config> {
         let zk = BoundedZk::new(zk, config.session_timeout)
             .map_err(|error| format!("cannot start the ZooKeeper worker: {error}"))?;
         let chain_path = config.chain_path.clone();
+        let identity = config.zk_identity.clone();
         let chain_events = event_sender;
         zk.call(move |zk| {
-            zk.ensure_path(&chain_path)?;
+            if let Some(identity) = &identity {
+                acl::authenticate(zk, identity)?;
+            }
+            acl::ensure_chain_node(zk, &chain_path, identity.as_ref())?;
             zk.add_watch(&chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
                 let _ = chain_events.try_send(Event::ChainChanged);
             })
@@ -174,10 +210,12 @@ impl<'config> Session<'config> {
         while requests.try_recv().is_ok() {}
         drop(replica.take_membership_requests());
         let registration = self.register(replica)?;
-        let check_interval = self.config.session_timeout / LEASE_CHECKS_PER_TIMEOUT;
+        let check_interval = self.config.session_timeout.mul_f64(LEASE_CHECK_SHARE);
         let mut owner = None;
         let mut next_check = Instant::now();
+        let mut last_confirmed = Instant::now();
         let mut view_dirty = true;
+        let mut next_view_read = Instant::now();
         let mut ready_pending = false;
         let mut pending_record: Option<CommitRecord> = None;
         loop {
@@ -187,8 +225,19 @@ impl<'config> Session<'config> {
             }
             if Instant::now() >= next_check {
                 next_check = Instant::now() + check_interval;
-                if let Some(end) = self.confirm_session(replica, &registration, &mut owner) {
-                    return Ok(end);
+                match self.confirm_session(replica, &registration, &mut owner) {
+                    Confirmation::Renewed => last_confirmed = Instant::now(),
+                    // The crate's I/O thread may be gone (it panics on a
+                    // peer that is not a ZooKeeper) and then no state
+                    // change ever comes: give up on the session.
+                    Confirmation::Failed if last_confirmed.elapsed() > self.config.session_timeout => {
+                        return Ok(SessionEnd::Expired(
+                            "no confirmation of the session within its timeout".into(),
+                        ));
+                    }
+                    // Soon again, before the lease runs out.
+                    Confirmation::Failed => next_check = Instant::now() + MEMBERSHIP_RETRY_PAUSE,
+                    Confirmation::Ended(end) => return Ok(end),
                 }
                 // Safety net against lost watches.
                 view_dirty = true;
@@ -204,7 +253,8 @@ impl<'config> Session<'config> {
                     pending_record = Some(record);
                 }
             }
-            if view_dirty {
+            if view_dirty && Instant::now() >= next_view_read {
+                next_view_read = Instant::now() + VIEW_READ_INTERVAL_MIN;
                 match self.zk.read_view(&self.config.chain_path) {
                     Ok(view) => {
                         if view.position_of(&registration.name).is_none() {
@@ -221,19 +271,30 @@ impl<'config> Session<'config> {
                     Err(ZkError::OperationTimeout) => return Err(ZkError::OperationTimeout),
                     // The lease runs out if this lasts; the crate reports
                     // the session closed if it is lost.
-                    Err(error) => warn!("cannot read the chain: {error:?}"),
+                    Err(error) => {
+                        next_view_read = Instant::now() + MEMBERSHIP_RETRY_PAUSE;
+                        if let Some(held_back) = CALL_WARNINGS.due() {
+                            warn!("cannot read the chain: {error:?}{}", suppressed_note(held_back));
+                        }
+                    }
                 }
             }
             let mut wait = next_check.saturating_duration_since(Instant::now());
-            if view_dirty || ready_pending || pending_record.is_some() {
+            if ready_pending || pending_record.is_some() {
                 wait = wait.min(MEMBERSHIP_RETRY_PAUSE);
+            }
+            if view_dirty {
+                wait = wait.min(next_view_read.saturating_duration_since(Instant::now()));
             }
             select! {
                 recv(self.events) -> event => match event {
                     Ok(Event::ChainChanged) => view_dirty = true,
                     Ok(Event::State(ZkState::Connected)) => {
                         info!("connected to ZooKeeper");
+                        self.authenticate()?;
                         view_dirty = true;
+                        // Renew the lease at once after a reconnection.
+                        next_check = Instant::now();
                     }
                     Ok(Event::State(ZkState::Closed | ZkState::AuthFailed)) | Ok(Event::Expired) => {
                         return Ok(SessionEnd::Expired("ZooKeeper session closed or expired".into()));
@@ -254,32 +315,52 @@ impl<'config> Session<'config> {
         }
     }
 
+    /// Authenticates the connection again after a reconnection (ZooKeeper
+    /// ties it to the connection); until then writes fail with `NoAuth`
+    /// and are tried again.
+    fn authenticate(&self) -> Result<(), ZkError> {
+        let Some(identity) = self.config.zk_identity.clone() else {
+            return Ok(());
+        };
+        match self.zk.call(move |zk| acl::authenticate(zk, &identity)) {
+            // Lost again: the next connection authenticates.
+            Ok(()) | Err(ZkError::ConnectionLoss) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Reads our own node to confirm the session is alive, and extends the
-    /// lease if it is. Returns how the session ended, if it did.
+    /// lease if it is.
     fn confirm_session(
         &self,
         replica: &impl Member,
         registration: &Registration,
         owner: &mut Option<i64>,
-    ) -> Option<SessionEnd> {
+    ) -> Confirmation {
         let sent_at = Instant::now();
         let path = registration.path.clone();
         match self.zk.call(move |zk| zk.exists(&path, false)) {
             Ok(Some(stat)) => {
                 if *owner.get_or_insert(stat.ephemeral_owner) != stat.ephemeral_owner {
-                    return Some(SessionEnd::Expired("our node belongs to another session".into()));
+                    return Confirmation::Ended(SessionEnd::Expired(
+                        "our node belongs to another session".into(),
+                    ));
                 }
                 replica.renew_lease(sent_at + self.config.session_timeout.mul_f64(LEASE_SHARE));
-                None
+                Confirmation::Renewed
             }
-            Ok(None) => Some(SessionEnd::Expired("our node is gone".into())),
-            Err(ZkError::SessionExpired) => Some(SessionEnd::Expired("session expired".into())),
-            Err(ZkError::OperationTimeout) => {
-                Some(SessionEnd::Expired("ZooKeeper did not answer within the session timeout".into()))
+            Ok(None) => Confirmation::Ended(SessionEnd::Expired("our node is gone".into())),
+            Err(ZkError::SessionExpired) => {
+                Confirmation::Ended(SessionEnd::Expired("session expired".into()))
             }
+            Err(ZkError::OperationTimeout) => Confirmation::Ended(SessionEnd::Expired(
+                "ZooKeeper did not answer within the session timeout".into(),
+            )),
             Err(error) => {
-                warn!("cannot confirm the ZooKeeper session: {error:?}");
-                None
+                if let Some(held_back) = CALL_WARNINGS.due() {
+                    warn!("cannot confirm the ZooKeeper session: {error:?}{}", suppressed_note(held_back));
+                }
+                Confirmation::Failed
             }
         }
     }
@@ -299,7 +380,7 @@ impl<'config> Session<'config> {
                 info!("announced {readiness} in ZooKeeper");
                 Ok(true)
             }
-            Err(ZkError::ConnectionLoss | ZkError::OperationTimeout) => Ok(false),
+            Err(ZkError::ConnectionLoss | ZkError::OperationTimeout | ZkError::NoAuth) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -354,7 +435,9 @@ impl<'config> Session<'config> {
             }
             // A newer record: ours is moot; the view will show it.
             Ok(false) => Ok(true),
-            Err(ZkError::BadVersion | ZkError::ConnectionLoss | ZkError::OperationTimeout) => Ok(false),
+            Err(
+                ZkError::BadVersion | ZkError::ConnectionLoss | ZkError::OperationTimeout | ZkError::NoAuth,
+            ) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -373,9 +456,9 @@ impl<'config> Session<'config> {
         let server_id = replica.server_id();
         let prefix = format!("{}/{MEMBER_PREFIX}", self.config.chain_path);
         let data = encode_member_data(&self.config.advertise, readiness, &token, server_id);
-        let created = self.zk.call(move |zk| {
-            zk.create(&prefix, data, Acl::open_unsafe().clone(), CreateMode::EphemeralSequential)
-        });
+        let node_acl = acl::chain_acl(self.config.zk_identity.as_ref());
+        let created =
+            self.zk.call(move |zk| zk.create(&prefix, data, node_acl, CreateMode::EphemeralSequential));
         let path = match created {
             Ok(path) => path,
             Err(error) => {

@@ -1,57 +1,153 @@
 //! Working around the `zookeeper` crate (0.8), for every part of the
 //! project that talks to ZooKeeper.
 //!
-//! - [`connect`]: the crate panics when the first connection attempt fails
-//!   at once (no route to the host: `EINVAL`/`ENETUNREACH`, seen when a
-//!   server is cut off from ZooKeeper) and retries a refused connection in a
-//!   tight loop; so a connection is only asked of it once some host accepts
-//!   TCP, and a panic in it is caught and reported as an error.
+//! - [`connect`]: the crate's I/O thread panics on a peer that is not a
+//!   ZooKeeper, panics when the first connection attempt fails at once (no
+//!   route to the host), reconnects without a pause, and always starts with
+//!   the first listed host. So every host is probed with a real handshake
+//!   first (see [`handshake`]); the crate gets only hosts that may be a
+//!   ZooKeeper, one that answered first; its reconnections are paused with
+//!   backoff (see [`log_pace`]); and its panics are kept off stderr (logged
+//!   as one line).
 //! - [`BoundedZk`]: the crate waits for a reply with no time limit.
 
-use std::net::{TcpStream, ToSocketAddrs};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::hash::{BuildHasher, RandomState};
+use std::panic::{AssertUnwindSafe, PanicHookInfo, catch_unwind};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::SendTimeoutError;
-use zookeeper::{Watcher, ZkError, ZooKeeper};
+use log::warn;
+use zookeeper::{Watcher, ZkError, ZkState, ZooKeeper};
 
-use crate::limits::{ZK_CALLS_QUEUED_MAX, ZK_PROBE_TIMEOUT};
+use super::handshake::{Probed, probe_host, resolve};
+use super::log_pace;
+use crate::limits::ZK_CALLS_QUEUED_MAX;
+
+/// Why ZooKeeper could not be used: no session could be opened, or what
+/// was asked of it can never be there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoordError {
+    /// Retrying cannot help: a bad address, no host is a ZooKeeper, no such chain.
+    Permanent(String),
+    /// No host could be reached now; it may come back.
+    Transient(String),
+}
+
+impl std::fmt::Display for CoordError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CoordError::Permanent(reason) | CoordError::Transient(reason) => formatter.write_str(reason),
+        }
+    }
+}
 
 /// Opens a session with `hosts` (`host:port,...[/chroot]`), or says why not.
 pub fn connect<W: Watcher + 'static>(
     hosts: &str,
     session_timeout: Duration,
     watcher: W,
-) -> Result<ZooKeeper, String> {
-    probe(hosts)?;
-    match catch_unwind(AssertUnwindSafe(|| ZooKeeper::connect(hosts, session_timeout, watcher))) {
-        Ok(Ok(zk)) => Ok(zk),
-        Ok(Err(error)) => Err(format!("ZooKeeper at {hosts}: {error:?}")),
-        Err(_) => Err(format!("ZooKeeper at {hosts}: the connection failed at once (no route?)")),
-    }
+) -> Result<ZooKeeper, CoordError> {
+    keep_crate_panics_off_stderr();
+    let usable = usable_hosts(hosts)?;
+    let failed = |reason: String| CoordError::Transient(format!("ZooKeeper at {hosts}: {reason}"));
+    let zk = match catch_unwind(AssertUnwindSafe(|| ZooKeeper::connect(&usable, session_timeout, watcher))) {
+        Ok(Ok(zk)) => zk,
+        Ok(Err(error)) => return Err(failed(format!("{error:?}"))),
+        Err(_) => return Err(failed("the connection failed at once (no route?)".into())),
+    };
+    pause_reconnections(&zk);
+    Ok(zk)
 }
 
-/// Succeeds when some host of `hosts` (`host:port,...`, optionally followed
-/// by a chroot path) accepts a TCP connection; otherwise says why not.
-pub fn probe(hosts: &str) -> Result<(), String> {
-    let hosts = hosts.split('/').next().unwrap_or_default();
-    let mut failures = Vec::new();
-    for host in hosts.split(',').map(str::trim) {
-        let addresses = match host.to_socket_addrs() {
-            Ok(addresses) => addresses,
-            Err(error) => {
-                failures.push(format!("{host}: {error}"));
-                continue;
+/// Probes every host of `hosts` at once and returns the connection string
+/// for the crate: the hosts that answered the handshake, starting at a
+/// random one of them, then the unreachable ones (in random order), then
+/// the chroot. Hosts that are not a ZooKeeper are left out.
+pub fn usable_hosts(hosts: &str) -> Result<String, CoordError> {
+    let (list, chroot) = hosts.split_at(hosts.find('/').unwrap_or(hosts.len()));
+    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+    for name in &names {
+        resolve(name).map_err(|reason| CoordError::Permanent(format!("bad ZooKeeper address: {reason}")))?;
+    }
+    let probed: Vec<Probed> = std::thread::scope(|scope| {
+        let probes: Vec<_> = names.iter().map(|name| scope.spawn(move || probe_host(name))).collect();
+        probes
+            .into_iter()
+            .map(|probe| probe.join().unwrap_or(Probed::Unreachable("probe failed".into())))
+            .collect()
+    });
+    let mut answered = Vec::new();
+    let mut unreachable = Vec::new();
+    let mut reasons = Vec::new();
+    let mut not_zookeeper = Vec::new();
+    for (name, probed) in names.iter().zip(probed) {
+        match probed {
+            Probed::ZooKeeper => answered.push(*name),
+            Probed::Unreachable(reason) => {
+                unreachable.push(*name);
+                reasons.push(reason);
             }
-        };
-        for address in addresses {
-            match TcpStream::connect_timeout(&address, ZK_PROBE_TIMEOUT) {
-                Ok(_) => return Ok(()),
-                Err(error) => failures.push(format!("{host}: {error}")),
-            }
+            Probed::NotZooKeeper(reason) => not_zookeeper.push(reason),
         }
     }
-    Err(format!("ZooKeeper unreachable ({})", failures.join("; ")))
+    if answered.is_empty() {
+        reasons.extend(not_zookeeper.iter().cloned());
+        let reasons = reasons.join("; ");
+        return Err(if unreachable.is_empty() {
+            CoordError::Permanent(reasons)
+        } else {
+            CoordError::Transient(format!("ZooKeeper unreachable ({reasons})"))
+        });
+    }
+    for reason in &not_zookeeper {
+        warn!("leaving out {reason}");
+    }
+    let random = RandomState::new().hash_one(Instant::now()) as usize;
+    let (answered_len, unreachable_len) = (answered.len(), unreachable.len().max(1));
+    answered.rotate_left(random % answered_len);
+    unreachable.rotate_left(random % unreachable_len);
+    answered.extend(unreachable);
+    Ok(format!("{}{chroot}", answered.join(",")))
+}
+
+/// Lets the log pacing (see [`log_pace`]) know when the crate is connected:
+/// its next reconnection starts without a pause. The crate runs state
+/// listeners on its I/O thread, the thread the pacing pauses.
+fn pause_reconnections(zk: &ZooKeeper) {
+    zk.add_listener(|state| {
+        if matches!(state, ZkState::Connected | ZkState::ConnectedReadOnly) {
+            log_pace::connected();
+        }
+    });
+}
+
+/// Keeps panics of the crate's own threads (`io`, `event`), and panics
+/// raised inside its code on ours, off stderr: they are logged as one
+/// warning instead. Every other panic goes to the hook that was there.
+fn keep_crate_panics_off_stderr() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if is_crate_panic(info) {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                warn!("the ZooKeeper client library failed ({message}); its connection is dropped");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn is_crate_panic(info: &PanicHookInfo) -> bool {
+    let on_crate_thread = matches!(std::thread::current().name(), Some("io" | "event"));
+    on_crate_thread || info.location().is_some_and(|location| location.file().contains("/zookeeper-0.8"))
 }
 
 /// A call waiting for the ZooKeeper worker thread.
@@ -106,28 +202,57 @@ mod tests {
     use std::net::TcpListener;
 
     #[test]
-    fn probe_finds_a_listening_host_among_several() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let listening = listener.local_addr().unwrap();
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert_eq!(probe(&format!("{closed},{listening}/chroot/path")), Ok(()));
-    }
-
-    #[test]
     fn connecting_without_a_route_is_an_error_not_a_panic() {
         let Err(error) =
             connect("255.255.255.255:2181", Duration::from_secs(1), |_: zookeeper::WatchedEvent| {})
         else {
             panic!("connected to a broadcast address");
         };
-        assert!(error.contains("255.255.255.255"), "{error}");
+        assert!(error.to_string().contains("255.255.255.255"), "{error}");
     }
 
     #[test]
-    fn probe_says_why_no_host_answers() {
+    fn no_reachable_host_is_transient_and_says_why() {
         let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let error = probe(&format!("{closed}, not-an-address")).unwrap_err();
-        assert!(error.starts_with("ZooKeeper unreachable ("), "{error}");
-        assert!(error.contains(&closed.to_string()) && error.contains("not-an-address"), "{error}");
+        let CoordError::Transient(error) = usable_hosts(&format!("{closed}/chroot")).unwrap_err() else {
+            panic!("a closed port is not permanent");
+        };
+        assert!(
+            error.starts_with("ZooKeeper unreachable (") && error.contains(&closed.to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_address_is_permanent_at_once() {
+        let started = Instant::now();
+        let error = usable_hosts("127.0.0.1:2181,localhost/chain").unwrap_err();
+        assert_eq!(
+            error,
+            CoordError::Permanent(
+                "bad ZooKeeper address: 'localhost' has no port (expected host:port)".into()
+            )
+        );
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_zookeeper_is_permanent_unless_another_may_come_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let closer = std::thread::spawn(move || {
+            for _ in 0..2 {
+                drop(listener.accept());
+            }
+        });
+        let alone = usable_hosts(&address.to_string()).unwrap_err();
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let with_closed = usable_hosts(&format!("{address},{closed}")).unwrap_err();
+        closer.join().unwrap();
+        assert!(
+            matches!(alone, CoordError::Permanent(ref reason) if reason.contains("is not a ZooKeeper")),
+            "{alone:?}"
+        );
+        assert!(matches!(with_closed, CoordError::Transient(_)), "{with_closed:?}");
     }
 }

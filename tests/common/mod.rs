@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chain;
+pub mod ensemble;
 pub mod pty;
 pub mod tls;
 
@@ -16,6 +17,12 @@ pub use chaintable::check::cluster::{ServerProcess, ZooKeeperProcess};
 /// Starts the `table-server` built for these tests: `0 <table-size> <extra...>`.
 pub fn start_server(table_size: usize, extra: &[&str]) -> ServerProcess {
     ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_table-server")), table_size, extra)
+        .expect("starting table-server")
+}
+
+/// Starts the `table-server` built for these tests with `env` set.
+pub fn start_server_with_env(table_size: usize, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+    ServerProcess::start_with_env(Path::new(env!("CARGO_BIN_EXE_table-server")), table_size, extra, env)
         .expect("starting table-server")
 }
 
