@@ -376,6 +376,13 @@ pub const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// the chain node's data to empty) to restart at once.
 pub const RESTART_FALLBACK_TIMEOUTS: u64 = 60;
 
+/// The tail writes its commit point into the chain's commit record at most
+/// this often (ms), and at a hand-over: the record says how far a chain that
+/// was lost had committed ("writes up to N") at ZooKeeper's cost of one
+/// write a second, not one per client write. What was committed in the last
+/// interval before a total loss is not in the number.
+pub const RECORD_PROGRESS_INTERVAL_MS: u64 = 1000;
+
 /// Membership events (watch firings, connection states) waiting for the
 /// membership thread. Each is a prompt to look again, and the session is
 /// also confirmed on a timer, so one dropped when the queue is full (the

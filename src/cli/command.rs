@@ -265,6 +265,7 @@ pub fn format_statistics(statistics: &Statistics) -> String {
         ("sent_list", statistics.sent_list),
         ("used_memory", statistics.used_memory),
         ("max_memory", statistics.max_memory),
+        ("generation", statistics.generation),
     ];
     text.extend(lines.iter().map(|(name, value)| format!("{name}: {value}\n")));
     text

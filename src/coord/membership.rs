@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use zookeeper::{Acl, AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState, ZooKeeperExt};
 
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
@@ -56,6 +56,9 @@ pub trait Member {
     fn fence(&self, reason: &str);
     /// What the table holds, for the bootstrap decision.
     fn holding(&self) -> Holding;
+    /// We are about to announce ourselves ready as the first member of a
+    /// chain of this generation.
+    fn starting_chain(&self, generation: u64);
     /// What the server asked of membership since the last call.
     fn take_membership_requests(&self) -> MembershipRequests;
 }
@@ -314,24 +317,39 @@ impl<'config> Session<'config> {
     ) -> Result<Bootstrap, ZkError> {
         let registered_ms = registration.at.elapsed().as_millis() as u64;
         let timeout_ms = self.config.session_timeout.as_millis() as u64;
-        let decision =
-            bootstrap::decide(view, &registration.name, replica.holding(), registered_ms, timeout_ms);
-        match decision {
-            Bootstrap::Start => info!("no ready member: starting the chain"),
-            Bootstrap::StartLosingWrites => error!(
-                "no ready member, and none of the servers that held every committed write ({:?}) came back in {} s: \
-                 starting the chain from this server's table; writes acknowledged after it are LOST",
-                view.record.servers,
-                registered_ms / 1000
-            ),
-            Bootstrap::NotDue | Bootstrap::Reregister(_) => return Ok(decision),
-        }
+        let holding = replica.holding();
+        let decision = bootstrap::decide(view, &registration.name, holding, registered_ms, timeout_ms);
+        let Some(generation) = decision.generation(&view.record) else {
+            return Ok(decision);
+        };
+        replica.starting_chain(generation);
         // If ZooKeeper is unreachable now, the next view read tries again.
-        Ok(if self.announce(registration, Readiness::Ready, replica.server_id())? {
-            decision
-        } else {
-            Bootstrap::NotDue
-        })
+        if !self.announce(registration, Readiness::Ready, replica.server_id())? {
+            return Ok(Bootstrap::NotDue);
+        }
+        let record = &view.record;
+        let table = match holding.recoverable_history {
+            Some(last_applied) => format!("from this server's table (writes up to {last_applied})"),
+            None => "empty".to_owned(),
+        };
+        match decision {
+            Bootstrap::Start if record.epoch == 0 => {
+                info!("no chain at {} yet: starting the chain as generation 1", self.config.chain_path)
+            }
+            Bootstrap::Start => info!(
+                "no ready member: restarting the chain {table} as generation {generation}; \
+                 this server held every committed write"
+            ),
+            _ => error!(
+                "no ready member, and none of the servers that held every committed write ({:?}) came back in {} s: \
+                 the previous chain had committed writes up to {}; starting {table} as generation {generation}; \
+                 writes acknowledged after what this server holds are LOST",
+                record.servers,
+                registered_ms / 1000,
+                record.committed
+            ),
+        }
+        Ok(decision)
     }
 
     /// Writes `record` into the chain node unless a newer one is there
@@ -339,17 +357,20 @@ impl<'config> Session<'config> {
     /// again (ZooKeeper unreachable, or the node changed meanwhile).
     fn write_record(&self, record: &CommitRecord) -> Result<bool, ZkError> {
         let path = self.config.chain_path.clone();
-        let (data, epoch) = (record.encode(), record.epoch);
+        let (data, wanted) = (record.encode(), record.clone());
         let written = self.zk.call(move |zk| {
             let (current, stat) = zk.get_data(&path, false)?;
-            if CommitRecord::parse(&current).epoch > epoch {
+            if !wanted.may_replace(&CommitRecord::parse(&current)) {
                 return Ok(false);
             }
             zk.set_data(&path, data, Some(stat.version)).map(|_| true)
         });
         match written {
             Ok(true) => {
-                info!("commit record: epoch {} servers {:?}", record.epoch, record.servers);
+                debug!(
+                    "commit record: epoch {} servers {:?} generation {} committed {}",
+                    record.epoch, record.servers, record.generation, record.committed
+                );
                 Ok(true)
             }
             // A newer record: ours is moot; the view will show it.

@@ -601,6 +601,11 @@ impl Replica {
         self.node.lock().role()
     }
 
+    /// The chain generation of our table (see [`ChainNode::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.node.lock().generation()
+    }
+
     fn lease_valid(&self) -> bool {
         self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
     }
@@ -643,6 +648,11 @@ impl Member for Replica {
             installed_history: node.installed_history(),
             table_empty: self.table.is_empty(),
         }
+    }
+
+    /// The chain we start has this generation (see [`ChainNode::starting_chain`]).
+    fn starting_chain(&self, generation: u64) {
+        self.node.lock().starting_chain(generation);
     }
 
     /// Extends the lease: the session is alive until `until`.
@@ -693,7 +703,7 @@ mod tests {
     /// it before committing.
     fn recorded(view: ChainView) -> ChainView {
         let epoch = view.epoch;
-        view.with_record(CommitRecord { epoch, servers: Vec::new() })
+        view.with_record(CommitRecord { epoch, ..CommitRecord::default() })
     }
 
     fn name(sequence: u64) -> String {

@@ -191,6 +191,7 @@ impl Service {
         statistics.sent_list = replica.sent_list_len();
         statistics.used_memory = replica.used_memory();
         statistics.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
+        statistics.generation = replica.generation();
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

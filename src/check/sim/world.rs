@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
+use super::generations::GenerationCheck;
 use super::server::{LinkMessage, Server, server_of};
 use super::zk::SimZk;
 use crate::check::history::{Fault, History};
@@ -136,6 +137,8 @@ pub struct World {
     next_fault: u64,
     /// Set when the run spent its event budget.
     livelock: Option<String>,
+    /// The generation rule over the run.
+    pub(super) generations: GenerationCheck,
 }
 
 impl World {
@@ -162,6 +165,7 @@ impl World {
             open_faults: BTreeMap::new(),
             next_fault: 0,
             livelock: None,
+            generations: GenerationCheck::default(),
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
@@ -202,7 +206,11 @@ impl World {
 
     /// The history, the divergence found (if any) and the trace.
     pub fn finish(self) -> (History, Option<String>, Vec<String>) {
-        let divergence = self.livelock.clone().or_else(|| self.divergence());
+        let divergence = self
+            .livelock
+            .clone()
+            .or_else(|| self.generations.violation().map(|breach| format!("generation rule broken: {breach}")))
+            .or_else(|| self.divergence());
         (self.history, divergence, self.trace.unwrap_or_default())
     }
 
