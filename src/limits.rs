@@ -90,6 +90,17 @@ pub const CONNECTION_READ_BUFFER_BYTES: usize = 8 * 1024;
 /// this long instead of spinning.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+// The metrics endpoint (`--metrics-addr`, see `server::metrics`).
+
+/// Largest HTTP request head a scrape may send: Prometheus sends about 300
+/// bytes; anything much larger is not a scraper.
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
+
+/// A scrape's request must arrive, and its answer be taken, within this
+/// time: the endpoint serves one connection at a time, so a silent one must
+/// not hold it.
+pub const METRICS_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Connections accepted beyond `--max-clients` so a predecessor's
 /// replication link (which arrives on the client port) is never refused by
 /// a full server. Such a connection must open with OP_REPLICATE within

@@ -320,7 +320,10 @@ mod tests {
             CommitRecord { epoch: 3, servers: vec![1, 2], generation: 0, committed: 0 },
             "a record from before generations"
         );
-        assert_eq!(CommitRecord::parse(b"commit-epoch 3 servers 1 generation x committed 1"), CommitRecord::default());
+        assert_eq!(
+            CommitRecord::parse(b"commit-epoch 3 servers 1 generation x committed 1"),
+            CommitRecord::default()
+        );
         assert_eq!(CommitRecord::parse(b""), CommitRecord::default(), "a new chain node");
         assert_eq!(
             CommitRecord::parse(b"commit-epoch 3 servers "),

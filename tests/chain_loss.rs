@@ -22,7 +22,8 @@ const WRITES: u64 = 30;
 fn wait_for_recorded_commit(zookeeper: &ZooKeeperProcess, committed: u64) -> chaintable::view::CommitRecord {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let view = read_view_once(&zookeeper.address(), "/chain", Duration::from_secs(5)).expect("reading /chain");
+        let view =
+            read_view_once(&zookeeper.address(), "/chain", Duration::from_secs(5)).expect("reading /chain");
         if view.record.committed >= committed {
             return view.record;
         }
@@ -58,7 +59,8 @@ fn a_chain_lost_whole_restarts_as_a_new_generation_and_says_what_was_lost() {
     // The old sessions expire, then the newcomer waits for a server named
     // in the commit record for the fallback time before it starts empty.
     let fallback = ZK_TIMEOUT * RESTART_FALLBACK_TIMEOUTS as u32;
-    let expected = format!("the previous chain had committed writes up to {WRITES}; starting empty as generation 2");
+    let expected =
+        format!("the previous chain had committed writes up to {WRITES}; starting empty as generation 2");
     assert!(newcomer.wait_for_log(&expected, fallback + Duration::from_secs(30)), "{}", newcomer.log());
     let log = newcomer.log();
     let error_lines: Vec<&str> = log.lines().filter(|line| line.contains("ERROR")).collect();

@@ -218,8 +218,11 @@ mod tests {
         assert_eq!(decide(&named, "node0000000002", holding(45), 1000, 1000), Bootstrap::Start);
         assert_eq!(decide(&named, "node0000000003", holding(50), 60_000, 1000), Bootstrap::NotDue);
         // Nobody is recovering and a chain existed: an empty start loses writes.
-        let empty = ChainView::new(vec![member(5, Readiness::Joining)], 9)
-            .with_record(CommitRecord { epoch: 7, servers: vec![101], ..CommitRecord::default() });
+        let empty = ChainView::new(vec![member(5, Readiness::Joining)], 9).with_record(CommitRecord {
+            epoch: 7,
+            servers: vec![101],
+            ..CommitRecord::default()
+        });
         assert_eq!(decide(&empty, "node0000000005", EMPTY, 59_999, 1000), Bootstrap::NotDue);
         assert_eq!(decide(&empty, "node0000000005", EMPTY, 60_000, 1000), Bootstrap::StartLosingWrites);
     }

@@ -140,6 +140,16 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Standalone,
+        Role::Head,
+        Role::Middle,
+        Role::Tail,
+        Role::HeadAndTail,
+        Role::Joining,
+        Role::Fenced,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Standalone => "standalone",

@@ -1,7 +1,7 @@
 //! The `table-server` command line: its usage text and options.
 
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use super::args::{
@@ -37,6 +37,7 @@ options:
   --max-value <bytes>       largest value (default 33554432)
   --idle-timeout-ms <ms>    close connections silent this long (default 300000)
   --write-timeout-ms <ms>   give up on a reply not written in this time (default 10000)
+  --metrics-addr <host:port>  serve Prometheus metrics on http://<host:port>/metrics (default: off)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
   --help                    this text
@@ -63,6 +64,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "max-value",
         "idle-timeout-ms",
         "write-timeout-ms",
+        "metrics-addr",
     ];
     let parsed = parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere"], |_, _| false)?;
     let (port, table_stripes, zk_hosts) = match parsed.positionals.as_slice() {
@@ -91,6 +93,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         }),
         replication: ReplicationLimits::default(),
         unsafe_read_anywhere: false,
+        metrics_addr: None,
     };
     let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
     for (name, value) in &parsed.options {
@@ -125,6 +128,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "max-value" => limits.value_bytes_max = positive(name, value)?,
             "idle-timeout-ms" => limits.idle_timeout = Duration::from_millis(positive(name, value)?),
             "write-timeout-ms" => limits.write_timeout = Duration::from_millis(positive(name, value)?),
+            "metrics-addr" => config.metrics_addr = Some(socket_address(name, value)?),
             other => unreachable!("option {other} is in the known list"),
         }
     }
@@ -132,6 +136,13 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         return Err("--max-frame must fit the 4-byte length prefix".to_owned().into());
     }
     Ok(config)
+}
+
+/// A `host:port` to listen on, resolved now (the first address it names).
+fn socket_address(name: &str, value: &OsString) -> Result<SocketAddr, UsageError> {
+    let text = text(name, value)?;
+    let mut addresses = text.to_socket_addrs().map_err(|error| format!("--{name} {text:?}: {error}"))?;
+    addresses.next().ok_or_else(|| format!("--{name} {text:?}: names no address").into())
 }
 
 #[cfg(test)]
@@ -149,6 +160,10 @@ mod tests {
         assert_eq!(config.limits.clients_max, 8);
         assert_eq!(config.limits.frame_bytes_max, Limits::default().frame_bytes_max);
         assert_eq!(config.replication.memory_bytes_max, None, "no memory limit unless asked");
+        assert_eq!(config.metrics_addr, None);
+        let metrics = parse_server_args(args(&["7000", "64", "--metrics-addr", "127.0.0.1:9187"])).unwrap();
+        assert_eq!(metrics.metrics_addr, Some("127.0.0.1:9187".parse().unwrap()));
+        assert!(parse_server_args(args(&["7000", "64", "--metrics-addr", "9187"])).is_err(), "no host");
         let limited = parse_server_args(args(&["7000", "64", "--max-memory", "512mb"])).unwrap();
         assert_eq!(limited.replication.memory_bytes_max, Some(512 << 20));
     }

@@ -51,7 +51,7 @@ fn completed(
 
 /// The error reply to a refused request, counted in `stats`.
 fn refused(stats: &ServerStats, request_id: u64, refusal: Refusal) -> Response {
-    stats.record_error();
+    stats.record_error(refusal.code);
     error_response(request_id, refusal.code, refusal.message)
 }
 
@@ -68,6 +68,8 @@ pub struct PendingWrite {
     request_id: u64,
     opcode: Opcode,
     started: Instant,
+    /// When the write was applied here, for the commit latency.
+    applied: Instant,
 }
 
 impl PendingWrite {
@@ -76,6 +78,7 @@ impl PendingWrite {
     pub fn reply(&self, outcome: CommitOutcome, stats: &ServerStats) -> Response {
         match commit_result(self.receipt.sequence, outcome) {
             Ok(()) => {
+                stats.record_commit(self.applied.elapsed());
                 let mut response = Response::new();
                 response.found = self.opcode == Opcode::OP_DEL && self.receipt.found;
                 completed(stats, self.opcode, self.request_id, self.started, response)
@@ -98,7 +101,7 @@ impl Service {
 
     /// The reply to a frame that does not decode.
     pub fn malformed(&self, error: &dyn std::fmt::Display) -> Response {
-        self.stats.record_error();
+        self.stats.record_error(ErrorCode::ERR_MALFORMED);
         error_response(0, ErrorCode::ERR_MALFORMED, format!("request does not decode: {error}"))
     }
 
@@ -113,7 +116,7 @@ impl Service {
                 Reply::Now(completed(&self.stats, opcode, request_id, started, response))
             }
             Ok(Executed::Applied(opcode, receipt)) => {
-                let pending = PendingWrite { receipt, request_id, opcode, started };
+                let pending = PendingWrite { receipt, request_id, opcode, started, applied: Instant::now() };
                 if self.replica.is_committed(&receipt) {
                     Reply::Now(pending.reply(CommitOutcome::Committed, &self.stats))
                 } else {

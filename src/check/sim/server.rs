@@ -381,7 +381,9 @@ impl World {
                 let generation = decision.generation(&view.record).expect("a start has a generation");
                 self.servers[index].node.starting_chain(generation);
                 if !self.zk_cut.contains(&index) && self.zk.set_readiness(session, &name, Readiness::Ready) {
-                    self.trace(|| format!("s{index} starts the chain as generation {generation} ({decision:?})"));
+                    self.trace(|| {
+                        format!("s{index} starts the chain as generation {generation} ({decision:?})")
+                    });
                     let node = &self.servers[index].node;
                     let (held, applied) = (node.generation(), node.progress().applied);
                     self.generations.chain_started(index, held, applied, generation);

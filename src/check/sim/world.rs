@@ -209,7 +209,9 @@ impl World {
         let divergence = self
             .livelock
             .clone()
-            .or_else(|| self.generations.violation().map(|breach| format!("generation rule broken: {breach}")))
+            .or_else(|| {
+                self.generations.violation().map(|breach| format!("generation rule broken: {breach}"))
+            })
             .or_else(|| self.divergence());
         (self.history, divergence, self.trace.unwrap_or_default())
     }
