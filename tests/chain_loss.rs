@@ -63,6 +63,12 @@ fn a_chain_lost_whole_restarts_as_a_new_generation_and_says_what_was_lost() {
         format!("the previous chain had committed writes up to {WRITES}; starting empty as generation 2");
     assert!(newcomer.wait_for_log(&expected, fallback + Duration::from_secs(30)), "{}", newcomer.log());
     let log = newcomer.log();
+    let waiting = format!("waiting {} s for one to come back", RESTART_FALLBACK_TIMEOUTS);
+    let warnings: Vec<&str> = log.lines().filter(|line| line.contains(&waiting)).collect();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("WARN"),
+        "one warning while it could be helped: {warnings:?}"
+    );
     let error_lines: Vec<&str> = log.lines().filter(|line| line.contains("ERROR")).collect();
     assert_eq!(error_lines.len(), 1, "one ERROR line: {error_lines:?}");
     assert!(error_lines[0].contains(&expected), "{}", error_lines[0]);

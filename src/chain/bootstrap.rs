@@ -83,6 +83,18 @@ fn candidate(view: &ChainView, eligible: impl Fn(&Member) -> bool, empty_allowed
     }
 }
 
+/// Whether a chain that existed has no ready member and no member here
+/// that the commit record names: unless one comes back within the
+/// fallback wait, the chain restarts losing writes (operators should know
+/// while they can still bring one back).
+pub fn awaiting_named_member(view: &ChainView) -> bool {
+    view.head().is_none()
+        && view.record.epoch != 0
+        && !view.members.iter().any(|member| {
+            view.record.includes(member.server_id) && matches!(member.readiness, Readiness::Recovering { .. })
+        })
+}
+
 /// Whether `me` is a member that is not ready with a lower sequence number
 /// than a ready one. Ready members are ordered by sequence, so once ready it
 /// would take a place before that member, which has writes it lacks: the
@@ -225,6 +237,20 @@ mod tests {
         });
         assert_eq!(decide(&empty, "node0000000005", EMPTY, 59_999, 1000), Bootstrap::NotDue);
         assert_eq!(decide(&empty, "node0000000005", EMPTY, 60_000, 1000), Bootstrap::StartLosingWrites);
+    }
+
+    #[test]
+    fn a_chain_without_a_named_member_is_awaiting_one() {
+        let record = CommitRecord { epoch: 7, servers: vec![102], ..CommitRecord::default() };
+        let stranger = ChainView::new(vec![member(5, Readiness::Joining)], 9).with_record(record.clone());
+        assert!(awaiting_named_member(&stranger));
+        let named = ChainView::new(vec![member(2, Readiness::Recovering { last_applied: 4 })], 9)
+            .with_record(record.clone());
+        assert!(!awaiting_named_member(&named));
+        let live = ChainView::new(vec![member(5, Readiness::Ready)], 9).with_record(record);
+        assert!(!awaiting_named_member(&live), "a live chain");
+        let new_chain = ChainView::new(vec![member(5, Readiness::Joining)], 1);
+        assert!(!awaiting_named_member(&new_chain), "no record: a new chain starts at once");
     }
 
     #[test]

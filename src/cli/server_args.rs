@@ -31,7 +31,8 @@ options:
   --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
   --max-memory <size>       as the head, refuse puts past this much memory (e.g. 512mb, 4gb; units
                             b, kb, mb, gb, tb are powers of 1024); deletes always pass (default: none)
-  --max-clients <n>         concurrent client connections (default 10000)
+  --max-clients <n>         concurrent client connections (default 10000, or what the open-files
+                            limit allows if that is less)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
   --max-value <bytes>       largest value (default 33554432)
@@ -94,6 +95,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         replication: ReplicationLimits::default(),
         unsafe_read_anywhere: false,
         metrics_addr: None,
+        clients_max_given: false,
     };
     let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
     for (name, value) in &parsed.options {
@@ -122,7 +124,10 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
                 config.bind =
                     text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
             }
-            "max-clients" => limits.clients_max = positive(name, value)?,
+            "max-clients" => {
+                limits.clients_max = positive(name, value)?;
+                config.clients_max_given = true;
+            }
             "max-frame" => limits.frame_bytes_max = positive(name, value)?,
             "max-key" => limits.key_bytes_max = positive(name, value)?,
             "max-value" => limits.value_bytes_max = positive(name, value)?,

@@ -8,6 +8,7 @@
 //! (re)connection and on a timer, and the session is confirmed on a timer by
 //! reading our own ephemeral node and checking its owner.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use crate::chain::bootstrap::{self, Bootstrap, Holding};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
     LEASE_CHECKS_PER_TIMEOUT, LEASE_SHARE, MEMBERSHIP_EVENTS_QUEUED_MAX, MEMBERSHIP_RETRY_PAUSE,
+    RESTART_FALLBACK_TIMEOUTS,
 };
 use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, Readiness, encode_member_data};
 
@@ -319,6 +321,19 @@ impl<'config> Session<'config> {
         let timeout_ms = self.config.session_timeout.as_millis() as u64;
         let holding = replica.holding();
         let decision = bootstrap::decide(view, &registration.name, holding, registered_ms, timeout_ms);
+        if decision == Bootstrap::NotDue
+            && bootstrap::awaiting_named_member(view)
+            && !registration.warned_of_loss.replace(true)
+        {
+            warn!(
+                "no ready member, and none of the servers that held every committed write ({:?}) is here: \
+                 waiting {} s for one to come back; then the chain restarts without them, and the writes it \
+                 committed (up to {}) that the restarting server lacks are LOST",
+                view.record.servers,
+                RESTART_FALLBACK_TIMEOUTS * timeout_ms / 1000,
+                view.record.committed
+            );
+        }
         let Some(generation) = decision.generation(&view.record) else {
             return Ok(decision);
         };
@@ -410,7 +425,7 @@ impl<'config> Session<'config> {
         };
         let name = path.rsplit('/').next().unwrap_or_default().to_owned();
         info!("registered as {name} ({readiness}) at {}", self.config.advertise);
-        Ok(Registration { path, name, token, at: Instant::now() })
+        Ok(Registration { path, name, token, at: Instant::now(), warned_of_loss: Cell::new(false) })
     }
 }
 
@@ -423,4 +438,7 @@ struct Registration {
     token: String,
     /// When we registered (a recovering member waits before restarting a chain).
     at: Instant,
+    /// We warned that the chain will restart losing writes unless a server
+    /// named in the commit record comes back (once per registration).
+    warned_of_loss: Cell<bool>,
 }

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub unsafe_read_anywhere: bool,
     /// Where to serve Prometheus metrics (`--metrics-addr`); `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// `--max-clients` was given: if the open-files limit cannot hold that
+    /// many, say so; the default is quietly lowered to what fits.
+    pub clients_max_given: bool,
 }
 
 /// Why [`Server::run`] returned.

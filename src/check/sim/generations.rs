@@ -9,8 +9,11 @@ use crate::view::CommitRecord;
 /// What the run has shown about generations so far.
 #[derive(Default)]
 pub struct GenerationCheck {
-    /// The highest sequence number committed in each generation.
-    committed: BTreeMap<u64, u64>,
+    /// The highest sequence number of a write acknowledged to its client,
+    /// in each generation. (A node's commit point alone is not enough: a
+    /// recovering node that joins may count its own old, never
+    /// acknowledged writes committed while it answers nobody.)
+    acknowledged: BTreeMap<u64, u64>,
     /// The highest generation the chain node's record has held.
     recorded_max: u64,
     /// The first breach of the rule, if any.
@@ -18,15 +21,16 @@ pub struct GenerationCheck {
 }
 
 impl GenerationCheck {
-    /// A server committed writes up to `sequence` in `generation`.
-    pub fn committed(&mut self, server: usize, generation: u64, sequence: u64) {
+    /// A server told a client that write `sequence` of `generation` is
+    /// committed.
+    pub fn acknowledged(&mut self, server: usize, generation: u64, sequence: u64) {
         if generation < self.recorded_max {
             self.breach(format!(
-                "s{server} committed write {sequence} in generation {generation} after generation {} was recorded",
+                "s{server} acknowledged write {sequence} of generation {generation} after generation {} was recorded",
                 self.recorded_max
             ));
         }
-        let highest = self.committed.entry(generation).or_default();
+        let highest = self.acknowledged.entry(generation).or_default();
         *highest = (*highest).max(sequence);
     }
 
@@ -45,13 +49,13 @@ impl GenerationCheck {
     /// generation `held_generation`, started a chain as `generation`.
     pub fn chain_started(&mut self, server: usize, held_generation: u64, applied: u64, generation: u64) {
         let latest = self.recorded_max;
-        let committed = self.committed.get(&latest).copied().unwrap_or(0);
+        let committed = self.acknowledged.get(&latest).copied().unwrap_or(0);
         let held = if held_generation == latest { applied } else { 0 };
         if generation < latest {
             self.breach(format!("s{server} started generation {generation} after generation {latest}"));
         } else if committed > held && generation == latest {
             self.breach(format!(
-                "s{server} restarted generation {latest}, which had committed up to write {committed}, \
+                "s{server} restarted generation {latest}, which had acknowledged write {committed}, \
                  holding only {held} of it, without raising the generation"
             ));
         }
@@ -79,7 +83,7 @@ mod tests {
         let mut check = GenerationCheck::default();
         check.chain_started(0, 0, 0, 1);
         check.recorded(&record(1));
-        check.committed(0, 1, 10);
+        check.acknowledged(0, 1, 10);
         check.chain_started(1, 1, 10, 1);
         assert_eq!(check.violation(), None, "the restart held every committed write");
         check.chain_started(2, 1, 9, 2);
@@ -100,7 +104,7 @@ mod tests {
         assert!(check.violation().unwrap().contains("went back"));
         let mut check = GenerationCheck::default();
         check.recorded(&record(3));
-        check.committed(1, 2, 5);
-        assert!(check.violation().unwrap().contains("in generation 2 after generation 3"));
+        check.acknowledged(1, 2, 5);
+        assert!(check.violation().unwrap().contains("of generation 2 after generation 3"));
     }
 }

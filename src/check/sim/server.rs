@@ -167,13 +167,13 @@ impl World {
             match action {
                 Action::Forward { stream, write } => server.outbox.push_back((stream, write)),
                 Action::Committed(sequence) => {
-                    self.generations.committed(index, server.node.generation(), sequence);
-                    let server = &mut self.servers[index];
+                    let generation = server.node.generation();
                     let (done, waiting) = std::mem::take(&mut server.pending)
                         .into_iter()
                         .partition::<Vec<_>, _>(|pending| pending.sequence <= sequence);
                     server.pending = waiting;
                     for pending in done {
+                        self.generations.acknowledged(index, generation, pending.sequence);
                         self.reply(
                             index,
                             pending.client,
@@ -414,6 +414,7 @@ impl World {
                     &mut actions,
                 ) {
                     Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
+                        self.generations.acknowledged(index, server.node.generation(), receipt.sequence);
                         Some(Reply::Written { found: receipt.found })
                     }
                     Ok(receipt) => {
