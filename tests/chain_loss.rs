@@ -61,9 +61,10 @@ fn a_chain_lost_whole_restarts_as_a_new_generation_and_says_what_was_lost() {
     let fallback = ZK_TIMEOUT * RESTART_FALLBACK_TIMEOUTS as u32;
     let expected =
         format!("the previous chain had committed writes up to {WRITES}; starting empty as generation 2");
-    // A loaded machine may cost the newcomer its 1 s session once, and a new
-    // registration waits the fallback time again: allow for it.
-    let limit = fallback * 2 + Duration::from_secs(30);
+    // A loaded machine may cost the newcomer its 1 s session, and each new
+    // registration waits the fallback time again (measured: three times
+    // while other builds ran): allow for a few.
+    let limit = fallback * 4 + Duration::from_secs(30);
     assert!(newcomer.wait_for_log(&expected, limit), "{}", newcomer.log());
     let log = newcomer.log();
     let waiting = format!("waiting {} s for one to come back", RESTART_FALLBACK_TIMEOUTS);
