@@ -56,6 +56,9 @@ readonly ZK_CLASSPATH=/etc/zookeeper/conf:/usr/share/java/zookeeper.jar
 readonly ZK_WAIT_TENTHS=300     # 30 s for ZooKeeper to answer
 readonly SERVER_WAIT_TENTHS=600 # 60 s for a server to join (a state transfer can take a while)
 readonly STOP_WAIT_TENTHS=100   # 10 s for a process to exit after SIGTERM
+# A chain whose servers are all gone restarts after this many session
+# timeouts without one of them (RESTART_FALLBACK_TIMEOUTS in src/limits.rs).
+readonly RESTART_FALLBACK_TIMEOUTS=60
 
 die() {
   echo "chain.sh: $*" >&2
@@ -155,8 +158,12 @@ build() {
     PATH=$HOME/.cargo/bin:$PATH
   fi
   command -v cargo >/dev/null || die "cargo is not installed (see https://rustup.rs)"
-  echo "chain.sh: building (cargo build --release --bins)"
-  (cd "$repo" && cargo build --release --bins --quiet)
+  if [[ -x $server_bin ]]; then
+    echo "chain.sh: building (cargo build --release --bins)"
+  else
+    echo "chain.sh: first build (cargo build --release --bins): compiling about 100 crates takes a few minutes"
+  fi
+  (cd "$repo" && cargo build --release --bins)
 }
 
 start_zookeeper() {
@@ -195,26 +202,47 @@ make_secrets() {
   done
 }
 
+# log_message <log> <pattern>: the first matching line of a server log,
+# without its timestamp, level and module.
+log_message() {
+  local line
+  line=$(grep -m 1 -e "$2" "$1" 2>/dev/null) || return 1
+  echo "${line#*] }"
+}
+
 # Starts server number <count + 1> on a port of its own choosing, and waits
-# until it is a ready member of the chain.
+# until it is a ready member of the chain; says what it did to the chain's
+# generation (a new chain, a restart, or a restart that LOST writes).
 start_server() {
   local index=$(($(server_count) + 1))
-  local log=$state/server-$index.log pid address="" tenths=0
-  RUST_LOG=${RUST_LOG:-info,zookeeper=warn} nohup "$server_bin" 0 "$table_size" "127.0.0.1:$(zk_port)" \
+  local log=$state/server-$index.log pid address="" tenths=0 wait_tenths=$SERVER_WAIT_TENTHS warned=false
+  RUST_LOG=${RUST_LOG:-info,zookeeper=error} nohup "$server_bin" 0 "$table_size" "127.0.0.1:$(zk_port)" \
     --zk-timeout-ms "$zk_timeout_ms" --peer-secret-file "$state/peer.secret" \
     --client-secret-file "$state/client.secret" >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$state/server-$index.pid"
-  # Ready: the first server registers as ready; a joiner announces it after its state transfer.
-  until grep -qs 'registered as .*(ready)\|announced ready' "$log"; do
+  # Ready: announced after starting the chain, or after a joiner's state transfer.
+  until grep -qs 'announced ready' "$log"; do
     running "$pid" || die "server $index exited; the end of its log:"$'\n'"$(tail -n 20 "$log")"
-    ((tenths++ < SERVER_WAIT_TENTHS)) ||
-      die "server $index did not join in $((SERVER_WAIT_TENTHS / 10)) s; the end of its log:"$'\n'"$(tail -n 20 "$log")"
+    if ! $warned && log_message "$log" "waiting .* s for one to come back" >/dev/null; then
+      # Every server of the chain is gone: the server waits for one named in
+      # the commit record, then restarts the chain losing writes.
+      echo "chain.sh: server $index: $(log_message "$log" "waiting .* s for one to come back")" >&2
+      wait_tenths=$((tenths + RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 100 + SERVER_WAIT_TENTHS))
+      warned=true
+    fi
+    ((tenths++ < wait_tenths)) ||
+      die "server $index did not join in $((wait_tenths / 10)) s; the end of its log:"$'\n'"$(tail -n 20 "$log")"
     sleep 0.1
   done
   address=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -n 1)
   echo "$address" >"$state/server-$index.address"
   echo "chain.sh: server $index on $address (PID $pid) is in the chain"
+  if log_message "$log" "ERROR.*LOST" >/dev/null; then
+    echo "chain.sh: server $index restarted the chain and WRITES WERE LOST: $(log_message "$log" "ERROR.*LOST")" >&2
+  elif log_message "$log" "starting the chain.* as generation" >/dev/null; then
+    echo "chain.sh: server $index: $(log_message "$log" "starting the chain.* as generation")"
+  fi
 }
 
 # ---- commands ----

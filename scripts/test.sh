@@ -23,8 +23,9 @@ Runs every check of the project, in this order:
     set TABLE_CHECK_SEED to replay one)
   scripts/valgrind.sh
 
-Missing system packages (a C linker, valgrind, zookeeper and java) are
-installed with apt-get when running as root; otherwise it says what to install.
+Missing system packages (a C linker, valgrind, zookeeper, java and prometheus
+for promtool) are installed with apt-get when running as root; otherwise it
+says what to install.
 EOF
 }
 
@@ -77,6 +78,7 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)           # linker for carg
 command -v valgrind >/dev/null || missing+=(valgrind)          # scripts/valgrind.sh
 [[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper) # chain-mode tests
 command -v java >/dev/null || missing+=(default-jre-headless)  # runs ZooKeeper
+command -v promtool >/dev/null || missing+=(prometheus)        # tests/metrics.rs: promtool check metrics
 if ((${#missing[@]} > 0)); then
   if ((EUID != 0)) || ! command -v apt-get >/dev/null; then
     echo "test.sh: missing system packages: ${missing[*]}" >&2
@@ -88,11 +90,11 @@ if ((${#missing[@]} > 0)); then
   apt-get update
   apt-get install --yes --no-install-recommends "${missing[@]}"
 fi
-for tool in cc valgrind java; do
+for tool in cc valgrind java promtool; do
   command -v "$tool" >/dev/null || { echo "test.sh: $tool is still missing after installing" >&2; exit 1; }
 done
 [[ -f /usr/share/java/zookeeper.jar ]] || { echo "test.sh: /usr/share/java/zookeeper.jar is still missing" >&2; exit 1; }
-echo "cc, valgrind, java and /usr/share/java/zookeeper.jar are present"
+echo "cc, valgrind, java, promtool and /usr/share/java/zookeeper.jar are present"
 
 test_log=$(mktemp --tmpdir chaintable-test.XXXXXX)
 trap 'rm -f "$test_log" "$test_log.sim"' EXIT

@@ -32,7 +32,8 @@
 //!   around it share: the replication queue ([`replica::outbox`]) and the client writes
 //!   waiting for their commit ([`replica::commits`]).
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
-//! - [`server`]: acceptor, connection threads, request service, reply port, stats, shutdown.
+//! - [`server`]: acceptor, connection threads, request service, reply port, stats, Prometheus
+//!   metrics, shutdown.
 //!
 //! Client:
 //! - [`client`]: blocking client of one server or a chain: connection, routing, locator, retry,

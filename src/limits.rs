@@ -96,6 +96,17 @@ pub const CONNECTION_READ_BUFFER_BYTES: usize = 8 * 1024;
 /// this long instead of spinning.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+// The metrics endpoint (`--metrics-addr`, see `server::metrics`).
+
+/// Largest HTTP request head a scrape may send: Prometheus sends about 300
+/// bytes; anything much larger is not a scraper.
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
+
+/// A scrape's request must arrive, and its answer be taken, within this
+/// time: the endpoint serves one connection at a time, so a silent one must
+/// not hold it.
+pub const METRICS_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Connections accepted beyond `--max-clients` so a predecessor's
 /// replication link (which arrives on the client port) is never refused by
 /// a full server. Such a connection must open with OP_REPLICATE within
@@ -420,6 +431,12 @@ pub const RESTART_FALLBACK_TIMEOUTS: u64 = 60;
 /// node) share a reading, and so a view change and a commit record, instead
 /// of each costing every member a reading and the tail a record write.
 pub const VIEW_READ_INTERVAL_MIN: Duration = Duration::from_millis(50);
+/// The tail writes its commit point into the chain's commit record at most
+/// this often (ms), and at a hand-over: the record says how far a chain that
+/// was lost had committed ("writes up to N") at ZooKeeper's cost of one
+/// write a second, not one per client write. What was committed in the last
+/// interval before a total loss is not in the number.
+pub const RECORD_PROGRESS_INTERVAL_MS: u64 = 1000;
 
 /// Membership events (watch firings, connection states) waiting for the
 /// membership thread. Each is a prompt to look again, and the session is

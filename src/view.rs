@@ -108,22 +108,43 @@ pub fn parse_member(name: &str, data: &[u8]) -> Option<Member> {
 /// commits writes of its own only in the epoch recorded (a member leaving
 /// changes the epoch, so the record is written again without it first), and
 /// a server that becomes ready has every committed write by the hand-over.
+///
+/// It also keeps the chain's history visible across a total loss: the
+/// chain's `generation` (1 for a chain's first start, raised whenever the
+/// chain restarts without a member holding every committed write) and the
+/// highest write `committed` in it, written by the tail at a bounded rate.
+/// So a restart that loses writes can say how many, and clients can see
+/// that the generation changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitRecord {
     pub epoch: u64,
     /// Server ids, sorted.
     pub servers: Vec<u64>,
+    /// The chain's generation; 0 in a record written before generations.
+    pub generation: u64,
+    /// A lower bound on the highest write committed in this generation (the
+    /// tail updates it at most every `RECORD_PROGRESS_INTERVAL_MS`).
+    pub committed: u64,
 }
 
 impl CommitRecord {
-    /// The chain node's data: `commit-epoch <n> servers <id>,<id>,...`.
+    /// The chain node's data:
+    /// `commit-epoch <n> servers <id>,<id>,... generation <g> committed <n>`.
     pub fn encode(&self) -> Vec<u8> {
         let servers: Vec<String> = self.servers.iter().map(u64::to_string).collect();
-        format!("commit-epoch {} servers {}", self.epoch, servers.join(",")).into_bytes()
+        format!(
+            "commit-epoch {} servers {} generation {} committed {}",
+            self.epoch,
+            servers.join(","),
+            self.generation,
+            self.committed
+        )
+        .into_bytes()
     }
 
     /// Parses the chain node's data; anything else (empty, as a new chain
-    /// node is, or another tool's data) is no record.
+    /// node is, or another tool's data) is no record. A record of an older
+    /// version, without generation and committed, reads them as 0.
     pub fn parse(data: &[u8]) -> CommitRecord {
         let parsed = || -> Option<CommitRecord> {
             let text = std::str::from_utf8(data).ok()?;
@@ -131,17 +152,37 @@ impl CommitRecord {
             (words.next()? == "commit-epoch").then_some(())?;
             let epoch = words.next()?.parse().ok()?;
             (words.next()? == "servers").then_some(())?;
-            let servers = match words.next() {
-                None => Vec::new(),
-                Some(list) => list.split(',').map(|id| id.parse().ok()).collect::<Option<Vec<u64>>>()?,
+            let mut next = words.next();
+            let servers = match next {
+                Some(list) if list != "generation" => {
+                    next = words.next();
+                    list.split(',').map(|id| id.parse().ok()).collect::<Option<Vec<u64>>>()?
+                }
+                _ => Vec::new(),
             };
-            Some(CommitRecord { epoch, servers })
+            let (generation, committed) = match next {
+                None => (0, 0),
+                Some("generation") => {
+                    let generation = words.next()?.parse().ok()?;
+                    (words.next()? == "committed").then_some(())?;
+                    (generation, words.next()?.parse().ok()?)
+                }
+                Some(_) => return None,
+            };
+            Some(CommitRecord { epoch, servers, generation, committed })
         };
         parsed().unwrap_or_default()
     }
 
     pub fn includes(&self, server_id: u64) -> bool {
         server_id != 0 && self.servers.contains(&server_id)
+    }
+
+    /// Whether this record may replace `current` in the chain node (the
+    /// compare-and-set rule of every writer): not for an older view epoch,
+    /// and never to an older generation, so a generation never goes back.
+    pub fn may_replace(&self, current: &CommitRecord) -> bool {
+        self.epoch >= current.epoch && self.generation >= current.generation
     }
 }
 
@@ -270,16 +311,32 @@ mod tests {
 
     #[test]
     fn commit_record_round_trip() {
-        let record = CommitRecord { epoch: 12, servers: vec![3, 17] };
+        let record = CommitRecord { epoch: 12, servers: vec![3, 17], generation: 2, committed: 40 };
         assert_eq!(CommitRecord::parse(&record.encode()), record);
+        let nobody = CommitRecord { servers: vec![], ..record.clone() };
+        assert_eq!(CommitRecord::parse(&nobody.encode()), nobody);
+        assert_eq!(
+            CommitRecord::parse(b"commit-epoch 3 servers 1,2"),
+            CommitRecord { epoch: 3, servers: vec![1, 2], generation: 0, committed: 0 },
+            "a record from before generations"
+        );
+        assert_eq!(
+            CommitRecord::parse(b"commit-epoch 3 servers 1 generation x committed 1"),
+            CommitRecord::default()
+        );
         assert_eq!(CommitRecord::parse(b""), CommitRecord::default(), "a new chain node");
         assert_eq!(
             CommitRecord::parse(b"commit-epoch 3 servers "),
-            CommitRecord { epoch: 3, servers: vec![] }
+            CommitRecord { epoch: 3, ..CommitRecord::default() }
         );
         assert_eq!(CommitRecord::parse(b"commit-epoch x servers 1"), CommitRecord::default());
         assert_eq!(CommitRecord::parse(&[0xff, 0xfe]), CommitRecord::default());
         assert!(record.includes(17) && !record.includes(4) && !record.includes(0));
+        let older_generation = CommitRecord { epoch: 13, generation: 1, ..record.clone() };
+        assert!(!older_generation.may_replace(&record), "a generation never goes back");
+        let older_epoch = CommitRecord { epoch: 11, ..record.clone() };
+        assert!(!older_epoch.may_replace(&record));
+        assert!(CommitRecord { committed: 41, ..record.clone() }.may_replace(&record));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! been lost. A chain node without a record (a new chain) starts at once.
 
 use crate::limits::RESTART_FALLBACK_TIMEOUTS;
-use crate::view::{ChainView, Member, Readiness};
+use crate::view::{ChainView, CommitRecord, Member, Readiness};
 
 /// What a member does when it looks at a view.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +33,24 @@ pub enum Bootstrap {
     /// our table is no longer what our registration offered, or we are a
     /// joining member placed before a ready one.
     Reregister(&'static str),
+}
+
+impl Bootstrap {
+    /// The generation of the chain this decision starts, given the chain
+    /// node's `record`; `None` if it starts none. A first-ever start (no
+    /// record) is generation 1; a restart from a member named in the record
+    /// keeps the record's generation (that member holds every committed
+    /// write); a restart that may have lost writes raises it by one, so
+    /// clients can tell a reset from an empty store. A record from before
+    /// generations counts as generation 1.
+    pub fn generation(&self, record: &CommitRecord) -> Option<u64> {
+        let previous = record.generation.max(1);
+        match self {
+            Bootstrap::Start => Some(previous),
+            Bootstrap::StartLosingWrites => Some(previous + 1),
+            Bootstrap::NotDue | Bootstrap::Reregister(_) => None,
+        }
+    }
 }
 
 /// What our table holds, as the node says.
@@ -63,6 +81,18 @@ fn candidate(view: &ChainView, eligible: impl Fn(&Member) -> bool, empty_allowed
         None if empty_allowed => view.members.first(),
         None => None,
     }
+}
+
+/// Whether a chain that existed has no ready member and no member here
+/// that the commit record names: unless one comes back within the
+/// fallback wait, the chain restarts losing writes (operators should know
+/// while they can still bring one back).
+pub fn awaiting_named_member(view: &ChainView) -> bool {
+    view.head().is_none()
+        && view.record.epoch != 0
+        && !view.members.iter().any(|member| {
+            view.record.includes(member.server_id) && matches!(member.readiness, Readiness::Recovering { .. })
+        })
 }
 
 /// Whether `me` is a member that is not ready with a lower sequence number
@@ -132,7 +162,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{CommitRecord, test_member as member};
+    use crate::view::test_member as member;
 
     const EMPTY: Holding =
         Holding { recoverable_history: None, installed_history: Some(0), table_empty: true };
@@ -174,7 +204,7 @@ mod tests {
     fn only_a_member_named_in_the_commit_record_restarts_at_once() {
         // Member 2 (server 102) is named; member 3 (server 103) left earlier
         // with a longer-looking but older history.
-        let record = CommitRecord { epoch: 7, servers: vec![101, 102] };
+        let record = CommitRecord { epoch: 7, servers: vec![101, 102], ..CommitRecord::default() };
         let view = ChainView::new(
             vec![
                 member(3, Readiness::Recovering { last_applied: 50 }),
@@ -200,10 +230,39 @@ mod tests {
         assert_eq!(decide(&named, "node0000000002", holding(45), 1000, 1000), Bootstrap::Start);
         assert_eq!(decide(&named, "node0000000003", holding(50), 60_000, 1000), Bootstrap::NotDue);
         // Nobody is recovering and a chain existed: an empty start loses writes.
-        let empty = ChainView::new(vec![member(5, Readiness::Joining)], 9)
-            .with_record(CommitRecord { epoch: 7, servers: vec![101] });
+        let empty = ChainView::new(vec![member(5, Readiness::Joining)], 9).with_record(CommitRecord {
+            epoch: 7,
+            servers: vec![101],
+            ..CommitRecord::default()
+        });
         assert_eq!(decide(&empty, "node0000000005", EMPTY, 59_999, 1000), Bootstrap::NotDue);
         assert_eq!(decide(&empty, "node0000000005", EMPTY, 60_000, 1000), Bootstrap::StartLosingWrites);
+    }
+
+    #[test]
+    fn a_chain_without_a_named_member_is_awaiting_one() {
+        let record = CommitRecord { epoch: 7, servers: vec![102], ..CommitRecord::default() };
+        let stranger = ChainView::new(vec![member(5, Readiness::Joining)], 9).with_record(record.clone());
+        assert!(awaiting_named_member(&stranger));
+        let named = ChainView::new(vec![member(2, Readiness::Recovering { last_applied: 4 })], 9)
+            .with_record(record.clone());
+        assert!(!awaiting_named_member(&named));
+        let live = ChainView::new(vec![member(5, Readiness::Ready)], 9).with_record(record);
+        assert!(!awaiting_named_member(&live), "a live chain");
+        let new_chain = ChainView::new(vec![member(5, Readiness::Joining)], 1);
+        assert!(!awaiting_named_member(&new_chain), "no record: a new chain starts at once");
+    }
+
+    #[test]
+    fn generations_start_at_one_and_rise_only_with_a_loss() {
+        let none = CommitRecord::default();
+        assert_eq!(Bootstrap::Start.generation(&none), Some(1), "a first-ever start");
+        let record = CommitRecord { epoch: 7, servers: vec![101], generation: 3, committed: 90 };
+        assert_eq!(Bootstrap::Start.generation(&record), Some(3));
+        assert_eq!(Bootstrap::StartLosingWrites.generation(&record), Some(4));
+        let before_generations = CommitRecord { epoch: 7, servers: vec![101], ..CommitRecord::default() };
+        assert_eq!(Bootstrap::StartLosingWrites.generation(&before_generations), Some(2));
+        assert_eq!(Bootstrap::NotDue.generation(&record), None);
     }
 
     /// Seed 6845672590148449974 of `table-check sim`: a joining member

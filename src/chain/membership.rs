@@ -6,32 +6,59 @@ use log::{info, warn};
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
 use super::node::ChainNode;
+use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
 use crate::view::{ChainView, CommitRecord, Readiness};
 
 impl ChainNode {
     /// The record the chain node should hold, if we are the one to write
     /// it: the tail (the last ready member, which commits, or handed the
     /// tail role to a joiner that commits in the same epoch). It names our
-    /// view's epoch and its ready members. Nobody else writes it: a joining
-    /// or recovering server's table is not the chain's, and naming it would
-    /// let it restart the chain from that table (the simulator found a
-    /// recovering server recording itself and then restarting the chain
-    /// from its old table).
-    pub(super) fn wanted_record(&self) -> Option<CommitRecord> {
+    /// view's epoch, its ready members and our generation, and is due when
+    /// any of them differs from the record; with `progress_due`, also when
+    /// our commit point passed the recorded one. Nobody else writes it: a
+    /// joining or recovering server's table is not the chain's, and naming
+    /// it would let it restart the chain from that table (the simulator
+    /// found a recovering server recording itself and then restarting the
+    /// chain from its old table).
+    pub(super) fn wanted_record(&self, progress_due: bool) -> Option<CommitRecord> {
         let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
         if !is_tail || !matches!(self.lifecycle, Lifecycle::Ready { .. }) || self.installing {
             return None;
         }
-        let wanted = CommitRecord { epoch: self.view_epoch, servers: self.ready_servers.clone() };
-        (wanted != self.record).then_some(wanted)
+        let current = &self.record;
+        let same_generation = current.generation == self.generation;
+        let committed = if same_generation { self.committed.max(current.committed) } else { self.committed };
+        let wanted = CommitRecord {
+            epoch: self.view_epoch,
+            servers: self.ready_servers.clone(),
+            generation: self.generation,
+            committed,
+        };
+        let membership_changed =
+            current.epoch != wanted.epoch || current.servers != wanted.servers || !same_generation;
+        let progressed = progress_due && committed > current.committed;
+        (membership_changed || progressed).then_some(wanted)
     }
 
     /// Asks for the chain node's record to be written, when it is not what
-    /// we commit under (again at every tick until it is).
-    pub(super) fn request_record(&self, effects: &mut impl Effects) {
-        if let Some(record) = self.wanted_record() {
+    /// we commit under (again at every tick until it is) or, with
+    /// `progress_due`, to record our commit point. Returns whether it asked.
+    pub(super) fn request_record(&self, progress_due: bool, effects: &mut impl Effects) -> bool {
+        let wanted = self.wanted_record(progress_due);
+        let asked = wanted.is_some();
+        if let Some(record) = wanted {
             effects.act(Action::RecordCommit(record));
         }
+        asked
+    }
+
+    /// We are about to announce ourselves ready as the first member of a
+    /// chain of `generation` (see [`Bootstrap::generation`]); the
+    /// generation is ours once the view shows it.
+    ///
+    /// [`Bootstrap::generation`]: super::bootstrap::Bootstrap::generation
+    pub fn starting_chain(&mut self, generation: u64) {
+        self.starting_generation = Some(generation);
     }
 
     // ---- membership ----
@@ -75,7 +102,13 @@ impl ChainNode {
             {
                 Lifecycle::Ready { handed_over_to: None }
             }
-            (Some(position), _) if position.me.readiness.is_ready() && position.predecessor.is_none() => {
+            (Some(position), old) if position.me.readiness.is_ready() && position.predecessor.is_none() => {
+                // Not caught up by a hand-over: we started the chain.
+                if !matches!(old, Lifecycle::CatchingUp { .. })
+                    && let Some(generation) = self.starting_generation.take()
+                {
+                    self.generation = self.generation.max(generation);
+                }
                 Lifecycle::Ready { handed_over_to: None }
             }
             (Some(position), other) if position.me.readiness.is_ready() => {
@@ -94,6 +127,10 @@ impl ChainNode {
         };
         if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
             self.recoverable = true;
+        }
+        if self.lifecycle.holds_chain_state() && !self.installing {
+            // Our table is the live chain's: so is its generation.
+            self.generation = self.generation.max(view.record.generation);
         }
         if self.forwards() && !was_forwarding {
             self.stream += 1;
@@ -122,7 +159,7 @@ impl ChainNode {
         if was_readable && !self.readable() {
             effects.act(Action::ReadsRevoked);
         }
-        self.request_record(effects);
+        self.request_record(false, effects);
         self.publish_commit(effects);
     }
 
@@ -132,14 +169,18 @@ impl ChainNode {
     }
 
     /// The time is `now_ms`: a lease that ran out ends the commit waits; a
-    /// commit record not written yet is asked for again.
+    /// commit record not written yet is asked for again, and the tail's
+    /// commit point is recorded at most every [`RECORD_PROGRESS_INTERVAL_MS`].
     pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
         if !self.config.standalone && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
             self.lease_until_ms = 0;
             warn!("the lease on the ZooKeeper session ran out; not serving until it is confirmed");
             effects.act(Action::LeaseLost);
         }
-        self.request_record(effects);
+        let progress_due = now_ms >= self.record_progress_due_ms;
+        if self.request_record(progress_due, effects) && progress_due {
+            self.record_progress_due_ms = now_ms + RECORD_PROGRESS_INTERVAL_MS;
+        }
     }
 
     pub fn lease_valid(&self, now_ms: u64) -> bool {
@@ -166,6 +207,7 @@ impl ChainNode {
     /// complete table offers it (`Recovering`: it may restart a chain that
     /// lost every member); anyone else forgets everything and joins empty.
     pub fn registration(&mut self, store: &mut impl Store, effects: &mut impl Effects) -> Readiness {
+        self.starting_generation = None;
         match self.recoverable_history() {
             Some(last_applied) => Readiness::Recovering { last_applied },
             None => {
@@ -186,6 +228,8 @@ impl ChainNode {
         self.committed = 0;
         self.successor_committed = 0;
         self.view_epoch = 0;
+        self.generation = 0;
+        self.starting_generation = None;
         self.stream += 1;
         effects.act(Action::HistoryCleared);
     }

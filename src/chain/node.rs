@@ -149,6 +149,16 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Standalone,
+        Role::Head,
+        Role::Middle,
+        Role::Tail,
+        Role::HeadAndTail,
+        Role::Joining,
+        Role::Fenced,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Standalone => "standalone",
@@ -218,6 +228,19 @@ pub struct ChainNode {
     /// writes carry it, so the sender can tell a new run, which only a
     /// snapshot can bridge, from a gap within one (a bug of ours).
     pub(super) stream: u64,
+    /// The chain generation our table's history belongs to (see
+    /// [`CommitRecord`]): set when we start a chain, taken from the chain
+    /// node's record while our table is the live chain's, 0 after a reset.
+    pub(super) generation: u64,
+    /// The generation of the chain we asked to be announced ready as its
+    /// first member ([`ChainNode::starting_chain`]); ours once the view
+    /// shows us ready without a predecessor.
+    pub(super) starting_generation: Option<u64>,
+    /// Time (ms) from which the tail may write its commit point into the
+    /// record again: at most every
+    /// [`RECORD_PROGRESS_INTERVAL_MS`](crate::limits::RECORD_PROGRESS_INTERVAL_MS), so a busy
+    /// chain does not write ZooKeeper at the rate of its writes.
+    pub(super) record_progress_due_ms: u64,
 }
 
 impl ChainNode {
@@ -243,6 +266,9 @@ impl ChainNode {
             recoverable: false,
             lease_until_ms: 0,
             stream: 0,
+            generation: 0,
+            starting_generation: None,
+            record_progress_due_ms: 0,
         }
     }
 
@@ -459,11 +485,14 @@ impl ChainNode {
         }
     }
 
-    /// Whether the chain node records the epoch we commit in (always so
-    /// standalone).
+    /// Whether the chain node records the epoch and the generation we
+    /// commit in (always so standalone): no write is committed in a
+    /// generation that the record does not show yet.
     pub(super) fn recorded(&self) -> bool {
         self.config.standalone
-            || (self.record.epoch == self.view_epoch && self.applied_epoch <= self.view_epoch)
+            || (self.record.epoch == self.view_epoch
+                && self.record.generation == self.generation
+                && self.applied_epoch <= self.view_epoch)
     }
 
     // ---- queries ----
@@ -505,6 +534,11 @@ impl ChainNode {
 
     pub fn progress(&self) -> Progress {
         Progress { applied: self.last_applied, committed: self.committed }
+    }
+
+    /// The chain generation of our table's history (0: none yet).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Tests build chains directly from views in which every member is

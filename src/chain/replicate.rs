@@ -176,6 +176,8 @@ impl ChainNode {
         if first {
             self.installing = true;
             self.stream += 1;
+            // The new history's generation comes with the view once it is in.
+            self.generation = 0;
             // The commit point is recomputed for the new history (a joiner's
             // old one would be acked upstream beyond what was sent).
             self.committed = 0;
@@ -278,6 +280,8 @@ impl ChainNode {
         info!("{successor} has caught up at write {}; handing the tail role over", self.last_applied);
         *handed_over_to = Some(successor.to_owned());
         effects.act(Action::ReadsRevoked);
+        // The commit point as the tail role leaves us.
+        self.request_record(true, effects);
         Some(self.last_applied)
     }
 

@@ -296,6 +296,7 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("sent_list", statistics.sent_list),
         ("used_memory", statistics.used_memory),
         ("max_memory", statistics.max_memory),
+        ("generation", statistics.generation),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields

@@ -1,7 +1,7 @@
 //! The `table-server` command line: its usage text and options.
 
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,8 @@ options:
   --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
   --max-memory <size>       as the head, refuse puts past this much memory (e.g. 512mb, 4gb; units
                             b, kb, mb, gb, tb are powers of 1024); deletes always pass (default: none)
-  --max-clients <n>         concurrent client connections (default 10000)
+  --max-clients <n>         concurrent client connections (default 10000, or what the open-files
+                            limit allows if that is less)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
   --max-value <bytes>       largest value (default 33554432)
@@ -51,6 +52,7 @@ options:
   --tls-cert <path>         TLS for clients and peers: this server's certificate chain (PEM) ...
   --tls-key <path>          ... its private key (PEM) ...
   --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
+  --metrics-addr <host:port>  serve Prometheus metrics on http://<host:port>/metrics (default: off)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
   -V, --version             the version
@@ -84,6 +86,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "max-value",
         "idle-timeout-ms",
         "write-timeout-ms",
+        "metrics-addr",
     ];
     let parsed =
         parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
@@ -115,6 +118,8 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         replication: ReplicationLimits::default(),
         unsafe_read_anywhere: false,
         security: ServerSecurity::default(),
+        metrics_addr: None,
+        clients_max_given: false,
     };
     let mut secrets = SecretFiles::default();
     let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
@@ -150,12 +155,16 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
                 config.bind =
                     text(name, value)?.parse().map_err(|_| format!("--bind: not an IP address: {value:?}"))?
             }
-            "max-clients" => limits.clients_max = positive(name, value)?,
+            "max-clients" => {
+                limits.clients_max = positive(name, value)?;
+                config.clients_max_given = true;
+            }
             "max-frame" => limits.frame_bytes_max = positive(name, value)?,
             "max-key" => limits.key_bytes_max = positive(name, value)?,
             "max-value" => limits.value_bytes_max = positive(name, value)?,
             "idle-timeout-ms" => limits.idle_timeout = Duration::from_millis(positive(name, value)?),
             "write-timeout-ms" => limits.write_timeout = Duration::from_millis(positive(name, value)?),
+            "metrics-addr" => config.metrics_addr = Some(socket_address(name, value)?),
             other => unreachable!("option {other} is in the known list"),
         }
     }
@@ -230,6 +239,13 @@ impl SecretFiles {
     }
 }
 
+/// A `host:port` to listen on, resolved now (the first address it names).
+fn socket_address(name: &str, value: &OsString) -> Result<SocketAddr, UsageError> {
+    let text = text(name, value)?;
+    let mut addresses = text.to_socket_addrs().map_err(|error| format!("--{name} {text:?}: {error}"))?;
+    addresses.next().ok_or_else(|| format!("--{name} {text:?}: names no address").into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +261,10 @@ mod tests {
         assert_eq!(config.limits.clients_max, 8);
         assert_eq!(config.limits.frame_bytes_max, Limits::default().frame_bytes_max);
         assert_eq!(config.replication.memory_bytes_max, None, "no memory limit unless asked");
+        assert_eq!(config.metrics_addr, None);
+        let metrics = parse_server_args(args(&["7000", "64", "--metrics-addr", "127.0.0.1:9187"])).unwrap();
+        assert_eq!(metrics.metrics_addr, Some("127.0.0.1:9187".parse().unwrap()));
+        assert!(parse_server_args(args(&["7000", "64", "--metrics-addr", "9187"])).is_err(), "no host");
         let limited = parse_server_args(args(&["7000", "64", "--max-memory", "512mb"])).unwrap();
         assert_eq!(limited.replication.memory_bytes_max, Some(512 << 20));
     }

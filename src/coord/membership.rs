@@ -8,12 +8,13 @@
 //! (re)connection and on a timer, and the session is confirmed on a timer by
 //! reading our own ephemeral node and checking its owner.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use zookeeper::{AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState};
 
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
@@ -22,7 +23,7 @@ use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
     LEASE_CHECK_SHARE, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
-    MEMBERSHIP_RETRY_PAUSE, VIEW_READ_INTERVAL_MIN, ZK_RECONNECT_PAUSE_MAX,
+    MEMBERSHIP_RETRY_PAUSE, RESTART_FALLBACK_TIMEOUTS, VIEW_READ_INTERVAL_MIN, ZK_RECONNECT_PAUSE_MAX,
 };
 
 /// While ZooKeeper is unreachable, failed attempts to open a session are
@@ -69,6 +70,9 @@ pub trait Member {
     fn fence(&self, reason: &str);
     /// What the table holds, for the bootstrap decision.
     fn holding(&self) -> Holding;
+    /// We are about to announce ourselves ready as the first member of a
+    /// chain of this generation.
+    fn starting_chain(&self, generation: u64);
     /// What the server asked of membership since the last call.
     fn take_membership_requests(&self) -> MembershipRequests;
 }
@@ -395,24 +399,52 @@ impl<'config> Session<'config> {
     ) -> Result<Bootstrap, ZkError> {
         let registered_ms = registration.at.elapsed().as_millis() as u64;
         let timeout_ms = self.config.session_timeout.as_millis() as u64;
-        let decision =
-            bootstrap::decide(view, &registration.name, replica.holding(), registered_ms, timeout_ms);
-        match decision {
-            Bootstrap::Start => info!("no ready member: starting the chain"),
-            Bootstrap::StartLosingWrites => error!(
-                "no ready member, and none of the servers that held every committed write ({:?}) came back in {} s: \
-                 starting the chain from this server's table; writes acknowledged after it are LOST",
+        let holding = replica.holding();
+        let decision = bootstrap::decide(view, &registration.name, holding, registered_ms, timeout_ms);
+        if decision == Bootstrap::NotDue
+            && bootstrap::awaiting_named_member(view)
+            && !registration.warned_of_loss.replace(true)
+        {
+            warn!(
+                "no ready member, and none of the servers that held every committed write ({:?}) is here: \
+                 waiting {} s for one to come back; then the chain restarts without them, and the writes it \
+                 committed (up to {}) that the restarting server lacks are LOST",
                 view.record.servers,
-                registered_ms / 1000
-            ),
-            Bootstrap::NotDue | Bootstrap::Reregister(_) => return Ok(decision),
+                RESTART_FALLBACK_TIMEOUTS * timeout_ms / 1000,
+                view.record.committed
+            );
         }
+        let Some(generation) = decision.generation(&view.record) else {
+            return Ok(decision);
+        };
+        replica.starting_chain(generation);
         // If ZooKeeper is unreachable now, the next view read tries again.
-        Ok(if self.announce(registration, Readiness::Ready, replica.server_id())? {
-            decision
-        } else {
-            Bootstrap::NotDue
-        })
+        if !self.announce(registration, Readiness::Ready, replica.server_id())? {
+            return Ok(Bootstrap::NotDue);
+        }
+        let record = &view.record;
+        let table = match holding.recoverable_history {
+            Some(last_applied) => format!("from this server's table (writes up to {last_applied})"),
+            None => "empty".to_owned(),
+        };
+        match decision {
+            Bootstrap::Start if record.epoch == 0 => {
+                info!("no chain at {} yet: starting the chain as generation 1", self.config.chain_path)
+            }
+            Bootstrap::Start => info!(
+                "no ready member: restarting the chain {table} as generation {generation}; \
+                 this server held every committed write"
+            ),
+            _ => error!(
+                "no ready member, and none of the servers that held every committed write ({:?}) came back in {} s: \
+                 the previous chain had committed writes up to {}; starting {table} as generation {generation}; \
+                 writes acknowledged after what this server holds are LOST",
+                record.servers,
+                registered_ms / 1000,
+                record.committed
+            ),
+        }
+        Ok(decision)
     }
 
     /// Writes `record` into the chain node unless a newer one is there
@@ -420,17 +452,20 @@ impl<'config> Session<'config> {
     /// again (ZooKeeper unreachable, or the node changed meanwhile).
     fn write_record(&self, record: &CommitRecord) -> Result<bool, ZkError> {
         let path = self.config.chain_path.clone();
-        let (data, epoch) = (record.encode(), record.epoch);
+        let (data, wanted) = (record.encode(), record.clone());
         let written = self.zk.call(move |zk| {
             let (current, stat) = zk.get_data(&path, false)?;
-            if CommitRecord::parse(&current).epoch > epoch {
+            if !wanted.may_replace(&CommitRecord::parse(&current)) {
                 return Ok(false);
             }
             zk.set_data(&path, data, Some(stat.version)).map(|_| true)
         });
         match written {
             Ok(true) => {
-                info!("commit record: epoch {} servers {:?}", record.epoch, record.servers);
+                debug!(
+                    "commit record: epoch {} servers {:?} generation {} committed {}",
+                    record.epoch, record.servers, record.generation, record.committed
+                );
                 Ok(true)
             }
             // A newer record: ours is moot; the view will show it.
@@ -472,7 +507,7 @@ impl<'config> Session<'config> {
         };
         let name = path.rsplit('/').next().unwrap_or_default().to_owned();
         info!("registered as {name} ({readiness}) at {}", self.config.advertise);
-        Ok(Registration { path, name, token, at: Instant::now() })
+        Ok(Registration { path, name, token, at: Instant::now(), warned_of_loss: Cell::new(false) })
     }
 }
 
@@ -485,4 +520,7 @@ struct Registration {
     token: String,
     /// When we registered (a recovering member waits before restarting a chain).
     at: Instant,
+    /// We warned that the chain will restart losing writes unless a server
+    /// named in the commit record comes back (once per registration).
+    warned_of_loss: Cell<bool>,
 }

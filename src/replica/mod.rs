@@ -20,6 +20,7 @@
 
 pub mod commits;
 pub mod outbox;
+pub mod transfers;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +40,7 @@ use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 use commits::{CommitOutcome, Commits, OnSettled, Settlements};
 use outbox::Outbox;
+use transfers::StateTransfers;
 
 /// A client write applied at the head: where it is in the history, and the
 /// answer its client gets once it is committed.
@@ -243,6 +245,8 @@ pub struct Replica {
     /// at start, kept through fencing.
     server_id: u64,
     pub limits: ReplicationLimits,
+    /// State transfers sent and received, for metrics.
+    pub transfers: StateTransfers,
 }
 
 impl Replica {
@@ -298,6 +302,7 @@ impl Replica {
             sent_list_len: AtomicU64::new(0),
             membership_requests: Mutex::new(MembershipRequests::default()),
             membership_wake,
+            transfers: StateTransfers::default(),
             server_id,
             limits,
         }
@@ -405,7 +410,7 @@ impl Replica {
     pub fn expire_overdue_writes(&self) {
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, _, carry| node.tick(now_ms, carry));
-        self.commits.expire(Instant::now(), self.standalone || self.lease_valid()).deliver();
+        self.commits.expire(Instant::now(), self.lease_valid()).deliver();
     }
 
     /// Runs `read` if this server may answer reads, re-checking afterwards
@@ -601,8 +606,15 @@ impl Replica {
         self.node.lock().role()
     }
 
-    fn lease_valid(&self) -> bool {
-        self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
+    /// The chain generation of our table (see [`ChainNode::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.node.lock().generation()
+    }
+
+    /// The ZooKeeper session is confirmed (the lease holds); always so
+    /// standalone.
+    pub fn lease_valid(&self) -> bool {
+        self.standalone || self.now_ms() < self.lease_until_ms.load(Ordering::SeqCst)
     }
 }
 
@@ -643,6 +655,11 @@ impl Member for Replica {
             installed_history: node.installed_history(),
             table_empty: self.table.is_empty(),
         }
+    }
+
+    /// The chain we start has this generation (see [`ChainNode::starting_chain`]).
+    fn starting_chain(&self, generation: u64) {
+        self.node.lock().starting_chain(generation);
     }
 
     /// Extends the lease: the session is alive until `until`.
@@ -693,7 +710,7 @@ mod tests {
     /// it before committing.
     fn recorded(view: ChainView) -> ChainView {
         let epoch = view.epoch;
-        view.with_record(CommitRecord { epoch, servers: Vec::new() })
+        view.with_record(CommitRecord { epoch, ..CommitRecord::default() })
     }
 
     fn name(sequence: u64) -> String {

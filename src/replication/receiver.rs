@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use log::{info, warn};
 use parking_lot::Mutex;
+use protobuf::Message;
 
 use super::{LinkError, LinkSettings, handshake};
 use crate::chain::{Progress, Refusal};
@@ -131,7 +132,9 @@ fn receive_stream(
         if let Some(chunk) = downstream.snapshot.into_option() {
             let (total, last, sequence) = (chunk.total_keys, chunk.last, chunk.sequence);
             snapshot_keys += chunk.entries.len() as u64;
-            replica.install_chunk(sender, link, chunk, snapshot_started.is_none()).map_err(refused)?;
+            let (bytes, first) = (chunk.compute_size(), snapshot_started.is_none());
+            replica.install_chunk(sender, link, chunk, first).map_err(refused)?;
+            replica.transfers.received.chunk(bytes, first);
             let started = *snapshot_started.get_or_insert_with(Instant::now);
             if last {
                 info!(

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use protobuf::Message;
 
 use super::LinkSettings;
 use super::{LinkError, handshake};
@@ -20,6 +21,7 @@ use crate::limits::{
     REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, UNAUTHENTICATED_LOG_PERIOD,
 };
 use crate::proto::{ClientRecord, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream, Write};
+use crate::replica::transfers::TransferCount;
 use crate::replica::{Replica, Snapshot};
 use crate::throttle::Throttle;
 use crate::view::Member;
@@ -115,7 +117,7 @@ fn replicate_to(
             return Err(LinkError::NotReady("our own state transfer is not complete yet".into()));
         };
         sent.restart_at(snapshot.stream, snapshot.sequence);
-        send_snapshot(&mut writer, snapshot, successor)?;
+        send_snapshot(&mut writer, snapshot, successor, &replica.transfers.sent)?;
     } else {
         info!("resuming replication to {successor} after write {}", welcome.last_applied);
         let resend: Vec<Write> = sent.after(welcome.last_applied).cloned().collect();
@@ -218,12 +220,18 @@ fn pull_queue_waiting(replica: &Replica, sent: &mut SentList, limit: usize) -> b
 }
 
 /// Streams `snapshot` in chunks.
-fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Member) -> Result<(), LinkError> {
+fn send_snapshot(
+    writer: &mut FrameWriter,
+    snapshot: Snapshot,
+    successor: &Member,
+    sent: &TransferCount,
+) -> Result<(), LinkError> {
     let started = Instant::now();
     let total_keys = snapshot.entries.len() as u64;
     info!("state transfer to {successor}: {total_keys} keys at write {}", snapshot.sequence);
     let mut clients: Vec<ClientRecord> = snapshot.clients;
     let mut entries = snapshot.entries.into_iter().peekable();
+    let mut first = true;
     loop {
         let mut chunk = SnapshotChunk::new();
         chunk.sequence = snapshot.sequence;
@@ -237,6 +245,7 @@ fn send_snapshot(writer: &mut FrameWriter, snapshot: Snapshot, successor: &Membe
         let mut downstream = Downstream::new();
         downstream.snapshot = Some(chunk).into();
         writer.send(&downstream)?;
+        sent.chunk(downstream.compute_size(), std::mem::take(&mut first));
         if last {
             break;
         }

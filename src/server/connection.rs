@@ -106,7 +106,7 @@ pub(super) fn serve_connection(
                     ErrorCode::ERR_TOO_LARGE,
                     format!("frame of {length} bytes is over the maximum of {max} bytes; closing"),
                 );
-                service.stats.record_error();
+                service.stats.record_error(ErrorCode::ERR_TOO_LARGE);
                 writer.send(&response, service)?;
                 return Err(FrameError::TooLarge { length, max });
             }
@@ -152,7 +152,7 @@ pub(super) fn serve_connection(
                 continue;
             }
             Screened::Refuse(response) => {
-                service.stats.record_error();
+                service.stats.record_error(ErrorCode::ERR_AUTH);
                 return writer.send(&response, service);
             }
         };
@@ -226,7 +226,7 @@ impl ConnectionWriter {
         self.wait_for_owed_reply()?;
         match self.frames.send(response) {
             Err(FrameError::TooLarge { length, max }) => {
-                service.stats.record_error();
+                service.stats.record_error(ErrorCode::ERR_RESPONSE_TOO_LARGE);
                 let refusal = error_response(
                     response.request_id,
                     ErrorCode::ERR_RESPONSE_TOO_LARGE,

@@ -13,10 +13,13 @@
 //! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`stats`]: the counters behind the `stats` command.
 //! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
+//! - [`metrics`]: the Prometheus endpoint (`--metrics-addr`), with [`latency`] histograms.
 
 mod client_auth;
 mod connection;
 pub mod fd_limit;
+pub mod latency;
+pub mod metrics;
 pub mod reply_port;
 pub mod service;
 pub mod stats;
@@ -63,6 +66,11 @@ pub struct ServerConfig {
     pub unsafe_read_anywhere: bool,
     /// Secrets and TLS (see [`ServerSecurity`]).
     pub security: ServerSecurity,
+    /// Where to serve Prometheus metrics (`--metrics-addr`); `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `--max-clients` was given: if the open-files limit cannot hold that
+    /// many, say so; the default is quietly lowered to what fits.
+    pub clients_max_given: bool,
 }
 
 /// Why [`Server::run`] returned.
@@ -114,12 +122,21 @@ pub struct Server {
     chain: Option<ChainConfig>,
     /// Hand-over requests from the replica to the membership thread.
     membership_wake: Receiver<()>,
+    /// The metrics endpoint's socket, bound with the client one so that a
+    /// busy port fails the start.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
     /// Binds the listening socket; nothing is served until [`Server::run`].
     pub fn bind(config: &ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind((config.bind, config.port))?;
+        let metrics_listener = match config.metrics_addr {
+            Some(address) => Some(TcpListener::bind(address).map_err(|error| {
+                io::Error::new(error.kind(), format!("--metrics-addr {address}: {error}"))
+            })?),
+            None => None,
+        };
         let (wake_sender, membership_wake) = crossbeam_channel::bounded(1);
         let mut replication = config.replication.clone();
         replication.writers_max = config.limits.clients_max + 1;
@@ -148,6 +165,7 @@ impl Server {
             connections: Arc::default(),
             chain,
             membership_wake,
+            metrics_listener,
         })
     }
 
@@ -192,6 +210,7 @@ impl Server {
             Some(chain) => self.start_chain_threads(chain, &expired)?,
             None => Vec::new(),
         };
+        let metrics_thread = self.start_metrics_thread()?;
         for incoming in self.listener.incoming() {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
@@ -205,6 +224,13 @@ impl Server {
             }
         }
         self.close_all();
+        if let Some((thread, address)) = metrics_thread {
+            // Wake its accept; if this fails it is awake already.
+            let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+            if thread.join().is_err() {
+                warn!("the metrics thread panicked");
+            }
+        }
         for thread in chain_threads {
             if thread.join().is_err() {
                 warn!("a chain thread panicked");
@@ -236,6 +262,30 @@ impl Server {
             ),
         }
         Ok(())
+    }
+
+    /// The metrics endpoint's thread, and the address that wakes it, if
+    /// `--metrics-addr` was given.
+    fn start_metrics_thread(&self) -> io::Result<Option<(JoinHandle<()>, SocketAddr)>> {
+        let Some(listener) = &self.metrics_listener else {
+            return Ok(None);
+        };
+        let mut address = listener.local_addr()?;
+        info!("metrics at http://{address}/metrics");
+        if address.ip().is_unspecified() {
+            address.set_ip(if address.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            });
+        }
+        let listener = listener.try_clone()?;
+        let service = Arc::clone(&self.service);
+        let stopping = Arc::clone(&self.stopping);
+        let thread = thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || metrics::serve(&listener, &service, &stopping))?;
+        Ok(Some((thread, address)))
     }
 
     /// The membership and replication sender threads of chain mode.

@@ -323,7 +323,7 @@ mod tests {
         replica.renew_lease(Instant::now() + Duration::from_secs(60));
         let members = vec![test_member(1, Readiness::Ready), test_member(2, Readiness::Ready)];
         replica.set_view(
-            &ChainView::new(members, 1).with_record(CommitRecord { epoch: 1, servers: Vec::new() }),
+            &ChainView::new(members, 1).with_record(CommitRecord { epoch: 1, ..CommitRecord::default() }),
             "node0000000001",
         );
         let service = Service::new(Arc::new(replica), Limits::default());

@@ -55,7 +55,7 @@ fn completed(
 
 /// The error reply to a refused request, counted in `stats`.
 fn refused(stats: &ServerStats, request_id: u64, refusal: Refusal) -> Response {
-    stats.record_error();
+    stats.record_error(refusal.code);
     error_response(request_id, refusal.code, refusal.message)
 }
 
@@ -72,6 +72,8 @@ pub struct PendingWrite {
     request_id: u64,
     opcode: Opcode,
     started: Instant,
+    /// When the write was applied here, for the commit latency.
+    applied: Instant,
 }
 
 impl PendingWrite {
@@ -80,6 +82,7 @@ impl PendingWrite {
     pub fn reply(&self, outcome: CommitOutcome, stats: &ServerStats) -> Response {
         match commit_result(self.receipt.sequence, outcome) {
             Ok(()) => {
+                stats.record_commit(self.applied.elapsed());
                 let mut response = Response::new();
                 response.found = self.opcode == Opcode::OP_DEL && self.receipt.found;
                 completed(stats, self.opcode, self.request_id, self.started, response)
@@ -107,7 +110,7 @@ impl Service {
 
     /// The reply to a frame that does not decode.
     pub fn malformed(&self, error: &dyn std::fmt::Display) -> Response {
-        self.stats.record_error();
+        self.stats.record_error(ErrorCode::ERR_MALFORMED);
         error_response(0, ErrorCode::ERR_MALFORMED, format!("request does not decode: {error}"))
     }
 
@@ -122,7 +125,7 @@ impl Service {
                 Reply::Now(completed(&self.stats, opcode, request_id, started, response))
             }
             Ok(Executed::Applied(opcode, receipt)) => {
-                let pending = PendingWrite { receipt, request_id, opcode, started };
+                let pending = PendingWrite { receipt, request_id, opcode, started, applied: Instant::now() };
                 if self.replica.is_committed(&receipt) {
                     Reply::Now(pending.reply(CommitOutcome::Committed, &self.stats))
                 } else {
@@ -205,6 +208,7 @@ impl Service {
         statistics.sent_list = replica.sent_list_len();
         statistics.used_memory = replica.used_memory();
         statistics.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
+        statistics.generation = replica.generation();
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

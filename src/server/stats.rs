@@ -1,16 +1,20 @@
 //! Server statistics: the original's three figures (operations, time spent in
-//! operations, connected clients) plus per-operation counts, errors, table
-//! size and uptime. Lock-free counters, so counting never serialises the
-//! connection threads.
+//! operations, connected clients) plus per-operation counts, errors (also by
+//! code), table size and uptime, and the request and commit latency
+//! histograms behind the metrics. Lock-free counters, so counting never
+//! serialises the connection threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::proto::{Opcode, Statistics};
+use protobuf::Enum;
+
+use super::latency::LatencyHistogram;
+use crate::proto::{ErrorCode, Opcode, Statistics};
 use crate::store::table::Table;
 
 /// Operations counted separately, in the order of `Statistics`' fields.
-const COUNTED_OPCODES: [Opcode; 7] = [
+pub const COUNTED_OPCODES: [Opcode; 7] = [
     Opcode::OP_PUT,
     Opcode::OP_GET,
     Opcode::OP_DEL,
@@ -29,8 +33,16 @@ pub struct ServerStats {
     operation_time_us: AtomicU64,
     /// Requests answered with an error reply.
     errors: AtomicU64,
+    /// The same by error code, indexed like `ErrorCode::VALUES`.
+    errors_by_code: [AtomicU64; ErrorCode::VALUES.len()],
     /// Client connections open now.
     clients: AtomicU64,
+    /// How long successful requests took, from the frame read to the
+    /// reply ready (a write's includes its wait for the commit).
+    request_latency: LatencyHistogram,
+    /// How long committed writes took from being applied here to their
+    /// commit (at the head: the way down the chain and back).
+    commit_latency: LatencyHistogram,
 }
 
 impl Default for ServerStats {
@@ -40,7 +52,10 @@ impl Default for ServerStats {
             operations: Default::default(),
             operation_time_us: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            errors_by_code: Default::default(),
             clients: AtomicU64::new(0),
+            request_latency: LatencyHistogram::default(),
+            commit_latency: LatencyHistogram::default(),
         }
     }
 }
@@ -52,11 +67,48 @@ impl ServerStats {
             self.operations[index].fetch_add(1, Ordering::Relaxed);
         }
         self.operation_time_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.request_latency.record(elapsed);
     }
 
-    /// Counts one request answered with an error.
-    pub fn record_error(&self) {
+    /// Counts one request answered with an error `code`.
+    pub fn record_error(&self, code: ErrorCode) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(index) = ErrorCode::VALUES.iter().position(|known| *known == code) {
+            self.errors_by_code[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A write committed `elapsed` after it was applied here.
+    pub fn record_commit(&self, elapsed: Duration) {
+        self.commit_latency.record(elapsed);
+    }
+
+    /// Successful operations of `opcode` so far.
+    pub fn operations(&self, opcode: Opcode) -> u64 {
+        let index = COUNTED_OPCODES.iter().position(|counted| *counted == opcode);
+        self.operations[index.expect("opcode is counted")].load(Ordering::Relaxed)
+    }
+
+    /// Error replies so far, by code (codes never sent included, as 0).
+    pub fn errors_by_code(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+        ErrorCode::VALUES
+            .iter()
+            .zip(&self.errors_by_code)
+            .filter(|(code, _)| **code != ErrorCode::ERR_NONE)
+            .map(|(code, count)| (*code, count.load(Ordering::Relaxed)))
+    }
+
+    pub fn request_latency(&self) -> &LatencyHistogram {
+        &self.request_latency
+    }
+
+    pub fn commit_latency(&self) -> &LatencyHistogram {
+        &self.commit_latency
+    }
+
+    /// Seconds since the server started.
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
     }
 
     /// A client connection opened; returns the number now open.
@@ -77,10 +129,7 @@ impl ServerStats {
 
     /// The figures as a protobuf message.
     pub fn snapshot(&self, table: &Table) -> Statistics {
-        let count = |opcode: Opcode| {
-            let index = COUNTED_OPCODES.iter().position(|counted| *counted == opcode);
-            self.operations[index.expect("opcode is counted")].load(Ordering::Relaxed)
-        };
+        let count = |opcode: Opcode| self.operations(opcode);
         let mut statistics = Statistics::new();
         statistics.puts = count(Opcode::OP_PUT);
         statistics.gets = count(Opcode::OP_GET);
@@ -95,7 +144,7 @@ impl ServerStats {
         statistics.clients = self.clients();
         statistics.keys = table.len();
         statistics.bytes_stored = table.bytes_stored();
-        statistics.uptime_s = self.started.elapsed().as_secs();
+        statistics.uptime_s = self.uptime_s();
         statistics
     }
 }
@@ -112,7 +161,7 @@ mod tests {
         stats.record_operation(Opcode::OP_PUT, Duration::from_micros(5));
         stats.record_operation(Opcode::OP_GET, Duration::from_micros(3));
         stats.record_operation(Opcode::OP_GET, Duration::from_micros(2));
-        stats.record_error();
+        stats.record_error(ErrorCode::ERR_WRONG_ROLE);
         stats.client_connected();
         let snapshot = stats.snapshot(&table);
         assert_eq!(snapshot.puts, 1);
@@ -120,6 +169,9 @@ mod tests {
         assert_eq!(snapshot.operations, 3);
         assert_eq!(snapshot.operation_time_us, 10);
         assert_eq!(snapshot.errors, 1);
+        let wrong_role = stats.errors_by_code().find(|(code, _)| *code == ErrorCode::ERR_WRONG_ROLE);
+        assert_eq!(wrong_role, Some((ErrorCode::ERR_WRONG_ROLE, 1)));
+        assert_eq!(stats.request_latency().snapshot().count, 3);
         assert_eq!(snapshot.clients, 1);
         assert_eq!(snapshot.keys, 1);
         assert_eq!(snapshot.bytes_stored, 3);

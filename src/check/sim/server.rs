@@ -167,11 +167,13 @@ impl World {
             match action {
                 Action::Forward { stream, write } => server.outbox.push_back((stream, write)),
                 Action::Committed(sequence) => {
+                    let generation = server.node.generation();
                     let (done, waiting) = std::mem::take(&mut server.pending)
                         .into_iter()
                         .partition::<Vec<_>, _>(|pending| pending.sequence <= sequence);
                     server.pending = waiting;
                     for pending in done {
+                        self.generations.acknowledged(index, generation, pending.sequence);
                         self.reply(
                             index,
                             pending.client,
@@ -270,7 +272,9 @@ impl World {
         }
         if let Some(record) = self.servers[index].record_pending.take() {
             self.trace(|| format!("s{index}: commit record {record:?}"));
-            self.zk.set_record(record);
+            if self.zk.set_record(record.clone()) {
+                self.generations.recorded(&record);
+            }
             self.notify_watchers();
         }
         if self.servers[index].ready_pending {
@@ -374,8 +378,15 @@ impl World {
         match bootstrap::decide(&view, &name, holding, registered, SESSION_TIMEOUT_MS) {
             Bootstrap::NotDue => {}
             decision @ (Bootstrap::Start | Bootstrap::StartLosingWrites) => {
+                let generation = decision.generation(&view.record).expect("a start has a generation");
+                self.servers[index].node.starting_chain(generation);
                 if !self.zk_cut.contains(&index) && self.zk.set_readiness(session, &name, Readiness::Ready) {
-                    self.trace(|| format!("s{index} starts the chain ({decision:?})"));
+                    self.trace(|| {
+                        format!("s{index} starts the chain as generation {generation} ({decision:?})")
+                    });
+                    let node = &self.servers[index].node;
+                    let (held, applied) = (node.generation(), node.progress().applied);
+                    self.generations.chain_started(index, held, applied, generation);
                     self.notify_watchers();
                 }
             }
@@ -403,6 +414,7 @@ impl World {
                     &mut actions,
                 ) {
                     Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
+                        self.generations.acknowledged(index, server.node.generation(), receipt.sequence);
                         Some(Reply::Written { found: receipt.found })
                     }
                     Ok(receipt) => {

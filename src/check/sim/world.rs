@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
+use super::generations::GenerationCheck;
 use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server, server_of};
 use super::zk::SimZk;
@@ -141,6 +142,8 @@ pub struct World {
     livelock: Option<String>,
     /// Link handshakes and the impostor (see `peer_auth`).
     pub(super) peer_auth: PeerAuth,
+    /// The generation rule over the run.
+    pub(super) generations: GenerationCheck,
 }
 
 impl World {
@@ -168,6 +171,7 @@ impl World {
             next_fault: 0,
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
+            generations: GenerationCheck::default(),
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
@@ -209,7 +213,13 @@ impl World {
 
     /// The history, the divergence found (if any) and the trace.
     pub fn finish(self) -> (History, Option<String>, Vec<String>) {
-        let divergence = self.livelock.clone().or_else(|| self.divergence());
+        let divergence = self
+            .livelock
+            .clone()
+            .or_else(|| {
+                self.generations.violation().map(|breach| format!("generation rule broken: {breach}"))
+            })
+            .or_else(|| self.divergence());
         (self.history, divergence, self.trace.unwrap_or_default())
     }
 

@@ -122,11 +122,13 @@ impl SimZk {
     }
 
     /// Writes the chain node's record unless a newer one is there (the
-    /// membership thread's compare-and-set).
-    pub fn set_record(&mut self, record: CommitRecord) {
-        if record.epoch >= self.record.epoch {
+    /// membership thread's compare-and-set); returns whether it did.
+    pub fn set_record(&mut self, record: CommitRecord) -> bool {
+        let replaces = record.may_replace(&self.record);
+        if replaces {
             self.record = record;
         }
+        replaces
     }
 
     /// The chain as a reader sees it now.
