@@ -118,7 +118,10 @@ fn members_through_a_kill_and_a_join() {
     };
     servers.push(start_member(&zookeeper, false, &SESSION));
     let rows = wait_for_members(&zookeeper, Duration::from_secs(20), |rows| {
-        rows.len() == 3 && rows.iter().all(|row| row["state"] == "ready" && row["lag"] == 0)
+        // A newcomer announces itself ready in ZooKeeper a moment before it
+        // reads that view and calls itself the tail: wait for both.
+        rows.len() == 3
+            && rows.iter().all(|row| row["state"] == "ready" && row["lag"] == 0 && row["role"] != "joining")
     });
     stop.store(true, Ordering::SeqCst);
     let seen = watcher.join().expect("the watching thread");
