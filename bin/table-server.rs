@@ -8,9 +8,9 @@ use std::thread;
 
 use chaintable::cli::args::arguments_or_exit;
 use chaintable::cli::server_args::{SERVER_USAGE, parse_server_args};
-use chaintable::server::fd_limit::{connections_for_files, files_for_connections, raise_open_files_limit};
+use chaintable::server::fd_limit::effective_clients_max;
 use chaintable::server::{Server, ServerEnd};
-use log::{error, info, warn};
+use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -18,13 +18,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,zookeeper=error"))
         .format_timestamp_millis()
         .init();
-    let config =
+    let mut config =
         match arguments_or_exit("table-server", SERVER_USAGE, parse_server_args(std::env::args_os().skip(1)))
         {
             Ok(arguments) => arguments,
             Err(code) => return code,
         };
-    ensure_open_files_limit(config.limits.clients_max as u64);
+    config.limits.clients_max = effective_clients_max(config.limits.clients_max);
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(bind_error) => {
@@ -59,20 +59,5 @@ fn main() -> ExitCode {
             error!("server failed: {run_error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Raises the open-files limit so `clients_max` connections fit, or warns
-/// how many will (past that, accepting fails and is retried after a pause).
-fn ensure_open_files_limit(clients_max: u64) {
-    let needed = files_for_connections(clients_max);
-    match raise_open_files_limit() {
-        Ok(limit) if limit >= needed => {}
-        Ok(limit) => warn!(
-            "the open-files limit ({limit}) allows about {} of --max-clients {clients_max} connections; \
-             raise it (ulimit -n {needed}) or lower --max-clients",
-            connections_for_files(limit)
-        ),
-        Err(raise_error) => warn!("cannot raise the open-files limit: {raise_error}"),
     }
 }

@@ -16,6 +16,7 @@ pub enum Command {
     Size,
     GetKeys,
     GetTable,
+    Scan { prefix: String },
     Stats,
     Help,
     Quit,
@@ -77,6 +78,7 @@ commands (short forms in brackets):
   size                [s]   number of keys
   getkeys             [k]   every key, one per line
   gettable            [t]   every key<TAB>value, one per line (non-UTF-8 bytes as \\xNN)
+  scan [prefix]             key<TAB>value of every key starting with prefix, like gettable
   stats               [st]  server statistics
   help                [h]   this text
   quit                [q]   leave the shell";
@@ -101,11 +103,12 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         }
         "get" => Command::Get { key: key(0)? },
         "del" => Command::Del { key: key(0)? },
+        "scan" => Command::Scan { prefix: if arguments.is_empty() { String::new() } else { key(0)? } },
         other => bare_command(other)?,
     };
     let expected_arguments = match &command {
         Command::Put { .. } => arguments.len(),
-        Command::Get { .. } | Command::Del { .. } => 1,
+        Command::Get { .. } | Command::Del { .. } | Command::Scan { .. } => 1,
         _ => 0,
     };
     if arguments.len() > expected_arguments {
@@ -145,6 +148,13 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
             let key = key.to_owned();
             if name == "get" { Command::Get { key } } else { Command::Del { key } }
         }
+        "scan" => {
+            let (prefix, extra) = split_word(rest);
+            if !extra.trim().is_empty() {
+                return Err("scan: too many arguments".into());
+            }
+            Command::Scan { prefix: prefix.to_owned() }
+        }
         other => {
             if !rest.trim().is_empty() {
                 return Err(format!("{other}: too many arguments"));
@@ -176,6 +186,7 @@ fn canonical_name(name: &str) -> Result<&'static str, String> {
         "size" | "s" => "size",
         "getkeys" | "k" => "getkeys",
         "gettable" | "t" => "gettable",
+        "scan" => "scan",
         "stats" | "st" => "stats",
         "help" | "h" | "?" => "help",
         "quit" | "q" | "exit" => "quit",
@@ -216,22 +227,35 @@ pub fn execute(client: &mut Client, command: &Command, out: &mut dyn Write) -> R
             writeln!(out, "OK")?;
         }
         Command::Size => writeln!(out, "{}", client.size()?)?,
-        Command::GetKeys => {
-            for key in client.keys()? {
-                writeln!(out, "{}", escape(key.as_bytes()))?;
-            }
-        }
-        Command::GetTable => {
-            for (key, value) in client.entries()? {
-                writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(&value))?;
-            }
-        }
+        Command::GetKeys => print_scan(client, "", true, out)?,
+        Command::GetTable => print_scan(client, "", false, out)?,
+        Command::Scan { prefix } => print_scan(client, prefix, false, out)?,
         Command::Stats => out.write_all(format_statistics(&client.stats()?).as_bytes())?,
         Command::Help => writeln!(out, "{HELP}")?,
         Command::Quit => {}
     }
     out.flush()?;
     Ok(Outcome::Done)
+}
+
+/// Prints a scan page by page as the pages arrive: `key` lines
+/// (`keys_only`) or `key<TAB>value` lines, escaped.
+fn print_scan(
+    client: &mut Client,
+    prefix: &str,
+    keys_only: bool,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    for page in client.scan(prefix, keys_only) {
+        for (key, value) in page? {
+            match value {
+                Some(value) => writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(&value))?,
+                None => writeln!(out, "{}", escape(key.as_bytes()))?,
+            }
+        }
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// `name: value` lines for `stats`; chain fields only for chain members.
@@ -265,6 +289,8 @@ pub fn format_statistics(statistics: &Statistics) -> String {
         ("sent_list", statistics.sent_list),
         ("used_memory", statistics.used_memory),
         ("max_memory", statistics.max_memory),
+        ("scans", statistics.scans),
+        ("late_frames", statistics.late_frames),
     ];
     text.extend(lines.iter().map(|(name, value)| format!("{name}: {value}\n")));
     text
@@ -320,6 +346,9 @@ mod tests {
         assert_eq!(parse_words(&words(&["t"])), Ok(Command::GetTable));
         assert_eq!(parse_words(&words(&["st"])), Ok(Command::Stats));
         assert_eq!(parse_words(&words(&["stats"])), Ok(Command::Stats));
+        assert_eq!(parse_words(&words(&["scan"])), Ok(Command::Scan { prefix: String::new() }));
+        assert_eq!(parse_words(&words(&["scan", "user:"])), Ok(Command::Scan { prefix: "user:".into() }));
+        assert!(parse_words(&words(&["scan", "a", "b"])).is_err());
     }
 
     #[test]
@@ -356,6 +385,9 @@ mod tests {
         assert_eq!(parse_line("del key\n"), Ok(Some(Command::Del { key: "key".into() })));
         assert_eq!(parse_line("q"), Ok(Some(Command::Quit)));
         assert_eq!(parse_line("help"), Ok(Some(Command::Help)));
+        assert_eq!(parse_line("scan"), Ok(Some(Command::Scan { prefix: String::new() })));
+        assert_eq!(parse_line("scan ab\n"), Ok(Some(Command::Scan { prefix: "ab".into() })));
+        assert!(parse_line("scan a b").is_err());
         assert!(parse_line("put key").is_err());
         assert!(parse_line("put").is_err());
         assert!(parse_line("get").is_err());

@@ -80,7 +80,7 @@ fn replicate_to(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(REPLICATION_WRITE_TIMEOUT))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let (mut reader, mut writer) = wire::split(stream, frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES)?;
+    let (mut reader, mut writer) = wire::split(stream, frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES);
 
     let mut hello = Request::new();
     hello.opcode = Opcode::OP_REPLICATE.into();

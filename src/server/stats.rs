@@ -10,7 +10,7 @@ use crate::proto::{Opcode, Statistics};
 use crate::store::table::Table;
 
 /// Operations counted separately, in the order of `Statistics`' fields.
-const COUNTED_OPCODES: [Opcode; 7] = [
+const COUNTED_OPCODES: [Opcode; 8] = [
     Opcode::OP_PUT,
     Opcode::OP_GET,
     Opcode::OP_DEL,
@@ -18,6 +18,7 @@ const COUNTED_OPCODES: [Opcode; 7] = [
     Opcode::OP_GETKEYS,
     Opcode::OP_GETTABLE,
     Opcode::OP_STATS,
+    Opcode::OP_SCAN,
 ];
 
 pub struct ServerStats {
@@ -31,6 +32,8 @@ pub struct ServerStats {
     errors: AtomicU64,
     /// Client connections open now.
     clients: AtomicU64,
+    /// Connections closed for a frame past `--frame-timeout-ms`.
+    late_frames: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -41,6 +44,7 @@ impl Default for ServerStats {
             operation_time_us: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             clients: AtomicU64::new(0),
+            late_frames: AtomicU64::new(0),
         }
     }
 }
@@ -57,6 +61,11 @@ impl ServerStats {
     /// Counts one request answered with an error.
     pub fn record_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed for a frame past its deadline.
+    pub fn record_late_frame(&self) {
+        self.late_frames.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A client connection opened; returns the number now open.
@@ -89,6 +98,8 @@ impl ServerStats {
         statistics.getkeys = count(Opcode::OP_GETKEYS);
         statistics.gettables = count(Opcode::OP_GETTABLE);
         statistics.stats = count(Opcode::OP_STATS);
+        statistics.scans = count(Opcode::OP_SCAN);
+        statistics.late_frames = self.late_frames.load(Ordering::Relaxed);
         statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
         statistics.operation_time_us = self.operation_time_us.load(Ordering::Relaxed);
         statistics.errors = self.errors.load(Ordering::Relaxed);
