@@ -138,7 +138,7 @@ impl Client {
     /// once; keys added or removed during it may or may not come. In a
     /// chain every page is read at the tail, whichever server that is then.
     pub fn scan<'client>(&'client mut self, prefix: &str, keys_only: bool) -> Scan<'client> {
-        Scan { client: self, prefix: prefix.to_owned(), keys_only, cursor: None, done: false }
+        Scan { client: self, prefix: prefix.to_owned(), keys_only, page_bytes: 0, cursor: None, done: false }
     }
 
     pub fn stats(&mut self) -> Result<Statistics, ClientError> {
@@ -182,9 +182,19 @@ pub struct Scan<'client> {
     client: &'client mut Client,
     prefix: String,
     keys_only: bool,
+    /// Bytes asked per page; 0: the server's default page.
+    page_bytes: u64,
     /// The last key of the previous page.
     cursor: Option<String>,
     done: bool,
+}
+
+impl Scan<'_> {
+    /// Asks for pages of about `bytes` (the server caps them; 0: its default).
+    pub fn page_bytes(mut self, bytes: u64) -> Self {
+        self.page_bytes = bytes;
+        self
+    }
 }
 
 impl Iterator for Scan<'_> {
@@ -198,6 +208,7 @@ impl Iterator for Scan<'_> {
         request.cursor = self.cursor.clone();
         request.prefix = self.prefix.clone();
         request.keys_only = self.keys_only;
+        request.max_bytes = self.page_bytes;
         let response = match self.client.call(Opcode::OP_SCAN, request) {
             Ok(response) => response,
             Err(error) => {
