@@ -55,8 +55,11 @@ pub const CLIENTS_PER_HOST_DIVISOR: usize = 10;
 /// `store::scan`), small enough that many scans fit the in-flight budget.
 pub const SCAN_PAGE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 
-/// Most entries in one SCAN page: bounds the page's heap of keys.
-pub const SCAN_COUNT_MAX: usize = 65_536;
+/// Most entries in one SCAN page: bounds the page's heap of keys (about
+/// 20 MiB for this many short keys while the page is built). A keys-only
+/// page of the default 4 MiB holds about 320,000 keys of 11 bytes, so for
+/// short keys this, not the bytes, decides how many pages a listing takes.
+pub const SCAN_COUNT_MAX: usize = 262_144;
 
 /// Memory one listed key costs beyond its encoded bytes while a reply is
 /// built (a `String` and its malloc chunk, or a heap slot): what a reply
