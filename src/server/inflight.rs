@@ -9,9 +9,15 @@
 //! `--max-clients` × `--max-frame`. Every wait is bounded by a deadline (the
 //! frame's), so bytes held by a stalled client are released when its frame
 //! times out. A reservation is released when it is dropped.
+//!
+//! Every request reserves and releases, so while there is room both are one
+//! atomic operation on a shared counter, with no lock; only a connection
+//! that has to wait takes the lock, and a release takes it only to wake
+//! such a waiter.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -20,8 +26,13 @@ use parking_lot::{Condvar, Mutex};
 pub struct InflightBudget {
     /// `--max-inflight`.
     capacity_bytes: u64,
-    /// Bytes reserved now; waiters sleep on `released` until it drops.
-    reserved_bytes: Mutex<u64>,
+    /// Bytes reserved now.
+    reserved_bytes: AtomicU64,
+    /// Threads waiting for room; a release wakes them only if there are any.
+    waiters: AtomicUsize,
+    /// Held by waiters between their last look and their sleep, so a
+    /// release in between cannot be missed.
+    waiting: Mutex<()>,
     released: Condvar,
 }
 
@@ -59,7 +70,13 @@ pub struct Reservation {
 
 impl InflightBudget {
     pub fn new(capacity_bytes: u64) -> Arc<InflightBudget> {
-        Arc::new(InflightBudget { capacity_bytes, reserved_bytes: Mutex::new(0), released: Condvar::new() })
+        Arc::new(InflightBudget {
+            capacity_bytes,
+            reserved_bytes: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
+            waiting: Mutex::new(()),
+            released: Condvar::new(),
+        })
     }
 
     /// Reserves `bytes`, waiting until others release enough or `deadline`
@@ -68,25 +85,52 @@ impl InflightBudget {
         if bytes > self.capacity_bytes {
             return Err(Refused::OverCapacity { bytes, capacity_bytes: self.capacity_bytes });
         }
-        let mut reserved = self.reserved_bytes.lock();
-        while *reserved + bytes > self.capacity_bytes {
-            if self.released.wait_until(&mut reserved, deadline).timed_out()
-                && *reserved + bytes > self.capacity_bytes
-            {
-                return Err(Refused::TimedOut { bytes });
-            }
+        if !self.try_take(bytes) {
+            self.wait_and_take(bytes, deadline)?;
         }
-        *reserved += bytes;
         Ok(Reservation { budget: Arc::clone(self), bytes })
     }
 
-    /// Bytes reserved now (for `stats`).
-    pub fn reserved_bytes(&self) -> u64 {
-        *self.reserved_bytes.lock()
+    /// Takes `bytes` if they fit now.
+    fn try_take(&self, bytes: u64) -> bool {
+        let mut reserved = self.reserved_bytes.load(Ordering::SeqCst);
+        while reserved + bytes <= self.capacity_bytes {
+            match self.reserved_bytes.compare_exchange_weak(
+                reserved,
+                reserved + bytes,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(current) => reserved = current,
+            }
+        }
+        false
     }
 
-    pub fn capacity_bytes(&self) -> u64 {
-        self.capacity_bytes
+    /// The slow path of [`InflightBudget::reserve`]. A waiter counts itself
+    /// in `waiters` before it looks again, and a release subtracts before it
+    /// looks at `waiters`: so either the waiter sees the room, or the
+    /// release sees the waiter and wakes it (under the lock the waiter holds
+    /// until it sleeps).
+    fn wait_and_take(&self, bytes: u64, deadline: Instant) -> Result<(), Refused> {
+        let mut waiting = self.waiting.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let taken = loop {
+            if self.try_take(bytes) {
+                break true;
+            }
+            if self.released.wait_until(&mut waiting, deadline).timed_out() {
+                break self.try_take(bytes);
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        if taken { Ok(()) } else { Err(Refused::TimedOut { bytes }) }
+    }
+
+    /// Bytes reserved now.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved_bytes.load(Ordering::SeqCst)
     }
 }
 
@@ -101,12 +145,13 @@ impl Drop for Reservation {
         if self.bytes == 0 {
             return;
         }
-        let mut reserved = self.budget.reserved_bytes.lock();
-        assert!(*reserved >= self.bytes, "released more than was reserved");
-        *reserved -= self.bytes;
-        drop(reserved);
-        // Waiters want different amounts: wake them all, each checks its own.
-        self.budget.released.notify_all();
+        let before = self.budget.reserved_bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+        assert!(before >= self.bytes, "released more than was reserved");
+        if self.budget.waiters.load(Ordering::SeqCst) > 0 {
+            let _waiting = self.budget.waiting.lock();
+            // Waiters want different amounts: wake them all, each checks its own.
+            self.budget.released.notify_all();
+        }
     }
 }
 
@@ -182,6 +227,10 @@ mod tests {
                         let mut peak = peak.lock();
                         *peak = (*peak).max(now);
                         drop(peak);
+                        if round % 16 == 0 {
+                            // Hold it a moment, so others have to wait.
+                            thread::sleep(Duration::from_micros(200));
+                        }
                         drop(reservation);
                     }
                 })

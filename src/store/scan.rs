@@ -79,19 +79,24 @@ impl Table {
         let mut candidates = BinaryHeap::<Candidate>::new();
         let mut held_bytes = 0;
         let mut truncated = false;
-        self.visit_keys(|key, value_len| {
-            if request.after.is_some_and(|after| key <= after) || !key.starts_with(request.prefix) {
+        let after = request.after.map(str::as_bytes);
+        let prefix = request.prefix.as_bytes();
+        // Keys compare as bytes (the order of UTF-8 strings), so a key is
+        // made a `String` only when it enters the page.
+        self.visit_entries(|entry| {
+            let key = entry.key_bytes();
+            if after.is_some_and(|after| key <= after) || !key.starts_with(prefix) {
                 return;
             }
-            let bytes = encoded_bytes(key.len(), (!request.keys_only).then_some(value_len));
+            let bytes = encoded_bytes(key.len(), (!request.keys_only).then(|| entry.value().len()));
             if let Some(largest) = candidates.peek()
-                && key > largest.key.as_str()
+                && key > largest.key.as_bytes()
                 && (candidates.len() >= request.count_max || held_bytes + bytes > request.bytes_max)
             {
                 truncated = true;
                 return;
             }
-            candidates.push(Candidate { key: key.to_owned(), bytes });
+            candidates.push(Candidate { key: entry.key().to_owned(), bytes });
             held_bytes += bytes;
             while candidates.len() > request.count_max
                 || (candidates.len() > 1 && held_bytes > request.bytes_max)

@@ -205,13 +205,13 @@ impl Table {
         Ok(copied)
     }
 
-    /// Calls `visit` with every key and its value's length, one stripe at a
-    /// time under that stripe's read lock (so not one consistent snapshot:
-    /// see `scan` for what that gives).
-    pub(super) fn visit_keys(&self, mut visit: impl FnMut(&str, usize)) {
+    /// Calls `visit` with every entry, one stripe at a time under that
+    /// stripe's read lock (so not one consistent snapshot: see `scan` for
+    /// what that gives).
+    pub(super) fn visit_entries(&self, mut visit: impl FnMut(&Entry)) {
         for stripe in self.stripes.iter() {
             for entry in stripe.read().iter() {
-                visit(entry.key(), entry.value().len());
+                visit(entry);
             }
         }
     }
