@@ -155,7 +155,7 @@ gettable() {
   reset_peak "$server_pid"
   begin=$(date +%s.%N)
   for _ in 1 2 3; do
-    "$bin/table-client" --server "$server" gettable | wc -l >>"$out/gettable-lines.txt" &
+    "$bin/table-client" --server "$server" --timeout-ms 120000 gettable | wc -l >>"$out/gettable-lines.txt" &
   done
   wait_for_jobs
   seconds=$(awk -v a="$begin" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -179,7 +179,7 @@ getkeys() {
   before=$(status_kb "$server_pid" VmRSS)
   reset_peak "$server_pid"
   begin=$(date +%s.%N)
-  lines=$("$bin/table-client" --server "$server" getkeys | wc -l)
+  lines=$("$bin/table-client" --server "$server" --timeout-ms 120000 getkeys | wc -l)
   seconds=$(awk -v a="$begin" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   peak=$(status_kb "$server_pid" VmHWM)
   row "| $(stat_field keys) | $lines | $seconds | $(mib "$before") | $(mib "$peak") |" \

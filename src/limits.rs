@@ -41,6 +41,12 @@ pub const TABLE_STRIPES_MAX: usize = 1 << 20;
 /// maximum; past it connections wait instead of allocating.
 pub const INFLIGHT_BYTES_MAX_DEFAULT: u64 = 256 * 1024 * 1024;
 
+/// Request frames up to this size are not counted in `--max-inflight`: each
+/// connection's own buffers hold them (at most `--max-clients` times this),
+/// so small requests never wait behind large frames, and the common request
+/// costs the budget nothing.
+pub const INFLIGHT_EXEMPT_FRAME_BYTES: u64 = 8 * 1024;
+
 /// How long a frame may take from its first byte to its last
 /// (`--frame-timeout-ms`): a 64 MiB frame needs 10 s only below 6.4 MB/s,
 /// and a client sending a byte now and then cannot hold a frame open.

@@ -16,8 +16,8 @@ use super::inflight::{Refused, Reservation};
 use super::reply_port::ReplyPort;
 use super::service::{PendingWrite, Reply, Service, error_response};
 use crate::limits::{
-    COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, Limits, OVER_LIMIT_FIRST_FRAME_TIMEOUT,
-    REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
+    COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, INFLIGHT_EXEMPT_FRAME_BYTES, Limits,
+    OVER_LIMIT_FIRST_FRAME_TIMEOUT, REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
 };
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::replication::receiver;
@@ -147,16 +147,20 @@ pub(super) fn serve_connection(
 }
 
 /// The next request, with its frame's bytes reserved in the in-flight
-/// budget from its header until the request is handled; `None` when the
-/// client closed. Waiting for room counts against the frame's deadline.
+/// budget from its header until the request is handled (unless the frame
+/// is small, see [`INFLIGHT_EXEMPT_FRAME_BYTES`]); `None` when the client
+/// closed. Waiting for room counts against the frame's deadline.
 fn receive_request(
     reader: &mut FrameReader,
     service: &Service,
-) -> Result<Option<(Request, Reservation)>, FrameError> {
+) -> Result<Option<(Request, Option<Reservation>)>, FrameError> {
     let frame_timeout = service.limits.frame_timeout;
     reader.receive_admitted(|length, deadline| {
+        if length <= INFLIGHT_EXEMPT_FRAME_BYTES {
+            return Ok(None);
+        }
         let deadline = deadline.unwrap_or_else(|| Instant::now() + frame_timeout);
-        service.inflight.reserve(length, deadline).map_err(|refused| match refused {
+        service.inflight.reserve(length, deadline).map(Some).map_err(|refused| match refused {
             Refused::OverCapacity { bytes, capacity_bytes } => {
                 FrameError::TooLarge { length: bytes, max: capacity_bytes as usize }
             }
