@@ -182,11 +182,10 @@ impl Service {
                     2 * scan.bytes_max as u64 + scan.count_max as u64 * REPLY_ENTRY_OVERHEAD_BYTES,
                 )?);
                 let page = self.read(local, |table| table.scan(&scan))?;
-                for (key, value) in page.entries {
-                    match value {
-                        Some(value) => response.entries.push(Entry::from_pair((key, value))),
-                        None => response.keys.push(key),
-                    }
+                if scan.keys_only {
+                    response.keys = page.keys;
+                } else {
+                    response.entries = page.keys.into_iter().zip(page.values).map(Entry::from_pair).collect();
                 }
                 response.next_cursor = page.next_cursor;
                 response.done = page.done;

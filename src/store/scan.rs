@@ -41,10 +41,14 @@ pub struct ScanRequest<'request> {
     pub keys_only: bool,
 }
 
-/// One page: keys in order, with their values unless keys only.
+/// One page: keys in order, with their values unless keys only. Two
+/// vectors rather than one of pairs, so a keys-only page moves into its
+/// reply without another copy.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ScanPage {
-    pub entries: Vec<(String, Option<Vec<u8>>)>,
+    pub keys: Vec<String>,
+    /// The values of `keys`, in the same order; empty for keys only.
+    pub values: Vec<Vec<u8>>,
     /// The cursor of the next page: the last key this page looked at.
     pub next_cursor: Option<String>,
     /// No key after this page matched when it was built.
@@ -109,8 +113,8 @@ impl Table {
         let keys = candidates.into_sorted_vec();
         let next_cursor = keys.last().map(|last| last.key.clone());
         if request.keys_only {
-            let entries = keys.into_iter().map(|candidate| (candidate.key, None)).collect();
-            return ScanPage { entries, next_cursor, done: !truncated };
+            let keys = keys.into_iter().map(|candidate| candidate.key).collect();
+            return ScanPage { keys, values: Vec::new(), next_cursor, done: !truncated };
         }
         self.with_values(keys, request.bytes_max, truncated)
     }
@@ -118,8 +122,12 @@ impl Table {
     /// Pass 2 of [`Table::scan`]: the values of `keys`, in order, while
     /// they fit `bytes_max` (values may have grown since pass 1).
     fn with_values(&self, keys: Vec<Candidate>, bytes_max: usize, truncated: bool) -> ScanPage {
-        let mut page =
-            ScanPage { entries: Vec::with_capacity(keys.len()), next_cursor: None, done: !truncated };
+        let mut page = ScanPage {
+            keys: Vec::with_capacity(keys.len()),
+            values: Vec::with_capacity(keys.len()),
+            next_cursor: None,
+            done: !truncated,
+        };
         let mut page_bytes = 0;
         for candidate in keys {
             let Some(value) = self.get(&candidate.key) else {
@@ -127,13 +135,14 @@ impl Table {
                 continue;
             };
             let bytes = encoded_bytes(candidate.key.len(), Some(value.len()));
-            if !page.entries.is_empty() && page_bytes + bytes > bytes_max {
+            if !page.keys.is_empty() && page_bytes + bytes > bytes_max {
                 page.done = false;
                 return page;
             }
             page_bytes += bytes;
             page.next_cursor = Some(candidate.key.clone());
-            page.entries.push((candidate.key, Some(value)));
+            page.keys.push(candidate.key);
+            page.values.push(value);
         }
         page
     }
@@ -177,7 +186,7 @@ mod tests {
     }
 
     fn keys_of(pages: &[ScanPage]) -> Vec<String> {
-        pages.iter().flat_map(|page| page.entries.iter().map(|(key, _)| key.clone())).collect()
+        pages.iter().flat_map(|page| page.keys.iter().cloned()).collect()
     }
 
     #[test]
@@ -188,9 +197,8 @@ mod tests {
         let pages = all_pages(&table, &request);
         assert_eq!(keys_of(&pages), keys);
         assert_eq!(pages.len(), 15, "14 full pages and one of 2");
-        assert!(pages[..14].iter().all(|page| page.entries.len() == 7 && !page.done));
-        let first = &pages[0].entries[0];
-        assert_eq!(first, &("k000".to_owned(), Some(b"k000".to_vec())));
+        assert!(pages[..14].iter().all(|page| page.keys.len() == 7 && page.values.len() == 7 && !page.done));
+        assert_eq!((pages[0].keys[0].as_str(), pages[0].values[0].as_slice()), ("k000", &b"k000"[..]));
     }
 
     #[test]
@@ -206,18 +214,19 @@ mod tests {
         assert_eq!(keys_of(&pages).len(), 50);
         for page in &pages {
             let bytes: usize = page
-                .entries
+                .keys
                 .iter()
-                .map(|(key, value)| encoded_bytes(key.len(), value.as_ref().map(Vec::len)))
+                .zip(&page.values)
+                .map(|(key, value)| encoded_bytes(key.len(), Some(value.len())))
                 .sum();
             assert!(bytes <= request.bytes_max, "{bytes} > {}", request.bytes_max);
         }
-        assert_eq!(pages[0].entries.len(), 3);
+        assert_eq!(pages[0].keys.len(), 3);
         // An entry larger than the whole page still comes, alone.
         let tiny = ScanRequest { count_max: 10, bytes_max: 1, ..Default::default() };
         let pages = all_pages(&table, &tiny);
         assert_eq!(keys_of(&pages).len(), 50);
-        assert!(pages.iter().all(|page| page.entries.len() <= 1));
+        assert!(pages.iter().all(|page| page.keys.len() <= 1));
     }
 
     #[test]
@@ -232,9 +241,9 @@ mod tests {
         };
         let pages = all_pages(&table, &request);
         assert_eq!(keys_of(&pages), vec!["ap", "apple", "apricot"]);
-        assert!(pages.iter().flat_map(|page| &page.entries).all(|(_, value)| value.is_none()));
+        assert!(pages.iter().all(|page| page.values.is_empty()));
         let empty = Table::new(2).scan(&ScanRequest { count_max: 5, bytes_max: 100, ..Default::default() });
-        assert_eq!(empty, ScanPage { entries: Vec::new(), next_cursor: None, done: true });
+        assert_eq!(empty, ScanPage { keys: Vec::new(), values: Vec::new(), next_cursor: None, done: true });
         // A cursor past every key: an empty, finished page.
         let past = table.scan(&ScanRequest {
             after: Some("zzz"),
@@ -242,7 +251,7 @@ mod tests {
             bytes_max: 100,
             ..Default::default()
         });
-        assert!(past.done && past.entries.is_empty());
+        assert!(past.done && past.keys.is_empty());
     }
 
     #[test]
