@@ -8,9 +8,9 @@ use std::thread;
 
 use chaintable::cli::args::arguments_or_exit;
 use chaintable::cli::server_args::{SERVER_USAGE, parse_server_args};
-use chaintable::server::fd_limit::{connections_for_files, files_for_connections, raise_open_files_limit};
-use chaintable::server::{Server, ServerConfig, ServerEnd};
-use log::{error, info, warn};
+use chaintable::server::fd_limit::effective_clients_max;
+use chaintable::server::{Server, ServerEnd};
+use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             Ok(arguments) => arguments,
             Err(code) => return code,
         };
-    fit_clients_to_open_files(&mut config);
+    config.limits.clients_max = effective_clients_max(config.limits.clients_max, config.clients_max_given);
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(bind_error) => {
@@ -59,30 +59,5 @@ fn main() -> ExitCode {
             error!("server failed: {run_error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Raises the open-files limit so `--max-clients` connections fit. When it
-/// cannot, a `--max-clients` that was given gets a warning (past the limit,
-/// accepting fails and is retried after a pause), and the default is lowered
-/// to what fits, with an info line: a default should not warn at every start.
-fn fit_clients_to_open_files(config: &mut ServerConfig) {
-    let clients_max = config.limits.clients_max as u64;
-    let needed = files_for_connections(clients_max);
-    match raise_open_files_limit() {
-        Ok(limit) if limit >= needed => {}
-        Ok(limit) if config.clients_max_given => warn!(
-            "the open-files limit ({limit}) allows about {} of --max-clients {clients_max} connections; \
-             raise it (ulimit -n {needed}) or lower --max-clients",
-            connections_for_files(limit)
-        ),
-        Ok(limit) => {
-            let fitting = connections_for_files(limit).max(1);
-            config.limits.clients_max = fitting as usize;
-            info!(
-                "serving up to {fitting} clients: what the open-files limit ({limit}) allows (--max-clients)"
-            );
-        }
-        Err(raise_error) => warn!("cannot raise the open-files limit: {raise_error}"),
     }
 }

@@ -17,7 +17,8 @@
 //! - [`limits`]: every size, count and time limit, with its value and why.
 //!
 //! Store:
-//! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots.
+//! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots, and
+//!   SCAN pages of it in key order.
 //!
 //! Chain protocol (pure: no threads, sockets, locks or clock reads):
 //! - [`view`]: the chain as ZooKeeper shows it and one server's position in it.
@@ -33,7 +34,7 @@
 //!   waiting for their commit ([`replica::commits`]).
 //! - [`replication`]: the sender and receiver threads between neighbours in the chain.
 //! - [`server`]: acceptor, connection threads, request service, reply port, stats, Prometheus
-//!   metrics, shutdown.
+//!   metrics, shutdown, the in-flight budget and the connection limits.
 //!
 //! Client:
 //! - [`client`]: blocking client of one server or a chain: connection, routing, locator, retry,

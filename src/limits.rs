@@ -21,7 +21,7 @@ pub const VALUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 
 /// Concurrent client connections (Redis's default too). Each one is an OS
 /// thread with a small stack (an idle one costs about 20 KiB of memory,
-/// see BENCHMARKS.md) and three file descriptors; past this a newcomer gets an
+/// see BENCHMARKS.md) and one file descriptor; past this a newcomer gets an
 /// error reply and is closed.
 pub const CLIENTS_MAX_DEFAULT: usize = 10_000;
 
@@ -35,6 +35,46 @@ pub const WRITE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// Upper bound of `<table-size>`, the number of lock stripes.
 pub const TABLE_STRIPES_MAX: usize = 1 << 20;
+
+/// Bytes in flight across all connections (`--max-inflight`): partly
+/// received frames and replies being built. Four frames of the default
+/// maximum; past it connections wait instead of allocating.
+pub const INFLIGHT_BYTES_MAX_DEFAULT: u64 = 256 * 1024 * 1024;
+
+/// Request frames up to this size are not counted in `--max-inflight`: each
+/// connection's own buffers hold them (at most `--max-clients` times this),
+/// so small requests never wait behind large frames, and the common request
+/// costs the budget nothing.
+pub const INFLIGHT_EXEMPT_FRAME_BYTES: u64 = 8 * 1024;
+
+/// How long a frame may take from its first byte to its last
+/// (`--frame-timeout-ms`): a 64 MiB frame needs 10 s only below 6.4 MB/s,
+/// and a client sending a byte now and then cannot hold a frame open.
+pub const FRAME_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// The default `--max-clients-per-host` is this share of `--max-clients`,
+/// so one host cannot lock all others out.
+pub const CLIENTS_PER_HOST_DIVISOR: usize = 10;
+
+/// Default SCAN page (when a request asks for none): large enough that a
+/// whole scan visits the table few times (each page is one pass, see
+/// `store::scan`), small enough that many scans fit the in-flight budget.
+pub const SCAN_PAGE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+
+/// Most entries in one SCAN page: bounds the page's heap of keys (about
+/// 20 MiB for this many short keys while the page is built). A keys-only
+/// page of the default 4 MiB holds about 320,000 keys of 11 bytes, so for
+/// short keys this, not the bytes, decides how many pages a listing takes.
+pub const SCAN_COUNT_MAX: usize = 262_144;
+
+/// Memory one listed key costs beyond its encoded bytes while a reply is
+/// built (a `String` and its malloc chunk, or a heap slot): what a reply
+/// reserves per entry in the in-flight budget.
+pub const REPLY_ENTRY_OVERHEAD_BYTES: u64 = 64;
+
+/// Room in a reply frame for everything but its listed entries (opcode,
+/// ids, a cursor key up to `--max-key`, flags).
+pub const REPLY_ENVELOPE_BYTES: usize = 64;
 
 /// Stack of a connection thread: request handling is shallow and keeps its
 /// buffers on the heap, so thousands of connections stay cheap.
@@ -56,6 +96,20 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long one reply may take to write.
     pub write_timeout: Duration,
+    /// `--max-inflight`: bytes of partly received frames and replies being
+    /// built, across all connections.
+    pub inflight_bytes_max: u64,
+    /// `--frame-timeout-ms`: how long a frame may take from its first byte.
+    pub frame_timeout: Duration,
+    /// `--max-clients-per-host`; `None`: a tenth of `clients_max`.
+    pub clients_per_host_max: Option<usize>,
+}
+
+impl Limits {
+    /// Connections one host (IP address) may hold.
+    pub fn clients_per_host(&self) -> usize {
+        self.clients_per_host_max.unwrap_or((self.clients_max / CLIENTS_PER_HOST_DIVISOR).max(1))
+    }
 }
 
 impl Default for Limits {
@@ -67,11 +121,19 @@ impl Default for Limits {
             clients_max: CLIENTS_MAX_DEFAULT,
             idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS_DEFAULT),
             write_timeout: Duration::from_millis(WRITE_TIMEOUT_MS_DEFAULT),
+            inflight_bytes_max: INFLIGHT_BYTES_MAX_DEFAULT,
+            frame_timeout: Duration::from_millis(FRAME_TIMEOUT_MS_DEFAULT),
+            clients_per_host_max: None,
         }
     }
 }
 
 // Authentication (see `secure`).
+
+/// Largest frame a replication link's sender may send before it has proved
+/// the peer secret (its proof: a few dozen bytes): an outsider opening
+/// links cannot make a server hold large frames.
+pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4096;
 
 /// At most one log line per this period about links or clients that fail
 /// to prove a secret: outsiders can fail as often as they like.
@@ -138,9 +200,10 @@ pub const SETTLED_REPLIES_PER_REQUEST: usize = 8;
 /// (listener, ZooKeeper, replication links, log, some slack).
 pub const SERVER_FILES_BASE: u64 = 64;
 
-/// File descriptors of one client connection: the socket, its clone for
-/// the writing half and the clone kept to shut it down.
-pub const FILES_PER_CONNECTION: u64 = 3;
+/// File descriptors of one client connection: its socket, shared by the
+/// reading and writing halves and the registry that shuts it down (see
+/// `wire::SharedSocket`).
+pub const FILES_PER_CONNECTION: u64 = 1;
 
 // ZooKeeper (see `coord`).
 

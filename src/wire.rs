@@ -3,12 +3,15 @@
 //!
 //! The announced length is checked against the maximum before anything is
 //! allocated, and the body buffer grows only as bytes actually arrive, so a
-//! peer that announces a large frame and sends nothing costs nothing.
+//! peer that announces a large frame and sends nothing costs nothing. A
+//! server also admits each frame's length (its in-flight budget) before
+//! reading the body, and gives a frame a deadline from its first byte.
 
 use std::fmt;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use protobuf::Message;
 
@@ -31,6 +34,9 @@ pub enum FrameError {
     Io(io::Error),
     /// A whole frame arrived but is not the expected message.
     Malformed(String),
+    /// The frame did not complete within its deadline, counted from its
+    /// first byte (a client sending a byte now and then cannot keep it open).
+    Late { timeout: Duration },
 }
 
 impl fmt::Display for FrameError {
@@ -42,6 +48,9 @@ impl fmt::Display for FrameError {
             }
             FrameError::Io(error) => write!(f, "{error}"),
             FrameError::Malformed(reason) => write!(f, "frame does not decode: {reason}"),
+            FrameError::Late { timeout } => {
+                write!(f, "frame not complete within {} ms of its first byte", timeout.as_millis())
+            }
         }
     }
 }
@@ -57,11 +66,25 @@ pub fn read_frame<R: Read>(
     frame_bytes_max: usize,
     body: &mut Vec<u8>,
 ) -> Result<bool, FrameError> {
+    Ok(read_admitted_frame(reader, frame_bytes_max, body, |_| Ok(()))?.is_some())
+}
+
+/// Like [`read_frame`], but calls `admit` with the announced length once it
+/// is known to be within the maximum and before any of the body is
+/// allocated or read; an error from `admit` ends the read. Returns what
+/// `admit` gave (e.g. a reservation held while the frame is in memory), or
+/// `None` when the peer closed cleanly between frames.
+pub fn read_admitted_frame<R: Read, T>(
+    reader: &mut R,
+    frame_bytes_max: usize,
+    body: &mut Vec<u8>,
+    admit: impl FnOnce(u64) -> Result<T, FrameError>,
+) -> Result<Option<T>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
         match reader.read(&mut header[filled..]) {
-            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) if filled == 0 => return Ok(None),
             Ok(0) => return Err(FrameError::Truncated),
             Ok(count) => filled += count,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -72,13 +95,14 @@ pub fn read_frame<R: Read>(
     if length > frame_bytes_max as u64 {
         return Err(FrameError::TooLarge { length, max: frame_bytes_max });
     }
+    let admitted = admit(length)?;
     body.clear();
     body.reserve((length as usize).min(FRAME_RESERVE_BYTES));
     let received = reader.take(length).read_to_end(body).map_err(FrameError::Io)?;
     if (received as u64) < length {
         return Err(FrameError::Truncated);
     }
-    Ok(true)
+    Ok(Some(admitted))
 }
 
 /// Encodes `message` as one frame into `out` (replacing its contents), so the
@@ -104,10 +128,52 @@ pub fn encode_frame<M: Message>(
     Ok(())
 }
 
+/// A TCP socket shared by the two halves of a connection (and whoever may
+/// shut it down) through an `Arc`, so a connection costs one file
+/// descriptor, not one per clone. Reading it can be bounded by a deadline.
+pub struct SharedSocket {
+    socket: Arc<TcpStream>,
+    /// While a frame is being read: when it must be complete.
+    deadline: Option<Instant>,
+    /// The socket's own read timeout, replaced while a deadline is set and
+    /// put back when it ends.
+    saved_timeout: Option<Option<Duration>>,
+}
+
+impl SharedSocket {
+    /// Ends the deadline, putting the socket's own read timeout back.
+    fn end_deadline(&mut self) -> io::Result<()> {
+        self.deadline = None;
+        match self.saved_timeout.take() {
+            Some(saved) => self.socket.set_read_timeout(saved),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Read for SharedSocket {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(io::Error::new(ErrorKind::TimedOut, "the frame's deadline passed"));
+            }
+            if self.saved_timeout.is_none() {
+                self.saved_timeout = Some(self.socket.read_timeout()?);
+            }
+            self.socket.set_read_timeout(Some(remaining))?;
+        }
+        (&*self.socket).read(buffer)
+    }
+}
+
 /// The reading half of a framed TCP connection, buffered.
 pub struct FrameReader {
-    reader: BufReader<SocketReader>,
+    reader: BufReader<SocketReader<SharedSocket>>,
     frame_bytes_max: usize,
+    /// How long a frame may take from its first byte; `None`: no limit
+    /// beyond the socket's read timeout.
+    frame_timeout: Option<Duration>,
     /// The last frame's body, reused.
     body: Vec<u8>,
     /// On a replication link without TLS, after its handshake: every frame
@@ -116,18 +182,31 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    pub fn new(
-        stream: TcpStream,
+    fn new(
+        socket: Arc<TcpStream>,
         tls: Option<Arc<TlsSession>>,
         frame_bytes_max: usize,
         buffer_bytes: usize,
     ) -> FrameReader {
+        let socket = SharedSocket { socket, deadline: None, saved_timeout: None };
         FrameReader {
-            reader: BufReader::with_capacity(buffer_bytes, SocketReader::new(stream, tls)),
-            frame_bytes_max,
-            body: Vec::new(),
+            reader: BufReader::with_capacity(buffer_bytes, SocketReader::new(socket, tls)),
             seal: None,
+            frame_bytes_max,
+            frame_timeout: None,
+            body: Vec::new(),
         }
+    }
+
+    /// Gives every later frame `timeout` from its first byte to complete
+    /// (`None`: no limit).
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        self.frame_timeout = timeout;
+    }
+
+    /// Changes the largest frame accepted; returns the one before.
+    pub fn set_frame_bytes_max(&mut self, frame_bytes_max: usize) -> usize {
+        std::mem::replace(&mut self.frame_bytes_max, frame_bytes_max)
     }
 
     /// From the next frame on, every frame must carry `seal`'s tag.
@@ -137,33 +216,93 @@ impl FrameReader {
 
     /// The next frame's body; `None` when the peer closed between frames.
     pub fn next_body(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        Ok(self.next_admitted_body(|_, _| Ok(()))?.map(|(body, ())| body))
+    }
+
+    /// The next frame's body, with what `admit` gave for its announced
+    /// length and its deadline (see [`read_admitted_frame`]); `None` when
+    /// the peer closed between frames.
+    pub fn next_admitted_body<T>(
+        &mut self,
+        admit: impl FnOnce(u64, Option<Instant>) -> Result<T, FrameError>,
+    ) -> Result<Option<(&[u8], T)>, FrameError> {
         if self.body.capacity() > FRAME_BUFFER_KEEP_BYTES {
             self.body = Vec::new();
         }
+        let deadline = match self.frame_timeout {
+            Some(timeout) => {
+                // The wait for a frame's first byte is the socket's (idle)
+                // timeout; the frame's own deadline starts with that byte.
+                if !self.wait_for_first_byte()? {
+                    return Ok(None);
+                }
+                let deadline = Instant::now() + timeout;
+                self.reader.get_mut().raw_mut().deadline = Some(deadline);
+                Some(deadline)
+            }
+            None => None,
+        };
         let max = self.frame_bytes_max + if self.seal.is_some() { TAG_BYTES } else { 0 };
-        if !read_frame(&mut self.reader, max, &mut self.body)? {
-            return Ok(None);
-        }
-        match &mut self.seal {
-            None => Ok(Some(&self.body[..])),
-            Some(seal) => match seal.open(&self.body) {
-                Some(body) => Ok(Some(body)),
-                None => Err(FrameError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a frame's authentication tag is wrong (forged, replayed or reordered): closing the link",
-                ))),
+        let result =
+            read_admitted_frame(&mut self.reader, max, &mut self.body, |length| admit(length, deadline));
+        self.reader.get_mut().raw_mut().end_deadline().map_err(FrameError::Io)?;
+        match result {
+            Ok(None) => Ok(None),
+            Ok(Some(admitted)) => match &mut self.seal {
+                None => Ok(Some((&self.body[..], admitted))),
+                Some(seal) => match seal.open(&self.body) {
+                    Some(body) => Ok(Some((body, admitted))),
+                    None => Err(FrameError::Io(io::Error::new(
+                        ErrorKind::InvalidData,
+                        "a frame's authentication tag is wrong (forged, replayed or reordered): closing the link",
+                    ))),
+                },
             },
+            Err(FrameError::Io(error))
+                if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                    && deadline.is_some_and(|deadline| Instant::now() >= deadline) =>
+            {
+                Err(FrameError::Late { timeout: self.frame_timeout.unwrap_or_default() })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Waits (as long as the socket's read timeout allows) until a byte can
+    /// be read; `false` when the peer closed instead.
+    fn wait_for_first_byte(&mut self) -> Result<bool, FrameError> {
+        loop {
+            match self.reader.fill_buf() {
+                Ok(buffered) => return Ok(!buffered.is_empty()),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(FrameError::Io(error)),
+            }
         }
     }
 
     /// The next frame decoded as `M`; `None` when the peer closed.
     pub fn receive<M: Message>(&mut self) -> Result<Option<M>, FrameError> {
-        match self.next_body()? {
-            None => Ok(None),
-            Some(body) => {
-                M::parse_from_bytes(body).map(Some).map_err(|error| FrameError::Malformed(error.to_string()))
-            }
+        Ok(self.receive_admitted(|_, _| Ok(()))?.map(|(message, ())| message))
+    }
+
+    /// The next frame decoded as `M`, with what `admit` gave (see
+    /// [`FrameReader::next_admitted_body`]); `None` when the peer closed. A
+    /// body over [`FRAME_BUFFER_KEEP_BYTES`] is freed once decoded, so what
+    /// `admit` reserved stands for the decoded message from then on.
+    pub fn receive_admitted<M: Message, T>(
+        &mut self,
+        admit: impl FnOnce(u64, Option<Instant>) -> Result<T, FrameError>,
+    ) -> Result<Option<(M, T)>, FrameError> {
+        let decoded = match self.next_admitted_body(admit)? {
+            None => return Ok(None),
+            Some((body, admitted)) => M::parse_from_bytes(body)
+                .map(|message| Some((message, admitted)))
+                .map_err(|error| FrameError::Malformed(error.to_string())),
+        };
+        if self.body.capacity() > FRAME_BUFFER_KEEP_BYTES {
+            self.body = Vec::new();
         }
+        decoded
     }
 
     /// Whether bytes arrived that nobody asked for yet.
@@ -172,27 +311,28 @@ impl FrameReader {
     }
 
     pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref().tcp()
+        &self.reader.get_ref().raw().socket
     }
 }
 
 /// The writing half of a framed TCP connection: one write per frame.
 pub struct FrameWriter {
+    /// The connection's TLS session: frames are sealed through it.
+    tls: Option<Arc<TlsSession>>,
+    /// After a replication link's handshake without TLS: every frame
+    /// carries a tag (see [`FrameSeal`]).
+    seal: Option<FrameSeal>,
     /// Shared with whoever else may write whole frames on this connection
     /// (see [`FrameWriter::shared_stream`]), without another descriptor.
     stream: Arc<TcpStream>,
-    /// The connection's TLS session: frames are sealed through it.
-    tls: Option<Arc<TlsSession>>,
     frame_bytes_max: usize,
     /// The frame being sent, reused.
     frame: Vec<u8>,
-    /// See [`FrameReader`]'s.
-    seal: Option<FrameSeal>,
 }
 
 impl FrameWriter {
-    pub fn new(stream: TcpStream, tls: Option<Arc<TlsSession>>, frame_bytes_max: usize) -> FrameWriter {
-        FrameWriter { stream: Arc::new(stream), tls, frame_bytes_max, frame: Vec::new(), seal: None }
+    fn new(stream: Arc<TcpStream>, tls: Option<Arc<TlsSession>>, frame_bytes_max: usize) -> FrameWriter {
+        FrameWriter { tls, seal: None, stream, frame_bytes_max, frame: Vec::new() }
     }
 
     /// From the next frame on, every frame carries `seal`'s tag.
@@ -242,15 +382,17 @@ impl FrameWriter {
     }
 }
 
-/// Both halves of a framed connection over one socket.
+/// Both halves of a framed connection over one socket, sharing its one file
+/// descriptor (pass an `Arc` to share it with others too).
 pub fn split(
-    stream: TcpStream,
+    stream: impl Into<Arc<TcpStream>>,
     tls: Option<Arc<TlsSession>>,
     frame_bytes_max: usize,
     buffer_bytes: usize,
-) -> io::Result<(FrameReader, FrameWriter)> {
-    let reader = FrameReader::new(stream.try_clone()?, tls.clone(), frame_bytes_max, buffer_bytes);
-    Ok((reader, FrameWriter::new(stream, tls, frame_bytes_max)))
+) -> (FrameReader, FrameWriter) {
+    let stream = stream.into();
+    let reader = FrameReader::new(Arc::clone(&stream), tls.clone(), frame_bytes_max, buffer_bytes);
+    (reader, FrameWriter::new(stream, tls, frame_bytes_max))
 }
 
 #[cfg(test)]

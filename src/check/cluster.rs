@@ -55,16 +55,27 @@ impl ServerProcess {
         ServerProcess::launch(Command::new(binary), None, table_size, extra)
     }
 
-    /// [`ServerProcess::start`] with `env` set (tests pass a server's
-    /// ZooKeeper identity this way).
-    pub fn start_with_env(
+    /// Like [`ServerProcess::start`], with the server's open-files limit
+    /// (soft and hard) set to `files` (to test `--max-clients` fitting it).
+    pub fn start_with_open_files_limit(
         binary: &Path,
         table_size: usize,
         extra: &[&str],
-        env: &[(&str, &str)],
+        files: u64,
     ) -> io::Result<ServerProcess> {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(binary);
-        command.envs(env.iter().copied());
+        let limit = libc::rlimit { rlim_cur: files, rlim_max: files };
+        // SAFETY: runs in the child between fork and exec; setrlimit only
+        // reads `limit` (copied into the closure) and is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         ServerProcess::launch(command, None, table_size, extra)
     }
 

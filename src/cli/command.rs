@@ -19,6 +19,7 @@ pub enum Command {
     Size,
     GetKeys,
     GetTable,
+    Scan { prefix: String },
     Stats,
     Members,
     Help,
@@ -81,6 +82,7 @@ commands (short forms in brackets; names in any case):
   size                [s]   number of keys
   getkeys             [k]   every key, one per line
   gettable            [t]   every key<TAB>value, one per line (non-UTF-8 bytes as \\xNN)
+  scan [prefix]             key<TAB>value of every key starting with prefix, like gettable
   stats               [st]  server statistics
   members             [chain]  every member of the chain: state, role, progress, uptime
   help                [h]   this text
@@ -97,6 +99,7 @@ pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("size", &["s"]),
     ("getkeys", &["k"]),
     ("gettable", &["t"]),
+    ("scan", &[]),
     ("stats", &["st"]),
     ("members", &["chain"]),
     ("help", &["h", "?"]),
@@ -129,11 +132,13 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         }
         "get" => Command::Get { key: key(0)? },
         "del" => Command::Del { key: key(0)? },
+        "scan" if arguments.is_empty() => Command::Scan { prefix: String::new() },
+        "scan" => Command::Scan { prefix: key(0)? },
         other => bare_command(other),
     };
     let expected_arguments = match &command {
         Command::Put { .. } => arguments.len(),
-        Command::Get { .. } | Command::Del { .. } => 1,
+        Command::Get { .. } | Command::Del { .. } | Command::Scan { .. } => 1,
         _ => 0,
     };
     if arguments.len() > expected_arguments {
@@ -163,9 +168,14 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
             let key = key_text(name, &key.bytes)?;
             if name == "get" { Command::Get { key } } else { Command::Del { key } }
         }
+        "scan" => {
+            let prefix = arguments.first().map(|prefix| key_text(name, &prefix.bytes)).transpose()?;
+            Command::Scan { prefix: prefix.unwrap_or_default() }
+        }
         other => bare_command(other),
     };
-    let expected_arguments = usize::from(matches!(command, Command::Get { .. } | Command::Del { .. }));
+    let expected_arguments =
+        usize::from(matches!(command, Command::Get { .. } | Command::Del { .. } | Command::Scan { .. }));
     if arguments.len() > expected_arguments {
         return Err(format!("{name}: too many arguments"));
     }
@@ -244,16 +254,9 @@ pub fn execute(
             }
         }
         Command::Size => printer.print(&Record::Size(client.size()?))?,
-        Command::GetKeys => {
-            for key in client.keys()? {
-                printer.print(&Record::Key(&key))?;
-            }
-        }
-        Command::GetTable => {
-            for (key, value) in client.entries()? {
-                printer.print(&Record::Entry { key: &key, value: &value })?;
-            }
-        }
+        Command::GetKeys => print_scan(client, "", true, printer)?,
+        Command::GetTable => print_scan(client, "", false, printer)?,
+        Command::Scan { prefix } => print_scan(client, prefix, false, printer)?,
         Command::Stats => printer.print(&Record::Statistics(&client.stats()?))?,
         Command::Members => printer.print(&Record::Members(&client.members()?))?,
         Command::Help => printer.print(&Record::Help)?,
@@ -261,6 +264,26 @@ pub fn execute(
     }
     printer.flush()?;
     Ok(outcome)
+}
+
+/// Prints a scan page by page as the pages arrive: keys (`keys_only`) or
+/// entries, each page flushed before the next is asked for.
+fn print_scan(
+    client: &mut Client,
+    prefix: &str,
+    keys_only: bool,
+    printer: &mut Printer<'_>,
+) -> Result<(), CommandError> {
+    for page in client.scan(prefix, keys_only) {
+        for (key, value) in page? {
+            match value {
+                Some(value) => printer.print(&Record::Entry { key: &key, value: &value })?,
+                None => printer.print(&Record::Key(&key))?,
+            }
+        }
+        printer.flush()?;
+    }
+    Ok(())
 }
 
 /// The `stats` figures in order, each a number or a text; the one list both
@@ -296,6 +319,8 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("sent_list", statistics.sent_list),
         ("used_memory", statistics.used_memory),
         ("max_memory", statistics.max_memory),
+        ("scans", statistics.scans),
+        ("late_frames", statistics.late_frames),
         ("generation", statistics.generation),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
@@ -370,6 +395,9 @@ mod tests {
         assert_eq!(parse_words(&words(&["t"])), Ok(Command::GetTable));
         assert_eq!(parse_words(&words(&["st"])), Ok(Command::Stats));
         assert_eq!(parse_words(&words(&["stats"])), Ok(Command::Stats));
+        assert_eq!(parse_words(&words(&["scan"])), Ok(Command::Scan { prefix: String::new() }));
+        assert_eq!(parse_words(&words(&["scan", "user:"])), Ok(Command::Scan { prefix: "user:".into() }));
+        assert!(parse_words(&words(&["scan", "a", "b"])).is_err());
     }
 
     #[test]
@@ -406,6 +434,9 @@ mod tests {
         assert_eq!(parse_line("del key\n"), Ok(Some(Command::Del { key: "key".into() })));
         assert_eq!(parse_line("q"), Ok(Some(Command::Quit)));
         assert_eq!(parse_line("help"), Ok(Some(Command::Help)));
+        assert_eq!(parse_line("scan"), Ok(Some(Command::Scan { prefix: String::new() })));
+        assert_eq!(parse_line("scan ab\n"), Ok(Some(Command::Scan { prefix: "ab".into() })));
+        assert!(parse_line("scan a b").is_err());
         assert!(parse_line("put key").is_err());
         assert!(parse_line("put").is_err());
         assert!(parse_line("get").is_err());

@@ -37,8 +37,12 @@ options:
   --max-client-records <n>  clients remembered for exactly-once retries (default 100000)
   --max-memory <size>       as the head, refuse puts past this much memory (e.g. 512mb, 4gb; units
                             b, kb, mb, gb, tb are powers of 1024); deletes always pass (default: none)
-  --max-clients <n>         concurrent client connections (default 10000, or what the open-files
-                            limit allows if that is less)
+  --max-clients <n>         concurrent client connections (default 10000; lowered to what the
+                            open-files limit allows, with a log line)
+  --max-clients-per-host <n>  connections one IP address may hold (default a tenth of --max-clients)
+  --max-inflight <size>     bytes of partly received frames and replies being built, all
+                            connections together; past it connections wait (default 256mb)
+  --frame-timeout-ms <ms>   a frame must complete this long after its first byte (default 10000)
   --max-frame <bytes>       largest frame (default 67108864)
   --max-key <bytes>         largest key (default 16384)
   --max-value <bytes>       largest value (default 33554432)
@@ -87,6 +91,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "idle-timeout-ms",
         "write-timeout-ms",
         "metrics-addr",
+        "max-clients-per-host",
+        "max-inflight",
+        "frame-timeout-ms",
     ];
     let parsed =
         parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
@@ -165,6 +172,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "idle-timeout-ms" => limits.idle_timeout = Duration::from_millis(positive(name, value)?),
             "write-timeout-ms" => limits.write_timeout = Duration::from_millis(positive(name, value)?),
             "metrics-addr" => config.metrics_addr = Some(socket_address(name, value)?),
+            "max-clients-per-host" => limits.clients_per_host_max = Some(positive(name, value)?),
+            "max-inflight" => limits.inflight_bytes_max = byte_size(name, value)?,
+            "frame-timeout-ms" => limits.frame_timeout = Duration::from_millis(positive(name, value)?),
             other => unreachable!("option {other} is in the known list"),
         }
     }
@@ -267,6 +277,19 @@ mod tests {
         assert!(parse_server_args(args(&["7000", "64", "--metrics-addr", "9187"])).is_err(), "no host");
         let limited = parse_server_args(args(&["7000", "64", "--max-memory", "512mb"])).unwrap();
         assert_eq!(limited.replication.memory_bytes_max, Some(512 << 20));
+        assert_eq!(config.limits.clients_per_host(), 1, "a tenth of 8, at least 1");
+        let connections = parse_server_args(args(&[
+            "7000",
+            "64",
+            "--max-inflight=64mb",
+            "--frame-timeout-ms=500",
+            "--max-clients-per-host=3",
+        ]))
+        .unwrap();
+        assert_eq!(connections.limits.inflight_bytes_max, 64 << 20);
+        assert_eq!(connections.limits.frame_timeout, Duration::from_millis(500));
+        assert_eq!(connections.limits.clients_per_host(), 3);
+        assert_eq!(limited.limits.clients_per_host(), 1000);
     }
 
     #[test]

@@ -122,15 +122,32 @@ impl Client {
         Ok(self.call(Opcode::OP_SIZE, Request::new())?.size)
     }
 
-    /// Every key, sorted.
+    /// Every key, sorted, paged through with SCAN (so any table size works;
+    /// see [`Client::scan`] for what a scan guarantees).
     pub fn keys(&mut self) -> Result<Vec<String>, ClientError> {
-        Ok(self.call(Opcode::OP_GETKEYS, Request::new())?.keys)
+        let mut keys = Vec::new();
+        for page in self.scan("", true) {
+            keys.extend(page?.into_iter().map(|(key, _)| key));
+        }
+        Ok(keys)
     }
 
-    /// Every (key, value), sorted by key.
+    /// Every (key, value), sorted by key, paged through with SCAN.
     pub fn entries(&mut self) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
-        let response = self.call(Opcode::OP_GETTABLE, Request::new())?;
-        Ok(response.entries.into_iter().map(|entry| (entry.key, entry.value)).collect())
+        let mut entries = Vec::new();
+        for page in self.scan("", false) {
+            entries.extend(page?.into_iter().map(|(key, value)| (key, value.unwrap_or_default())));
+        }
+        Ok(entries)
+    }
+
+    /// The pages of a scan of the keys starting with `prefix`, in key
+    /// order, each `(key, value)` (`None` with `keys_only`), fetched as the
+    /// iterator is advanced. A key present for the whole scan comes exactly
+    /// once; keys added or removed during it may or may not come. In a
+    /// chain every page is read at the tail, whichever server that is then.
+    pub fn scan<'client>(&'client mut self, prefix: &str, keys_only: bool) -> Scan<'client> {
+        Scan { client: self, prefix: prefix.to_owned(), keys_only, page_bytes: 0, cursor: None, done: false }
     }
 
     /// Chain mode: every member in chain order, with its `stats` (or why it
@@ -173,12 +190,86 @@ impl Client {
                 request.local_read = *local_reads
                     && matches!(
                         opcode,
-                        Opcode::OP_GET | Opcode::OP_SIZE | Opcode::OP_GETKEYS | Opcode::OP_GETTABLE
+                        Opcode::OP_GET
+                            | Opcode::OP_SIZE
+                            | Opcode::OP_GETKEYS
+                            | Opcode::OP_GETTABLE
+                            | Opcode::OP_SCAN
                     );
                 endpoint.call(&request, &self.options)
             }
             Target::Chain(chain) => chain.call(&request, &self.options),
         }
+    }
+}
+
+/// One page of a scan: keys, with values unless keys only.
+pub type ScanEntries = Vec<(String, Option<Vec<u8>>)>;
+
+/// A scan in progress (see [`Client::scan`]): an iterator of pages, each one
+/// SCAN request, ending after the page the server says is the last or at
+/// the first error.
+pub struct Scan<'client> {
+    client: &'client mut Client,
+    prefix: String,
+    keys_only: bool,
+    /// Bytes asked per page; 0: the server's default page.
+    page_bytes: u64,
+    /// The last key of the previous page.
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl Scan<'_> {
+    /// Asks for pages of about `bytes` (the server caps them; 0: its default).
+    pub fn page_bytes(mut self, bytes: u64) -> Self {
+        self.page_bytes = bytes;
+        self
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<ScanEntries, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut request = Request::new();
+        request.cursor = self.cursor.clone();
+        request.prefix = self.prefix.clone();
+        request.keys_only = self.keys_only;
+        request.max_bytes = self.page_bytes;
+        let response = match self.client.call(Opcode::OP_SCAN, request) {
+            Ok(response) => response,
+            Err(error) => {
+                self.done = true;
+                return Some(Err(error));
+            }
+        };
+        if !response.done && response.next_cursor.is_none() {
+            self.done = true;
+            return Some(Err(ClientError::Protocol("a scan page with more to come but no cursor".into())));
+        }
+        // Cursors only move forward: a page that does not would repeat forever.
+        if let (Some(previous), Some(next)) = (&self.cursor, &response.next_cursor)
+            && next <= previous
+        {
+            self.done = true;
+            return Some(Err(ClientError::Protocol(format!(
+                "a scan cursor went back from {previous:?} to {next:?}"
+            ))));
+        }
+        self.done = response.done;
+        if response.next_cursor.is_some() {
+            self.cursor = response.next_cursor;
+        }
+        let page = if self.keys_only {
+            response.keys.into_iter().map(|key| (key, None)).collect()
+        } else {
+            response.entries.into_iter().map(|entry| (entry.key, Some(entry.value))).collect()
+        };
+        Some(Ok(page))
     }
 }
 

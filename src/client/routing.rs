@@ -169,9 +169,14 @@ mod tests {
     fn writes_go_to_the_head_and_everything_else_to_the_tail() {
         assert_eq!(Role::for_opcode(Opcode::OP_PUT), Role::Head);
         assert_eq!(Role::for_opcode(Opcode::OP_DEL), Role::Head);
-        for read in
-            [Opcode::OP_GET, Opcode::OP_SIZE, Opcode::OP_GETKEYS, Opcode::OP_GETTABLE, Opcode::OP_STATS]
-        {
+        for read in [
+            Opcode::OP_GET,
+            Opcode::OP_SIZE,
+            Opcode::OP_GETKEYS,
+            Opcode::OP_GETTABLE,
+            Opcode::OP_STATS,
+            Opcode::OP_SCAN,
+        ] {
             assert_eq!(Role::for_opcode(read), Role::Tail, "{read:?}");
         }
     }

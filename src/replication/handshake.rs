@@ -16,6 +16,7 @@
 //! 4. R → S `Response{OP_REPLICATE, replica_welcome}` (sealed without TLS)
 
 use super::LinkError;
+use crate::limits::HANDSHAKE_FRAME_BYTES_MAX;
 use crate::proto::{Opcode, ReplicaHello, ReplicaWelcome, Request, Response};
 use crate::secure::challenge::fresh_nonce;
 use crate::secure::link_auth::LinkAuth;
@@ -101,7 +102,11 @@ pub fn accept(
     challenge.request_id = hello.request_id;
     challenge.auth = Some(step).into();
     writer.send(&challenge)?;
-    let answer = reader.receive::<Request>()?.ok_or(LinkError::Closed)?;
+    // Whoever this is has proved nothing yet: its answer is one small frame.
+    let frame_bytes_max = reader.set_frame_bytes_max(HANDSHAKE_FRAME_BYTES_MAX);
+    let answer = reader.receive::<Request>();
+    reader.set_frame_bytes_max(frame_bytes_max);
+    let answer = answer?.ok_or(LinkError::Closed)?;
     if answer.opcode.enum_value() != Ok(Opcode::OP_REPLICATE) || !auth.sender_proved(&answer.auth) {
         refuse(writer, hello, "peer authentication failed")?;
         return Err(LinkError::Unauthenticated(format!(

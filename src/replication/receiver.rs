@@ -38,6 +38,9 @@ pub fn serve(
     }
     let key = settings.security.peer_key.as_ref();
     handshake::accept(&hello, key, &settings.chain_path, &mut reader, &mut writer)?;
+    // Proved (or nothing to prove): the predecessor's frames are paced by
+    // the chain, not by a deadline.
+    reader.set_frame_timeout(None);
     let mut welcome = ReplicaWelcome::new();
     let mut link = 0;
     match replica.welcome(&hello.replica_hello) {

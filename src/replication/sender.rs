@@ -97,7 +97,7 @@ fn replicate_to(
         Some(tls) => Some(tls.connect_peer(&stream, &successor.address)?),
     };
     let (mut reader, mut writer) =
-        wire::split(stream, tls, settings.limits.frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES)?;
+        wire::split(stream, tls, settings.limits.frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES);
     let mut greeting = ReplicaHello::new();
     greeting.sender = me.to_owned();
     greeting.receiver = successor.name.clone();

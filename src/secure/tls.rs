@@ -197,23 +197,28 @@ impl TlsSession {
     }
 }
 
-/// The reading half of a connection: plaintext from the socket, through
+/// The reading half of a connection: plaintext from the socket (`raw`:
+/// a `TcpStream`, or the server's socket with its frame deadline), through
 /// the session when there is one.
-pub struct SocketReader {
-    tcp: TcpStream,
+pub struct SocketReader<R> {
+    raw: R,
     tls: Option<Arc<TlsSession>>,
     /// Ciphertext read from the socket and not yet given to the session.
     pending: Vec<u8>,
     pending_start: usize,
 }
 
-impl SocketReader {
-    pub fn new(tcp: TcpStream, tls: Option<Arc<TlsSession>>) -> SocketReader {
-        SocketReader { tcp, tls, pending: Vec::new(), pending_start: 0 }
+impl<R: Read> SocketReader<R> {
+    pub fn new(raw: R, tls: Option<Arc<TlsSession>>) -> SocketReader<R> {
+        SocketReader { raw, tls, pending: Vec::new(), pending_start: 0 }
     }
 
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
+    pub fn raw(&self) -> &R {
+        &self.raw
+    }
+
+    pub fn raw_mut(&mut self) -> &mut R {
+        &mut self.raw
     }
 
     fn read_through(&mut self, session: &TlsSession, buf: &mut [u8]) -> io::Result<usize> {
@@ -233,7 +238,7 @@ impl SocketReader {
                 }
             }
             self.pending.resize(CIPHERTEXT_READ_BYTES, 0);
-            let count = (&self.tcp).read(&mut self.pending)?;
+            let count = self.raw.read(&mut self.pending).inspect_err(|_| self.pending.clear())?;
             self.pending.truncate(count);
             self.pending_start = 0;
             if count == 0 {
@@ -251,10 +256,10 @@ impl SocketReader {
     }
 }
 
-impl Read for SocketReader {
+impl<R: Read> Read for SocketReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.tls.clone() {
-            None => (&self.tcp).read(buf),
+            None => self.raw.read(buf),
             Some(session) => self.read_through(&session, buf),
         }
     }
@@ -264,7 +269,7 @@ impl Read for SocketReader {
 /// buffer. Shared by the chaintable client and table-bench's Redis client.
 pub struct ClientSocket {
     tcp: TcpStream,
-    reader: BufReader<SocketReader>,
+    reader: BufReader<SocketReader<TcpStream>>,
     tls: Option<Arc<TlsSession>>,
 }
 
@@ -299,7 +304,7 @@ impl ClientSocket {
         }
     }
 
-    pub fn reader(&mut self) -> &mut BufReader<SocketReader> {
+    pub fn reader(&mut self) -> &mut BufReader<SocketReader<TcpStream>> {
         &mut self.reader
     }
 

@@ -10,32 +10,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::client_auth::{ClientAuth, Screened};
+use super::inflight::{Refused, Reservation};
 use super::reply_port::ReplyPort;
 use super::service::{PendingWrite, Reply, Service, error_response};
 use crate::limits::{
-    COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, Limits, OVER_LIMIT_FIRST_FRAME_TIMEOUT,
-    REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST, UNAUTHENTICATED_LOG_PERIOD,
+    COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, INFLIGHT_EXEMPT_FRAME_BYTES, Limits,
+    OVER_LIMIT_FIRST_FRAME_TIMEOUT, REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
+    UNAUTHENTICATED_LOG_PERIOD,
 };
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::replication::{LinkError, receiver};
 use crate::secure::tls::{ServerTls, TLS_HANDSHAKE_BYTE, TlsSession};
 use crate::throttle::Throttle;
-use crate::wire::{self, FrameError, FrameWriter, encode_frame};
+use crate::wire::{self, FrameError, FrameReader, FrameWriter, encode_frame};
 
 /// Links that fail their proof are logged at most once a period.
 static UNAUTHENTICATED_LINKS: Throttle = Throttle::new(UNAUTHENTICATED_LOG_PERIOD);
 
-/// Tells a connection over `--max-clients` why it is refused, then closes it.
-/// Bounded in time and bytes: the acceptor may be the one calling this.
-pub(super) fn refuse(mut stream: &TcpStream, limits: &Limits) {
-    let response = error_response(
-        0,
-        ErrorCode::ERR_TOO_MANY_CLIENTS,
-        format!("server is full ({} clients)", limits.clients_max),
-    );
+/// Tells a connection over `--max-clients` (or `--max-clients-per-host`)
+/// why it is refused (`reason`), then closes it. Bounded in time and bytes:
+/// the acceptor may be the one calling this.
+pub(super) fn refuse(mut stream: &TcpStream, limits: &Limits, reason: &str) {
+    let response = error_response(0, ErrorCode::ERR_TOO_MANY_CLIENTS, reason);
     let mut frame = Vec::new();
     if encode_frame(&response, limits.frame_bytes_max, &mut frame).is_err() {
         return;
@@ -66,14 +65,15 @@ pub(super) fn refuse(mut stream: &TcpStream, limits: &Limits) {
 /// OP_REPLICATE is a predecessor's replication link and is handed over to the
 /// replication receiver.
 pub(super) fn serve_connection(
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     service: &Service,
     stopping: &AtomicBool,
-    over_limit: bool,
+    over_limit: Option<String>,
 ) -> Result<(), FrameError> {
     let limits = &service.limits;
     stream.set_nodelay(true).map_err(FrameError::Io)?;
-    let first_frame_timeout = if over_limit { OVER_LIMIT_FIRST_FRAME_TIMEOUT } else { limits.idle_timeout };
+    let first_frame_timeout =
+        if over_limit.is_some() { OVER_LIMIT_FIRST_FRAME_TIMEOUT } else { limits.idle_timeout };
     stream.set_read_timeout(Some(first_frame_timeout)).map_err(FrameError::Io)?;
     stream.set_write_timeout(Some(limits.write_timeout)).map_err(FrameError::Io)?;
     let tls = match &service.link.security.tls {
@@ -83,15 +83,15 @@ pub(super) fn serve_connection(
             None => return Ok(()),
         },
     };
-    let (mut reader, writer) = wire::split(stream, tls, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES)
-        .map_err(FrameError::Io)?;
+    let (mut reader, writer) = wire::split(stream, tls, limits.frame_bytes_max, CONNECTION_READ_BUFFER_BYTES);
+    reader.set_frame_timeout(Some(limits.frame_timeout));
     let port = ReplyPort::new(&writer, Arc::clone(&service.stats));
     let mut writer = ConnectionWriter { frames: writer, port, owed_limit: owed_reply_limit(service) };
     let mut first_frame = true;
     let mut auth = ClientAuth::new(service.link.security.client_key.as_ref());
     loop {
-        let request = match reader.receive::<Request>() {
-            Ok(Some(request)) => request,
+        let (request, frame_reservation) = match receive_request(&mut reader, service) {
+            Ok(Some(received)) => received,
             Ok(None) => return Ok(()),
             Err(FrameError::Malformed(reason)) => {
                 writer.send(&service.malformed(&reason), service)?;
@@ -116,6 +116,11 @@ pub(super) fn serve_connection(
                 debug!("closing idle connection");
                 return Ok(());
             }
+            Err(late @ FrameError::Late { .. }) => {
+                service.stats.record_late_frame();
+                info!("closing a connection: {late}");
+                return Err(late);
+            }
             Err(error) => return Err(error),
         };
         if stopping.load(Ordering::SeqCst) {
@@ -123,6 +128,10 @@ pub(super) fn serve_connection(
             return writer.send(&response, service);
         }
         if first_frame && request.opcode.enum_value() == Ok(Opcode::OP_REPLICATE) {
+            // A link's frames are the predecessor's, paced by the chain,
+            // not a client's: not budgeted, and once the link has proved
+            // the peer secret not given a deadline either (see `receiver`).
+            drop(frame_reservation);
             // An established link logs why it ended; the connection closes.
             if let Err(error) =
                 receiver::serve(request, reader, writer.frames, &service.replica, &service.link, stopping)
@@ -136,9 +145,9 @@ pub(super) fn serve_connection(
             }
             return Ok(());
         }
-        if over_limit {
-            warn!("refusing a client: {} clients already connected", limits.clients_max);
-            refuse(writer.frames.stream(), limits);
+        if let Some(reason) = &over_limit {
+            warn!("refusing a client: {reason}");
+            refuse(writer.frames.stream(), limits, reason);
             return Ok(());
         }
         if first_frame {
@@ -157,9 +166,13 @@ pub(super) fn serve_connection(
             }
         };
         match service.handle(request) {
-            Reply::Now(response) => writer.send(&response, service)?,
+            Reply::Now(response, reply_reservation) => {
+                writer.send(&response, service)?;
+                drop(reply_reservation);
+            }
             Reply::AfterCommit(pending) => writer.reply_after_commit(pending, service)?,
         }
+        drop(frame_reservation);
         // On the way back to reading, answer a few other clients' committed
         // writes (see `commits`).
         service.replica.run_settled(SETTLED_REPLIES_PER_REQUEST);
@@ -198,6 +211,29 @@ fn start_tls(
             Ok(None)
         }
     }
+}
+
+/// The next request, with its frame's bytes reserved in the in-flight
+/// budget from its header until the request is handled (unless the frame
+/// is small, see [`INFLIGHT_EXEMPT_FRAME_BYTES`]); `None` when the client
+/// closed. Waiting for room counts against the frame's deadline.
+fn receive_request(
+    reader: &mut FrameReader,
+    service: &Service,
+) -> Result<Option<(Request, Option<Reservation>)>, FrameError> {
+    let frame_timeout = service.limits.frame_timeout;
+    reader.receive_admitted(|length, deadline| {
+        if length <= INFLIGHT_EXEMPT_FRAME_BYTES {
+            return Ok(None);
+        }
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + frame_timeout);
+        service.inflight.reserve(length, deadline).map(Some).map_err(|refused| match refused {
+            Refused::OverCapacity { bytes, capacity_bytes } => {
+                FrameError::TooLarge { length: bytes, max: capacity_bytes as usize }
+            }
+            Refused::TimedOut { .. } => FrameError::Late { timeout: frame_timeout },
+        })
+    })
 }
 
 /// The longest a connection thread waits for a reply another thread owes

@@ -14,10 +14,13 @@
 //! - [`stats`]: the counters behind the `stats` command.
 //! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
 //! - [`metrics`]: the Prometheus endpoint (`--metrics-addr`), with [`latency`] histograms.
+//! - [`fd_limit`]: raising the open-files limit, and fitting `--max-clients` to it.
+//! - [`inflight`]: the `--max-inflight` budget of frames being received and replies being built.
 
 mod client_auth;
 mod connection;
 pub mod fd_limit;
+pub mod inflight;
 pub mod latency;
 pub mod metrics;
 pub mod reply_port;
@@ -86,12 +89,28 @@ pub enum ServerEnd {
 /// them all.
 #[derive(Default)]
 struct Connections {
-    /// A clone of each open client socket, by connection number.
-    sockets: Mutex<HashMap<u64, TcpStream>>,
+    /// Each open client socket (shared with its thread), by connection number.
+    sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    /// Open connections per peer address, for `--max-clients-per-host`.
+    per_host: Mutex<HashMap<IpAddr, usize>>,
     /// Every connection thread not yet joined.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Numbers connections for the registry and for thread names.
     next_number: AtomicU64,
+}
+
+impl Connections {
+    /// Removes connection `number` from `host` from the registry.
+    fn forget(&self, number: u64, host: IpAddr) {
+        self.sockets.lock().remove(&number);
+        let mut per_host = self.per_host.lock();
+        if let Some(count) = per_host.get_mut(&host) {
+            *count -= 1;
+            if *count == 0 {
+                per_host.remove(&host);
+            }
+        }
+    }
 }
 
 /// Stops a running [`Server`] from any thread (or a signal handler thread).
@@ -330,27 +349,41 @@ impl Server {
         Ok(vec![membership, sender, commit_expiry])
     }
 
-    /// Starts a connection thread for `stream`, or refuses it over the limit.
+    /// Starts a connection thread for `stream`, or refuses it over a limit.
+    ///
+    /// A connection over `--max-clients` or `--max-clients-per-host` (but
+    /// within [`OVER_LIMIT_HEADROOM`] of it) is still served for its first
+    /// frame, in case it is a predecessor's replication link; a client is
+    /// then refused with the reason.
     fn admit(&self, stream: TcpStream) {
-        let peer =
-            stream.peer_addr().map_or_else(|_| "unknown peer".to_owned(), |address| address.to_string());
+        let peer_address = stream.peer_addr().ok();
+        let peer = peer_address.map_or_else(|| "unknown peer".to_owned(), |address| address.to_string());
+        let host = peer_address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |address| address.ip());
         let limits = &self.service.limits;
         let clients = self.service.stats.clients();
-        if clients >= limits.clients_max as u64 + OVER_LIMIT_HEADROOM {
-            warn!("refusing {peer}: {} clients already connected", limits.clients_max);
-            refuse(&stream, limits);
+        let host_clients = self.connections.per_host.lock().get(&host).copied().unwrap_or(0);
+        let full = format!("server is full ({} clients)", limits.clients_max);
+        let host_full = format!(
+            "too many connections from {host} ({host_clients}; --max-clients-per-host {})",
+            limits.clients_per_host()
+        );
+        if clients >= limits.clients_max as u64 + OVER_LIMIT_HEADROOM
+            || host_clients >= limits.clients_per_host() + OVER_LIMIT_HEADROOM as usize
+        {
+            let reason = if clients >= limits.clients_max as u64 { full } else { host_full };
+            warn!("refusing {peer}: {reason}");
+            refuse(&stream, limits, &reason);
             return;
         }
-        let over_limit = clients >= limits.clients_max as u64;
-        let number = self.connections.next_number.fetch_add(1, Ordering::Relaxed);
-        let registered = match stream.try_clone() {
-            Ok(clone) => clone,
-            Err(error) => {
-                warn!("dropping {peer}: {error}");
-                return;
-            }
+        let over_limit = if clients >= limits.clients_max as u64 {
+            Some(full)
+        } else {
+            (host_clients >= limits.clients_per_host()).then_some(host_full)
         };
-        self.connections.sockets.lock().insert(number, registered);
+        let number = self.connections.next_number.fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(stream);
+        self.connections.sockets.lock().insert(number, Arc::clone(&stream));
+        *self.connections.per_host.lock().entry(host).or_insert(0) += 1;
         self.service.stats.client_connected();
         let service = Arc::clone(&self.service);
         let connections = Arc::clone(&self.connections);
@@ -363,7 +396,7 @@ impl Server {
                 if let Err(error) = serve_connection(stream, &service, &stopping, over_limit) {
                     debug!("connection {number} from {peer} ended: {error}");
                 }
-                connections.sockets.lock().remove(&number);
+                connections.forget(number, host);
                 service.stats.client_disconnected();
             });
         match spawned {
@@ -374,7 +407,7 @@ impl Server {
             }
             Err(error) => {
                 warn!("cannot start a thread for connection {number}: {error}");
-                self.connections.sockets.lock().remove(&number);
+                self.connections.forget(number, host);
                 self.service.stats.client_disconnected();
             }
         }

@@ -331,7 +331,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(LONG)).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        let (reader, writer) = wire::split(accepted, None, 1 << 20, 4096).unwrap();
+        let (reader, writer) = wire::split(accepted, None, 1 << 20, 4096);
         let port = ReplyPort::new(&writer, Arc::clone(&service.stats));
         Fixture { service, port, writer, _reader: reader, client }
     }

@@ -5,13 +5,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::inflight::{InflightBudget, Refused, Reservation};
 use super::stats::ServerStats;
 use crate::chain::Refusal;
-use crate::limits::Limits;
+use crate::limits::{
+    Limits, REPLY_ENTRY_OVERHEAD_BYTES, REPLY_ENVELOPE_BYTES, SCAN_COUNT_MAX, SCAN_PAGE_BYTES_DEFAULT,
+};
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::commits::CommitOutcome;
 use crate::replica::{Replica, WriteReceipt, commit_result};
 use crate::replication::LinkSettings;
+use crate::store::scan::ScanRequest;
 use crate::store::table::Table;
 
 /// The state every connection thread shares.
@@ -26,6 +30,9 @@ pub struct Service {
     /// How replication links are opened and checked; its `security` also
     /// holds the client secret and TLS every connection must satisfy.
     pub link: Arc<LinkSettings>,
+    /// `--max-inflight`: request frames and replies being built reserve
+    /// their bytes here.
+    pub inflight: Arc<InflightBudget>,
 }
 
 /// An error reply.
@@ -61,7 +68,8 @@ fn refused(stats: &ServerStats, request_id: u64, refusal: Refusal) -> Response {
 
 /// A request's answer.
 pub enum Reply {
-    Now(Response),
+    /// With the in-flight bytes its building took, held until it is sent.
+    Now(Response, Option<Reservation>),
     /// A write applied at the head, answered once it is committed.
     AfterCommit(PendingWrite),
 }
@@ -94,17 +102,19 @@ impl PendingWrite {
 
 /// What executing a request gave.
 enum Executed {
-    Answered(Opcode, Response),
+    Answered(Opcode, Response, Option<Reservation>),
     Applied(Opcode, WriteReceipt),
 }
 
 impl Service {
     pub fn new(replica: Arc<Replica>, limits: Limits) -> Service {
+        let inflight = InflightBudget::new(limits.inflight_bytes_max);
         Service {
             replica,
             stats: Arc::default(),
             link: Arc::new(LinkSettings { limits: limits.clone(), ..LinkSettings::default() }),
             limits,
+            inflight,
         }
     }
 
@@ -121,18 +131,18 @@ impl Service {
         let started = Instant::now();
         let request_id = request.request_id;
         match self.execute(request) {
-            Ok(Executed::Answered(opcode, response)) => {
-                Reply::Now(completed(&self.stats, opcode, request_id, started, response))
+            Ok(Executed::Answered(opcode, response, reservation)) => {
+                Reply::Now(completed(&self.stats, opcode, request_id, started, response), reservation)
             }
             Ok(Executed::Applied(opcode, receipt)) => {
                 let pending = PendingWrite { receipt, request_id, opcode, started, applied: Instant::now() };
                 if self.replica.is_committed(&receipt) {
-                    Reply::Now(pending.reply(CommitOutcome::Committed, &self.stats))
+                    Reply::Now(pending.reply(CommitOutcome::Committed, &self.stats), None)
                 } else {
                     Reply::AfterCommit(pending)
                 }
             }
-            Err(refusal) => Reply::Now(refused(&self.stats, request_id, refusal)),
+            Err(refusal) => Reply::Now(refused(&self.stats, request_id, refusal), None),
         }
     }
 
@@ -141,6 +151,7 @@ impl Service {
             Refusal::new(ErrorCode::ERR_UNKNOWN_OPCODE, format!("unknown opcode {value}"))
         })?;
         let mut response = Response::new();
+        let mut reservation = None;
         let local = request.local_read;
         match opcode {
             Opcode::OP_PUT => {
@@ -163,10 +174,34 @@ impl Service {
                 }
             }
             Opcode::OP_SIZE => response.size = self.read(local, |table| table.len())?,
-            Opcode::OP_GETKEYS => response.keys = self.read(local, |table| table.keys())?,
+            Opcode::OP_GETKEYS => {
+                let (listing_bytes_max, held) = self.reserve_listing(local, false)?;
+                reservation = Some(held);
+                response.keys = self
+                    .read(local, |table| table.keys_within(listing_bytes_max))?
+                    .map_err(|bytes| self.listing_too_large(bytes))?;
+            }
             Opcode::OP_GETTABLE => {
-                let entries = self.read(local, |table| table.entries())?;
+                let (listing_bytes_max, held) = self.reserve_listing(local, true)?;
+                reservation = Some(held);
+                let entries = self
+                    .read(local, |table| table.entries_within(listing_bytes_max))?
+                    .map_err(|bytes| self.listing_too_large(bytes))?;
                 response.entries = entries.into_iter().map(Entry::from_pair).collect();
+            }
+            Opcode::OP_SCAN => {
+                let scan = self.scan_request(&request);
+                reservation = Some(self.reserve_reply(
+                    2 * scan.bytes_max as u64 + scan.count_max as u64 * REPLY_ENTRY_OVERHEAD_BYTES,
+                )?);
+                let page = self.read(local, |table| table.scan(&scan))?;
+                if scan.keys_only {
+                    response.keys = page.keys;
+                } else {
+                    response.entries = page.keys.into_iter().zip(page.values).map(Entry::from_pair).collect();
+                }
+                response.next_cursor = page.next_cursor;
+                response.done = page.done;
             }
             Opcode::OP_STATS => response.statistics = Some(self.statistics()).into(),
             Opcode::OP_REPLICATE => {
@@ -187,7 +222,68 @@ impl Service {
                 ));
             }
         }
-        Ok(Executed::Answered(opcode, response))
+        Ok(Executed::Answered(opcode, response, reservation))
+    }
+
+    /// What a SCAN request asks for, within the server's limits: a page
+    /// fits a frame and a quarter of the in-flight budget.
+    fn scan_request<'request>(&self, request: &'request Request) -> ScanRequest<'request> {
+        let page_bytes_max =
+            (self.limits.frame_bytes_max.saturating_sub(self.limits.key_bytes_max + REPLY_ENVELOPE_BYTES))
+                .min((self.limits.inflight_bytes_max / 4) as usize)
+                .max(1);
+        let asked_bytes = match request.max_bytes {
+            0 => SCAN_PAGE_BYTES_DEFAULT,
+            asked => usize::try_from(asked).unwrap_or(usize::MAX),
+        };
+        let asked_count = match request.count {
+            0 => SCAN_COUNT_MAX,
+            asked => usize::try_from(asked).unwrap_or(usize::MAX),
+        };
+        ScanRequest {
+            after: request.cursor.as_deref(),
+            prefix: &request.prefix,
+            count_max: asked_count.min(SCAN_COUNT_MAX),
+            bytes_max: asked_bytes.min(page_bytes_max),
+            keys_only: request.keys_only,
+        }
+    }
+
+    /// For `getkeys` (`with_values` false) or `gettable`: the reply's size,
+    /// found before anything is copied, refused if over a frame, and
+    /// reserved in the in-flight budget (the listing, its encoded frame and
+    /// a `String` per key). Returns the size and the reservation.
+    fn reserve_listing(&self, local: bool, with_values: bool) -> Result<(u64, Reservation), Refusal> {
+        let (bytes, keys) = self.read(local, |table| (table.listing_bytes(with_values), table.len()))?;
+        let listing_bytes_max = self.limits.frame_bytes_max.saturating_sub(REPLY_ENVELOPE_BYTES) as u64;
+        if bytes > listing_bytes_max {
+            return Err(self.listing_too_large(bytes));
+        }
+        let reservation = self.reserve_reply(2 * bytes + keys * REPLY_ENTRY_OVERHEAD_BYTES)?;
+        Ok((listing_bytes_max, reservation))
+    }
+
+    fn listing_too_large(&self, bytes: u64) -> Refusal {
+        Refusal::new(
+            ErrorCode::ERR_RESPONSE_TOO_LARGE,
+            format!(
+                "the reply would be {bytes} bytes, over the maximum frame of {} bytes; page through the table \
+                 with SCAN (the client's getkeys and gettable do)",
+                self.limits.frame_bytes_max
+            ),
+        )
+    }
+
+    /// Reserves `bytes` of the in-flight budget for a reply, waiting at most
+    /// `--frame-timeout-ms` for room.
+    fn reserve_reply(&self, bytes: u64) -> Result<Reservation, Refusal> {
+        self.inflight.reserve(bytes, Instant::now() + self.limits.frame_timeout).map_err(|refused| {
+            let code = match refused {
+                Refused::OverCapacity { .. } => ErrorCode::ERR_RESPONSE_TOO_LARGE,
+                Refused::TimedOut { .. } => ErrorCode::ERR_UNAVAILABLE,
+            };
+            Refusal::new(code, refused.to_string())
+        })
     }
 
     /// Runs a read on the table: as the chain allows (tail only), or on this
@@ -262,7 +358,7 @@ mod tests {
         /// The reply, which standalone is always immediate.
         fn answer(&self, request: Request) -> Response {
             match self.handle(request) {
-                Reply::Now(response) => response,
+                Reply::Now(response, _) => response,
                 Reply::AfterCommit(_) => panic!("a standalone write commits at once"),
             }
         }
@@ -372,6 +468,41 @@ mod tests {
         service.answer(put);
         assert_eq!(error_code(&service.answer(delete)), ErrorCode::ERR_STALE_REQUEST);
         assert!(service.answer(request(Opcode::OP_GET, Some("k"), None)).found);
+    }
+
+    #[test]
+    fn scan_pages_through_the_table_and_listings_past_a_frame_are_refused_early() {
+        let limits = Limits { frame_bytes_max: 1000, key_bytes_max: 16, ..Limits::default() };
+        let (ready_sender, _) = crossbeam_channel::bounded(1);
+        let replica = Replica::new(4, true, ReplicationLimits::default(), ready_sender);
+        let service = Service::new(Arc::new(replica), limits);
+        let keys: Vec<String> = (0..100).map(|index| format!("key{index:03}")).collect();
+        for key in &keys {
+            service.answer(request(Opcode::OP_PUT, Some(key), Some(b"0123456789")));
+        }
+        let refused = service.answer(request(Opcode::OP_GETTABLE, None, None));
+        assert_eq!(error_code(&refused), ErrorCode::ERR_RESPONSE_TOO_LARGE);
+        assert_eq!(service.inflight.reserved_bytes(), 0, "nothing reserved for a refused listing");
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        let mut pages = 0;
+        loop {
+            let mut scan = request(Opcode::OP_SCAN, None, None);
+            scan.cursor = cursor.clone();
+            scan.prefix = "key0".to_owned();
+            let page = service.answer(scan);
+            assert_eq!(page.opcode.enum_value(), Ok(Opcode::OP_SCAN), "{}", page.error_message);
+            assert!(page.compute_size() <= 1000, "a page fits a frame");
+            seen.extend(page.entries.iter().map(|entry| entry.key.clone()));
+            pages += 1;
+            if page.done {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        assert_eq!(seen, keys, "keys 000..099 all start with key0, once each, in order");
+        assert!(pages > 1, "more than one frame's worth needs several pages");
+        assert_eq!(service.statistics().scans, pages);
     }
 
     #[test]

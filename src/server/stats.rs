@@ -14,7 +14,7 @@ use crate::proto::{ErrorCode, Opcode, Statistics};
 use crate::store::table::Table;
 
 /// Operations counted separately, in the order of `Statistics`' fields.
-pub const COUNTED_OPCODES: [Opcode; 7] = [
+pub const COUNTED_OPCODES: [Opcode; 8] = [
     Opcode::OP_PUT,
     Opcode::OP_GET,
     Opcode::OP_DEL,
@@ -22,6 +22,7 @@ pub const COUNTED_OPCODES: [Opcode; 7] = [
     Opcode::OP_GETKEYS,
     Opcode::OP_GETTABLE,
     Opcode::OP_STATS,
+    Opcode::OP_SCAN,
 ];
 
 pub struct ServerStats {
@@ -43,6 +44,8 @@ pub struct ServerStats {
     /// How long committed writes took from being applied here to their
     /// commit (at the head: the way down the chain and back).
     commit_latency: LatencyHistogram,
+    /// Connections closed for a frame past `--frame-timeout-ms`.
+    late_frames: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -56,6 +59,7 @@ impl Default for ServerStats {
             clients: AtomicU64::new(0),
             request_latency: LatencyHistogram::default(),
             commit_latency: LatencyHistogram::default(),
+            late_frames: AtomicU64::new(0),
         }
     }
 }
@@ -111,6 +115,11 @@ impl ServerStats {
         self.started.elapsed().as_secs()
     }
 
+    /// Counts a connection closed for a frame past its deadline.
+    pub fn record_late_frame(&self) {
+        self.late_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A client connection opened; returns the number now open.
     pub fn client_connected(&self) -> u64 {
         self.clients.fetch_add(1, Ordering::Relaxed) + 1
@@ -138,6 +147,8 @@ impl ServerStats {
         statistics.getkeys = count(Opcode::OP_GETKEYS);
         statistics.gettables = count(Opcode::OP_GETTABLE);
         statistics.stats = count(Opcode::OP_STATS);
+        statistics.scans = count(Opcode::OP_SCAN);
+        statistics.late_frames = self.late_frames.load(Ordering::Relaxed);
         statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
         statistics.operation_time_us = self.operation_time_us.load(Ordering::Relaxed);
         statistics.errors = self.errors.load(Ordering::Relaxed);

@@ -2,7 +2,9 @@
 //! CRAQ reads need and the snapshot and log that durability needs.
 //!
 //! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
+//! - [`scan`]: SCAN, one page of the table in key order after a cursor.
 //! - `entry`: one key-value pair in a single allocation (the table's own).
 
 mod entry;
+pub mod scan;
 pub mod table;

@@ -15,6 +15,7 @@ use hashbrown::hash_table::Entry as Slot;
 use parking_lot::RwLock;
 
 use super::entry::Entry;
+use super::scan::encoded_bytes;
 
 /// One stripe's keys and values, each pair in one allocation (see [`super::entry`]
 /// for the layout and why). A `HashTable` rather than a `HashSet` because it
@@ -147,22 +148,72 @@ impl Table {
 
     /// Every key, sorted, from one consistent snapshot.
     pub fn keys(&self) -> Vec<String> {
-        let stripes = self.lock_all_for_reading();
-        let mut keys: Vec<String> =
-            stripes.iter().flat_map(|stripe| stripe.iter().map(|entry| entry.key().to_owned())).collect();
-        keys.sort_unstable();
-        keys
+        self.keys_within(u64::MAX).expect("no limit")
     }
 
     /// Every (key, value), sorted by key, from one consistent snapshot.
     pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.entries_within(u64::MAX).expect("no limit")
+    }
+
+    /// Like [`Table::keys`] if the reply would be at most `bytes_max` bytes
+    /// (see [`encoded_bytes`]); otherwise its size, found before anything
+    /// is copied.
+    pub fn keys_within(&self, bytes_max: u64) -> Result<Vec<String>, u64> {
+        self.listing(bytes_max, Self::key_bytes, |entry| entry.key().to_owned())
+    }
+
+    /// Like [`Table::entries`] if the reply would be at most `bytes_max`
+    /// bytes; otherwise its size, found before anything is copied.
+    pub fn entries_within(&self, bytes_max: u64) -> Result<Vec<(String, Vec<u8>)>, u64> {
+        self.listing(bytes_max, Self::entry_bytes, |entry| (entry.key().to_owned(), entry.value().to_vec()))
+    }
+
+    /// Bytes of a `getkeys` (`with_values` false) or `gettable` reply now,
+    /// counted without copying anything.
+    pub fn listing_bytes(&self, with_values: bool) -> u64 {
         let stripes = self.lock_all_for_reading();
-        let mut entries: Vec<(String, Vec<u8>)> = stripes
-            .iter()
-            .flat_map(|stripe| stripe.iter().map(|entry| (entry.key().to_owned(), entry.value().to_vec())))
-            .collect();
-        entries.sort_unstable_by(|left, right| left.0.cmp(&right.0));
-        entries
+        total_bytes(&stripes, if with_values { Self::entry_bytes } else { Self::key_bytes })
+    }
+
+    /// A `getkeys` reply's bytes for `entry`.
+    fn key_bytes(entry: &Entry) -> usize {
+        encoded_bytes(entry.key_bytes().len(), None)
+    }
+
+    /// A `gettable` reply's bytes for `entry`.
+    fn entry_bytes(entry: &Entry) -> usize {
+        encoded_bytes(entry.key_bytes().len(), Some(entry.value().len()))
+    }
+
+    /// `copy` of every entry, sorted (keys are unique, so items sort by
+    /// key), from one consistent snapshot, if the sum of their `bytes` is at
+    /// most `bytes_max`; otherwise that sum.
+    fn listing<T: Ord>(
+        &self,
+        bytes_max: u64,
+        bytes: fn(&Entry) -> usize,
+        copy: impl Fn(&Entry) -> T,
+    ) -> Result<Vec<T>, u64> {
+        let stripes = self.lock_all_for_reading();
+        let total = total_bytes(&stripes, bytes);
+        if total > bytes_max {
+            return Err(total);
+        }
+        let mut copied: Vec<T> = stripes.iter().flat_map(|stripe| stripe.iter()).map(copy).collect();
+        copied.sort_unstable();
+        Ok(copied)
+    }
+
+    /// Calls `visit` with every entry, one stripe at a time under that
+    /// stripe's read lock (so not one consistent snapshot: see `scan` for
+    /// what that gives).
+    pub(super) fn visit_entries(&self, mut visit: impl FnMut(&Entry)) {
+        for stripe in self.stripes.iter() {
+            for entry in stripe.read().iter() {
+                visit(entry);
+            }
+        }
     }
 
     /// Removes every key (a server that rejoins, or installs a snapshot,
@@ -182,6 +233,11 @@ impl Table {
     fn lock_all_for_reading(&self) -> Vec<parking_lot::RwLockReadGuard<'_, Stripe>> {
         self.stripes.iter().map(|stripe| stripe.read()).collect()
     }
+}
+
+/// The sum of `bytes` over every entry of `stripes`.
+fn total_bytes(stripes: &[parking_lot::RwLockReadGuard<'_, Stripe>], bytes: fn(&Entry) -> usize) -> u64 {
+    stripes.iter().flat_map(|stripe| stripe.iter()).map(|entry| bytes(entry) as u64).sum()
 }
 
 /// The stripe of a key with hash `hash`, out of `stripe_count`.
@@ -305,6 +361,21 @@ mod tests {
         let entries = table.entries();
         assert_eq!(entries[0], ("a".to_owned(), b"a".to_vec()));
         assert_eq!(entries.len(), 3);
+    }
+
+    #[test]
+    fn listings_over_the_limit_give_their_size_instead() {
+        let table = Table::new(3);
+        for key in ["a", "bb", "ccc"] {
+            table.put(key, b"value");
+        }
+        let key_bytes = table.listing_bytes(false);
+        assert_eq!(key_bytes, (2 + 1) + (2 + 2) + (2 + 3));
+        assert_eq!(table.keys_within(key_bytes), Ok(vec!["a".to_owned(), "bb".to_owned(), "ccc".to_owned()]));
+        assert_eq!(table.keys_within(key_bytes - 1), Err(key_bytes));
+        let entry_bytes = table.listing_bytes(true);
+        assert_eq!(table.entries_within(entry_bytes - 1), Err(entry_bytes));
+        assert_eq!(table.entries_within(entry_bytes).unwrap().len(), 3);
     }
 
     #[test]

@@ -9,8 +9,13 @@ pub mod ensemble;
 pub mod pty;
 pub mod tls;
 
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use chaintable::proto::{Opcode, Request, Response};
+use chaintable::wire::{encode_frame, read_frame};
+use protobuf::Message;
 
 pub use chaintable::check::cluster::{ServerProcess, ZooKeeperProcess};
 
@@ -20,10 +25,29 @@ pub fn start_server(table_size: usize, extra: &[&str]) -> ServerProcess {
         .expect("starting table-server")
 }
 
-/// Starts the `table-server` built for these tests with `env` set.
-pub fn start_server_with_env(table_size: usize, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-    ServerProcess::start_with_env(Path::new(env!("CARGO_BIN_EXE_table-server")), table_size, extra, env)
+/// Starts the `table-server` built for these tests with at most `files`
+/// open files.
+pub fn start_server_with_open_files(table_size: usize, extra: &[&str], files: u64) -> ServerProcess {
+    let binary = Path::new(env!("CARGO_BIN_EXE_table-server"));
+    ServerProcess::start_with_open_files_limit(binary, table_size, extra, files)
         .expect("starting table-server")
+}
+
+/// Sends one request with `opcode` on `stream` and reads the reply frame;
+/// `None` when the server closed the connection instead.
+pub fn raw_call(mut stream: &TcpStream, opcode: Opcode) -> Option<Response> {
+    use std::io::Write;
+    let mut request = Request::new();
+    request.opcode = opcode.into();
+    request.request_id = 1;
+    let mut frame = Vec::new();
+    encode_frame(&request, 1 << 20, &mut frame).expect("encoding a request");
+    stream.write_all(&frame).ok()?;
+    let mut body = Vec::new();
+    match read_frame(&mut stream, 1 << 20, &mut body) {
+        Ok(true) => Some(Response::parse_from_bytes(&body).expect("a reply that decodes")),
+        _ => None,
+    }
 }
 
 /// Starts a test ZooKeeper.
