@@ -16,7 +16,10 @@ pub fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -
     args.extend(extra.iter().map(|arg| arg.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = start_server(64, &args);
-    let awaited = if first { "starting the chain" } else { "announced ready" };
+    // A joiner announces itself ready, then reads the view that says so and
+    // takes the tail's role: clients that look the chain up after this find
+    // a tail that knows it is one.
+    let awaited = if first { "starting the chain" } else { "chain role: tail" };
     assert!(
         server.wait_for_log(awaited, SERVER_START),
         "'{awaited}' not logged by {}:\n{}",
