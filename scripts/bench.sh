@@ -243,7 +243,7 @@ machine_ticks() {
 # our_ticks: CPU jiffies used so far by the servers (and ZooKeeper) this script started.
 our_ticks() {
   local pid sum=0
-  for pid in $server_pid $redis_pid $(cat "$CHAIN_DIR"/server-*.pid "$CHAIN_DIR"/zookeeper.pid 2>/dev/null); do
+  for pid in $server_pid $redis_pid $tls_server_pid $tls_redis_pid $(cat "$CHAIN_DIR"/server-*.pid "$CHAIN_DIR"/zookeeper.pid 2>/dev/null); do
     [[ -r /proc/$pid/stat ]] && sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
   done
   echo "$sum"

@@ -237,7 +237,11 @@ impl FrameReader {
                     return Ok(None);
                 }
                 let deadline = Instant::now() + timeout;
-                self.reader.get_mut().raw_mut().deadline = Some(deadline);
+                // A frame already whole in the buffer (most requests) is
+                // read without the socket: no timeouts to set and reset.
+                if !self.buffered_frame_is_whole() {
+                    self.reader.get_mut().raw_mut().deadline = Some(deadline);
+                }
                 Some(deadline)
             }
             None => None,
@@ -265,6 +269,16 @@ impl FrameReader {
                 Err(FrameError::Late { timeout: self.frame_timeout.unwrap_or_default() })
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// Whether the buffer holds the next frame's header and all its body.
+    fn buffered_frame_is_whole(&self) -> bool {
+        let buffered = self.reader.buffer();
+        buffered.len() >= FRAME_HEADER_BYTES && {
+            let header: [u8; FRAME_HEADER_BYTES] =
+                buffered[..FRAME_HEADER_BYTES].try_into().expect("4 bytes");
+            buffered.len() - FRAME_HEADER_BYTES >= u32::from_be_bytes(header) as usize
         }
     }
 
