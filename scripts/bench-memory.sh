@@ -27,6 +27,8 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/table-server.sh
+source "$repo/scripts/lib/table-server.sh"
 sections="flood gettable getkeys"
 flood_keys=8000000
 getkeys_keys=10000000
@@ -75,19 +77,13 @@ mib() { awk -v kb="$1" 'BEGIN { printf "%.1f MiB", kb / 1024 }'; }
 # start_server <name> <options...>: a standalone table-server on a port it picks; sets
 # server_pid and server (its address).
 start_server() {
-  local name=$1 log_file tenths=0 address=""
+  local name=$1 log_file
   shift
   log_file=$out/$name.log
   "$bin/table-server" 0 1024 --max-clients-per-host 100000 "$@" >"$log_file" 2>&1 </dev/null &
   server_pid=$!
   started_pids+=("$server_pid")
-  until [[ -n $address ]]; do
-    kill -0 "$server_pid" 2>/dev/null || { log "table-server exited:"; cat "$log_file" >&2; exit 1; }
-    ((tenths++ < 200)) || { log "table-server did not start in 20 s"; exit 1; }
-    sleep 0.1
-    address=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log_file" | head -n 1)
-  done
-  server=$address
+  server=$(wait_listening "$server_pid" "$log_file") || exit 1
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }

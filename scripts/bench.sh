@@ -51,6 +51,8 @@ EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/table-server.sh
+source "$repo/scripts/lib/table-server.sh"
 runs=3
 duration=10
 clients_list="1 16 50 200"
@@ -151,17 +153,11 @@ trap 'exit 130' INT TERM
 # sets server_pid and server (its address). Not in a subshell: the PID must
 # reach cleanup.
 start_server() {
-  local log_file=$out/table-server.log tenths=0 address=""
+  local log_file=$out/table-server.log
   # Every benchmark client comes from 127.0.0.1: no per-host limit.
   "$server_bin" 0 1024 --max-clients-per-host 100000 "$@" >"$log_file" 2>&1 </dev/null &
   server_pid=$!
-  until [[ -n $address ]]; do
-    kill -0 "$server_pid" 2>/dev/null || { log "table-server exited:"; cat "$log_file" >&2; exit 1; }
-    ((tenths++ < 200)) || { log "table-server did not start in 20 s"; exit 1; }
-    sleep 0.1
-    address=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log_file" | head -n 1)
-  done
-  server=$address
+  server=$(wait_listening "$server_pid" "$log_file") || exit 1
 }
 
 # start_redis: a Redis without persistence on a free port; sets redis_pid and
