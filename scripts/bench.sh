@@ -426,7 +426,7 @@ if ! $skip_chain; then
     zookeeper=127.0.0.1:$(cat "$CHAIN_DIR/zookeeper.port")
     for clients in $chain_clients_list; do
       for _ in $(seq 1 "$runs"); do
-        bench_run "chain-$length" 0:100:0 "$clients" --zk "$zookeeper"
+        bench_run "chain-$length" 0:100:0 "$clients" --zk "$zookeeper" --secret-file "$CHAIN_DIR/client.secret"
       done
     done
     "$repo/scripts/chain.sh" down >&2
@@ -553,7 +553,8 @@ if ! $skip_transfer; then
   chain_up=true
   "$repo/scripts/chain.sh" up 1 >&2
   zookeeper=127.0.0.1:$(cat "$CHAIN_DIR/zookeeper.port")
-  "$bench_bin" --zk "$zookeeper" --clients 8 --keys "$transfer_keys" --value-size 100 --duration 0.5 \
+  "$bench_bin" --zk "$zookeeper" --secret-file "$CHAIN_DIR/client.secret" --clients 8 \
+    --keys "$transfer_keys" --value-size 100 --duration 0.5 \
     --warmup 0 --mix 1:0:0 >/dev/null 2>>"$out/bench.log"
   join_started=$(date +%s%N)
   # Returns once the joiner has announced itself ready.

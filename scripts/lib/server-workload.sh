@@ -336,12 +336,17 @@ if ! $skip_chain; then
   chain_up=true
   chain up 1 >"$work/chain-up.log" 2>&1 || { cat "$work/chain-up.log" >&2; fail "scripts/chain.sh up 1 failed"; }
   zookeeper=127.0.0.1:$(cat "$work/chain/zookeeper.port")
+  # chain.sh's chain authenticates peers and clients: the server under the
+  # tool joins with its secrets, and every client proves the client secret.
+  export CHAINTABLE_SECRET_FILE=$work/chain/client.secret
+  chain_secrets=(--peer-secret-file "$work/chain/peer.secret" --client-secret-file "$work/chain/client.secret")
   for ((i = 0; i < CHAIN_EARLY_KEYS; i++)); do
     "$client_bin" "$zookeeper" put "early-$i" "value $i" >/dev/null 2>>"$work/client.err" || fail "put early-$i through the chain"
   done
 
   echo "$me: chain: a server under $tool joins as the tail (state transfer in)"
-  start_under_tool chain-member 0 "$TABLE_STRIPES" "$zookeeper" --zk-timeout-ms "$CHAIN_ZK_TIMEOUT_MS"
+  start_under_tool chain-member 0 "$TABLE_STRIPES" "$zookeeper" --zk-timeout-ms "$CHAIN_ZK_TIMEOUT_MS" \
+    "${chain_secrets[@]}"
   wait_for_log "ready in the chain" "announced ready"
   echo "$me: chain: the first server is killed; the server under $tool becomes head and tail"
   chain kill 1 >/dev/null
