@@ -15,6 +15,8 @@
 //! - [`proto`]: message types generated from `proto/chaintable.proto` by `build.rs`.
 //! - [`wire`]: framing (4-byte big-endian length + message), checked before allocation.
 //! - [`limits`]: every size, count and time limit, with its value and why.
+//! - [`secure`]: secrets, the challenge-response of peers and clients, sealed link frames, TLS.
+//! - [`throttle`]: one line per interval for log lines outsiders can repeat at will.
 //!
 //! Store:
 //! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots, and

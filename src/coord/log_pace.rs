@@ -17,12 +17,12 @@
 //! 0.8.0 in Cargo.toml, and a test below names them.
 
 use std::cell::Cell;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::limits::{LOG_REPEAT_INTERVAL, ZK_RECONNECT_PAUSE_FIRST, ZK_RECONNECT_PAUSE_MAX};
+use crate::throttle::{Every, suppressed_note};
 
 /// Log target of the crate's I/O thread.
 const CRATE_IO_TARGET: &str = "zookeeper::io";
@@ -117,55 +117,10 @@ impl Log for PacedLogger {
     }
 }
 
-/// ` (N similar lines suppressed)`, or nothing.
-pub fn suppressed_note(suppressed: u64) -> String {
-    match suppressed {
-        0 => String::new(),
-        1 => " (1 similar line suppressed)".into(),
-        count => format!(" ({count} similar lines suppressed)"),
-    }
-}
-
-/// Lets a repeated log line through at most once per interval.
-pub struct Every {
-    interval: Duration,
-    /// When a line last went through, and how many were held back since.
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl Every {
-    pub const fn new(interval: Duration) -> Every {
-        Every { interval, state: Mutex::new((None, 0)) }
-    }
-
-    /// `Some(lines held back since the last one)` if a line may go out now.
-    pub fn due(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (last, held_back) = &mut *state;
-        if last.is_some_and(|last| last.elapsed() < self.interval) {
-            *held_back += 1;
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(std::mem::take(held_back))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_repeated_line_goes_out_once_per_interval_with_a_count() {
-        let every = Every::new(Duration::from_millis(200));
-        assert_eq!(every.due(), Some(0));
-        assert_eq!(every.due(), None);
-        assert_eq!(every.due(), None);
-        std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(every.due(), Some(2));
-        assert_eq!(suppressed_note(2), " (2 similar lines suppressed)");
-        assert_eq!(suppressed_note(0), "");
-    }
+    use std::time::Instant;
 
     #[test]
     fn the_crates_attempts_are_recognised_by_their_messages() {

@@ -19,12 +19,12 @@ use zookeeper::{AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, Zk
 
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
 use crate::coord::acl::{self, ZkIdentity};
-use crate::coord::log_pace::{Every, suppressed_note};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
     LEASE_CHECK_SHARE, LEASE_SHARE, LOG_REPEAT_INTERVAL, MEMBERSHIP_EVENTS_QUEUED_MAX,
     MEMBERSHIP_RETRY_PAUSE, RESTART_FALLBACK_TIMEOUTS, VIEW_READ_INTERVAL_MIN, ZK_RECONNECT_PAUSE_MAX,
 };
+use crate::throttle::{Every, suppressed_note};
 
 /// While ZooKeeper is unreachable, failed attempts to open a session are
 /// logged at most once a second (with a count).

@@ -13,9 +13,9 @@ use std::time::Duration;
 use log::warn;
 use zookeeper::{WatchedEvent, ZkError, ZooKeeper};
 
-use super::log_pace::{Every, suppressed_note};
 use super::zk::{self, BoundedZk};
 use crate::limits::{CHAIN_MEMBERS_READ_MAX, LOG_REPEAT_INTERVAL};
+use crate::throttle::{Every, suppressed_note};
 use crate::view::{ChainView, CommitRecord, MEMBER_PREFIX, parse_member};
 
 /// Digits ZooKeeper appends to a sequential node's name.

@@ -23,7 +23,7 @@ use crate::limits::{
 use crate::proto::{ClientRecord, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream, Write};
 use crate::replica::transfers::TransferCount;
 use crate::replica::{Replica, Snapshot};
-use crate::throttle::Throttle;
+use crate::throttle::{Every, suppressed_note};
 use crate::view::Member;
 use crate::wire::{self, FrameWriter};
 
@@ -38,7 +38,7 @@ struct Acks {
 
 /// A successor that fails its proof is retried often; it is logged once
 /// in a while.
-static UNAUTHENTICATED_LOG: Throttle = Throttle::new(UNAUTHENTICATED_LOG_PERIOD);
+static UNAUTHENTICATED_LOG: Every = Every::new(UNAUTHENTICATED_LOG_PERIOD);
 
 /// Runs until `stopping` is set.
 pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
@@ -61,8 +61,8 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
         match replicate_to(replica, &me.name, &successor, &mut sent, stopping, settings) {
             Ok(()) => {}
             Err(error @ LinkError::Unauthenticated(_)) => {
-                if UNAUTHENTICATED_LOG.allow() {
-                    warn!("replication to {successor}: {error}");
+                if let Some(suppressed) = UNAUTHENTICATED_LOG.due() {
+                    warn!("replication to {successor}: {error}{}", suppressed_note(suppressed));
                 }
                 thread::sleep(REPLICATION_RECONNECT_PAUSE);
             }

@@ -10,7 +10,7 @@ use super::service::error_response;
 use crate::proto::{AuthStep, ErrorCode, Opcode, Request, Response};
 use crate::secure::challenge::{NONCE_BYTES, Prover, Transcript, fresh_nonce};
 use crate::secure::secret::AuthKey;
-use crate::throttle::Throttle;
+use crate::throttle::{Every, suppressed_note};
 
 /// Where one connection stands.
 pub(super) enum ClientAuth<'a> {
@@ -78,9 +78,11 @@ impl<'a> ClientAuth<'a> {
                 if is_auth && transcript.verify(key, Prover::Client, &request.auth.proof) {
                     return Screened::Reply(auth_reply(&request, None));
                 }
-                if FAILED_PROOFS.allow() {
+                if let Some(suppressed) = FAILED_PROOFS.due() {
                     warn!(
-                        "a client failed to prove the client secret (wrong --secret-file?); closing its connection"
+                        "a client failed to prove the client secret (wrong --secret-file?); closing its \
+                         connection{}",
+                        suppressed_note(suppressed)
                     );
                 }
                 Screened::Refuse(refusal(&request, "authentication failed: wrong client secret"))
@@ -103,4 +105,4 @@ fn refusal(request: &Request, message: &str) -> Response {
 
 /// Failed proofs are logged at most once a period, whoever sends how
 /// many: each is counted in `stats` as an error anyway.
-static FAILED_PROOFS: Throttle = Throttle::new(UNAUTHENTICATED_LOG_PERIOD);
+static FAILED_PROOFS: Every = Every::new(UNAUTHENTICATED_LOG_PERIOD);

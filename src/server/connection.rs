@@ -24,11 +24,11 @@ use crate::limits::{
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::replication::{LinkError, receiver};
 use crate::secure::tls::{ServerTls, TLS_HANDSHAKE_BYTE, TlsSession};
-use crate::throttle::Throttle;
+use crate::throttle::{Every, suppressed_note};
 use crate::wire::{self, FrameError, FrameReader, FrameWriter, encode_frame};
 
 /// Links that fail their proof are logged at most once a period.
-static UNAUTHENTICATED_LINKS: Throttle = Throttle::new(UNAUTHENTICATED_LOG_PERIOD);
+static UNAUTHENTICATED_LINKS: Every = Every::new(UNAUTHENTICATED_LOG_PERIOD);
 
 /// Tells a connection over `--max-clients` (or `--max-clients-per-host`)
 /// why it is refused (`reason`), then closes it. Bounded in time and bytes:
@@ -136,11 +136,10 @@ pub(super) fn serve_connection(
             if let Err(error) =
                 receiver::serve(request, reader, writer.frames, &service.replica, &service.link, stopping)
             {
-                match error {
-                    LinkError::Unauthenticated(_) if UNAUTHENTICATED_LINKS.allow() => {
-                        warn!("replication link: {error}")
-                    }
-                    _ => debug!("replication link: {error}"),
+                let unauthenticated = matches!(error, LinkError::Unauthenticated(_));
+                match unauthenticated.then(|| UNAUTHENTICATED_LINKS.due()).flatten() {
+                    Some(suppressed) => warn!("replication link: {error}{}", suppressed_note(suppressed)),
+                    None => debug!("replication link: {error}"),
                 }
             }
             return Ok(());
