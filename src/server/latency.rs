@@ -1,6 +1,6 @@
 //! A latency histogram for Prometheus: fixed bucket bounds, one atomic
-//! counter per bucket, so any connection thread records with three relaxed
-//! atomic additions and no lock, and a scrape reads it without stopping
+//! counter per bucket, so any connection thread records with two relaxed
+//! atomic additions and no lock (the count is the buckets' total), and a scrape reads it without stopping
 //! anyone. (The benchmark's `bench::histogram` is the other kind: precise
 //! percentiles, one per load thread, merged at the end.)
 
@@ -23,7 +23,6 @@ pub struct LatencyHistogram {
     buckets: [AtomicU64; BUCKET_BOUNDS_US.len() + 1],
     /// Sum of every duration recorded, in microseconds.
     sum_us: AtomicU64,
-    count: AtomicU64,
 }
 
 /// A histogram as read at one moment, for the exposition.
@@ -36,7 +35,7 @@ pub struct LatencySnapshot {
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        LatencyHistogram { buckets: Default::default(), sum_us: AtomicU64::new(0), count: AtomicU64::new(0) }
+        LatencyHistogram { buckets: Default::default(), sum_us: AtomicU64::new(0) }
     }
 }
 
@@ -46,12 +45,16 @@ impl LatencyHistogram {
         let bucket = BUCKET_BOUNDS_US.partition_point(|bound| *bound < micros);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(micros, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counts now. Read without a lock while others record, so the
-    /// count may be a few ahead of or behind the buckets; `count` is taken
-    /// as at least the buckets' total, so `+Inf` is never below a bound.
+    /// Sum of every duration recorded, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
+    }
+
+    /// The counts now. Read without a lock while others record, so the sum
+    /// may be a few durations ahead of or behind the buckets; the count is
+    /// the buckets' total, so `+Inf` is never below a bound.
     pub fn snapshot(&self) -> LatencySnapshot {
         let mut cumulative = [0; BUCKET_BOUNDS_US.len()];
         let mut running = 0;
@@ -60,8 +63,7 @@ impl LatencyHistogram {
             *total = running;
         }
         let above = self.buckets[BUCKET_BOUNDS_US.len()].load(Ordering::Relaxed);
-        let count = self.count.load(Ordering::Relaxed).max(running + above);
-        LatencySnapshot { cumulative, sum_seconds: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6, count }
+        LatencySnapshot { cumulative, sum_seconds: self.sum_us() as f64 / 1e6, count: running + above }
     }
 }
 

@@ -30,8 +30,6 @@ pub struct ServerStats {
     started: Instant,
     /// Successful operations per opcode, indexed like `COUNTED_OPCODES`.
     operations: [AtomicU64; COUNTED_OPCODES.len()],
-    /// Microseconds spent executing successful operations.
-    operation_time_us: AtomicU64,
     /// Requests answered with an error reply.
     errors: AtomicU64,
     /// The same by error code, indexed like `ErrorCode::VALUES`.
@@ -39,7 +37,8 @@ pub struct ServerStats {
     /// Client connections open now.
     clients: AtomicU64,
     /// How long successful requests took, from the frame read to the
-    /// reply ready (a write's includes its wait for the commit).
+    /// reply ready (a write's includes its wait for the commit); its sum is
+    /// `stats`' `operation_time_us`.
     request_latency: LatencyHistogram,
     /// How long committed writes took from being applied here to their
     /// commit (at the head: the way down the chain and back).
@@ -53,7 +52,6 @@ impl Default for ServerStats {
         ServerStats {
             started: Instant::now(),
             operations: Default::default(),
-            operation_time_us: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             errors_by_code: Default::default(),
             clients: AtomicU64::new(0),
@@ -70,7 +68,6 @@ impl ServerStats {
         if let Some(index) = COUNTED_OPCODES.iter().position(|counted| *counted == opcode) {
             self.operations[index].fetch_add(1, Ordering::Relaxed);
         }
-        self.operation_time_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         self.request_latency.record(elapsed);
     }
 
@@ -150,7 +147,7 @@ impl ServerStats {
         statistics.scans = count(Opcode::OP_SCAN);
         statistics.late_frames = self.late_frames.load(Ordering::Relaxed);
         statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
-        statistics.operation_time_us = self.operation_time_us.load(Ordering::Relaxed);
+        statistics.operation_time_us = self.request_latency.sum_us();
         statistics.errors = self.errors.load(Ordering::Relaxed);
         statistics.clients = self.clients();
         statistics.keys = table.len();
