@@ -5,7 +5,7 @@ use log::{info, warn};
 
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
-use super::node::ChainNode;
+use super::node::{ChainNode, InjectedBug};
 use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
 use crate::view::{ChainView, CommitRecord, Readiness};
 
@@ -22,7 +22,8 @@ impl ChainNode {
     /// chain from its old table).
     pub(super) fn wanted_record(&self, progress_due: bool) -> Option<CommitRecord> {
         let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
-        if !is_tail || !matches!(self.lifecycle, Lifecycle::Ready { .. }) || self.installing {
+        let the_tail = is_tail && matches!(self.lifecycle, Lifecycle::Ready { .. }) && !self.installing;
+        if !the_tail && !(self.injected(InjectedBug::RecordFromNonTail) && self.position.is_some()) {
             return None;
         }
         let current = &self.record;
@@ -109,6 +110,12 @@ impl ChainNode {
                 {
                     self.generation = self.generation.max(generation);
                 }
+                Lifecycle::Ready { handed_over_to: None }
+            }
+            (Some(position), Lifecycle::CatchingUp { .. })
+                if position.me.readiness.is_ready()
+                    && self.injected(InjectedBug::AnnounceWithoutHandOver) =>
+            {
                 Lifecycle::Ready { handed_over_to: None }
             }
             (Some(position), other) if position.me.readiness.is_ready() => {

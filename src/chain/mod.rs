@@ -22,6 +22,8 @@
 //!   record) are in `replicate.rs` and `membership.rs`.
 //! - [`lifecycle`]: the one enum of a member's join and hand-over states.
 //! - [`clients`]: each client's latest write, for exactly-once retries.
+//! - [`link`]: the two ends of a replication link: resume point or
+//!   snapshot, Sent-list trimming, hand-over mark, heartbeats, acks.
 //! - [`sent`]: the Sent list: writes forwarded and not yet committed.
 //! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
 //! - [`effects`]: the [`Action`]s out and the [`Store`] in.
@@ -30,6 +32,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod effects;
 pub mod lifecycle;
+pub mod link;
 mod membership;
 pub mod node;
 mod replicate;

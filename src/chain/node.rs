@@ -55,14 +55,31 @@ pub enum InjectedBug {
     /// fault of the link's shell, which the simulator models: the node
     /// itself never sees the handshake).
     SkipPeerAuth,
+    /// A link resumes after the last write it sent, not after the last
+    /// write the successor applied.
+    ResumePastApplied,
+    /// The tail goes on committing writes on its own after it handed its
+    /// role to a joining successor.
+    CommitAfterHandOver,
+    /// Any member writes the commit record, not only the ready tail (also
+    /// one that is joining, or recovering a table that is not the chain's).
+    RecordFromNonTail,
+    /// A joiner asks to be announced ready as soon as its state transfer
+    /// completes, without waiting for the hand-over mark, and takes the
+    /// view's word that it is ready.
+    AnnounceWithoutHandOver,
 }
 
 impl InjectedBug {
-    pub const ALL: [InjectedBug; 4] = [
+    pub const ALL: [InjectedBug; 8] = [
         InjectedBug::CommitEarly,
         InjectedBug::SkipPredecessorCheck,
         InjectedBug::StaleRead,
         InjectedBug::SkipPeerAuth,
+        InjectedBug::ResumePastApplied,
+        InjectedBug::CommitAfterHandOver,
+        InjectedBug::RecordFromNonTail,
+        InjectedBug::AnnounceWithoutHandOver,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +88,10 @@ impl InjectedBug {
             InjectedBug::SkipPredecessorCheck => "skip-predecessor-check",
             InjectedBug::StaleRead => "stale-read",
             InjectedBug::SkipPeerAuth => "skip-peer-auth",
+            InjectedBug::ResumePastApplied => "resume-past-applied",
+            InjectedBug::CommitAfterHandOver => "commit-after-hand-over",
+            InjectedBug::RecordFromNonTail => "record-from-non-tail",
+            InjectedBug::AnnounceWithoutHandOver => "announce-without-hand-over",
         }
     }
 
@@ -459,8 +480,9 @@ impl ChainNode {
         match self.position.as_ref().and_then(|position| position.successor.as_ref()) {
             None => true,
             Some(successor) => {
-                !successor.readiness.is_ready()
-                    && self.lifecycle.handed_over_to() != Some(successor.name.as_str())
+                let handed_over = self.lifecycle.handed_over_to() == Some(successor.name.as_str())
+                    && !self.injected(InjectedBug::CommitAfterHandOver);
+                !successor.readiness.is_ready() && !handed_over
             }
         }
     }
@@ -526,6 +548,16 @@ impl ChainNode {
     /// The current run of forwarded writes (see the field).
     pub fn stream(&self) -> u64 {
         self.stream
+    }
+
+    /// Whether `bug` is switched on (testing the checkers only).
+    pub fn injected(&self, bug: InjectedBug) -> bool {
+        self.config.bug == Some(bug)
+    }
+
+    /// Our node name in ZooKeeper, once registered.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     pub fn view_epoch(&self) -> u64 {

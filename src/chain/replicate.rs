@@ -205,6 +205,9 @@ impl ChainNode {
             self.installing = false;
             if self.lifecycle == Lifecycle::Joining {
                 self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
+                if self.injected(InjectedBug::AnnounceWithoutHandOver) {
+                    effects.act(Action::AnnounceReady);
+                }
             }
             self.maybe_announce_ready(effects);
             self.publish_commit(effects);

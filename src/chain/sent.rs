@@ -62,7 +62,7 @@ impl SentList {
     /// sent is refused (it comes from the network: the link is closed, the
     /// server goes on).
     pub fn trim(&mut self, committed: u64) -> Result<(), AckBeyondSent> {
-        let last_sent = self.range.map_or(0, |(_, last)| last);
+        let last_sent = self.last_sent();
         if committed > last_sent {
             return Err(AckBeyondSent { acked: committed, last_sent });
         }
@@ -103,6 +103,11 @@ impl SentList {
         self.writes.clear();
         self.range = Some((sequence, sequence));
         self.stream = Some(stream);
+    }
+
+    /// The last write sent (or covered by the snapshot sent), 0 if none.
+    pub fn last_sent(&self) -> u64 {
+        self.range.map_or(0, |(_, last)| last)
     }
 
     pub fn len(&self) -> usize {

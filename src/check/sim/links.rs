@@ -1,91 +1,97 @@
-//! The replication threads of a simulated server: the sender (connect,
-//! resume from the Sent list or stream a snapshot, hand over, forward) and
-//! the receiver (accept a link, apply frames, acknowledge).
+//! The replication links of a simulated server, as transports: the
+//! decisions (where a link goes, resume or snapshot, trimming, hand-over,
+//! heartbeats, what a frame does, when to ack) are the core's
+//! [`Downlink`](crate::chain::link::Downlink) and
+//! [`Uplink`](crate::chain::link::Uplink), the same code the server's link
+//! threads run; this file only turns them into simulated messages.
 
-use super::server::{Downlink, LinkMessage, Uplink, server_of};
+use super::server::{LinkMessage, server_of};
 use super::world::World;
-use crate::chain::{Progress, Welcome};
-use crate::proto::{Entry, ReplicaHello, SnapshotChunk, Write};
+use crate::chain::link::{Ack, Aim, Start, Uplink};
+use crate::chain::{Progress, SnapshotPoint, Welcome};
+use crate::proto::{Downstream, Entry, SnapshotChunk};
 
 /// Entries per snapshot chunk: small, so transfers take several chunks.
 const CHUNK_ENTRIES: usize = 2;
+/// The simulated Sent list's bound and batch size: unbounded batches, as
+/// the simulated chains are small.
+const SENT_MAX: usize = usize::MAX;
+
+/// The sending side's connection: which one, and whether it was welcomed.
+pub(super) struct DownConnection {
+    pub(super) connection: usize,
+    pub(super) streaming: bool,
+}
 
 impl World {
     // ---- replication: sending side ----
 
-    /// The replication sender's work: (re)connect to the successor, stream
-    /// the queue through the Sent list, hand the tail role over.
+    /// The replication sender's work: aim the link at the successor, then
+    /// stream the queue through the Sent list.
     pub(super) fn sender_work(&mut self, index: usize) {
-        let server = &self.servers[index];
-        let successor = server.node.successor().filter(|_| server.node.may_replicate()).cloned();
-        let Some(successor) = successor else {
-            let server = &mut self.servers[index];
-            if !server.node.forwards() || !server.node.may_replicate() {
+        let server = &mut self.servers[index];
+        let aim = server.link.aim(&server.node);
+        match aim {
+            Aim::Idle => {
                 // Nobody to forward to: what was queued will never be sent.
                 server.outbox.clear();
-                server.sent.forget();
+                self.drop_downlink(index);
             }
-            if let Some(downlink) = server.downlink.take() {
-                self.close(downlink.connection);
+            Aim::Open { successor, mut hello } => {
+                if let Some(down) = self.servers[index].down.take() {
+                    self.close(down.connection);
+                }
+                let Some(connection) = server_of(&successor.address).and_then(|to| self.connect(index, to))
+                else {
+                    self.servers[index].link.closed();
+                    return;
+                };
+                hello.nonce = self.peer_auth.nonce();
+                self.servers[index].down = Some(DownConnection { connection, streaming: false });
+                self.send(connection, true, LinkMessage::Hello(hello));
             }
-            return;
-        };
-        if let Some(downlink) = &self.servers[index].downlink
-            && downlink.successor != successor.name
-        {
-            let connection = downlink.connection;
-            self.servers[index].downlink = None;
-            self.close(connection);
+            Aim::Keep => self.stream_writes(index),
         }
-        let Some(downlink) = &self.servers[index].downlink else {
-            let Some(target) = server_of(&successor.address) else { return };
-            let Some(connection) = self.connect(index, target) else { return };
-            let server = &mut self.servers[index];
-            let mut hello = ReplicaHello::new();
-            hello.sender = server.name.clone();
-            hello.receiver = successor.name.clone();
-            hello.epoch = server.node.view_epoch();
-            hello.nonce = self.peer_auth.nonce();
-            let server = &mut self.servers[index];
-            server.downlink = Some(Downlink {
-                connection,
-                successor: successor.name,
-                streaming: false,
-                acked: Progress::default(),
-            });
-            self.send(connection, true, LinkMessage::Hello(hello));
-            return;
-        };
-        if !downlink.streaming {
+    }
+
+    /// Steady state: trim, hand over, forward what was queued.
+    fn stream_writes(&mut self, index: usize) {
+        let Some(down) = &self.servers[index].down else { return };
+        if !down.streaming {
             return;
         }
-        let (connection, acked) = (downlink.connection, downlink.acked);
-        if self.servers[index].sent.trim(acked.committed).is_err() {
-            self.drop_downlink(index);
-            return;
-        }
+        let connection = down.connection;
         let mut actions = Vec::new();
-        let promote_at = self.servers[index].node.try_hand_over(&successor.name, acked.applied, &mut actions);
+        let server = &mut self.servers[index];
+        let promote_at = match server.link.streaming_step(&mut server.node, &mut actions) {
+            Ok(promote_at) => promote_at,
+            Err(_) => {
+                self.carry_out(index, actions);
+                self.drop_downlink(index);
+                return;
+            }
+        };
         self.carry_out(index, actions);
         let server = &mut self.servers[index];
-        let before = server.sent.len();
-        let mut continuous = true;
-        while let Some((stream, write)) = server.outbox.pop_front() {
-            continuous &= server.sent.push(stream, write);
-        }
-        if !continuous {
+        let before = server.link.sent_len();
+        let room = server.link.room(SENT_MAX, SENT_MAX).min(server.outbox.len());
+        if !server.link.take_queued(server.outbox.drain(..room)) {
             self.drop_downlink(index);
             return;
         }
-        let writes: Vec<Write> = server.sent.after(0).skip(before).cloned().collect();
-        if !writes.is_empty() || promote_at.is_some() {
-            self.send(connection, true, LinkMessage::Batch { writes, promote_at });
+        if server.link.frame_due(before, promote_at, self.now_ms) {
+            let mut frame = Downstream::new();
+            server.link.lend_frame(before, promote_at, &mut frame);
+            let sent = frame.clone();
+            server.link.give_back(&mut frame);
+            self.send(connection, true, LinkMessage::Frame(sent));
         }
     }
 
     fn drop_downlink(&mut self, index: usize) {
-        if let Some(downlink) = self.servers[index].downlink.take() {
-            self.close(downlink.connection);
+        self.servers[index].link.closed();
+        if let Some(down) = self.servers[index].down.take() {
+            self.close(down.connection);
         }
     }
 
@@ -97,65 +103,66 @@ impl World {
             return;
         };
         let server = &mut self.servers[index];
-        let mut continuous = true;
-        while let Some((stream, write)) = server.outbox.pop_front() {
-            continuous &= server.sent.push(stream, write);
-        }
-        if welcome.wants_snapshot || !continuous || !server.sent.can_resume_after(welcome.last_applied) {
-            let Some(point) = server.node.snapshot_point() else {
+        let continuous = server.link.take_queued(server.outbox.drain(..));
+        match server.link.welcomed(&welcome, continuous, &server.node, self.now_ms) {
+            Start::NotReady => {
                 self.drop_downlink(index);
                 return;
-            };
-            let (sequence, write_epoch) = (point.sequence, point.write_epoch);
-            server.sent.restart_at(server.node.stream(), sequence);
-            let entries: Vec<Entry> = server
-                .store
-                .iter()
-                .map(|(key, value)| Entry::from_pair((key.clone(), value.clone())))
-                .collect();
-            let total_keys = entries.len() as u64;
-            let mut chunks: Vec<SnapshotChunk> = entries
-                .chunks(CHUNK_ENTRIES)
-                .map(|part| {
-                    let mut chunk = SnapshotChunk::new();
-                    chunk.sequence = sequence;
-                    chunk.write_epoch = write_epoch;
-                    chunk.total_keys = total_keys;
-                    chunk.entries = part.to_vec();
-                    chunk
-                })
-                .collect();
-            if chunks.is_empty() {
-                chunks.push(SnapshotChunk { sequence, write_epoch, ..SnapshotChunk::new() });
             }
-            chunks[0].clients = point.clients;
-            if let Some(last) = chunks.last_mut() {
-                last.last = true;
+            Start::Resume { after } => {
+                let writes: Vec<_> = server.link.resend(after).cloned().collect();
+                if !writes.is_empty() {
+                    let frame = Downstream { writes, ..Downstream::new() };
+                    self.send(connection, true, LinkMessage::Frame(frame));
+                }
             }
-            for chunk in chunks {
-                self.send(connection, true, LinkMessage::Chunk(chunk));
-            }
-        } else {
-            let writes: Vec<Write> = server.sent.after(welcome.last_applied).cloned().collect();
-            if !writes.is_empty() {
-                self.send(connection, true, LinkMessage::Batch { writes, promote_at: None });
+            Start::Snapshot(point) => {
+                for chunk in self.snapshot_chunks(index, point) {
+                    let frame = Downstream { snapshot: Some(chunk).into(), ..Downstream::new() };
+                    self.send(connection, true, LinkMessage::Frame(frame));
+                }
             }
         }
-        if let Some(downlink) = &mut self.servers[index].downlink {
-            downlink.streaming = true;
+        if let Some(down) = &mut self.servers[index].down {
+            down.streaming = true;
         }
         self.after_step(index);
     }
 
+    /// Server `index`'s table at `point`, in small chunks.
+    fn snapshot_chunks(&self, index: usize, point: SnapshotPoint) -> Vec<SnapshotChunk> {
+        let entries: Vec<Entry> = self.servers[index]
+            .store
+            .iter()
+            .map(|(key, value)| Entry::from_pair((key.clone(), value.clone())))
+            .collect();
+        let (sequence, write_epoch, total_keys) = (point.sequence, point.write_epoch, entries.len() as u64);
+        let mut chunks: Vec<SnapshotChunk> = entries
+            .chunks(CHUNK_ENTRIES)
+            .map(|part| SnapshotChunk {
+                sequence,
+                write_epoch,
+                total_keys,
+                entries: part.to_vec(),
+                ..SnapshotChunk::new()
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(SnapshotChunk { sequence, write_epoch, ..SnapshotChunk::new() });
+        }
+        chunks[0].clients = point.clients;
+        if let Some(last) = chunks.last_mut() {
+            last.last = true;
+        }
+        chunks
+    }
+
     fn on_ack(&mut self, index: usize, progress: Progress) {
-        let Some(downlink) = &mut self.servers[index].downlink else { return };
-        downlink.acked.applied = downlink.acked.applied.max(progress.applied);
-        downlink.acked.committed = downlink.acked.committed.max(progress.committed);
-        let successor = downlink.successor.clone();
-        let now = self.now_ms;
+        let server = &mut self.servers[index];
+        server.link.acked(progress);
+        let Some(successor) = server.link.successor().map(str::to_owned) else { return };
         let mut actions = Vec::new();
-        let result =
-            self.servers[index].node.successor_ack(&successor, progress.committed, now, &mut actions);
+        let result = server.node.successor_ack(&successor, progress.committed, self.now_ms, &mut actions);
         self.carry_out(index, actions);
         if result.is_err() {
             self.drop_downlink(index);
@@ -171,8 +178,7 @@ impl World {
             return;
         }
         if !to_successor {
-            let ours =
-                self.servers[index].downlink.as_ref().is_some_and(|link| link.connection == connection);
+            let ours = self.servers[index].down.as_ref().is_some_and(|down| down.connection == connection);
             match message {
                 LinkMessage::Welcome(welcome) if ours => self.on_welcome(index, connection, welcome),
                 LinkMessage::Ack(progress) if ours => self.on_ack(index, progress),
@@ -187,10 +193,8 @@ impl World {
                 Ok(())
             }
             LinkMessage::Hello(hello) => {
-                match self.servers[index].node.link_hello(&hello) {
-                    Ok(welcome) => {
-                        let (sender, link, reported) = (hello.sender, welcome.link, Progress::default());
-                        let uplink = Uplink { sender, link, first_chunk: true, reported };
+                match Uplink::accept(&mut self.servers[index].node, &hello) {
+                    Ok((uplink, welcome)) => {
                         self.servers[index].uplinks.insert(connection, uplink);
                         self.send(connection, false, LinkMessage::Welcome(Ok(welcome)));
                     }
@@ -201,7 +205,8 @@ impl World {
                 }
                 Ok(())
             }
-            message => self.receive(index, connection, message),
+            LinkMessage::Frame(frame) => self.receive(index, connection, frame),
+            _ => Ok(()),
         };
         if result.is_err() {
             self.servers[index].uplinks.remove(&connection);
@@ -211,28 +216,11 @@ impl World {
     }
 
     /// A frame on an accepted link from a predecessor.
-    fn receive(&mut self, index: usize, connection: usize, message: LinkMessage) -> Result<(), ()> {
-        let Some(uplink) = self.servers[index].uplinks.get_mut(&connection) else { return Err(()) };
-        let (sender, link) = (uplink.sender.clone(), uplink.link);
-        let first =
-            matches!(message, LinkMessage::Chunk(_)) && std::mem::replace(&mut uplink.first_chunk, false);
+    fn receive(&mut self, index: usize, connection: usize, frame: Downstream) -> Result<(), ()> {
         let server = &mut self.servers[index];
-        server.node.check_link(&sender, link).map_err(|_| ())?;
+        let Some(uplink) = server.uplinks.get_mut(&connection) else { return Err(()) };
         let mut actions = Vec::new();
-        let result = match message {
-            LinkMessage::Batch { writes, promote_at } => {
-                let mut result =
-                    server.node.replicated_batch(&sender, link, writes, &mut server.store, &mut actions);
-                if let (Ok(()), Some(sequence)) = (&result, promote_at) {
-                    result = server.node.hand_over_mark(&sender, link, sequence, &mut actions);
-                }
-                result
-            }
-            LinkMessage::Chunk(chunk) => {
-                server.node.snapshot_chunk(&sender, link, chunk, first, &mut server.store, &mut actions)
-            }
-            _ => Ok(()),
-        };
+        let result = uplink.receive(&mut server.node, frame, &mut server.store, &mut actions);
         self.carry_out(index, actions);
         result.map_err(|_| ())
     }
@@ -244,16 +232,13 @@ impl World {
         for connection in connections {
             let server = &mut self.servers[index];
             let Some(uplink) = server.uplinks.get_mut(&connection) else { continue };
-            match server.node.progress_for(&uplink.sender, uplink.link) {
-                None => {
+            match uplink.ack_due(&server.node) {
+                Ack::Close => {
                     server.uplinks.remove(&connection);
                     self.close(connection);
                 }
-                Some(progress) if progress != uplink.reported => {
-                    uplink.reported = progress;
-                    self.send(connection, false, LinkMessage::Ack(progress));
-                }
-                Some(_) => {}
+                Ack::Send(progress) => self.send(connection, false, LinkMessage::Ack(progress)),
+                Ack::Nothing => {}
             }
         }
     }
@@ -263,8 +248,9 @@ impl World {
         let server = &mut self.servers[index];
         if to_successor {
             server.uplinks.remove(&connection);
-        } else if server.downlink.as_ref().is_some_and(|link| link.connection == connection) {
-            server.downlink = None;
+        } else if server.down.as_ref().is_some_and(|down| down.connection == connection) {
+            server.down = None;
+            server.link.closed();
         }
     }
 }

@@ -1,18 +1,19 @@
-//! A simulated server process: the real protocol ([`ChainNode`]) with the
-//! simulated counterparts of the threads around it in `table-server`: the
-//! replication sender (Sent list, resume or snapshot, hand-over), the
-//! receiver (apply, ack), the membership thread (register, lease, views,
+//! A simulated server process: the real protocol ([`ChainNode`] and the
+//! link ends of `chain::link`) with the simulated counterparts of the
+//! threads around it in `table-server`: the replication links (`links.rs`,
+//! transports only), the membership thread (register, lease, views,
 //! bootstrap) and the service (client writes wait for their commit).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::SimConfig;
 use super::client::{Reply, Request};
+use super::links::DownConnection;
 use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
 use crate::chain::bootstrap::{self, Bootstrap, Holding};
-use crate::chain::sent::SentList;
+use crate::chain::link::{Downlink, Uplink};
 use crate::chain::{Action, ChainNode, NodeConfig, Progress, Store, Welcome};
-use crate::proto::{ErrorCode, ReplicaHello, SnapshotChunk, Write};
+use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
 use crate::view::{ChainView, CommitRecord, Readiness};
 
 /// A client write waits this long for its commit (ms), as `--commit-timeout`.
@@ -25,8 +26,7 @@ const RETRY_PAUSE_MS: u64 = 500;
 pub enum LinkMessage {
     Hello(ReplicaHello),
     Welcome(Result<Welcome, String>),
-    Batch { writes: Vec<Write>, promote_at: Option<u64> },
-    Chunk(SnapshotChunk),
+    Frame(Downstream),
     Ack(Progress),
 }
 
@@ -59,27 +59,6 @@ impl Store for SimStore {
     }
 }
 
-/// The sending side of our link to the successor.
-pub(super) struct Downlink {
-    pub(super) connection: usize,
-    pub(super) successor: String,
-    /// The welcome came and the stream started.
-    pub(super) streaming: bool,
-    /// The successor's latest cumulative ack.
-    pub(super) acked: Progress,
-}
-
-/// The receiving side of a link from a predecessor.
-pub(super) struct Uplink {
-    pub(super) sender: String,
-    /// The link's number, from our welcome.
-    pub(super) link: u64,
-    /// No snapshot chunk received yet on this link.
-    pub(super) first_chunk: bool,
-    /// Progress last acknowledged on it.
-    pub(super) reported: Progress,
-}
-
 /// A client write waiting for its commit.
 pub(super) struct Pending {
     sequence: u64,
@@ -97,8 +76,11 @@ pub struct Server {
     pub paused_until_ms: Option<u64>,
     /// The replication queue.
     pub(super) outbox: VecDeque<(u64, Write)>,
-    pub(super) sent: SentList,
-    pub(super) downlink: Option<Downlink>,
+    /// The predecessor's end of the link to the successor (the core's).
+    pub(super) link: Downlink,
+    /// The connection it runs on.
+    pub(super) down: Option<DownConnection>,
+    /// Accepted links from predecessors, by connection.
     pub(super) uplinks: BTreeMap<usize, Uplink>,
     pub(super) pending: Vec<Pending>,
     /// ZooKeeper session, while registered.
@@ -136,8 +118,8 @@ impl Server {
             alive: true,
             paused_until_ms: None,
             outbox: VecDeque::new(),
-            sent: SentList::default(),
-            downlink: None,
+            link: Downlink::default(),
+            down: None,
             uplinks: BTreeMap::new(),
             pending: Vec::new(),
             session: None,

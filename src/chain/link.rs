@@ -1,0 +1,312 @@
+//! The two ends of a replication link, as pure state machines: what a
+//! predecessor sends its successor and when ([`Downlink`]), and what a
+//! successor does with each frame and when it acknowledges ([`Uplink`]).
+//!
+//! These were decisions of the server's link threads and, a second time,
+//! of the simulator's model of them; now both run this code and carry out
+//! what it decides. The threads (`replication::sender`, `receiver`) and the
+//! simulator (`check::sim::links`) only move bytes: frame in → event here,
+//! decision here → frame out.
+//!
+//! A link goes: aimed at the node's successor ([`Downlink::aim`]) → opened
+//! with a hello → welcomed (resume from the Sent list, or a snapshot first:
+//! [`Downlink::welcomed`]) → streaming (trim on acks, hand over the tail
+//! role, batch queued writes, heartbeat when idle:
+//! [`Downlink::streaming_step`], [`Downlink::frame_due`]).
+
+use super::effects::Effects;
+use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
+use super::sent::SentList;
+use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
+use crate::view::Member;
+
+/// A link that sent nothing for this long sends an empty frame, so the
+/// successor sees the link is alive (and a predecessor replaced in the view
+/// is cut off even when it has nothing to send).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
+
+/// Where the predecessor's link should be, from the node's view.
+#[derive(Debug, PartialEq)]
+pub enum Aim {
+    /// No successor we may replicate to: the queued writes will never be
+    /// sent (drop them), and no link is held.
+    Idle,
+    /// Open a link to this successor with this hello (any other link is
+    /// closed first).
+    Open { successor: Member, hello: ReplicaHello },
+    /// The link held goes to the right successor.
+    Keep,
+}
+
+/// How a welcomed link starts.
+#[derive(Debug, PartialEq)]
+pub enum Start {
+    /// The successor holds our history up to `after`: resend the Sent
+    /// list's writes after it ([`Downlink::resend`]), then stream.
+    Resume { after: u64 },
+    /// Send the table as of this point first (copied before the node's next
+    /// event), then stream.
+    Snapshot(SnapshotPoint),
+    /// Our own table is not the chain's state: we cannot serve the link.
+    NotReady,
+}
+
+/// Why a streaming link must be dropped.
+#[derive(Debug, PartialEq)]
+pub enum LinkFault {
+    /// The node's successor is another server now.
+    Retarget,
+    /// The successor acknowledged writes we never sent it.
+    AckBeyondSent { acked: u64, last_sent: u64 },
+    /// A new stream of writes began (our history started over): the
+    /// successor needs a snapshot.
+    StreamRestarted,
+}
+
+/// The predecessor's end: the Sent list and the state of the link to the
+/// successor. Owned by whoever moves the link's bytes.
+#[derive(Default)]
+pub struct Downlink {
+    sent: SentList,
+    /// The successor the held link goes to (or is being opened to).
+    successor: Option<String>,
+    /// The successor's latest cumulative ack on this link.
+    acked: Progress,
+    /// When the last frame went out (for heartbeats).
+    last_frame_ms: u64,
+}
+
+impl Downlink {
+    /// Decides where the link should go now. A changed successor drops the
+    /// held link; no successor (or a table that is not the chain's state)
+    /// drops the Sent list too: continuity is lost, and only a snapshot can
+    /// bring a successor up to date later.
+    pub fn aim(&mut self, node: &ChainNode) -> Aim {
+        let target = node.successor().filter(|_| node.may_replicate());
+        let Some(successor) = target else {
+            self.successor = None;
+            self.sent.forget();
+            return Aim::Idle;
+        };
+        if self.successor.as_deref() == Some(successor.name.as_str()) {
+            return Aim::Keep;
+        }
+        self.successor = Some(successor.name.clone());
+        self.acked = Progress::default();
+        let mut hello = ReplicaHello::new();
+        hello.sender = node.name().unwrap_or_default().to_owned();
+        hello.receiver = successor.name.clone();
+        hello.epoch = node.view_epoch();
+        Aim::Open { successor: successor.clone(), hello }
+    }
+
+    /// The held link broke or was refused: the next [`Downlink::aim`] opens
+    /// a new one. The Sent list stays: a new link resumes from it.
+    pub fn closed(&mut self) {
+        self.successor = None;
+    }
+
+    /// Takes queued writes into the Sent list; false when a new stream of
+    /// writes began (see [`SentList::push`]).
+    pub fn take_queued(&mut self, writes: impl IntoIterator<Item = (u64, Write)>) -> bool {
+        let mut continuous = true;
+        for (stream, write) in writes {
+            continuous &= self.sent.push(stream, write);
+        }
+        continuous
+    }
+
+    /// The successor answered our hello: resume from the Sent list if it
+    /// holds everything the successor lacks (and no new stream began since,
+    /// `continuous`), else a snapshot. Never resumes past what the
+    /// successor applied.
+    pub fn welcomed(&mut self, welcome: &Welcome, continuous: bool, node: &ChainNode, now_ms: u64) -> Start {
+        self.last_frame_ms = now_ms;
+        let resumable =
+            continuous && !welcome.wants_snapshot && self.sent.can_resume_after(welcome.last_applied);
+        if resumable && node.injected(InjectedBug::ResumePastApplied) {
+            return Start::Resume { after: self.sent.last_sent() };
+        }
+        if resumable {
+            return Start::Resume { after: welcome.last_applied };
+        }
+        match node.snapshot_point() {
+            Some(point) => {
+                self.sent.restart_at(node.stream(), point.sequence);
+                Start::Snapshot(point)
+            }
+            None => Start::NotReady,
+        }
+    }
+
+    /// The writes to resend after `after` (see [`Start::Resume`]).
+    pub fn resend(&self, after: u64) -> impl Iterator<Item = &Write> {
+        self.sent.after(after)
+    }
+
+    /// The successor's cumulative ack arrived.
+    pub fn acked(&mut self, progress: Progress) {
+        self.acked.applied = self.acked.applied.max(progress.applied);
+        self.acked.committed = self.acked.committed.max(progress.committed);
+    }
+
+    /// Steady state, before taking more queued writes: the link still goes
+    /// to the node's successor, the Sent list is trimmed to the successor's
+    /// commit point, and the tail role is handed over if the joining
+    /// successor has caught up. Returns the hand-over mark to send, if any.
+    pub fn streaming_step(
+        &mut self,
+        node: &mut ChainNode,
+        effects: &mut impl Effects,
+    ) -> Result<Option<u64>, LinkFault> {
+        let successor = self.successor.clone().ok_or(LinkFault::Retarget)?;
+        if node.successor().is_none_or(|member| member.name != successor) {
+            return Err(LinkFault::Retarget);
+        }
+        self.sent.trim(self.acked.committed).map_err(|beyond| LinkFault::AckBeyondSent {
+            acked: beyond.acked,
+            last_sent: beyond.last_sent,
+        })?;
+        Ok(node.try_hand_over(&successor, self.acked.applied, effects))
+    }
+
+    /// Room in the Sent list for more writes, at most `batch_max`.
+    pub fn room(&self, sent_max: usize, batch_max: usize) -> usize {
+        sent_max.saturating_sub(self.sent.len()).min(batch_max)
+    }
+
+    /// Whether a frame goes out now: new writes since the Sent list held
+    /// `held_before`, a hand-over mark, or a heartbeat that is due.
+    pub fn frame_due(&mut self, held_before: usize, promote_at: Option<u64>, now_ms: u64) -> bool {
+        let idle = now_ms.saturating_sub(self.last_frame_ms) >= HEARTBEAT_INTERVAL_MS;
+        let due = self.sent.len() > held_before || promote_at.is_some() || idle;
+        if due {
+            self.last_frame_ms = now_ms;
+        }
+        due
+    }
+
+    /// The frame of writes taken since the Sent list held `held_before`,
+    /// lent out of the list without a copy; give it back with
+    /// [`Downlink::give_back`], sent or not (a failed link resends it).
+    pub fn lend_frame(&mut self, held_before: usize, promote_at: Option<u64>, frame: &mut Downstream) {
+        frame.promote_at = promote_at;
+        self.sent.lend(held_before, &mut frame.writes);
+    }
+
+    pub fn give_back(&mut self, frame: &mut Downstream) {
+        self.sent.give_back(&mut frame.writes);
+    }
+
+    /// Writes forwarded and not yet committed.
+    pub fn sent_len(&self) -> usize {
+        self.sent.len()
+    }
+
+    /// The successor of the held link.
+    pub fn successor(&self) -> Option<&str> {
+        self.successor.as_deref()
+    }
+}
+
+/// What the successor's end should tell the predecessor.
+#[derive(Debug, PartialEq)]
+pub enum Ack {
+    /// Nothing new since the last ack.
+    Nothing,
+    /// Send this cumulative progress.
+    Send(Progress),
+    /// The sender is not our predecessor (or this link was replaced): close
+    /// the link. Our progress may now count writes it never sent us.
+    Close,
+}
+
+/// The successor's end of one accepted link.
+pub struct Uplink {
+    /// The predecessor that opened it.
+    sender: String,
+    /// The link's number (see [`ChainNode::check_link`]).
+    link: u64,
+    /// No snapshot chunk arrived yet on this link.
+    first_chunk: bool,
+    /// The progress last acknowledged on it.
+    reported: Progress,
+}
+
+impl Uplink {
+    /// Answers a predecessor's hello; an accepted link gets its [`Uplink`].
+    pub fn accept(node: &mut ChainNode, hello: &ReplicaHello) -> Result<(Uplink, Welcome), Refusal> {
+        let welcome = node.link_hello(hello)?;
+        let uplink = Uplink {
+            sender: hello.sender.clone(),
+            link: welcome.link,
+            first_chunk: true,
+            reported: Progress::default(),
+        };
+        Ok((uplink, welcome))
+    }
+
+    /// One frame from the predecessor, in the order its parts must be
+    /// applied: snapshot chunk, writes, hand-over mark. An empty frame (a
+    /// heartbeat) is checked too, so a predecessor replaced in the view is
+    /// cut off even when it has nothing to send.
+    pub fn receive(
+        &mut self,
+        node: &mut ChainNode,
+        frame: Downstream,
+        store: &mut impl super::Store,
+        effects: &mut impl Effects,
+    ) -> Result<(), Refusal> {
+        let (sender, link) = (self.sender.as_str(), self.link);
+        node.check_link(sender, link)?;
+        if let Some(chunk) = frame.snapshot.into_option() {
+            let first = std::mem::replace(&mut self.first_chunk, false);
+            node.snapshot_chunk(sender, link, chunk, first, store, effects)?;
+        }
+        if !frame.writes.is_empty() {
+            node.replicated_batch(sender, link, frame.writes, store, effects)?;
+        }
+        if let Some(sequence) = frame.promote_at {
+            node.hand_over_mark(sender, link, sequence, effects)?;
+        }
+        Ok(())
+    }
+
+    /// Whether (and what) to acknowledge now.
+    pub fn ack_due(&mut self, node: &ChainNode) -> Ack {
+        match node.progress_for(&self.sender, self.link) {
+            None => Ack::Close,
+            Some(progress) if progress == self.reported => Ack::Nothing,
+            Some(progress) => {
+                self.reported = progress;
+                Ack::Send(progress)
+            }
+        }
+    }
+
+    /// The predecessor at the other end.
+    pub fn sender(&self) -> &str {
+        &self.sender
+    }
+
+    /// The progress last acknowledged.
+    pub fn reported(&self) -> Progress {
+        self.reported
+    }
+}
+
+/// A refusal for a link fault, for the link's log line.
+impl LinkFault {
+    pub fn describe(&self, successor: &str) -> Refusal {
+        let message = match self {
+            LinkFault::Retarget => format!("{successor} is no longer our successor"),
+            LinkFault::AckBeyondSent { acked, last_sent } => {
+                format!("{successor} acknowledged write {acked} but only {last_sent} were sent")
+            }
+            LinkFault::StreamRestarted => {
+                "writes were not forwarded for a while; the successor needs a snapshot".to_owned()
+            }
+        };
+        Refusal::new(ErrorCode::ERR_INTERNAL, message)
+    }
+}
