@@ -380,9 +380,10 @@ pub const CHECK_MINIMIZE_TIME_MAX: Duration = Duration::from_secs(5);
 /// one lock acquisition.
 pub const REPLICATION_BATCH_MAX: usize = 1024;
 
-/// An idle sender sends an empty batch this often, so the receiver can tell
-/// a silent predecessor from a dead one.
-pub const REPLICATION_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
+/// An idle sender sends an empty batch this often (ms), so the receiver can
+/// tell a silent predecessor from a dead one (and a predecessor replaced in
+/// the view is cut off even when it has nothing to send).
+pub const REPLICATION_HEARTBEAT_INTERVAL_MS: u64 = 200;
 
 /// A receiver that hears nothing (not even a heartbeat) for this long drops
 /// the link; the predecessor reconnects if it is still alive.

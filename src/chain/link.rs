@@ -17,13 +17,9 @@
 use super::effects::Effects;
 use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
 use super::sent::SentList;
+use crate::limits::REPLICATION_HEARTBEAT_INTERVAL_MS;
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
 use crate::view::Member;
-
-/// A link that sent nothing for this long sends an empty frame, so the
-/// successor sees the link is alive (and a predecessor replaced in the view
-/// is cut off even when it has nothing to send).
-pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
 
 /// Where the predecessor's link should be, from the node's view.
 #[derive(Debug, PartialEq)]
@@ -178,7 +174,7 @@ impl Downlink {
     /// Whether a frame goes out now: new writes since the Sent list held
     /// `held_before`, a hand-over mark, or a heartbeat that is due.
     pub fn frame_due(&mut self, held_before: usize, promote_at: Option<u64>, now_ms: u64) -> bool {
-        let idle = now_ms.saturating_sub(self.last_frame_ms) >= HEARTBEAT_INTERVAL_MS;
+        let idle = now_ms.saturating_sub(self.last_frame_ms) >= REPLICATION_HEARTBEAT_INTERVAL_MS;
         let due = self.sent.len() > held_before || promote_at.is_some() || idle;
         if due {
             self.last_frame_ms = now_ms;

@@ -13,12 +13,12 @@
 //!
 //! Threads around it: connection threads call [`Replica::client_write`]
 //! (then [`Replica::await_commit`]) and [`Replica::read_guard`]; the
-//! replication receiver calls [`Replica::apply_replicated`] and the install
-//! methods; the replication sender drains [`Replica::outbox`] and reports
-//! the successor's progress; the membership thread publishes views, leases
-//! and fences.
+//! replication threads run their link ends' decisions through `links.rs`
+//! and the sender drains [`Replica::outbox`]; the membership thread
+//! publishes views, leases and fences.
 
 pub mod commits;
+mod links;
 pub mod outbox;
 pub mod transfers;
 
@@ -31,14 +31,13 @@ use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
-use crate::chain::{
-    Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress, Refusal, Role, Store, Welcome,
-};
+use crate::chain::{Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress, Refusal, Role, Store};
 use crate::coord::membership::{Member, MembershipRequests};
-use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
+use crate::proto::{ClientRecord, ErrorCode};
 use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 use commits::{CommitOutcome, Commits, OnSettled, Settlements};
+pub use links::LinkStart;
 use outbox::Outbox;
 use transfers::StateTransfers;
 
@@ -315,7 +314,7 @@ impl Replica {
     }
 
     /// Milliseconds on the node's clock.
-    fn now_ms(&self) -> u64 {
+    pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -461,85 +460,6 @@ impl Replica {
         Ok(())
     }
 
-    // ---- replication receiver ----
-
-    /// Applies writes from our predecessor `sender`, in order. A commit
-    /// point this moves (we are the tail) is not announced to the ack
-    /// writer: the caller reports it to `sender` itself.
-    pub fn apply_replicated(&self, sender: &str, link: u64, writes: Vec<Write>) -> Result<(), Refusal> {
-        self.wait_for_queue_room(writes.len())?;
-        self.step(AckWriter::CallerAcks, |node, store, carry| {
-            node.replicated_batch(sender, link, writes, store, carry)
-        })
-    }
-
-    /// Our progress, to acknowledge to `sender`; `None` once `sender` is not
-    /// our predecessor any more (see [`ChainNode::progress_for`]).
-    pub fn progress_for_predecessor(&self, sender: &str, link: u64) -> Option<Progress> {
-        self.node.lock().progress_for(sender, link)
-    }
-
-    /// Whether frames from `sender` on `link` are accepted (see
-    /// [`ChainNode::check_link`]).
-    pub fn accepts_from(&self, sender: &str, link: u64) -> Result<(), Refusal> {
-        self.node.lock().check_link(sender, link)
-    }
-
-    /// Answers a predecessor's hello (see [`ChainNode::link_hello`]).
-    pub fn welcome(&self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
-        self.node.lock().link_hello(hello)
-    }
-
-    /// Installs one chunk of a snapshot from `sender`. The first chunk
-    /// empties the table; the last sets our sequence number.
-    pub fn install_chunk(
-        &self,
-        sender: &str,
-        link: u64,
-        chunk: SnapshotChunk,
-        first: bool,
-    ) -> Result<(), Refusal> {
-        self.step(AckWriter::Wake, |node, store, carry| {
-            node.snapshot_chunk(sender, link, chunk, first, store, carry)
-        })
-    }
-
-    /// Hand-over, joining side: our predecessor stopped committing on its
-    /// own; we become ready once we have applied `sequence`.
-    pub fn set_promote_at(&self, sender: &str, link: u64, sequence: u64) -> Result<(), Refusal> {
-        self.step(AckWriter::Wake, |node, _, carry| node.hand_over_mark(sender, link, sequence, carry))
-    }
-
-    // ---- replication sender ----
-
-    /// A snapshot for a successor, taken atomically with its sequence number;
-    /// from here on every applied write is queued for the successor. `None`
-    /// while our own table is not the chain's state.
-    pub fn snapshot(&self) -> Option<Snapshot> {
-        let node = self.node.lock();
-        let point = node.snapshot_point()?;
-        Some(Snapshot {
-            sequence: point.sequence,
-            write_epoch: point.write_epoch,
-            stream: node.stream(),
-            entries: self.table.entries(),
-            clients: point.clients,
-        })
-    }
-
-    /// Hand-over, tail side (see [`ChainNode::try_hand_over`]).
-    pub fn try_hand_over(&self, successor: &str, successor_applied: u64) -> Option<u64> {
-        self.step(AckWriter::Wake, |node, _, carry| node.try_hand_over(successor, successor_applied, carry))
-    }
-
-    /// The successor reports its commit point (cumulative). An error means
-    /// the successor acknowledged writes never applied here: the link is
-    /// dropped.
-    pub fn on_successor_progress(&self, successor: &str, committed: u64) -> Result<(), Refusal> {
-        let now_ms = self.now_ms();
-        self.step(AckWriter::Wake, |node, _, carry| node.successor_ack(successor, committed, now_ms, carry))
-    }
-
     /// The memory the replica holds, as `--max-memory` counts it (see
     /// [`ChainNode::used_memory`]).
     pub fn used_memory(&self) -> u64 {
@@ -551,48 +471,9 @@ impl Replica {
         *self.progress.lock()
     }
 
-    /// Waits up to `timeout` for a commit point other than `seen`, and
-    /// returns the progress then.
-    pub fn wait_commit_change(&self, seen: u64, timeout: Duration) -> Progress {
-        let mut progress = self.progress.lock();
-        if progress.committed == seen {
-            self.commit_changed.wait_for(&mut progress, timeout);
-        }
-        *progress
-    }
-
     /// The replication queue, drained by the sender thread.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
-    }
-
-    /// Whether applied writes are being queued for a successor.
-    pub fn is_forwarding(&self) -> bool {
-        self.forwarding.load(Ordering::SeqCst)
-    }
-
-    /// Whether we may replicate to a successor: we are a member whose table
-    /// is the live chain's state.
-    pub fn may_replicate(&self) -> bool {
-        self.node.lock().may_replicate()
-    }
-
-    /// Whether `name` is our successor.
-    pub fn has_successor(&self, name: &str) -> bool {
-        self.node.lock().successor().is_some_and(|member| member.name == name)
-    }
-
-    pub fn set_sent_list_len(&self, length: usize) {
-        self.sent_list_len.store(length as u64, Ordering::Relaxed);
-    }
-
-    pub fn sent_list_len(&self) -> u64 {
-        self.sent_list_len.load(Ordering::Relaxed)
-    }
-
-    /// The view epoch we act on.
-    pub fn view_epoch(&self) -> u64 {
-        self.node.lock().view_epoch()
     }
 
     // ---- membership ----
@@ -672,353 +553,4 @@ impl Member for Replica {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::view::{CommitRecord, test_member as member};
-    use std::sync::Arc;
-    use std::thread;
-
-    impl Replica {
-        /// A client write and its wait for the commit, as a server's
-        /// connection does it, with the commit-expiry thread's periodic
-        /// check. Returns whether the key existed.
-        fn write_and_wait(
-            &self,
-            client_id: u64,
-            request_id: u64,
-            key: &str,
-            value: Option<Vec<u8>>,
-        ) -> Result<bool, Refusal> {
-            let receipt = self.client_write(client_id, request_id, key, value)?;
-            let (settle, settled) = crossbeam_channel::bounded(1);
-            self.await_commit(
-                &receipt,
-                Box::new(move |outcome| {
-                    let _ = settle.send(outcome);
-                }),
-            );
-            loop {
-                match settled.recv_timeout(Duration::from_millis(10)) {
-                    Ok(outcome) => return commit_result(receipt.sequence, outcome).map(|()| receipt.found),
-                    Err(_) => self.expire_overdue_writes(),
-                }
-            }
-        }
-    }
-
-    /// `view` with the commit record of its own epoch, as the tail writes
-    /// it before committing.
-    fn recorded(view: ChainView) -> ChainView {
-        let epoch = view.epoch;
-        view.with_record(CommitRecord { epoch, ..CommitRecord::default() })
-    }
-
-    fn name(sequence: u64) -> String {
-        format!("node{sequence:010}")
-    }
-
-    fn replica() -> Arc<Replica> {
-        replica_leased_for(Duration::from_secs(60))
-    }
-
-    fn replica_leased_for(lease: Duration) -> Arc<Replica> {
-        let (ready_sender, _) = crossbeam_channel::bounded(1);
-        let limits =
-            ReplicationLimits { commit_timeout: Duration::from_secs(2), ..ReplicationLimits::default() };
-        let replica = Replica::new(8, false, limits, ready_sender);
-        replica.renew_lease(Instant::now() + lease);
-        Arc::new(replica)
-    }
-
-    /// Replicas for the members of `view`, each told the view.
-    fn chain(view: &ChainView) -> Vec<Arc<Replica>> {
-        view.members
-            .iter()
-            .map(|member| {
-                let replica = replica();
-                if let Some(predecessor) =
-                    view.position_of(&member.name).and_then(|position| position.predecessor)
-                {
-                    replica.node.lock().assume_handed_over_by(&predecessor.name);
-                }
-                replica.set_view(view, &member.name);
-                replica
-            })
-            .collect()
-    }
-
-    /// Moves every queued write from `from` to `to`, then `to`'s commit
-    /// point back to `from`: one round of the replication threads' work.
-    fn forward(from: &Replica, from_name: &str, to: &Replica, to_name: &str) {
-        let writes: Vec<Write> = from.outbox().try_iter().map(|(_, write)| write).collect();
-        to.apply_replicated(from_name, 0, writes).unwrap();
-        from.on_successor_progress(to_name, to.progress().committed).unwrap();
-    }
-
-    fn ready_view(sequences: &[u64]) -> ChainView {
-        recorded(ChainView::new(
-            sequences.iter().map(|&sequence| member(sequence, Readiness::Ready)).collect(),
-            1,
-        ))
-    }
-
-    #[test]
-    fn a_write_commits_only_when_the_tail_has_it() {
-        let view = ready_view(&[1, 2, 3]);
-        let replicas = chain(&view);
-        let head = Arc::clone(&replicas[0]);
-        let writer = thread::spawn(move || head.write_and_wait(7, 1, "k", Some(b"v".to_vec())));
-        // Wait until the head applied it.
-        while replicas[0].progress().applied < 1 {
-            thread::yield_now();
-        }
-        assert_eq!(replicas[0].progress().committed, 0, "not committed before the tail has it");
-        forward(&replicas[1], &name(2), &replicas[2], &name(3)); // nothing yet
-        forward(&replicas[0], &name(1), &replicas[1], &name(2));
-        assert_eq!(replicas[1].progress(), Progress { applied: 1, committed: 0 });
-        forward(&replicas[1], &name(2), &replicas[2], &name(3));
-        assert_eq!(replicas[2].progress(), Progress { applied: 1, committed: 1 });
-        forward(&replicas[0], &name(1), &replicas[1], &name(2));
-        assert_eq!(writer.join().unwrap(), Ok(false));
-        for replica in &replicas {
-            assert_eq!(replica.table.get("k"), Some(b"v".to_vec()));
-        }
-    }
-
-    #[test]
-    fn roles_decide_who_reads_and_writes() {
-        let replicas = chain(&ready_view(&[1, 2]));
-        assert_eq!(replicas[0].role(), Role::Head);
-        assert_eq!(replicas[1].role(), Role::Tail);
-        assert_eq!(replicas[0].read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
-        assert_eq!(replicas[1].read_guard(|table| table.len()), Ok(0));
-        let refusal = replicas[1].write_and_wait(1, 1, "k", None).unwrap_err();
-        assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
-        assert!(refusal.message.contains("127.0.0.1:7001"), "names the head: {}", refusal.message);
-    }
-
-    #[test]
-    fn writes_only_from_the_current_predecessor_in_order() {
-        let replicas = chain(&ready_view(&[1, 2, 3]));
-        let mut write = Write::new();
-        write.sequence = 1;
-        write.key = "k".into();
-        write.value = Some(b"v".to_vec());
-        let refusal = replicas[2].apply_replicated(&name(1), 0, vec![write.clone()]).unwrap_err();
-        assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
-        replicas[2].apply_replicated(&name(2), 0, vec![write.clone()]).unwrap();
-        // A resend of what it has is skipped; a gap is refused.
-        replicas[2].apply_replicated(&name(2), 0, vec![write.clone()]).unwrap();
-        write.sequence = 3;
-        assert!(replicas[2].apply_replicated(&name(2), 0, vec![write]).is_err());
-        assert_eq!(replicas[2].progress().applied, 1);
-    }
-
-    #[test]
-    fn retried_write_after_head_failure_is_applied_once() {
-        let replicas = chain(&ready_view(&[1, 2]));
-        replicas[0].table.put("k", b"old");
-        // The head applies and forwards a delete, then dies before answering.
-        let head = Arc::clone(&replicas[0]);
-        let writer = thread::spawn(move || head.write_and_wait(42, 7, "k", None));
-        while replicas[0].progress().applied < 1 {
-            thread::yield_now();
-        }
-        let writes: Vec<Write> = replicas[0].outbox().try_iter().map(|(_, write)| write).collect();
-        replicas[1].table.put("k", b"old");
-        replicas[1].apply_replicated(&name(1), 0, writes).unwrap();
-        replicas[0].fence("killed in the test");
-        assert!(writer.join().unwrap().is_err(), "the old head never answered");
-        // The successor becomes the head; the client retries there.
-        replicas[1].set_view(&ready_view(&[2]), &name(2));
-        assert_eq!(replicas[1].role(), Role::HeadAndTail);
-        assert_eq!(
-            replicas[1].write_and_wait(42, 7, "k", None),
-            Ok(true),
-            "original answer: the key existed"
-        );
-        assert_eq!(replicas[1].progress().applied, 1, "not applied twice");
-        // A newer request from the same client is applied.
-        assert_eq!(replicas[1].write_and_wait(42, 8, "k", None), Ok(false));
-        let stale = replicas[1].write_and_wait(42, 7, "k", None).unwrap_err();
-        assert_eq!(stale.code, ErrorCode::ERR_STALE_REQUEST);
-    }
-
-    /// A head is paused after applying a delete and before forwarding it;
-    /// ZooKeeper drops it, its successor becomes the head and commits a write
-    /// of its own under the same sequence number. When the old head resumes,
-    /// no ack may tell it that its delete committed.
-    #[test]
-    fn acks_never_cover_writes_the_old_predecessor_did_not_send() {
-        let view = ready_view(&[1, 2]);
-        let old_head = replica_leased_for(Duration::from_millis(300));
-        old_head.set_view(&view, &name(1));
-        let successor = replica();
-        successor.set_view(&view, &name(2));
-        let head = Arc::clone(&old_head);
-        let writer = thread::spawn(move || head.write_and_wait(1, 1, "k", None));
-        while old_head.progress().applied < 1 {
-            thread::yield_now();
-        }
-        successor.set_view(&ready_view(&[2]), &name(2));
-        assert_eq!(successor.write_and_wait(2, 1, "other", Some(b"v".to_vec())), Ok(false));
-        assert_eq!(successor.progress().committed, 1, "its own write, sequence 1");
-        assert_eq!(successor.progress_for_predecessor(&name(1), 0), None, "no ack to a former predecessor");
-        // An ack sent before the check, read once the old head's lease is over.
-        thread::sleep(Duration::from_millis(400));
-        old_head.on_successor_progress(&name(2), 1).unwrap();
-        assert_eq!(old_head.progress().committed, 0);
-        let refusal = writer.join().unwrap().unwrap_err();
-        assert_eq!(refusal.code, ErrorCode::ERR_UNAVAILABLE, "{refusal:?}");
-    }
-
-    #[test]
-    fn tail_failure_makes_the_predecessor_commit() {
-        let replicas = chain(&ready_view(&[1, 2]));
-        let head = Arc::clone(&replicas[0]);
-        let writer = thread::spawn(move || head.write_and_wait(1, 1, "k", Some(b"v".to_vec())));
-        while replicas[0].progress().applied < 1 {
-            thread::yield_now();
-        }
-        replicas[0].set_view(&ready_view(&[1]), &name(1));
-        assert_eq!(writer.join().unwrap(), Ok(false));
-        assert_eq!(replicas[0].read_guard(|table| table.get("k")), Ok(Some(b"v".to_vec())));
-    }
-
-    #[test]
-    fn join_with_snapshot_and_hand_over() {
-        let tail = replica();
-        let ready = ready_view(&[1]);
-        tail.set_view(&ready, &name(1));
-        tail.write_and_wait(1, 1, "a", Some(b"1".to_vec())).unwrap();
-        let joining_view =
-            recorded(ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Joining)], 2));
-        tail.set_view(&joining_view, &name(1));
-        let (ready_sender, ready_requests) = crossbeam_channel::bounded(1);
-        let joiner = Replica::new(8, false, ReplicationLimits::default(), ready_sender);
-        joiner.renew_lease(Instant::now() + Duration::from_secs(60));
-        joiner.set_view(&joining_view, &name(2));
-        assert_eq!(joiner.role(), Role::Joining);
-        let mut hello = ReplicaHello::new();
-        hello.sender = name(1);
-        hello.receiver = name(2);
-        hello.epoch = 2;
-        let welcome = joiner.welcome(&hello).unwrap();
-        assert_eq!((welcome.last_applied, welcome.wants_snapshot), (0, true));
-        let link = welcome.link;
-        hello.epoch = 1;
-        assert!(joiner.welcome(&hello).is_err(), "a predecessor with an older view is refused");
-        hello.epoch = 2;
-        hello.receiver = name(3);
-        assert!(joiner.welcome(&hello).is_err(), "a link meant for another node is refused");
-
-        // The tail keeps committing on its own while the joiner catches up.
-        let snapshot = tail.snapshot().unwrap();
-        assert_eq!(tail.write_and_wait(1, 2, "b", Some(b"2".to_vec())), Ok(false));
-        let mut chunk = SnapshotChunk::new();
-        chunk.sequence = snapshot.sequence;
-        chunk.last = true;
-        for (key, value) in snapshot.entries {
-            let mut entry = crate::proto::Entry::new();
-            entry.key = key;
-            entry.value = value;
-            chunk.entries.push(entry);
-        }
-        joiner.install_chunk(&name(1), link, chunk, true).unwrap();
-        assert!(tail.try_hand_over(&name(2), joiner.progress().applied).is_none(), "not caught up yet");
-        let writes: Vec<Write> = tail.outbox().try_iter().map(|(_, write)| write).collect();
-        assert_eq!(writes.len(), 1, "only the write after the snapshot is streamed");
-        assert!(joiner.apply_replicated(&name(1), 0, writes.clone()).is_err(), "an older link is refused");
-        joiner.apply_replicated(&name(1), link, writes).unwrap();
-        assert_eq!(joiner.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
-
-        let promote_at = tail.try_hand_over(&name(2), joiner.progress().applied).unwrap();
-        assert_eq!(promote_at, 2);
-        assert!(tail.read_guard(|table| table.len()).is_err(), "the old tail stops answering reads at once");
-        joiner.set_promote_at(&name(1), link, promote_at).unwrap();
-        assert!(ready_requests.try_recv().is_ok(), "the joiner asks to be announced ready");
-        let promoted =
-            recorded(ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Ready)], 2));
-        joiner.set_view(&promoted, &name(2));
-        tail.set_view(&promoted, &name(1));
-        assert_eq!(joiner.read_guard(|table| table.keys()), Ok(vec!["a".to_owned(), "b".to_owned()]));
-        assert_eq!(tail.role(), Role::Head);
-    }
-
-    /// Seed 16806427444564262854 of `table-check sim`: a joiner handed the
-    /// tail role by a predecessor that then left must not serve as tail
-    /// behind a new predecessor that never handed over to it.
-    #[test]
-    fn ready_only_by_the_current_predecessors_hand_over() {
-        let joiner = replica();
-        joiner.node.lock().assume_handed_over_by(&name(2));
-        let after_old_tail_left =
-            recorded(ChainView::new(vec![member(1, Readiness::Ready), member(3, Readiness::Ready)], 4));
-        joiner.set_view(&after_old_tail_left, &name(3));
-        assert_eq!(joiner.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
-        assert!(joiner.take_membership_requests().reregister.is_some(), "it registers again");
-        let rightful = replica();
-        rightful.node.lock().assume_handed_over_by(&name(1));
-        rightful.set_view(&after_old_tail_left, &name(3));
-        assert_eq!(rightful.read_guard(|table| table.len()), Ok(0));
-        assert!(rightful.take_membership_requests().reregister.is_none());
-    }
-
-    #[test]
-    fn client_records_are_bounded() {
-        let (ready_sender, _) = crossbeam_channel::bounded(1);
-        let limits = ReplicationLimits { client_records_max: 20, ..ReplicationLimits::default() };
-        let replica = Replica::new(4, true, limits, ready_sender);
-        for client in 1..=100 {
-            replica.write_and_wait(client, 1, "k", Some(vec![1])).unwrap();
-        }
-        let clients = replica.node.lock().client_records();
-        assert!(clients <= 20, "{clients} records kept");
-        // The most recent clients are still recognised.
-        assert_eq!(replica.write_and_wait(100, 1, "k", None), Ok(true));
-        assert_eq!(replica.progress().applied, 100, "the retry was not applied again");
-    }
-
-    #[test]
-    fn only_a_replica_holding_the_chains_state_replicates() {
-        // A joining replica (fresh or reset) may not replicate or snapshot:
-        // its table is not the chain's state.
-        let joining_view = recorded(ChainView::new(
-            vec![member(1, Readiness::Joining), member(2, Readiness::Recovering { last_applied: 9 })],
-            1,
-        ));
-        let joiner = replica();
-        joiner.set_view(&joining_view, &name(1));
-        assert!(!joiner.may_replicate());
-        assert!(joiner.snapshot().is_none(), "an empty joiner must not overwrite its successor");
-        // Once it completed a transfer from the chain, it may.
-        let mut chunk = SnapshotChunk::new();
-        chunk.sequence = 3;
-        chunk.last = true;
-        let ready_then_joining =
-            recorded(ChainView::new(vec![member(0, Readiness::Ready), member(1, Readiness::Joining)], 2));
-        joiner.set_view(&ready_then_joining, &name(1));
-        joiner.install_chunk(&name(0), 0, chunk, true).unwrap();
-        assert!(joiner.may_replicate());
-        // Fencing takes the right away again.
-        joiner.fence("test");
-        assert!(!joiner.may_replicate());
-        // A ready member may.
-        let ready = chain(&ready_view(&[1]));
-        assert!(ready[0].may_replicate() && ready[0].snapshot().is_some());
-    }
-
-    #[test]
-    fn fenced_replica_serves_nothing() {
-        let replicas = chain(&ready_view(&[1]));
-        replicas[0].fence("test");
-        assert_eq!(replicas[0].role(), Role::Fenced);
-        assert!(replicas[0].read_guard(|table| table.len()).is_err());
-        assert!(replicas[0].write_and_wait(1, 1, "k", None).is_err());
-        // An expired lease alone also stops service.
-        let unleased = replica_leased_for(Duration::from_millis(1));
-        unleased.set_view(&ready_view(&[1]), &name(1));
-        thread::sleep(Duration::from_millis(5));
-        assert_eq!(unleased.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_UNAVAILABLE);
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
-//! Successor side of a replication link: apply what the predecessor sends,
-//! in order, and report progress back (cumulative acks).
+//! Successor side of a replication link, as a transport: each frame from
+//! the predecessor goes to our end of the link (the core's [`Uplink`]),
+//! which applies it in order; acks go back when it says so.
 
 use std::net::Shutdown;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use parking_lot::Mutex;
 use protobuf::Message;
 
 use super::{LinkError, LinkSettings, handshake};
-use crate::chain::{Progress, Refusal};
+use crate::chain::Progress;
+use crate::chain::link::{Ack, Uplink};
 use crate::limits::{
     Limits, REPLICATION_ACK_POLL, REPLICATION_SILENCE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, display_bytes,
 };
@@ -42,13 +44,13 @@ pub fn serve(
     // the chain, not by a deadline.
     reader.set_frame_timeout(None);
     let mut welcome = ReplicaWelcome::new();
-    let mut link = 0;
-    match replica.welcome(&hello.replica_hello) {
-        Ok(accepted) => {
+    let mut uplink = None;
+    match replica.accept_link(&hello.replica_hello) {
+        Ok((accepted, answer)) => {
             welcome.accepted = true;
-            welcome.last_applied = accepted.last_applied;
-            welcome.wants_snapshot = accepted.wants_snapshot;
-            link = accepted.link;
+            welcome.last_applied = answer.last_applied;
+            welcome.wants_snapshot = answer.wants_snapshot;
+            uplink = Some(accepted);
         }
         Err(refusal) => welcome.reason = refusal.message,
     }
@@ -57,9 +59,9 @@ pub fn serve(
     response.request_id = hello.request_id;
     response.replica_welcome = Some(welcome.clone()).into();
     writer.send(&response)?;
-    if !welcome.accepted {
+    let Some(uplink) = uplink else {
         return Ok(());
-    }
+    };
     info!(
         "replication link from {sender}: last applied {}, {}",
         welcome.last_applied,
@@ -68,9 +70,7 @@ pub fn serve(
     warn_if_memory_limits_differ(&sender, hello.replica_hello.max_memory, replica);
     reader.stream().set_read_timeout(Some(REPLICATION_SILENCE_TIMEOUT))?;
     let link_open = Arc::new(AtomicBool::new(true));
-    let peer = Peer { name: sender.clone(), link };
-    let upstream =
-        Arc::new(AckChannel { peer: peer.clone(), writer: Mutex::new((writer, Progress::default())) });
+    let upstream = Arc::new(AckChannel { link: Mutex::new((writer, uplink)) });
     let acks = {
         let (replica, link_open, upstream) =
             (Arc::clone(replica), Arc::clone(&link_open), Arc::clone(&upstream));
@@ -78,7 +78,7 @@ pub fn serve(
             .name("replication-acks-up".into())
             .spawn(move || send_acks(&upstream, &replica, &link_open))?
     };
-    let result = receive_stream(&peer, &mut reader, replica, &settings.limits, &upstream, stopping);
+    let result = receive_stream(&sender, &mut reader, replica, &settings.limits, &upstream, stopping);
     link_open.store(false, Ordering::SeqCst);
     let _ = reader.stream().shutdown(Shutdown::Both);
     let _ = acks.join();
@@ -104,41 +104,32 @@ fn warn_if_memory_limits_differ(sender: &str, theirs: u64, replica: &Replica) {
     }
 }
 
-/// The predecessor at the other end of a link, and the link's number
-/// (frames are accepted only on its latest link).
-#[derive(Clone)]
-struct Peer {
-    name: String,
-    link: u64,
-}
-
+/// Carries out each frame through our end of the link, then acknowledges
+/// what it committed.
 fn receive_stream(
-    peer: &Peer,
+    sender: &str,
     reader: &mut FrameReader,
     replica: &Replica,
     limits: &Limits,
     upstream: &AckChannel,
     stopping: &AtomicBool,
 ) -> Result<(), LinkError> {
-    let refused = |refusal: Refusal| LinkError::Refused(refusal.message);
     let mut snapshot_started = None;
     let mut snapshot_keys = 0u64;
     while !stopping.load(Ordering::SeqCst) {
         let Some(downstream) = reader.receive::<Downstream>()? else {
             return Ok(());
         };
-        // Also on heartbeats: a predecessor replaced in the view is cut off
-        // even when it has nothing to send.
-        let (sender, link) = (peer.name.as_str(), peer.link);
-        replica.accepts_from(sender, link).map_err(refused)?;
         within_limits(&downstream, limits)?;
-        if let Some(chunk) = downstream.snapshot.into_option() {
-            let (total, last, sequence) = (chunk.total_keys, chunk.last, chunk.sequence);
-            snapshot_keys += chunk.entries.len() as u64;
-            let (bytes, first) = (chunk.compute_size(), snapshot_started.is_none());
-            replica.install_chunk(sender, link, chunk, first).map_err(refused)?;
-            replica.transfers.received.chunk(bytes, first);
+        let chunk = downstream.snapshot.as_ref().map(|chunk| {
+            (chunk.compute_size(), chunk.entries.len() as u64, chunk.total_keys, chunk.last, chunk.sequence)
+        });
+        let reported = upstream.reported();
+        upstream.receive(replica, downstream).map_err(|refusal| LinkError::Refused(refusal.message))?;
+        if let Some((bytes, keys, total, last, sequence)) = chunk {
+            replica.transfers.received.chunk(bytes, snapshot_started.is_none());
             let started = *snapshot_started.get_or_insert_with(Instant::now);
+            snapshot_keys += keys;
             if last {
                 info!(
                     "state transfer from {sender} complete: {snapshot_keys} keys at write {sequence} in {} ms",
@@ -148,15 +139,10 @@ fn receive_stream(
                 info!("state transfer from {sender}: {snapshot_keys} of {total} keys");
             }
         }
-        if !downstream.writes.is_empty() {
-            replica.apply_replicated(sender, link, downstream.writes).map_err(refused)?;
-            // At the tail the batch committed: say so now, from this thread.
-            if replica.progress().committed > upstream.reported().committed && !upstream.report(replica) {
-                return Err(LinkError::Closed);
-            }
-        }
-        if let Some(promote_at) = downstream.promote_at {
-            replica.set_promote_at(sender, link, promote_at).map_err(refused)?;
+        // What this frame committed (at the tail, every batch): say so now,
+        // from this thread.
+        if replica.progress().committed > reported.committed && !upstream.report(replica) {
+            return Err(LinkError::Closed);
         }
     }
     Ok(())
@@ -186,42 +172,40 @@ fn within_limits(downstream: &Downstream, limits: &Limits) -> Result<(), LinkErr
     Ok(())
 }
 
-/// The upstream half of a link: cumulative acks to the predecessor, sent
-/// by the receiving thread for commits its own batches made (at the tail)
-/// and by the ack thread for the rest. The lock keeps frames whole and the
-/// reported progress monotonic.
+/// Our end of the link and its upstream half (cumulative acks to the
+/// predecessor), shared by the receiving thread (frames in, and acks for
+/// commits its own frames made) and the ack thread (the rest). The lock
+/// keeps frames whole and the reported progress monotonic.
 struct AckChannel {
-    /// The predecessor and the link.
-    peer: Peer,
-    /// The link's writing half and the progress last sent on it.
-    writer: Mutex<(FrameWriter, Progress)>,
+    link: Mutex<(FrameWriter, Uplink)>,
 }
 
 impl AckChannel {
     fn reported(&self) -> Progress {
-        self.writer.lock().1
+        self.link.lock().1.reported()
     }
 
-    /// Sends our progress if it moved since the last ack. False when the
-    /// link is unusable: the write failed, or `sender` is no longer our
-    /// predecessor (after that our progress may count writes it never sent
-    /// us).
+    /// Carries out one frame from the predecessor.
+    fn receive(&self, replica: &Replica, frame: Downstream) -> Result<(), crate::chain::Refusal> {
+        replica.receive_frame(&mut self.link.lock().1, frame)
+    }
+
+    /// Sends our progress if our end of the link says so. False when the
+    /// link is unusable: the write failed, or the sender is no longer our
+    /// predecessor.
     fn report(&self, replica: &Replica) -> bool {
-        let mut link = self.writer.lock();
-        let Some(progress) = replica.progress_for_predecessor(&self.peer.name, self.peer.link) else {
-            return false;
-        };
-        if progress == link.1 {
-            return true;
+        let mut link = self.link.lock();
+        let (writer, uplink) = &mut *link;
+        match replica.ack_due(uplink) {
+            Ack::Close => false,
+            Ack::Nothing => true,
+            Ack::Send(progress) => {
+                let mut upstream = Upstream::new();
+                upstream.applied = progress.applied;
+                upstream.committed = progress.committed;
+                writer.send(&upstream).is_ok()
+            }
         }
-        let mut upstream = Upstream::new();
-        upstream.applied = progress.applied;
-        upstream.committed = progress.committed;
-        if link.0.send(&upstream).is_err() {
-            return false;
-        }
-        link.1 = progress;
-        true
     }
 }
 

@@ -1,8 +1,9 @@
-//! Predecessor side of a replication link: one thread that drains the
-//! replica's queue into a blocking connection to the current successor, in
-//! batches, keeps the Sent list (writes forwarded and not yet committed),
-//! resends it after a successor change, and streams a snapshot to a joining
-//! successor. A helper thread per link reads the successor's cumulative acks.
+//! Predecessor side of a replication link, as a transport: one thread that
+//! carries out what its end of the link (the core's [`Downlink`]) decides —
+//! open a link to the successor, resume from the Sent list or stream a
+//! snapshot, forward queued writes in batches, hand the tail role over,
+//! send heartbeats — over a blocking connection. A helper thread per link
+//! reads the successor's cumulative acks.
 
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,15 +15,16 @@ use protobuf::Message;
 
 use super::LinkSettings;
 use super::{LinkError, handshake};
-use crate::chain::sent::SentList;
+use crate::chain::link::{Aim, Downlink, LinkFault};
+use crate::chain::{Progress, Welcome};
 use crate::limits::{
     REPLICATION_ACK_READ_BUFFER_BYTES, REPLICATION_BATCH_MAX, REPLICATION_CONNECT_TIMEOUT,
-    REPLICATION_HEARTBEAT_INTERVAL, REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE,
-    REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES, UNAUTHENTICATED_LOG_PERIOD,
+    REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE, REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
+    UNAUTHENTICATED_LOG_PERIOD,
 };
-use crate::proto::{ClientRecord, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream, Write};
+use crate::proto::{ClientRecord, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream};
 use crate::replica::transfers::TransferCount;
-use crate::replica::{Replica, Snapshot};
+use crate::replica::{LinkStart, Replica, Snapshot};
 use crate::throttle::{Every, suppressed_note};
 use crate::view::Member;
 use crate::wire::{self, FrameWriter};
@@ -42,23 +44,24 @@ static UNAUTHENTICATED_LOG: Every = Every::new(UNAUTHENTICATED_LOG_PERIOD);
 
 /// Runs until `stopping` is set.
 pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
-    let mut sent = SentList::default();
+    let mut link = Downlink::default();
     while !stopping.load(Ordering::SeqCst) {
-        let successor = replica
-            .position()
-            .filter(|_| replica.may_replicate())
-            .and_then(|position| Some((position.me, position.successor?)));
-        let Some((me, successor)) = successor else {
-            if !replica.is_forwarding() || !replica.may_replicate() {
+        let (successor, hello) = match replica.aim(&mut link) {
+            Aim::Open { successor, hello } => (successor, hello),
+            Aim::Keep => {
+                // Only a link that ended gets here; the next aim reopens.
+                link.closed();
+                continue;
+            }
+            Aim::Idle => {
                 // Nobody to forward to: what was queued will never be sent.
                 replica.outbox().clear();
-                sent.forget();
                 replica.set_sent_list_len(0);
+                thread::sleep(REPLICATION_QUEUE_POLL);
+                continue;
             }
-            thread::sleep(REPLICATION_QUEUE_POLL);
-            continue;
         };
-        match replicate_to(replica, &me.name, &successor, &mut sent, stopping, settings) {
+        match replicate_to(replica, &mut link, &successor, hello, stopping, settings) {
             Ok(()) => {}
             Err(error @ LinkError::Unauthenticated(_)) => {
                 if let Some(suppressed) = UNAUTHENTICATED_LOG.due() {
@@ -71,15 +74,16 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
                 thread::sleep(REPLICATION_RECONNECT_PAUSE);
             }
         }
+        link.closed();
     }
 }
 
 /// One link to `successor`, until it breaks, the view changes or we stop.
 fn replicate_to(
     replica: &Replica,
-    me: &str,
+    link: &mut Downlink,
     successor: &Member,
-    sent: &mut SentList,
+    mut hello: ReplicaHello,
     stopping: &AtomicBool,
     settings: &LinkSettings,
 ) -> Result<(), LinkError> {
@@ -98,33 +102,31 @@ fn replicate_to(
     };
     let (mut reader, mut writer) =
         wire::split(stream, tls, settings.limits.frame_bytes_max, REPLICATION_ACK_READ_BUFFER_BYTES);
-    let mut greeting = ReplicaHello::new();
-    greeting.sender = me.to_owned();
-    greeting.receiver = successor.name.clone();
-    greeting.epoch = replica.view_epoch();
-    greeting.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
+    hello.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
     let key = settings.security.peer_key.as_ref();
     let welcome =
-        handshake::open(greeting, key, &settings.chain_path, &mut reader, &mut writer, &successor.name)?;
+        handshake::open(hello, key, &settings.chain_path, &mut reader, &mut writer, &successor.name)?;
     if !welcome.accepted {
         return Err(LinkError::Refused(format!("{successor} refused the link: {}", welcome.reason)));
     }
     reader.stream().set_read_timeout(None)?;
 
-    let continuous = pull_queue(replica, sent, usize::MAX);
-    if welcome.wants_snapshot || !continuous || !sent.can_resume_after(welcome.last_applied) {
-        let Some(snapshot) = replica.snapshot() else {
+    let continuous = link.take_queued(replica.outbox().try_iter());
+    let welcome =
+        Welcome { link: 0, last_applied: welcome.last_applied, wants_snapshot: welcome.wants_snapshot };
+    match replica.link_welcomed(link, &welcome, continuous) {
+        LinkStart::NotReady => {
             return Err(LinkError::NotReady("our own state transfer is not complete yet".into()));
-        };
-        sent.restart_at(snapshot.stream, snapshot.sequence);
-        send_snapshot(&mut writer, snapshot, successor, &replica.transfers.sent)?;
-    } else {
-        info!("resuming replication to {successor} after write {}", welcome.last_applied);
-        let resend: Vec<Write> = sent.after(welcome.last_applied).cloned().collect();
-        for batch in resend.chunks(REPLICATION_BATCH_MAX) {
-            let mut downstream = Downstream::new();
-            downstream.writes = batch.to_vec();
-            writer.send(&downstream)?;
+        }
+        LinkStart::Snapshot(snapshot) => {
+            send_snapshot(&mut writer, snapshot, successor, &replica.transfers.sent)?;
+        }
+        LinkStart::Resume { after } => {
+            info!("resuming replication to {successor} after write {after}");
+            let resend: Vec<_> = link.resend(after).cloned().collect();
+            for batch in resend.chunks(REPLICATION_BATCH_MAX) {
+                writer.send(&Downstream { writes: batch.to_vec(), ..Downstream::new() })?;
+            }
         }
     }
 
@@ -144,79 +146,60 @@ fn replicate_to(
                 }
                 acks.closed.store(true, Ordering::SeqCst);
             })?;
-        let result = stream_writes(replica, successor, sent, &mut writer, &acks, stopping);
+        let result = stream_writes(replica, link, successor, &mut writer, &acks, stopping);
         let _ = writer.stream().shutdown(Shutdown::Both);
         let _ = ack_reader.join();
         result
     })
 }
 
-/// Steady state: forward queued writes in batches, trim on acks, hand over
-/// the tail role when a joining successor has caught up.
+/// Steady state: what the link's end decides each round (successor
+/// check, trim, hand-over, whether a frame is due), carried out.
 fn stream_writes(
     replica: &Replica,
+    link: &mut Downlink,
     successor: &Member,
-    sent: &mut SentList,
     writer: &mut FrameWriter,
     acks: &Acks,
     stopping: &AtomicBool,
 ) -> Result<(), LinkError> {
-    let mut last_frame = Instant::now();
     let mut downstream = Downstream::new();
     while !stopping.load(Ordering::SeqCst) {
-        if !replica.has_successor(&successor.name) {
-            return Ok(());
-        }
         if acks.closed.load(Ordering::SeqCst) {
             return Err(LinkError::Closed);
         }
-        if let Err(beyond) = sent.trim(acks.committed.load(Ordering::SeqCst)) {
-            return Err(LinkError::Protocol(format!(
-                "{successor} acknowledged write {} but only {} were sent",
-                beyond.acked, beyond.last_sent
-            )));
-        }
-        replica.set_sent_list_len(sent.len());
-
-        downstream.promote_at = replica.try_hand_over(&successor.name, acks.applied.load(Ordering::SeqCst));
-        let room = replica.limits.sent_max.saturating_sub(sent.len()).min(REPLICATION_BATCH_MAX);
-        let before = sent.len();
+        link.acked(Progress {
+            applied: acks.applied.load(Ordering::SeqCst),
+            committed: acks.committed.load(Ordering::SeqCst),
+        });
+        let promote_at = match replica.link_streaming_step(link) {
+            Ok(promote_at) => promote_at,
+            Err(LinkFault::Retarget) => return Ok(()),
+            Err(fault) => return Err(LinkError::Protocol(fault.describe(&successor.name).message)),
+        };
+        replica.set_sent_list_len(link.sent_len());
+        let room = link.room(replica.limits.sent_max, REPLICATION_BATCH_MAX);
+        let before = link.sent_len();
         if room == 0 {
             thread::sleep(Duration::from_millis(1));
-        } else if !pull_queue_waiting(replica, sent, room) {
-            return Err(LinkError::NotReady(
-                "writes were not forwarded for a while; the successor needs a snapshot".into(),
-            ));
+        } else {
+            replica.outbox().wait_for_writes(REPLICATION_QUEUE_POLL);
+            if !link.take_queued(replica.outbox().try_iter().take(room)) {
+                return Err(LinkError::NotReady(
+                    LinkFault::StreamRestarted.describe(&successor.name).message,
+                ));
+            }
         }
-        let idle = last_frame.elapsed() >= REPLICATION_HEARTBEAT_INTERVAL;
-        if sent.len() > before || downstream.promote_at.is_some() || idle {
+        if link.frame_due(before, promote_at, replica.now_ms()) {
             // The batch is lent to the frame and given back to the Sent
             // list, sent or not (a failed link resends it), without a copy.
-            sent.lend(before, &mut downstream.writes);
+            link.lend_frame(before, promote_at, &mut downstream);
             let result = writer.send(&downstream);
-            sent.give_back(&mut downstream.writes);
+            link.give_back(&mut downstream);
             result?;
-            last_frame = Instant::now();
         }
     }
     Ok(())
-}
-
-/// Moves up to `limit` queued writes into the Sent list without waiting.
-/// Returns false if a new stream of writes began (the Sent list started
-/// over: the successor needs a snapshot).
-fn pull_queue(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
-    let mut continuous = true;
-    for (stream, write) in replica.outbox().try_iter().take(limit) {
-        continuous &= sent.push(stream, write);
-    }
-    continuous
-}
-
-/// Like [`pull_queue`], but waits briefly for the first write.
-fn pull_queue_waiting(replica: &Replica, sent: &mut SentList, limit: usize) -> bool {
-    replica.outbox().wait_for_writes(REPLICATION_QUEUE_POLL);
-    pull_queue(replica, sent, limit)
 }
 
 /// Streams `snapshot` in chunks.

@@ -1,0 +1,107 @@
+//! The replication links' side of the host. Each link thread owns its end
+//! of the link (the core's [`Downlink`] or [`Uplink`]); what that end
+//! decides about the node runs here, under the node's lock, in one step per
+//! event, and the thread carries out the answer on its socket.
+
+use std::time::Duration;
+
+use super::{AckWriter, Replica, Snapshot, TableStore};
+use crate::chain::link::{Ack, Aim, Downlink, LinkFault, Start, Uplink};
+use crate::chain::{Progress, Refusal, Welcome};
+use crate::proto::{Downstream, ReplicaHello};
+
+/// How a welcomed link starts, with the table copied when it needs it.
+pub enum LinkStart {
+    /// Resend the Sent list's writes after this one.
+    Resume { after: u64 },
+    /// Stream this snapshot first.
+    Snapshot(Snapshot),
+    /// Our own table is not the chain's state yet.
+    NotReady,
+}
+
+impl Replica {
+    // ---- the predecessor's end ----
+
+    /// Where our link to the successor should go now (see [`Downlink::aim`]).
+    pub fn aim(&self, link: &mut Downlink) -> Aim {
+        link.aim(&self.node.lock())
+    }
+
+    /// The successor welcomed our link: resume, or a snapshot taken
+    /// atomically with its sequence number (from here on every applied
+    /// write is queued for the successor).
+    pub fn link_welcomed(&self, link: &mut Downlink, welcome: &Welcome, continuous: bool) -> LinkStart {
+        let now_ms = self.now_ms();
+        let node = self.node.lock();
+        match link.welcomed(welcome, continuous, &node, now_ms) {
+            Start::Resume { after } => LinkStart::Resume { after },
+            Start::NotReady => LinkStart::NotReady,
+            Start::Snapshot(point) => LinkStart::Snapshot(Snapshot {
+                sequence: point.sequence,
+                write_epoch: point.write_epoch,
+                stream: node.stream(),
+                entries: self.table.entries(),
+                clients: point.clients,
+            }),
+        }
+    }
+
+    /// Steady state, once per batch (see [`Downlink::streaming_step`]):
+    /// one step of the node for the successor check, the trim and the
+    /// hand-over.
+    pub fn link_streaming_step(&self, link: &mut Downlink) -> Result<Option<u64>, LinkFault> {
+        self.step(AckWriter::Wake, |node, _, carry| link.streaming_step(node, carry))
+    }
+
+    /// The successor reports its commit point (cumulative). An error means
+    /// the successor acknowledged writes never applied here: the link is
+    /// dropped.
+    pub fn on_successor_progress(&self, successor: &str, committed: u64) -> Result<(), Refusal> {
+        let now_ms = self.now_ms();
+        self.step(AckWriter::Wake, |node, _, carry| node.successor_ack(successor, committed, now_ms, carry))
+    }
+
+    pub fn set_sent_list_len(&self, length: usize) {
+        self.sent_list_len.store(length as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn sent_list_len(&self) -> u64 {
+        self.sent_list_len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    // ---- the successor's end ----
+
+    /// Answers a predecessor's hello (see [`Uplink::accept`]).
+    pub fn accept_link(&self, hello: &ReplicaHello) -> Result<(Uplink, Welcome), Refusal> {
+        Uplink::accept(&mut self.node.lock(), hello)
+    }
+
+    /// One frame from the predecessor (see [`Uplink::receive`]), after
+    /// waiting for room in our own replication queue for its writes. A
+    /// commit point this moves is not announced to the ack writer: the
+    /// caller acknowledges it itself right away (at the tail every applied
+    /// batch commits, and waking another thread for each ack cost a
+    /// context switch per batch).
+    pub fn receive_frame(&self, uplink: &mut Uplink, frame: Downstream) -> Result<(), Refusal> {
+        self.wait_for_queue_room(frame.writes.len())?;
+        self.step(AckWriter::CallerAcks, |node, store: &mut TableStore<'_>, carry| {
+            uplink.receive(node, frame, store, carry)
+        })
+    }
+
+    /// Whether (and what) to acknowledge on `uplink` now.
+    pub fn ack_due(&self, uplink: &mut Uplink) -> Ack {
+        uplink.ack_due(&self.node.lock())
+    }
+
+    /// Waits up to `timeout` for a commit point other than `seen`, and
+    /// returns the progress then.
+    pub fn wait_commit_change(&self, seen: u64, timeout: Duration) -> Progress {
+        let mut progress = self.progress.lock();
+        if progress.committed == seen {
+            self.commit_changed.wait_for(&mut progress, timeout);
+        }
+        *progress
+    }
+}
