@@ -26,6 +26,8 @@
 //!   snapshot, Sent-list trimming, hand-over mark, heartbeats, acks.
 //! - [`sent`]: the Sent list: writes forwarded and not yet committed.
 //! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
+//! - [`registration`]: one registration in ZooKeeper: session confirmation,
+//!   announcing readiness, the commit record, leaving, starting the chain.
 //! - [`effects`]: the [`Action`]s out and the [`Store`] in.
 
 pub mod bootstrap;
@@ -35,6 +37,7 @@ pub mod lifecycle;
 pub mod link;
 mod membership;
 pub mod node;
+pub mod registration;
 mod replicate;
 pub mod sent;
 

@@ -8,7 +8,6 @@
 //! (re)connection and on a timer, and the session is confirmed on a timer by
 //! reading our own ephemeral node and checking its owner.
 
-use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,8 @@ use crossbeam_channel::{Receiver, select};
 use log::{debug, error, info, warn};
 use zookeeper::{AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState};
 
-use crate::chain::bootstrap::{self, Bootstrap, Holding};
+use crate::chain::bootstrap::{Bootstrap, Holding};
+use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
 use crate::coord::acl::{self, ZkIdentity};
 use crate::coord::zk::{self, BoundedZk};
 use crate::limits::{
@@ -201,7 +201,8 @@ impl<'config> Session<'config> {
         Ok(Session { config, zk, events })
     }
 
-    /// Registers, then follows the chain until the session ends.
+    /// Registers, then follows the chain until the session ends, doing
+    /// what the registration (the core's decisions) says is owed.
     fn serve(
         self,
         replica: &impl Member,
@@ -213,62 +214,79 @@ impl<'config> Session<'config> {
         // again at its next tick.
         while requests.try_recv().is_ok() {}
         drop(replica.take_membership_requests());
-        let registration = self.register(replica)?;
-        let check_interval = self.config.session_timeout.mul_f64(LEASE_CHECK_SHARE);
+        let clock = Instant::now();
+        let now_ms = || clock.elapsed().as_millis() as u64;
+        let node = self.register(replica)?;
+        let mut registration = Registration::new(node.name.clone(), self.timing(), now_ms());
         let mut owner = None;
-        let mut next_check = Instant::now();
-        let mut last_confirmed = Instant::now();
         let mut view_dirty = true;
         let mut next_view_read = Instant::now();
-        let mut ready_pending = false;
-        let mut pending_record: Option<CommitRecord> = None;
         loop {
             if stopping.load(Ordering::SeqCst) {
                 // Closing the session (on drop) removes our node at once.
                 return Ok(SessionEnd::Stopped);
             }
-            if Instant::now() >= next_check {
-                next_check = Instant::now() + check_interval;
-                match self.confirm_session(replica, &registration, &mut owner) {
-                    Confirmation::Renewed => last_confirmed = Instant::now(),
-                    // The crate's I/O thread may be gone (it panics on a
-                    // peer that is not a ZooKeeper) and then no state
-                    // change ever comes: give up on the session.
-                    Confirmation::Failed if last_confirmed.elapsed() > self.config.session_timeout => {
-                        return Ok(SessionEnd::Expired(
-                            "no confirmation of the session within its timeout".into(),
-                        ));
-                    }
-                    // Soon again, before the lease runs out.
-                    Confirmation::Failed => next_check = Instant::now() + MEMBERSHIP_RETRY_PAUSE,
-                    Confirmation::Ended(end) => return Ok(end),
-                }
-                // Safety net against lost watches.
+            for duty in registration.duties(now_ms()) {
+                // Every duty done may change the chain: read it again.
                 view_dirty = true;
-            }
-            if ready_pending {
-                ready_pending = !self.announce(&registration, Readiness::Ready, replica.server_id())?;
-                view_dirty |= !ready_pending;
-            }
-            if let Some(record) = pending_record.take() {
-                if self.write_record(&record)? {
-                    view_dirty = true;
-                } else {
-                    pending_record = Some(record);
+                match duty {
+                    Duty::Confirm => {
+                        let sent_ms = now_ms();
+                        match self.confirm_session(&node, &mut owner) {
+                            Confirmation::Renewed => {
+                                let until_ms = registration.confirmed(sent_ms);
+                                replica.renew_lease(clock + Duration::from_millis(until_ms));
+                            }
+                            // The crate's I/O thread may be gone (it panics
+                            // on a peer that is not a ZooKeeper) and then no
+                            // state change ever comes: the registration gives
+                            // up on the session after its timeout.
+                            Confirmation::Failed => {
+                                if let Err(reason) = registration.confirm_failed(now_ms()) {
+                                    return Ok(SessionEnd::Expired(reason.into()));
+                                }
+                            }
+                            Confirmation::Ended(end) => return Ok(end),
+                        }
+                    }
+                    Duty::Announce => {
+                        if self.announce(&node, Readiness::Ready, replica.server_id())? {
+                            registration.announced();
+                        }
+                    }
+                    Duty::WriteRecord(record) => {
+                        if self.write_record(&record)? {
+                            registration.record_written(&record);
+                        }
+                    }
                 }
             }
             if view_dirty && Instant::now() >= next_view_read {
                 next_view_read = Instant::now() + VIEW_READ_INTERVAL_MIN;
                 match self.zk.read_view(&self.config.chain_path) {
                     Ok(view) => {
-                        if view.position_of(&registration.name).is_none() {
-                            return Ok(SessionEnd::Expired("our node is not in the chain".into()));
+                        if let Err(reason) = registration.listed_in(&view) {
+                            return Ok(SessionEnd::Expired(reason.into()));
                         }
-                        replica.set_view(&view, &registration.name);
-                        match self.start_chain_if_due(&view, &registration, replica)? {
-                            Bootstrap::NotDue => view_dirty = false,
-                            Bootstrap::Start | Bootstrap::StartLosingWrites => view_dirty = true,
-                            Bootstrap::Reregister(reason) => return Ok(SessionEnd::Expired(reason.into())),
+                        replica.set_view(&view, registration.name());
+                        let holding = replica.holding();
+                        match registration.bootstrap(&view, holding, now_ms()) {
+                            ViewVerdict::Follow => view_dirty = false,
+                            ViewVerdict::AwaitingNamedMember => {
+                                self.warn_awaiting_named_member(&view);
+                                view_dirty = false;
+                            }
+                            ViewVerdict::Start { decision, generation } => {
+                                replica.starting_chain(generation);
+                                // If ZooKeeper is unreachable now, the next
+                                // view read tries again.
+                                if self.announce(&node, Readiness::Ready, replica.server_id())? {
+                                    let registered_ms = registration.registered_for_ms(now_ms());
+                                    self.log_start(&view, &decision, generation, holding, registered_ms);
+                                }
+                                view_dirty = true;
+                            }
+                            ViewVerdict::Leave(reason) => return Ok(SessionEnd::Expired(reason.into())),
                         }
                     }
                     Err(ZkError::SessionExpired) => return Ok(SessionEnd::Expired("session expired".into())),
@@ -283,10 +301,8 @@ impl<'config> Session<'config> {
                     }
                 }
             }
-            let mut wait = next_check.saturating_duration_since(Instant::now());
-            if ready_pending || pending_record.is_some() {
-                wait = wait.min(MEMBERSHIP_RETRY_PAUSE);
-            }
+            let now = now_ms();
+            let mut wait = Duration::from_millis(registration.next_due_ms(now).saturating_sub(now));
             if view_dirty {
                 wait = wait.min(next_view_read.saturating_duration_since(Instant::now()));
             }
@@ -298,7 +314,7 @@ impl<'config> Session<'config> {
                         self.authenticate()?;
                         view_dirty = true;
                         // Renew the lease at once after a reconnection.
-                        next_check = Instant::now();
+                        registration.confirm_now(now_ms());
                     }
                     Ok(Event::State(ZkState::Closed | ZkState::AuthFailed)) | Ok(Event::Expired) => {
                         return Ok(SessionEnd::Expired("ZooKeeper session closed or expired".into()));
@@ -311,11 +327,26 @@ impl<'config> Session<'config> {
                     if let Some(reason) = taken.reregister {
                         return Ok(SessionEnd::Expired(reason.into()));
                     }
-                    ready_pending |= taken.announce_ready;
-                    pending_record = taken.record.or(pending_record);
+                    if taken.announce_ready {
+                        registration.announce_requested();
+                    }
+                    if let Some(record) = taken.record {
+                        registration.record_requested(record);
+                    }
                 }
                 default(wait) => {}
             }
+        }
+    }
+
+    /// The session timing of our registrations, from the configured timeout.
+    fn timing(&self) -> SessionTiming {
+        let timeout = self.config.session_timeout;
+        SessionTiming {
+            timeout_ms: timeout.as_millis() as u64,
+            confirm_interval_ms: timeout.mul_f64(LEASE_CHECK_SHARE).as_millis() as u64,
+            lease_ms: timeout.mul_f64(LEASE_SHARE).as_millis() as u64,
+            retry_ms: MEMBERSHIP_RETRY_PAUSE.as_millis() as u64,
         }
     }
 
@@ -333,15 +364,8 @@ impl<'config> Session<'config> {
         }
     }
 
-    /// Reads our own node to confirm the session is alive, and extends the
-    /// lease if it is.
-    fn confirm_session(
-        &self,
-        replica: &impl Member,
-        registration: &Registration,
-        owner: &mut Option<i64>,
-    ) -> Confirmation {
-        let sent_at = Instant::now();
+    /// Reads our own node to confirm the session is alive.
+    fn confirm_session(&self, registration: &MemberNode, owner: &mut Option<i64>) -> Confirmation {
         let path = registration.path.clone();
         match self.zk.call(move |zk| zk.exists(&path, false)) {
             Ok(Some(stat)) => {
@@ -350,7 +374,6 @@ impl<'config> Session<'config> {
                         "our node belongs to another session".into(),
                     ));
                 }
-                replica.renew_lease(sent_at + self.config.session_timeout.mul_f64(LEASE_SHARE));
                 Confirmation::Renewed
             }
             Ok(None) => Confirmation::Ended(SessionEnd::Expired("our node is gone".into())),
@@ -373,7 +396,7 @@ impl<'config> Session<'config> {
     /// be reached (try again later).
     fn announce(
         &self,
-        registration: &Registration,
+        registration: &MemberNode,
         readiness: Readiness,
         server_id: u64,
     ) -> Result<bool, ZkError> {
@@ -389,39 +412,29 @@ impl<'config> Session<'config> {
         }
     }
 
-    /// When no member is ready and we are the one to start the chain (see
-    /// [`bootstrap::decide`]), announce ourselves ready.
-    fn start_chain_if_due(
+    /// No ready member, and none of the servers that held every committed
+    /// write is here (once per registration).
+    fn warn_awaiting_named_member(&self, view: &ChainView) {
+        let timeout_ms = self.config.session_timeout.as_millis() as u64;
+        warn!(
+            "no ready member, and none of the servers that held every committed write ({:?}) is here: \
+             waiting {} s for one to come back; then the chain restarts without them, and the writes it \
+             committed (up to {}) that the restarting server lacks are LOST",
+            view.record.servers,
+            RESTART_FALLBACK_TIMEOUTS * timeout_ms / 1000,
+            view.record.committed
+        );
+    }
+
+    /// Says that we started the chain, and how.
+    fn log_start(
         &self,
         view: &ChainView,
-        registration: &Registration,
-        replica: &impl Member,
-    ) -> Result<Bootstrap, ZkError> {
-        let registered_ms = registration.at.elapsed().as_millis() as u64;
-        let timeout_ms = self.config.session_timeout.as_millis() as u64;
-        let holding = replica.holding();
-        let decision = bootstrap::decide(view, &registration.name, holding, registered_ms, timeout_ms);
-        if decision == Bootstrap::NotDue
-            && bootstrap::awaiting_named_member(view)
-            && !registration.warned_of_loss.replace(true)
-        {
-            warn!(
-                "no ready member, and none of the servers that held every committed write ({:?}) is here: \
-                 waiting {} s for one to come back; then the chain restarts without them, and the writes it \
-                 committed (up to {}) that the restarting server lacks are LOST",
-                view.record.servers,
-                RESTART_FALLBACK_TIMEOUTS * timeout_ms / 1000,
-                view.record.committed
-            );
-        }
-        let Some(generation) = decision.generation(&view.record) else {
-            return Ok(decision);
-        };
-        replica.starting_chain(generation);
-        // If ZooKeeper is unreachable now, the next view read tries again.
-        if !self.announce(registration, Readiness::Ready, replica.server_id())? {
-            return Ok(Bootstrap::NotDue);
-        }
+        decision: &Bootstrap,
+        generation: u64,
+        holding: Holding,
+        registered_ms: u64,
+    ) {
         let record = &view.record;
         let table = match holding.recoverable_history {
             Some(last_applied) => format!("from this server's table (writes up to {last_applied})"),
@@ -444,7 +457,6 @@ impl<'config> Session<'config> {
                 record.committed
             ),
         }
-        Ok(decision)
     }
 
     /// Writes `record` into the chain node unless a newer one is there
@@ -485,7 +497,7 @@ impl<'config> Session<'config> {
     /// linger as ready members until they expire. Anyone else joins empty.
     /// A create whose reply was lost may still have created the node, so
     /// after an error we look for our token before trying again.
-    fn register(&self, replica: &impl Member) -> Result<Registration, ZkError> {
+    fn register(&self, replica: &impl Member) -> Result<MemberNode, ZkError> {
         let token = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
         let readiness = replica.registration();
         let server_id = replica.server_id();
@@ -507,20 +519,16 @@ impl<'config> Session<'config> {
         };
         let name = path.rsplit('/').next().unwrap_or_default().to_owned();
         info!("registered as {name} ({readiness}) at {}", self.config.advertise);
-        Ok(Registration { path, name, token, at: Instant::now(), warned_of_loss: Cell::new(false) })
+        Ok(MemberNode { path, name, token })
     }
 }
 
-struct Registration {
+/// Our node in ZooKeeper for one registration.
+struct MemberNode {
     /// Full path of our node.
     path: String,
     /// Its last component, as peers see it.
     name: String,
     /// Random token in our node's data.
     token: String,
-    /// When we registered (a recovering member waits before restarting a chain).
-    at: Instant,
-    /// We warned that the chain will restart losing writes unless a server
-    /// named in the commit record comes back (once per registration).
-    warned_of_loss: Cell<bool>,
 }

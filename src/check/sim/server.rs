@@ -10,16 +10,25 @@ use super::SimConfig;
 use super::client::{Reply, Request};
 use super::links::DownConnection;
 use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
-use crate::chain::bootstrap::{self, Bootstrap, Holding};
+use crate::chain::bootstrap::Holding;
 use crate::chain::link::{Downlink, Uplink};
+use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
 use crate::chain::{Action, ChainNode, NodeConfig, Progress, Store, Welcome};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
-use crate::view::{ChainView, CommitRecord, Readiness};
+use crate::view::{ChainView, Readiness};
 
 /// A client write waits this long for its commit (ms), as `--commit-timeout`.
 const COMMIT_TIMEOUT_MS: u64 = 2000;
 /// Pause before registering again after losing the session (ms).
 const RETRY_PAUSE_MS: u64 = 500;
+/// A simulated server confirms its session every fifth of the timeout and
+/// holds its lease for nine tenths of it from the confirmation.
+const SESSION_TIMING: SessionTiming = SessionTiming {
+    timeout_ms: SESSION_TIMEOUT_MS,
+    confirm_interval_ms: SESSION_TIMEOUT_MS / 5,
+    lease_ms: SESSION_TIMEOUT_MS * 9 / 10,
+    retry_ms: TICK_MS,
+};
 
 /// A frame on a replication link.
 #[derive(Debug)]
@@ -85,14 +94,9 @@ pub struct Server {
     pub(super) pending: Vec<Pending>,
     /// ZooKeeper session, while registered.
     pub session: Option<u64>,
-    pub(super) name: String,
-    pub(super) registered_ms: u64,
+    /// Our registration in it (the core's membership decisions).
+    pub(super) registration: Option<Registration>,
     pub(super) register_at_ms: u64,
-    pub(super) next_confirm_ms: u64,
-    /// The node asked to be announced ready.
-    pub(super) ready_pending: bool,
-    /// The node asked for this commit record to be written.
-    pub(super) record_pending: Option<CommitRecord>,
     /// A wake-up of the sender is scheduled.
     pub(super) sender_woken: bool,
     /// The node asked to register again, for this reason.
@@ -123,12 +127,8 @@ impl Server {
             uplinks: BTreeMap::new(),
             pending: Vec::new(),
             session: None,
-            name: String::new(),
-            registered_ms: 0,
+            registration: None,
             register_at_ms: 0,
-            next_confirm_ms: 0,
-            ready_pending: false,
-            record_pending: None,
             sender_woken: false,
             reregister: None,
             pause_after_write: None,
@@ -170,9 +170,17 @@ impl World {
                     self.servers[index].outbox.clear();
                     self.abandon_waits(index);
                 }
-                Action::AnnounceReady => server.ready_pending = true,
+                Action::AnnounceReady => {
+                    if let Some(registration) = &mut server.registration {
+                        registration.announce_requested();
+                    }
+                }
                 Action::Reregister(reason) => server.reregister = Some(reason),
-                Action::RecordCommit(record) => server.record_pending = Some(record),
+                Action::RecordCommit(record) => {
+                    if let Some(registration) = &mut server.registration {
+                        registration.record_requested(record);
+                    }
+                }
             }
         }
     }
@@ -229,6 +237,7 @@ impl World {
         self.schedule(TICK_MS, Event::Tick(index));
     }
 
+    /// Carries out what the registration owes ZooKeeper.
     fn membership_work(&mut self, index: usize) {
         let now = self.now_ms;
         let reachable = !self.zk_cut.contains(&index);
@@ -238,40 +247,55 @@ impl World {
             }
             return;
         };
+        let Some(registration) = &self.servers[index].registration else { return };
         if !reachable {
             return;
         }
-        if now >= self.servers[index].next_confirm_ms {
-            self.servers[index].next_confirm_ms = now + SESSION_TIMEOUT_MS / 5;
-            if self.zk.session_alive(session) {
-                self.zk.ping(session, now);
-                self.servers[index].node.lease_confirmed(now + SESSION_TIMEOUT_MS * 9 / 10);
-                self.deliver_view(index);
-            } else {
-                self.leave(index, "session expired");
-                return;
-            }
-        }
-        if let Some(record) = self.servers[index].record_pending.take() {
-            self.trace(|| format!("s{index}: commit record {record:?}"));
-            if self.zk.set_record(record.clone()) {
-                self.generations.recorded(&record);
-            }
-            self.notify_watchers();
-        }
-        if self.servers[index].ready_pending {
-            // A request can be lost across a reconnect; the membership
-            // thread tries again until it sees the announcement done.
-            match self.rng.below(20) {
-                0 => self.trace(|| format!("s{index}: announce lost")),
-                applied => {
-                    let name = self.servers[index].name.clone();
-                    if self.zk.set_readiness(session, &name, Readiness::Ready) {
-                        self.trace(|| format!("s{index}: announced ready"));
-                        self.notify_watchers();
+        for duty in registration.duties(now) {
+            match duty {
+                Duty::Confirm if self.zk.session_alive(session) => {
+                    self.zk.ping(session, now);
+                    let registration = self.servers[index].registration.as_mut().expect("registered");
+                    let until = registration.confirmed(now);
+                    self.servers[index].node.lease_confirmed(until);
+                    self.deliver_view(index);
+                }
+                Duty::Confirm => {
+                    self.leave(index, "session expired");
+                    return;
+                }
+                Duty::WriteRecord(record) => {
+                    self.trace(|| format!("s{index}: commit record {record:?}"));
+                    if self.zk.set_record(record.clone()) {
+                        self.generations.recorded(&record);
                     }
-                    // Applied, but the reply was lost: announced again later.
-                    self.servers[index].ready_pending = applied == 1;
+                    if let Some(registration) = &mut self.servers[index].registration {
+                        registration.record_written(&record);
+                    }
+                    self.notify_watchers();
+                }
+                Duty::Announce => self.announce(index, session),
+            }
+        }
+    }
+
+    /// Announces server `index` ready. A request can be lost across a
+    /// reconnect; the registration asks again until it sees it done.
+    fn announce(&mut self, index: usize, session: u64) {
+        match self.rng.below(20) {
+            0 => self.trace(|| format!("s{index}: announce lost")),
+            applied => {
+                let Some(registration) = &mut self.servers[index].registration else { return };
+                let name = registration.name().to_owned();
+                if self.zk.set_readiness(session, &name, Readiness::Ready) {
+                    self.trace(|| format!("s{index}: announced ready"));
+                    self.notify_watchers();
+                }
+                // Applied, but the reply was lost: announced again later.
+                if applied != 1
+                    && let Some(registration) = &mut self.servers[index].registration
+                {
+                    registration.announced();
                 }
             }
         }
@@ -293,10 +317,7 @@ impl World {
         self.trace(|| format!("s{index} registered as {name} ({readiness})"));
         let server = &mut self.servers[index];
         server.session = Some(session);
-        server.name = name;
-        server.registered_ms = now;
-        server.next_confirm_ms = now;
-        server.ready_pending = false;
+        server.registration = Some(Registration::new(name, SESSION_TIMING, now));
         self.notify_watchers();
     }
 
@@ -307,6 +328,7 @@ impl World {
         let mut actions = Vec::new();
         self.servers[index].node.fence(reason, &mut actions);
         self.carry_out(index, actions);
+        self.servers[index].registration = None;
         if let Some(session) = self.servers[index].session.take()
             && self.zk.close_session(session).is_some()
         {
@@ -320,47 +342,34 @@ impl World {
         if self.servers[index].session != Some(session) || !self.servers[index].alive {
             return;
         }
-        let name = self.servers[index].name.clone();
-        if view.position_of(&name).is_none() {
-            if !self.zk.session_alive(session) || self.zk.view().position_of(&name).is_none() {
-                self.leave(index, "our node is not in the chain");
+        let Some(registration) = &self.servers[index].registration else { return };
+        let name = registration.name().to_owned();
+        if let Err(reason) = registration.listed_in(&view) {
+            // A view delivered late may predate our node: believe it only
+            // if ZooKeeper agrees now.
+            if !self.zk.session_alive(session) || registration.listed_in(&self.zk.view()).is_err() {
+                self.leave(index, reason);
             }
             return;
         }
         let mut actions = Vec::new();
         self.servers[index].node.view_changed(&view, &name, &mut actions);
-        if self.tracing() {
-            let members: Vec<String> = view
-                .members
-                .iter()
-                .map(|member| format!("{}={}:{}", member.address, member.name, member.readiness))
-                .collect();
-            let node = &self.servers[index].node;
-            let line = format!(
-                "s{index} view {} {members:?} record {:?}: {} {:?}",
-                view.epoch,
-                view.record,
-                node.role().name(),
-                node.progress()
-            );
-            self.trace(|| line);
-        }
+        self.trace_view(index, &view);
         self.carry_out(index, actions);
         if let Some(reason) = self.servers[index].reregister.take() {
             self.leave(index, reason);
             return;
         }
-        let server = &self.servers[index];
+        let server = &mut self.servers[index];
         let holding = Holding {
             recoverable_history: server.node.recoverable_history(),
             installed_history: server.node.installed_history(),
             table_empty: server.store.is_empty(),
         };
-        let registered = self.now_ms - server.registered_ms;
-        match bootstrap::decide(&view, &name, holding, registered, SESSION_TIMEOUT_MS) {
-            Bootstrap::NotDue => {}
-            decision @ (Bootstrap::Start | Bootstrap::StartLosingWrites) => {
-                let generation = decision.generation(&view.record).expect("a start has a generation");
+        let registration = server.registration.as_mut().expect("registered");
+        match registration.bootstrap(&view, holding, self.now_ms) {
+            ViewVerdict::Follow | ViewVerdict::AwaitingNamedMember => {}
+            ViewVerdict::Start { decision, generation } => {
                 self.servers[index].node.starting_chain(generation);
                 if !self.zk_cut.contains(&index) && self.zk.set_readiness(session, &name, Readiness::Ready) {
                     self.trace(|| {
@@ -372,9 +381,29 @@ impl World {
                     self.notify_watchers();
                 }
             }
-            Bootstrap::Reregister(reason) => self.leave(index, reason),
+            ViewVerdict::Leave(reason) => self.leave(index, reason),
         }
         self.after_step(index);
+    }
+
+    fn trace_view(&mut self, index: usize, view: &ChainView) {
+        if !self.tracing() {
+            return;
+        }
+        let members: Vec<String> = view
+            .members
+            .iter()
+            .map(|member| format!("{}={}:{}", member.address, member.name, member.readiness))
+            .collect();
+        let node = &self.servers[index].node;
+        let line = format!(
+            "s{index} view {} {members:?} record {:?}: {} {:?}",
+            view.epoch,
+            view.record,
+            node.role().name(),
+            node.progress()
+        );
+        self.trace(|| line);
     }
 
     // ---- client requests ----
