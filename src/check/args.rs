@@ -20,7 +20,7 @@ usage: table-check [options]                 run clients under faults and check 
                                              under seeded faults, many seeds a second
 
 Starts its own ZooKeeper and chain (or attaches to one with --zk, without
-faults), runs clients doing random put/get/del over a few keys while a nemesis
+faults), runs clients doing random put/get/del/cas/incr over a few keys while a nemesis
 injects faults, then checks that every key's history is linearizable and that
 every server ends with the same table. Prints PASS, or FAIL with the key, the
 shortest offending sub-history, the seed and the faults around it (exit 1).

@@ -322,6 +322,11 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("scans", statistics.scans),
         ("late_frames", statistics.late_frames),
         ("generation", statistics.generation),
+        ("cas", statistics.cas),
+        ("incrs", statistics.incrs),
+        ("mgets", statistics.mgets),
+        ("msets", statistics.msets),
+        ("exists", statistics.exists),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields
