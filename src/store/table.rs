@@ -548,4 +548,44 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
     }
+
+    #[test]
+    fn put_many_is_seen_whole_by_get_many_and_by_single_gets() {
+        let table = Arc::new(Table::new(64));
+        let left = "left".to_owned();
+        let right = (0..)
+            .map(|index| format!("right{index}"))
+            .find(|key| !std::ptr::eq(table.locate(key).1, table.locate(&left).1))
+            .unwrap();
+        let keys = [left.clone(), right.clone()];
+        table.put_many(&[(&left, &0u64.to_be_bytes()), (&right, &0u64.to_be_bytes())]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (table, stop, keys) = (Arc::clone(&table), Arc::clone(&stop), keys.clone());
+            thread::spawn(move || {
+                let mut counter = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    counter += 1;
+                    let bytes = counter.to_be_bytes();
+                    table.put_many(&[(&keys[0], &bytes), (&keys[1], &bytes)]);
+                }
+            })
+        };
+        let decode = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap());
+        for _ in 0..20_000 {
+            let both = table.get_many(&keys, u64::MAX).unwrap();
+            let (left_value, right_value) =
+                (decode(both[0].as_ref().unwrap()), decode(both[1].as_ref().unwrap()));
+            assert_eq!(left_value, right_value, "get_many saw half of a put_many");
+            // One key, then the other: the second never shows an older write.
+            let first = decode(&table.get(&left).unwrap());
+            let second = decode(&table.get(&right).unwrap());
+            assert!(second >= first, "saw left={first} and then right={second}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(table.len(), 2);
+        let sizes = table.lookup_bytes(&keys);
+        assert_eq!(table.get_many(&keys, sizes - 1), Err(sizes), "refused past its limit, with the size");
+    }
 }
