@@ -87,6 +87,10 @@ impl InjectedBug {
     }
 }
 
+/// Bug `cas-at-tail` only: a write applied as head, as (sequence, key,
+/// the key's value before it).
+pub(super) type Undo = (u64, String, Option<Vec<u8>>);
+
 /// How a node is set up.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -242,7 +246,7 @@ pub struct ChainNode {
     pub(super) record_progress_due_ms: u64,
     /// Bug `cas-at-tail` only: (sequence, key, value before) of the writes
     /// applied here as head, oldest first (see `writes.rs`).
-    pub(super) undo: Option<VecDeque<(u64, String, Option<Vec<u8>>)>>,
+    pub(super) undo: Option<VecDeque<Undo>>,
 }
 
 impl ChainNode {

@@ -422,7 +422,6 @@ mod tests {
         assert_eq!(write(3, 1, WriteOp::Mset { pairs }), applied(6, false, 0));
         let empty = write(3, 2, WriteOp::Mset { pairs: Vec::new() }).unwrap_err();
         assert_eq!(empty.code, ErrorCode::ERR_MISSING_FIELD);
-        drop(write);
         assert_eq!(store.get("x"), Some(&b"3".to_vec()), "the last of a repeated key wins");
         assert_eq!(store.get("y"), Some(&b"2".to_vec()));
         assert_eq!(store.get("k"), Some(&b"b".to_vec()));

@@ -211,7 +211,8 @@ mod tests {
             Limits { key_bytes_max: 4, value_bytes_max: 8, frame_bytes_max: 200, ..Limits::default() };
         let service = service(limits);
         let pair = |key: &str, value: &[u8]| Entry::from_pair((key.into(), value.to_vec()));
-        let cases: Vec<(Opcode, Box<dyn Fn(&mut Request)>, ErrorCode)> = vec![
+        type Fill = Box<dyn Fn(&mut Request)>;
+        let cases: Vec<(Opcode, Fill, ErrorCode)> = vec![
             (Opcode::OP_MSET, Box::new(|_| {}), ErrorCode::ERR_MISSING_FIELD),
             (
                 Opcode::OP_MSET,
