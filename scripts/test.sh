@@ -138,7 +138,8 @@ table_check_nemesis() {
 
 # The chain protocol in simulation: 2000 seeded runs that must pass, then
 # each deliberately broken protocol, which must fail. commit-early,
-# stale-read and skip-peer-auth fail within a few runs; skip-predecessor-check within about
+# stale-read, skip-peer-auth and cas-at-tail fail within a few runs (cas-at-tail
+# at run 1 or 2 from each of the base seeds 1 to 10); skip-predecessor-check within about
 # 1000 (measured from 10 base seeds: 91 to 1894, and 2 needed more than
 # 2000: a stale predecessor's frames rarely carry writes the chain numbered
 # differently), so the search for it may go on to 30000 runs (about a
@@ -149,7 +150,7 @@ table_check_sim() {
   echo "  target/release/table-check sim --seeds 2000 --seed $seed"
   target/release/table-check sim --seeds 2000 --seed "$seed" || return 1
   local bug status
-  for bug in commit-early stale-read skip-peer-auth skip-predecessor-check; do
+  for bug in commit-early stale-read skip-peer-auth cas-at-tail skip-predecessor-check; do
     status=0
     target/release/table-check sim --seeds 30000 --seed "$seed" --inject-bug "$bug" >"$test_log.sim" || status=$?
     if ((status == 1)); then

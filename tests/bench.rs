@@ -94,16 +94,25 @@ fn json_line_against_a_chain() {
         "--value-size",
         "10",
         "--mix",
-        "50:50:0",
+        "50:50:0:20:20",
         "--json",
     ]);
     let report = json_of(&output);
-    assert!(report["puts"].as_u64().is_some_and(|puts| puts > 0), "{report}");
-    assert!(report["gets"].as_u64().is_some_and(|gets| gets > 0), "{report}");
-    assert_eq!((report["errors"].as_u64(), report["absent"].as_u64()), (Some(0), Some(0)), "{report}");
-    assert_eq!(report["target"], "chain");
+    for kind in ["puts", "gets", "cas", "incrs"] {
+        assert!(report[kind].as_u64().is_some_and(|count| count > 0), "{kind}: {report}");
+    }
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    // Only a cas finds nothing to swap (a key another thread's value filled).
+    assert!(report["absent"].as_u64() <= report["cas"].as_u64(), "{report}");
+    assert_eq!((report["target"].as_str(), report["mix"].as_str()), (Some("chain"), Some("50:50:0:20:20")));
     let table = converged(&servers.iter().collect::<Vec<_>>());
-    assert_eq!(table.len(), 200);
+    assert_eq!(table.iter().filter(|(key, _)| key.starts_with("key:")).count(), 200);
+    let counted: u64 = table
+        .iter()
+        .filter(|(key, _)| key.starts_with("counter:"))
+        .map(|(_, value)| String::from_utf8_lossy(value).parse::<u64>().expect("a counter"))
+        .sum();
+    assert!(counted >= report["incrs"].as_u64().unwrap(), "every measured incr counted once or more");
 }
 
 #[test]

@@ -45,7 +45,7 @@ fn entry_and_client_record_overheads_match_the_limits() {
     let before = resident_bytes();
     let mut records = ClientRecords::new(CLIENT_RECORDS_MAX_DEFAULT);
     for client in 1..=CLIENT_RECORDS_MAX_DEFAULT as u64 {
-        records.remember(record(client, 1, client, false));
+        records.remember(record(client, 1, client, false, 0));
     }
     let per_record = (resident_bytes() - before) as f64 / records.len() as f64;
     println!("client records: {} cost {per_record:.1} B each", records.len());

@@ -18,7 +18,7 @@ use crate::limits::{
 
 pub const BENCH_USAGE: &str = "\
 usage: table-bench (--zk <host:port,...> | --server <host:port> | --redis <host:port>)
-                   [--clients N] [--duration S] [--keys K] [--value-size B] [--mix GET:PUT:DEL]
+                   [--clients N] [--duration S] [--keys K] [--value-size B] [--mix GET:PUT:DEL[:CAS:INCR]]
                    [--json] [options]
 
 A closed-loop load generator: N client threads, each with its own connection, send
@@ -37,7 +37,9 @@ options:
   --duration S           measured seconds; decimals allowed (default 10)
   --keys K               size of the key space (default 10000)
   --value-size B         bytes per value (default 100)
-  --mix GET:PUT:DEL      relative weights of the operations (default 90:10:0)
+  --mix GET:PUT:DEL[:CAS:INCR]
+                         relative weights of the operations (default 90:10:0); cas swaps a
+                         key's value with itself, incr adds 1 to counter:<n> (not --redis's cas)
   --json                 end stdout with one JSON object of the results
   --warmup S             unmeasured seconds before the measured phase (default 1)
   --chain <path>         with --zk: the chain's ZooKeeper node (default /chain)
@@ -142,7 +144,7 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         warmup: Duration::from_secs(1),
         keys: 10_000,
         value_bytes: 100,
-        mix: Mix { get: 90, put: 10, del: 0 },
+        mix: Mix { get: 90, put: 10, del: 0, cas: 0, incr: 0 },
         json: false,
         seed: 1,
         fill: true,
@@ -209,6 +211,11 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         },
         (Some(target), true) => target,
     };
+    if matches!(parsed.target, BenchTarget::Redis(_)) && parsed.mix.cas > 0 {
+        return Err("--redis: Redis has no compare-and-set command; give cas a weight of 0"
+            .to_owned()
+            .into());
+    }
     if chain_node.is_some() {
         return Err("--chain goes with --zk".to_owned().into());
     }
@@ -245,7 +252,7 @@ mod tests {
         assert_eq!(parsed.clients, 16);
         assert_eq!(parsed.duration, Duration::from_millis(2500));
         assert_eq!((parsed.keys, parsed.value_bytes), (10_000, 100));
-        assert_eq!(parsed.mix, Mix { get: 90, put: 10, del: 0 });
+        assert_eq!(parsed.mix, Mix { get: 90, put: 10, del: 0, cas: 0, incr: 0 });
         assert!(parsed.json && parsed.fill);
         assert_eq!((parsed.warmup, parsed.seed), (Duration::from_secs(1), 1));
     }
@@ -286,6 +293,8 @@ mod tests {
             &["--server", "h:1", "--keys", "0"],
             &["--server", "h:1", "--mix", "90:10"],
             &["--server", "h:1", "--mix", "0:0:0"],
+            &["--server", "h:1", "--mix", "1:1:1:1"],
+            &["--redis", "h:1", "--mix", "0:0:0:1:1"],
             &["--server", "h:1", "--json=yes"],
             &["--server", "h:1", "--frobnicate", "1"],
             &["--server", "h:1", "--chain", "/c"],

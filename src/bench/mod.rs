@@ -51,7 +51,7 @@ use histogram::Histogram;
 use idle::IdleConnections;
 use redis::RedisConnection;
 use report::Report;
-use workload::{Op, SplitMix64, key_name, value_of};
+use workload::{Op, SplitMix64, counter_name, key_name, value_of};
 
 /// Why a run could not be done at all.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +81,10 @@ trait Store: Send {
     fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
     /// Whether `key` existed.
     fn del(&mut self, key: &str) -> Result<bool, String>;
+    /// Compare-and-set of `key` from `value` to `value`; whether it swapped.
+    fn cas(&mut self, key: &str, value: &[u8]) -> Result<bool, String>;
+    /// Adds 1 to the counter `key`.
+    fn incr(&mut self, key: &str) -> Result<(), String>;
 }
 
 /// One table-server (`--server`), or a chain whose head is also its tail.
@@ -95,6 +99,16 @@ impl Store for Client {
 
     fn del(&mut self, key: &str) -> Result<bool, String> {
         Client::delete(self, key).map_err(|error| error.to_string())
+    }
+
+    fn cas(&mut self, key: &str, value: &[u8]) -> Result<bool, String> {
+        Client::cas(self, key, Some(value), value)
+            .map(|swapped| swapped.is_ok())
+            .map_err(|error| error.to_string())
+    }
+
+    fn incr(&mut self, key: &str) -> Result<(), String> {
+        Client::incr(self, key, 1).map(drop).map_err(|error| error.to_string())
     }
 }
 
@@ -116,6 +130,14 @@ impl Store for ChainStore {
     fn del(&mut self, key: &str) -> Result<bool, String> {
         Store::del(&mut self.head, key)
     }
+
+    fn cas(&mut self, key: &str, value: &[u8]) -> Result<bool, String> {
+        Store::cas(&mut self.head, key, value)
+    }
+
+    fn incr(&mut self, key: &str) -> Result<(), String> {
+        Store::incr(&mut self.head, key)
+    }
 }
 
 impl Store for RedisConnection {
@@ -129,6 +151,16 @@ impl Store for RedisConnection {
 
     fn del(&mut self, key: &str) -> Result<bool, String> {
         RedisConnection::del(self, key).map_err(|error| error.to_string())
+    }
+
+    /// Redis has no compare-and-set command (WATCH/MULTI/EXEC takes more
+    /// round trips: not the same operation); `--redis` refuses a cas weight.
+    fn cas(&mut self, _key: &str, _value: &[u8]) -> Result<bool, String> {
+        Err("Redis has no compare-and-set command".to_owned())
+    }
+
+    fn incr(&mut self, key: &str) -> Result<(), String> {
+        RedisConnection::incr(self, key).map(drop).map_err(|error| error.to_string())
     }
 }
 
@@ -240,6 +272,8 @@ struct Tally {
     gets: u64,
     puts: u64,
     dels: u64,
+    cas: u64,
+    incrs: u64,
     absent: u64,
     errors: u64,
     fill_errors: u64,
@@ -289,12 +323,18 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
             break;
         }
         let op = args.mix.pick(&mut rng);
-        key_name(rng.below(args.keys), &mut key);
+        if op == Op::Incr {
+            counter_name(rng.below(args.keys), &mut key);
+        } else {
+            key_name(rng.below(args.keys), &mut key);
+        }
         let started = Instant::now();
         let outcome = match op {
             Op::Get => store.get(&key),
             Op::Put => store.put(&key, &value).map(|()| true),
             Op::Del => store.del(&key),
+            Op::Cas => store.cas(&key, &value),
+            Op::Incr => store.incr(&key).map(|()| true),
         };
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         shared.answered.fetch_add(1, Ordering::Relaxed);
@@ -312,6 +352,8 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
                     Op::Get => tally.gets += 1,
                     Op::Put => tally.puts += 1,
                     Op::Del => tally.dels += 1,
+                    Op::Cas => tally.cas += 1,
+                    Op::Incr => tally.incrs += 1,
                 }
             }
             Err(error) => {
@@ -365,6 +407,8 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         total.gets += tally.gets;
         total.puts += tally.puts;
         total.dels += tally.dels;
+        total.cas += tally.cas;
+        total.incrs += tally.incrs;
         total.absent += tally.absent;
         total.errors += tally.errors;
         total.fill_errors += tally.fill_errors;
@@ -387,6 +431,8 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         gets: total.gets,
         puts: total.puts,
         dels: total.dels,
+        cas: total.cas,
+        incrs: total.incrs,
         absent: total.absent,
         latency_us: total.latencies.percentiles(),
         first_error: total.first_error,

@@ -92,6 +92,14 @@ impl RedisConnection {
         }
     }
 
+    /// Adds 1 to the counter `key`; returns its new value.
+    pub fn incr(&mut self, key: &str) -> Result<i64, RedisError> {
+        match self.call(&[b"INCR", key.as_bytes()])? {
+            Reply::Integer(value) => Ok(value),
+            other => Err(unexpected("INCR", &other)),
+        }
+    }
+
     /// Sends one command and reads its reply; an error reply is an `Err`.
     fn call(&mut self, words: &[&[u8]]) -> Result<Reply, RedisError> {
         encode_command(words, &mut self.outgoing);

@@ -27,6 +27,8 @@ pub struct Report {
     pub gets: u64,
     pub puts: u64,
     pub dels: u64,
+    pub cas: u64,
+    pub incrs: u64,
     /// GETs and DELs that found no key: many of them in a read-mostly run
     /// mean the fill did not happen (`--no-fill` on an empty table).
     pub absent: u64,
@@ -46,6 +48,20 @@ impl Report {
         if seconds > 0.0 { self.ops as f64 / seconds } else { 0.0 }
     }
 
+    /// The operations row: counts by kind (cas and incr when in the mix;
+    /// a cas that did not swap counts as finding no key).
+    fn operations(&self) -> String {
+        let more = if self.mix.cas > 0 || self.mix.incr > 0 {
+            format!(", cas {}, incr {}", self.cas, self.incrs)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} ok (get {}, put {}, del {}{more}; {} found no key), {} errors",
+            self.ops, self.gets, self.puts, self.dels, self.absent, self.errors
+        )
+    }
+
     /// The human-readable table, one line per row, ending in a newline.
     pub fn table(&self) -> String {
         let latency = &self.latency_us;
@@ -54,14 +70,8 @@ impl Report {
             ("clients", self.clients.to_string()),
             ("duration", format!("{:.2} s measured", self.duration.as_secs_f64())),
             ("keys", format!("{} keys, values of {} bytes", self.keys, self.value_bytes)),
-            ("mix", format!("{} (get:put:del)", self.mix)),
-            (
-                "operations",
-                format!(
-                    "{} ok (get {}, put {}, del {}; {} found no key), {} errors",
-                    self.ops, self.gets, self.puts, self.dels, self.absent, self.errors
-                ),
-            ),
+            ("mix", format!("{} (get:put:del[:cas:incr])", self.mix)),
+            ("operations", self.operations()),
             ("throughput", format!("{:.0} ops/s", self.ops_per_sec())),
             (
                 "latency µs",
@@ -96,7 +106,7 @@ impl Report {
             json,
             "\"target\":{},\"address\":{},\"clients\":{},\"duration_s\":{:.3},\"keys\":{},\"value_size\":{},\
              \"mix\":{},\"ops\":{},\"ops_per_sec\":{:.1},\"errors\":{},\"gets\":{},\"puts\":{},\"dels\":{},\
-             \"absent\":{},",
+             \"cas\":{},\"incrs\":{},\"absent\":{},",
             json_string(self.target.kind()),
             json_string(&self.target.address()),
             self.clients,
@@ -110,6 +120,8 @@ impl Report {
             self.gets,
             self.puts,
             self.dels,
+            self.cas,
+            self.incrs,
             self.absent,
         );
         let _ = write!(
@@ -164,12 +176,14 @@ mod tests {
             duration: Duration::from_millis(2000),
             keys: 10_000,
             value_bytes: 100,
-            mix: Mix { get: 90, put: 10, del: 0 },
+            mix: Mix { get: 90, put: 10, del: 0, cas: 0, incr: 0 },
             ops: 3000,
             errors: 2,
             gets: 2700,
             puts: 300,
             dels: 0,
+            cas: 0,
+            incrs: 0,
             absent: 5,
             latency_us: Percentiles { p50: 120, p90: 300, p99: 900, p999: 2000, max: 4100, mean: 150.0 },
             first_error: Some("server error: \"busy\"\n\\ \u{1}".into()),

@@ -13,29 +13,43 @@ pub enum Op {
     Get,
     Put,
     Del,
+    /// Compare-and-set of a key's value with itself (it swaps if the key
+    /// holds the run's value).
+    Cas,
+    /// Add 1 to a counter (`counter:<index>`, apart from the keys of the
+    /// other operations, whose values are not numbers).
+    Incr,
 }
 
-/// Relative weights of GET, PUT and DEL, as given by `--mix GET:PUT:DEL`
-/// (e.g. `90:10:0`; they need not add up to 100).
+/// Relative weights of GET, PUT, DEL, CAS and INCR, as given by `--mix
+/// GET:PUT:DEL[:CAS:INCR]` (e.g. `90:10:0`; they need not add up to 100).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mix {
     pub get: u32,
     pub put: u32,
     pub del: u32,
+    pub cas: u32,
+    pub incr: u32,
 }
 
 impl Mix {
-    /// Parses `GET:PUT:DEL`: three whole numbers, not all zero.
+    /// Parses `GET:PUT:DEL[:CAS:INCR]`: three or five whole numbers, not
+    /// all zero.
     pub fn parse(text: &str) -> Result<Mix, String> {
-        let bad = || format!("'{text}' is not a mix GET:PUT:DEL of three whole numbers such as 90:10:0");
+        let bad = || {
+            format!(
+                "'{text}' is not a mix GET:PUT:DEL[:CAS:INCR] of three or five whole numbers such as 90:10:0"
+            )
+        };
         let weights: Vec<u32> = text
             .split(':')
             .map(|weight| weight.trim().parse().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
-        let [get, put, del] = weights[..] else {
-            return Err(bad());
+        let mix = match weights[..] {
+            [get, put, del] => Mix { get, put, del, cas: 0, incr: 0 },
+            [get, put, del, cas, incr] => Mix { get, put, del, cas, incr },
+            _ => return Err(bad()),
         };
-        let mix = Mix { get, put, del };
         if mix.total() == 0 {
             return Err(format!("mix '{text}' has no operation with a weight above 0"));
         }
@@ -44,25 +58,40 @@ impl Mix {
 
     /// Sum of the weights, in `u64` so three `u32` weights cannot overflow.
     fn total(&self) -> u64 {
-        u64::from(self.get) + u64::from(self.put) + u64::from(self.del)
+        self.weights().iter().map(|&(_, weight)| u64::from(weight)).sum()
+    }
+
+    /// Each operation with its weight, in the order of `--mix`.
+    fn weights(&self) -> [(Op, u32); 5] {
+        [
+            (Op::Get, self.get),
+            (Op::Put, self.put),
+            (Op::Del, self.del),
+            (Op::Cas, self.cas),
+            (Op::Incr, self.incr),
+        ]
     }
 
     /// The next operation, each with probability weight / sum of weights.
     pub fn pick(&self, rng: &mut SplitMix64) -> Op {
-        let draw = rng.below(self.total());
-        if draw < u64::from(self.get) {
-            Op::Get
-        } else if draw < u64::from(self.get) + u64::from(self.put) {
-            Op::Put
-        } else {
-            Op::Del
+        let mut draw = rng.below(self.total());
+        for (op, weight) in self.weights() {
+            if draw < u64::from(weight) {
+                return op;
+            }
+            draw -= u64::from(weight);
         }
+        unreachable!("the draw is below the sum of the weights")
     }
 }
 
 impl fmt::Display for Mix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.get, self.put, self.del)
+        write!(f, "{}:{}:{}", self.get, self.put, self.del)?;
+        if self.cas > 0 || self.incr > 0 {
+            write!(f, ":{}:{}", self.cas, self.incr)?;
+        }
+        Ok(())
     }
 }
 
@@ -71,6 +100,12 @@ impl fmt::Display for Mix {
 pub fn key_name(index: u64, key: &mut String) {
     key.clear();
     write!(key, "key:{index}").expect("writing to a String cannot fail");
+}
+
+/// Writes the name of counter number `index` (`counter:<index>`) into `key`.
+pub fn counter_name(index: u64, key: &mut String) {
+    key.clear();
+    write!(key, "counter:{index}").expect("writing to a String cannot fail");
 }
 
 /// A value of `size` printable bytes (so `table-client get` shows it),
@@ -87,8 +122,8 @@ mod tests {
 
     #[test]
     fn mixes_parse() {
-        assert_eq!(Mix::parse("90:10:0"), Ok(Mix { get: 90, put: 10, del: 0 }));
-        assert_eq!(Mix::parse("0:1:0"), Ok(Mix { get: 0, put: 1, del: 0 }));
+        assert_eq!(Mix::parse("90:10:0"), Ok(Mix { get: 90, put: 10, del: 0, cas: 0, incr: 0 }));
+        assert_eq!(Mix::parse("0:1:0"), Ok(Mix { get: 0, put: 1, del: 0, cas: 0, incr: 0 }));
         assert_eq!(Mix::parse(" 1 : 2 : 3 ").map(|mix| mix.to_string()), Ok("1:2:3".to_owned()));
     }
 
@@ -110,6 +145,16 @@ mod tests {
         for (count, expected) in counts.iter().zip([70_000, 20_000, 10_000]) {
             assert!(count.abs_diff(expected) < 1000, "{counts:?}");
         }
+        let five = Mix::parse("1:0:0:2:1").unwrap();
+        assert_eq!(five.to_string(), "1:0:0:2:1");
+        let mut counts = [0u32; 5];
+        for _ in 0..4000 {
+            counts[five.pick(&mut rng) as usize] += 1;
+        }
+        assert!(
+            counts[1] == 0 && counts[2] == 0 && counts[3] > counts[0] + 500 && counts[4] > 500,
+            "{counts:?}"
+        );
         let only_puts = Mix::parse("0:5:0").unwrap();
         assert!((0..1000).all(|_| only_puts.pick(&mut rng) == Op::Put));
     }

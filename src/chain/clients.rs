@@ -20,7 +20,7 @@ pub enum Seen {
     /// Never seen (or anonymous, client id 0): apply it.
     New,
     /// The client's latest write: answer as it was answered.
-    Retry { sequence: u64, found: bool },
+    Retry { sequence: u64, found: bool, number: i64 },
     /// Older than the client's latest write: the client moved on.
     Stale { latest: u64 },
 }
@@ -38,7 +38,7 @@ impl ClientRecords {
         }
         match self.records.get(&client_id) {
             Some(record) if record.request_id == request_id => {
-                Seen::Retry { sequence: record.sequence, found: record.found }
+                Seen::Retry { sequence: record.sequence, found: record.found, number: record.number }
             }
             Some(record) if record.request_id > request_id => Seen::Stale { latest: record.request_id },
             _ => Seen::New,
@@ -91,12 +91,13 @@ impl ClientRecords {
 }
 
 /// The record of a write just applied.
-pub fn record(client_id: u64, request_id: u64, sequence: u64, found: bool) -> ClientRecord {
+pub fn record(client_id: u64, request_id: u64, sequence: u64, found: bool, number: i64) -> ClientRecord {
     let mut record = ClientRecord::new();
     record.client_id = client_id;
     record.request_id = request_id;
     record.sequence = sequence;
     record.found = found;
+    record.number = number;
     record
 }
 
@@ -107,17 +108,21 @@ mod tests {
     #[test]
     fn retries_stale_requests_and_the_bound() {
         let mut records = ClientRecords::new(20);
-        records.remember(record(7, 3, 10, true));
-        assert_eq!(records.seen(7, 3), Seen::Retry { sequence: 10, found: true });
+        records.remember(record(7, 3, 10, true, -4));
+        assert_eq!(records.seen(7, 3), Seen::Retry { sequence: 10, found: true, number: -4 });
         assert_eq!(records.seen(7, 2), Seen::Stale { latest: 3 });
         assert_eq!(records.seen(7, 4), Seen::New);
         assert_eq!(records.seen(0, 3), Seen::New, "anonymous writes are never deduplicated");
         assert!(!records.adds_record(7) && records.adds_record(8) && !records.adds_record(0));
         for client in 100..200 {
-            records.remember(record(client, 1, client, false));
+            records.remember(record(client, 1, client, false, 0));
         }
         assert!(records.len() <= 20, "{} records kept", records.len());
-        assert_eq!(records.seen(199, 1), Seen::Retry { sequence: 199, found: false }, "the newest stay");
+        assert_eq!(
+            records.seen(199, 1),
+            Seen::Retry { sequence: 199, found: false, number: 0 },
+            "the newest stay"
+        );
         assert_eq!(records.seen(7, 3), Seen::New, "the oldest went");
     }
 }

@@ -10,6 +10,12 @@ pub trait Store {
     /// Puts `value` at `key`, or deletes `key` when `value` is `None`;
     /// returns whether the key existed before.
     fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool;
+    /// Sets every `(key, value)` at once: no reader sees some set and not
+    /// the others (`mset`). A key given twice ends with its last value.
+    fn put_many(&mut self, pairs: &[(&str, &[u8])]);
+    /// A copy of `key`'s value, if present: what the head decides a
+    /// compare-and-set or an increment against.
+    fn value_of(&self, key: &str) -> Option<Vec<u8>>;
     /// Removes every key (a state transfer starts, or the node resets).
     fn clear(&mut self);
     /// Keys held: each costs [`ENTRY_OVERHEAD_BYTES`] beyond its data in the

@@ -21,6 +21,8 @@
 //!   hand-over, acks) and membership side (views, lease, fencing, the commit
 //!   record) are in `replicate.rs` and `membership.rs`.
 //! - [`lifecycle`]: the one enum of a member's join and hand-over states.
+//! - [`writes`]: client writes at the head (put, del, cas, incr, mset):
+//!   decided there, sent down as their resulting state.
 //! - [`clients`]: each client's latest write, for exactly-once retries.
 //! - [`link`]: the two ends of a replication link: resume point or
 //!   snapshot, Sent-list trimming, hand-over mark, heartbeats, acks.
@@ -40,12 +42,12 @@ pub mod node;
 pub mod registration;
 mod replicate;
 pub mod sent;
+pub mod writes;
 
 pub use effects::{Action, Effects, Store};
 pub use lifecycle::Lifecycle;
-pub use node::{
-    ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome, WriteReceipt,
-};
+pub use node::{ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome};
+pub use writes::{Decline, Outcome, WriteOp, WriteReceipt};
 
 #[cfg(test)]
 mod tests {

@@ -16,10 +16,12 @@
 //! with an error, never asserted). The commit point never passes what was
 //! applied here.
 
-use super::clients::{self, ClientRecords, Seen};
+use std::collections::VecDeque;
+
+use super::clients::ClientRecords;
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
-use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
+use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES};
 use crate::proto::{ClientRecord, ErrorCode, Write};
 use crate::view::{CommitRecord, Member, Position};
 
@@ -35,7 +37,7 @@ impl Refusal {
         Refusal { code, message: message.into() }
     }
 
-    fn unavailable() -> Refusal {
+    pub(super) fn unavailable() -> Refusal {
         Refusal::new(ErrorCode::ERR_UNAVAILABLE, "no confirmed ZooKeeper session; not serving")
     }
 }
@@ -68,10 +70,14 @@ pub enum InjectedBug {
     /// completes, without waiting for the hand-over mark, and takes the
     /// view's word that it is ready.
     AnnounceWithoutHandOver,
+    /// The head decides a compare-and-set against the committed state (as
+    /// a replica further down the chain holds it) instead of its own
+    /// table, which also holds the writes sequenced and not yet committed.
+    CasAtTail,
 }
 
 impl InjectedBug {
-    pub const ALL: [InjectedBug; 8] = [
+    pub const ALL: [InjectedBug; 9] = [
         InjectedBug::CommitEarly,
         InjectedBug::SkipPredecessorCheck,
         InjectedBug::StaleRead,
@@ -80,6 +86,7 @@ impl InjectedBug {
         InjectedBug::CommitAfterHandOver,
         InjectedBug::RecordFromNonTail,
         InjectedBug::AnnounceWithoutHandOver,
+        InjectedBug::CasAtTail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +99,7 @@ impl InjectedBug {
             InjectedBug::CommitAfterHandOver => "commit-after-hand-over",
             InjectedBug::RecordFromNonTail => "record-from-non-tail",
             InjectedBug::AnnounceWithoutHandOver => "announce-without-hand-over",
+            InjectedBug::CasAtTail => "cas-at-tail",
         }
     }
 
@@ -99,6 +107,10 @@ impl InjectedBug {
         InjectedBug::ALL.into_iter().find(|bug| bug.name() == name)
     }
 }
+
+/// Bug `cas-at-tail` only: a write applied as head, as (sequence, key,
+/// the key's value before it).
+pub(super) type Undo = (u64, String, Option<Vec<u8>>);
 
 /// How a node is set up.
 #[derive(Clone, Debug)]
@@ -116,15 +128,6 @@ pub struct NodeConfig {
     /// decides, before it sequences the write; every replica applies what it
     /// is sent, whatever its own limit, so the replicas stay identical.
     pub memory_bytes_max: Option<u64>,
-}
-
-/// A client write applied at the head: where it is in the history and the
-/// answer its client gets once it is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteReceipt {
-    pub sequence: u64,
-    /// The key existed before.
-    pub found: bool,
 }
 
 /// A node's progress: what it applied, and what the tail applied.
@@ -262,6 +265,9 @@ pub struct ChainNode {
     /// [`RECORD_PROGRESS_INTERVAL_MS`](crate::limits::RECORD_PROGRESS_INTERVAL_MS), so a busy
     /// chain does not write ZooKeeper at the rate of its writes.
     pub(super) record_progress_due_ms: u64,
+    /// Bug `cas-at-tail` only: (sequence, key, value before) of the writes
+    /// applied here as head, oldest first (see `writes.rs`).
+    pub(super) undo: Option<VecDeque<Undo>>,
 }
 
 impl ChainNode {
@@ -290,117 +296,11 @@ impl ChainNode {
             generation: 0,
             starting_generation: None,
             record_progress_due_ms: 0,
+            undo: None,
         }
     }
 
-    // ---- client requests ----
-
-    /// A client's put (`value` given) or delete, at the head. A retry (same
-    /// client and request id) is not applied again: it gets the original
-    /// write's receipt.
-    #[allow(clippy::too_many_arguments)]
-    pub fn client_write(
-        &mut self,
-        client_id: u64,
-        request_id: u64,
-        key: &str,
-        value: Option<Vec<u8>>,
-        now_ms: u64,
-        store: &mut impl Store,
-        effects: &mut impl Effects,
-    ) -> Result<WriteReceipt, Refusal> {
-        self.check_may_write(now_ms)?;
-        match self.clients.seen(client_id, request_id) {
-            Seen::Retry { sequence, found } => return Ok(WriteReceipt { sequence, found }),
-            Seen::Stale { latest } => {
-                return Err(Refusal::new(
-                    ErrorCode::ERR_STALE_REQUEST,
-                    format!("request {request_id} is older than this client's latest write {latest}"),
-                ));
-            }
-            Seen::New => {}
-        }
-        self.check_memory(client_id, key, value.as_deref(), store)?;
-        let sequence = self.last_applied + 1;
-        let forward = self.forwards();
-        let mut write = forward.then(|| {
-            let mut write = Write::new();
-            write.key = key.to_owned();
-            write.value = value.clone();
-            write.client_id = client_id;
-            write.request_id = request_id;
-            write.sequence = sequence;
-            write.epoch = self.view_epoch;
-            write
-        });
-        self.applied_epoch = self.applied_epoch.max(self.view_epoch);
-        let found = store.apply(key, value);
-        if let Some(write) = &mut write {
-            write.found = found;
-        }
-        self.record_applied(
-            sequence,
-            clients::record(client_id, request_id, sequence, found),
-            write,
-            effects,
-        );
-        self.publish_commit(effects);
-        Ok(WriteReceipt { sequence, found })
-    }
-
-    fn check_may_write(&self, now_ms: u64) -> Result<(), Refusal> {
-        if self.config.standalone {
-            return Ok(());
-        }
-        if !self.lease_valid(now_ms) {
-            return Err(Refusal::unavailable());
-        }
-        match &self.position {
-            Some(position) if position.is_head => Ok(()),
-            _ => Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                format!(
-                    "not the head; writes go to the head ({})",
-                    self.head_address.as_deref().unwrap_or("unknown")
-                ),
-            )),
-        }
-    }
-
-    /// Refuses a put that would take our memory past `--max-memory`. A
-    /// delete, and an overwrite whose value is not longer than the old one,
-    /// always pass: they are how a full table is made room in.
-    fn check_memory(
-        &self,
-        client_id: u64,
-        key: &str,
-        value: Option<&[u8]>,
-        store: &impl Store,
-    ) -> Result<(), Refusal> {
-        let (Some(max), Some(value)) = (self.config.memory_bytes_max, value) else {
-            return Ok(());
-        };
-        let entry_growth = match store.value_len(key) {
-            Some(old) if value.len() <= old => return Ok(()),
-            Some(old) => (value.len() - old) as u64,
-            None => (key.len() + value.len()) as u64 + ENTRY_OVERHEAD_BYTES,
-        };
-        let record_growth = if self.clients.adds_record(client_id) { CLIENT_RECORD_BYTES } else { 0 };
-        let used = self.used_memory(store);
-        if used + entry_growth + record_growth <= max {
-            return Ok(());
-        }
-        Err(Refusal::new(
-            ErrorCode::ERR_OUT_OF_MEMORY,
-            format!(
-                "out of memory: used {} of --max-memory {}, and this put needs {} more; \
-                 deletes and overwrites that do not grow a value are still accepted",
-                display_bytes(used),
-                display_bytes(max),
-                display_bytes(entry_growth + record_growth)
-            ),
-        ))
-    }
+    // ---- client requests (client writes are in `writes.rs`) ----
 
     /// The memory our replica holds, as `--max-memory` counts it: keys and
     /// values, plus the measured overhead of each key and client record
@@ -600,101 +500,5 @@ impl ChainNode {
                 (false, false) => Role::Middle,
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::check::sim::server::SimStore;
-    use crate::proto::ReplicaHello;
-    use crate::view::{ChainView, Readiness, test_member};
-
-    fn node(standalone: bool, memory_bytes_max: u64) -> ChainNode {
-        ChainNode::new(NodeConfig {
-            standalone,
-            client_records_max: 100,
-            bug: None,
-            server_id: 1,
-            memory_bytes_max: Some(memory_bytes_max),
-        })
-    }
-
-    /// What a put of a new key adds: its data and the entry's overhead.
-    fn entry_bytes(key: &str, value_bytes: usize) -> u64 {
-        (key.len() + value_bytes) as u64 + ENTRY_OVERHEAD_BYTES
-    }
-
-    #[test]
-    fn the_head_refuses_a_put_past_max_memory_before_sequencing_it() {
-        // Room for two keys of 100 bytes and one client's record.
-        let limit = 2 * entry_bytes("a", 100) + CLIENT_RECORD_BYTES;
-        let mut head = node(true, limit);
-        let (mut store, mut effects) = (SimStore::new(), Vec::new());
-        let mut put = |head: &mut ChainNode, store: &mut SimStore, client, request, key: &str, bytes| {
-            head.client_write(client, request, key, Some(vec![b'v'; bytes]), 0, store, &mut effects)
-        };
-        assert!(put(&mut head, &mut store, 1, 1, "a", 100).is_ok());
-        assert!(put(&mut head, &mut store, 1, 2, "b", 100).is_ok(), "up to the limit exactly");
-        assert_eq!(head.used_memory(&store), limit);
-
-        let refusal = put(&mut head, &mut store, 1, 3, "c", 0).unwrap_err();
-        assert_eq!(refusal.code, ErrorCode::ERR_OUT_OF_MEMORY);
-        assert!(
-            refusal.message.contains(&format!("of --max-memory {}", display_bytes(limit))),
-            "names the limit: {}",
-            refusal.message
-        );
-        assert_eq!(
-            put(&mut head, &mut store, 1, 4, "a", 101).unwrap_err().code,
-            ErrorCode::ERR_OUT_OF_MEMORY,
-            "an overwrite that grows the value"
-        );
-        assert_eq!(head.progress().applied, 2, "refused puts get no sequence number");
-        assert_eq!(store.len(), 2);
-        // A retry of an applied put gets its answer, full or not.
-        assert_eq!(
-            put(&mut head, &mut store, 1, 2, "b", 100),
-            Ok(WriteReceipt { sequence: 2, found: false })
-        );
-    }
-
-    #[test]
-    fn deletes_and_overwrites_that_do_not_grow_pass_a_full_head() {
-        let limit = entry_bytes("a", 100) + CLIENT_RECORD_BYTES;
-        let mut head = node(true, limit);
-        let (mut store, mut effects) = (SimStore::new(), Vec::new());
-        head.client_write(1, 1, "a", Some(vec![1; 100]), 0, &mut store, &mut effects).unwrap();
-        // Each from a new client, whose record takes the head past the limit.
-        head.client_write(2, 1, "a", Some(vec![2; 100]), 0, &mut store, &mut effects).unwrap();
-        head.client_write(3, 1, "a", Some(vec![3; 10]), 0, &mut store, &mut effects).unwrap();
-        assert!(head.used_memory(&store) > limit);
-        let delete = head.client_write(4, 1, "a", None, 0, &mut store, &mut effects).unwrap();
-        assert_eq!(delete, WriteReceipt { sequence: 4, found: true });
-        assert!(store.is_empty());
-        assert_eq!(head.used_memory(&store), 4 * CLIENT_RECORD_BYTES, "the records stay");
-    }
-
-    #[test]
-    fn a_replica_applies_replicated_writes_past_its_own_limit() {
-        let mut tail = node(false, 1);
-        let (mut store, mut effects) = (SimStore::new(), Vec::new());
-        let view =
-            ChainView::new(vec![test_member(1, Readiness::Ready), test_member(2, Readiness::Ready)], 1);
-        tail.view_changed(&view, &test_member(2, Readiness::Ready).name, &mut effects);
-        let mut hello = ReplicaHello::new();
-        hello.sender = test_member(1, Readiness::Ready).name;
-        hello.receiver = test_member(2, Readiness::Ready).name;
-        hello.epoch = 1;
-        let link = tail.link_hello(&hello).unwrap().link;
-        let mut write = Write::new();
-        write.sequence = 1;
-        write.key = "k".into();
-        write.value = Some(vec![0; 1000]);
-        write.client_id = 9;
-        write.request_id = 1;
-        tail.replicated_batch(&hello.sender, link, vec![write], &mut store, &mut effects).unwrap();
-        assert_eq!(store.get("k").map(Vec::len), Some(1000));
-        assert_eq!(tail.used_memory(&store), entry_bytes("k", 1000) + CLIENT_RECORD_BYTES);
     }
 }

@@ -7,6 +7,7 @@ use super::clients;
 use super::effects::{Action, Effects, Store};
 use super::lifecycle::Lifecycle;
 use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
+use super::writes::apply_state;
 use crate::proto::{ErrorCode, ReplicaHello, SnapshotChunk, Write};
 
 impl ChainNode {
@@ -45,8 +46,9 @@ impl ChainNode {
             // The table keeps the value; a copy goes on only if we forward.
             let value = if forward { write.value.clone() } else { write.value.take() };
             self.applied_epoch = self.applied_epoch.max(write.epoch);
-            store.apply(&write.key, value);
-            let record = clients::record(write.client_id, write.request_id, write.sequence, write.found);
+            apply_state(store, &write.key, value, &write.more);
+            let record =
+                clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);
             self.record_applied(write.sequence, record, forward.then_some(write), effects);
         }
         self.maybe_announce_ready(effects);

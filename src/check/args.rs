@@ -20,8 +20,8 @@ usage: table-check [options]                 run clients under faults and check 
                                              under seeded faults, many seeds a second
 
 Starts its own ZooKeeper and chain (or attaches to one with --zk, without
-faults), runs clients doing random put/get/del over a few keys while a nemesis
-injects faults, then checks that every key's history is linearizable and that
+faults), runs clients doing random put/get/del/cas/incr over a few keys while a
+nemesis injects faults, then checks that every key's history is linearizable and that
 every server ends with the same table. Prints PASS, or FAIL with the key, the
 shortest offending sub-history, the seed and the faults around it (exit 1).
 
@@ -54,7 +54,8 @@ sim options:
   --nodes <n>             servers at the start of each run (default 3)
   --steps <n>             client operations per run (default 300)
   --inject-bug <name>     run a deliberately broken protocol, which must FAIL:
-                          commit-early, skip-predecessor-check or stale-read
+                          commit-early, skip-predecessor-check, stale-read,
+                          skip-peer-auth or cas-at-tail
   --trace                 print every event of a failed run";
 
 /// What `table-check` was asked to do.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::linearizability::{Action, Operation};
+use super::linearizability::{Action, CasResult, Operation};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -15,6 +15,10 @@ pub enum OpKind {
     Put,
     Get,
     Del,
+    /// Compare-and-set: `expected` (absent: the key must be absent) to `value`.
+    Cas,
+    /// Add `value` (the delta) to the number at the key.
+    Incr,
 }
 
 /// One client operation.
@@ -24,12 +28,19 @@ pub struct Record {
     pub client: u64,
     pub key: String,
     pub op: OpKind,
-    /// Put: the value written, unique in the run.
+    /// Put, Cas: the value written, unique in the run. Incr: the delta.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<u64>,
-    /// Get: the value read; `None` means the key was absent.
+    /// Get: the value read; `None` means the key was absent. Cas that did
+    /// not swap: the value it saw. Incr: the new value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<u64>,
+    /// Cas: the value expected; `None`: the key must be absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u64>,
+    /// Cas: whether it swapped (`None` while the outcome is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swapped: Option<bool>,
     /// Del: whether the server said the key existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<bool>,
@@ -41,12 +52,42 @@ pub struct Record {
 }
 
 impl Record {
+    /// An operation just called, its outcome not known yet.
+    pub fn called(client: u64, key: String, op: OpKind, call_us: u64) -> Record {
+        Record {
+            client,
+            key,
+            op,
+            value: None,
+            observed: None,
+            expected: None,
+            swapped: None,
+            found: None,
+            call_us,
+            return_us: None,
+        }
+    }
+
     /// The checker's view of this record.
     pub fn operation(&self) -> Operation {
+        let known = self.return_us.is_some();
         let action = match self.op {
             OpKind::Put => Action::Put { value: self.value.unwrap_or(u64::MAX) },
             OpKind::Get => Action::Get { observed: self.observed },
             OpKind::Del => Action::Del { found: self.found },
+            OpKind::Cas => Action::Cas {
+                expected: self.expected,
+                value: self.value.unwrap_or(u64::MAX),
+                result: match self.swapped.filter(|_| known) {
+                    None => None,
+                    Some(true) => Some(CasResult::Swapped),
+                    Some(false) => Some(CasResult::Saw(self.observed)),
+                },
+            },
+            OpKind::Incr => Action::Incr {
+                delta: self.value.unwrap_or_default(),
+                result: self.observed.filter(|_| known),
+            },
         };
         Operation { action, call: self.call_us, ret: self.return_us }
     }
@@ -64,6 +105,20 @@ impl fmt::Display for Record {
             OpKind::Del => match self.found {
                 Some(found) => format!("del {} -> {}", self.key, if found { "found" } else { "absent" }),
                 None => format!("del {}", self.key),
+            },
+            OpKind::Cas => {
+                let expected = self.expected.map_or("absent".to_owned(), |value| value.to_string());
+                let result = match (self.swapped, self.observed) {
+                    (Some(true), _) => " -> swapped".to_owned(),
+                    (Some(false), Some(seen)) => format!(" -> saw {seen}"),
+                    (Some(false), None) => " -> saw absent".to_owned(),
+                    (None, _) => String::new(),
+                };
+                format!("cas {} {expected} -> {}{result}", self.key, self.value.unwrap_or_default())
+            }
+            OpKind::Incr => match self.observed {
+                Some(number) => format!("incr {} {} -> {number}", self.key, self.value.unwrap_or_default()),
+                None => format!("incr {} {}", self.key, self.value.unwrap_or_default()),
             },
         };
         match self.return_us {
@@ -148,24 +203,17 @@ mod tests {
             seed: 42,
             records: vec![
                 Record {
-                    client: 1,
-                    key: "k1".into(),
-                    op: OpKind::Put,
                     value: Some(7),
-                    observed: None,
-                    found: None,
-                    call_us: 10,
                     return_us: Some(20),
+                    ..Record::called(1, "k1".into(), OpKind::Put, 10)
                 },
+                Record::called(2, "k1".into(), OpKind::Del, 15),
                 Record {
-                    client: 2,
-                    key: "k1".into(),
-                    op: OpKind::Del,
-                    value: None,
-                    observed: None,
-                    found: None,
-                    call_us: 15,
-                    return_us: None,
+                    value: Some(8),
+                    swapped: Some(false),
+                    observed: Some(7),
+                    return_us: Some(30),
+                    ..Record::called(2, "k1".into(), OpKind::Cas, 25)
                 },
             ],
             faults: vec![Fault { start_us: 5, end_us: Some(9), description: "pause node 1".into() }],
@@ -177,17 +225,20 @@ mod tests {
 
     #[test]
     fn records_become_operations() {
-        let get = Record {
-            client: 1,
-            key: "k".into(),
-            op: OpKind::Get,
-            value: None,
-            observed: None,
-            found: None,
-            call_us: 1,
-            return_us: Some(2),
-        };
+        let get = Record { return_us: Some(2), ..Record::called(1, "k".into(), OpKind::Get, 1) };
         assert_eq!(get.operation().action, Action::Get { observed: None });
         assert!(get.to_string().contains("absent"));
+        let cas = Record {
+            value: Some(9),
+            swapped: Some(false),
+            return_us: Some(3),
+            ..Record::called(1, "k".into(), OpKind::Cas, 1)
+        };
+        let saw_absent = Action::Cas { expected: None, value: 9, result: Some(CasResult::Saw(None)) };
+        assert_eq!(cas.operation().action, saw_absent);
+        assert!(cas.to_string().contains("cas k absent -> 9 -> saw absent"), "{cas}");
+        let incr =
+            Record { value: Some(2), observed: Some(5), ..Record::called(1, "k".into(), OpKind::Incr, 1) };
+        assert_eq!(incr.operation().action, Action::Incr { delta: 2, result: None }, "outcome unknown");
     }
 }

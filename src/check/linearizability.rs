@@ -29,6 +29,40 @@ pub enum Action {
     /// Delete; `found` is what the server answered (whether the key existed),
     /// or `None` when the outcome is unknown.
     Del { found: Option<bool> },
+    /// Compare-and-set: to `value` if the register holds `expected` (`None`:
+    /// absent); `result` is what the server answered, `None` when unknown
+    /// (then it takes effect where the register matches: one that never
+    /// did can be placed after everything else, where it constrains
+    /// nothing).
+    Cas { expected: Option<u64>, value: u64, result: Option<CasResult> },
+    /// Add `delta` to the register read as a number (absent: 0); `result`
+    /// is the new value the server answered, `None` when unknown.
+    Incr { delta: u64, result: Option<u64> },
+}
+
+/// What a compare-and-set answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CasResult {
+    Swapped,
+    /// It did not match: the value it saw (`None`: absent).
+    Saw(Option<u64>),
+}
+
+impl Action {
+    /// Whether it may change the register (put, del, cas, incr).
+    fn writes(&self) -> bool {
+        !matches!(self, Action::Get { .. })
+    }
+
+    /// Forgets what the server answered: the outcome becomes unknown.
+    fn forget_result(&mut self) {
+        match self {
+            Action::Del { found } => *found = None,
+            Action::Cas { result, .. } => *result = None,
+            Action::Incr { result, .. } => *result = None,
+            Action::Put { .. } | Action::Get { .. } => {}
+        }
+    }
 }
 
 /// One operation with its real-time interval, in any unit (microseconds).
@@ -50,6 +84,15 @@ fn step(state: State, action: &Action) -> Option<State> {
         Action::Get { observed } => (state == *observed).then_some(state),
         Action::Del { found: None } => Some(None),
         Action::Del { found: Some(found) } => (state.is_some() == *found).then_some(None),
+        Action::Cas { expected, value, result } => match result {
+            None => Some(if state == *expected { Some(*value) } else { state }),
+            Some(CasResult::Swapped) => (state == *expected).then_some(Some(*value)),
+            Some(CasResult::Saw(seen)) => (state != *expected && state == *seen).then_some(state),
+        },
+        Action::Incr { delta, result } => {
+            let sum = state.unwrap_or(0).checked_add(*delta)?;
+            result.is_none_or(|result| result == sum).then_some(Some(sum))
+        }
     }
 }
 
@@ -280,16 +323,14 @@ fn shrink_range(
         }
         match (step, &operation.action, operation.ret) {
             (Shrink::DropReads, Action::Get { .. }, _) => {}
-            (Shrink::RelaxWrites, Action::Put { .. } | Action::Del { .. }, Some(_)) => {
+            (Shrink::RelaxWrites, action, Some(_)) if action.writes() => {
                 let mut relaxed = keep;
                 relaxed.1.ret = None;
-                if let Action::Del { found } = &mut relaxed.1.action {
-                    *found = None;
-                }
+                relaxed.1.action.forget_result();
                 shrunk.push(relaxed);
             }
-            (Shrink::DropUnobservedWrites, Action::Put { .. } | Action::Del { .. }, None)
-                if !could_be_observed(operations, position) => {}
+            (Shrink::DropUnobservedWrites, action, None)
+                if action.writes() && !could_be_observed(operations, position) => {}
             _ => shrunk.push(keep),
         }
     }
@@ -315,9 +356,7 @@ fn shortest_violating_prefix(history: &[Operation]) -> Vec<(usize, Operation)> {
                         operation.ret = Some(u64::MAX);
                     } else {
                         operation.ret = None;
-                        if let Action::Del { found } = &mut operation.action {
-                            *found = None;
-                        }
+                        operation.action.forget_result();
                     }
                 }
                 (index, operation)
@@ -350,6 +389,10 @@ fn could_be_observed(operations: &[(usize, Operation)], index: usize) -> bool {
                 (Action::Put { .. }, Action::Del { found }) => *found != Some(false),
                 (Action::Del { .. }, Action::Get { observed }) => observed.is_none(),
                 (Action::Del { .. }, Action::Del { found }) => *found != Some(true),
+                // What a cas or an incr leaves is followed by more than a
+                // value's identity: such writes are kept.
+                (Action::Cas { .. } | Action::Incr { .. }, _) => true,
+                (_, Action::Cas { .. } | Action::Incr { .. }) => true,
                 _ => false,
             }
     })
@@ -370,6 +413,53 @@ mod tests {
     }
     fn del(found: bool, call: u64, ret: u64) -> Operation {
         op(Action::Del { found: Some(found) }, call, Some(ret))
+    }
+
+    fn cas(expected: Option<u64>, value: u64, result: CasResult, call: u64, ret: u64) -> Operation {
+        op(Action::Cas { expected, value, result: Some(result) }, call, Some(ret))
+    }
+    fn incr(delta: u64, result: u64, call: u64, ret: u64) -> Operation {
+        op(Action::Incr { delta, result: Some(result) }, call, Some(ret))
+    }
+
+    #[test]
+    fn cas_and_incr_follow_the_register() {
+        use CasResult::{Saw, Swapped};
+        let history = [
+            cas(None, 1, Swapped, 0, 1),
+            cas(None, 2, Saw(Some(1)), 2, 3),
+            cas(Some(1), 3, Swapped, 4, 5),
+            incr(2, 5, 6, 7),
+            get(Some(5), 8, 9),
+        ];
+        assert_eq!(check(&history), Verdict::Linearizable);
+        // Two cas from the same value cannot both swap.
+        let both = [put(1, 0, 1), cas(Some(1), 2, Swapped, 2, 10), cas(Some(1), 3, Swapped, 3, 11)];
+        assert!(matches!(check(&both), Verdict::NotLinearizable { .. }));
+        // A cas that saw a value older than an acknowledged write.
+        let stale = [put(1, 0, 1), put(2, 2, 3), cas(Some(7), 9, Saw(Some(1)), 4, 5)];
+        assert!(matches!(check(&stale), Verdict::NotLinearizable { .. }));
+        // A cas that swapped against a stale value and then is seen.
+        let stale = [put(1, 0, 1), put(2, 2, 3), cas(Some(1), 9, Swapped, 4, 5), get(Some(9), 6, 7)];
+        assert!(matches!(check(&stale), Verdict::NotLinearizable { .. }));
+        // Increments applied twice, or answered out of order, are caught.
+        let twice = [incr(1, 1, 0, 1), incr(1, 3, 2, 3)];
+        assert!(matches!(check(&twice), Verdict::NotLinearizable { .. }));
+        let concurrent = [incr(1, 2, 0, 10), incr(1, 1, 1, 11), get(Some(2), 12, 13)];
+        assert_eq!(check(&concurrent), Verdict::Linearizable);
+        // An increment of unknown outcome may apply once, late, or never.
+        let unknown = [op(Action::Incr { delta: 1, result: None }, 0, None), incr(1, 2, 5, 6)];
+        assert_eq!(check(&unknown), Verdict::Linearizable);
+        let unknown_cas =
+            [put(1, 0, 1), op(Action::Cas { expected: Some(1), value: 2, result: None }, 2, None)];
+        assert_eq!(
+            check(&[unknown_cas[0].clone(), unknown_cas[1].clone(), get(Some(1), 3, 4)]),
+            Verdict::Linearizable
+        );
+        assert_eq!(
+            check(&[unknown_cas[0].clone(), unknown_cas[1].clone(), get(Some(2), 3, 4)]),
+            Verdict::Linearizable
+        );
     }
 
     #[test]

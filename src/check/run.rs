@@ -182,14 +182,9 @@ fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history
         let call_us = clock.now_us();
         if let Ok(value) = client.get(&key) {
             history.records.push(Record {
-                client: FINAL_READER,
-                key,
-                op: OpKind::Get,
-                value: None,
                 observed: value.map(|bytes| workload::decode_value(&bytes)),
-                found: None,
-                call_us,
                 return_us: Some(clock.now_us()),
+                ..Record::called(FINAL_READER, key, OpKind::Get, call_us)
             });
         }
     }

@@ -139,16 +139,7 @@ mod tests {
         call: u64,
         ret: u64,
     ) -> Record {
-        Record {
-            client,
-            key: "k".into(),
-            op,
-            value,
-            observed,
-            found: None,
-            call_us: call,
-            return_us: Some(ret),
-        }
+        Record { value, observed, return_us: Some(ret), ..Record::called(client, "k".into(), op, call) }
     }
 
     #[test]

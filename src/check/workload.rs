@@ -1,8 +1,10 @@
-//! The clients of a `table-check` run: random puts, gets and deletes over a
-//! small key set, each put writing a value no other put writes, through the
-//! project's own chain client with the retries users get. Every operation is
-//! recorded with its call and return time.
+//! The clients of a `table-check` run: random puts, gets, deletes,
+//! compare-and-sets and increments over a small key set, each put and cas
+//! writing a value no other writes, through the project's own chain client
+//! with the retries users get. Every operation is recorded with its call
+//! and return time.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -32,9 +34,12 @@ pub struct Workload {
     pub read_anywhere: Option<Arc<RwLock<Vec<String>>>>,
 }
 
-/// Percentages of gets and puts; the rest are deletes.
-const GET_PERCENT: u64 = 45;
-const PUT_PERCENT: u64 = 40;
+/// Percentages of gets, puts, deletes and compare-and-sets; the rest are
+/// increments.
+const GET_PERCENT: u64 = 35;
+const PUT_PERCENT: u64 = 25;
+const DEL_PERCENT: u64 = 10;
+const CAS_PERCENT: u64 = 20;
 
 /// Runs client `number` (from 1) until `stop`; returns what it did.
 pub fn run_client(
@@ -55,20 +60,12 @@ pub fn run_client(
         }
     };
     let mut written = 0u64;
+    // The value each key was last seen holding: what a cas expects.
+    let mut known: HashMap<String, Option<u64>> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
         let key = format!("k{}", random.below(workload.keys));
         let dice = random.below(100);
-        let call_us = clock.now_us();
-        let mut record = Record {
-            client: number,
-            key: key.clone(),
-            op: OpKind::Get,
-            value: None,
-            observed: None,
-            found: None,
-            call_us,
-            return_us: None,
-        };
+        let mut record = Record::called(number, key.clone(), OpKind::Get, clock.now_us());
         if dice < GET_PERCENT {
             let result = match &workload.read_anywhere {
                 Some(addresses) => read_anywhere(addresses, &key, &options, &mut random),
@@ -78,26 +75,70 @@ pub fn run_client(
                 record.observed = value.map(|bytes| decode_value(&bytes));
                 record.return_us = Some(clock.now_us());
             }
-        } else if dice < GET_PERCENT + PUT_PERCENT {
+        } else if dice < GET_PERCENT + PUT_PERCENT + DEL_PERCENT + CAS_PERCENT {
+            record.op = match dice - GET_PERCENT {
+                under if under < PUT_PERCENT => OpKind::Put,
+                under if under < PUT_PERCENT + DEL_PERCENT => OpKind::Del,
+                _ => OpKind::Cas,
+            };
             written += 1;
-            let value = (number << 40) | written;
-            record.op = OpKind::Put;
-            record.value = Some(value);
-            if client.put(&key, value.to_string()).is_ok() {
-                record.return_us = Some(clock.now_us());
-            }
+            // Unique in the run, with room below for increments of it.
+            record.value = Some((number << 40) | (written << 10));
+            record.expected = known.get(&key).copied().flatten();
+            write(&mut client, &mut record, &clock);
         } else {
-            record.op = OpKind::Del;
-            if let Ok(found) = client.delete(&key) {
-                record.found = Some(found);
-                record.return_us = Some(clock.now_us());
-            }
+            record.op = OpKind::Incr;
+            record.value = Some(random.between(1, 3));
+            write(&mut client, &mut record, &clock);
+        }
+        if record.return_us.is_some() {
+            known.insert(key, learnt(&record));
         }
         records.push(record);
         let think = random.below(workload.think_max.as_micros() as u64 + 1);
         thread::sleep(Duration::from_micros(think));
     }
     records
+}
+
+/// Carries out a put, delete, cas or incr `record` asks for and records its
+/// answer and return time (none if it failed: the outcome is unknown).
+fn write(client: &mut Client, record: &mut Record, clock: &Clock) {
+    let key = record.key.as_str();
+    let value = record.value.unwrap_or_default();
+    let done = match record.op {
+        OpKind::Put => client.put(key, value.to_string()).is_ok(),
+        OpKind::Del => client.delete(key).map(|found| record.found = Some(found)).is_ok(),
+        OpKind::Cas => {
+            let expected = record.expected.map(|expected| expected.to_string().into_bytes());
+            client
+                .cas(key, expected.as_deref(), value.to_string())
+                .map(|answer| {
+                    record.swapped = Some(answer.is_ok());
+                    record.observed = answer.err().flatten().map(|bytes| decode_value(&bytes));
+                })
+                .is_ok()
+        }
+        OpKind::Incr => client
+            .incr(key, value as i64)
+            .map(|number| record.observed = Some(u64::try_from(number).unwrap_or(u64::MAX)))
+            .is_ok(),
+        OpKind::Get => unreachable!("reads are not writes"),
+    };
+    if done {
+        record.return_us = Some(clock.now_us());
+    }
+}
+
+/// The value a completed operation leaves its key with, as far as its
+/// client can tell.
+pub fn learnt(record: &Record) -> Option<u64> {
+    match record.op {
+        OpKind::Put => record.value,
+        OpKind::Del => None,
+        OpKind::Cas if record.swapped == Some(true) => record.value,
+        OpKind::Get | OpKind::Cas | OpKind::Incr => record.observed,
+    }
 }
 
 /// A value as the workload wrote it; anything else maps to a value no put

@@ -5,6 +5,7 @@
 
 use std::io;
 
+use super::operations;
 use super::output::{Printer, Record};
 use super::words::{self, Word};
 use crate::client::Client;
@@ -17,8 +18,13 @@ pub enum Command {
     Get { key: String },
     Del { key: String },
     Size,
-    GetKeys,
+    GetKeys { prefix: String },
     GetTable,
+    Cas { key: String, expected: Option<Vec<u8>>, value: Vec<u8> },
+    Incr { key: String, delta: i64 },
+    Mget { keys: Vec<String> },
+    Mset { pairs: Vec<(String, Vec<u8>)> },
+    Exists { key: String },
     Scan { prefix: String },
     Stats,
     Members,
@@ -31,7 +37,8 @@ pub enum Command {
 pub enum Outcome {
     /// Exit 0.
     Done,
-    /// The key was absent (`get`, `del`): exit 1.
+    /// The key was absent (`get`, `del`, `exists`, a key of `mget`), or
+    /// `cas` did not match: exit 1.
     Absent,
 }
 
@@ -80,9 +87,17 @@ commands (short forms in brackets; names in any case):
   get <key>           [g]   print the value of key
   del <key>           [d]   delete key
   size                [s]   number of keys
-  getkeys             [k]   every key, one per line
+  getkeys [prefix]    [k]   every key (starting with prefix), one per line
   gettable            [t]   every key<TAB>value, one per line (non-UTF-8 bytes as \\xNN)
   scan [prefix]             key<TAB>value of every key starting with prefix, like gettable
+  cas <key> <expected>|--absent <new>
+                            set key to new only if it holds expected (or is absent);
+                            prints OK, or else the value it holds (exit 1)
+  incr <key> [delta]        add delta (default 1) to the signed 64-bit number at key
+                            (absent: 0); prints the new value
+  mget <key>...             key<TAB>value of each key (absent keys: exit 1)
+  mset <key> <value>...     set every pair in one atomic write
+  exists <key>              1 if key exists, else 0 (exit 1)
   stats               [st]  server statistics
   members             [chain]  every member of the chain: state, role, progress, uptime
   help                [h]   this text
@@ -100,6 +115,11 @@ pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("getkeys", &["k"]),
     ("gettable", &["t"]),
     ("scan", &[]),
+    ("cas", &[]),
+    ("incr", &[]),
+    ("mget", &[]),
+    ("mset", &[]),
+    ("exists", &[]),
     ("stats", &["st"]),
     ("members", &["chain"]),
     ("help", &["h", "?"]),
@@ -122,6 +142,9 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
         key_text(name, word)
     };
+    if let Some(command) = operations::parse(name, arguments) {
+        return command;
+    }
     let command = match name {
         "put" => {
             let key = key(0)?;
@@ -162,6 +185,10 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         return Ok(Some(Command::Put { key: key_text(name, &key.bytes)?, value }));
     }
     let arguments = words::split(&line[first.end..])?;
+    let words: Vec<Vec<u8>> = arguments.iter().map(|word| word.bytes.clone()).collect();
+    if let Some(command) = operations::parse(name, &words) {
+        return command.map(Some);
+    }
     let command = match name {
         "get" | "del" => {
             let key = arguments.first().ok_or_else(|| format!("{name}: missing <key>"))?;
@@ -217,7 +244,6 @@ fn canonical_name(name: &str) -> Result<&'static str, String> {
 fn bare_command(name: &str) -> Command {
     match name {
         "size" => Command::Size,
-        "getkeys" => Command::GetKeys,
         "gettable" => Command::GetTable,
         "stats" => Command::Stats,
         "members" => Command::Members,
@@ -254,13 +280,18 @@ pub fn execute(
             }
         }
         Command::Size => printer.print(&Record::Size(client.size()?))?,
-        Command::GetKeys => print_scan(client, "", true, printer)?,
+        Command::GetKeys { prefix } => print_scan(client, prefix, true, printer)?,
         Command::GetTable => print_scan(client, "", false, printer)?,
         Command::Scan { prefix } => print_scan(client, prefix, false, printer)?,
         Command::Stats => printer.print(&Record::Statistics(&client.stats()?))?,
         Command::Members => printer.print(&Record::Members(&client.members()?))?,
         Command::Help => printer.print(&Record::Help)?,
         Command::Quit => {}
+        Command::Cas { .. }
+        | Command::Incr { .. }
+        | Command::Mget { .. }
+        | Command::Mset { .. }
+        | Command::Exists { .. } => outcome = operations::execute(client, command, printer)?,
     }
     printer.flush()?;
     Ok(outcome)
@@ -322,6 +353,11 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("scans", statistics.scans),
         ("late_frames", statistics.late_frames),
         ("generation", statistics.generation),
+        ("cas", statistics.cas),
+        ("incrs", statistics.incrs),
+        ("mgets", statistics.mgets),
+        ("msets", statistics.msets),
+        ("exists", statistics.exists),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields
@@ -391,7 +427,7 @@ mod tests {
         assert_eq!(parse_words(&words(&["g", "k"])), Ok(Command::Get { key: "k".into() }));
         assert_eq!(parse_words(&words(&["d", "k"])), Ok(Command::Del { key: "k".into() }));
         assert_eq!(parse_words(&words(&["s"])), Ok(Command::Size));
-        assert_eq!(parse_words(&words(&["k"])), Ok(Command::GetKeys));
+        assert_eq!(parse_words(&words(&["k"])), Ok(Command::GetKeys { prefix: String::new() }));
         assert_eq!(parse_words(&words(&["t"])), Ok(Command::GetTable));
         assert_eq!(parse_words(&words(&["st"])), Ok(Command::Stats));
         assert_eq!(parse_words(&words(&["stats"])), Ok(Command::Stats));

@@ -5,7 +5,10 @@
 //! or `{"key":..,"found":false}`; `del` `{"key":..,"deleted":true|false}`;
 //! `size` `{"size":n}`; `getkeys` `{"key":..}` per key; `gettable`
 //! `{"key":..,"value":..}` per entry; `stats` one object of every figure;
-//! `members` one object per member; `help` `{"help":..}`; a failure
+//! `members` one object per member; `help` `{"help":..}`; `cas`
+//! `{"key":..,"swapped":true}` or `{"key":..,"swapped":false,"found":..,"value":..}`;
+//! `incr` `{"key":..,"value":n}`; `mget` one `get` object per key; `mset`
+//! `{"ok":true}`; `exists` `{"key":..,"exists":true|false}`; a failure
 //! `{"error":..}` (with `"code"` for an error reply). A value that is not
 //! UTF-8 comes as `"value_hex"` instead of `"value"`.
 
@@ -51,6 +54,29 @@ pub enum Record<'a> {
     Statistics(&'a Statistics),
     Members(&'a [MemberReport]),
     Help,
+    /// A `cas` set its value.
+    Swapped {
+        key: &'a str,
+    },
+    /// A `cas` did not match: what the key holds (`None`: absent).
+    NotSwapped {
+        key: &'a str,
+        current: Option<&'a [u8]>,
+    },
+    /// `incr`'s new value.
+    Number {
+        key: &'a str,
+        number: i64,
+    },
+    /// One key of `mget` (`None`: absent).
+    Lookup {
+        key: &'a str,
+        value: Option<&'a [u8]>,
+    },
+    Exists {
+        key: &'a str,
+        exists: bool,
+    },
 }
 
 /// Prints records on `out` in one format, and notes for people on `err`.
@@ -93,6 +119,18 @@ impl<'a> Printer<'a> {
             Record::Statistics(statistics) => out.write_all(format_statistics(statistics).as_bytes()),
             Record::Members(reports) => out.write_all(member_table::table(reports).as_bytes()),
             Record::Help => writeln!(out, "{HELP}"),
+            Record::Swapped { .. } => writeln!(out, "OK"),
+            Record::NotSwapped { current: Some(value), .. } => {
+                out.write_all(value)?;
+                writeln!(out)
+            }
+            Record::NotSwapped { key, current: None } => writeln!(self.err, "{key}: absent, not set"),
+            Record::Number { number, .. } => writeln!(out, "{number}"),
+            Record::Lookup { key, value: Some(value) } => {
+                writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value))
+            }
+            Record::Lookup { key, value: None } => writeln!(self.err, "{key}: not found"),
+            Record::Exists { exists, .. } => writeln!(out, "{}", u8::from(*exists)),
         }
     }
 
@@ -187,6 +225,33 @@ fn json_object(record: &Record<'_>) -> Value {
             }
         }
         Record::Members(_) => unreachable!("members print one object per member"),
+        Record::Swapped { key } => {
+            object.insert("key".into(), json!(key));
+            object.insert("swapped".into(), json!(true));
+        }
+        Record::NotSwapped { key, current } => {
+            object.insert("key".into(), json!(key));
+            object.insert("swapped".into(), json!(false));
+            object.insert("found".into(), json!(current.is_some()));
+            if let Some(value) = current {
+                insert_value(&mut object, value);
+            }
+        }
+        Record::Number { key, number } => {
+            object.insert("key".into(), json!(key));
+            object.insert("value".into(), json!(number));
+        }
+        Record::Lookup { key, value } => {
+            object.insert("key".into(), json!(key));
+            object.insert("found".into(), json!(value.is_some()));
+            if let Some(value) = value {
+                insert_value(&mut object, value);
+            }
+        }
+        Record::Exists { key, exists } => {
+            object.insert("key".into(), json!(key));
+            object.insert("exists".into(), json!(exists));
+        }
         Record::Help => {
             object.insert("help".into(), json!(HELP));
         }
@@ -220,9 +285,16 @@ mod tests {
                 Record::Size(3),
                 Record::Key("a\tb"),
                 Record::Entry { key: "k", value: &[0xff] },
+                Record::Swapped { key: "k" },
+                Record::NotSwapped { key: "k", current: Some(b"now") },
+                Record::NotSwapped { key: "k", current: None },
+                Record::Number { key: "n", number: -3 },
+                Record::Lookup { key: "a", value: Some(b"1") },
+                Record::Lookup { key: "b", value: None },
+                Record::Exists { key: "a", exists: false },
             ],
         );
-        assert_eq!(text, "OK\nv w\n3\na\\tb\nk\t\\xff\n");
+        assert_eq!(text, "OK\nv w\n3\na\\tb\nk\t\\xff\nOK\nnow\n-3\na\t1\n0\n");
     }
 
     #[test]
@@ -241,6 +313,9 @@ mod tests {
                 Record::Size(3),
                 Record::Entry { key: "k", value: b"v" },
                 Record::Statistics(&statistics),
+                Record::NotSwapped { key: "k", current: Some(b"v") },
+                Record::Number { key: "n", number: 7 },
+                Record::Exists { key: "k", exists: true },
             ],
         );
         let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
@@ -253,7 +328,10 @@ mod tests {
         assert_eq!(lines[6], json!({"key": "k", "value": "v"}));
         assert_eq!(lines[7]["role"], json!("tail"));
         assert_eq!(lines[7]["keys"], json!(2));
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines[8], json!({"key": "k", "swapped": false, "found": true, "value": "v"}));
+        assert_eq!(lines[9], json!({"key": "n", "value": 7}));
+        assert_eq!(lines[10], json!({"key": "k", "exists": true}));
+        assert_eq!(lines.len(), 11);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use self::error::ClientError;
 use self::locator::Locator;
 use self::members::{MemberReport, member_reports};
 use self::routing::{ChainTarget, RetryObserver};
-use crate::proto::{Opcode, Request, Response, Statistics};
+use crate::proto::{Entry, Opcode, Request, Response, Statistics};
 
 /// Where a [`Client`] sends its requests.
 enum Target {
@@ -118,6 +118,63 @@ impl Client {
         Ok(self.call(Opcode::OP_DEL, request)?.found)
     }
 
+    /// Compare-and-set: sets `key` to `value` if it holds `expected`
+    /// (`None`: if it is absent). `Ok(Ok(()))` when set; `Ok(Err(current))`
+    /// with the value it holds (`None`: absent) when not.
+    pub fn cas(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Result<(), Option<Vec<u8>>>, ClientError> {
+        let mut request = Request::new();
+        request.key = Some(key.to_owned());
+        request.expected = expected.map(<[u8]>::to_vec);
+        request.value = Some(value.into());
+        let response = self.call(Opcode::OP_CAS, request)?;
+        Ok(if response.swapped { Ok(()) } else { Err(response.found.then_some(response.value)) })
+    }
+
+    /// Adds `delta` to the number at `key` (absent: 0); returns the new
+    /// value. A value that is not a signed 64-bit decimal, or an overflow,
+    /// is a server error (`ERR_WRONG_TYPE`) that changed nothing.
+    pub fn incr(&mut self, key: &str, delta: i64) -> Result<i64, ClientError> {
+        let mut request = Request::new();
+        request.key = Some(key.to_owned());
+        request.delta = delta;
+        Ok(self.call(Opcode::OP_INCR, request)?.number)
+    }
+
+    /// The values of `keys` (`None` where absent), read at one point of the
+    /// chain's history.
+    pub fn mget(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, ClientError> {
+        let mut request = Request::new();
+        request.keys = keys.to_vec();
+        let response = self.call(Opcode::OP_MGET, request)?;
+        if response.values.len() != keys.len() {
+            return Err(ClientError::Protocol(format!(
+                "mget of {} keys answered with {} values",
+                keys.len(),
+                response.values.len()
+            )));
+        }
+        Ok(response.values.into_iter().map(|lookup| lookup.found.then_some(lookup.value)).collect())
+    }
+
+    /// Sets every pair in one write: readers see all of them or none.
+    pub fn mset(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), ClientError> {
+        let mut request = Request::new();
+        request.pairs = pairs.iter().cloned().map(Entry::from_pair).collect();
+        self.call(Opcode::OP_MSET, request).map(drop)
+    }
+
+    /// Whether `key` exists.
+    pub fn exists(&mut self, key: &str) -> Result<bool, ClientError> {
+        let mut request = Request::new();
+        request.key = Some(key.to_owned());
+        Ok(self.call(Opcode::OP_EXISTS, request)?.found)
+    }
+
     pub fn size(&mut self) -> Result<u64, ClientError> {
         Ok(self.call(Opcode::OP_SIZE, Request::new())?.size)
     }
@@ -195,6 +252,8 @@ impl Client {
                             | Opcode::OP_GETKEYS
                             | Opcode::OP_GETTABLE
                             | Opcode::OP_SCAN
+                            | Opcode::OP_MGET
+                            | Opcode::OP_EXISTS
                     );
                 endpoint.call(&request, &self.options)
             }

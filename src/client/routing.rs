@@ -27,7 +27,9 @@ pub enum Role {
 impl Role {
     pub fn for_opcode(opcode: Opcode) -> Role {
         match opcode {
-            Opcode::OP_PUT | Opcode::OP_DEL => Role::Head,
+            Opcode::OP_PUT | Opcode::OP_DEL | Opcode::OP_CAS | Opcode::OP_INCR | Opcode::OP_MSET => {
+                Role::Head
+            }
             _ => Role::Tail,
         }
     }
@@ -168,7 +170,9 @@ mod tests {
     #[test]
     fn writes_go_to_the_head_and_everything_else_to_the_tail() {
         assert_eq!(Role::for_opcode(Opcode::OP_PUT), Role::Head);
-        assert_eq!(Role::for_opcode(Opcode::OP_DEL), Role::Head);
+        for write in [Opcode::OP_DEL, Opcode::OP_CAS, Opcode::OP_INCR, Opcode::OP_MSET] {
+            assert_eq!(Role::for_opcode(write), Role::Head, "{write:?}");
+        }
         for read in [
             Opcode::OP_GET,
             Opcode::OP_SIZE,
@@ -176,6 +180,8 @@ mod tests {
             Opcode::OP_GETTABLE,
             Opcode::OP_STATS,
             Opcode::OP_SCAN,
+            Opcode::OP_MGET,
+            Opcode::OP_EXISTS,
         ] {
             assert_eq!(Role::for_opcode(read), Role::Tail, "{read:?}");
         }

@@ -31,7 +31,9 @@ use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
-use crate::chain::{Action, ChainNode, Effects, InjectedBug, NodeConfig, Progress, Refusal, Role, Store};
+use crate::chain::{
+    Action, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role, Store, WriteOp,
+};
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode};
 use crate::store::table::Table;
@@ -43,13 +45,21 @@ use transfers::StateTransfers;
 
 /// A client write applied at the head: where it is in the history, and the
 /// answer its client gets once it is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteReceipt {
+    /// The write's sequence number (a declined write: the last one it saw).
     pub sequence: u64,
     /// The commit generation it was applied in (see [`Commits::generation`]).
     pub generation: u64,
-    /// The key existed before.
-    pub found: bool,
+    /// What its client is told once `sequence` is committed.
+    pub outcome: Outcome,
+}
+
+impl WriteReceipt {
+    /// The key existed before (`put`, `del`).
+    pub fn found(&self) -> bool {
+        matches!(self.outcome, Outcome::Applied { found: true, .. })
+    }
 }
 
 /// What a write's client is told when the wait for its commit ends.
@@ -139,6 +149,14 @@ impl Store for TableStore<'_> {
 
     fn value_len(&self, key: &str) -> Option<usize> {
         self.0.value_len(key)
+    }
+
+    fn put_many(&mut self, pairs: &[(&str, &[u8])]) {
+        self.0.put_many(pairs);
+    }
+
+    fn value_of(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.get(key)
     }
 }
 
@@ -362,23 +380,22 @@ impl Replica {
 
     // ---- client requests ----
 
-    /// Executes a client's put (`value` given) or delete at the head. The
-    /// client may be answered once the write is committed (see
+    /// Executes a client's write at the head (see [`WriteOp`]). The client
+    /// may be answered once the write is committed (see
     /// [`Replica::await_commit`]). A retry (same client and request id) is
     /// not applied again: it gets the original write's receipt.
     pub fn client_write(
         &self,
         client_id: u64,
         request_id: u64,
-        key: &str,
-        value: Option<Vec<u8>>,
+        op: WriteOp,
     ) -> Result<WriteReceipt, Refusal> {
         self.wait_for_queue_room(1)?;
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, store, carry| {
             let generation = self.commits.generation();
-            let receipt = node.client_write(client_id, request_id, key, value, now_ms, store, carry)?;
-            Ok(WriteReceipt { sequence: receipt.sequence, generation, found: receipt.found })
+            let receipt = node.client_write(client_id, request_id, op, now_ms, store, carry)?;
+            Ok(WriteReceipt { sequence: receipt.sequence, generation, outcome: receipt.outcome })
         })
     }
 

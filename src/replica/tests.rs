@@ -72,7 +72,8 @@ impl Replica {
         key: &str,
         value: Option<Vec<u8>>,
     ) -> Result<bool, Refusal> {
-        let receipt = self.client_write(client_id, request_id, key, value)?;
+        let op = WriteOp::Set { key: key.to_owned(), value };
+        let receipt = self.client_write(client_id, request_id, op)?;
         let (settle, settled) = crossbeam_channel::bounded(1);
         self.await_commit(
             &receipt,
@@ -82,7 +83,7 @@ impl Replica {
         );
         loop {
             match settled.recv_timeout(Duration::from_millis(10)) {
-                Ok(outcome) => return commit_result(receipt.sequence, outcome).map(|()| receipt.found),
+                Ok(outcome) => return commit_result(receipt.sequence, outcome).map(|()| receipt.found()),
                 Err(_) => self.expire_overdue_writes(),
             }
         }

@@ -156,7 +156,11 @@ fn within_limits(downstream: &Downstream, limits: &Limits) -> Result<(), LinkErr
     let pairs = downstream
         .writes
         .iter()
-        .map(|write| (write.key.as_str(), write.value.as_deref().unwrap_or_default()))
+        .flat_map(|write| {
+            let first = (write.key.as_str(), write.value.as_deref().unwrap_or_default());
+            std::iter::once(first)
+                .chain(write.more.iter().map(|entry| (entry.key.as_str(), entry.value.as_slice())))
+        })
         .chain(snapshot.iter().map(|entry| (entry.key.as_str(), entry.value.as_slice())));
     for (key, value) in pairs {
         if key.len() > limits.key_bytes_max || value.len() > limits.value_bytes_max {

@@ -23,6 +23,7 @@ pub mod fd_limit;
 pub mod inflight;
 pub mod latency;
 pub mod metrics;
+mod operations;
 pub mod reply_port;
 pub mod service;
 pub mod stats;

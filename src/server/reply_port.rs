@@ -110,7 +110,7 @@ impl ReplyPort {
         }
         self.turns.lock().owed = true;
         let port = Arc::clone(self);
-        let receipt = pending.receipt;
+        let receipt = pending.receipt.clone();
         replica.await_commit(
             &receipt,
             Box::new(move |outcome: CommitOutcome| {

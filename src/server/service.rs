@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::inflight::{InflightBudget, Refused, Reservation};
+use super::operations;
 use super::stats::ServerStats;
 use crate::chain::Refusal;
 use crate::limits::{
@@ -88,11 +89,11 @@ impl PendingWrite {
     /// The reply once the wait for the commit ended with `outcome`, counted
     /// in `stats` (latency up to now).
     pub fn reply(&self, outcome: CommitOutcome, stats: &ServerStats) -> Response {
-        match commit_result(self.receipt.sequence, outcome) {
-            Ok(()) => {
+        let answer = commit_result(self.receipt.sequence, outcome)
+            .and_then(|()| operations::write_answer(self.opcode, &self.receipt.outcome));
+        match answer {
+            Ok(response) => {
                 stats.record_commit(self.applied.elapsed());
-                let mut response = Response::new();
-                response.found = self.opcode == Opcode::OP_DEL && self.receipt.found;
                 completed(stats, self.opcode, self.request_id, self.started, response)
             }
             Err(refusal) => refused(stats, self.request_id, refusal),
@@ -135,8 +136,10 @@ impl Service {
                 Reply::Now(completed(&self.stats, opcode, request_id, started, response), reservation)
             }
             Ok(Executed::Applied(opcode, receipt)) => {
-                let pending = PendingWrite { receipt, request_id, opcode, started, applied: Instant::now() };
-                if self.replica.is_committed(&receipt) {
+                let applied = Instant::now();
+                let committed = self.replica.is_committed(&receipt);
+                let pending = PendingWrite { receipt, request_id, opcode, started, applied };
+                if committed {
                     Reply::Now(pending.reply(CommitOutcome::Committed, &self.stats), None)
                 } else {
                     Reply::AfterCommit(pending)
@@ -154,17 +157,19 @@ impl Service {
         let mut reservation = None;
         let local = request.local_read;
         match opcode {
-            Opcode::OP_PUT => {
-                let value = self.checked_value(request.value.take())?;
-                let key = self.checked_key(&request)?;
-                let receipt =
-                    self.replica.client_write(request.client_id, request.request_id, key, Some(value))?;
+            Opcode::OP_PUT | Opcode::OP_DEL | Opcode::OP_CAS | Opcode::OP_INCR | Opcode::OP_MSET => {
+                let op = self.write_op(opcode, &mut request)?;
+                let receipt = self.replica.client_write(request.client_id, request.request_id, op)?;
                 return Ok(Executed::Applied(opcode, receipt));
             }
-            Opcode::OP_DEL => {
+            Opcode::OP_MGET => {
+                let (values, held) = self.mget(local, &request.keys)?;
+                response.values = values;
+                reservation = Some(held);
+            }
+            Opcode::OP_EXISTS => {
                 let key = self.checked_key(&request)?;
-                let receipt = self.replica.client_write(request.client_id, request.request_id, key, None)?;
-                return Ok(Executed::Applied(opcode, receipt));
+                response.found = self.read(local, |table| table.value_len(key).is_some())?;
             }
             Opcode::OP_GET => {
                 let key = self.checked_key(&request)?;
@@ -276,7 +281,7 @@ impl Service {
 
     /// Reserves `bytes` of the in-flight budget for a reply, waiting at most
     /// `--frame-timeout-ms` for room.
-    fn reserve_reply(&self, bytes: u64) -> Result<Reservation, Refusal> {
+    pub(super) fn reserve_reply(&self, bytes: u64) -> Result<Reservation, Refusal> {
         self.inflight.reserve(bytes, Instant::now() + self.limits.frame_timeout).map_err(|refused| {
             let code = match refused {
                 Refused::OverCapacity { .. } => ErrorCode::ERR_RESPONSE_TOO_LARGE,
@@ -289,7 +294,7 @@ impl Service {
     /// Runs a read on the table: as the chain allows (tail only), or on this
     /// server's own table whatever its role when the request asks for a
     /// `local_read` (operators' convergence checks; may be stale).
-    fn read<T>(&self, local: bool, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
+    pub(super) fn read<T>(&self, local: bool, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
         if local { Ok(read(&self.replica.table)) } else { self.replica.read_guard(read) }
     }
 
@@ -313,7 +318,7 @@ impl Service {
         statistics
     }
 
-    fn checked_key<'request>(&self, request: &'request Request) -> Result<&'request str, Refusal> {
+    pub(super) fn checked_key<'request>(&self, request: &'request Request) -> Result<&'request str, Refusal> {
         let key = match &request.key {
             Some(key) if !key.is_empty() => key,
             _ => return Err(Refusal::new(ErrorCode::ERR_MISSING_FIELD, "a non-empty key is required")),
@@ -331,7 +336,7 @@ impl Service {
         Ok(key)
     }
 
-    fn checked_value(&self, value: Option<Vec<u8>>) -> Result<Vec<u8>, Refusal> {
+    pub(super) fn checked_value(&self, value: Option<Vec<u8>>) -> Result<Vec<u8>, Refusal> {
         let value =
             value.ok_or_else(|| Refusal::new(ErrorCode::ERR_MISSING_FIELD, "put requires a value"))?;
         if value.len() > self.limits.value_bytes_max {

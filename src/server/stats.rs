@@ -14,7 +14,7 @@ use crate::proto::{ErrorCode, Opcode, Statistics};
 use crate::store::table::Table;
 
 /// Operations counted separately, in the order of `Statistics`' fields.
-pub const COUNTED_OPCODES: [Opcode; 8] = [
+pub const COUNTED_OPCODES: [Opcode; 13] = [
     Opcode::OP_PUT,
     Opcode::OP_GET,
     Opcode::OP_DEL,
@@ -23,6 +23,11 @@ pub const COUNTED_OPCODES: [Opcode; 8] = [
     Opcode::OP_GETTABLE,
     Opcode::OP_STATS,
     Opcode::OP_SCAN,
+    Opcode::OP_CAS,
+    Opcode::OP_INCR,
+    Opcode::OP_MGET,
+    Opcode::OP_MSET,
+    Opcode::OP_EXISTS,
 ];
 
 pub struct ServerStats {
@@ -145,6 +150,11 @@ impl ServerStats {
         statistics.gettables = count(Opcode::OP_GETTABLE);
         statistics.stats = count(Opcode::OP_STATS);
         statistics.scans = count(Opcode::OP_SCAN);
+        statistics.cas = count(Opcode::OP_CAS);
+        statistics.incrs = count(Opcode::OP_INCR);
+        statistics.mgets = count(Opcode::OP_MGET);
+        statistics.msets = count(Opcode::OP_MSET);
+        statistics.exists = count(Opcode::OP_EXISTS);
         statistics.late_frames = self.late_frames.load(Ordering::Relaxed);
         statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
         statistics.operation_time_us = self.request_latency.sum_us();

@@ -3,9 +3,11 @@
 //!
 //! Readers of keys in different stripes never touch the same lock, and readers
 //! of the same stripe share it. `keys` and `entries` take every stripe's read
-//! lock, always in index order, before copying anything: writers hold at most
-//! one stripe lock at a time, so the ordered acquisition cannot deadlock and
-//! the copy is a consistent snapshot (no write lands half inside it).
+//! lock, always in index order, before copying anything: a writer holds one
+//! stripe lock, or (`put_many`) several taken in index order too, and
+//! `with_looked_up` reads several in index order, so no two threads can wait for
+//! each other's locks, and the copy is a consistent snapshot (no write
+//! lands half inside it).
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,32 +65,104 @@ impl Table {
         (hash, &self.stripes[stripe_index(hash, self.stripes.len())])
     }
 
+    /// Each key's hash and stripe index, and the distinct stripe indexes
+    /// in the order they are locked in.
+    fn locate_all<'key>(&self, keys: impl Iterator<Item = &'key str>) -> (Vec<(u64, usize)>, Vec<usize>) {
+        let located: Vec<(u64, usize)> = keys
+            .map(|key| {
+                let hash = self.hash(key.as_bytes());
+                (hash, stripe_index(hash, self.stripes.len()))
+            })
+            .collect();
+        let mut indexes: Vec<usize> = located.iter().map(|&(_, index)| index).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        (located, indexes)
+    }
+
     /// Sets `key` to `value`; returns whether the key existed before. Takes
     /// the value by reference (an owned `Vec` works too): it is copied next
     /// to the key into the entry's single allocation anyway.
     pub fn put(&self, key: &str, value: impl AsRef<[u8]>) -> bool {
         let entry = Entry::new(key, value.as_ref());
-        let added_bytes = entry.data_len() as u64;
         let (hash, stripe) = self.locate(key);
-        let replaced = {
-            let mut stripe = stripe.write();
-            let is_key = |stored: &Entry| stored.has_key(key);
-            let replaced = match stripe.entry(hash, is_key, |stored| self.hash(stored.key_bytes())) {
-                Slot::Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), entry)),
-                Slot::Vacant(slot) => {
-                    slot.insert(entry);
-                    None
-                }
-            };
-            self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
-            match &replaced {
-                Some(old) => self.byte_count.fetch_sub(old.data_len() as u64, Ordering::Relaxed),
-                None => self.key_count.fetch_add(1, Ordering::Relaxed),
-            };
-            replaced
-        };
-        // The old entry is freed here, after the lock is released.
+        // The old entry is freed after the lock is released.
+        let replaced = self.insert(&mut stripe.write(), hash, key, entry);
         replaced.is_some()
+    }
+
+    /// Sets every `(key, value)` of `pairs` at once: the stripes they fall
+    /// in are write-locked together, in index order, before the first is
+    /// set, so no reader sees some of them set and others not (MSET). A key
+    /// given twice ends with its last value.
+    pub fn put_many(&self, pairs: &[(&str, &[u8])]) {
+        let (located, indexes) = self.locate_all(pairs.iter().map(|(key, _)| *key));
+        let mut guards: Vec<_> = indexes.iter().map(|&index| self.stripes[index].write()).collect();
+        let mut replaced = Vec::with_capacity(pairs.len());
+        for (&(key, value), &(hash, index)) in pairs.iter().zip(&located) {
+            let guard = &mut guards[indexes.binary_search(&index).expect("its stripe is locked")];
+            replaced.push(self.insert(guard, hash, key, Entry::new(key, value)));
+        }
+        drop(guards);
+        drop(replaced);
+    }
+
+    /// Puts `entry` (of hash `hash`) into its locked `stripe` and keeps the
+    /// counts; returns the entry it replaced, to be freed by the caller
+    /// after the lock is released.
+    fn insert(&self, stripe: &mut Stripe, hash: u64, key: &str, entry: Entry) -> Option<Entry> {
+        let added_bytes = entry.data_len() as u64;
+        let is_key = |stored: &Entry| stored.has_key(key);
+        let replaced = match stripe.entry(hash, is_key, |stored| self.hash(stored.key_bytes())) {
+            Slot::Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), entry)),
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
+                None
+            }
+        };
+        self.byte_count.fetch_add(added_bytes, Ordering::Relaxed);
+        match &replaced {
+            Some(old) => self.byte_count.fetch_sub(old.data_len() as u64, Ordering::Relaxed),
+            None => self.key_count.fetch_add(1, Ordering::Relaxed),
+        };
+        replaced
+    }
+
+    /// The values of `keys` (`None` where absent), read at one moment (see
+    /// [`Table::with_looked_up`]), if their [`Table::lookup_bytes`] are at
+    /// most `bytes_max`; otherwise those bytes, found before anything is
+    /// copied (MGET).
+    pub fn get_many(&self, keys: &[String], bytes_max: u64) -> Result<Vec<Option<Vec<u8>>>, u64> {
+        self.with_looked_up(keys, |values| {
+            let bytes = lookup_bytes(&values);
+            if bytes > bytes_max {
+                return Err(bytes);
+            }
+            Ok(values.into_iter().map(|value| value.map(<[u8]>::to_vec)).collect())
+        })
+    }
+
+    /// The bytes an MGET reply of `keys` needs now: each value and a
+    /// lookup's framing.
+    pub fn lookup_bytes(&self, keys: &[String]) -> u64 {
+        self.with_looked_up(keys, |values| lookup_bytes(&values))
+    }
+
+    /// `visit` of the values of `keys` at one moment: the stripes they fall
+    /// in are read-locked together, in index order, so no write lands
+    /// between two of them.
+    fn with_looked_up<T>(&self, keys: &[String], visit: impl FnOnce(Vec<Option<&[u8]>>) -> T) -> T {
+        let (located, indexes) = self.locate_all(keys.iter().map(String::as_str));
+        let guards: Vec<_> = indexes.iter().map(|&index| self.stripes[index].read()).collect();
+        let values = keys
+            .iter()
+            .zip(&located)
+            .map(|(key, &(hash, index))| {
+                let stripe = &guards[indexes.binary_search(&index).expect("its stripe is locked")];
+                stripe.find(hash, |stored| stored.has_key(key)).map(Entry::value)
+            })
+            .collect();
+        visit(values)
     }
 
     /// A copy of the value of `key`, if present.
@@ -238,6 +312,12 @@ impl Table {
 /// The sum of `bytes` over every entry of `stripes`.
 fn total_bytes(stripes: &[parking_lot::RwLockReadGuard<'_, Stripe>], bytes: fn(&Entry) -> usize) -> u64 {
     stripes.iter().flat_map(|stripe| stripe.iter()).map(|entry| bytes(entry) as u64).sum()
+}
+
+/// What an MGET reply holds for `values`: each value and its framing (a
+/// `Lookup` is a flag and a value, in a field with a two-byte tag).
+fn lookup_bytes(values: &[Option<&[u8]>]) -> u64 {
+    values.iter().map(|value| encoded_bytes(2, Some(value.map_or(0, <[u8]>::len))) as u64).sum()
 }
 
 /// The stripe of a key with hash `hash`, out of `stripe_count`.
@@ -467,5 +547,45 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn put_many_is_seen_whole_by_get_many_and_by_single_gets() {
+        let table = Arc::new(Table::new(64));
+        let left = "left".to_owned();
+        let right = (0..)
+            .map(|index| format!("right{index}"))
+            .find(|key| !std::ptr::eq(table.locate(key).1, table.locate(&left).1))
+            .unwrap();
+        let keys = [left.clone(), right.clone()];
+        table.put_many(&[(&left, &0u64.to_be_bytes()), (&right, &0u64.to_be_bytes())]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (table, stop, keys) = (Arc::clone(&table), Arc::clone(&stop), keys.clone());
+            thread::spawn(move || {
+                let mut counter = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    counter += 1;
+                    let bytes = counter.to_be_bytes();
+                    table.put_many(&[(&keys[0], &bytes), (&keys[1], &bytes)]);
+                }
+            })
+        };
+        let decode = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap());
+        for _ in 0..20_000 {
+            let both = table.get_many(&keys, u64::MAX).unwrap();
+            let (left_value, right_value) =
+                (decode(both[0].as_ref().unwrap()), decode(both[1].as_ref().unwrap()));
+            assert_eq!(left_value, right_value, "get_many saw half of a put_many");
+            // One key, then the other: the second never shows an older write.
+            let first = decode(&table.get(&left).unwrap());
+            let second = decode(&table.get(&right).unwrap());
+            assert!(second >= first, "saw left={first} and then right={second}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(table.len(), 2);
+        let sizes = table.lookup_bytes(&keys);
+        assert_eq!(table.get_many(&keys, sizes - 1), Err(sizes), "refused past its limit, with the size");
     }
 }

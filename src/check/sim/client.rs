@@ -6,9 +6,13 @@
 //! with an old view or a wrong address would send them: only the
 //! committing tail may answer those.
 
+use std::collections::BTreeMap;
+
 use super::server::server_of;
 use super::world::{Event, World};
+use crate::chain::{Decline, Outcome, WriteOp};
 use crate::check::history::{OpKind, Record};
+use crate::check::workload::{decode_value, learnt};
 use crate::proto::ErrorCode;
 use crate::view::ChainView;
 
@@ -25,13 +29,13 @@ const THINK_MS_MAX: u64 = 250;
 
 #[derive(Debug)]
 pub enum Request {
-    Write { client_id: u64, request_id: u64, key: String, value: Option<Vec<u8>> },
+    Write { client_id: u64, request_id: u64, op: WriteOp },
     Read { key: String },
 }
 
 #[derive(Debug)]
 pub enum Reply {
-    Written { found: bool },
+    Written(Outcome),
     Read(Option<Vec<u8>>),
     Refused(ErrorCode),
 }
@@ -56,12 +60,24 @@ pub struct Client {
     next_request_id: u64,
     /// Values it has written (each unique in the run).
     written: u64,
+    /// The value it last learnt each key held (`None`: absent): what its
+    /// compare-and-sets expect.
+    known: BTreeMap<String, Option<u64>>,
     done: bool,
 }
 
 impl Client {
     pub fn new(index: usize) -> Client {
-        Client { index, view: None, operation: None, attempt: 0, next_request_id: 1, written: 0, done: false }
+        Client {
+            index,
+            view: None,
+            operation: None,
+            attempt: 0,
+            next_request_id: 1,
+            written: 0,
+            known: BTreeMap::new(),
+            done: false,
+        }
     }
 
     fn id(&self) -> u64 {
@@ -95,22 +111,12 @@ impl World {
             OpKind::Get => {
                 operation.misrouted_to.or_else(|| view.tail().and_then(|tail| server_of(&tail.address)))
             }
-            OpKind::Put | OpKind::Del => view.head().and_then(|head| server_of(&head.address)),
+            _ => view.head().and_then(|head| server_of(&head.address)),
         };
-        let request = match record.op {
-            OpKind::Get => Request::Read { key: record.key.clone() },
-            OpKind::Put => Request::Write {
-                client_id: client.id(),
-                request_id: operation.request_id,
-                key: record.key.clone(),
-                value: record.value.map(|value| value.to_string().into_bytes()),
-            },
-            OpKind::Del => Request::Write {
-                client_id: client.id(),
-                request_id: operation.request_id,
-                key: record.key.clone(),
-                value: None,
-            },
+        let (client_id, request_id) = (client.id(), operation.request_id);
+        let request = match write_op(record) {
+            None => Request::Read { key: record.key.clone() },
+            Some(op) => Request::Write { client_id, request_id, op },
         };
         client.attempt += 1;
         let attempt = client.attempt;
@@ -137,30 +143,30 @@ impl World {
         self.operations_started += 1;
         let key = format!("k{}", self.rng.below(KEYS));
         let op = match self.rng.below(100) {
-            0..=44 => OpKind::Get,
-            45..=84 => OpKind::Put,
-            _ => OpKind::Del,
+            0..=34 => OpKind::Get,
+            35..=59 => OpKind::Put,
+            60..=69 => OpKind::Del,
+            70..=89 => OpKind::Cas,
+            _ => OpKind::Incr,
         };
         let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
         let misrouted_to = (op == OpKind::Get && self.rng.below(10) == 0)
             .then(|| live[self.rng.below(live.len() as u64) as usize]);
+        let delta = self.rng.between(1, 3);
         let client = &mut self.clients[index];
-        let value = (op == OpKind::Put).then(|| {
-            client.written += 1;
-            client.id() * 1_000_000 + client.written
-        });
+        let mut record = Record::called(client.id(), key, op, self.now_ms * 1000);
+        record.value = match op {
+            OpKind::Put | OpKind::Cas => {
+                client.written += 1;
+                // Unique, with room below for increments of it.
+                Some(client.id() * 1_000_000_000 + client.written * 1000)
+            }
+            OpKind::Incr => Some(delta),
+            OpKind::Get | OpKind::Del => None,
+        };
+        record.expected = client.known.get(&record.key).copied().flatten();
         let request_id = client.next_request_id;
         client.next_request_id += 1;
-        let record = Record {
-            client: client.id(),
-            key,
-            op,
-            value,
-            observed: None,
-            found: None,
-            call_us: self.now_ms * 1000,
-            return_us: None,
-        };
         self.history.records.push(record);
         let deadline_ms = self.now_ms + OPERATION_DEADLINE_MS;
         let record = self.history.records.len() - 1;
@@ -176,19 +182,24 @@ impl World {
         let Some(operation) = &client.operation else { return };
         let record = &mut self.history.records[operation.record];
         match reply {
-            Reply::Written { found } => {
-                if record.op == OpKind::Del {
-                    record.found = Some(found);
-                }
+            Reply::Written(Outcome::Applied { found, number }) => match record.op {
+                OpKind::Del => record.found = Some(found),
+                OpKind::Cas => record.swapped = Some(true),
+                OpKind::Incr => record.observed = Some(number as u64),
+                _ => {}
+            },
+            Reply::Written(Outcome::Declined(Decline::Mismatch(current))) => {
+                record.swapped = Some(false);
+                record.observed = current.map(|bytes| decode_value(&bytes));
             }
-            Reply::Read(value) => {
-                record.observed = value.and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok());
-            }
-            Reply::Refused(_) => {
+            Reply::Read(value) => record.observed = value.map(|bytes| decode_value(&bytes)),
+            Reply::Written(Outcome::Declined(Decline::WrongType(_))) | Reply::Refused(_) => {
                 self.retry(index, attempt);
                 return;
             }
         }
+        let learnt = learnt(record);
+        self.clients[index].known.insert(record.key.clone(), learnt);
         record.return_us = Some(self.now_ms * 1000);
         self.clients[index].operation = None;
         let think = self.rng.between(THINK_MS_MIN, THINK_MS_MAX);
@@ -212,4 +223,21 @@ impl World {
         let pause = self.rng.between(10, 60);
         self.schedule(pause, Event::ClientNext(index));
     }
+}
+
+/// The write a record asks for (`None`: a read).
+fn write_op(record: &Record) -> Option<WriteOp> {
+    let text = |value: u64| value.to_string().into_bytes();
+    let key = record.key.clone();
+    Some(match record.op {
+        OpKind::Get => return None,
+        OpKind::Put => WriteOp::Set { key, value: record.value.map(text) },
+        OpKind::Del => WriteOp::Set { key, value: None },
+        OpKind::Cas => WriteOp::Cas {
+            key,
+            expected: record.expected.map(text),
+            value: text(record.value.unwrap_or_default()),
+        },
+        OpKind::Incr => WriteOp::Incr { key, delta: record.value.unwrap_or_default() as i64 },
+    })
 }

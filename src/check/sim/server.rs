@@ -13,7 +13,7 @@ use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
 use crate::chain::bootstrap::Holding;
 use crate::chain::link::{Downlink, Uplink};
 use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
-use crate::chain::{Action, ChainNode, NodeConfig, Progress, Store, Welcome};
+use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, Store, Welcome};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
 use crate::view::{ChainView, Readiness};
 
@@ -66,6 +66,16 @@ impl Store for SimStore {
     fn value_len(&self, key: &str) -> Option<usize> {
         self.get(key).map(Vec::len)
     }
+
+    fn put_many(&mut self, pairs: &[(&str, &[u8])]) {
+        for (key, value) in pairs {
+            self.insert((*key).to_owned(), value.to_vec());
+        }
+    }
+
+    fn value_of(&self, key: &str) -> Option<Vec<u8>> {
+        self.get(key).cloned()
+    }
 }
 
 /// A client write waiting for its commit.
@@ -73,7 +83,7 @@ pub(super) struct Pending {
     sequence: u64,
     client: usize,
     attempt: u64,
-    found: bool,
+    outcome: Outcome,
     deadline_ms: u64,
 }
 
@@ -156,12 +166,7 @@ impl World {
                     server.pending = waiting;
                     for pending in done {
                         self.generations.acknowledged(index, generation, pending.sequence);
-                        self.reply(
-                            index,
-                            pending.client,
-                            pending.attempt,
-                            Reply::Written { found: pending.found },
-                        );
+                        self.reply(index, pending.client, pending.attempt, Reply::Written(pending.outcome));
                     }
                 }
                 Action::ReadsRevoked => {}
@@ -414,30 +419,23 @@ impl World {
         let server = &mut self.servers[index];
         let applied_before = server.node.progress().applied;
         let reply = match request {
-            Request::Write { client_id, request_id, key, value } => {
+            Request::Write { client_id, request_id, op } => {
                 match server.node.client_write(
                     client_id,
                     request_id,
-                    &key,
-                    value,
+                    op,
                     now,
                     &mut server.store,
                     &mut actions,
                 ) {
                     Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
                         self.generations.acknowledged(index, server.node.generation(), receipt.sequence);
-                        Some(Reply::Written { found: receipt.found })
+                        Some(Reply::Written(receipt.outcome))
                     }
                     Ok(receipt) => {
                         let deadline_ms = now + COMMIT_TIMEOUT_MS;
-                        let found = receipt.found;
-                        server.pending.push(Pending {
-                            sequence: receipt.sequence,
-                            client,
-                            attempt,
-                            found,
-                            deadline_ms,
-                        });
+                        let (sequence, outcome) = (receipt.sequence, receipt.outcome);
+                        server.pending.push(Pending { sequence, client, attempt, outcome, deadline_ms });
                         None
                     }
                     Err(refusal) => Some(Reply::Refused(refusal.code)),
