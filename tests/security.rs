@@ -326,6 +326,19 @@ fn clients_without_the_secret_are_refused() {
     let output = common::run_client(&["--server", address], &["get", "kept"], None);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("ERR_AUTH"));
+    // `members` without the secret: no member could be asked, and why is
+    // said (not a table of `unreachable` and exit 0).
+    let zookeeper = chain.zookeeper.address();
+    let members = common::run_client(&[&zookeeper], &["members"], None);
+    let stderr = String::from_utf8_lossy(&members.stderr);
+    assert_eq!(members.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("no member of the chain answered") && stderr.contains("ERR_AUTH"), "{stderr}");
+    assert!(stderr.contains(&format!(" at {address}: server error (ERR_AUTH)")), "{stderr}");
+    let json = common::run_client(&["--json", &zookeeper], &["members"], None);
+    assert_eq!(json.status.code(), Some(2));
+    let last: serde_json::Value =
+        serde_json::from_str(common::stdout(&json).lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["code"], "ERR_AUTH", "{last}");
     assert_untouched(&chain, &["kept"]);
 }
 
