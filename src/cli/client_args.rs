@@ -13,6 +13,7 @@ use super::args::{
 };
 use super::command;
 use crate::client::connection::ClientOptions;
+use crate::coord::handshake::is_hosts_syntax;
 
 pub const CLIENT_USAGE: &str = "\
 usage: table-client [options] [<zk-host:port,...>] [command...]
@@ -151,7 +152,18 @@ pub fn parse_client_args(
                 Some(hosts) if words.peek().is_none() || first_is_command => hosts.into_vec(),
                 // `table-client get x`: the target was forgotten, not named `get`.
                 None if first_is_command => return Err(no_target().into()),
-                _ => words.next().ok_or_else(no_target)?,
+                _ => {
+                    let hosts = words.next().ok_or_else(no_target)?;
+                    // `table-client gettabel`: a mistyped command, not a host.
+                    if !std::str::from_utf8(&hosts).is_ok_and(is_hosts_syntax) {
+                        return Err(format!(
+                            "'{}' is neither a command nor a ZooKeeper address (host:port,...)",
+                            String::from_utf8_lossy(&hosts)
+                        )
+                        .into());
+                    }
+                    hosts
+                }
             };
             let path = match path {
                 Some(path) => path,
@@ -249,6 +261,14 @@ mod tests {
         };
         assert_eq!(message(&[]), "no target: give <zk-host:port,...>, --server <host:port> or CHAINTABLE_ZK");
         assert_eq!(message(&["GET", "x"]), message(&[]));
+        let typo = "'gettabel' is neither a command nor a ZooKeeper address (host:port,...)";
+        assert_eq!(message(&["gettabel"]), typo);
+        assert_eq!(message(&["gettabel", "x"]), typo);
+        match parse_with("env:1", "", &["gettabel"]) {
+            Err(UsageError::Invalid(message)) => assert_eq!(message, typo, "with {ZK_HOSTS_VARIABLE} too"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["zk1:1,zk2:2/tables", "size"]).is_ok());
         assert_eq!(message(&["--server"]), "--server needs a value");
         assert_eq!(message(&["--timeout-ms", "x", "zk:1"]), "timeout-ms: 'x' is not a valid number");
         assert_eq!(message(&["--bogus", "zk:1"]), "unknown option --bogus");
