@@ -13,7 +13,7 @@ use super::args::{
 };
 use super::command;
 use crate::client::connection::ClientOptions;
-use crate::coord::handshake::is_hosts_syntax;
+use crate::coord::handshake::check_hosts_syntax;
 
 pub const CLIENT_USAGE: &str = "\
 usage: table-client [options] [<zk-host:port,...>] [command...]
@@ -50,8 +50,8 @@ environment:
   CHAINTABLE_HISTFILE    the shell's history file (default ~/.table_client_history;
                          empty: no history)
 
-commands: put <key> <value> | get <key> | del <key> | size | getkeys | gettable | stats
-          | members (alias chain)";
+commands: put <key> <value> | get <key> | del <key> | size | getkeys | gettable
+          | scan [prefix] | stats | members (alias chain)";
 
 /// Where the client sends its requests.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,14 +154,7 @@ pub fn parse_client_args(
                 None if first_is_command => return Err(no_target().into()),
                 _ => {
                     let hosts = words.next().ok_or_else(no_target)?;
-                    // `table-client gettabel`: a mistyped command, not a host.
-                    if !std::str::from_utf8(&hosts).is_ok_and(is_hosts_syntax) {
-                        return Err(format!(
-                            "'{}' is neither a command nor a ZooKeeper address (host:port,...)",
-                            String::from_utf8_lossy(&hosts)
-                        )
-                        .into());
-                    }
+                    check_hosts_word(&hosts)?;
                     hosts
                 }
             };
@@ -186,6 +179,21 @@ pub fn parse_client_args(
         return Err("-x (--stdin) needs a command, e.g. -x put <key>".to_owned().into());
     }
     Ok(ClientArgs { target, options, local_reads, json, last_argument_from_stdin, command })
+}
+
+/// The word taken as ZooKeeper hosts must be written `host:port,...`:
+/// `table-client gettabel` is a mistyped command, not a host to retry for
+/// ten seconds (or to open a shell on); a word with a `:` was meant as an
+/// address, and what is wrong with it is said.
+fn check_hosts_word(word: &[u8]) -> Result<(), UsageError> {
+    let text = String::from_utf8_lossy(word);
+    match check_hosts_syntax(&text) {
+        Ok(()) => Ok(()),
+        Err(reason) if text.contains(':') => Err(format!("bad ZooKeeper address: {reason}").into()),
+        Err(_) => {
+            Err(format!("'{text}' is neither a command nor a ZooKeeper address (host:port,...)").into())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +277,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&["zk1:1,zk2:2/tables", "size"]).is_ok());
+        assert_eq!(message(&["zk:1,:2", "size"]), "bad ZooKeeper address: ':2' is not a host:port address");
         assert_eq!(message(&["--server"]), "--server needs a value");
         assert_eq!(message(&["--timeout-ms", "x", "zk:1"]), "timeout-ms: 'x' is not a valid number");
         assert_eq!(message(&["--bogus", "zk:1"]), "unknown option --bogus");

@@ -348,6 +348,9 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("scans", statistics.scans),
         ("late_frames", statistics.late_frames),
         ("generation", statistics.generation),
+        ("state_transfers_received", statistics.state_transfers_received),
+        ("state_transfers_sent", statistics.state_transfers_sent),
+        ("fencings", statistics.fencings),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields

@@ -72,11 +72,11 @@ pub fn check_host_syntax(host: &str) -> Result<(), String> {
 }
 
 /// Whether `hosts` is written like a ZooKeeper connection string,
-/// `host:port,...[/chroot]` (nothing is resolved): a command-line word that
-/// is not cannot be meant as one.
-pub fn is_hosts_syntax(hosts: &str) -> bool {
+/// `host:port,...[/chroot]` (nothing is resolved); an error names the first
+/// host that is not. A command-line word that is not cannot be meant as one.
+pub fn check_hosts_syntax(hosts: &str) -> Result<(), String> {
     let list = hosts.split('/').next().unwrap_or_default();
-    list.split(',').all(|host| check_host_syntax(host.trim()).is_ok())
+    list.split(',').try_for_each(|host| check_host_syntax(host.trim()))
 }
 
 /// Sends a `ConnectRequest`, checks the reply is a `ConnectResponse`, and
@@ -182,11 +182,12 @@ mod tests {
     #[test]
     fn connection_strings_are_told_from_other_words() {
         for hosts in ["zk:2181", "a:1,b:2", "a:1, b:2/tables", "[::1]:2181", "127.0.0.1:2181/x/y"] {
-            assert!(is_hosts_syntax(hosts), "{hosts}");
+            assert_eq!(check_hosts_syntax(hosts), Ok(()), "{hosts}");
         }
         for word in ["gettabel", "", "a:1,b", "zk:port", ":2181", "/chain", "a:70000"] {
-            assert!(!is_hosts_syntax(word), "{word}");
+            assert!(check_hosts_syntax(word).is_err(), "{word}");
         }
+        assert_eq!(check_hosts_syntax("a:1,:2"), Err("':2' is not a host:port address".into()));
     }
 
     #[test]

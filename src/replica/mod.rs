@@ -611,6 +611,10 @@ impl Replica {
         self.node.lock().generation()
     }
 
+    pub fn fencings(&self) -> u64 {
+        self.node.lock().fencings()
+    }
+
     /// The ZooKeeper session is confirmed (the lease holds); always so
     /// standalone.
     pub fn lease_valid(&self) -> bool {
@@ -1013,6 +1017,7 @@ mod tests {
         let replicas = chain(&ready_view(&[1]));
         replicas[0].fence("test");
         assert_eq!(replicas[0].role(), Role::Fenced);
+        assert_eq!(replicas[0].fencings(), 1);
         assert!(replicas[0].read_guard(|table| table.len()).is_err());
         assert!(replicas[0].write_and_wait(1, 1, "k", None).is_err());
         // An expired lease alone also stops service.
