@@ -262,6 +262,15 @@ mod tests {
     }
 
     #[test]
+    fn the_usage_lists_every_one_shot_command() {
+        let listed = CLIENT_USAGE.split("commands:").nth(1).expect("a commands section");
+        let one_shot = command::COMMAND_NAMES.iter().filter(|(name, _)| !matches!(*name, "help" | "quit"));
+        for (name, _) in one_shot {
+            assert!(listed.split(|c: char| !c.is_alphanumeric()).any(|word| word == *name), "{name}");
+        }
+    }
+
+    #[test]
     fn client_errors() {
         let message = |words: &[&str]| match parse(words) {
             Err(UsageError::Invalid(message)) => message,

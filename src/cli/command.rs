@@ -104,7 +104,7 @@ quoting: \"a b\" is one word, with escapes \\\" \\\\ \\n \\t \\xHH; 'a b' is tak
 
 /// Every command: its name and its other names. Parsing and the shell's Tab
 /// completion read this one table; a new command adds a row here, a line to
-/// [`HELP`], a [`Command`] and its arm in [`execute`].
+/// [`HELP`] and to `table-client --help`, a [`Command`] and its arm in [`execute`].
 pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("put", &["p"]),
     ("get", &["g"]),
