@@ -1,13 +1,14 @@
 //! `table-client (--server <host:port> | <zk-hosts> [--chain <path>]) [command...]`:
 //! one command and exit, or the interactive shell.
 
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
 use std::process::ExitCode;
 
 use chaintable::cli::args::{arguments_or_exit, usage_error_exit};
 use chaintable::cli::client_args::{CLIENT_USAGE, ClientArgs, Target, parse_client_args};
 use chaintable::cli::command;
 use chaintable::cli::output::Format;
+use chaintable::cli::requests;
 use chaintable::cli::shell::{self, ClientFactory};
 use chaintable::client::Client;
 
@@ -52,6 +53,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // On a terminal, a retry is said at once, not after --timeout-ms of silence.
+    if io::stderr().is_terminal() {
+        client.observe_retries(requests::retry_notes(PROGRAM, args.options.timeout));
+    }
     let prefix = format!("{PROGRAM}: ");
     let code =
         shell::run_command(&mut client, &command, format, &prefix, &mut io::stdout(), &mut io::stderr());

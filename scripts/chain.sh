@@ -37,6 +37,11 @@ environment:
   CHAIN_ZK_TIMEOUT_MS  the servers' ZooKeeper session timeout: how long a dead server
                        stays in the chain (default 2000)
   CHAIN_TABLE_SIZE     lock stripes of each server's table (default 1024)
+  CHAIN_SERVER_ARGS    more table-server options for every server, split at spaces
+                       (e.g. "--max-memory 64mb --max-clients 200")
+  CHAIN_METRICS_BASE_PORT
+                       server <i> serves its metrics on 127.0.0.1:<base + i>
+                       (--metrics-addr; default: no metrics)
 
 ZooKeeper comes from the Debian package 'zookeeper' (with java); when it is
 missing, 'up' installs it with apt-get as root, or says what to install.
@@ -48,6 +53,12 @@ state=${CHAIN_DIR:-/tmp/chaintable-chain}
 zk_tick_ms=${CHAIN_ZK_TICK_MS:-500}
 zk_timeout_ms=${CHAIN_ZK_TIMEOUT_MS:-2000}
 table_size=${CHAIN_TABLE_SIZE:-1024}
+read -r -a server_args <<<"${CHAIN_SERVER_ARGS:-}"
+metrics_base=${CHAIN_METRICS_BASE_PORT:-}
+if [[ -n $metrics_base ]] && ! [[ $metrics_base =~ ^[1-9][0-9]*$ && $metrics_base -lt 65535 ]]; then
+  echo "chain.sh: CHAIN_METRICS_BASE_PORT must be a port number, not '$metrics_base'" >&2
+  exit 2
+fi
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 server_bin=$target_dir/release/table-server
 client_bin=$target_dir/release/table-client
@@ -203,45 +214,78 @@ make_secrets() {
 }
 
 # log_message <log> <pattern>: the first matching line of a server log,
-# without its timestamp, level and module.
+# without its timestamp, level and module (shown to the user, never used to
+# decide anything: what a server is, it is asked).
 log_message() {
   local line
   line=$(grep -m 1 -e "$2" "$1" 2>/dev/null) || return 1
   echo "${line#*] }"
 }
 
-# Starts server number <count + 1> on a port of its own choosing, and waits
-# until it is a ready member of the chain; says what it did to the chain's
-# generation (a new chain, a restart, or a restart that LOST writes).
+# client <args...>: table-client with the chain's client secret.
+client() {
+  "$client_bin" --secret-file "$state/client.secret" "$@"
+}
+
+# stat_of <address> <name>: one figure of the server's own 'stats' (empty if
+# it does not answer).
+stat_of() {
+  client --timeout-ms 1000 --server "$1" stats 2>/dev/null | sed -n "s/^$2: //p"
+}
+
+# ready_members: how many members ZooKeeper lists as ready and answer their
+# stats (0 when none, or when ZooKeeper does not answer).
+ready_members() {
+  client --json --timeout-ms 2000 "127.0.0.1:$(zk_port)" members 2>/dev/null |
+    grep '"state":"ready"' | grep -c '"reachable":true' || true
+}
+
+# Starts server number <count + 1> on a free port, and waits until it says
+# (in its stats) that it is a ready member of the chain; says what it did to
+# the chain's generation (a new chain, a restart, or a restart that LOST writes).
 start_server() {
   local index=$(($(server_count) + 1))
-  local log=$state/server-$index.log pid address="" tenths=0 wait_tenths=$SERVER_WAIT_TENTHS warned=false
-  RUST_LOG=${RUST_LOG:-info,zookeeper=error} nohup "$server_bin" 0 "$table_size" "127.0.0.1:$(zk_port)" \
+  local log=$state/server-$index.log pid port role="" tenths=0 wait_tenths=$SERVER_WAIT_TENTHS
+  local previous_generation extra=()
+  previous_generation=$(cat "$state/generation" 2>/dev/null || true)
+  if ((index > 1)) && (($(ready_members) == 0)); then
+    # Every server of the chain is gone: the new one waits for one named in
+    # the commit record, then restarts the chain, losing writes.
+    echo "chain.sh: server $index: no ready member; it waits up to $((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 1000)) s for one to come back, then restarts the chain" >&2
+    wait_tenths=$((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 100 + SERVER_WAIT_TENTHS))
+  fi
+  if [[ -n $metrics_base ]]; then
+    extra=(--metrics-addr "127.0.0.1:$((metrics_base + index))")
+  fi
+  port=$(free_port)
+  RUST_LOG=${RUST_LOG:-info,zookeeper=error} nohup "$server_bin" "$port" "$table_size" "127.0.0.1:$(zk_port)" \
     --zk-timeout-ms "$zk_timeout_ms" --peer-secret-file "$state/peer.secret" \
-    --client-secret-file "$state/client.secret" >"$log" 2>&1 </dev/null &
+    --client-secret-file "$state/client.secret" "${extra[@]}" "${server_args[@]}" >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$state/server-$index.pid"
-  # Ready: announced after starting the chain, or after a joiner's state transfer.
-  until grep -qs 'announced ready' "$log"; do
+  local address=127.0.0.1:$port
+  echo "$address" >"$state/server-$index.address"
+  # Ready: the server itself says it holds a role in the chain (after starting
+  # the chain, or after a joiner's state transfer).
+  until [[ $role =~ ^(head|middle|tail|head\+tail)$ ]]; do
     running "$pid" || die "server $index exited; the end of its log:"$'\n'"$(tail -n 20 "$log")"
-    if ! $warned && log_message "$log" "waiting .* s for one to come back" >/dev/null; then
-      # Every server of the chain is gone: the server waits for one named in
-      # the commit record, then restarts the chain losing writes.
-      echo "chain.sh: server $index: $(log_message "$log" "waiting .* s for one to come back")" >&2
-      wait_tenths=$((tenths + RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 100 + SERVER_WAIT_TENTHS))
-      warned=true
-    fi
     ((tenths++ < wait_tenths)) ||
       die "server $index did not join in $((wait_tenths / 10)) s; the end of its log:"$'\n'"$(tail -n 20 "$log")"
     sleep 0.1
+    role=$(stat_of "$address" role)
   done
-  address=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -n 1)
-  echo "$address" >"$state/server-$index.address"
+  local generation
+  generation=$(stat_of "$address" generation)
+  echo "$generation" >"$state/generation"
   echo "chain.sh: server $index on $address (PID $pid) is in the chain"
-  if log_message "$log" "ERROR.*LOST" >/dev/null; then
-    echo "chain.sh: server $index restarted the chain and WRITES WERE LOST: $(log_message "$log" "ERROR.*LOST")" >&2
-  elif log_message "$log" "starting the chain.* as generation" >/dev/null; then
-    echo "chain.sh: server $index: $(log_message "$log" "starting the chain.* as generation")"
+  if [[ -n $metrics_base ]]; then
+    echo "chain.sh: server $index: metrics on http://127.0.0.1:$((metrics_base + index))/metrics"
+  fi
+  if [[ -z $previous_generation ]]; then
+    echo "chain.sh: server $index: the chain is at generation $generation"
+  elif ((generation > previous_generation)); then
+    echo "chain.sh: server $index restarted the chain as generation $generation and WRITES WERE LOST:" \
+      "$(log_message "$log" "ERROR.*LOST" || echo "see $log")" >&2
   fi
 }
 
@@ -295,7 +339,7 @@ cmd_status() {
   echo
   echo "the chain, as ZooKeeper lists it and each member reports itself (table-client members):"
   [[ $zk_alive == alive ]] || { echo "  (ZooKeeper is not running)"; return 0; }
-  "$client_bin" --secret-file "$state/client.secret" --timeout-ms 2000 "127.0.0.1:$(zk_port)" members ||
+  client --timeout-ms 2000 "127.0.0.1:$(zk_port)" members ||
     echo "  (table-client members failed; see above)"
 }
 

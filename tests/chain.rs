@@ -131,7 +131,7 @@ fn join_under_writes_without_stale_reads() {
             answered
         })
     };
-    assert!(newcomer.wait_for_log("announced ready", Duration::from_secs(60)), "{}", newcomer.log());
+    assert!(newcomer.wait_until_ready(Duration::from_secs(60)), "{}", newcomer.log());
     thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
     let writes = writer.join().unwrap();
@@ -141,7 +141,8 @@ fn join_under_writes_without_stale_reads() {
         old_tail_reads > 0 && newcomer_reads > 0,
         "reads: old tail {old_tail_reads}, newcomer {newcomer_reads}"
     );
-    assert!(newcomer.log().contains("state transfer from"), "{}", newcomer.log());
+    let received = newcomer.stats().expect("the newcomer's stats").state_transfers_received;
+    assert_eq!(received, 1, "the newcomer joined by one state transfer: {}", newcomer.log());
     servers.push(newcomer);
     let table = converged(&servers.iter().collect::<Vec<_>>());
     assert_eq!(table.len(), KEYS + 1 + writes as usize);

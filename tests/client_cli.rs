@@ -77,6 +77,15 @@ fn usage_errors_are_one_line_and_a_pointer_exit_2_at_once() {
             "CHAINTABLE_CHAIN: \"t\" is not a ZooKeeper path like /chain",
         ),
         (1, &["--local", "zk:1", "size"], &[], "--local needs --server <host:port>"),
+        // A mistyped command is not a ZooKeeper host (it opened a shell "for
+        // the chain at gettabel/chain"), with or without CHAINTABLE_ZK.
+        (1, &["gettabel"], &[], "'gettabel' is neither a command nor a ZooKeeper address (host:port,...)"),
+        (
+            1,
+            &["gettabel", "x"],
+            &[("CHAINTABLE_ZK", "127.0.0.1:1")],
+            "'gettabel' is neither a command nor a ZooKeeper address (host:port,...)",
+        ),
         (1, &["-x", "--server", "127.0.0.1:1"], &[], "-x (--stdin) needs a command, e.g. -x put <key>"),
         // Commands that cannot be right fail before the target is contacted
         // (port 1 refuses, a chain would be retried for the whole timeout).

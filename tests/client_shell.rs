@@ -181,3 +181,25 @@ fn a_status_line_while_the_chain_is_retried() {
     shell.send("quit\r");
     assert_eq!(shell.wait_exit(SHOWN), Some(0), "screen: {:?}", shell.seen);
 }
+
+/// One-shot on a terminal, ZooKeeper refusing: the retry is said at once
+/// (with why and for how long), not after `--timeout-ms` of silence; with
+/// stderr not a terminal, only the final error.
+#[test]
+fn a_one_shot_retry_is_said_at_once_on_a_terminal() {
+    let refused = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("its address").to_string()
+    };
+    let args = ["--timeout-ms", "3000", refused.as_str(), "get", "x"];
+    let mut client = shell(&args, &temporary("unused-history"), Some(Stdio::null()));
+    let started = Instant::now();
+    let shown = client.expect("retrying for up to 3000 ms (--timeout-ms)...", SHOWN);
+    assert!(started.elapsed() < Duration::from_secs(2), "said after {:?}", started.elapsed());
+    assert!(shown.contains("ZooKeeper unreachable") && shown.contains("Connection refused"), "{shown:?}");
+    assert_eq!(client.wait_exit(SHOWN), Some(2));
+    let piped = common::run_client(&["--timeout-ms", "300"], &[refused.as_str(), "get", "x"], None);
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(2));
+    assert!(!stderr.contains("retrying for up to") && stderr.contains("gave up after"), "{stderr}");
+}

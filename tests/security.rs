@@ -272,7 +272,7 @@ fn a_frame_spliced_into_an_authenticated_link_is_refused() {
         common::start_server(64, &args)
     };
     *proxy.target.lock().unwrap() = Some(joiner.address.clone());
-    assert!(joiner.wait_for_log("announced ready", Duration::from_secs(30)), "{}", joiner.log());
+    assert!(joiner.wait_until_ready(Duration::from_secs(30)), "{}", joiner.log());
     assert!(*proxy.injected.lock().unwrap(), "the proxy never saw a replication link");
     assert!(
         joiner.log().contains("authentication tag is wrong"),
@@ -326,6 +326,19 @@ fn clients_without_the_secret_are_refused() {
     let output = common::run_client(&["--server", address], &["get", "kept"], None);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("ERR_AUTH"));
+    // `members` without the secret: no member could be asked, and why is
+    // said (not a table of `unreachable` and exit 0).
+    let zookeeper = chain.zookeeper.address();
+    let members = common::run_client(&[&zookeeper], &["members"], None);
+    let stderr = String::from_utf8_lossy(&members.stderr);
+    assert_eq!(members.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("no member of the chain answered") && stderr.contains("ERR_AUTH"), "{stderr}");
+    assert!(stderr.contains(&format!(" at {address}: server error (ERR_AUTH)")), "{stderr}");
+    let json = common::run_client(&["--json", &zookeeper], &["members"], None);
+    assert_eq!(json.status.code(), Some(2));
+    let last: serde_json::Value =
+        serde_json::from_str(common::stdout(&json).lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["code"], "ERR_AUTH", "{last}");
     assert_untouched(&chain, &["kept"]);
 }
 
@@ -337,7 +350,10 @@ fn a_peer_with_the_wrong_secret_gets_nothing() {
     // Its ZooKeeper identity is not the chain's: it cannot even register.
     let impostor_secrets = ClusterSecrets::create().expect("secrets");
     let impostor = chain.start_member_unready(&impostor_secrets.server_args());
-    assert!(!impostor.wait_for_log("announced ready", REFUSED_PEER_WATCH), "{}", impostor.log());
+    assert!(!impostor.wait_until_ready(REFUSED_PEER_WATCH), "{}", impostor.log());
+    let registered = impostor.stats().expect("the impostor's stats").node;
+    assert_eq!(registered, "", "the impostor has no node in the chain");
+    // Why, for whoever reads the log (the message is what is checked here).
     assert!(impostor.log().contains("NoAuth"), "{}", impostor.log());
 
     // Listed in ZooKeeper anyway (by someone holding the chain's identity,
@@ -368,7 +384,9 @@ fn a_peer_with_the_wrong_secret_gets_nothing() {
         "the tail did not refuse the listed impostor:\n{}",
         tail.log()
     );
-    assert!(!listed.log().contains("state transfer from"), "{}", listed.log());
+    let listed_stats = listed.stats().expect("the listed impostor's stats");
+    assert_eq!((listed_stats.state_transfers_received, listed_stats.keys), (0, 0), "{}", listed.log());
+    assert_eq!(tail.stats().expect("the tail's stats").state_transfers_sent, 0, "{}", tail.log());
     drop(zookeeper);
     assert_untouched(&chain, &["secret"]);
 }
@@ -429,8 +447,9 @@ fn tls_refuses_plaintext_clients_other_cas_and_foreign_peers() {
 
     // A peer whose certificate another CA signed, with the right secret.
     let outsider = chain.start_member_unready(&other.server_args());
-    assert!(!outsider.wait_for_log("announced ready", REFUSED_PEER_WATCH), "{}", outsider.log());
-    assert!(!outsider.log().contains("state transfer from"), "{}", outsider.log());
+    assert!(!outsider.wait_until_ready(REFUSED_PEER_WATCH), "{}", outsider.log());
+    let outsider_stats = outsider.stats().expect("the outsider's stats");
+    assert_eq!((outsider_stats.state_transfers_received, outsider_stats.keys), (0, 0), "{}", outsider.log());
     assert_untouched(&chain, &["over"]);
 }
 

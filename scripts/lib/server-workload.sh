@@ -319,16 +319,18 @@ if ! $skip_chain; then
   chain() {
     CHAIN_DIR=$work/chain "$repo/scripts/chain.sh" "$@"
   }
-  # wait_for_log <what> <pattern>: until the valgrind server's log matches.
-  wait_for_log() {
-    local what=$1 pattern=$2 tenth
+  # wait_for_role <what> <role regex>: until the server under the tool says
+  # (its 'stats' role) it has that role; asked, never read in its log.
+  wait_for_role() {
+    local what=$1 pattern=$2 tenth role=""
     for ((tenth = 0; tenth < CHAIN_WAIT_TENTHS; tenth++)); do
-      grep --quiet -- "$pattern" "$work/chain-member-server.log" && return 0
+      role=$("$client_bin" --timeout-ms 2000 --server "127.0.0.1:$port" stats 2>/dev/null | sed --quiet 's/^role: //p')
+      [[ $role =~ ^($pattern)$ ]] && return 0
       kill -0 "$server_pid" 2>/dev/null || { cat "$work/chain-member-server.log" >&2; fail "the server exited before $what"; }
       sleep 0.1
     done
     cat "$work/chain-member-server.log" >&2
-    fail "not $what after $((CHAIN_WAIT_TENTHS / 10)) s"
+    fail "not $what after $((CHAIN_WAIT_TENTHS / 10)) s (its role: '$role')"
   }
 
   echo
@@ -347,13 +349,13 @@ if ! $skip_chain; then
   echo "$me: chain: a server under $tool joins as the tail (state transfer in)"
   start_under_tool chain-member 0 "$TABLE_STRIPES" "$zookeeper" --zk-timeout-ms "$CHAIN_ZK_TIMEOUT_MS" \
     "${chain_secrets[@]}"
-  wait_for_log "ready in the chain" "announced ready"
+  wait_for_role "ready in the chain" "head|middle|tail|head\\+tail"
   echo "$me: chain: the first server is killed; the server under $tool becomes head and tail"
   chain kill 1 >/dev/null
-  wait_for_log "head and tail" "chain role: head+tail"
+  wait_for_role "head and tail" "head\\+tail"
   echo "$me: chain: a server joins behind it (state transfer out); it is now the head"
   chain add >"$work/chain-add.log" 2>&1 || { cat "$work/chain-add.log" >&2; fail "scripts/chain.sh add failed"; }
-  wait_for_log "head" "chain role: head "
+  wait_for_role "head" "head"
 
   echo "$me: chain: ${CHAIN_BENCH_SECONDS} s of writes and reads through it (table-bench, 8 clients)"
   "$bench_bin" --zk "$zookeeper" --clients 8 --duration "$CHAIN_BENCH_SECONDS" --warmup 0 --keys 1000 \

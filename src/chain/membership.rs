@@ -153,10 +153,11 @@ impl ChainNode {
         if role != old_role {
             match &self.position {
                 Some(position) if position.me.readiness.is_ready() => {
+                    // Counted from 0, as `stats` and the metrics count it.
                     info!(
-                        "chain role: {} (position {} of {})",
+                        "chain role: {} (chain_position {} of chain_length {})",
                         role.name(),
-                        position.index + 1,
+                        position.index,
                         position.chain_length
                     )
                 }
@@ -202,6 +203,7 @@ impl ChainNode {
     pub fn fence(&mut self, reason: &str, effects: &mut impl Effects) {
         if self.position.is_some() {
             warn!("fenced: {reason}");
+            self.fencings += 1;
         }
         self.position = None;
         self.lifecycle = Lifecycle::Outside;

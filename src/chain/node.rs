@@ -245,6 +245,9 @@ pub struct ChainNode {
     /// The ZooKeeper session is known alive until this time (ms on the
     /// caller's clock); 0 = no lease.
     pub(super) lease_until_ms: u64,
+    /// Times this node was fenced while in a chain (`stats`' `fencings`):
+    /// how tests and operators learn of a fencing without reading the log.
+    pub(super) fencings: u64,
     /// Numbers the unbroken runs of forwarded writes: a new one begins
     /// when we start forwarding again after a time without a successor
     /// (writes applied meanwhile were not forwarded) and when our table's
@@ -292,6 +295,7 @@ impl ChainNode {
             installing: false,
             recoverable: false,
             lease_until_ms: 0,
+            fencings: 0,
             stream: 0,
             generation: 0,
             starting_generation: None,
@@ -471,6 +475,11 @@ impl ChainNode {
     /// The chain generation of our table's history (0: none yet).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Times fenced while in a chain, since the process started.
+    pub fn fencings(&self) -> u64 {
+        self.fencings
     }
 
     /// Tests build chains directly from views in which every member is

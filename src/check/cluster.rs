@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use super::netns::{NetHost, TestNetwork};
 use super::secrets::ClusterSecrets;
 use crate::client::connection::ClientOptions;
+use crate::client::error::ClientError;
 use crate::coord::handshake::{Probed, probe_host};
 use crate::limits::{
     CHECK_JOIN_TIMEOUT, CHECK_SERVER_STARTUP_TIMEOUT, CHECK_TABLE_STRIPES, CHECK_ZOOKEEPER_STARTUP_TIMEOUT,
 };
+use crate::proto::Statistics;
 
 /// The Debian `zookeeper` package's configuration and jar.
 const ZOOKEEPER_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
@@ -34,11 +36,15 @@ pub fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
     if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{signal} {pid} failed"))) }
 }
 
-/// A running `table-server`, its log captured in memory.
+/// A running `table-server`, its log captured in memory (for people: its
+/// state is asked of it, see [`ServerProcess::stats`]).
 pub struct ServerProcess {
     child: Child,
     /// `127.0.0.1:port`, as the server logged it.
     pub address: String,
+    /// What a client of this server must prove: the client secret and TLS
+    /// CA from its own arguments.
+    client_options: ClientOptions,
     /// Everything the server logged so far, drained by a thread so the
     /// server never blocks on a full pipe.
     log: Arc<Mutex<String>>,
@@ -99,6 +105,7 @@ impl ServerProcess {
         table_size: usize,
         extra: &[&str],
     ) -> io::Result<ServerProcess> {
+        let client_options = client_options_for(extra);
         let mut child = command
             .arg("0")
             .arg(table_size.to_string())
@@ -123,7 +130,8 @@ impl ServerProcess {
                 log.push('\n');
             }
         })?;
-        let mut server = ServerProcess { child, address: String::new(), log, log_file: None, net_host };
+        let mut server =
+            ServerProcess { child, address: String::new(), client_options, log, log_file: None, net_host };
         match address_receiver.recv_timeout(CHECK_SERVER_STARTUP_TIMEOUT) {
             Ok(address) => server.address = address,
             Err(_) => return Err(io::Error::other(format!("server did not start; log:\n{}", server.log()))),
@@ -146,6 +154,8 @@ impl ServerProcess {
     }
 
     /// Waits until the log contains `text`; false if it did not within `limit`.
+    /// For checking what the log says (a warning, a refusal); what state the
+    /// server is in is asked of it ([`ServerProcess::stats`]), never read here.
     pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -155,6 +165,37 @@ impl ServerProcess {
             thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The server's own `stats`, asked with its client secret and TLS CA
+    /// (answered in any role and state).
+    pub fn stats(&self) -> Result<Statistics, ClientError> {
+        let options = ClientOptions { timeout: SERVER_STATS_TIMEOUT, ..self.client_options.clone() };
+        crate::client::Client::new(&self.address, options).stats()
+    }
+
+    /// Asks the server for its `stats` until `done` holds for them; the
+    /// last answer if it did within `limit`, `None` if not.
+    pub fn wait_for_stats(&self, limit: Duration, done: impl Fn(&Statistics) -> bool) -> Option<Statistics> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(statistics) = self.stats()
+                && done(&statistics)
+            {
+                return Some(statistics);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the server says it is a ready member of its chain (its
+    /// role is `head`, `middle`, `tail` or `head+tail`); false if it did
+    /// not within `limit`.
+    pub fn wait_until_ready(&self, limit: Duration) -> bool {
+        self.wait_for_stats(limit, |statistics| is_ready_role(&statistics.role)).is_some()
     }
 
     pub fn signal(&self, signal: &str) -> io::Result<()> {
@@ -196,6 +237,37 @@ impl Drop for ServerProcess {
             log::warn!("cannot save the log of {} to {}: {error}", self.address, path.display());
         }
     }
+}
+
+/// How long one `stats` question to a server may take.
+const SERVER_STATS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether `role` (as `stats` reports it) is that of a ready chain member.
+pub fn is_ready_role(role: &str) -> bool {
+    matches!(role, "head" | "middle" | "tail" | "head+tail")
+}
+
+/// The client options that a server started with `args` requires: its
+/// `--client-secret-file` and, with TLS, its `--tls-ca`. Files that cannot
+/// be read give none (such a server exits at once anyway, as it should).
+fn client_options_for(args: &[&str]) -> ClientOptions {
+    let value = |name: &str| {
+        let inline = format!("{name}=");
+        // The last occurrence, as the server's own parsing takes it.
+        args.iter().enumerate().rev().find_map(|(index, arg)| match arg.strip_prefix(&inline) {
+            Some(value) => Some(PathBuf::from(value)),
+            None if *arg == name => args.get(index + 1).map(PathBuf::from),
+            None => None,
+        })
+    };
+    let mut options = ClientOptions::default();
+    let loaded = crate::cli::args::client_security(
+        value("--client-secret-file"),
+        value("--tls-ca"),
+        |_| None,
+        &mut options,
+    );
+    if loaded.is_err() { ClientOptions::default() } else { options }
 }
 
 /// A standalone ZooKeeper server with its own data directory, listening
@@ -348,7 +420,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts one more server and waits until it has joined (announced ready).
+    /// Starts one more server and waits until it says it has joined.
     pub fn add_server(&mut self) -> io::Result<&ServerProcess> {
         let zookeeper = self.zookeeper.address();
         let mut args: Vec<&str> = vec![&zookeeper];
@@ -363,7 +435,7 @@ impl Cluster {
             let name = format!("server-{}-{}.log", server.address.replace(':', "-"), server.pid());
             server.save_log_on_stop(directory.join(name));
         }
-        if !server.wait_for_log("announced ready", CHECK_JOIN_TIMEOUT) {
+        if !server.wait_until_ready(CHECK_JOIN_TIMEOUT) {
             return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
         }
         self.servers.push(server);
@@ -401,9 +473,7 @@ impl Cluster {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let roles = self.roles();
-            let ready = |role: &Option<String>| {
-                matches!(role.as_deref(), Some("head" | "middle" | "tail" | "head+tail"))
-            };
+            let ready = |role: &Option<String>| role.as_deref().is_some_and(is_ready_role);
             let heads =
                 roles.iter().filter(|role| matches!(role.as_deref(), Some("head" | "head+tail"))).count();
             if roles.iter().all(ready) && heads == 1 {

@@ -13,6 +13,7 @@ use super::args::{
 };
 use super::command;
 use crate::client::connection::ClientOptions;
+use crate::coord::handshake::check_hosts_syntax;
 
 pub const CLIENT_USAGE: &str = "\
 usage: table-client [options] [<zk-host:port,...>] [command...]
@@ -152,7 +153,11 @@ pub fn parse_client_args(
                 Some(hosts) if words.peek().is_none() || first_is_command => hosts.into_vec(),
                 // `table-client get x`: the target was forgotten, not named `get`.
                 None if first_is_command => return Err(no_target().into()),
-                _ => words.next().ok_or_else(no_target)?,
+                _ => {
+                    let hosts = words.next().ok_or_else(no_target)?;
+                    check_hosts_word(&hosts)?;
+                    hosts
+                }
             };
             let path = match path {
                 Some(path) => path,
@@ -175,6 +180,21 @@ pub fn parse_client_args(
         return Err("-x (--stdin) needs a command, e.g. -x put <key>".to_owned().into());
     }
     Ok(ClientArgs { target, options, local_reads, json, last_argument_from_stdin, command })
+}
+
+/// The word taken as ZooKeeper hosts must be written `host:port,...`:
+/// `table-client gettabel` is a mistyped command, not a host to retry for
+/// ten seconds (or to open a shell on); a word with a `:` was meant as an
+/// address, and what is wrong with it is said.
+fn check_hosts_word(word: &[u8]) -> Result<(), UsageError> {
+    let text = String::from_utf8_lossy(word);
+    match check_hosts_syntax(&text) {
+        Ok(()) => Ok(()),
+        Err(reason) if text.contains(':') => Err(format!("bad ZooKeeper address: {reason}").into()),
+        Err(_) => {
+            Err(format!("'{text}' is neither a command nor a ZooKeeper address (host:port,...)").into())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn the_usage_lists_every_one_shot_command() {
+        let listed = CLIENT_USAGE.split("commands:").nth(1).expect("a commands section");
+        let one_shot = command::COMMAND_NAMES.iter().filter(|(name, _)| !matches!(*name, "help" | "quit"));
+        for (name, _) in one_shot {
+            assert!(listed.split(|c: char| !c.is_alphanumeric()).any(|word| word == *name), "{name}");
+        }
+    }
+
+    #[test]
     fn client_errors() {
         let message = |words: &[&str]| match parse(words) {
             Err(UsageError::Invalid(message)) => message,
@@ -250,6 +279,15 @@ mod tests {
         };
         assert_eq!(message(&[]), "no target: give <zk-host:port,...>, --server <host:port> or CHAINTABLE_ZK");
         assert_eq!(message(&["GET", "x"]), message(&[]));
+        let typo = "'gettabel' is neither a command nor a ZooKeeper address (host:port,...)";
+        assert_eq!(message(&["gettabel"]), typo);
+        assert_eq!(message(&["gettabel", "x"]), typo);
+        match parse_with("env:1", "", &["gettabel"]) {
+            Err(UsageError::Invalid(message)) => assert_eq!(message, typo, "with {ZK_HOSTS_VARIABLE} too"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["zk1:1,zk2:2/tables", "size"]).is_ok());
+        assert_eq!(message(&["zk:1,:2", "size"]), "bad ZooKeeper address: ':2' is not a host:port address");
         assert_eq!(message(&["--server"]), "--server needs a value");
         assert_eq!(message(&["--timeout-ms", "x", "zk:1"]), "timeout-ms: 'x' is not a valid number");
         assert_eq!(message(&["--bogus", "zk:1"]), "unknown option --bogus");

@@ -58,6 +58,18 @@ pub enum CommandError {
     Client(ClientError),
     /// Writing the output failed (e.g. a closed pipe).
     Output(io::Error),
+    /// `members`: no member answered its `stats`; why the first did not.
+    NoMemberAnswered(ClientError),
+}
+
+impl CommandError {
+    /// The client error behind the failure, if any (its code goes into JSON).
+    pub fn client_error(&self) -> Option<&ClientError> {
+        match self {
+            CommandError::Client(error) | CommandError::NoMemberAnswered(error) => Some(error),
+            CommandError::Output(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for CommandError {
@@ -65,6 +77,7 @@ impl std::fmt::Display for CommandError {
         match self {
             CommandError::Client(error) => write!(f, "{error}"),
             CommandError::Output(error) => write!(f, "cannot write output: {error}"),
+            CommandError::NoMemberAnswered(error) => write!(f, "no member of the chain answered: {error}"),
         }
     }
 }
@@ -106,7 +119,7 @@ quoting: \"a b\" is one word, with escapes \\\" \\\\ \\n \\t \\xHH; 'a b' is tak
 
 /// Every command: its name and its other names. Parsing and the shell's Tab
 /// completion read this one table; a new command adds a row here, a line to
-/// [`HELP`], a [`Command`] and its arm in [`execute`].
+/// [`HELP`] and to `table-client --help`, a [`Command`] and its arm in [`execute`].
 pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("put", &["p"]),
     ("get", &["g"]),
@@ -284,7 +297,20 @@ pub fn execute(
         Command::GetTable => print_scan(client, "", false, printer)?,
         Command::Scan { prefix } => print_scan(client, prefix, false, printer)?,
         Command::Stats => printer.print(&Record::Statistics(&client.stats()?))?,
-        Command::Members => printer.print(&Record::Members(&client.members()?))?,
+        Command::Members => {
+            let reports = client.members()?;
+            printer.print(&Record::Members(&reports))?;
+            printer.note_member_failures(&reports)?;
+            // Nobody could be asked (no client secret, wrong CA, every server
+            // down): a failure, not a table of `unreachable` rows and exit 0.
+            if let Some(first) = reports.first()
+                && let Err(error) = &first.statistics
+                && reports.iter().all(|report| report.statistics.is_err())
+            {
+                printer.flush()?;
+                return Err(CommandError::NoMemberAnswered(error.clone()));
+            }
+        }
         Command::Help => printer.print(&Record::Help)?,
         Command::Quit => {}
         Command::Cas { .. }
@@ -358,6 +384,9 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("mgets", statistics.mgets),
         ("msets", statistics.msets),
         ("exists", statistics.exists),
+        ("state_transfers_received", statistics.state_transfers_received),
+        ("state_transfers_sent", statistics.state_transfers_sent),
+        ("fencings", statistics.fencings),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields

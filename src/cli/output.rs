@@ -165,6 +165,22 @@ impl<'a> Printer<'a> {
         }
     }
 
+    /// As text, why each member that is in the `members` table without
+    /// figures did not answer (an `ERR_AUTH` is not a dead server); in JSON
+    /// each member's object says it.
+    pub fn note_member_failures(&mut self, reports: &[MemberReport]) -> io::Result<()> {
+        if self.format == Format::Json {
+            return Ok(());
+        }
+        for report in reports {
+            if let Err(error) = &report.statistics {
+                let member = &report.member;
+                writeln!(self.err, "{} at {}: {error}", member.name, member.address)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

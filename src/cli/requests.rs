@@ -22,6 +22,8 @@ use signal_hook::consts::SIGINT;
 use super::command::Command;
 use super::output::Format;
 use super::shell::{ClientFactory, run_command};
+use crate::client::error::ClientError;
+use crate::client::routing::RetryObserver;
 
 /// How often the status line is redrawn and Ctrl-C looked for.
 const WAIT_TICK: Duration = Duration::from_millis(100);
@@ -140,7 +142,9 @@ impl Worker {
         let description = client.describe();
         let retrying = Arc::new(Mutex::new(None));
         let observed = Arc::clone(&retrying);
-        client.observe_retries(Box::new(move |reason: &str| *observed.lock() = Some(reason.to_owned())));
+        client.observe_retries(Box::new(move |reason: &str, _: &ClientError| {
+            *observed.lock() = Some(reason.to_owned())
+        }));
         let (commands, worker_commands) = crossbeam_channel::bounded::<Command>(1);
         let (worker_finished, finished) = crossbeam_channel::bounded(1);
         let screen = Arc::new(Mutex::new(Screen { output_open: true, status_shown: false, printing: false }));
@@ -246,6 +250,26 @@ fn status_text(retrying: Option<&str>, elapsed: Duration) -> Option<String> {
     }
 }
 
+/// One-shot mode on a terminal: a line on stderr when a retry starts, and
+/// again whenever its reason changes, saying why and for how long it may go
+/// on (the shell shows the same as its status line). Without it, a chain
+/// whose ZooKeeper refuses looks like a hang until `--timeout-ms` is up.
+pub fn retry_notes(program: &str, limit: Duration) -> RetryObserver {
+    let program = program.to_owned();
+    let last_reason = Mutex::new(String::new());
+    Box::new(move |reason: &str, error: &ClientError| {
+        let mut last = last_reason.lock();
+        if *last != reason {
+            eprintln!("{}", retry_note_text(&program, error, limit));
+            reason.clone_into(&mut last);
+        }
+    })
+}
+
+fn retry_note_text(program: &str, error: &ClientError, limit: Duration) -> String {
+    format!("{program}: {error}; retrying for up to {} ms (--timeout-ms)...", limit.as_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +284,16 @@ mod tests {
         assert_eq!(
             status_text(None, Duration::from_millis(2050)).as_deref(),
             Some("waiting for the reply... 2.0 s (Ctrl-C cancels)")
+        );
+    }
+
+    #[test]
+    fn one_shot_retries_say_why_and_for_how_long() {
+        let error = ClientError::NoChain("no chain at z:1/chain: ZooKeeper unreachable (refused)".into());
+        assert_eq!(
+            retry_note_text("table-client", &error, Duration::from_secs(10)),
+            "table-client: no chain at z:1/chain: ZooKeeper unreachable (refused); \
+             retrying for up to 10000 ms (--timeout-ms)..."
         );
     }
 }

@@ -186,11 +186,7 @@ pub fn run_command(
             }
         }
         Err(error) => {
-            let client_error = match error {
-                command::CommandError::Client(client_error) => Some(client_error),
-                command::CommandError::Output(_) => None,
-            };
-            let _ = printer.print_failure(prefix, &error.to_string(), client_error);
+            let _ = printer.print_failure(prefix, &error.to_string(), error.client_error());
         }
     }
     command::exit_code(&result)

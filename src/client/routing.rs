@@ -44,8 +44,8 @@ impl Role {
 
 /// Told of every retry, with why the attempt failed in a few words ("head
 /// changed", "tail unreachable"), e.g. to show a status line while the chain
-/// changes.
-pub type RetryObserver = Box<dyn Fn(&str) + Send>;
+/// changes, and the failure itself.
+pub type RetryObserver = Box<dyn Fn(&str, &ClientError) + Send>;
 
 /// A chain found through ZooKeeper, with one connection per role.
 pub struct ChainTarget {
@@ -96,7 +96,7 @@ impl ChainTarget {
             };
             debug!("attempt {attempts} at the {role:?} failed ({error}); retrying in {pause:?}");
             if let Some(observer) = &self.observer {
-                observer(&retry_reason(role, &error));
+                observer(&retry_reason(role, &error), &error);
             }
             std::thread::sleep(pause);
             attempts += 1;

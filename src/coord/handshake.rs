@@ -54,14 +54,29 @@ pub fn probe_host(host: &str) -> Probed {
 
 /// `host:port` to one socket address; an error names what is wrong.
 pub fn resolve(host: &str) -> Result<SocketAddr, String> {
+    check_host_syntax(host)?;
+    let mut addresses = host.to_socket_addrs().map_err(|error| format!("'{host}': {error}"))?;
+    addresses.next().ok_or_else(|| format!("'{host}' resolves to no address"))
+}
+
+/// Whether `host` is written `host:port` (nothing is resolved); an error
+/// names what is wrong.
+pub fn check_host_syntax(host: &str) -> Result<(), String> {
     let Some((name, port)) = host.rsplit_once(':') else {
         return Err(format!("'{host}' has no port (expected host:port)"));
     };
     if name.is_empty() || port.parse::<u16>().is_err() {
         return Err(format!("'{host}' is not a host:port address"));
     }
-    let mut addresses = host.to_socket_addrs().map_err(|error| format!("'{host}': {error}"))?;
-    addresses.next().ok_or_else(|| format!("'{host}' resolves to no address"))
+    Ok(())
+}
+
+/// Whether `hosts` is written like a ZooKeeper connection string,
+/// `host:port,...[/chroot]` (nothing is resolved); an error names the first
+/// host that is not. A command-line word that is not cannot be meant as one.
+pub fn check_hosts_syntax(hosts: &str) -> Result<(), String> {
+    let list = hosts.split('/').next().unwrap_or_default();
+    list.split(',').try_for_each(|host| check_host_syntax(host.trim()))
 }
 
 /// Sends a `ConnectRequest`, checks the reply is a `ConnectResponse`, and
@@ -162,6 +177,17 @@ mod tests {
         assert_eq!(resolve(":2181"), Err("':2181' is not a host:port address".into()));
         assert_eq!(resolve("host:port"), Err("'host:port' is not a host:port address".into()));
         assert_eq!(resolve("127.0.0.1:2181"), Ok("127.0.0.1:2181".parse().unwrap()));
+    }
+
+    #[test]
+    fn connection_strings_are_told_from_other_words() {
+        for hosts in ["zk:2181", "a:1,b:2", "a:1, b:2/tables", "[::1]:2181", "127.0.0.1:2181/x/y"] {
+            assert_eq!(check_hosts_syntax(hosts), Ok(()), "{hosts}");
+        }
+        for word in ["gettabel", "", "a:1,b", "zk:port", ":2181", "/chain", "a:70000"] {
+            assert!(check_hosts_syntax(word).is_err(), "{word}");
+        }
+        assert_eq!(check_hosts_syntax("a:1,:2"), Err("':2' is not a host:port address".into()));
     }
 
     #[test]

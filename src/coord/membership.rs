@@ -419,7 +419,8 @@ impl<'config> Session<'config> {
         warn!(
             "no ready member, and none of the servers that held every committed write ({:?}) is here: \
              waiting {} s for one to come back; then the chain restarts without them, and the writes it \
-             committed (up to {}) that the restarting server lacks are LOST",
+             committed (up to at least {}: the tail records it at most once a second) that the restarting \
+             server lacks are LOST",
             view.record.servers,
             RESTART_FALLBACK_TIMEOUTS * timeout_ms / 1000,
             view.record.committed
@@ -450,8 +451,9 @@ impl<'config> Session<'config> {
             ),
             _ => error!(
                 "no ready member, and none of the servers that held every committed write ({:?}) came back in {} s: \
-                 the previous chain had committed writes up to {}; starting {table} as generation {generation}; \
-                 writes acknowledged after what this server holds are LOST",
+                 the previous chain had committed writes up to at least {} (the tail records its commit point at \
+                 most once a second: writes in the second before the loss are not counted); starting {table} as \
+                 generation {generation}; writes acknowledged after what this server holds are LOST",
                 record.servers,
                 registered_ms / 1000,
                 record.committed

@@ -509,6 +509,10 @@ impl Replica {
         self.node.lock().generation()
     }
 
+    pub fn fencings(&self) -> u64 {
+        self.node.lock().fencings()
+    }
+
     /// The ZooKeeper session is confirmed (the lease holds); always so
     /// standalone.
     pub fn lease_valid(&self) -> bool {

@@ -392,6 +392,7 @@ fn fenced_replica_serves_nothing() {
     let replicas = chain(&ready_view(&[1]));
     replicas[0].fence("test");
     assert_eq!(replicas[0].role(), Role::Fenced);
+    assert_eq!(replicas[0].fencings(), 1);
     assert!(replicas[0].read_guard(|table| table.len()).is_err());
     assert!(replicas[0].write_and_wait(1, 1, "k", None).is_err());
     // An expired lease alone also stops service.

@@ -310,6 +310,9 @@ impl Service {
         statistics.used_memory = replica.used_memory();
         statistics.max_memory = replica.limits.memory_bytes_max.unwrap_or(0);
         statistics.generation = replica.generation();
+        statistics.state_transfers_received = replica.transfers.received.read().0;
+        statistics.state_transfers_sent = replica.transfers.sent.read().0;
+        statistics.fencings = replica.fencings();
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

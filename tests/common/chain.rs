@@ -18,12 +18,13 @@ pub fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -
     let server = start_server(64, &args);
     // A joiner announces itself ready, then reads the view that says so and
     // takes the tail's role: clients that look the chain up after this find
-    // a tail that knows it is one.
-    let awaited = if first { "starting the chain" } else { "chain role: tail" };
+    // a tail that knows it is one. Asked of the server, not read in its log.
+    let awaited = if first { "head+tail" } else { "tail" };
     assert!(
-        server.wait_for_log(awaited, SERVER_START),
-        "'{awaited}' not logged by {}:\n{}",
+        server.wait_for_stats(SERVER_START, |statistics| statistics.role == awaited).is_some(),
+        "{} never said it is the {awaited} (stats: {:?}):\n{}",
         server.address,
+        server.stats(),
         server.log()
     );
     server
