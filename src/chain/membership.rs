@@ -82,7 +82,31 @@ impl ChainNode {
         self.head_address = view.head().map(|member| member.address.clone());
         self.tail_address = view.tail().map(|member| member.address.clone());
         self.position = view.position_of(me);
-        self.lifecycle = match (&self.position, std::mem::replace(&mut self.lifecycle, Lifecycle::Outside)) {
+        self.lifecycle = self.next_lifecycle(effects);
+        if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
+            self.recoverable = true;
+        }
+        if self.lifecycle.holds_chain_state() && !self.installing {
+            // Our table is the live chain's: so is its generation.
+            self.generation = self.generation.max(view.record.generation);
+        }
+        if self.forwards() && !was_forwarding {
+            self.stream += 1;
+        }
+        self.log_view_change(old_role, old_successor);
+        if was_readable && !self.readable() {
+            effects.act(Action::ReadsRevoked);
+        }
+        self.request_record(false, effects);
+        self.publish_commit(effects);
+    }
+
+    /// Our lifecycle under the view just taken (position already set):
+    /// ready by a hand-over from the predecessor we still have, or by
+    /// starting the chain; a ready mark in ZooKeeper without either makes
+    /// us register again.
+    fn next_lifecycle(&mut self, effects: &mut impl Effects) -> Lifecycle {
+        match (&self.position, std::mem::replace(&mut self.lifecycle, Lifecycle::Outside)) {
             (None, _) => Lifecycle::Outside,
             (Some(position), Lifecycle::Ready { handed_over_to }) if position.me.readiness.is_ready() => {
                 // A hand-over stands only while that joiner is our successor.
@@ -131,17 +155,11 @@ impl ChainNode {
                 Lifecycle::CatchingUp { promote_at: None, handed_over_by: None }
             }
             (Some(_), other) => other,
-        };
-        if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
-            self.recoverable = true;
         }
-        if self.lifecycle.holds_chain_state() && !self.installing {
-            // Our table is the live chain's: so is its generation.
-            self.generation = self.generation.max(view.record.generation);
-        }
-        if self.forwards() && !was_forwarding {
-            self.stream += 1;
-        }
+    }
+
+    /// Says when our successor or our role changed.
+    fn log_view_change(&self, old_role: super::node::Role, old_successor: Option<String>) {
         let successor = self.successor().map(|member| member.name.clone());
         if successor != old_successor {
             match self.successor() {
@@ -164,11 +182,6 @@ impl ChainNode {
                 _ => info!("chain role: {}", role.name()),
             }
         }
-        if was_readable && !self.readable() {
-            effects.act(Action::ReadsRevoked);
-        }
-        self.request_record(false, effects);
-        self.publish_commit(effects);
     }
 
     /// The session is confirmed alive until `until_ms`.
