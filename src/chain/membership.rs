@@ -67,7 +67,7 @@ impl ChainNode {
     /// A new view of the chain from ZooKeeper (`me`: our node name). Views
     /// older than the one we act on are ignored.
     pub fn view_changed(&mut self, view: &ChainView, me: &str, effects: &mut impl Effects) {
-        if self.config.standalone || view.epoch < self.view_epoch {
+        if self.standalone() || view.epoch < self.view_epoch {
             return;
         }
         let old_role = self.role();
@@ -193,7 +193,7 @@ impl ChainNode {
     /// commit record not written yet is asked for again, and the tail's
     /// commit point is recorded at most every [`RECORD_PROGRESS_INTERVAL_MS`].
     pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
-        if !self.config.standalone && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
+        if !self.standalone() && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
             self.lease_until_ms = 0;
             warn!("the lease on the ZooKeeper session ran out; not serving until it is confirmed");
             effects.act(Action::LeaseLost);
@@ -205,7 +205,7 @@ impl ChainNode {
     }
 
     pub fn lease_valid(&self, now_ms: u64) -> bool {
-        self.config.standalone || now_ms < self.lease_until_ms
+        self.standalone() || now_ms < self.lease_until_ms
     }
 
     pub fn lease_until_ms(&self) -> u64 {
@@ -214,6 +214,7 @@ impl ChainNode {
 
     /// Stop serving at once: our session is gone or unconfirmed.
     pub fn fence(&mut self, reason: &str, effects: &mut impl Effects) {
+        assert!(!self.standalone(), "a standalone server has no session to lose");
         if self.position.is_some() {
             warn!("fenced: {reason}");
             self.fencings += 1;

@@ -318,7 +318,7 @@ impl ChainNode {
     /// Whether a read may be answered here now: we are the committing tail
     /// (or standalone), no state transfer is under way, and the lease holds.
     pub fn check_may_read(&self, now_ms: u64) -> Result<(), Refusal> {
-        if self.config.standalone {
+        if self.standalone() {
             return Ok(());
         }
         if !self.lease_valid(now_ms) {
@@ -339,7 +339,7 @@ impl ChainNode {
     /// Reads are ours to answer (lease aside): we are the tail, we still
     /// commit on our own (no hand-over), and our table is complete.
     pub fn readable(&self) -> bool {
-        if self.config.standalone {
+        if self.standalone() {
             return true;
         }
         if self.config.bug == Some(InjectedBug::StaleRead) && self.position.is_some() {
@@ -378,7 +378,7 @@ impl ChainNode {
     /// Whether writes applied here are committed at once: we are the end of
     /// the chain, or the tail with a joining successor not yet handed over.
     pub(super) fn commits_locally(&self) -> bool {
-        if self.config.standalone {
+        if self.standalone() {
             return true;
         }
         match self.position.as_ref().and_then(|position| position.successor.as_ref()) {
@@ -415,7 +415,7 @@ impl ChainNode {
     /// commit in (always so standalone): no write is committed in a
     /// generation that the record does not show yet.
     pub(super) fn recorded(&self) -> bool {
-        self.config.standalone
+        self.standalone()
             || (self.record.epoch == self.view_epoch
                 && self.record.generation == self.generation
                 && self.applied_epoch <= self.view_epoch)
@@ -438,7 +438,7 @@ impl ChainNode {
         self.position.is_some()
             && self.lifecycle.holds_chain_state()
             && !self.installing
-            && (!self.ready_servers.is_empty() || self.config.standalone)
+            && (!self.ready_servers.is_empty() || self.standalone())
     }
 
     pub fn successor(&self) -> Option<&Member> {
@@ -452,6 +452,12 @@ impl ChainNode {
     /// The current run of forwarded writes (see the field).
     pub fn stream(&self) -> u64 {
         self.stream
+    }
+
+    /// No chain: every write commits at once, every read is allowed. The
+    /// lifecycle says so (a standalone node never leaves that state).
+    pub fn standalone(&self) -> bool {
+        self.lifecycle == Lifecycle::Standalone
     }
 
     /// Whether `bug` is switched on (testing the checkers only).
@@ -496,7 +502,7 @@ impl ChainNode {
     }
 
     pub fn role(&self) -> Role {
-        if self.config.standalone {
+        if self.standalone() {
             return Role::Standalone;
         }
         match &self.position {

@@ -302,7 +302,7 @@ impl ChainNode {
         now_ms: u64,
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
-        if !self.config.standalone && !self.lease_valid(now_ms) {
+        if !self.standalone() && !self.lease_valid(now_ms) {
             return Ok(());
         }
         if self.successor().is_none_or(|member| member.name != successor) {

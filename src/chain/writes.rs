@@ -215,7 +215,7 @@ impl ChainNode {
     }
 
     pub(super) fn check_may_write(&self, now_ms: u64) -> Result<(), Refusal> {
-        if self.config.standalone {
+        if self.standalone() {
             return Ok(());
         }
         if !self.lease_valid(now_ms) {
