@@ -163,8 +163,8 @@ impl ChainNode {
         let successor = self.successor().map(|member| member.name.clone());
         if successor != old_successor {
             match self.successor() {
-                Some(member) => info!("successor is now {member}"),
-                None => info!("no successor now"),
+                Some(member) => info!("{}: successor is now {member}", self.identity()),
+                None => info!("{}: no successor now", self.identity()),
             }
         }
         let role = self.role();
@@ -173,13 +173,14 @@ impl ChainNode {
                 Some(position) if position.me.readiness.is_ready() => {
                     // Counted from 0, as `stats` and the metrics count it.
                     info!(
-                        "chain role: {} (chain_position {} of chain_length {})",
+                        "{}: chain role: {} (chain_position {} of chain_length {})",
+                        self.identity(),
                         role.name(),
                         position.index,
                         position.chain_length
                     )
                 }
-                _ => info!("chain role: {}", role.name()),
+                _ => info!("{}: chain role: {}", self.identity(), role.name()),
             }
         }
     }
@@ -195,7 +196,10 @@ impl ChainNode {
     pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
         if !self.standalone() && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
             self.lease_until_ms = 0;
-            warn!("the lease on the ZooKeeper session ran out; not serving until it is confirmed");
+            warn!(
+                "{}: the lease on the ZooKeeper session ran out; not serving until it is confirmed",
+                self.identity()
+            );
             effects.act(Action::LeaseLost);
         }
         let progress_due = now_ms >= self.record_progress_due_ms;
@@ -216,7 +220,7 @@ impl ChainNode {
     pub fn fence(&mut self, reason: &str, effects: &mut impl Effects) {
         assert!(!self.standalone(), "a standalone server has no session to lose");
         if self.position.is_some() {
-            warn!("fenced: {reason}");
+            warn!("{}: fenced: {reason}", self.identity());
             self.fencings += 1;
         }
         self.position = None;

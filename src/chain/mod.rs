@@ -83,4 +83,27 @@ mod tests {
         }
         assert!(checked >= 8, "read {checked} files of src/chain");
     }
+
+    /// Every log line of the core names its node and chain (several nodes
+    /// run in one simulator, and a server's log is read beside others'):
+    /// `self.identity()` in the call, or `{identity}` taken from it.
+    #[test]
+    fn the_core_logs_only_with_the_nodes_identity() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/chain");
+        let mut lines = 0;
+        for entry in std::fs::read_dir(&folder).expect("src/chain is readable") {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (start, _) in code.match_indices('!').filter(|(at, _)| {
+                ["info", "warn", "debug", "error", "trace"].iter().any(|name| code[..*at].ends_with(name))
+            }) {
+                let call = &code[start..code[start..].find(");").map_or(code.len(), |end| start + end)];
+                let named = call.contains("self.identity()") || call.contains("{identity}");
+                assert!(named, "{} logs without the node: {call}", path.display());
+                lines += 1;
+            }
+        }
+        assert!(lines >= 8, "found {lines} log calls in src/chain");
+    }
 }

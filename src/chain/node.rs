@@ -117,6 +117,9 @@ pub(super) type Undo = (u64, String, Option<Vec<u8>>);
 pub struct NodeConfig {
     /// No chain: every write commits at once and every read is allowed.
     pub standalone: bool,
+    /// The chain's path in ZooKeeper (empty standalone): with our node
+    /// name, it opens every log line of the node.
+    pub chain_path: String,
     /// Clients whose latest write is remembered for exactly-once retries.
     pub client_records_max: usize,
     /// A deliberate protocol bug (testing the checkers only).
@@ -452,6 +455,12 @@ impl ChainNode {
     /// The current run of forwarded writes (see the field).
     pub fn stream(&self) -> u64 {
         self.stream
+    }
+
+    /// Who is speaking, for the node's log lines: our node name (once
+    /// registered) and chain, as "node0000000003 in /chain".
+    pub fn identity(&self) -> String {
+        format!("{} in {}", self.name.as_deref().unwrap_or("(unregistered)"), self.config.chain_path)
     }
 
     /// No chain: every write commits at once, every read is allowed. The

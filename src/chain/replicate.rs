@@ -227,10 +227,11 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
         self.check_link(sender, link)?;
+        let identity = self.identity();
         match &mut self.lifecycle {
             Lifecycle::CatchingUp { promote_at, handed_over_by } => {
                 *handed_over_by = Some(sender.to_owned());
-                info!("hand-over from {sender}: ready once write {sequence} is applied");
+                info!("{identity}: hand-over from {sender}: ready once write {sequence} is applied");
                 *promote_at = Some(sequence);
             }
             _ => {
@@ -272,6 +273,7 @@ impl ChainNode {
         let joining_successor = position.successor.as_ref().is_some_and(|member| {
             member.name == successor && !member.readiness.is_ready() && member.sequence > position.me.sequence
         });
+        let identity = self.identity();
         let Lifecycle::Ready { handed_over_to } = &mut self.lifecycle else {
             return None;
         };
@@ -282,7 +284,10 @@ impl ChainNode {
         {
             return None;
         }
-        info!("{successor} has caught up at write {}; handing the tail role over", self.last_applied);
+        info!(
+            "{identity}: {successor} has caught up at write {}; handing the tail role over",
+            self.last_applied
+        );
         *handed_over_to = Some(successor.to_owned());
         effects.act(Action::ReadsRevoked);
         // The commit point as the tail role leaves us.

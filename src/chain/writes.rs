@@ -318,6 +318,7 @@ mod tests {
     fn node(standalone: bool, memory_bytes_max: u64) -> ChainNode {
         ChainNode::new(NodeConfig {
             standalone,
+            chain_path: "/chain".into(),
             client_records_max: 100,
             bug: None,
             server_id: 1,

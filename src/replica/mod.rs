@@ -276,13 +276,15 @@ impl Replica {
         limits: ReplicationLimits,
         membership_wake: Sender<()>,
     ) -> Replica {
-        Replica::with_bug(stripes, standalone, limits, membership_wake, None)
+        let chain_path = if standalone { "" } else { "/chain" };
+        Replica::with_bug(stripes, chain_path, limits, membership_wake, None)
     }
 
-    /// A replica whose protocol has `bug` switched on (testing the checkers).
+    /// A replica of the chain at `chain_path` (empty: standalone) whose
+    /// protocol has `bug` switched on (testing the checkers), if any.
     pub fn with_bug(
         stripes: usize,
-        standalone: bool,
+        chain_path: &str,
         limits: ReplicationLimits,
         membership_wake: Sender<()>,
         bug: Option<InjectedBug>,
@@ -296,8 +298,10 @@ impl Replica {
         // blocks.
         let capacity = limits.queue_max + limits.writers_max + crate::limits::REPLICATION_BATCH_MAX;
         let server_id = RandomState::new().hash_one(std::process::id()).max(1);
+        let standalone = chain_path.is_empty();
         let config = NodeConfig {
             standalone,
+            chain_path: chain_path.to_owned(),
             client_records_max: limits.client_records_max,
             bug,
             server_id,

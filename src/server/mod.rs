@@ -161,8 +161,8 @@ impl Server {
         let mut replication = config.replication.clone();
         replication.writers_max = config.limits.clients_max + 1;
         let bug = config.unsafe_read_anywhere.then_some(InjectedBug::StaleRead);
-        let replica =
-            Replica::with_bug(config.table_stripes, config.chain.is_none(), replication, wake_sender, bug);
+        let chain_path = config.chain.as_ref().map_or("", |chain| chain.chain_path.as_str());
+        let replica = Replica::with_bug(config.table_stripes, chain_path, replication, wake_sender, bug);
         let mut chain = config.chain.clone();
         if let Some(chain) = chain.as_mut().filter(|chain| chain.advertise.is_empty()) {
             let mut address = listener.local_addr()?;

@@ -121,6 +121,7 @@ impl Server {
         let server_id = index as u64 + 1;
         let node_config = NodeConfig {
             standalone: false,
+            chain_path: "/chain".into(),
             client_records_max: 1000,
             bug: config.bug,
             server_id,
