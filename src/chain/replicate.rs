@@ -45,6 +45,13 @@ impl ChainNode {
             }
             // The table keeps the value; a copy goes on only if we forward.
             let value = if forward { write.value.clone() } else { write.value.take() };
+            // Forwarded in our view, the write goes down that view's chain,
+            // which may leave out a member that an older view (and its
+            // commit record) names: a successor still in the older view
+            // must not commit it there (swarm testing found a tail cut off
+            // from ZooKeeper committing writes that went around a removed
+            // member its record named, which then restarted the chain).
+            write.epoch = write.epoch.max(self.view_epoch);
             self.applied_epoch = self.applied_epoch.max(write.epoch);
             apply_state(store, &write.key, value, &write.more);
             let record =
@@ -205,6 +212,11 @@ impl ChainNode {
         if chunk.last {
             self.last_applied = chunk.sequence;
             self.installing = false;
+            // Our table is the live chain's now, and so is its generation,
+            // as `view_changed` would say: a session lost before the next
+            // view must not leave a recoverable table of generation 0
+            // (swarm testing found one restarting the chain).
+            self.generation = self.generation.max(self.record.generation);
             if self.lifecycle == Lifecycle::Joining {
                 self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
                 if self.injected(InjectedBug::AnnounceWithoutHandOver) {

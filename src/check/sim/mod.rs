@@ -170,7 +170,7 @@ mod tests {
 
     /// Seeds on which `table-check sim` (3 nodes, 300 operations) found a
     /// bug, and what it was; each must pass from now on.
-    const FOUND: [(u64, &str); 12] = [
+    const FOUND: [(u64, &str); 15] = [
         (10957441510175221598, "a server that left while the chain went on restarted it from its old table"),
         (2, "the same, after a total outage"),
         (2785660778863579421, "a recovering server wrote itself into the commit record"),
@@ -183,6 +183,9 @@ mod tests {
         (3841140853828032662, "a tail cut off from ZooKeeper committed writes of a newer head"),
         (10431781820377147055, "the chain restarted without a named server kept away by faults"),
         (16806427444564262854, "a joiner became tail on an old predecessor's hand-over, lacking a write"),
+        (15105407662674955323, "a commit record asked for in one session was written in the next"),
+        (3237215570173368726, "a snapshot left a recoverable table of generation 0"),
+        (16800652102583353293, "a tail in an older view committed writes routed around a removed member"),
     ];
 
     #[test]
