@@ -33,6 +33,8 @@ pub mod lifecycle;
 mod membership;
 pub mod node;
 mod replicate;
+#[cfg(test)]
+mod scenarios;
 pub mod sent;
 
 pub use effects::{Action, Effects, Store};
