@@ -6,7 +6,8 @@
 # each mutant. A mutant that builds and passes them all is "missed": a
 # change of the code no test notices.
 #
-# Each mutant is a rebuild of the library's test binary, so a full run takes
+# Each mutant is a rebuild of the library's test binary (`--lib`: the
+# integration tests are not built), so a full run takes
 # hours on a small machine; it works on a copy of the tree in $TMPDIR and
 # writes its results as it goes (mutants.out/caught.txt, missed.txt,
 # unviable.txt, timeout.txt, outcomes.json). The `mutants` cargo profile
@@ -66,8 +67,9 @@ cargo mutants \
   --timeout "$timeout" \
   --build-timeout 1200 \
   --output "$output" \
+  --cargo-arg=--lib \
   "${iterate[@]}" \
-  -- --lib -- chain:: check::sim:: || status=$?
+  -- -- chain:: check::sim:: || status=$?
 
 echo "mutants.sh: results in $output/mutants.out/ (caught.txt, missed.txt, unviable.txt, timeout.txt)"
 for kind in caught missed unviable timeout; do
