@@ -22,11 +22,13 @@
 //!   its replication sender and receiver.
 //! - [`client`]: clients that locate the chain, send, time out and retry.
 //! - [`zk`]: the simulated ZooKeeper.
+//! - `crash.rs`: which server the nemesis may crash.
 //! - `generations.rs`: the generation rule, checked over the run: a
 //!   generation never goes back, and a restart that lost committed writes
 //!   raises it.
 
 pub mod client;
+mod crash;
 mod generations;
 mod links;
 mod peer_auth;
@@ -169,7 +171,11 @@ mod tests {
     }
 
     /// Seeds on which `table-check sim` (3 nodes, 300 operations) found a
-    /// bug, and what it was; each must pass from now on.
+    /// bug, and what it was; each must pass from now on. A seed replays a
+    /// different run once the simulator changes, so each bug also has a
+    /// deterministic scenario test that fails without its fix (in
+    /// `chain/scenarios.rs`, named after what must hold; the simulator's
+    /// own bug in `crash.rs`).
     const FOUND: [(u64, &str); 12] = [
         (10957441510175221598, "a server that left while the chain went on restarted it from its old table"),
         (2, "the same, after a total outage"),
