@@ -120,4 +120,19 @@ mod tests {
         assert_eq!(records.seen(199, 1), Seen::Retry { sequence: 199, found: false }, "the newest stay");
         assert_eq!(records.seen(7, 3), Seen::New, "the oldest went");
     }
+
+    /// Exactly `limit` clients are kept; one more forgets the oldest tenth
+    /// (by sequence), and no other.
+    #[test]
+    fn one_client_past_the_limit_forgets_the_oldest_tenth() {
+        let mut records = ClientRecords::new(20);
+        for client in 1..=20 {
+            records.remember(record(client, 1, client, false));
+        }
+        assert_eq!(records.len(), 20, "up to the limit, every client is kept");
+        records.remember(record(21, 1, 21, false));
+        assert_eq!(records.len(), 19, "two of 21 forgotten");
+        assert_eq!(records.seen(2, 1), Seen::New);
+        assert_eq!(records.seen(3, 1), Seen::Retry { sequence: 3, found: false });
+    }
 }
