@@ -126,10 +126,12 @@ mod tests {
     #[test]
     fn one_client_past_the_limit_forgets_the_oldest_tenth() {
         let mut records = ClientRecords::new(20);
+        assert!(records.is_empty());
         for client in 1..=20 {
             records.remember(record(client, 1, client, false));
         }
         assert_eq!(records.len(), 20, "up to the limit, every client is kept");
+        assert!(!records.is_empty());
         records.remember(record(21, 1, 21, false));
         assert_eq!(records.len(), 19, "two of 21 forgotten");
         assert_eq!(records.seen(2, 1), Seen::New);

@@ -116,6 +116,11 @@ impl Server {
         self.node.generation()
     }
 
+    /// Its table's and client records' memory, as `--max-memory` counts it.
+    fn used_memory(&self) -> u64 {
+        self.node.used_memory(&self.store)
+    }
+
     fn applied(&self) -> u64 {
         self.node.progress().applied
     }
@@ -293,7 +298,12 @@ impl Chain {
     /// A client's put at `head`: its sequence number.
     fn put(&mut self, head: u64, key: &str) -> Result<u64, Refusal> {
         self.request_id += 1;
-        let request_id = self.request_id;
+        self.retry(head, self.request_id, key)
+    }
+
+    /// The client sends its put `request_id` of `key` (again) to `head`: the
+    /// sequence number of the write that answers it.
+    fn retry(&mut self, head: u64, request_id: u64, key: &str) -> Result<u64, Refusal> {
         let server = self.s(head);
         let value = Some(key.as_bytes().to_vec());
         let receipt = server.node.client_write(
@@ -665,4 +675,64 @@ fn a_tail_commits_nothing_before_it_knows_its_tables_generation() {
     chain.show(&[3], &view);
     assert_eq!(chain.s(3).generation(), 1);
     assert_eq!(chain.s(3).commits(), vec![a, b]);
+}
+
+/// A client's write retried at a head that got its table by a state
+/// transfer is answered, not applied again: the client records travel in the
+/// snapshot (mutation testing found no test of `ClientRecords::all`).
+#[test]
+fn a_retry_at_a_head_that_joined_by_snapshot_is_applied_once() {
+    let mut chain = Chain::ready(&[1], 2);
+    let a = chain.put(1, "a").unwrap();
+    chain.add(2);
+    chain.settle(3, &[(1, Ready), (2, Joining)]);
+    assert!(chain.link(1, 2, 3).unwrap().wants_snapshot);
+    chain.transfer_state(1, 2).unwrap();
+    chain.hand_over(1, 2).unwrap();
+    chain.settle(4, &[(1, Ready), (2, Ready)]);
+    // 1 fails before the client heard back; 2 heads the chain alone.
+    chain.s(1).loses_session();
+    chain.settle(5, &[(2, Ready)]);
+    assert_eq!(chain.retry(2, 1, "a"), Ok(a), "answered as the original write");
+    assert_eq!(chain.s(2).applied(), a, "and not applied again");
+}
+
+/// A joiner fenced before it became ready registers again empty: no key
+/// and no client record of the history it held is left (mutation testing
+/// found no test of `ClientRecords::clear`).
+#[test]
+fn a_joiner_registering_again_forgets_its_client_records() {
+    let mut chain = Chain::ready(&[1], 2);
+    chain.put(1, "a").unwrap();
+    chain.add(2);
+    chain.settle(3, &[(1, Ready), (2, Joining)]);
+    chain.link(1, 2, 3).unwrap();
+    chain.transfer_state(1, 2).unwrap();
+    assert!(chain.s(2).used_memory() > 0);
+    chain.s(2).loses_session();
+    assert_eq!(chain.s(2).registers(4), Joining);
+    assert_eq!(chain.s(2).used_memory(), 0);
+}
+
+/// A tail that handed its role over to a joiner commits only what the
+/// joiner acknowledges, and answers no read meanwhile (mutation testing
+/// found no test of `Lifecycle::handed_over_to`).
+#[test]
+fn a_tail_that_handed_over_commits_only_what_its_successor_acknowledges() {
+    let mut chain = Chain::ready(&[1], 2);
+    let a = chain.put(1, "a").unwrap();
+    chain.add(2);
+    chain.settle(3, &[(1, Ready), (2, Joining)]);
+    chain.link(1, 2, 3).unwrap();
+    chain.transfer_state(1, 2).unwrap();
+    chain.hand_over(1, 2).unwrap();
+    let b = chain.put(1, "b").unwrap();
+    chain.forward(1, 2).unwrap();
+    chain.ack(2, 1);
+    assert_eq!(chain.s(1).committed(), a, "b waits for 2");
+    assert!(!chain.s(1).serves_reads());
+    chain.settle(4, &[(1, Ready), (2, Ready)]);
+    chain.ack(2, 1);
+    assert_eq!((chain.s(1).committed(), chain.s(2).committed()), (b, b));
+    assert!(chain.s(2).serves_reads());
 }
