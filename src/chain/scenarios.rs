@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use super::bootstrap::{self, Bootstrap, Holding};
 use super::{Action, ChainNode, NodeConfig, Refusal, Welcome};
 use crate::check::sim::server::SimStore;
+use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
 use crate::proto::{Entry, ReplicaHello, SnapshotChunk, Write};
 use crate::view::Readiness::{self, Joining, Ready};
 use crate::view::{ChainView, CommitRecord, Member, test_member};
@@ -79,7 +80,11 @@ impl Server {
     }
 
     fn tick(&mut self) {
-        self.node.tick(NOW_MS, &mut self.actions);
+        self.tick_at(NOW_MS);
+    }
+
+    fn tick_at(&mut self, now_ms: u64) {
+        self.node.tick(now_ms, &mut self.actions);
     }
 
     /// The session is lost: fenced at once.
@@ -150,6 +155,11 @@ impl Server {
             Action::RecordCommit(record) => Some(record.clone()),
             _ => None,
         })
+    }
+
+    /// How many times it asked for a commit record to be written.
+    fn records_asked(&self) -> usize {
+        self.actions.iter().filter(|action| matches!(action, Action::RecordCommit(_))).count()
     }
 
     fn asked_to_reregister(&self) -> bool {
@@ -447,7 +457,14 @@ fn a_named_member_kept_away_is_waited_for_five_minutes() {
         let waited = timeouts * SESSION_TIMEOUT_MS;
         assert_eq!(chain.s(2).decides(&outage, waited), Bootstrap::NotDue, "after {timeouts} timeouts");
     }
-    assert_eq!(chain.s(2).decides(&outage, 60 * SESSION_TIMEOUT_MS), Bootstrap::StartLosingWrites);
+    let decision = chain.s(2).decides(&outage, 60 * SESSION_TIMEOUT_MS);
+    assert_eq!(decision, Bootstrap::StartLosingWrites);
+    // It restarts the chain in a new generation, and records it.
+    let generation = decision.generation(&chain.record).expect("a start");
+    chain.s(2).starts_chain(generation);
+    chain.show(&[2], &chain.view(5, &[(2, Ready)]));
+    assert_eq!(chain.s(2).generation(), 2);
+    assert_eq!(chain.s(2).asked_record().map(|record| record.generation), Some(2));
 }
 
 /// Seed 6845672590148449974: a recovering server that registered before
@@ -556,6 +573,7 @@ fn a_tail_waiting_for_its_commit_record_answers_no_read() {
     chain.ack(3, 2);
     assert_eq!((chain.s(2).committed(), chain.s(3).committed()), (b, b));
     assert!(chain.s(3).serves_reads());
+    assert!(!chain.s(3).asked_to_reregister(), "a ready member stays one through view changes");
 }
 
 /// Seed 3841140853828032662: a tail cut off from ZooKeeper committed writes
@@ -735,4 +753,36 @@ fn a_tail_that_handed_over_commits_only_what_its_successor_acknowledges() {
     chain.ack(2, 1);
     assert_eq!((chain.s(1).committed(), chain.s(2).committed()), (b, b));
     assert!(chain.s(2).serves_reads());
+}
+
+/// The tail records its commit point in ZooKeeper only when it rose, at
+/// most once per interval: an idle chain writes nothing (mutation testing
+/// found no test of it).
+#[test]
+fn an_idle_tail_asks_for_no_commit_record() {
+    let mut chain = Chain::ready(&[1], 2);
+    let a = chain.put(1, "a").unwrap();
+    chain.s(1).tick_at(NOW_MS);
+    assert_eq!(chain.s(1).asked_record().map(|record| record.committed), Some(a));
+    chain.write_record(1);
+    chain.show(&[1], &chain.view(2, &[(1, Ready)]));
+    let asked = chain.s(1).records_asked();
+    chain.s(1).tick_at(NOW_MS + 10 * RECORD_PROGRESS_INTERVAL_MS);
+    assert_eq!(chain.s(1).records_asked(), asked, "nothing new to record");
+    let b = chain.put(1, "b").unwrap();
+    chain.s(1).tick_at(NOW_MS + 20 * RECORD_PROGRESS_INTERVAL_MS);
+    assert_eq!(chain.s(1).asked_record().map(|record| record.committed), Some(b));
+}
+
+/// A view older than the one a member acts on (a watch read late) changes
+/// nothing: the head of the newer view stays the head (mutation testing
+/// found no test of it).
+#[test]
+fn a_late_older_view_changes_nothing() {
+    let mut chain = Chain::ready(&[1, 2], 2);
+    chain.s(1).loses_session();
+    chain.settle(3, &[(2, Ready)]);
+    let late = chain.view(2, &[(1, Ready), (2, Ready)]);
+    chain.show(&[2], &late);
+    assert_eq!(chain.put(2, "a"), Ok(1), "2 is still the head");
 }
