@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use super::bootstrap::{self, Bootstrap, Holding};
-use super::{Action, ChainNode, NodeConfig, Refusal, Welcome};
+use super::{Action, ChainNode, InjectedBug, NodeConfig, Refusal, Role, Welcome};
 use crate::check::sim::server::SimStore;
 use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
 use crate::proto::{Entry, ReplicaHello, SnapshotChunk, Write};
@@ -330,11 +330,26 @@ impl Chain {
         self.retry(head, self.request_id, key)
     }
 
+    /// A client's delete at `head`: its sequence number.
+    fn delete(&mut self, head: u64, key: &str) -> Result<u64, Refusal> {
+        self.request_id += 1;
+        self.write(head, self.request_id, key, None)
+    }
+
     /// The client sends its put `request_id` of `key` (again) to `head`: the
     /// sequence number of the write that answers it.
     fn retry(&mut self, head: u64, request_id: u64, key: &str) -> Result<u64, Refusal> {
+        self.write(head, request_id, key, Some(key.as_bytes().to_vec()))
+    }
+
+    fn write(
+        &mut self,
+        head: u64,
+        request_id: u64,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<u64, Refusal> {
         let server = self.s(head);
-        let value = Some(key.as_bytes().to_vec());
         let receipt = server.node.client_write(
             CLIENT,
             request_id,
@@ -885,4 +900,35 @@ fn a_fenced_member_serves_nothing_and_abandons_its_waits() {
     assert!(chain.put(1, "b").is_err());
     assert!(!chain.s(2).serves_reads());
     assert!(chain.s(1).actions.contains(&Action::AbandonWaits));
+}
+
+/// A joiner that was sent part of the chain's history never starts a chain
+/// as if it were empty, even when that history left its table empty
+/// (mutation testing found no test of `ChainNode::installed_history`).
+#[test]
+fn a_joiner_with_an_empty_table_but_a_history_does_not_start_a_chain() {
+    let mut chain = Chain::ready(&[1], 2);
+    chain.put(1, "a").unwrap();
+    chain.delete(1, "a").unwrap();
+    chain.add(2);
+    chain.settle(3, &[(1, Ready), (2, Joining)]);
+    chain.link(1, 2, 3).unwrap();
+    chain.transfer_state(1, 2).unwrap();
+    assert!(chain.s(2).store.is_empty());
+    chain.s(1).loses_session();
+    let alone = chain.view(4, &[(2, Joining)]);
+    let decision = chain.s(2).decides(&alone, 60 * SESSION_TIMEOUT_MS);
+    assert!(matches!(decision, Bootstrap::Reregister(_)), "{decision:?}");
+}
+
+/// `--inject-bug` and `stats` name them: each name is its own and leads back
+/// to it (mutation testing found no test of the names).
+#[test]
+fn injected_bugs_and_roles_go_by_their_names() {
+    for bug in InjectedBug::ALL {
+        assert_eq!(InjectedBug::from_name(bug.name()), Some(bug));
+    }
+    assert_eq!(InjectedBug::from_name("no-such-bug"), None);
+    let roles: Vec<&str> = Role::ALL.iter().map(|role| role.name()).collect();
+    assert_eq!(roles, ["standalone", "head", "middle", "tail", "head+tail", "joining", "fenced"]);
 }
