@@ -18,7 +18,7 @@ use super::bootstrap::{self, Bootstrap, Holding};
 use super::{Action, ChainNode, InjectedBug, NodeConfig, Refusal, Role, Welcome};
 use crate::check::sim::server::SimStore;
 use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
-use crate::proto::{Entry, ReplicaHello, SnapshotChunk, Write};
+use crate::proto::{Entry, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::view::Readiness::{self, Joining, Ready};
 use crate::view::{ChainView, CommitRecord, Member, test_member};
 
@@ -931,4 +931,37 @@ fn injected_bugs_and_roles_go_by_their_names() {
     assert_eq!(InjectedBug::from_name("no-such-bug"), None);
     let roles: Vec<&str> = Role::ALL.iter().map(|role| role.name()).collect();
     assert_eq!(roles, ["standalone", "head", "middle", "tail", "head+tail", "joining", "fenced"]);
+}
+
+/// Only the head takes client writes; the others name it (mutation testing
+/// found no test of it in the chain's own tests).
+#[test]
+fn only_the_head_takes_client_writes() {
+    let mut chain = Chain::ready(&[1, 2], 2);
+    let refusal = chain.put(2, "a").unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
+    assert!(refusal.message.contains(&chain.s(1).member(Ready).address), "{}", refusal.message);
+    assert_eq!(chain.put(1, "a"), Ok(1));
+}
+
+/// At `--max-memory` an overwrite that grows a value needs room for the
+/// growth only (mutation testing found no test of it).
+#[test]
+fn an_overwrite_at_max_memory_needs_room_for_its_growth_only() {
+    let entry = "a".len() as u64 + 100 + crate::limits::ENTRY_OVERHEAD_BYTES;
+    let limit = entry + crate::limits::CLIENT_RECORD_BYTES + 10;
+    let config = NodeConfig {
+        standalone: true,
+        client_records_max: 100,
+        bug: None,
+        server_id: 1,
+        memory_bytes_max: Some(limit),
+    };
+    let (mut head, mut store, mut actions) = (ChainNode::new(config), SimStore::new(), Vec::new());
+    let mut put = |request_id, bytes| {
+        head.client_write(CLIENT, request_id, "a", Some(vec![1; bytes]), NOW_MS, &mut store, &mut actions)
+    };
+    assert!(put(1, 100).is_ok());
+    assert!(put(2, 110).is_ok(), "10 more bytes fit");
+    assert!(put(3, 111).is_err(), "11 more do not");
 }
