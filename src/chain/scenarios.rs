@@ -944,24 +944,32 @@ fn only_the_head_takes_client_writes() {
     assert_eq!(chain.put(1, "a"), Ok(1));
 }
 
-/// At `--max-memory` an overwrite that grows a value needs room for the
-/// growth only (mutation testing found no test of it).
+/// At `--max-memory` a put needs room for what it adds: a new key its entry,
+/// an overwrite the growth of its value only (mutation testing found no test
+/// of either sum).
 #[test]
-fn an_overwrite_at_max_memory_needs_room_for_its_growth_only() {
+fn a_put_at_max_memory_needs_room_for_what_it_adds() {
     let entry = "a".len() as u64 + 100 + crate::limits::ENTRY_OVERHEAD_BYTES;
-    let limit = entry + crate::limits::CLIENT_RECORD_BYTES + 10;
-    let config = NodeConfig {
-        standalone: true,
-        client_records_max: 100,
-        bug: None,
-        server_id: 1,
-        memory_bytes_max: Some(limit),
+    let record = crate::limits::CLIENT_RECORD_BYTES;
+    let put_into = |limit, puts: &[(&str, usize)]| -> Vec<bool> {
+        let config = NodeConfig {
+            standalone: true,
+            client_records_max: 100,
+            bug: None,
+            server_id: 1,
+            memory_bytes_max: Some(limit),
+        };
+        let (mut head, mut store, mut actions) = (ChainNode::new(config), SimStore::new(), Vec::new());
+        let mut request_id = 0;
+        let mut put = |key: &str, bytes| {
+            request_id += 1;
+            let value = Some(vec![1; bytes]);
+            head.client_write(CLIENT, request_id, key, value, NOW_MS, &mut store, &mut actions).is_ok()
+        };
+        puts.iter().map(|&(key, bytes)| put(key, bytes)).collect()
     };
-    let (mut head, mut store, mut actions) = (ChainNode::new(config), SimStore::new(), Vec::new());
-    let mut put = |request_id, bytes| {
-        head.client_write(CLIENT, request_id, "a", Some(vec![1; bytes]), NOW_MS, &mut store, &mut actions)
-    };
-    assert!(put(1, 100).is_ok());
-    assert!(put(2, 110).is_ok(), "10 more bytes fit");
-    assert!(put(3, 111).is_err(), "11 more do not");
+    assert_eq!(put_into(entry + record - 1, &[("a", 100)]), [false], "one byte short");
+    let puts = [("a", 100), ("b", 100), ("a", 300), ("a", 110), ("a", 111)];
+    // No room for a new key, nor for 200 more bytes; 10 more fit, 11 do not.
+    assert_eq!(put_into(entry + record + 10, &puts), [true, false, false, true, false]);
 }
