@@ -247,6 +247,14 @@ mod tests {
         let named = ChainView::new(vec![member(2, Readiness::Recovering { last_applied: 4 })], 9)
             .with_record(record.clone());
         assert!(!awaiting_named_member(&named));
+        // Named but back empty, and recovering but not named: neither holds
+        // every committed write.
+        let neither = ChainView::new(
+            vec![member(2, Readiness::Joining), member(5, Readiness::Recovering { last_applied: 4 })],
+            9,
+        )
+        .with_record(record.clone());
+        assert!(awaiting_named_member(&neither));
         let live = ChainView::new(vec![member(5, Readiness::Ready)], 9).with_record(record);
         assert!(!awaiting_named_member(&live), "a live chain");
         let new_chain = ChainView::new(vec![member(5, Readiness::Joining)], 1);

@@ -125,4 +125,21 @@ mod tests {
         );
         assert_eq!(records.seen(7, 3), Seen::New, "the oldest went");
     }
+
+    /// Exactly `limit` clients are kept; one more forgets the oldest tenth
+    /// (by sequence), and no other.
+    #[test]
+    fn one_client_past_the_limit_forgets_the_oldest_tenth() {
+        let mut records = ClientRecords::new(20);
+        assert!(records.is_empty());
+        for client in 1..=20 {
+            records.remember(record(client, 1, client, false, 0));
+        }
+        assert_eq!(records.len(), 20, "up to the limit, every client is kept");
+        assert!(!records.is_empty());
+        records.remember(record(21, 1, 21, false, 0));
+        assert_eq!(records.len(), 19, "two of 21 forgotten");
+        assert_eq!(records.seen(2, 1), Seen::New);
+        assert_eq!(records.seen(3, 1), Seen::Retry { sequence: 3, found: false, number: 0 });
+    }
 }

@@ -41,6 +41,8 @@ mod membership;
 pub mod node;
 pub mod registration;
 mod replicate;
+#[cfg(test)]
+mod scenarios;
 pub mod sent;
 pub mod writes;
 

@@ -212,11 +212,6 @@ impl ChainNode {
         if chunk.last {
             self.last_applied = chunk.sequence;
             self.installing = false;
-            // Our table is the live chain's now, and so is its generation,
-            // as `view_changed` would say: a session lost before the next
-            // view must not leave a recoverable table of generation 0
-            // (swarm testing found one restarting the chain).
-            self.generation = self.generation.max(self.record.generation);
             if self.lifecycle == Lifecycle::Joining {
                 self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
                 if self.injected(InjectedBug::AnnounceWithoutHandOver) {

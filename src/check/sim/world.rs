@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
+use super::crash::may_crash;
 use super::generations::GenerationCheck;
 use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server, server_of};
@@ -435,15 +436,10 @@ impl World {
         let pick = |world: &mut World, from: &[usize]| from[world.rng.below(from.len() as u64) as usize];
         match self.rng.below(7) {
             // Crash: only while another live server holds every committed
-            // write (is named in the commit record). Losing them all is more
-            // faults than a chain survives, and the chain says so when it
-            // restarts without them.
+            // write (see crash.rs).
             0 => {
                 let server = pick(self, &live);
-                let record = self.zk.view().record;
-                let others_hold =
-                    live.iter().any(|&other| other != server && record.includes(other as u64 + 1));
-                if others_hold {
+                if may_crash(&self.zk.view().record, &live, server) {
                     self.crash(server);
                 }
             }
