@@ -229,6 +229,7 @@ impl ChainNode {
     /// Forget everything, to rejoin as a new, empty server.
     pub fn reset(&mut self, store: &mut impl Store, effects: &mut impl Effects) {
         store.clear();
+        self.deadlines.clear();
         self.clients.clear();
         self.recoverable = false;
         self.installing = false;

@@ -46,6 +46,8 @@ impl ChainNode {
             // The table keeps the value; a copy goes on only if we forward.
             let value = if forward { write.value.clone() } else { write.value.take() };
             self.applied_epoch = self.applied_epoch.max(write.epoch);
+            let deadline = write.deadline_ms.filter(|_| value.is_some());
+            self.note_deadlines(&write.key, deadline, &write.more);
             apply_state(store, &write.key, value, &write.more);
             let record =
                 clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);
@@ -149,6 +151,7 @@ impl ChainNode {
             sequence: self.last_applied,
             write_epoch: self.applied_epoch,
             clients: self.clients.all(),
+            deadlines: self.deadlines.all(),
         })
     }
 
@@ -190,6 +193,7 @@ impl ChainNode {
             effects.act(Action::ReadsRevoked);
             effects.act(Action::HistoryCleared);
             store.clear();
+            self.deadlines.clear();
             self.clients.clear();
             self.last_applied = 0;
         } else if !self.installing {
@@ -198,6 +202,9 @@ impl ChainNode {
         self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
         for entry in chunk.entries {
             store.apply(&entry.key, Some(entry.value));
+        }
+        for deadline in chunk.deadlines {
+            self.deadlines.set(&deadline.key, Some(deadline.deadline_ms));
         }
         for record in chunk.clients {
             self.clients.remember(record);

@@ -344,6 +344,8 @@ impl Server {
                 while !stopping.load(Ordering::SeqCst) {
                     thread::sleep(COMMIT_EXPIRY_PERIOD);
                     replica.expire_overdue_writes();
+                    // The head deletes the keys whose deadline passed.
+                    replica.expire_due();
                 }
             })?
         };
