@@ -130,3 +130,73 @@ impl ChainNode {
         self.deadlines.of(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{NodeConfig, WriteOp};
+    use crate::check::sim::server::SimStore;
+
+    fn head() -> ChainNode {
+        ChainNode::new(NodeConfig {
+            standalone: true,
+            client_records_max: 100,
+            bug: None,
+            server_id: 1,
+            memory_bytes_max: None,
+        })
+    }
+
+    #[test]
+    fn the_head_deletes_due_keys_in_deadline_order_and_not_before() {
+        let mut node = head();
+        let (mut store, mut effects) = (SimStore::new(), Vec::new());
+        let expiring =
+            |key: &str, deadline_ms| WriteOp::Expiring { key: key.into(), value: b"v".to_vec(), deadline_ms };
+        for (request, (key, deadline)) in [("c", 300), ("a", 200), ("b", 100)].into_iter().enumerate() {
+            node.client_write(1, request as u64 + 1, expiring(key, deadline), 0, &mut store, &mut effects)
+                .unwrap();
+        }
+        let plain = WriteOp::Set { key: "d".into(), value: Some(b"v".to_vec()) };
+        node.client_write(1, 4, plain, 0, &mut store, &mut effects).unwrap();
+        node.client_write(1, 5, WriteOp::Persist { key: "c".into() }, 0, &mut store, &mut effects).unwrap();
+        assert_eq!(node.deadline_of("a"), Some(200));
+        assert_eq!(node.deadline_of("c"), None, "persist removed it");
+
+        assert_eq!(node.expire_due(99, 0, &mut store, &mut effects), 0, "nothing is due before its deadline");
+        assert_eq!(store.key_count(), 4);
+        assert_eq!(node.expire_due(150, 0, &mut store, &mut effects), 1, "the earliest deadline first");
+        assert_eq!((store.value_of("a").is_some(), store.value_of("b")), (true, None));
+        assert_eq!(node.expire_due(199, 0, &mut store, &mut effects), 0, "not a millisecond early");
+        assert_eq!(node.expire_due(1000, 0, &mut store, &mut effects), 1);
+        assert_eq!(store.value_of("a"), None);
+        assert!(store.value_of("c").is_some() && store.value_of("d").is_some(), "no deadline, never expired");
+        assert!(!node.has_deadlines());
+        assert_eq!(node.progress().applied, 7, "each expiry is one write of its own");
+        let plain = WriteOp::Set { key: "c".into(), value: Some(b"w".to_vec()) };
+        node.client_write(1, 6, expiring("c", 5), 0, &mut store, &mut effects).unwrap();
+        node.client_write(1, 7, plain, 0, &mut store, &mut effects).unwrap();
+        assert_eq!(node.deadline_of("c"), None, "a put without a time to live removes the deadline");
+    }
+
+    #[test]
+    fn due_keys_come_earliest_first_and_a_new_deadline_replaces_the_old() {
+        let mut deadlines = Deadlines::default();
+        deadlines.set("late", Some(30));
+        deadlines.set("early", Some(10));
+        deadlines.set("moved", Some(5));
+        deadlines.set("moved", Some(20));
+        deadlines.set("gone", Some(1));
+        deadlines.set("gone", None);
+        assert_eq!(deadlines.due(9, 10), Vec::<String>::new());
+        assert_eq!(deadlines.due(25, 10), vec!["early".to_owned(), "moved".to_owned()]);
+        assert_eq!(deadlines.due(100, 1), vec!["early".to_owned()], "at most the limit");
+        assert_eq!(deadlines.len(), 3);
+        assert_eq!(
+            deadlines.used_memory(),
+            2 * ("late".len() + "early".len() + "moved".len()) as u64 + 3 * DEADLINE_OVERHEAD_BYTES
+        );
+        deadlines.clear();
+        assert_eq!(deadlines.used_memory(), 0);
+    }
+}
