@@ -2,6 +2,7 @@
 //! three: `put --ttl`, `expire`, `ttl` and `persist` in one-shot, shell and
 //! JSON; an expired key gone from every member (deleted, not only hidden)
 //! and a persisted one kept; a new head expiring what the old one set; a
+//! joiner's state transfer carrying deadlines; a
 //! retried or stale write applied once; `--max-memory` counting the
 //! deadline index.
 
@@ -15,7 +16,7 @@ use chaintable::client::Client;
 use chaintable::client::connection::ClientOptions;
 use chaintable::proto::{ErrorCode, Opcode, Request, Response};
 use chaintable::wire::{encode_frame, read_frame};
-use common::chain::{local_table, start_chain};
+use common::chain::{local_table, start_chain, start_member};
 use common::{RunClient, ServerProcess, assert_client, run_client, start_server, start_zookeeper, stdout};
 use protobuf::Message;
 
@@ -202,4 +203,11 @@ fn expiry_through_a_chain_of_three() {
         "the new head never expired the key"
     );
     assert!(live.iter().all(|server| has(server, "kept")));
+
+    // A joiner gets its table by state transfer: the deadlines come with it.
+    assert_client(&chain(&["put", "--ttl", "1h", "hour", "v"]), 0, "OK\n");
+    let joiner = start_member(&zookeeper, false, &[]);
+    let local_ttl = run_client(&["--server", &joiner.address, "--local"], &["ttl", "hour"], None);
+    assert_ttl_within(&local_ttl, 3_500_000..=3_600_000);
+    assert!(joiner.stats().expect("stats").state_transfers_received >= 1, "it joined by a snapshot");
 }
