@@ -448,6 +448,15 @@ pub const ENTRY_OVERHEAD_BYTES: u64 = 54;
 /// records, the default `--max-client-records`.
 pub const CLIENT_RECORD_BYTES: u64 = 76;
 
+/// What one expiring key's entry in the deadline index costs in
+/// `used_memory` beyond twice its key's bytes: a hash-map bucket (a 24-byte
+/// `String`, the 8-byte deadline, a control byte, under half full just
+/// after doubling), a B-tree element (the same 32 bytes, nodes about two
+/// thirds full) and the two key allocations' malloc rounding and headers.
+/// Estimated from those sizes, not measured like the two above; rounded up
+/// so the limit is not passed by undercounting.
+pub const DEADLINE_OVERHEAD_BYTES: u64 = 160;
+
 /// `bytes` for people, in the binary units `--max-memory` takes: `512 B`,
 /// `64 KiB`, `1.2 MiB` (one decimal unless the size is a whole number of
 /// its unit), for the startup log, refusals and warnings.

@@ -29,7 +29,7 @@ pub enum Aim {
     Idle,
     /// Open a link to this successor with this hello (any other link is
     /// closed first).
-    Open { successor: Member, hello: ReplicaHello },
+    Open { successor: Box<Member>, hello: Box<ReplicaHello> },
     /// The link held goes to the right successor.
     Keep,
 }
@@ -93,7 +93,7 @@ impl Downlink {
         hello.sender = node.name().unwrap_or_default().to_owned();
         hello.receiver = successor.name.clone();
         hello.epoch = node.view_epoch();
-        Aim::Open { successor: successor.clone(), hello }
+        Aim::Open { successor: Box::new(successor.clone()), hello: Box::new(hello) }
     }
 
     /// The held link broke or was refused: the next [`Downlink::aim`] opens

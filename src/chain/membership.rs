@@ -23,7 +23,8 @@ impl ChainNode {
     pub(super) fn wanted_record(&self, progress_due: bool) -> Option<CommitRecord> {
         let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
         let the_tail = is_tail && matches!(self.lifecycle, Lifecycle::Ready { .. }) && !self.installing;
-        if !the_tail && !(self.injected(InjectedBug::RecordFromNonTail) && self.position.is_some()) {
+        let anyone = self.injected(InjectedBug::RecordFromNonTail) && self.position.is_some();
+        if !(the_tail || anyone) {
             return None;
         }
         let current = &self.record;
@@ -247,6 +248,7 @@ impl ChainNode {
     /// Forget everything, to rejoin as a new, empty server.
     pub fn reset(&mut self, store: &mut impl Store, effects: &mut impl Effects) {
         store.clear();
+        self.deadlines.clear();
         self.clients.clear();
         self.recoverable = false;
         self.installing = false;

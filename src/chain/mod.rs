@@ -23,6 +23,8 @@
 //! - [`lifecycle`]: the one enum of a member's join and hand-over states.
 //! - [`writes`]: client writes at the head (put, del, cas, incr, mset):
 //!   decided there, sent down as their resulting state.
+//! - [`expiry`]: each expiring key's deadline, and the head's deletes of
+//!   the keys whose deadline passed.
 //! - [`clients`]: each client's latest write, for exactly-once retries.
 //! - [`link`]: the two ends of a replication link: resume point or
 //!   snapshot, Sent-list trimming, hand-over mark, heartbeats, acks.
@@ -35,6 +37,7 @@
 pub mod bootstrap;
 pub mod clients;
 pub mod effects;
+pub mod expiry;
 pub mod lifecycle;
 pub mod link;
 mod membership;

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 
 use super::clients::ClientRecords;
 use super::effects::{Action, Effects, Store};
+use super::expiry::Deadlines;
 use super::lifecycle::Lifecycle;
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES};
 use crate::proto::{ClientRecord, ErrorCode, Write};
@@ -160,6 +161,8 @@ pub struct SnapshotPoint {
     /// The newest `Write.epoch` among the writes it holds.
     pub write_epoch: u64,
     pub clients: Vec<ClientRecord>,
+    /// Every expiring key's deadline (see `expiry`).
+    pub deadlines: Vec<(String, u64)>,
 }
 
 /// Chain role, derived from the view and the lifecycle.
@@ -274,6 +277,8 @@ pub struct ChainNode {
     /// Bug `cas-at-tail` only: (sequence, key, value before) of the writes
     /// applied here as head, oldest first (see `writes.rs`).
     pub(super) undo: Option<VecDeque<Undo>>,
+    /// Every expiring key's deadline, kept at every member (see `expiry`).
+    pub(super) deadlines: Deadlines,
 }
 
 impl ChainNode {
@@ -304,6 +309,7 @@ impl ChainNode {
             starting_generation: None,
             record_progress_due_ms: 0,
             undo: None,
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -316,6 +322,7 @@ impl ChainNode {
         store.bytes_stored()
             + store.key_count() * ENTRY_OVERHEAD_BYTES
             + self.clients.len() as u64 * CLIENT_RECORD_BYTES
+            + self.deadlines.used_memory()
     }
 
     /// Whether a read may be answered here now: we are the committing tail

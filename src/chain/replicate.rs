@@ -53,6 +53,8 @@ impl ChainNode {
             // member its record named, which then restarted the chain).
             write.epoch = write.epoch.max(self.view_epoch);
             self.applied_epoch = self.applied_epoch.max(write.epoch);
+            let deadline = write.deadline_ms.filter(|_| value.is_some());
+            self.note_deadlines(&write.key, deadline, &write.more);
             apply_state(store, &write.key, value, &write.more);
             let record =
                 clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);
@@ -156,6 +158,7 @@ impl ChainNode {
             sequence: self.last_applied,
             write_epoch: self.applied_epoch,
             clients: self.clients.all(),
+            deadlines: self.deadlines.all(),
         })
     }
 
@@ -197,6 +200,7 @@ impl ChainNode {
             effects.act(Action::ReadsRevoked);
             effects.act(Action::HistoryCleared);
             store.clear();
+            self.deadlines.clear();
             self.clients.clear();
             self.last_applied = 0;
         } else if !self.installing {
@@ -205,6 +209,9 @@ impl ChainNode {
         self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
         for entry in chunk.entries {
             store.apply(&entry.key, Some(entry.value));
+        }
+        for deadline in chunk.deadlines {
+            self.deadlines.set(&deadline.key, Some(deadline.deadline_ms));
         }
         for record in chunk.clients {
             self.clients.remember(record);

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use super::clients::{self, Seen};
 use super::effects::{Effects, Store};
 use super::node::{ChainNode, InjectedBug, Refusal};
-use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
+use crate::limits::{CLIENT_RECORD_BYTES, DEADLINE_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
 use crate::proto::{Entry, ErrorCode, Write};
 
 /// A client's write, as the head receives it.
@@ -34,6 +34,13 @@ pub enum WriteOp {
     Incr { key: String, delta: i64 },
     /// Set every pair in one write.
     Mset { pairs: Vec<(String, Vec<u8>)> },
+    /// `put --ttl`: set `key` to `value`, to expire at `deadline_ms` (ms
+    /// since the epoch on the head's clock; see `expiry`).
+    Expiring { key: String, value: Vec<u8>, deadline_ms: u64 },
+    /// Give an existing `key` the deadline `deadline_ms`.
+    Expire { key: String, deadline_ms: u64 },
+    /// Remove an existing `key`'s deadline.
+    Persist { key: String },
 }
 
 /// Why a write decided to change nothing.
@@ -71,12 +78,21 @@ impl WriteReceipt {
 }
 
 /// The state a write leaves: `key` set to `value` (or deleted), and for
-/// `mset` `more` keys set with it; `number` is an `incr`'s answer.
-struct Change {
+/// `mset` `more` keys set with it; `number` is an `incr`'s answer;
+/// `deadline` is when `key` expires (`None`: never; `more` never does).
+pub(super) struct Change {
     key: String,
     value: Option<Vec<u8>>,
     more: Vec<Entry>,
     number: i64,
+    deadline: Option<u64>,
+}
+
+impl Change {
+    /// One key's new state.
+    pub(super) fn single(key: String, value: Option<Vec<u8>>, deadline: Option<u64>) -> Change {
+        Change { key, value, more: Vec::new(), number: 0, deadline }
+    }
 }
 
 /// The values a write sets, first key first, for a multi-key store call.
@@ -148,9 +164,22 @@ impl ChainNode {
     /// The state `op` leaves, decided against our table; or why it changes
     /// nothing.
     fn decide(&mut self, op: WriteOp, store: &impl Store) -> Result<Result<Change, Decline>, Refusal> {
-        let single = |key, value| Change { key, value, more: Vec::new(), number: 0 };
+        let single = |key, value| Change::single(key, value, None);
         Ok(match op {
             WriteOp::Set { key, value } => Ok(single(key, value)),
+            WriteOp::Expiring { key, value, deadline_ms } => {
+                Ok(Change::single(key, Some(value), Some(deadline_ms)))
+            }
+            // Both write the key's current value again with its new
+            // deadline, so a replica needs nothing but the write.
+            WriteOp::Expire { key, deadline_ms } => match store.value_of(&key) {
+                Some(value) => Ok(Change::single(key, Some(value), Some(deadline_ms))),
+                None => Err(Decline::Mismatch(None)),
+            },
+            WriteOp::Persist { key } => match store.value_of(&key) {
+                Some(value) => Ok(single(key, Some(value))),
+                None => Err(Decline::Mismatch(None)),
+            },
             WriteOp::Cas { key, expected, value } => {
                 let current = if self.config.bug == Some(InjectedBug::CasAtTail) {
                     self.committed_value(&key, store)
@@ -163,23 +192,29 @@ impl ChainNode {
                     Err(Decline::Mismatch(current))
                 }
             }
-            WriteOp::Incr { key, delta } => increment(store.value_of(&key).as_deref(), delta).map(|number| {
-                Change { value: Some(number.to_string().into_bytes()), key, more: Vec::new(), number }
-            }),
+            WriteOp::Incr { key, delta } => {
+                increment(store.value_of(&key).as_deref(), delta).map(|number| Change {
+                    value: Some(number.to_string().into_bytes()),
+                    key,
+                    more: Vec::new(),
+                    number,
+                    deadline: None,
+                })
+            }
             WriteOp::Mset { pairs } => {
                 let mut pairs = pairs.into_iter();
                 let (key, value) = pairs.next().ok_or_else(|| {
                     Refusal::new(ErrorCode::ERR_MISSING_FIELD, "mset needs at least one pair")
                 })?;
                 let more = pairs.map(Entry::from_pair).collect();
-                Ok(Change { key, value: Some(value), more, number: 0 })
+                Ok(Change { key, value: Some(value), more, number: 0, deadline: None })
             }
         })
     }
 
     /// Applies a decided change as the next write, remembers its client's
     /// answer, and forwards it.
-    fn apply_change(
+    pub(super) fn apply_change(
         &mut self,
         client_id: u64,
         request_id: u64,
@@ -197,6 +232,7 @@ impl ChainNode {
             write.value = change.value.clone();
             write.more = change.more.clone();
             write.number = change.number;
+            write.deadline_ms = change.deadline.filter(|_| change.value.is_some());
             write.client_id = client_id;
             write.request_id = request_id;
             write.sequence = sequence;
@@ -204,6 +240,11 @@ impl ChainNode {
             write
         });
         self.applied_epoch = self.applied_epoch.max(self.view_epoch);
+        self.note_deadlines(
+            &change.key,
+            change.value.is_some().then_some(change.deadline).flatten(),
+            &change.more,
+        );
         let found = apply_state(store, &change.key, change.value, &change.more);
         if let Some(write) = &mut write {
             write.found = found;
@@ -244,8 +285,15 @@ impl ChainNode {
             Some(old) => value.len().saturating_sub(old) as u64,
             None => (key.len() + value.len()) as u64 + ENTRY_OVERHEAD_BYTES,
         };
-        let entry_growth: u64 =
-            pairs(&change.key, value, &change.more).into_iter().map(|(key, value)| growth(key, value)).sum();
+        let index_growth = match (change.deadline, self.deadlines.of(&change.key)) {
+            (Some(_), None) => 2 * change.key.len() as u64 + DEADLINE_OVERHEAD_BYTES,
+            _ => 0,
+        };
+        let entry_growth: u64 = index_growth
+            + pairs(&change.key, value, &change.more)
+                .into_iter()
+                .map(|(key, value)| growth(key, value))
+                .sum::<u64>();
         if entry_growth == 0 {
             return Ok(());
         }

@@ -50,9 +50,10 @@ environment:
   CHAINTABLE_HISTFILE    the shell's history file (default ~/.table_client_history;
                          empty: no history)
 
-commands: put <key> <value> | get <key> | del <key> | size | getkeys [<prefix>] | gettable
-          | scan [<prefix>] | cas <key> <expected>|--absent <new> | incr <key> [<delta>]
-          | mget <key>... | mset <key> <value>... | exists <key> | stats | members (alias chain)";
+commands: put [--ttl <duration>] <key> <value> | get <key> | del <key> | size
+          | getkeys [<prefix>] | gettable | scan [<prefix>] | cas <key> <expected>|--absent <new>
+          | incr <key> [<delta>] | mget <key>... | mset <key> <value>... | exists <key>
+          | expire <key> <duration> | ttl <key> | persist <key> | stats | members (alias chain)";
 
 /// Where the client sends its requests.
 #[derive(Debug, Clone, PartialEq)]

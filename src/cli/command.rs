@@ -5,27 +5,67 @@
 
 use std::io;
 
-use super::operations;
 use super::output::{Printer, Record};
 use super::words::{self, Word};
+use super::{expiry, operations};
 use crate::client::Client;
 use crate::client::error::ClientError;
 use crate::proto::Statistics;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Put { key: String, value: Vec<u8> },
-    Get { key: String },
-    Del { key: String },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
+    Get {
+        key: String,
+    },
+    Del {
+        key: String,
+    },
     Size,
-    GetKeys { prefix: String },
+    GetKeys {
+        prefix: String,
+    },
     GetTable,
-    Cas { key: String, expected: Option<Vec<u8>>, value: Vec<u8> },
-    Incr { key: String, delta: i64 },
-    Mget { keys: Vec<String> },
-    Mset { pairs: Vec<(String, Vec<u8>)> },
-    Exists { key: String },
-    Scan { prefix: String },
+    Cas {
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
+    Incr {
+        key: String,
+        delta: i64,
+    },
+    Mget {
+        keys: Vec<String>,
+    },
+    Mset {
+        pairs: Vec<(String, Vec<u8>)>,
+    },
+    Exists {
+        key: String,
+    },
+    /// `put --ttl`: the value expires `ttl_ms` after it is set.
+    Expiring {
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    },
+    Expire {
+        key: String,
+        ttl_ms: u64,
+    },
+    Ttl {
+        key: String,
+    },
+    Persist {
+        key: String,
+    },
+    Scan {
+        prefix: String,
+    },
     Stats,
     Members,
     Help,
@@ -97,6 +137,10 @@ impl From<io::Error> for CommandError {
 pub const HELP: &str = "\
 commands (short forms in brackets; names in any case):
   put <key> <value>   [p]   set key to value (in the shell the rest of the line is the value)
+  put --ttl <duration> <key> <value>
+                            the same, deleted once duration (e.g. 500ms, 10s, 5m, 1h, 1d;
+                            a bare number is seconds) has passed; a put without --ttl
+                            removes any expiry
   get <key>           [g]   print the value of key
   del <key>           [d]   delete key
   size                [s]   number of keys
@@ -111,6 +155,10 @@ commands (short forms in brackets; names in any case):
   mget <key>...             key<TAB>value of each key (absent keys: exit 1)
   mset <key> <value>...     set every pair in one atomic write
   exists <key>              1 if key exists, else 0 (exit 1)
+  expire <key> <duration>   delete key once duration has passed; 1, or 0 if absent (exit 1)
+  ttl <key>                 milliseconds until key expires; -1: it does not expire;
+                            -2: it is absent (exit 1)
+  persist <key>             key no longer expires; 1, or 0 if absent (exit 1)
   stats               [st]  server statistics
   members             [chain]  every member of the chain: state, role, progress, uptime
   help                [h]   this text
@@ -133,6 +181,9 @@ pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("mget", &[]),
     ("mset", &[]),
     ("exists", &[]),
+    ("expire", &[]),
+    ("ttl", &[]),
+    ("persist", &[]),
     ("stats", &["st"]),
     ("members", &["chain"]),
     ("help", &["h", "?"]),
@@ -155,7 +206,7 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
         key_text(name, word)
     };
-    if let Some(command) = operations::parse(name, arguments) {
+    if let Some(command) = operations::parse(name, arguments).or_else(|| expiry::parse(name, arguments)) {
         return command;
     }
     let command = match name {
@@ -193,13 +244,23 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
     let name = std::str::from_utf8(&first.bytes).map_err(|_| "command is not UTF-8".to_owned())?;
     let name = canonical_name(name)?;
     if name == "put" {
-        let key = words::next_word(line, first.end)?.ok_or("put: missing <key>")?;
-        let value = put_value(line, &key)?;
-        return Ok(Some(Command::Put { key: key_text(name, &key.bytes)?, value }));
+        let mut key = words::next_word(line, first.end)?.ok_or("put: missing <key>")?;
+        let mut ttl_ms = None;
+        if key.bytes == expiry::TTL_FLAG.as_bytes() {
+            let usage = || format!("usage: put {} <duration> <key> <value>", expiry::TTL_FLAG);
+            let duration = words::next_word(line, key.end)?.ok_or_else(usage)?;
+            ttl_ms = Some(expiry::duration_ms(&duration.bytes)?);
+            key = words::next_word(line, duration.end)?.ok_or_else(usage)?;
+        }
+        let (value, key) = (put_value(line, &key)?, key_text(name, &key.bytes)?);
+        return Ok(Some(match ttl_ms {
+            Some(ttl_ms) => Command::Expiring { key, value, ttl_ms },
+            None => Command::Put { key, value },
+        }));
     }
     let arguments = words::split(&line[first.end..])?;
     let words: Vec<Vec<u8>> = arguments.iter().map(|word| word.bytes.clone()).collect();
-    if let Some(command) = operations::parse(name, &words) {
+    if let Some(command) = operations::parse(name, &words).or_else(|| expiry::parse(name, &words)) {
         return command.map(Some);
     }
     let command = match name {
@@ -318,6 +379,9 @@ pub fn execute(
         | Command::Mget { .. }
         | Command::Mset { .. }
         | Command::Exists { .. } => outcome = operations::execute(client, command, printer)?,
+        Command::Expiring { .. } | Command::Expire { .. } | Command::Ttl { .. } | Command::Persist { .. } => {
+            outcome = expiry::execute(client, command, printer)?
+        }
     }
     printer.flush()?;
     Ok(outcome)
@@ -384,6 +448,9 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("mgets", statistics.mgets),
         ("msets", statistics.msets),
         ("exists", statistics.exists),
+        ("expires", statistics.expires),
+        ("ttls", statistics.ttls),
+        ("persists", statistics.persists),
         ("state_transfers_received", statistics.state_transfers_received),
         ("state_transfers_sent", statistics.state_transfers_sent),
         ("fencings", statistics.fencings),

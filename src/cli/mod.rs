@@ -7,6 +7,7 @@
 //! - [`words`]: splitting a shell line into words, with quotes and escapes.
 //! - [`command`]: the client's command language (shell and one-shot) and its execution.
 //! - [`operations`]: its cas, incr, mget, mset, exists and getkeys with a prefix.
+//! - [`expiry`]: its expire, ttl, persist and put with a time to live.
 //! - [`output`]: results as text or JSON lines.
 //! - [`member_table`]: how `members` shows a chain.
 //! - [`shell`]: the interactive client shell.
@@ -16,6 +17,7 @@
 pub mod args;
 pub mod client_args;
 pub mod command;
+pub mod expiry;
 pub mod member_table;
 pub mod operations;
 pub mod output;

@@ -8,7 +8,10 @@
 //! `members` one object per member; `help` `{"help":..}`; `cas`
 //! `{"key":..,"swapped":true}` or `{"key":..,"swapped":false,"found":..,"value":..}`;
 //! `incr` `{"key":..,"value":n}`; `mget` one `get` object per key; `mset`
-//! `{"ok":true}`; `exists` `{"key":..,"exists":true|false}`; a failure
+//! `{"ok":true}`; `exists` `{"key":..,"exists":true|false}`; `put --ttl`
+//! `{"ok":true}`; `expire` `{"key":..,"expire":true|false}`; `persist`
+//! `{"key":..,"persist":true|false}`; `ttl` `{"key":..,"ttl_ms":n}` (-1: no
+//! expiry, -2: absent); a failure
 //! `{"error":..}` (with `"code"` for an error reply). A value that is not
 //! UTF-8 comes as `"value_hex"` instead of `"value"`.
 
@@ -17,8 +20,10 @@ use std::io::{self, Write};
 use serde_json::{Map, Value, json};
 
 use super::command::{HELP, StatisticsValue, escape, format_statistics, statistics_fields};
+use super::expiry::ttl_number;
 use super::member_table;
 use crate::client::error::ClientError;
+use crate::client::expiry::TimeToLive;
 use crate::client::members::MemberReport;
 use crate::proto::Statistics;
 
@@ -77,6 +82,18 @@ pub enum Record<'a> {
         key: &'a str,
         exists: bool,
     },
+    /// `expire` (`name`) set a deadline, or `persist` removed it; `done`
+    /// false: the key is absent.
+    Changed {
+        key: &'a str,
+        name: &'static str,
+        done: bool,
+    },
+    /// `ttl`'s answer.
+    Ttl {
+        key: &'a str,
+        left: TimeToLive,
+    },
 }
 
 /// Prints records on `out` in one format, and notes for people on `err`.
@@ -130,7 +147,10 @@ impl<'a> Printer<'a> {
                 writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value))
             }
             Record::Lookup { key, value: None } => writeln!(self.err, "{key}: not found"),
-            Record::Exists { exists, .. } => writeln!(out, "{}", u8::from(*exists)),
+            Record::Exists { exists: done, .. } | Record::Changed { done, .. } => {
+                writeln!(out, "{}", u8::from(*done))
+            }
+            Record::Ttl { left, .. } => writeln!(out, "{}", ttl_number(*left)),
         }
     }
 
@@ -267,6 +287,14 @@ fn json_object(record: &Record<'_>) -> Value {
         Record::Exists { key, exists } => {
             object.insert("key".into(), json!(key));
             object.insert("exists".into(), json!(exists));
+        }
+        Record::Changed { key, name, done } => {
+            object.insert("key".into(), json!(key));
+            object.insert((*name).into(), json!(done));
+        }
+        Record::Ttl { key, left } => {
+            object.insert("key".into(), json!(key));
+            object.insert("ttl_ms".into(), json!(ttl_number(*left)));
         }
         Record::Help => {
             object.insert("help".into(), json!(HELP));

@@ -17,6 +17,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod expiry;
 pub mod locator;
 pub mod members;
 pub mod retry;
@@ -254,6 +255,7 @@ impl Client {
                             | Opcode::OP_SCAN
                             | Opcode::OP_MGET
                             | Opcode::OP_EXISTS
+                            | Opcode::OP_TTL
                     );
                 endpoint.call(&request, &self.options)
             }

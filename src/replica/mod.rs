@@ -18,6 +18,7 @@
 //! publishes views, leases and fences.
 
 pub mod commits;
+mod expiry;
 mod links;
 pub mod outbox;
 pub mod transfers;
@@ -39,6 +40,7 @@ use crate::proto::{ClientRecord, ErrorCode};
 use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 use commits::{CommitOutcome, Commits, OnSettled, Settlements};
+pub use expiry::wall_ms;
 pub use links::LinkStart;
 use outbox::Outbox;
 use transfers::StateTransfers;
@@ -122,6 +124,8 @@ pub struct Snapshot {
     pub stream: u64,
     pub entries: Vec<(String, Vec<u8>)>,
     pub clients: Vec<ClientRecord>,
+    /// Every expiring key's deadline (ms since the epoch, the head's clock).
+    pub deadlines: Vec<(String, u64)>,
 }
 
 /// The table as the node's [`Store`].
@@ -247,6 +251,8 @@ pub struct Replica {
     /// The node allows reads (lease aside); published after every event so
     /// reads need not take the node's lock.
     readable: AtomicBool,
+    /// Some key has a deadline: reads must check it (see `expiry`).
+    expiring: AtomicBool,
     /// Bumped whenever reads may have been revoked; a read checks it
     /// before and after touching the table.
     read_epoch: AtomicU64,
@@ -317,6 +323,7 @@ impl Replica {
             outbox: Outbox::new(capacity),
             forwarding: AtomicBool::new(false),
             readable: AtomicBool::new(standalone),
+            expiring: AtomicBool::new(false),
             read_epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -369,6 +376,10 @@ impl Replica {
         }
         if self.readable.load(Ordering::Relaxed) != readable {
             self.readable.store(readable, Ordering::SeqCst);
+        }
+        let expiring = node.has_deadlines();
+        if self.expiring.load(Ordering::Relaxed) != expiring {
+            self.expiring.store(expiring, Ordering::SeqCst);
         }
         let node_progress = node.progress();
         let mut progress = self.progress.lock();

@@ -53,6 +53,7 @@ impl Replica {
             stream: node.stream(),
             entries: self.table.entries(),
             clients: point.clients,
+            deadlines: point.deadlines,
         })
     }
 

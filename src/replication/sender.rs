@@ -22,7 +22,7 @@ use crate::limits::{
     REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE, REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
     UNAUTHENTICATED_LOG_PERIOD,
 };
-use crate::proto::{ClientRecord, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream};
+use crate::proto::{ClientRecord, Deadline, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream};
 use crate::replica::transfers::TransferCount;
 use crate::replica::{LinkStart, Replica, Snapshot};
 use crate::throttle::{Every, suppressed_note};
@@ -47,7 +47,7 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
     let mut link = Downlink::default();
     while !stopping.load(Ordering::SeqCst) {
         let (successor, hello) = match replica.aim(&mut link) {
-            Aim::Open { successor, hello } => (successor, hello),
+            Aim::Open { successor, hello } => (*successor, *hello),
             Aim::Keep => {
                 // Only a link that ended gets here; the next aim reopens.
                 link.closed();
@@ -202,6 +202,14 @@ fn stream_writes(
     Ok(())
 }
 
+/// One expiring key's deadline, for a snapshot chunk.
+fn deadline_of((key, deadline_ms): (String, u64)) -> Deadline {
+    let mut deadline = Deadline::new();
+    deadline.key = key;
+    deadline.deadline_ms = deadline_ms;
+    deadline
+}
+
 /// Streams `snapshot` in chunks.
 fn send_snapshot(
     writer: &mut FrameWriter,
@@ -213,6 +221,7 @@ fn send_snapshot(
     let total_keys = snapshot.entries.len() as u64;
     info!("state transfer to {successor}: {total_keys} keys at write {}", snapshot.sequence);
     let mut clients: Vec<ClientRecord> = snapshot.clients;
+    let mut deadlines = snapshot.deadlines.into_iter().peekable();
     let mut entries = snapshot.entries.into_iter().peekable();
     let mut first = true;
     loop {
@@ -223,7 +232,8 @@ fn send_snapshot(
         chunk.entries = entries.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(Entry::from_pair).collect();
         let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);
         chunk.clients = clients.drain(..client_count).collect();
-        chunk.last = entries.peek().is_none() && clients.is_empty();
+        chunk.deadlines = deadlines.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(deadline_of).collect();
+        chunk.last = entries.peek().is_none() && clients.is_empty() && deadlines.peek().is_none();
         let last = chunk.last;
         let mut downstream = Downstream::new();
         downstream.snapshot = Some(chunk).into();

@@ -226,10 +226,11 @@ impl Server {
         }
         self.log_security()?;
         let expired = Arc::new(AtomicBool::new(false));
-        let chain_threads = match &self.chain {
+        let mut chain_threads = match &self.chain {
             Some(chain) => self.start_chain_threads(chain, &expired)?,
             None => Vec::new(),
         };
+        chain_threads.push(self.start_key_expiry_thread()?);
         let metrics_thread = self.start_metrics_thread()?;
         for incoming in self.listener.incoming() {
             if self.stopping.load(Ordering::SeqCst) {
@@ -348,6 +349,21 @@ impl Server {
             })?
         };
         Ok(vec![membership, sender, commit_expiry])
+    }
+
+    /// Starts the thread with which the head (or a standalone server)
+    /// deletes the keys whose deadline passed, every
+    /// [`COMMIT_EXPIRY_PERIOD`]: how late after its deadline a key is
+    /// deleted, at most.
+    fn start_key_expiry_thread(&self) -> io::Result<JoinHandle<()>> {
+        let replica = Arc::clone(&self.service.replica);
+        let stopping = Arc::clone(&self.stopping);
+        thread::Builder::new().name("key-expiry".into()).spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                thread::sleep(COMMIT_EXPIRY_PERIOD);
+                replica.expire_due();
+            }
+        })
     }
 
     /// Starts a connection thread for `stream`, or refuses it over a limit.

@@ -1,6 +1,7 @@
 //! The requests beyond put/get/del: compare-and-set, increment and
 //! multi-key set (head decisions, see `chain::writes`), and multi-key get
-//! and exists (tail reads like `get`). Their inputs obey the same key,
+//! and exists (tail reads like `get`), and expiry (`expire`, `persist`,
+//! `put` with a time to live, and `ttl`). Their inputs obey the same key,
 //! value, frame and in-flight limits as a put's and a get's.
 
 use super::inflight::Reservation;
@@ -8,6 +9,7 @@ use super::service::Service;
 use crate::chain::{Decline, Outcome, Refusal, WriteOp};
 use crate::limits::{REPLY_ENTRY_OVERHEAD_BYTES, REPLY_ENVELOPE_BYTES};
 use crate::proto::{ErrorCode, Lookup, Opcode, Request, Response};
+use crate::replica::wall_ms;
 
 /// The reply to a committed client write (`outcome` as the head decided
 /// it), or the error of a declined `incr`.
@@ -15,13 +17,16 @@ pub fn write_answer(opcode: Opcode, outcome: &Outcome) -> Result<Response, Refus
     let mut response = Response::new();
     match outcome {
         Outcome::Applied { found, number } => {
-            response.found = opcode == Opcode::OP_DEL && *found;
+            response.found =
+                matches!(opcode, Opcode::OP_DEL | Opcode::OP_EXPIRE | Opcode::OP_PERSIST) && *found;
             response.swapped = opcode == Opcode::OP_CAS;
             response.number = *number;
         }
         Outcome::Declined(Decline::Mismatch(current)) => {
             response.found = current.is_some();
-            response.value = current.clone().unwrap_or_default();
+            if opcode == Opcode::OP_CAS {
+                response.value = current.clone().unwrap_or_default();
+            }
         }
         Outcome::Declined(Decline::WrongType(message)) => {
             return Err(Refusal::new(ErrorCode::ERR_WRONG_TYPE, format!("{message}; nothing was changed")));
@@ -31,14 +36,48 @@ pub fn write_answer(opcode: Opcode, outcome: &Outcome) -> Result<Response, Refus
 }
 
 impl Service {
+    /// TTL: ms left before `key` expires on our clock; -1: it has no
+    /// deadline; -2: it is absent (or its deadline passed).
+    pub(super) fn ttl(&self, local: bool, key: &str) -> Result<i64, Refusal> {
+        let (present, deadline) =
+            self.read(local, |table| (table.value_len(key).is_some(), self.replica.deadline_of(key)))?;
+        let now_ms = wall_ms();
+        Ok(match deadline {
+            _ if !present => -2,
+            None => -1,
+            Some(deadline) if deadline <= now_ms => -2,
+            Some(deadline) => i64::try_from(deadline - now_ms).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// GET: `key`'s value, absent if its deadline passed on our
+    /// clock even if its delete has not arrived yet.
+    pub(super) fn lookup(&self, local: bool, key: &str) -> Result<Option<Vec<u8>>, Refusal> {
+        Ok(self.read(local, |table| table.get(key))?.filter(|_| !self.replica.expired(key)))
+    }
+
     /// The write a PUT, DEL, CAS, INCR or MSET request asks for, its keys
     /// and values checked against the limits.
     pub(super) fn write_op(&self, opcode: Opcode, request: &mut Request) -> Result<WriteOp, Refusal> {
         Ok(match opcode {
             Opcode::OP_PUT => {
                 let value = self.checked_value(request.value.take())?;
-                WriteOp::Set { key: self.checked_key(request)?.to_owned(), value: Some(value) }
+                let key = self.checked_key(request)?.to_owned();
+                match request.ttl_ms {
+                    Some(ttl_ms) => WriteOp::Expiring { key, value, deadline_ms: deadline_after(ttl_ms) },
+                    None => WriteOp::Set { key, value: Some(value) },
+                }
             }
+            Opcode::OP_EXPIRE => {
+                let ttl_ms = request.ttl_ms.ok_or_else(|| {
+                    Refusal::new(ErrorCode::ERR_MISSING_FIELD, "expire needs a time to live")
+                })?;
+                WriteOp::Expire {
+                    key: self.checked_key(request)?.to_owned(),
+                    deadline_ms: deadline_after(ttl_ms),
+                }
+            }
+            Opcode::OP_PERSIST => WriteOp::Persist { key: self.checked_key(request)?.to_owned() },
             Opcode::OP_DEL => WriteOp::Set { key: self.checked_key(request)?.to_owned(), value: None },
             Opcode::OP_CAS => {
                 let value = self.checked_value(request.value.take())?;
@@ -112,6 +151,8 @@ impl Service {
         })?;
         let lookups = values
             .into_iter()
+            .zip(keys)
+            .map(|(value, key)| value.filter(|_| !self.replica.expired(key)))
             .map(|value| {
                 let mut lookup = Lookup::new();
                 lookup.found = value.is_some();
@@ -121,6 +162,12 @@ impl Service {
             .collect();
         Ok((lookups, reservation))
     }
+}
+
+/// The deadline `ttl_ms` from now on this server's wall clock: a write's
+/// is decided at the head, so the head's clock decides.
+fn deadline_after(ttl_ms: u64) -> u64 {
+    wall_ms().saturating_add(ttl_ms)
 }
 
 fn too_large(bytes: u64, bytes_max: u64) -> Refusal {

@@ -157,7 +157,13 @@ impl Service {
         let mut reservation = None;
         let local = request.local_read;
         match opcode {
-            Opcode::OP_PUT | Opcode::OP_DEL | Opcode::OP_CAS | Opcode::OP_INCR | Opcode::OP_MSET => {
+            Opcode::OP_PUT
+            | Opcode::OP_DEL
+            | Opcode::OP_CAS
+            | Opcode::OP_INCR
+            | Opcode::OP_MSET
+            | Opcode::OP_EXPIRE
+            | Opcode::OP_PERSIST => {
                 let op = self.write_op(opcode, &mut request)?;
                 let receipt = self.replica.client_write(request.client_id, request.request_id, op)?;
                 return Ok(Executed::Applied(opcode, receipt));
@@ -169,11 +175,13 @@ impl Service {
             }
             Opcode::OP_EXISTS => {
                 let key = self.checked_key(&request)?;
-                response.found = self.read(local, |table| table.value_len(key).is_some())?;
+                response.found =
+                    self.read(local, |table| table.value_len(key).is_some())? && !self.replica.expired(key);
             }
+            Opcode::OP_TTL => response.ttl_ms = self.ttl(local, self.checked_key(&request)?)?,
             Opcode::OP_GET => {
                 let key = self.checked_key(&request)?;
-                if let Some(value) = self.read(local, |table| table.get(key))? {
+                if let Some(value) = self.lookup(local, key)? {
                     response.found = true;
                     response.value = value;
                 }

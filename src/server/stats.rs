@@ -14,7 +14,7 @@ use crate::proto::{ErrorCode, Opcode, Statistics};
 use crate::store::table::Table;
 
 /// Operations counted separately, in the order of `Statistics`' fields.
-pub const COUNTED_OPCODES: [Opcode; 13] = [
+pub const COUNTED_OPCODES: [Opcode; 16] = [
     Opcode::OP_PUT,
     Opcode::OP_GET,
     Opcode::OP_DEL,
@@ -28,6 +28,9 @@ pub const COUNTED_OPCODES: [Opcode; 13] = [
     Opcode::OP_MGET,
     Opcode::OP_MSET,
     Opcode::OP_EXISTS,
+    Opcode::OP_EXPIRE,
+    Opcode::OP_TTL,
+    Opcode::OP_PERSIST,
 ];
 
 pub struct ServerStats {
@@ -155,6 +158,9 @@ impl ServerStats {
         statistics.mgets = count(Opcode::OP_MGET);
         statistics.msets = count(Opcode::OP_MSET);
         statistics.exists = count(Opcode::OP_EXISTS);
+        statistics.expires = count(Opcode::OP_EXPIRE);
+        statistics.ttls = count(Opcode::OP_TTL);
+        statistics.persists = count(Opcode::OP_PERSIST);
         statistics.late_frames = self.late_frames.load(Ordering::Relaxed);
         statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
         statistics.operation_time_us = self.request_latency.sum_us();

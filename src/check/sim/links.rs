@@ -48,7 +48,7 @@ impl World {
                 };
                 hello.nonce = self.peer_auth.nonce();
                 self.servers[index].down = Some(DownConnection { connection, streaming: false });
-                self.send(connection, true, LinkMessage::Hello(hello));
+                self.send(connection, true, LinkMessage::Hello(*hello));
             }
             Aim::Keep => self.stream_writes(index),
         }
