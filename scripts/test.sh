@@ -139,7 +139,10 @@ table_check_nemesis() {
 # The chain protocol in simulation: 2000 seeded runs that must pass, then
 # each deliberately broken protocol, which must fail. commit-early,
 # stale-read, skip-peer-auth and cas-at-tail fail within a few runs (cas-at-tail
-# at run 1 or 2 from each of the base seeds 1 to 10); skip-predecessor-check within about
+# at run 1 or 2 from each of the base seeds 1 to 10); the link and membership
+# decisions' bugs (resume-past-applied, commit-after-hand-over,
+# record-from-non-tail, announce-without-hand-over) within about 100 from the
+# bases tried (1, 7, 11); skip-predecessor-check within about
 # 1000 (measured from 10 base seeds: 91 to 1894, and 2 needed more than
 # 2000: a stale predecessor's frames rarely carry writes the chain numbered
 # differently), so the search for it may go on to 30000 runs (about a
@@ -150,7 +153,8 @@ table_check_sim() {
   echo "  target/release/table-check sim --seeds 2000 --seed $seed"
   target/release/table-check sim --seeds 2000 --seed "$seed" || return 1
   local bug status
-  for bug in commit-early stale-read skip-peer-auth cas-at-tail skip-predecessor-check; do
+  for bug in commit-early stale-read skip-peer-auth cas-at-tail resume-past-applied commit-after-hand-over \
+    record-from-non-tail announce-without-hand-over skip-predecessor-check; do
     status=0
     target/release/table-check sim --seeds 30000 --seed "$seed" --inject-bug "$bug" >"$test_log.sim" || status=$?
     if ((status == 1)); then

@@ -55,7 +55,9 @@ sim options:
   --steps <n>             client operations per run (default 300)
   --inject-bug <name>     run a deliberately broken protocol, which must FAIL:
                           commit-early, skip-predecessor-check, stale-read,
-                          skip-peer-auth or cas-at-tail
+                          skip-peer-auth, cas-at-tail, resume-past-applied,
+                          commit-after-hand-over, record-from-non-tail or
+                          announce-without-hand-over
   --trace                 print every event of a failed run";
 
 /// What `table-check` was asked to do.
@@ -225,6 +227,14 @@ pub fn parse_check_args(
 mod tests {
     use super::*;
     use crate::cli::args::test_words as args;
+
+    /// `table-check --help` lists every injected bug by name.
+    #[test]
+    fn the_help_lists_every_injected_bug() {
+        for bug in InjectedBug::ALL {
+            assert!(CHECK_USAGE.contains(bug.name()), "--help leaves out {}", bug.name());
+        }
+    }
 
     #[test]
     fn defaults_and_options() {
