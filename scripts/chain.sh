@@ -4,7 +4,9 @@
 # a state directory, so later calls can show, kill, add and stop them.
 #
 # usage: scripts/chain.sh up [N] | status | kill <i> | add | down
-set -euo pipefail
+set -eEuo pipefail
+# Whatever ends the script early says which command it was.
+trap 'echo "chain.sh: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 
 usage() {
   cat <<'EOF'
@@ -229,8 +231,10 @@ client() {
 
 # stat_of <address> <name>: one figure of the server's own 'stats' (empty if
 # it does not answer).
+# A server that does not listen yet is not an error here: with pipefail, the
+# client's failure would end the whole script under set -e without a word.
 stat_of() {
-  client --timeout-ms 1000 --server "$1" stats 2>/dev/null | sed -n "s/^$2: //p"
+  { client --timeout-ms 1000 --server "$1" stats 2>/dev/null || true; } | sed -n "s/^$2: //p"
 }
 
 # ready_members: how many members ZooKeeper lists as ready and answer their
