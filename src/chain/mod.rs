@@ -21,6 +21,8 @@
 //!   hand-over, acks) and membership side (views, lease, fencing, the commit
 //!   record) are in `replicate.rs` and `membership.rs`.
 //! - [`lifecycle`]: the one enum of a member's join and hand-over states.
+//! - [`injected`]: the safety checks by name, which `--inject-bug` switches
+//!   off one at a time through one hook.
 //! - [`clients`]: each client's latest write, for exactly-once retries.
 //! - [`sent`]: the Sent list: writes forwarded and not yet committed.
 //! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
@@ -29,6 +31,7 @@
 pub mod bootstrap;
 pub mod clients;
 pub mod effects;
+pub mod injected;
 pub mod lifecycle;
 mod membership;
 pub mod node;
@@ -36,10 +39,9 @@ mod replicate;
 pub mod sent;
 
 pub use effects::{Action, Effects, Store};
+pub use injected::Check;
 pub use lifecycle::Lifecycle;
-pub use node::{
-    ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome, WriteReceipt,
-};
+pub use node::{ChainNode, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome, WriteReceipt};
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@
 
 use super::clients::{self, ClientRecords, Seen};
 use super::effects::{Action, Effects, Store};
+use super::injected::{self, Check};
 use super::lifecycle::Lifecycle;
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
 use crate::proto::{ClientRecord, ErrorCode, Write};
@@ -40,45 +41,6 @@ impl Refusal {
     }
 }
 
-/// A protocol bug switched on deliberately, so the simulator and
-/// `table-check` can show that they catch it. Never set in a real chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InjectedBug {
-    /// The head counts a write committed as soon as it applied it.
-    CommitEarly,
-    /// Links and frames are accepted from any sender: no predecessor,
-    /// view-epoch or latest-link check.
-    SkipPredecessorCheck,
-    /// Any member with a lease answers reads, not only the committing tail.
-    StaleRead,
-    /// Replication links are accepted without the peer secret's proof (a
-    /// fault of the link's shell, which the simulator models: the node
-    /// itself never sees the handshake).
-    SkipPeerAuth,
-}
-
-impl InjectedBug {
-    pub const ALL: [InjectedBug; 4] = [
-        InjectedBug::CommitEarly,
-        InjectedBug::SkipPredecessorCheck,
-        InjectedBug::StaleRead,
-        InjectedBug::SkipPeerAuth,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            InjectedBug::CommitEarly => "commit-early",
-            InjectedBug::SkipPredecessorCheck => "skip-predecessor-check",
-            InjectedBug::StaleRead => "stale-read",
-            InjectedBug::SkipPeerAuth => "skip-peer-auth",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<InjectedBug> {
-        InjectedBug::ALL.into_iter().find(|bug| bug.name() == name)
-    }
-}
-
 /// How a node is set up.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -86,8 +48,9 @@ pub struct NodeConfig {
     pub standalone: bool,
     /// Clients whose latest write is remembered for exactly-once retries.
     pub client_records_max: usize,
-    /// A deliberate protocol bug (testing the checkers only).
-    pub bug: Option<InjectedBug>,
+    /// A safety check switched off, a deliberate bug (testing the
+    /// checkers only; see [`Check`]).
+    pub bug: Option<Check>,
     /// This server's id in member data and commit records (not 0).
     pub server_id: u64,
     /// `--max-memory`: as the head, refuse a put that would take
@@ -289,7 +252,8 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> Result<WriteReceipt, Refusal> {
         self.check_may_write(now_ms)?;
-        match self.clients.seen(client_id, request_id) {
+        let seen = if self.enforces(Check::ExactlyOnce) { self.clients.seen(client_id, request_id) } else { Seen::New };
+        match seen {
             Seen::Retry { sequence, found } => return Ok(WriteReceipt { sequence, found }),
             Seen::Stale { latest } => {
                 return Err(Refusal::new(
@@ -335,7 +299,7 @@ impl ChainNode {
             return Err(Refusal::unavailable());
         }
         match &self.position {
-            Some(position) if position.is_head => Ok(()),
+            Some(position) if self.requires(Check::HeadWrites, position.is_head) => Ok(()),
             _ => Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 format!(
@@ -417,7 +381,7 @@ impl ChainNode {
         if self.config.standalone {
             return true;
         }
-        if self.config.bug == Some(InjectedBug::StaleRead) && self.position.is_some() {
+        if !self.enforces(Check::ReadAtTail) && self.position.is_some() {
             return !self.installing;
         }
         // A tail waiting for its commit record holds writes it applied and
@@ -427,7 +391,7 @@ impl ChainNode {
             && matches!(self.lifecycle, Lifecycle::Ready { .. })
             && self.position.as_ref().is_some_and(|position| position.is_tail)
             && self.commits_locally()
-            && self.recorded()
+            && self.requires(Check::CommitRecord, self.recorded())
     }
 
     // ---- applying writes ----
@@ -469,7 +433,7 @@ impl ChainNode {
     /// Writes are committed here on our own only in the epoch the chain
     /// node records (see [`CommitRecord`]); until then they wait.
     pub(super) fn publish_commit(&mut self, effects: &mut impl Effects) {
-        let early = self.config.bug == Some(InjectedBug::CommitEarly)
+        let early = !self.enforces(Check::CommitAtTail)
             && self.position.as_ref().is_some_and(|position| position.is_head);
         let committed = if early {
             self.last_applied
@@ -490,9 +454,21 @@ impl ChainNode {
     /// generation that the record does not show yet.
     pub(super) fn recorded(&self) -> bool {
         self.config.standalone
-            || (self.record.epoch == self.view_epoch
-                && self.record.generation == self.generation
-                && self.applied_epoch <= self.view_epoch)
+            || (self.requires(Check::CommitRecord, self.record.epoch == self.view_epoch)
+                && self.requires(Check::Generation, self.record.generation == self.generation)
+                && self.requires(Check::AppliedEpoch, self.applied_epoch <= self.view_epoch))
+    }
+
+    /// The one hook of the injected bugs: whether `check` is enforced (it
+    /// is, unless its bug is injected; see [`Check`]).
+    pub(super) fn enforces(&self, check: Check) -> bool {
+        injected::enforced(self.config.bug, check)
+    }
+
+    /// Whether a condition that `check` demands is met: `holds`, or the
+    /// check is switched off.
+    pub(super) fn requires(&self, check: Check, holds: bool) -> bool {
+        holds || !self.enforces(check)
     }
 
     // ---- queries ----
@@ -510,9 +486,9 @@ impl ChainNode {
     /// named in the commit record after the chain's last member expired).
     pub fn may_replicate(&self) -> bool {
         self.position.is_some()
-            && self.lifecycle.holds_chain_state()
+            && self.requires(Check::ChainState, self.lifecycle.holds_chain_state())
             && !self.installing
-            && (!self.ready_servers.is_empty() || self.config.standalone)
+            && self.requires(Check::ChainState, !self.ready_servers.is_empty() || self.config.standalone)
     }
 
     pub fn successor(&self) -> Option<&Member> {

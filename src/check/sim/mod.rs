@@ -31,10 +31,11 @@ mod generations;
 mod links;
 mod peer_auth;
 pub mod server;
+mod swarm;
 pub mod world;
 pub mod zk;
 
-use crate::chain::InjectedBug;
+use crate::chain::Check;
 use crate::check::history::History;
 use crate::check::verify::{Report, verify};
 
@@ -47,7 +48,7 @@ pub struct SimConfig {
     /// Client operations in the run (over all clients).
     pub steps: usize,
     /// A deliberate protocol bug, which the run should catch.
-    pub bug: Option<InjectedBug>,
+    pub bug: Option<Check>,
     /// Keep a trace of every event (for printing a failed seed).
     pub trace: bool,
 }
@@ -71,11 +72,24 @@ impl SimOutcome {
     }
 }
 
-/// Runs one seed.
+/// Runs one seed. An assertion of the protocol that fails (a paired check
+/// of what it produced, TigerBeetle's style) fails the run, with its seed,
+/// like any other finding.
 pub fn run(config: &SimConfig) -> SimOutcome {
     let mut world = world::World::new(config);
-    world.run();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
     let (history, divergence, trace) = world.finish();
+    let divergence = match ran {
+        Ok(()) => divergence,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            Some(format!("an assertion failed: {message}"))
+        }
+    };
     let report = verify(&history);
     let faults = history.faults.len();
     SimOutcome { history, report, divergence, trace, faults }
@@ -95,7 +109,7 @@ const TRACE_TAIL_LINES: usize = 400;
 pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
     use crate::check::verify::Explanation;
     let started = std::time::Instant::now();
-    let bug = args.bug.map_or(String::new(), |bug| format!(" --inject-bug {}", bug.name()));
+    let bug = args.bug.map_or(String::new(), |bug| format!(" --inject-bug {}", bug.bug_name()));
     println!(
         "table-check sim: {} seeds from base seed {} ({} nodes, {} operations each){bug}",
         args.seeds, args.base_seed, args.nodes, args.steps

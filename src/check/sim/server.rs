@@ -136,7 +136,7 @@ impl Server {
             alive: true,
             paused_until_ms: None,
             outbox: VecDeque::new(),
-            sent: SentList::default(),
+            sent: SentList::with_bug(config.bug),
             downlink: None,
             uplinks: BTreeMap::new(),
             pending: Vec::new(),
@@ -314,7 +314,11 @@ impl World {
         server.name = name;
         server.registered_ms = now;
         server.next_confirm_ms = now;
+        // Requests of the old registration are void, as in the server's
+        // membership loop (swarm testing found a record from before a
+        // session loss written in the next one, overwriting a newer one).
         server.ready_pending = false;
+        server.record_pending = None;
         self.notify_watchers();
     }
 
@@ -355,11 +359,12 @@ impl World {
                 .collect();
             let node = &self.servers[index].node;
             let line = format!(
-                "s{index} view {} {members:?} record {:?}: {} {:?}",
+                "s{index} view {} {members:?} record {:?}: {} {:?} gen {}",
                 view.epoch,
                 view.record,
                 node.role().name(),
-                node.progress()
+                node.progress(),
+                node.generation()
             );
             self.trace(|| line);
         }
