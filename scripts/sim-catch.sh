@@ -6,10 +6,11 @@
 # false alarm). Exit 1 if any bug was missed or the plain run failed.
 #
 #   scripts/sim-catch.sh [base seed ...]     (default: 10 bases)
-#   SIM_CATCH_SEEDS=2000 SIM_CATCH_JOBS=2 SIM_CATCH_BUGS="stale-read commit-early"
+#   SIM_CATCH_SEEDS=2000 SIM_CATCH_JOBS=2 SIM_CATCH_BUGS="none stale-read" \
+#   SIM_CATCH_BINARY=path/to/table-check
 set -euo pipefail
 cd "$(dirname "$0")/.."
-check=target/release/table-check
+check=${SIM_CATCH_BINARY:-target/release/table-check}
 [[ -x $check ]] || cargo build --release --bin table-check
 seeds=${SIM_CATCH_SEEDS:-2000}
 jobs=${SIM_CATCH_JOBS:-1}

@@ -45,6 +45,13 @@ impl ChainNode {
             }
             // The table keeps the value; a copy goes on only if we forward.
             let value = if forward { write.value.clone() } else { write.value.take() };
+            // Forwarded in our view, the write goes down that view's chain,
+            // which may leave out a member that an older view (and its
+            // commit record) names: a successor still in the older view
+            // must not commit it there (swarm testing found a tail cut off
+            // from ZooKeeper committing writes that went around a removed
+            // member its record named, which then restarted the chain).
+            write.epoch = write.epoch.max(self.view_epoch);
             self.applied_epoch = self.applied_epoch.max(write.epoch);
             store.apply(&write.key, value);
             let record = clients::record(write.client_id, write.request_id, write.sequence, write.found);

@@ -20,6 +20,10 @@ use crate::check::random::SplitMix64;
 
 /// Most servers a run starts, counting those that join later.
 const SERVERS_MAX: usize = 9;
+/// Least time between two whole-chain restarts (ms): back to back, the
+/// clients' operations overlap so far that the linearizability search
+/// cannot decide the history.
+const RESTART_SPACING_MS: u64 = 8 * SESSION_TIMEOUT_MS;
 
 /// A fault that lasts, and how it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +75,9 @@ const KINDS: [Kind; 12] = [
 /// An aimed fault waiting for its moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trap {
-    /// When a tail sends its hand-over mark: cut the tail (or the joiner)
-    /// off from ZooKeeper for longer than a session.
-    HandOver { joiner: bool },
+    /// When a tail sends its hand-over mark: the tail, the joiner, or the
+    /// tail with the joiner coming back late, loses its session.
+    HandOver(HandOverLoss),
     /// The next snapshot chunk (or any frame) towards a successor is held
     /// back this long, and its link breaks at once: the predecessor opens a
     /// new one, and the frame arrives after the new link's.
@@ -81,6 +85,20 @@ pub enum Trap {
     /// When the view's epoch passes this one: cut the new tail off from
     /// ZooKeeper for longer than a session.
     ViewChange { epoch: u64 },
+}
+
+/// Who loses what in a [`Trap::HandOver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandOverLoss {
+    /// The tail that handed over loses its session.
+    Giver,
+    /// The joiner loses its session.
+    Joiner,
+    /// The tail loses its session, and the joiner is cut off from ZooKeeper
+    /// until just after that (so it announces itself ready behind a new
+    /// predecessor), which meanwhile cannot reach it: the predecessor
+    /// commits writes alone that the joiner lacks.
+    GiverWhileJoinerAway,
 }
 
 /// One seed's mix of faults and rates.
@@ -99,6 +117,8 @@ pub struct Swarm {
     pub late_per_mille: u64,
     /// A slow link's delay (ms).
     pub slow_ms: (u64, u64),
+    /// When the chain may be restarted again (ms).
+    restart_due_ms: u64,
 }
 
 impl Swarm {
@@ -122,6 +142,7 @@ impl Swarm {
             lost_watch_per_mille: rng.below(150),
             late_per_mille: rng.between(10, 300),
             slow_ms: (slow_low, slow_low + rng.between(50, 800)),
+            restart_due_ms: 0,
         }
     }
 
@@ -194,8 +215,12 @@ impl World {
                 self.fault(format!("slow network at s{server}"), Some((duration, Heal::Unslow(server))));
             }
             Kind::HandOverSessionLoss => {
-                let joiner = self.rng.below(2) == 0;
-                self.arm(Trap::HandOver { joiner });
+                let loss = match self.rng.below(4) {
+                    0 => HandOverLoss::Giver,
+                    1 => HandOverLoss::Joiner,
+                    _ => HandOverLoss::GiverWhileJoinerAway,
+                };
+                self.arm(Trap::HandOver(loss));
             }
             Kind::ReplacedLink => {
                 let delay_ms = self.rng.between(100, 2 * SESSION_TIMEOUT_MS);
@@ -267,6 +292,10 @@ impl World {
     /// paused, for longer than a session), coming back at different times:
     /// the chain restarts from the member the commit record names.
     fn chain_restart(&mut self, live: &[usize]) {
+        if self.now_ms < self.swarm.restart_due_ms {
+            return;
+        }
+        self.swarm.restart_due_ms = self.now_ms + RESTART_SPACING_MS;
         let paused = self.rng.below(2) == 0;
         for &server in live {
             let duration = SESSION_TIMEOUT_MS + self.rng.between(50, SESSION_TIMEOUT_MS * 3 / 2);
@@ -288,11 +317,9 @@ impl World {
     pub(super) fn trap_on_send(&mut self, connection: usize, to_successor: bool, message: &LinkMessage) -> (u64, bool) {
         let (predecessor, successor) = (self.end(connection, false), self.end(connection, true));
         match (self.trap, message) {
-            (Some(Trap::HandOver { joiner }), LinkMessage::Batch { promote_at: Some(_), .. }) if to_successor => {
+            (Some(Trap::HandOver(loss)), LinkMessage::Batch { promote_at: Some(_), .. }) if to_successor => {
                 self.trap = None;
-                let server = if joiner { successor } else { predecessor };
-                let duration = SESSION_TIMEOUT_MS + self.rng.between(50, SESSION_TIMEOUT_MS);
-                self.cut_from_zk(server, duration);
+                self.hand_over_loss(loss, predecessor, successor);
                 (0, false)
             }
             (Some(Trap::ReplacedLink { delay_ms, chunks_only }), LinkMessage::Chunk(_) | LinkMessage::Batch { .. })
@@ -303,6 +330,33 @@ impl World {
                 (delay_ms, true)
             }
             _ => (0, false),
+        }
+    }
+
+    /// A session lost during the hand-over from `giver` to `joiner`.
+    fn hand_over_loss(&mut self, loss: HandOverLoss, giver: usize, joiner: usize) {
+        let session_lost = SESSION_TIMEOUT_MS + self.rng.between(50, SESSION_TIMEOUT_MS);
+        match loss {
+            HandOverLoss::Giver => self.cut_from_zk(giver, session_lost),
+            HandOverLoss::Joiner => self.cut_from_zk(joiner, session_lost),
+            HandOverLoss::GiverWhileJoinerAway => {
+                self.cut_from_zk(giver, session_lost);
+                let away = self.rng.between(SESSION_TIMEOUT_MS * 4 / 5, SESSION_TIMEOUT_MS);
+                self.cut_from_zk(joiner, away);
+                let view = self.zk.view();
+                let at = view.members.iter().position(|member| server_of(&member.address) == Some(giver));
+                let before = at.and_then(|at| at.checked_sub(1)).map(|at| &view.members[at]);
+                if let Some(predecessor) = before.and_then(|member| server_of(&member.address))
+                    && predecessor != joiner
+                {
+                    let pair = (predecessor.min(joiner), predecessor.max(joiner));
+                    self.partitions.insert(pair);
+                    self.break_connections(predecessor, Some(joiner));
+                    let apart = away + self.rng.between(0, SESSION_TIMEOUT_MS);
+                    let heal = Heal::Unpartition(predecessor, joiner);
+                    self.fault(format!("partition s{predecessor} from s{joiner}"), Some((apart, heal)));
+                }
+            }
         }
     }
 
