@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         }
         CheckCommand::ListBugs => {
             for check in Check::ALL {
-                println!("{}", check.bug_name());
+                let shadowed = if check.reached_by_simulator() { "" } else { " shadowed" };
+                println!("{}{shadowed}", check.bug_name());
             }
             ExitCode::SUCCESS
         }

@@ -112,17 +112,15 @@ impl Check {
             Check::CommitRecord => {
                 ("skip-commit-record-check", "a tail commits and reads in an epoch not yet recorded")
             }
-            Check::Generation => {
-                ("skip-generation-check", "a tail commits in a generation not yet recorded")
-            }
+            Check::Generation => ("skip-generation-check", "a tail commits in a generation not yet recorded"),
             Check::Lease => ("skip-lease-check", "a member serves without a confirmed session"),
             Check::HeadWrites => ("write-anywhere", "any member with a lease takes client writes"),
             Check::ExactlyOnce => ("skip-exactly-once", "a retried write is applied again"),
             Check::Successor => ("skip-successor-check", "acks are taken from any former successor"),
-            Check::HandOver => ("skip-hand-over-check", "a joiner becomes ready before its mark or from an old hand-over"),
-            Check::HandOverCaughtUp => {
-                ("hand-over-early", "the tail hands over before the joiner caught up")
+            Check::HandOver => {
+                ("skip-hand-over-check", "a joiner becomes ready before its mark or from an old hand-over")
             }
+            Check::HandOverCaughtUp => ("hand-over-early", "the tail hands over before the joiner caught up"),
             Check::RecordAtTail => ("record-from-non-tail", "any member writes the commit record"),
             Check::ChainState => {
                 ("replicate-without-chain-state", "a joiner's table is taken for the chain's")
@@ -134,6 +132,41 @@ impl Check {
                 ("skip-sent-continuity", "a successor resumes from a Sent list that cannot cover it")
             }
         }
+    }
+
+    /// Whether the simulator reaches this check: with it off, 2,000 seeds
+    /// from any base seed fail (`scripts/sim-catch.sh` measures it, and
+    /// `scripts/test.sh` demands it). Not so for a few checks that another
+    /// check, or the way the shell drives the node, shadows: no schedule
+    /// found yet gets past the other one, so nothing shows they matter
+    /// alone. Each keeps its refusal (a second line of defence) until a
+    /// scenario test or an aimed fault shows where it is needed.
+    pub fn reached_by_simulator(self) -> bool {
+        !matches!(
+            self,
+            // Member names are never reused (sequential nodes), so an older
+            // view's predecessor is refused by the predecessor check; views
+            // reach a node in the order they were read.
+            Check::ViewEpoch
+            // Generations change only in a restart that loses writes (after
+            // 60 session timeouts without a named member); until the new
+            // record is written its epoch differs from the view's.
+            | Check::Generation
+            // A former successor's ack carries a commit point the tail
+            // reached; a joiner's stale one is covered by the hand-over
+            // waiting for it to catch up.
+            | Check::Successor
+            // Links are FIFO and frames of a replaced link are refused by
+            // the link check; a predecessor's history holds ours.
+            | Check::SnapshotAcceptance
+            // The sender forgets the Sent list whenever it stops
+            // forwarding, and a joiner always asks for a snapshot.
+            | Check::SentContinuity
+            // Handed over early, the tail commits by the joiner's acks and
+            // the joiner announces itself only at the mark: slower, and no
+            // reads meanwhile, but nothing unsafe.
+            | Check::HandOverCaughtUp
+        )
     }
 
     pub fn from_bug_name(name: &str) -> Option<Check> {
@@ -157,7 +190,9 @@ mod tests {
             assert!(!check.bug_description().is_empty() && !check.bug_description().contains('\n'));
         }
         assert_eq!(Check::from_bug_name("skip-everything"), None);
-        assert!(!enforced(Some(Check::Lease), Check::Lease) && enforced(Some(Check::Lease), Check::Generation));
+        assert!(
+            !enforced(Some(Check::Lease), Check::Lease) && enforced(Some(Check::Lease), Check::Generation)
+        );
         assert!(enforced(None, Check::Lease));
     }
 }

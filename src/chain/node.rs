@@ -252,7 +252,11 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> Result<WriteReceipt, Refusal> {
         self.check_may_write(now_ms)?;
-        let seen = if self.enforces(Check::ExactlyOnce) { self.clients.seen(client_id, request_id) } else { Seen::New };
+        let seen = if self.enforces(Check::ExactlyOnce) {
+            self.clients.seen(client_id, request_id)
+        } else {
+            Seen::New
+        };
         match seen {
             Seen::Retry { sequence, found } => return Ok(WriteReceipt { sequence, found }),
             Seen::Stale { latest } => {
@@ -617,6 +621,38 @@ mod tests {
         assert_eq!(delete, WriteReceipt { sequence: 4, found: true });
         assert!(store.is_empty());
         assert_eq!(head.used_memory(&store), 4 * CLIENT_RECORD_BYTES, "the records stay");
+    }
+
+    /// A write forwarded by a member in a newer view than its head's goes
+    /// on carrying the newer epoch, so a tail still in the older view does
+    /// not commit it under the older record.
+    #[test]
+    fn a_middle_forwards_a_write_with_its_newer_view_epoch() {
+        let mut middle = node(false, u64::MAX);
+        let (mut store, mut effects) = (SimStore::new(), Vec::new());
+        let members = (1..=3).map(|index| test_member(index, Readiness::Ready)).collect();
+        middle.view_changed(
+            &ChainView::new(members, 5),
+            &test_member(2, Readiness::Ready).name,
+            &mut effects,
+        );
+        let mut hello = ReplicaHello::new();
+        hello.sender = test_member(1, Readiness::Ready).name;
+        hello.receiver = test_member(2, Readiness::Ready).name;
+        hello.epoch = 5;
+        let link = middle.link_hello(&hello).unwrap().link;
+        let mut write = Write::numbered(1);
+        write.epoch = 4;
+        effects.clear();
+        middle.replicated_batch(&hello.sender, link, vec![write], &mut store, &mut effects).unwrap();
+        let forwarded: Vec<u64> = effects
+            .iter()
+            .filter_map(|action| match action {
+                Action::Forward { write, .. } => Some(write.epoch),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forwarded, [5]);
     }
 
     #[test]

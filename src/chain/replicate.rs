@@ -5,8 +5,8 @@ use log::info;
 
 use super::clients;
 use super::effects::{Action, Effects, Store};
-use super::lifecycle::Lifecycle;
 use super::injected::Check;
+use super::lifecycle::Lifecycle;
 use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use crate::proto::{ErrorCode, ReplicaHello, SnapshotChunk, Write};
 

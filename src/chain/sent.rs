@@ -45,8 +45,8 @@ impl SentList {
     /// sequence order, and whoever empties the queue calls
     /// [`SentList::forget`].
     pub fn push(&mut self, stream: u64, write: Write) -> bool {
-        let continues =
-            !injected::enforced(self.bug, Check::SentContinuity) || self.stream.is_none_or(|held| held == stream);
+        let continues = !injected::enforced(self.bug, Check::SentContinuity)
+            || self.stream.is_none_or(|held| held == stream);
         if !continues {
             self.forget();
         }

@@ -17,7 +17,10 @@ use crate::client::connection::ClientOptions;
 pub fn check_usage() -> String {
     let bugs: String = Check::ALL
         .iter()
-        .map(|check| format!("                            {:<31}{}\n", check.bug_name(), check.bug_description()))
+        .map(|check| {
+            let mark = if check.reached_by_simulator() { "" } else { " (*)" };
+            format!("                            {:<31}{}{mark}\n", check.bug_name(), check.bug_description())
+        })
         .collect();
     format!("{USAGE_BEFORE_BUGS}{bugs}{USAGE_AFTER_BUGS}")
 }
@@ -65,13 +68,19 @@ sim options:
   --inject-bug <name>     switch one safety check off, a deliberate bug which must FAIL:
 ";
 
-const USAGE_AFTER_BUGS: &str = "  --list-bugs             print the injected bugs' names, one a line
+const USAGE_AFTER_BUGS: &str = "\
+                          (*) shadowed by another check: not caught by the simulator yet
+  --list-bugs             print the injected bugs' names, one a line; a shadowed one
+                          is followed by \"shadowed\"
   --trace                 print every event of a failed run";
 
 /// What `table-check` was asked to do.
 #[derive(Debug)]
 pub enum CheckCommand {
-    Run { config: Box<CheckConfig>, history: Option<PathBuf> },
+    Run {
+        config: Box<CheckConfig>,
+        history: Option<PathBuf>,
+    },
     Verify(PathBuf),
     Sim(SimArgs),
     /// `table-check sim --list-bugs`.

@@ -31,9 +31,7 @@ use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
-use crate::chain::{
-    Action, ChainNode, Check, Effects, NodeConfig, Progress, Refusal, Role, Store, Welcome,
-};
+use crate::chain::{Action, ChainNode, Check, Effects, NodeConfig, Progress, Refusal, Role, Store, Welcome};
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::store::table::Table;

@@ -51,12 +51,7 @@ impl PeerAuth {
 
     /// Steps 2 to 4 for `hello` from a sender holding `sender_key`: true
     /// if it proved the chain's secret (or the injected bug skips the check).
-    fn authenticated(
-        &mut self,
-        hello: &ReplicaHello,
-        sender_key: &AuthKey,
-        bug: Option<Check>,
-    ) -> bool {
+    fn authenticated(&mut self, hello: &ReplicaHello, sender_key: &AuthKey, bug: Option<Check>) -> bool {
         let nonce = self.nonce();
         let Ok((receiver, challenge)) = LinkAuth::challenge(&self.key, hello, CHAIN_PATH, &nonce) else {
             return false;

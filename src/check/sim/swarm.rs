@@ -242,7 +242,10 @@ impl World {
 
     fn cut_from_zk(&mut self, server: usize, duration: u64) {
         if self.zk_cut.insert(server) {
-            self.fault(format!("cut s{server} off from ZooKeeper"), Some((duration, Heal::ReconnectZk(server))));
+            self.fault(
+                format!("cut s{server} off from ZooKeeper"),
+                Some((duration, Heal::ReconnectZk(server))),
+            );
         }
     }
 
@@ -314,7 +317,12 @@ impl World {
 
     /// Springs a trap aimed at `message`, about to be sent on `connection`:
     /// the extra delay it gets, and whether the link breaks after it.
-    pub(super) fn trap_on_send(&mut self, connection: usize, to_successor: bool, message: &LinkMessage) -> (u64, bool) {
+    pub(super) fn trap_on_send(
+        &mut self,
+        connection: usize,
+        to_successor: bool,
+        message: &LinkMessage,
+    ) -> (u64, bool) {
         let (predecessor, successor) = (self.end(connection, false), self.end(connection, true));
         match (self.trap, message) {
             (Some(Trap::HandOver(loss)), LinkMessage::Batch { promote_at: Some(_), .. }) if to_successor => {
@@ -322,11 +330,15 @@ impl World {
                 self.hand_over_loss(loss, predecessor, successor);
                 (0, false)
             }
-            (Some(Trap::ReplacedLink { delay_ms, chunks_only }), LinkMessage::Chunk(_) | LinkMessage::Batch { .. })
-                if to_successor && (!chunks_only || matches!(message, LinkMessage::Chunk(_))) =>
-            {
+            (
+                Some(Trap::ReplacedLink { delay_ms, chunks_only }),
+                LinkMessage::Chunk(_) | LinkMessage::Batch { .. },
+            ) if to_successor && (!chunks_only || matches!(message, LinkMessage::Chunk(_))) => {
                 self.trap = None;
-                self.fault(format!("delay a frame s{predecessor} -> s{successor} by {delay_ms} ms, break its link"), None);
+                self.fault(
+                    format!("delay a frame s{predecessor} -> s{successor} by {delay_ms} ms, break its link"),
+                    None,
+                );
                 (delay_ms, true)
             }
             _ => (0, false),
