@@ -16,7 +16,10 @@
 //! ordered maps and vectors, all choices come from one generator, time is
 //! simulated), so a failing seed can be replayed with its trace.
 //!
-//! - [`world`]: the scheduler, the network and the fault schedule.
+//! - [`world`]: the scheduler and the network.
+//! - `swarm.rs`: the fault schedule: each seed's own mix of faults (swarm
+//!   testing) and faults aimed at hand-overs, replaced links, view changes
+//!   and whole-chain restarts.
 //! - [`server`]: a server process: the node, its membership and service (the
 //!   simulated counterparts of `membership` and `service`); `links.rs` holds
 //!   its replication sender and receiver.

@@ -1,6 +1,6 @@
 //! The simulated world: a seeded scheduler of events in simulated time, the
 //! network between servers (connections that are FIFO per direction, with
-//! delays, slow links and partitions) and the fault schedule (the nemesis).
+//! delays, slow links and partitions); the fault schedule is in `swarm.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
