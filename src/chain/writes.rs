@@ -19,7 +19,8 @@ use std::collections::VecDeque;
 
 use super::clients::{self, Seen};
 use super::effects::{Effects, Store};
-use super::node::{ChainNode, InjectedBug, Refusal};
+use super::injected::Check;
+use super::node::{ChainNode, Refusal};
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
 use crate::proto::{Entry, ErrorCode, Write};
 
@@ -152,7 +153,7 @@ impl ChainNode {
         Ok(match op {
             WriteOp::Set { key, value } => Ok(single(key, value)),
             WriteOp::Cas { key, expected, value } => {
-                let current = if self.config.bug == Some(InjectedBug::CasAtTail) {
+                let current = if !self.enforces(Check::CasAtHead) {
                     self.committed_value(&key, store)
                 } else {
                     store.value_of(&key)
@@ -188,7 +189,7 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> WriteReceipt {
         let sequence = self.last_applied + 1;
-        if self.config.bug == Some(InjectedBug::CasAtTail) {
+        if !self.enforces(Check::CasAtHead) {
             self.remember_undo(sequence, &change, store);
         }
         let mut write = self.forwards().then(|| {
@@ -310,7 +311,7 @@ fn increment(current: Option<&[u8]>, delta: i64) -> Result<i64, Decline> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::NodeConfig;
+    use crate::chain::{Action, NodeConfig};
     use crate::check::sim::server::SimStore;
     use crate::proto::ReplicaHello;
     use crate::view::{ChainView, Readiness, test_member};
@@ -462,5 +463,37 @@ mod tests {
             entry_bytes("k", 1000) + entry_bytes("n", 2) + entry_bytes("m", 1) + 2 * CLIENT_RECORD_BYTES
         );
         assert_eq!(tail.clients.seen(10, 3), Seen::Retry { sequence: 2, found: false, number: 41 });
+    }
+
+    /// A write forwarded by a member in a newer view than its head's goes
+    /// on carrying the newer epoch, so a tail still in the older view does
+    /// not commit it under the older record.
+    #[test]
+    fn a_middle_forwards_a_write_with_its_newer_view_epoch() {
+        let mut middle = node(false, u64::MAX);
+        let (mut store, mut effects) = (SimStore::new(), Vec::new());
+        let members = (1..=3).map(|index| test_member(index, Readiness::Ready)).collect();
+        middle.view_changed(
+            &ChainView::new(members, 5),
+            &test_member(2, Readiness::Ready).name,
+            &mut effects,
+        );
+        let mut hello = ReplicaHello::new();
+        hello.sender = test_member(1, Readiness::Ready).name;
+        hello.receiver = test_member(2, Readiness::Ready).name;
+        hello.epoch = 5;
+        let link = middle.link_hello(&hello).unwrap().link;
+        let mut write = Write::numbered(1);
+        write.epoch = 4;
+        effects.clear();
+        middle.replicated_batch(&hello.sender, link, vec![write], &mut store, &mut effects).unwrap();
+        let forwarded: Vec<u64> = effects
+            .iter()
+            .filter_map(|action| match action {
+                Action::Forward { write, .. } => Some(write.epoch),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forwarded, [5]);
     }
 }

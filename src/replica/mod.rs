@@ -32,7 +32,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
-    Action, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role, Store, WriteOp,
+    Action, ChainNode, Check, Effects, NodeConfig, Outcome, Progress, Refusal, Role, Store, WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode};
@@ -287,10 +287,10 @@ impl Replica {
         chain_path: &str,
         limits: ReplicationLimits,
         membership_wake: Sender<()>,
-        bug: Option<InjectedBug>,
+        bug: Option<Check>,
     ) -> Replica {
         if let Some(bug) = bug {
-            warn!("protocol bug {} switched on: NOT linearizable (testing only)", bug.name());
+            warn!("protocol bug {} switched on: NOT linearizable (testing only)", bug.bug_name());
         }
         // The queue has room beyond `queue_max` for writers that passed the
         // admission check at the same time (one write per connection thread,
