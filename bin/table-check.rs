@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use chaintable::check::args::{CHECK_USAGE, CheckCommand, parse_check_args};
+use chaintable::chain::Check;
+use chaintable::check::args::{CheckCommand, check_usage, parse_check_args};
 use chaintable::check::history::History;
 use chaintable::check::run;
 use chaintable::check::sim::run_seeds;
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     let fresh_seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id());
     let command = match arguments_or_exit(
         "table-check",
-        CHECK_USAGE,
+        &check_usage(),
         parse_check_args(std::env::args_os().skip(1), fresh_seed),
     ) {
         Ok(arguments) => arguments,
@@ -38,6 +39,13 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+        CheckCommand::ListBugs => {
+            for check in Check::ALL {
+                let shadowed = if check.reached_by_simulator() { "" } else { " shadowed" };
+                println!("{}{shadowed}", check.bug_name());
+            }
+            ExitCode::SUCCESS
         }
         CheckCommand::Verify(path) => {
             let history: History = match std::fs::read_to_string(&path)

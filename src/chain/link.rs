@@ -15,7 +15,8 @@
 //! [`Downlink::streaming_step`], [`Downlink::frame_due`]).
 
 use super::effects::Effects;
-use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
+use super::injected::Check;
+use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use super::sent::SentList;
 use crate::limits::REPLICATION_HEARTBEAT_INTERVAL_MS;
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
@@ -73,6 +74,12 @@ pub struct Downlink {
 }
 
 impl Downlink {
+    /// A link end whose Sent list has `bug`'s check switched off, if any
+    /// (testing the checkers only).
+    pub fn with_bug(bug: Option<Check>) -> Downlink {
+        Downlink { sent: SentList::with_bug(bug), ..Downlink::default() }
+    }
+
     /// Decides where the link should go now. A changed successor drops the
     /// held link; no successor (or a table that is not the chain's state)
     /// drops the Sent list too: continuity is lost, and only a snapshot can
@@ -120,7 +127,7 @@ impl Downlink {
         self.last_frame_ms = now_ms;
         let resumable =
             continuous && !welcome.wants_snapshot && self.sent.can_resume_after(welcome.last_applied);
-        if resumable && node.injected(InjectedBug::ResumePastApplied) {
+        if resumable && !node.enforces(Check::ResumePoint) {
             return Start::Resume { after: self.sent.last_sent() };
         }
         if resumable {

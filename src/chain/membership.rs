@@ -4,8 +4,9 @@
 use log::{info, warn};
 
 use super::effects::{Action, Effects, Store};
+use super::injected::Check;
 use super::lifecycle::Lifecycle;
-use super::node::{ChainNode, InjectedBug};
+use super::node::ChainNode;
 use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
 use crate::view::{ChainView, CommitRecord, Readiness};
 
@@ -22,9 +23,8 @@ impl ChainNode {
     /// chain from its old table).
     pub(super) fn wanted_record(&self, progress_due: bool) -> Option<CommitRecord> {
         let is_tail = self.position.as_ref().is_some_and(|position| position.is_tail);
-        let the_tail = is_tail && matches!(self.lifecycle, Lifecycle::Ready { .. }) && !self.installing;
-        let anyone = self.injected(InjectedBug::RecordFromNonTail) && self.position.is_some();
-        if !(the_tail || anyone) {
+        let ready_tail = is_tail && matches!(self.lifecycle, Lifecycle::Ready { .. }) && !self.installing;
+        if !self.requires(Check::RecordAtTail, ready_tail) {
             return None;
         }
         let current = &self.record;
@@ -68,7 +68,7 @@ impl ChainNode {
     /// A new view of the chain from ZooKeeper (`me`: our node name). Views
     /// older than the one we act on are ignored.
     pub fn view_changed(&mut self, view: &ChainView, me: &str, effects: &mut impl Effects) {
-        if self.standalone() || view.epoch < self.view_epoch {
+        if self.standalone() || (self.enforces(Check::ViewEpoch) && view.epoch < self.view_epoch) {
             return;
         }
         let old_role = self.role();
@@ -113,7 +113,8 @@ impl ChainNode {
                 // A hand-over stands only while that joiner is our successor.
                 let successor = position.successor.as_ref().map(|member| member.name.as_str());
                 Lifecycle::Ready {
-                    handed_over_to: handed_over_to.filter(|name| Some(name.as_str()) == successor),
+                    handed_over_to: handed_over_to
+                        .filter(|name| self.requires(Check::HandOver, Some(name.as_str()) == successor)),
                 }
             }
             // Ready by the hand-over of the predecessor we still have, or
@@ -124,7 +125,10 @@ impl ChainNode {
             // without a write its new predecessor had committed alone).
             (Some(position), Lifecycle::CatchingUp { handed_over_by: Some(giver), .. })
                 if position.me.readiness.is_ready()
-                    && position.predecessor.as_ref().is_some_and(|member| member.name == giver) =>
+                    && self.requires(
+                        Check::HandOver,
+                        position.predecessor.as_ref().is_some_and(|member| member.name == giver),
+                    ) =>
             {
                 Lifecycle::Ready { handed_over_to: None }
             }
@@ -135,12 +139,6 @@ impl ChainNode {
                 {
                     self.generation = self.generation.max(generation);
                 }
-                Lifecycle::Ready { handed_over_to: None }
-            }
-            (Some(position), Lifecycle::CatchingUp { .. })
-                if position.me.readiness.is_ready()
-                    && self.injected(InjectedBug::AnnounceWithoutHandOver) =>
-            {
                 Lifecycle::Ready { handed_over_to: None }
             }
             (Some(position), other) if position.me.readiness.is_ready() => {
@@ -210,7 +208,7 @@ impl ChainNode {
     }
 
     pub fn lease_valid(&self, now_ms: u64) -> bool {
-        self.standalone() || now_ms < self.lease_until_ms
+        self.standalone() || self.requires(Check::Lease, now_ms < self.lease_until_ms)
     }
 
     pub fn lease_until_ms(&self) -> u64 {

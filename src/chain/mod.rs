@@ -21,6 +21,8 @@
 //!   hand-over, acks) and membership side (views, lease, fencing, the commit
 //!   record) are in `replicate.rs` and `membership.rs`.
 //! - [`lifecycle`]: the one enum of a member's join and hand-over states.
+//! - [`injected`]: the safety checks by name, which `--inject-bug` switches
+//!   off one at a time through one hook.
 //! - [`writes`]: client writes at the head (put, del, cas, incr, mset):
 //!   decided there, sent down as their resulting state.
 //! - [`expiry`]: each expiring key's deadline, and the head's deletes of
@@ -38,6 +40,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod effects;
 pub mod expiry;
+pub mod injected;
 pub mod lifecycle;
 pub mod link;
 mod membership;
@@ -50,8 +53,9 @@ pub mod sent;
 pub mod writes;
 
 pub use effects::{Action, Effects, Store};
+pub use injected::Check;
 pub use lifecycle::Lifecycle;
-pub use node::{ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome};
+pub use node::{ChainNode, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome};
 pub use writes::{Decline, Outcome, WriteOp, WriteReceipt};
 
 #[cfg(test)]

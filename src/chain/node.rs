@@ -21,9 +21,10 @@ use std::collections::VecDeque;
 use super::clients::ClientRecords;
 use super::effects::{Action, Effects, Store};
 use super::expiry::Deadlines;
+use super::injected::{self, Check};
 use super::lifecycle::Lifecycle;
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES};
-use crate::proto::{ClientRecord, ErrorCode, Write};
+use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::view::{CommitRecord, Member, Position};
 
 /// How a request was refused: the error code and a message for people.
@@ -43,72 +44,6 @@ impl Refusal {
     }
 }
 
-/// A protocol bug switched on deliberately, so the simulator and
-/// `table-check` can show that they catch it. Never set in a real chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InjectedBug {
-    /// The head counts a write committed as soon as it applied it.
-    CommitEarly,
-    /// Links and frames are accepted from any sender: no predecessor,
-    /// view-epoch or latest-link check.
-    SkipPredecessorCheck,
-    /// Any member with a lease answers reads, not only the committing tail.
-    StaleRead,
-    /// Replication links are accepted without the peer secret's proof (a
-    /// fault of the link's shell, which the simulator models: the node
-    /// itself never sees the handshake).
-    SkipPeerAuth,
-    /// A link resumes after the last write it sent, not after the last
-    /// write the successor applied.
-    ResumePastApplied,
-    /// The tail goes on committing writes on its own after it handed its
-    /// role to a joining successor.
-    CommitAfterHandOver,
-    /// Any member writes the commit record, not only the ready tail (also
-    /// one that is joining, or recovering a table that is not the chain's).
-    RecordFromNonTail,
-    /// A joiner asks to be announced ready as soon as its state transfer
-    /// completes, without waiting for the hand-over mark, and takes the
-    /// view's word that it is ready.
-    AnnounceWithoutHandOver,
-    /// The head decides a compare-and-set against the committed state (as
-    /// a replica further down the chain holds it) instead of its own
-    /// table, which also holds the writes sequenced and not yet committed.
-    CasAtTail,
-}
-
-impl InjectedBug {
-    pub const ALL: [InjectedBug; 9] = [
-        InjectedBug::CommitEarly,
-        InjectedBug::SkipPredecessorCheck,
-        InjectedBug::StaleRead,
-        InjectedBug::SkipPeerAuth,
-        InjectedBug::ResumePastApplied,
-        InjectedBug::CommitAfterHandOver,
-        InjectedBug::RecordFromNonTail,
-        InjectedBug::AnnounceWithoutHandOver,
-        InjectedBug::CasAtTail,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            InjectedBug::CommitEarly => "commit-early",
-            InjectedBug::SkipPredecessorCheck => "skip-predecessor-check",
-            InjectedBug::StaleRead => "stale-read",
-            InjectedBug::SkipPeerAuth => "skip-peer-auth",
-            InjectedBug::ResumePastApplied => "resume-past-applied",
-            InjectedBug::CommitAfterHandOver => "commit-after-hand-over",
-            InjectedBug::RecordFromNonTail => "record-from-non-tail",
-            InjectedBug::AnnounceWithoutHandOver => "announce-without-hand-over",
-            InjectedBug::CasAtTail => "cas-at-tail",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<InjectedBug> {
-        InjectedBug::ALL.into_iter().find(|bug| bug.name() == name)
-    }
-}
-
 /// Bug `cas-at-tail` only: a write applied as head, as (sequence, key,
 /// the key's value before it).
 pub(super) type Undo = (u64, String, Option<Vec<u8>>);
@@ -123,8 +58,9 @@ pub struct NodeConfig {
     pub chain_path: String,
     /// Clients whose latest write is remembered for exactly-once retries.
     pub client_records_max: usize,
-    /// A deliberate protocol bug (testing the checkers only).
-    pub bug: Option<InjectedBug>,
+    /// A safety check switched off, a deliberate bug (testing the
+    /// checkers only; see [`Check`]).
+    pub bug: Option<Check>,
     /// This server's id in member data and commit records (not 0).
     pub server_id: u64,
     /// `--max-memory`: as the head, refuse a put that would take
@@ -163,6 +99,25 @@ pub struct SnapshotPoint {
     pub clients: Vec<ClientRecord>,
     /// Every expiring key's deadline (see `expiry`).
     pub deadlines: Vec<(String, u64)>,
+    /// The generation of the table (see [`ChainNode::generation`]): a
+    /// snapshot carries its history's generation, so a table installed by
+    /// one is never without one (swarm testing found a joiner whose session
+    /// ended right after its snapshot restart the chain from a table of
+    /// "generation 0", as if it held none of the chain's writes).
+    pub generation: u64,
+}
+
+impl SnapshotPoint {
+    /// A chunk of this snapshot, without its entries, client records and
+    /// deadlines (which the sender spreads over its chunks).
+    pub fn chunk_header(&self, total_keys: u64) -> SnapshotChunk {
+        let mut chunk = SnapshotChunk::new();
+        chunk.sequence = self.sequence;
+        chunk.write_epoch = self.write_epoch;
+        chunk.generation = self.generation;
+        chunk.total_keys = total_keys;
+        chunk
+    }
 }
 
 /// Chain role, derived from the view and the lifecycle.
@@ -352,7 +307,7 @@ impl ChainNode {
         if self.standalone() {
             return true;
         }
-        if self.config.bug == Some(InjectedBug::StaleRead) && self.position.is_some() {
+        if !self.enforces(Check::ReadAtTail) && self.position.is_some() {
             return !self.installing;
         }
         // A tail waiting for its commit record holds writes it applied and
@@ -362,7 +317,7 @@ impl ChainNode {
             && matches!(self.lifecycle, Lifecycle::Ready { .. })
             && self.position.as_ref().is_some_and(|position| position.is_tail)
             && self.commits_locally()
-            && self.recorded()
+            && self.requires(Check::CommitRecord, self.recorded())
     }
 
     // ---- applying writes ----
@@ -395,7 +350,7 @@ impl ChainNode {
             None => true,
             Some(successor) => {
                 let handed_over = self.lifecycle.handed_over_to() == Some(successor.name.as_str())
-                    && !self.injected(InjectedBug::CommitAfterHandOver);
+                    && self.enforces(Check::HandOverStopsCommits);
                 !successor.readiness.is_ready() && !handed_over
             }
         }
@@ -405,7 +360,7 @@ impl ChainNode {
     /// Writes are committed here on our own only in the epoch the chain
     /// node records (see [`CommitRecord`]); until then they wait.
     pub(super) fn publish_commit(&mut self, effects: &mut impl Effects) {
-        let early = self.config.bug == Some(InjectedBug::CommitEarly)
+        let early = !self.enforces(Check::CommitAtTail)
             && self.position.as_ref().is_some_and(|position| position.is_head);
         let committed = if early {
             self.last_applied
@@ -426,9 +381,21 @@ impl ChainNode {
     /// generation that the record does not show yet.
     pub(super) fn recorded(&self) -> bool {
         self.standalone()
-            || (self.record.epoch == self.view_epoch
-                && self.record.generation == self.generation
-                && self.applied_epoch <= self.view_epoch)
+            || (self.requires(Check::CommitRecord, self.record.epoch == self.view_epoch)
+                && self.requires(Check::Generation, self.record.generation == self.generation)
+                && self.requires(Check::AppliedEpoch, self.applied_epoch <= self.view_epoch))
+    }
+
+    /// The one hook of the injected bugs: whether `check` is enforced (it
+    /// is, unless its bug is injected; see [`Check`]).
+    pub fn enforces(&self, check: Check) -> bool {
+        injected::enforced(self.config.bug, check)
+    }
+
+    /// Whether a condition that `check` demands is met: `holds`, or the
+    /// check is switched off.
+    pub(super) fn requires(&self, check: Check, holds: bool) -> bool {
+        holds || !self.enforces(check)
     }
 
     // ---- queries ----
@@ -446,9 +413,9 @@ impl ChainNode {
     /// named in the commit record after the chain's last member expired).
     pub fn may_replicate(&self) -> bool {
         self.position.is_some()
-            && self.lifecycle.holds_chain_state()
+            && self.requires(Check::ChainState, self.lifecycle.holds_chain_state())
             && !self.installing
-            && (!self.ready_servers.is_empty() || self.standalone())
+            && self.requires(Check::ChainState, !self.ready_servers.is_empty() || self.standalone())
     }
 
     pub fn successor(&self) -> Option<&Member> {
@@ -474,11 +441,6 @@ impl ChainNode {
     /// lifecycle says so (a standalone node never leaves that state).
     pub fn standalone(&self) -> bool {
         self.lifecycle == Lifecycle::Standalone
-    }
-
-    /// Whether `bug` is switched on (testing the checkers only).
-    pub fn injected(&self, bug: InjectedBug) -> bool {
-        self.config.bug == Some(bug)
     }
 
     /// Our node name in ZooKeeper, once registered.

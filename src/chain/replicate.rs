@@ -5,8 +5,9 @@ use log::info;
 
 use super::clients;
 use super::effects::{Action, Effects, Store};
+use super::injected::Check;
 use super::lifecycle::Lifecycle;
-use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
+use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use super::writes::apply_state;
 use crate::proto::{ErrorCode, ReplicaHello, SnapshotChunk, Write};
 
@@ -23,7 +24,7 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
         self.check_link(sender, link)?;
-        if self.installing {
+        if self.enforces(Check::SnapshotAcceptance) && self.installing {
             return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "writes during a state transfer"));
         }
         let forward = self.forwards();
@@ -71,11 +72,8 @@ impl ChainNode {
     /// simulator found an old link's snapshot, delayed, wiping the newer
     /// state transfer from the same predecessor).
     pub fn check_link(&self, sender: &str, link: u64) -> Result<(), Refusal> {
-        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
-            return Ok(());
-        }
         self.check_predecessor(sender)?;
-        if link != self.current_link {
+        if self.enforces(Check::LatestLink) && link != self.current_link {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 format!("link {link} from {sender} was replaced by link {}", self.current_link),
@@ -87,12 +85,10 @@ impl ChainNode {
     /// Whether `sender` is our current predecessor (writes from anyone else
     /// are refused).
     pub(super) fn check_predecessor(&self, sender: &str) -> Result<(), Refusal> {
-        if self.config.bug == Some(InjectedBug::SkipPredecessorCheck) && self.position.is_some() {
-            return Ok(());
-        }
         let predecessor = self.position.as_ref().and_then(|position| position.predecessor.as_ref());
         match predecessor {
             Some(predecessor) if predecessor.name == sender => Ok(()),
+            _ if !self.enforces(Check::Predecessor) && self.position.is_some() => Ok(()),
             _ => Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, format!("{sender} is not my predecessor"))),
         }
     }
@@ -115,21 +111,20 @@ impl ChainNode {
     /// a state transfer, always starts over from a fresh snapshot.
     pub fn link_hello(&mut self, hello: &ReplicaHello) -> Result<Welcome, Refusal> {
         let me = self.name.as_deref().unwrap_or_default();
-        if hello.receiver != me {
+        if self.enforces(Check::Predecessor) && hello.receiver != me {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 format!("this link is meant for {}, I am {me}", hello.receiver),
             ));
         }
         self.check_predecessor(&hello.sender)?;
-        if self.ready_servers.is_empty() {
+        if self.enforces(Check::ChainState) && self.ready_servers.is_empty() {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 "no ready member: there is no chain to replicate",
             ));
         }
-        let skip_checks = self.config.bug == Some(InjectedBug::SkipPredecessorCheck);
-        if hello.epoch < self.view_epoch && !skip_checks {
+        if self.enforces(Check::ViewEpoch) && hello.epoch < self.view_epoch {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 format!(
@@ -138,7 +133,7 @@ impl ChainNode {
                 ),
             ));
         }
-        let joining = !self.lifecycle.holds_chain_state();
+        let joining = self.enforces(Check::ChainState) && !self.lifecycle.holds_chain_state();
         self.current_link += 1;
         Ok(Welcome {
             link: self.current_link,
@@ -159,6 +154,7 @@ impl ChainNode {
             write_epoch: self.applied_epoch,
             clients: self.clients.all(),
             deadlines: self.deadlines.all(),
+            generation: self.generation,
         })
     }
 
@@ -174,7 +170,8 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
         self.check_link(sender, link)?;
-        if first && self.lifecycle.holds_chain_state() && chunk.sequence < self.committed {
+        let too_old = first && self.lifecycle.holds_chain_state() && chunk.sequence < self.committed;
+        if self.enforces(Check::SnapshotAcceptance) && too_old {
             // Our history is a prefix of our predecessor's, and committed
             // writes are in every member's.
             return Err(Refusal::new(
@@ -188,7 +185,7 @@ impl ChainNode {
         if first {
             self.installing = true;
             self.stream += 1;
-            // The new history's generation comes with the view once it is in.
+            // The new history's generation comes with the last chunk.
             self.generation = 0;
             // The commit point is recomputed for the new history (a joiner's
             // old one would be acked upstream beyond what was sent).
@@ -203,7 +200,7 @@ impl ChainNode {
             self.deadlines.clear();
             self.clients.clear();
             self.last_applied = 0;
-        } else if !self.installing {
+        } else if self.enforces(Check::SnapshotAcceptance) && !self.installing {
             return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "a snapshot chunk without its start"));
         }
         self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
@@ -218,12 +215,10 @@ impl ChainNode {
         }
         if chunk.last {
             self.last_applied = chunk.sequence;
+            self.generation = chunk.generation;
             self.installing = false;
             if self.lifecycle == Lifecycle::Joining {
                 self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
-                if self.injected(InjectedBug::AnnounceWithoutHandOver) {
-                    effects.act(Action::AnnounceReady);
-                }
             }
             self.maybe_announce_ready(effects);
             self.publish_commit(effects);
@@ -262,10 +257,11 @@ impl ChainNode {
     /// Once a joining node has applied everything up to the hand-over mark,
     /// asks (once) to be announced ready.
     pub(super) fn maybe_announce_ready(&mut self, effects: &mut impl Effects) {
+        let wait_for_mark = self.enforces(Check::HandOver);
         if let Lifecycle::CatchingUp { promote_at, .. } = &mut self.lifecycle
             && let Some(sequence) = *promote_at
             && !self.installing
-            && self.last_applied >= sequence
+            && (self.last_applied >= sequence || !wait_for_mark)
         {
             *promote_at = None;
             effects.act(Action::AnnounceReady);
@@ -281,6 +277,7 @@ impl ChainNode {
         successor_applied: u64,
         effects: &mut impl Effects,
     ) -> Option<u64> {
+        let caught_up = self.requires(Check::HandOverCaughtUp, successor_applied >= self.last_applied);
         let position = self.position.as_ref()?;
         // Only to a joiner after us by sequence: ready members are ordered
         // by sequence, so one before us would become ready ahead of us.
@@ -294,7 +291,7 @@ impl ChainNode {
         if !position.is_tail
             || !joining_successor
             || handed_over_to.as_deref() == Some(successor)
-            || successor_applied < self.last_applied
+            || !caught_up
         {
             return None;
         }
@@ -324,10 +321,10 @@ impl ChainNode {
         if !self.standalone() && !self.lease_valid(now_ms) {
             return Ok(());
         }
-        if self.successor().is_none_or(|member| member.name != successor) {
+        if self.enforces(Check::Successor) && self.successor().is_none_or(|member| member.name != successor) {
             return Ok(());
         }
-        if committed > self.last_applied {
+        if self.enforces(Check::Successor) && committed > self.last_applied {
             return Err(Refusal::new(
                 ErrorCode::ERR_INTERNAL,
                 format!(

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use super::injected::{self, Check};
 use crate::proto::Write;
 
 /// Writes forwarded and not yet committed, contiguous in sequence numbers,
@@ -18,6 +19,8 @@ pub struct SentList {
     range: Option<(u64, u64)>,
     /// The run of forwarded writes these belong to (see `ChainNode::stream`).
     stream: Option<u64>,
+    /// A safety check switched off (testing the checkers only; see [`Check`]).
+    bug: Option<Check>,
 }
 
 /// An ack for writes that were never sent: the successor is not following
@@ -29,6 +32,11 @@ pub struct AckBeyondSent {
 }
 
 impl SentList {
+    /// A Sent list with `bug` injected (`None`: the one a server uses).
+    pub fn with_bug(bug: Option<Check>) -> SentList {
+        SentList { bug, ..SentList::default() }
+    }
+
     /// Takes `write` of `stream` from the replication queue. A write that
     /// a snapshot already covered is dropped. Returns false when `stream`
     /// is a new one: the list starts over, and a successor can only be
@@ -37,7 +45,8 @@ impl SentList {
     /// sequence order, and whoever empties the queue calls
     /// [`SentList::forget`].
     pub fn push(&mut self, stream: u64, write: Write) -> bool {
-        let continues = self.stream.is_none_or(|held| held == stream);
+        let continues = !injected::enforced(self.bug, Check::SentContinuity)
+            || self.stream.is_none_or(|held| held == stream);
         if !continues {
             self.forget();
         }
@@ -77,7 +86,8 @@ impl SentList {
         match self.range {
             Some((base, last)) => {
                 let first_held = self.writes.front().map_or(last + 1, |write| write.sequence);
-                base <= applied && applied <= last && first_held <= applied + 1
+                let covered = base <= applied && applied <= last && first_held <= applied + 1;
+                covered || !injected::enforced(self.bug, Check::SentContinuity)
             }
             None => false,
         }

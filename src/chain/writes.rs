@@ -19,7 +19,8 @@ use std::collections::VecDeque;
 
 use super::clients::{self, Seen};
 use super::effects::{Effects, Store};
-use super::node::{ChainNode, InjectedBug, Refusal};
+use super::injected::Check;
+use super::node::{ChainNode, Refusal};
 use crate::limits::{CLIENT_RECORD_BYTES, DEADLINE_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
 use crate::proto::{Entry, ErrorCode, Write};
 
@@ -181,7 +182,7 @@ impl ChainNode {
                 None => Err(Decline::Mismatch(None)),
             },
             WriteOp::Cas { key, expected, value } => {
-                let current = if self.config.bug == Some(InjectedBug::CasAtTail) {
+                let current = if !self.enforces(Check::CasAtHead) {
                     self.committed_value(&key, store)
                 } else {
                     store.value_of(&key)
@@ -223,7 +224,7 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> WriteReceipt {
         let sequence = self.last_applied + 1;
-        if self.config.bug == Some(InjectedBug::CasAtTail) {
+        if !self.enforces(Check::CasAtHead) {
             self.remember_undo(sequence, &change, store);
         }
         let mut write = self.forwards().then(|| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{AckWriter, Replica, Snapshot, TableStore};
 use crate::chain::link::{Ack, Aim, Downlink, LinkFault, Start, Uplink};
-use crate::chain::{Progress, Refusal, Welcome};
+use crate::chain::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use crate::proto::{Downstream, ReplicaHello};
 
 /// How a welcomed link starts, with the table copied when it needs it.
@@ -37,15 +37,14 @@ impl Replica {
         match link.welcomed(welcome, continuous, &node, now_ms) {
             Start::Resume { after } => LinkStart::Resume { after },
             Start::NotReady => LinkStart::NotReady,
-            Start::Snapshot(point) => LinkStart::Snapshot(Snapshot {
-                sequence: point.sequence,
-                write_epoch: point.write_epoch,
-                stream: node.stream(),
-                entries: self.table.entries(),
-                clients: point.clients,
-                deadlines: point.deadlines,
-            }),
+            Start::Snapshot(point) => LinkStart::Snapshot(self.snapshot_at(point, &node)),
         }
+    }
+
+    /// The table at `point`, taken under the node lock `node` is held by,
+    /// so no write is applied between the point and the copy.
+    pub(super) fn snapshot_at(&self, point: SnapshotPoint, node: &ChainNode) -> Snapshot {
+        Snapshot { point, stream: node.stream(), entries: self.table.entries() }
     }
 
     /// Steady state, once per batch (see [`Downlink::streaming_step`]):

@@ -33,10 +33,11 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
-    Action, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role, Store, WriteOp,
+    Action, ChainNode, Check, Effects, NodeConfig, Outcome, Progress, Refusal, Role, SnapshotPoint, Store,
+    WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
-use crate::proto::{ClientRecord, ErrorCode};
+use crate::proto::ErrorCode;
 use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 use commits::{CommitOutcome, Commits, OnSettled, Settlements};
@@ -117,15 +118,11 @@ impl Default for ReplicationLimits {
 
 /// The full state of the table at one sequence number, for a joining server.
 pub struct Snapshot {
-    pub sequence: u64,
-    /// The newest `Write.epoch` among the writes it holds.
-    pub write_epoch: u64,
+    /// Its sequence number, generation, client records and deadlines.
+    pub point: SnapshotPoint,
     /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
     pub stream: u64,
     pub entries: Vec<(String, Vec<u8>)>,
-    pub clients: Vec<ClientRecord>,
-    /// Every expiring key's deadline (ms since the epoch, the head's clock).
-    pub deadlines: Vec<(String, u64)>,
 }
 
 /// The table as the node's [`Store`].
@@ -293,10 +290,10 @@ impl Replica {
         chain_path: &str,
         limits: ReplicationLimits,
         membership_wake: Sender<()>,
-        bug: Option<InjectedBug>,
+        bug: Option<Check>,
     ) -> Replica {
         if let Some(bug) = bug {
-            warn!("protocol bug {} switched on: NOT linearizable (testing only)", bug.name());
+            warn!("protocol bug {} switched on: NOT linearizable (testing only)", bug.bug_name());
         }
         // The queue has room beyond `queue_max` for writers that passed the
         // admission check at the same time (one write per connection thread,

@@ -47,14 +47,7 @@ impl Replica {
     fn snapshot(&self) -> Option<Snapshot> {
         let node = self.node.lock();
         let point = node.snapshot_point()?;
-        Some(Snapshot {
-            sequence: point.sequence,
-            write_epoch: point.write_epoch,
-            stream: node.stream(),
-            entries: self.table.entries(),
-            clients: point.clients,
-            deadlines: point.deadlines,
-        })
+        Some(self.snapshot_at(point, &node))
     }
 
     fn try_hand_over(&self, successor: &str, successor_applied: u64) -> Option<u64> {
@@ -295,8 +288,7 @@ fn join_with_snapshot_and_hand_over() {
     // The tail keeps committing on its own while the joiner catches up.
     let snapshot = tail.snapshot().unwrap();
     assert_eq!(tail.write_and_wait(1, 2, "b", Some(b"2".to_vec())), Ok(false));
-    let mut chunk = SnapshotChunk::new();
-    chunk.sequence = snapshot.sequence;
+    let mut chunk = snapshot.point.chunk_header(snapshot.entries.len() as u64);
     chunk.last = true;
     for (key, value) in snapshot.entries {
         let mut entry = crate::proto::Entry::new();

@@ -22,7 +22,7 @@ use crate::limits::{
     REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE, REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
     UNAUTHENTICATED_LOG_PERIOD,
 };
-use crate::proto::{ClientRecord, Deadline, Downstream, Entry, ReplicaHello, SnapshotChunk, Upstream};
+use crate::proto::{ClientRecord, Deadline, Downstream, Entry, ReplicaHello, Upstream};
 use crate::replica::transfers::TransferCount;
 use crate::replica::{LinkStart, Replica, Snapshot};
 use crate::throttle::{Every, suppressed_note};
@@ -219,16 +219,14 @@ fn send_snapshot(
 ) -> Result<(), LinkError> {
     let started = Instant::now();
     let total_keys = snapshot.entries.len() as u64;
-    info!("state transfer to {successor}: {total_keys} keys at write {}", snapshot.sequence);
-    let mut clients: Vec<ClientRecord> = snapshot.clients;
-    let mut deadlines = snapshot.deadlines.into_iter().peekable();
+    let mut point = snapshot.point;
+    info!("state transfer to {successor}: {total_keys} keys at write {}", point.sequence);
+    let mut clients: Vec<ClientRecord> = std::mem::take(&mut point.clients);
+    let mut deadlines = std::mem::take(&mut point.deadlines).into_iter().peekable();
     let mut entries = snapshot.entries.into_iter().peekable();
     let mut first = true;
     loop {
-        let mut chunk = SnapshotChunk::new();
-        chunk.sequence = snapshot.sequence;
-        chunk.write_epoch = snapshot.write_epoch;
-        chunk.total_keys = total_keys;
+        let mut chunk = point.chunk_header(total_keys);
         chunk.entries = entries.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(Entry::from_pair).collect();
         let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);
         chunk.clients = clients.drain(..client_count).collect();

@@ -43,7 +43,7 @@ use crossbeam_channel::Receiver;
 
 use self::connection::{refuse, serve_connection};
 use self::service::Service;
-use crate::chain::InjectedBug;
+use crate::chain::Check;
 use crate::coord::membership::{self, ChainConfig, MembershipEnd};
 use crate::limits::{
     ACCEPT_ERROR_PAUSE, COMMIT_EXPIRY_PERIOD, CONNECTION_STACK_BYTES, Limits, OVER_LIMIT_HEADROOM,
@@ -160,7 +160,7 @@ impl Server {
         let (wake_sender, membership_wake) = crossbeam_channel::bounded(1);
         let mut replication = config.replication.clone();
         replication.writers_max = config.limits.clients_max + 1;
-        let bug = config.unsafe_read_anywhere.then_some(InjectedBug::StaleRead);
+        let bug = config.unsafe_read_anywhere.then_some(Check::ReadAtTail);
         let chain_path = config.chain.as_ref().map_or("", |chain| chain.chain_path.as_str());
         let replica = Replica::with_bug(config.table_stripes, chain_path, replication, wake_sender, bug);
         let mut chain = config.chain.clone();

@@ -136,19 +136,13 @@ impl World {
             .iter()
             .map(|(key, value)| Entry::from_pair((key.clone(), value.clone())))
             .collect();
-        let (sequence, write_epoch, total_keys) = (point.sequence, point.write_epoch, entries.len() as u64);
+        let total_keys = entries.len() as u64;
         let mut chunks: Vec<SnapshotChunk> = entries
             .chunks(CHUNK_ENTRIES)
-            .map(|part| SnapshotChunk {
-                sequence,
-                write_epoch,
-                total_keys,
-                entries: part.to_vec(),
-                ..SnapshotChunk::new()
-            })
+            .map(|part| SnapshotChunk { entries: part.to_vec(), ..point.chunk_header(total_keys) })
             .collect();
         if chunks.is_empty() {
-            chunks.push(SnapshotChunk { sequence, write_epoch, ..SnapshotChunk::new() });
+            chunks.push(point.chunk_header(0));
         }
         chunks[0].clients = point.clients;
         if let Some(last) = chunks.last_mut() {

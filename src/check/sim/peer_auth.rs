@@ -12,7 +12,8 @@
 //! `FOUND`) is what it was without it.
 
 use super::world::{Event, World};
-use crate::chain::InjectedBug;
+use crate::chain::Check;
+use crate::chain::injected::enforced;
 use crate::check::random::SplitMix64;
 use crate::proto::{AuthStep, ReplicaHello, Write};
 use crate::secure::challenge::NONCE_BYTES;
@@ -50,12 +51,7 @@ impl PeerAuth {
 
     /// Steps 2 to 4 for `hello` from a sender holding `sender_key`: true
     /// if it proved the chain's secret (or the injected bug skips the check).
-    fn authenticated(
-        &mut self,
-        hello: &ReplicaHello,
-        sender_key: &AuthKey,
-        bug: Option<InjectedBug>,
-    ) -> bool {
+    fn authenticated(&mut self, hello: &ReplicaHello, sender_key: &AuthKey, bug: Option<Check>) -> bool {
         let nonce = self.nonce();
         let Ok((receiver, challenge)) = LinkAuth::challenge(&self.key, hello, CHAIN_PATH, &nonce) else {
             return false;
@@ -64,7 +60,7 @@ impl PeerAuth {
         // either, and answers with what it can make up.
         let answer = LinkAuth::answer(sender_key, hello, CHAIN_PATH, &challenge)
             .map_or_else(|_| AuthStep { proof: vec![0; 32], ..AuthStep::new() }, |(_, answer)| answer);
-        receiver.sender_proved(&answer) || bug == Some(InjectedBug::SkipPeerAuth)
+        receiver.sender_proved(&answer) || !enforced(bug, Check::PeerAuth)
     }
 }
 

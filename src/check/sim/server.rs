@@ -133,7 +133,7 @@ impl Server {
             alive: true,
             paused_until_ms: None,
             outbox: VecDeque::new(),
-            link: Downlink::default(),
+            link: Downlink::with_bug(config.bug),
             down: None,
             uplinks: BTreeMap::new(),
             pending: Vec::new(),
@@ -403,11 +403,12 @@ impl World {
             .collect();
         let node = &self.servers[index].node;
         let line = format!(
-            "s{index} view {} {members:?} record {:?}: {} {:?}",
+            "s{index} view {} {members:?} record {:?}: {} {:?} gen {}",
             view.epoch,
             view.record,
             node.role().name(),
-            node.progress()
+            node.progress(),
+            node.generation()
         );
         self.trace(|| line);
     }

@@ -1,18 +1,18 @@
 //! The simulated world: a seeded scheduler of events in simulated time, the
 //! network between servers (connections that are FIFO per direction, with
-//! delays, slow links and partitions) and the fault schedule (the nemesis).
+//! delays, slow links and partitions); the fault schedule is in `swarm.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
-use super::crash::may_crash;
 use super::generations::GenerationCheck;
 use super::peer_auth::PeerAuth;
-use super::server::{LinkMessage, Server, server_of};
+use super::server::{LinkMessage, Server};
+use super::swarm::{Heal, Swarm, Trap};
 use super::zk::SimZk;
-use crate::check::history::{Fault, History};
+use crate::check::history::History;
 use crate::check::random::SplitMix64;
 use crate::view::ChainView;
 
@@ -21,8 +21,6 @@ pub const SESSION_TIMEOUT_MS: u64 = 1000;
 /// How often a server's threads look at their work (ms): lease, commit
 /// timeouts, membership checks, the replication sender.
 pub const TICK_MS: u64 = 20;
-/// Most servers a run starts, counting those that join later.
-const SERVERS_MAX: usize = 9;
 /// Time after the last client operation for the chain to settle, with
 /// every fault healed, before the replicas are compared (ms).
 const QUIET_MS: u64 = 15_000;
@@ -31,8 +29,6 @@ const RUN_MS_MAX: u64 = 600_000;
 /// Events one run may take; a run that needs more is stuck (a few hundred
 /// thousand is typical).
 const EVENTS_MAX: u64 = 20_000_000;
-/// Share (per mille) of watch notifications that are lost.
-const LOST_WATCH_PER_MILLE: u64 = 50;
 
 /// Something that happens at a moment of simulated time.
 #[derive(Debug)]
@@ -63,15 +59,6 @@ pub enum Event {
     Impostor,
     /// A fault ends.
     Heal(Heal),
-}
-
-/// A fault that lasts, and how it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Heal {
-    Resume(usize),
-    ReconnectZk(usize),
-    Unpartition(usize, usize),
-    Unslow(usize),
 }
 
 struct Scheduled {
@@ -120,15 +107,15 @@ pub struct World {
     pub history: History,
     trace: Option<Vec<String>>,
     /// Pairs of servers that cannot reach each other.
-    partitions: BTreeSet<(usize, usize)>,
+    pub(super) partitions: BTreeSet<(usize, usize)>,
     /// Pairs whose open connections survive the partition: what is sent
     /// meanwhile is held and arrives when it heals (TCP retransmits), by
     /// then perhaps from a server that is no longer the predecessor.
-    held: BTreeMap<(usize, usize), u64>,
+    pub(super) held: BTreeMap<(usize, usize), u64>,
     /// Servers cut off from ZooKeeper.
     pub zk_cut: BTreeSet<usize>,
     /// Servers whose messages are slow.
-    slow: BTreeSet<usize>,
+    pub(super) slow: BTreeSet<usize>,
     /// Last view delivery time per server: views reach a server in the
     /// order they were read (its membership thread reads them one by one).
     view_delivery_ms: BTreeMap<usize, u64>,
@@ -137,8 +124,12 @@ pub struct World {
     /// The last operation ended: faults stop, the chain settles.
     pub quiet_since_ms: Option<u64>,
     /// Open faults, to end them when the run goes quiet.
-    open_faults: BTreeMap<u64, (usize, Heal)>,
-    next_fault: u64,
+    pub(super) open_faults: BTreeMap<u64, (usize, Heal)>,
+    pub(super) next_fault: u64,
+    /// This seed's mix of faults (swarm testing).
+    pub(super) swarm: Swarm,
+    /// An aimed fault waiting for its moment.
+    pub(super) trap: Option<Trap>,
     /// Set when the run spent its event budget.
     livelock: Option<String>,
     /// Link handshakes and the impostor (see `peer_auth`).
@@ -149,11 +140,13 @@ pub struct World {
 
 impl World {
     pub fn new(config: &SimConfig) -> World {
+        let mut rng = SplitMix64::new(config.seed);
+        let swarm = Swarm::draw(&mut rng);
         let mut world = World {
             now_ms: 0,
             queue: BinaryHeap::new(),
             order: 0,
-            rng: SplitMix64::new(config.seed),
+            rng,
             config: config.clone(),
             zk: SimZk::new(SESSION_TIMEOUT_MS),
             servers: Vec::new(),
@@ -170,6 +163,8 @@ impl World {
             quiet_since_ms: None,
             open_faults: BTreeMap::new(),
             next_fault: 0,
+            swarm,
+            trap: None,
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
             generations: GenerationCheck::default(),
@@ -316,11 +311,13 @@ impl World {
     /// A message's delay on the network from or to `server` (ms).
     fn delay_ms(&mut self, server: usize) -> u64 {
         if self.slow.contains(&server) {
-            return self.rng.between(50, 400);
+            let (low, high) = self.swarm.slow_ms;
+            return self.rng.between(low, high);
         }
-        match self.rng.below(100) {
-            0..=89 => self.rng.between(0, 2),
-            90..=98 => self.rng.between(3, 20),
+        let late = self.swarm.late_per_mille;
+        match self.rng.below(1000) {
+            drawn if drawn >= late => self.rng.between(0, 2),
+            drawn if drawn >= late / 10 => self.rng.between(3, 20),
             _ => self.rng.between(20, 150),
         }
     }
@@ -346,12 +343,16 @@ impl World {
         }
         let from = self.end(connection, !to_successor);
         let to = self.end(connection, to_successor);
-        let mut delay = self.delay_ms(from);
+        let (trapped_ms, breaks) = self.trap_on_send(connection, to_successor, &message);
+        let mut delay = self.delay_ms(from) + trapped_ms;
         if let Some(&heals_ms) = self.held.get(&(from.min(to), from.max(to))) {
             delay += heals_ms.saturating_sub(self.now_ms);
         }
         let at = self.fifo_time(connection, to_successor, delay);
         self.schedule(at - self.now_ms, Event::Message { connection, to_successor, message });
+        if breaks {
+            self.close(connection);
+        }
     }
 
     fn fifo_time(&mut self, connection: usize, to_successor: bool, delay_ms: u64) -> u64 {
@@ -382,7 +383,7 @@ impl World {
 
     /// Breaks every open connection between `a` and `b` (or of `a` with
     /// anyone, when `b` is `None`).
-    fn break_connections(&mut self, a: usize, b: Option<usize>) {
+    pub(super) fn break_connections(&mut self, a: usize, b: Option<usize>) {
         let broken: Vec<usize> = (0..self.connections.len())
             .filter(|&index| {
                 let connection = &self.connections[index];
@@ -401,8 +402,9 @@ impl World {
     /// reads it after a while, in order; a few notifications are lost (the
     /// periodic re-read catches up).
     pub fn notify_watchers(&mut self) {
+        self.trap_on_view_change();
         for server in self.zk.session_owners() {
-            if self.rng.below(1000) < LOST_WATCH_PER_MILLE {
+            if self.rng.below(1000) < self.swarm.lost_watch_per_mille {
                 self.trace(|| format!("zk: watch of s{server} lost"));
                 continue;
             }
@@ -423,163 +425,6 @@ impl World {
         *last = (*last).max(self.now_ms + delay);
         let at = *last;
         self.schedule(at - self.now_ms, Event::View { server, session, view });
-    }
-
-    // ---- faults ----
-
-    fn nemesis(&mut self) {
-        if self.quiet_since_ms.is_some() {
-            return;
-        }
-        let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
-        let duration = self.rng.between(100, 3 * SESSION_TIMEOUT_MS);
-        let pick = |world: &mut World, from: &[usize]| from[world.rng.below(from.len() as u64) as usize];
-        match self.rng.below(7) {
-            // Crash: only while another live server holds every committed
-            // write (see crash.rs).
-            0 => {
-                let server = pick(self, &live);
-                if may_crash(&self.zk.view().record, &live, server) {
-                    self.crash(server);
-                }
-            }
-            1 if self.servers.len() < SERVERS_MAX => {
-                let server = self.start_server();
-                self.fault(format!("start s{server} (joins the chain)"), None);
-            }
-            // Half the pauses stop the head right after the next write it
-            // applies, before it is forwarded (SIGSTOP between the two), for
-            // just over a session timeout: it resumes as its successor takes
-            // over, with a write the chain never saw.
-            2 if self.rng.below(2) == 0 => {
-                let head = self.zk.view().head().and_then(|member| server_of(&member.address));
-                let server = head.filter(|server| live.contains(server)).unwrap_or_else(|| pick(self, &live));
-                let duration = SESSION_TIMEOUT_MS + self.rng.between(0, 300);
-                self.servers[server].pause_after_write = Some(duration);
-                self.fault(format!("pause s{server} after its next write"), None);
-            }
-            2 => {
-                let server = pick(self, &live);
-                self.servers[server].paused_until_ms = Some(self.now_ms + duration);
-                self.fault(format!("pause s{server}"), Some((duration, Heal::Resume(server))));
-            }
-            3 => {
-                let server = pick(self, &live);
-                self.zk_cut.insert(server);
-                self.fault(
-                    format!("cut s{server} off from ZooKeeper"),
-                    Some((duration, Heal::ReconnectZk(server))),
-                );
-            }
-            4 if live.len() >= 2 => {
-                let a = pick(self, &live);
-                let b = pick(self, &live);
-                if a != b {
-                    let pair = (a.min(b), a.max(b));
-                    self.partitions.insert(pair);
-                    let held = self.rng.below(2) == 0;
-                    if held {
-                        self.held.insert(pair, self.now_ms + duration);
-                    } else {
-                        self.break_connections(a, Some(b));
-                    }
-                    let kind = if held { " (open connections held)" } else { "" };
-                    self.fault(
-                        format!("partition s{a} from s{b}{kind}"),
-                        Some((duration, Heal::Unpartition(a, b))),
-                    );
-                }
-            }
-            // The head loses the network to its successor (connections held)
-            // and to ZooKeeper: it takes writes until its lease runs out, the
-            // chain replaces it, and when the network returns its held frames
-            // reach a successor that is the head of a new history.
-            5 => {
-                let view = self.zk.view();
-                let ready: Vec<usize> =
-                    view.ready().filter_map(|member| server_of(&member.address)).collect();
-                if let [head, successor, ..] = ready[..]
-                    && live.contains(&head)
-                    && live.contains(&successor)
-                {
-                    // Healing as the chain replaces the head.
-                    let duration = self.rng.between(SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS * 8 / 5);
-                    let pair = (head.min(successor), head.max(successor));
-                    self.partitions.insert(pair);
-                    self.held.insert(pair, self.now_ms + duration);
-                    self.zk_cut.insert(head);
-                    let heal = Heal::Unpartition(head, successor);
-                    self.fault(
-                        format!("isolate head s{head} from s{successor} (held)"),
-                        Some((duration, heal)),
-                    );
-                    let heal = Heal::ReconnectZk(head);
-                    self.fault(format!("cut s{head} off from ZooKeeper"), Some((duration, heal)));
-                }
-            }
-            _ => {
-                let server = pick(self, &live);
-                self.slow.insert(server);
-                self.fault(format!("slow network at s{server}"), Some((duration, Heal::Unslow(server))));
-            }
-        }
-        let next = self.rng.between(200, 2500);
-        self.schedule(next, Event::Nemesis);
-    }
-
-    /// Records a fault, and schedules its end if it lasts.
-    fn fault(&mut self, description: String, lasts: Option<(u64, Heal)>) {
-        self.trace(|| format!("FAULT {description}"));
-        let start_us = self.now_ms * 1000;
-        let index = self.history.faults.len();
-        self.history.faults.push(Fault { start_us, end_us: None, description });
-        if let Some((duration, heal)) = lasts {
-            let id = self.next_fault;
-            self.next_fault += 1;
-            self.open_faults.insert(id, (index, heal));
-            self.schedule(duration, Event::Heal(heal));
-        }
-    }
-
-    fn crash(&mut self, server: usize) {
-        self.fault(format!("crash s{server}"), None);
-        self.servers[server].alive = false;
-        self.servers[server].paused_until_ms = None;
-        self.break_connections(server, None);
-    }
-
-    fn heal(&mut self, heal: Heal) {
-        let Some((&id, &(index, _))) = self.open_faults.iter().find(|(_, (_, open))| *open == heal) else {
-            return;
-        };
-        self.open_faults.remove(&id);
-        self.history.faults[index].end_us = Some(self.now_ms * 1000);
-        self.trace(|| format!("HEAL {heal:?}"));
-        match heal {
-            Heal::Resume(server) => self.servers[server].paused_until_ms = None,
-            Heal::ReconnectZk(server) => {
-                self.zk_cut.remove(&server);
-            }
-            Heal::Unpartition(a, b) => {
-                self.partitions.remove(&(a.min(b), a.max(b)));
-                self.held.remove(&(a.min(b), a.max(b)));
-            }
-            Heal::Unslow(server) => {
-                self.slow.remove(&server);
-            }
-        }
-    }
-
-    /// The last client operation ended: heal everything, let the chain settle.
-    pub fn go_quiet(&mut self) {
-        if self.quiet_since_ms.is_some() {
-            return;
-        }
-        self.quiet_since_ms = Some(self.now_ms);
-        let open: Vec<Heal> = self.open_faults.values().map(|(_, heal)| *heal).collect();
-        for heal in open {
-            self.heal(heal);
-        }
     }
 
     /// Once quiet: every live ready member must hold the same table at the

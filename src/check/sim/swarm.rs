@@ -1,0 +1,442 @@
+//! The nemesis, by swarm testing (Groce et al., "Swarm Testing", ISSTA
+//! 2012): each seed draws its own mix of faults and rates, so that across
+//! seeds some runs have no crashes and many pauses, some only link faults,
+//! some many ZooKeeper session expiries, some slow links. One fixed mix
+//! spreads every run thin over all faults; schedules that need many of one
+//! kind (or none of another, which would end the scenario early) then
+//! almost never happen.
+//!
+//! Beside the random faults, traps aimed at the moments that matter: a
+//! session lost during a hand-over, a view change between applying a write
+//! and forwarding it, a delayed frame from a link that a newer one
+//! replaced, a tail cut off from ZooKeeper just after a view change, a
+//! whole-chain restart. Every choice comes from the world's generator, so a
+//! seed still replays event for event.
+
+use super::crash::may_crash;
+use super::server::{LinkMessage, server_of};
+use super::world::{Event, SESSION_TIMEOUT_MS, World};
+use crate::check::history::Fault;
+use crate::check::random::SplitMix64;
+
+/// Most servers a run starts, counting those that join later.
+const SERVERS_MAX: usize = 9;
+/// Least time between two whole-chain restarts (ms): back to back, the
+/// clients' operations overlap so far that the linearizability search
+/// cannot decide the history.
+const RESTART_SPACING_MS: u64 = 8 * SESSION_TIMEOUT_MS;
+
+/// A fault that lasts, and how it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heal {
+    Resume(usize),
+    ReconnectZk(usize),
+    Unpartition(usize, usize),
+    Unslow(usize),
+}
+
+/// The kinds of fault, each drawn with the seed's own weight.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Crash,
+    Join,
+    Pause,
+    /// Pause the head between applying its next write and forwarding it.
+    PauseAfterWrite,
+    ZkCut,
+    Partition,
+    /// The head loses its successor (connections held) and ZooKeeper.
+    IsolateHead,
+    Slow,
+    /// Trap: at the next hand-over, the tail or the joiner loses its session.
+    HandOverSessionLoss,
+    /// Trap: the next frame on a link is delayed past its replacement.
+    ReplacedLink,
+    /// Trap: at the next view change, the tail is cut off from ZooKeeper.
+    TailCutAfterViewChange,
+    /// Every live server loses its session at once.
+    ChainRestart,
+}
+
+const KINDS: [Kind; 12] = [
+    Kind::Crash,
+    Kind::Join,
+    Kind::Pause,
+    Kind::PauseAfterWrite,
+    Kind::ZkCut,
+    Kind::Partition,
+    Kind::IsolateHead,
+    Kind::Slow,
+    Kind::HandOverSessionLoss,
+    Kind::ReplacedLink,
+    Kind::TailCutAfterViewChange,
+    Kind::ChainRestart,
+];
+
+/// An aimed fault waiting for its moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trap {
+    /// When a tail sends its hand-over mark: the tail, the joiner, or the
+    /// tail with the joiner coming back late, loses its session.
+    HandOver(HandOverLoss),
+    /// The next snapshot chunk (or any frame) towards a successor is held
+    /// back this long, and its link breaks at once: the predecessor opens a
+    /// new one, and the frame arrives after the new link's.
+    ReplacedLink { delay_ms: u64, chunks_only: bool },
+    /// When the view's epoch passes this one: cut the new tail off from
+    /// ZooKeeper for longer than a session.
+    ViewChange { epoch: u64 },
+}
+
+/// Who loses what in a [`Trap::HandOver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandOverLoss {
+    /// The tail that handed over loses its session.
+    Giver,
+    /// The joiner loses its session.
+    Joiner,
+    /// The tail loses its session, and the joiner is cut off from ZooKeeper
+    /// until just after that (so it announces itself ready behind a new
+    /// predecessor), which meanwhile cannot reach it: the predecessor
+    /// commits writes alone that the joiner lacks.
+    GiverWhileJoinerAway,
+}
+
+/// One seed's mix of faults and rates.
+#[derive(Debug)]
+pub struct Swarm {
+    weights: [u64; KINDS.len()],
+    /// Gap between two faults (ms).
+    gap_ms: (u64, u64),
+    /// Longest a lasting fault lasts (ms).
+    duration_max_ms: u64,
+    /// Share of partitions whose open connections are held (per mille).
+    held_per_mille: u64,
+    /// Share of watch notifications that are lost (per mille).
+    pub lost_watch_per_mille: u64,
+    /// Share of messages that are late (per mille); a tenth of them very.
+    pub late_per_mille: u64,
+    /// A slow link's delay (ms).
+    pub slow_ms: (u64, u64),
+    /// When the chain may be restarted again (ms).
+    restart_due_ms: u64,
+}
+
+impl Swarm {
+    /// Draws a seed's mix: each kind of fault is left out with a third's
+    /// chance, else weighted 1 to 8 (at least one kind stays in).
+    pub fn draw(rng: &mut SplitMix64) -> Swarm {
+        let mut weights = [0; KINDS.len()];
+        for weight in &mut weights {
+            *weight = if rng.below(3) == 0 { 0 } else { rng.between(1, 8) };
+        }
+        if weights.iter().all(|&weight| weight == 0) {
+            weights[rng.below(KINDS.len() as u64) as usize] = 1;
+        }
+        let gap_low = rng.between(50, 400);
+        let slow_low = rng.between(20, 100);
+        Swarm {
+            weights,
+            gap_ms: (gap_low, gap_low + rng.between(300, 2500)),
+            duration_max_ms: rng.between(SESSION_TIMEOUT_MS / 2, 4 * SESSION_TIMEOUT_MS),
+            held_per_mille: rng.below(1001),
+            lost_watch_per_mille: rng.below(150),
+            late_per_mille: rng.between(10, 300),
+            slow_ms: (slow_low, slow_low + rng.between(50, 800)),
+            restart_due_ms: 0,
+        }
+    }
+
+    fn kind(&self, rng: &mut SplitMix64) -> Kind {
+        let total: u64 = self.weights.iter().sum();
+        let mut drawn = rng.below(total);
+        for (kind, &weight) in KINDS.iter().zip(&self.weights) {
+            if drawn < weight {
+                return *kind;
+            }
+            drawn -= weight;
+        }
+        unreachable!("drawn below the total weight")
+    }
+}
+
+impl World {
+    /// The nemesis's next fault, from this seed's mix.
+    pub(super) fn nemesis(&mut self) {
+        if self.quiet_since_ms.is_some() {
+            return;
+        }
+        let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
+        let duration = self.rng.between(100, self.swarm.duration_max_ms);
+        let pick = |world: &mut World, from: &[usize]| from[world.rng.below(from.len() as u64) as usize];
+        let kind = self.swarm.kind(&mut self.rng);
+        match kind {
+            // Crash: only while another live server holds every committed
+            // write (see crash.rs).
+            Kind::Crash => {
+                let server = pick(self, &live);
+                if may_crash(&self.zk.view().record, &live, server) {
+                    self.crash(server);
+                }
+            }
+            Kind::Join if self.servers.len() < SERVERS_MAX => {
+                let server = self.start_server();
+                self.fault(format!("start s{server} (joins the chain)"), None);
+            }
+            Kind::Join => {}
+            // Stop the head right after the next write it applies, before
+            // it is forwarded (SIGSTOP between the two), for just over a
+            // session timeout: it resumes as its successor takes over, with
+            // a write the chain never saw.
+            Kind::PauseAfterWrite => {
+                let head = self.zk.view().head().and_then(|member| server_of(&member.address));
+                let server = head.filter(|server| live.contains(server)).unwrap_or_else(|| pick(self, &live));
+                let duration = SESSION_TIMEOUT_MS + self.rng.between(0, 300);
+                self.servers[server].pause_after_write = Some(duration);
+                self.fault(format!("pause s{server} after its next write"), None);
+            }
+            Kind::Pause => {
+                let server = pick(self, &live);
+                self.pause(server, duration);
+            }
+            Kind::ZkCut => {
+                let server = pick(self, &live);
+                self.cut_from_zk(server, duration);
+            }
+            Kind::Partition => self.partition(&live, duration),
+            Kind::IsolateHead => self.isolate_head(&live),
+            Kind::Slow => {
+                let server = pick(self, &live);
+                self.slow.insert(server);
+                self.fault(format!("slow network at s{server}"), Some((duration, Heal::Unslow(server))));
+            }
+            Kind::HandOverSessionLoss => {
+                let loss = match self.rng.below(4) {
+                    0 => HandOverLoss::Giver,
+                    1 => HandOverLoss::Joiner,
+                    _ => HandOverLoss::GiverWhileJoinerAway,
+                };
+                self.arm(Trap::HandOver(loss));
+            }
+            Kind::ReplacedLink => {
+                let delay_ms = self.rng.between(100, 2 * SESSION_TIMEOUT_MS);
+                let chunks_only = self.rng.below(2) == 0;
+                self.arm(Trap::ReplacedLink { delay_ms, chunks_only });
+            }
+            Kind::TailCutAfterViewChange => self.arm(Trap::ViewChange { epoch: self.zk.view().epoch }),
+            Kind::ChainRestart => self.chain_restart(&live),
+        }
+        let (low, high) = self.swarm.gap_ms;
+        let next = self.rng.between(low, high);
+        self.schedule(next, Event::Nemesis);
+    }
+
+    fn pause(&mut self, server: usize, duration: u64) {
+        self.servers[server].paused_until_ms = Some(self.now_ms + duration);
+        self.fault(format!("pause s{server}"), Some((duration, Heal::Resume(server))));
+    }
+
+    fn cut_from_zk(&mut self, server: usize, duration: u64) {
+        if self.zk_cut.insert(server) {
+            self.fault(
+                format!("cut s{server} off from ZooKeeper"),
+                Some((duration, Heal::ReconnectZk(server))),
+            );
+        }
+    }
+
+    fn partition(&mut self, live: &[usize], duration: u64) {
+        if live.len() < 2 {
+            return;
+        }
+        let a = live[self.rng.below(live.len() as u64) as usize];
+        let b = live[self.rng.below(live.len() as u64) as usize];
+        if a == b {
+            return;
+        }
+        let pair = (a.min(b), a.max(b));
+        self.partitions.insert(pair);
+        let held = self.rng.below(1000) < self.swarm.held_per_mille;
+        if held {
+            self.held.insert(pair, self.now_ms + duration);
+        } else {
+            self.break_connections(a, Some(b));
+        }
+        let kind = if held { " (open connections held)" } else { "" };
+        self.fault(format!("partition s{a} from s{b}{kind}"), Some((duration, Heal::Unpartition(a, b))));
+    }
+
+    /// The head loses the network to its successor (connections held) and
+    /// to ZooKeeper: it takes writes until its lease runs out, the chain
+    /// replaces it, and when the network returns its held frames reach a
+    /// successor that is the head of a new history.
+    fn isolate_head(&mut self, live: &[usize]) {
+        let view = self.zk.view();
+        let ready: Vec<usize> = view.ready().filter_map(|member| server_of(&member.address)).collect();
+        let [head, successor, ..] = ready[..] else { return };
+        if !live.contains(&head) || !live.contains(&successor) {
+            return;
+        }
+        // Healing as the chain replaces the head.
+        let duration = self.rng.between(SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS * 8 / 5);
+        let pair = (head.min(successor), head.max(successor));
+        self.partitions.insert(pair);
+        self.held.insert(pair, self.now_ms + duration);
+        let heal = Heal::Unpartition(head, successor);
+        self.fault(format!("isolate head s{head} from s{successor} (held)"), Some((duration, heal)));
+        self.cut_from_zk(head, duration);
+    }
+
+    /// Every live server loses its session (cut off from ZooKeeper, or
+    /// paused, for longer than a session), coming back at different times:
+    /// the chain restarts from the member the commit record names.
+    fn chain_restart(&mut self, live: &[usize]) {
+        if self.now_ms < self.swarm.restart_due_ms {
+            return;
+        }
+        self.swarm.restart_due_ms = self.now_ms + RESTART_SPACING_MS;
+        let paused = self.rng.below(2) == 0;
+        for &server in live {
+            let duration = SESSION_TIMEOUT_MS + self.rng.between(50, SESSION_TIMEOUT_MS * 3 / 2);
+            if paused {
+                self.pause(server, duration);
+            } else {
+                self.cut_from_zk(server, duration);
+            }
+        }
+    }
+
+    fn arm(&mut self, trap: Trap) {
+        self.trace(|| format!("TRAP armed: {trap:?}"));
+        self.trap = Some(trap);
+    }
+
+    /// Springs a trap aimed at `message`, about to be sent on `connection`:
+    /// the extra delay it gets, and whether the link breaks after it.
+    pub(super) fn trap_on_send(
+        &mut self,
+        connection: usize,
+        to_successor: bool,
+        message: &LinkMessage,
+    ) -> (u64, bool) {
+        let (predecessor, successor) = (self.end(connection, false), self.end(connection, true));
+        match (self.trap, message) {
+            (Some(Trap::HandOver(loss)), LinkMessage::Frame(frame))
+                if to_successor && frame.promote_at.is_some() =>
+            {
+                self.trap = None;
+                self.hand_over_loss(loss, predecessor, successor);
+                (0, false)
+            }
+            (Some(Trap::ReplacedLink { delay_ms, chunks_only }), LinkMessage::Frame(frame))
+                if to_successor && (!chunks_only || frame.snapshot.is_some()) =>
+            {
+                self.trap = None;
+                self.fault(
+                    format!("delay a frame s{predecessor} -> s{successor} by {delay_ms} ms, break its link"),
+                    None,
+                );
+                (delay_ms, true)
+            }
+            _ => (0, false),
+        }
+    }
+
+    /// A session lost during the hand-over from `giver` to `joiner`.
+    fn hand_over_loss(&mut self, loss: HandOverLoss, giver: usize, joiner: usize) {
+        let session_lost = SESSION_TIMEOUT_MS + self.rng.between(50, SESSION_TIMEOUT_MS);
+        match loss {
+            HandOverLoss::Giver => self.cut_from_zk(giver, session_lost),
+            HandOverLoss::Joiner => self.cut_from_zk(joiner, session_lost),
+            HandOverLoss::GiverWhileJoinerAway => {
+                self.cut_from_zk(giver, session_lost);
+                let away = self.rng.between(SESSION_TIMEOUT_MS * 4 / 5, SESSION_TIMEOUT_MS);
+                self.cut_from_zk(joiner, away);
+                let view = self.zk.view();
+                let at = view.members.iter().position(|member| server_of(&member.address) == Some(giver));
+                let before = at.and_then(|at| at.checked_sub(1)).map(|at| &view.members[at]);
+                if let Some(predecessor) = before.and_then(|member| server_of(&member.address))
+                    && predecessor != joiner
+                {
+                    let pair = (predecessor.min(joiner), predecessor.max(joiner));
+                    self.partitions.insert(pair);
+                    self.break_connections(predecessor, Some(joiner));
+                    let apart = away + self.rng.between(0, SESSION_TIMEOUT_MS);
+                    let heal = Heal::Unpartition(predecessor, joiner);
+                    self.fault(format!("partition s{predecessor} from s{joiner}"), Some((apart, heal)));
+                }
+            }
+        }
+    }
+
+    /// Springs a view-change trap once ZooKeeper's view moved on.
+    pub(super) fn trap_on_view_change(&mut self) {
+        let Some(Trap::ViewChange { epoch }) = self.trap else { return };
+        let view = self.zk.view();
+        if view.epoch <= epoch {
+            return;
+        }
+        self.trap = None;
+        if let Some(tail) = view.tail().and_then(|member| server_of(&member.address)) {
+            let duration = SESSION_TIMEOUT_MS + self.rng.between(0, SESSION_TIMEOUT_MS);
+            self.cut_from_zk(tail, duration);
+        }
+    }
+
+    /// Records a fault, and schedules its end if it lasts.
+    pub(super) fn fault(&mut self, description: String, lasts: Option<(u64, Heal)>) {
+        self.trace(|| format!("FAULT {description}"));
+        let start_us = self.now_ms * 1000;
+        let index = self.history.faults.len();
+        self.history.faults.push(Fault { start_us, end_us: None, description });
+        if let Some((duration, heal)) = lasts {
+            let id = self.next_fault;
+            self.next_fault += 1;
+            self.open_faults.insert(id, (index, heal));
+            self.schedule(duration, Event::Heal(heal));
+        }
+    }
+
+    fn crash(&mut self, server: usize) {
+        self.fault(format!("crash s{server}"), None);
+        self.servers[server].alive = false;
+        self.servers[server].paused_until_ms = None;
+        self.break_connections(server, None);
+    }
+
+    pub(super) fn heal(&mut self, heal: Heal) {
+        let Some((&id, &(index, _))) = self.open_faults.iter().find(|(_, (_, open))| *open == heal) else {
+            return;
+        };
+        self.open_faults.remove(&id);
+        self.history.faults[index].end_us = Some(self.now_ms * 1000);
+        self.trace(|| format!("HEAL {heal:?}"));
+        match heal {
+            Heal::Resume(server) => self.servers[server].paused_until_ms = None,
+            Heal::ReconnectZk(server) => {
+                self.zk_cut.remove(&server);
+            }
+            Heal::Unpartition(a, b) => {
+                self.partitions.remove(&(a.min(b), a.max(b)));
+                self.held.remove(&(a.min(b), a.max(b)));
+            }
+            Heal::Unslow(server) => {
+                self.slow.remove(&server);
+            }
+        }
+    }
+
+    /// The last client operation ended: heal everything, let the chain
+    /// settle.
+    pub fn go_quiet(&mut self) {
+        if self.quiet_since_ms.is_some() {
+            return;
+        }
+        self.quiet_since_ms = Some(self.now_ms);
+        self.trap = None;
+        let open: Vec<Heal> = self.open_faults.values().map(|(_, heal)| *heal).collect();
+        for heal in open {
+            self.heal(heal);
+        }
+    }
+}
