@@ -37,6 +37,9 @@ impl ClientRecords {
             return Seen::New;
         }
         match self.records.get(&client_id) {
+            // A declined request changed nothing and its answer was never
+            // seen (or it would not come again): it is decided again.
+            Some(record) if record.request_id == request_id && record.declined => Seen::New,
             Some(record) if record.request_id == request_id => {
                 Seen::Retry { sequence: record.sequence, found: record.found, number: record.number }
             }

@@ -54,11 +54,14 @@ impl ChainNode {
             // member its record named, which then restarted the chain).
             write.epoch = write.epoch.max(self.view_epoch);
             self.applied_epoch = self.applied_epoch.max(write.epoch);
-            let deadline = write.deadline_ms.filter(|_| value.is_some());
-            self.note_deadlines(&write.key, deadline, &write.more);
-            apply_state(store, &write.key, value, &write.more);
-            let record =
+            if !write.declined {
+                let deadline = write.deadline_ms.filter(|_| value.is_some());
+                self.note_deadlines(&write.key, deadline, &write.more);
+                apply_state(store, &write.key, value, &write.more);
+            }
+            let mut record =
                 clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);
+            record.declined = write.declined;
             self.record_applied(write.sequence, record, forward.then_some(write), effects);
         }
         self.maybe_announce_ready(effects);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use super::bootstrap::{self, Bootstrap, Holding};
 use super::injected::Check;
-use super::{Action, ChainNode, NodeConfig, Refusal, Role, Welcome, WriteOp};
+use super::{Action, ChainNode, Decline, NodeConfig, Outcome, Refusal, Role, Welcome, WriteOp, WriteReceipt};
 use crate::check::sim::server::SimStore;
 use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
 use crate::proto::{Entry, ErrorCode, ReplicaHello, SnapshotChunk, Write};
@@ -348,16 +348,14 @@ impl Chain {
         key: &str,
         value: Option<Vec<u8>>,
     ) -> Result<u64, Refusal> {
+        let op = WriteOp::Set { key: key.to_owned(), value };
+        Ok(self.write_op(head, request_id, op)?.sequence)
+    }
+
+    /// The client sends its write `request_id`, `op`, to `head`.
+    fn write_op(&mut self, head: u64, request_id: u64, op: WriteOp) -> Result<WriteReceipt, Refusal> {
         let server = self.s(head);
-        let receipt = server.node.client_write(
-            CLIENT,
-            request_id,
-            WriteOp::Set { key: key.to_owned(), value },
-            NOW_MS,
-            &mut server.store,
-            &mut server.actions,
-        )?;
-        Ok(receipt.sequence)
+        server.node.client_write(CLIENT, request_id, op, NOW_MS, &mut server.store, &mut server.actions)
     }
 
     /// `from` sends what it forwarded since last time to `to`, on `to`'s
@@ -1002,4 +1000,57 @@ fn a_put_at_max_memory_needs_room_for_what_it_adds() {
     let puts = [("a", 100), ("b", 100), ("a", 300), ("a", 110), ("a", 111)];
     // No room for a new key, nor for 200 more bytes; 10 more fit, 11 do not.
     assert_eq!(put_into(entry + record + 10, &puts), [true, false, false, true, false]);
+}
+
+/// A declined cas is answered only once the decline, a write of its own, is
+/// committed. An earlier attempt of the same request may sit applied and
+/// uncommitted at a former head, which a restart of the chain could bring
+/// back while the commit record still names that head; committing in the new
+/// view takes a record that leaves it out (swarm testing, seed
+/// 13858775439738059553: "declined, saw X", then the first attempt's value).
+/// Pins `ChainNode::decline`.
+#[test]
+fn a_declined_cas_is_answered_only_once_the_decline_is_committed() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    chain.put(1, "k").unwrap();
+    chain.replicate(&[1, 2, 3]);
+    // The head, cut off, deletes k and applies the client's cas absent -> x.
+    chain.delete(1, "k").unwrap();
+    chain.request_id += 1;
+    let request = chain.request_id;
+    let cas = || WriteOp::Cas { key: "k".into(), expected: None, value: b"x".to_vec() };
+    let first = chain.write_op(1, request, cas()).unwrap();
+    assert_eq!(first.outcome, Outcome::Applied { found: false, number: 0 });
+    // 1 is replaced; the client's retry reaches 2, the new head, which sees k.
+    chain.s(1).loses_session();
+    let members = [(2, Ready), (3, Ready)];
+    chain.show(&[2, 3], &chain.view(3, &members));
+    chain.link(2, 3, 3).unwrap();
+    let retry = chain.write_op(2, request, cas()).unwrap();
+    assert_eq!(retry.outcome, Outcome::Declined(Decline::Mismatch(Some(b"k".to_vec()))));
+    assert!(chain.s(2).committed() < retry.sequence, "not answered before its own commit");
+    // Its commit takes the new view's record, which leaves 1 out.
+    chain.forward(2, 3).unwrap();
+    chain.write_record(3);
+    chain.show(&[2, 3], &chain.view(3, &members));
+    chain.ack(3, 2);
+    assert!(chain.s(2).committed() >= retry.sequence);
+    assert!(!chain.record.includes(1), "1 can no longer restart the chain from its history");
+}
+
+/// A retry of a declined request is decided again: its first answer was
+/// never seen, and the key may match now.
+#[test]
+fn a_retry_of_a_declined_cas_is_decided_again() {
+    let mut chain = Chain::ready(&[1], 1);
+    chain.put(1, "k").unwrap();
+    chain.request_id += 1;
+    let request = chain.request_id;
+    let cas = || WriteOp::Cas { key: "k".into(), expected: Some(b"y".to_vec()), value: b"x".to_vec() };
+    let declined = chain.write_op(1, request, cas()).unwrap();
+    assert!(matches!(declined.outcome, Outcome::Declined(_)));
+    chain.s(1).store.insert("k".into(), b"y".to_vec());
+    let retried = chain.write_op(1, request, cas()).unwrap();
+    assert_eq!(retried.outcome, Outcome::Applied { found: true, number: 0 });
+    assert_eq!(retried.sequence, declined.sequence + 1);
 }

@@ -140,7 +140,12 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> Result<WriteReceipt, Refusal> {
         self.check_may_write(now_ms)?;
-        match self.clients.seen(client_id, request_id) {
+        let seen = if self.enforces(Check::ExactlyOnce) {
+            self.clients.seen(client_id, request_id)
+        } else {
+            Seen::New
+        };
+        match seen {
             Seen::Retry { sequence, found, number } => {
                 return Ok(WriteReceipt { sequence, outcome: Outcome::Applied { found, number } });
             }
@@ -154,9 +159,10 @@ impl ChainNode {
         }
         let change = match self.decide(op, store)? {
             Ok(change) => change,
-            Err(decline) => {
+            Err(decline) if !self.enforces(Check::DeclineInOrder) => {
                 return Ok(WriteReceipt { sequence: self.last_applied, outcome: Outcome::Declined(decline) });
             }
+            Err(decline) => return Ok(self.decline(client_id, request_id, decline, effects)),
         };
         self.check_memory(client_id, &change, store)?;
         Ok(self.apply_change(client_id, request_id, change, store, effects))
@@ -256,6 +262,42 @@ impl ChainNode {
         WriteReceipt { sequence, outcome: Outcome::Applied { found, number: change.number } }
     }
 
+    /// A declined request goes down the chain as a write that changes
+    /// nothing, and its answer waits for that write's commit like any
+    /// write's. An earlier attempt of the same request may sit applied and
+    /// uncommitted at a former head, cut off from the chain; a restart of
+    /// the chain could adopt that head's history until this head commits a
+    /// write in its own view (then the commit record no longer names the
+    /// former head). Answered at once, a "declined" could be followed by
+    /// that attempt taking effect (swarm testing found one: seed
+    /// 13858775439738059553, a cas answered "declined, saw X" whose first
+    /// attempt, applied at an isolated head, came back when that head
+    /// restarted the chain).
+    fn decline(
+        &mut self,
+        client_id: u64,
+        request_id: u64,
+        decline: Decline,
+        effects: &mut impl Effects,
+    ) -> WriteReceipt {
+        let sequence = self.last_applied + 1;
+        let write = self.forwards().then(|| {
+            let mut write = Write::new();
+            write.declined = true;
+            write.client_id = client_id;
+            write.request_id = request_id;
+            write.sequence = sequence;
+            write.epoch = self.view_epoch;
+            write
+        });
+        self.applied_epoch = self.applied_epoch.max(self.view_epoch);
+        let mut record = clients::record(client_id, request_id, sequence, false, 0);
+        record.declined = true;
+        self.record_applied(sequence, record, write, effects);
+        self.publish_commit(effects);
+        WriteReceipt { sequence, outcome: Outcome::Declined(decline) }
+    }
+
     pub(super) fn check_may_write(&self, now_ms: u64) -> Result<(), Refusal> {
         if self.standalone() {
             return Ok(());
@@ -264,7 +306,7 @@ impl ChainNode {
             return Err(Refusal::unavailable());
         }
         match &self.position {
-            Some(position) if position.is_head => Ok(()),
+            Some(position) if self.requires(Check::HeadWrites, position.is_head) => Ok(()),
             _ => Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
                 format!(
@@ -452,24 +494,25 @@ mod tests {
         };
         assert_eq!(write(1, 1, cas(None, b"a")), applied(1, false, 0), "absent as expected");
         let mismatch = Outcome::Declined(Decline::Mismatch(Some(b"a".to_vec())));
-        assert_eq!(write(1, 2, cas(None, b"b")), Ok(WriteReceipt { sequence: 1, outcome: mismatch.clone() }));
-        assert_eq!(write(1, 3, cas(Some(b"x"), b"b")), Ok(WriteReceipt { sequence: 1, outcome: mismatch }));
-        assert_eq!(write(1, 4, cas(Some(b"a"), b"b")), applied(2, true, 0));
+        // A declined write is a write of its own, answered once committed.
+        assert_eq!(write(1, 2, cas(None, b"b")), Ok(WriteReceipt { sequence: 2, outcome: mismatch.clone() }));
+        assert_eq!(write(1, 3, cas(Some(b"x"), b"b")), Ok(WriteReceipt { sequence: 3, outcome: mismatch }));
+        assert_eq!(write(1, 4, cas(Some(b"a"), b"b")), applied(4, true, 0));
 
         let incr = |delta| WriteOp::Incr { key: "n".into(), delta };
-        assert_eq!(write(2, 1, incr(5)), applied(3, false, 5));
-        assert_eq!(write(2, 2, incr(-7)), applied(4, true, -2));
-        assert_eq!(write(2, 2, incr(-7)), applied(4, true, -2), "a retry adds nothing and gets its answer");
-        assert_eq!(write(2, 3, incr(i64::MAX)), applied(5, true, i64::MAX - 2));
+        assert_eq!(write(2, 1, incr(5)), applied(5, false, 5));
+        assert_eq!(write(2, 2, incr(-7)), applied(6, true, -2));
+        assert_eq!(write(2, 2, incr(-7)), applied(6, true, -2), "a retry adds nothing and gets its answer");
+        assert_eq!(write(2, 3, incr(i64::MAX)), applied(7, true, i64::MAX - 2));
         let overflow = write(2, 4, incr(3)).unwrap();
         assert!(matches!(overflow.outcome, Outcome::Declined(Decline::WrongType(_))), "{overflow:?}");
         let not_a_number = write(2, 5, WriteOp::Incr { key: "k".into(), delta: 1 }).unwrap();
         assert!(matches!(not_a_number.outcome, Outcome::Declined(Decline::WrongType(_))));
-        assert_eq!(not_a_number.sequence, 5, "waits for what it saw");
+        assert_eq!(not_a_number.sequence, 9);
 
         let pairs =
             vec![("x".into(), b"1".to_vec()), ("y".into(), b"2".to_vec()), ("x".into(), b"3".to_vec())];
-        assert_eq!(write(3, 1, WriteOp::Mset { pairs }), applied(6, false, 0));
+        assert_eq!(write(3, 1, WriteOp::Mset { pairs }), applied(10, false, 0));
         let empty = write(3, 2, WriteOp::Mset { pairs: Vec::new() }).unwrap_err();
         assert_eq!(empty.code, ErrorCode::ERR_MISSING_FIELD);
         assert_eq!(store.get("x"), Some(&b"3".to_vec()), "the last of a repeated key wins");
