@@ -226,7 +226,7 @@ impl ChainNode {
         if self.config.bug == Some(InjectedBug::CasAtTail) {
             self.remember_undo(sequence, &change, store);
         }
-        let mut write = self.forwards().then(|| {
+        let mut write = (self.forwards() || self.durable).then(|| {
             let mut write = Write::new();
             write.key = change.key.clone();
             write.value = change.value.clone();
