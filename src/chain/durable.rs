@@ -39,9 +39,12 @@ pub struct DurablePoint {
 }
 
 impl ChainNode {
-    /// Turns durability on (before the first event).
-    pub fn set_durable(&mut self) {
+    /// Turns durability on (before the first event), as the server
+    /// `server_id` that its data directory records: the commit record names
+    /// it, so it must survive a restart.
+    pub fn set_durable(&mut self, server_id: u64) {
         self.durable = true;
+        self.config.server_id = server_id;
     }
 
     /// The current history (see the field).
@@ -202,7 +205,7 @@ mod tests {
             server_id: 1,
             memory_bytes_max: None,
         });
-        node.set_durable();
+        node.set_durable(1);
         node
     }
 

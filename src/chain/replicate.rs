@@ -239,7 +239,12 @@ impl ChainNode {
 
     /// Puts a snapshot chunk's contents into our table (and logs it first,
     /// if durable); the last chunk sets our sequence number.
-    pub(super) fn install_chunk(&mut self, chunk: SnapshotChunk, store: &mut impl Store, effects: &mut impl Effects) {
+    pub(super) fn install_chunk(
+        &mut self,
+        chunk: SnapshotChunk,
+        store: &mut impl Store,
+        effects: &mut impl Effects,
+    ) {
         if self.durable {
             effects.persist(self.history, Durable::Chunk(chunk.clone()));
         }

@@ -18,6 +18,7 @@
 //! publishes views, leases and fences.
 
 pub mod commits;
+pub mod durable;
 mod expiry;
 mod links;
 pub mod outbox;
@@ -33,7 +34,8 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
-    Action, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role, Store, WriteOp,
+    Action, ChainNode, Durable, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role, Store,
+    WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode};
@@ -223,6 +225,12 @@ impl Effects for Carry<'_> {
             Action::LeaseLost => self.settle(replica.commits.expire(Instant::now(), false)),
         }
     }
+
+    fn persist(&mut self, history: u64, item: Durable) {
+        if let Some(disk) = &self.replica.disk {
+            disk.log(history, item);
+        }
+    }
 }
 
 pub struct Replica {
@@ -270,6 +278,8 @@ pub struct Replica {
     pub limits: ReplicationLimits,
     /// State transfers sent and received, for metrics.
     pub transfers: StateTransfers,
+    /// `--data-dir`: the log and snapshots (see `durable`).
+    disk: Option<durable::Disk>,
 }
 
 impl Replica {
@@ -333,6 +343,7 @@ impl Replica {
             transfers: StateTransfers::default(),
             server_id,
             limits,
+            disk: None,
         }
     }
 
@@ -405,6 +416,12 @@ impl Replica {
         request_id: u64,
         op: WriteOp,
     ) -> Result<WriteReceipt, Refusal> {
+        if let Some(failure) = self.disk.as_ref().and_then(durable::Disk::failure) {
+            return Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                format!("the data directory cannot be written ({failure}); writes are refused until it can"),
+            ));
+        }
         self.wait_for_queue_room(1)?;
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, store, carry| {
