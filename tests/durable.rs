@@ -1,0 +1,262 @@
+//! Durability (`--data-dir`) with real processes: acknowledged writes
+//! survive `kill -9`; a torn last record is cut and the rest kept; damage
+//! before the end, a missing segment or a directory of another chain
+//! refuse to start and change nothing; snapshots cut the log and restore.
+//! Servers are asked (`get`, `size`, `stats`), never their log text.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chaintable::client::Client;
+use chaintable::client::connection::ClientOptions;
+use common::{ServerProcess, start_server};
+
+/// A fresh data directory for one test (removed at the end of it).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("chaintable-durable-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        Scratch(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+
+    /// The files of `extension` in it, sorted.
+    fn files(&self, extension: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(&self.0)
+            .expect("the data directory")
+            .map(|entry| entry.expect("an entry").path())
+            .filter(|path| path.extension().is_some_and(|found| found == extension))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Every file's bytes, to show that a refused start changed nothing.
+    fn contents(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = self.files("wal");
+        files.extend(self.files("snap"));
+        files.into_iter().map(|path| (path.clone(), fs::read(&path).expect("a data file"))).collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn durable_server(dir: &Scratch, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--data-dir", dir.path()];
+    args.extend_from_slice(extra);
+    start_server(16, &args)
+}
+
+fn client_of(server: &ServerProcess) -> Client {
+    Client::new(&server.address, ClientOptions::default())
+}
+
+/// Runs `table-server 0 16 <args...>`, which must exit (refusing to start)
+/// within 20 s; returns its exit code and stderr.
+fn refused_start(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_table-server"))
+        .args(["0", "16"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting table-server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("waiting for table-server") {
+            let output = child.wait_with_output().expect("its stderr");
+            return (status.code(), String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("table-server {args:?} started; it should have refused");
+}
+
+/// Puts `key` = `key` through `server` from `writers` threads until
+/// `stop`; returns the keys acknowledged.
+fn write_until(
+    server: &ServerProcess,
+    writers: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<Vec<String>>> {
+    (0..writers)
+        .map(|writer| {
+            let mut client = client_of(server);
+            let stop = Arc::clone(stop);
+            thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let started = Instant::now();
+                for sequence in 0.. {
+                    if stop.load(Ordering::SeqCst) || started.elapsed() > Duration::from_secs(30) {
+                        break;
+                    }
+                    let key = format!("w{writer}-{sequence:07}");
+                    match client.put(&key, key.as_bytes()) {
+                        Ok(()) => acknowledged.push(key),
+                        // The server is gone: the outcome is unknown.
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+/// Every key in `keys` reads back as itself.
+#[track_caller]
+fn assert_all_present(server: &ServerProcess, keys: &[String]) {
+    let mut client = client_of(server);
+    let missing: Vec<&String> =
+        keys.iter().filter(|key| client.get(key).ok().flatten().as_deref() != Some(key.as_bytes())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        keys.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn every_acknowledged_put_survives_kill_9_under_load() {
+    let dir = Scratch::new("kill");
+    let mut server = durable_server(&dir, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = write_until(&server, 8, &stop);
+    thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    stop.store(true, Ordering::SeqCst);
+    let acknowledged: Vec<String> =
+        writers.into_iter().flat_map(|writer| writer.join().expect("a writer")).collect();
+    assert!(acknowledged.len() > 100, "only {} writes acknowledged before the kill", acknowledged.len());
+    let server = durable_server(&dir, &[]);
+    assert_all_present(&server, &acknowledged);
+    let size = client_of(&server).size().expect("size");
+    assert!(size >= acknowledged.len() as u64, "{size} keys for {} acknowledged", acknowledged.len());
+}
+
+/// Appends half a record to the last segment, as a crash in the middle of
+/// an append leaves it.
+fn tear_last_segment(dir: &Scratch) -> (PathBuf, u64) {
+    let last = dir.files("wal").pop().expect("a log segment");
+    let whole = fs::metadata(&last).expect("the segment").len();
+    let mut bytes = fs::read(&last).expect("the segment");
+    bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 1, 9, 9]);
+    fs::write(&last, bytes).expect("tearing the segment");
+    (last, whole)
+}
+
+#[test]
+fn a_torn_last_record_is_cut_off_and_the_rest_kept() {
+    let dir = Scratch::new("torn");
+    let mut server = durable_server(&dir, &[]);
+    let keys: Vec<String> = (0..20).map(|index| format!("k{index}")).collect();
+    let mut client = client_of(&server);
+    for key in &keys {
+        client.put(key, key.as_bytes()).expect("a put");
+    }
+    server.kill();
+    let (segment, whole) = tear_last_segment(&dir);
+    let server = durable_server(&dir, &[]);
+    assert_all_present(&server, &keys);
+    assert_eq!(fs::metadata(&segment).expect("the segment").len(), whole, "the torn record is cut off");
+    assert_eq!(client_of(&server).size().expect("size"), keys.len() as u64);
+}
+
+#[test]
+fn damage_before_the_end_refuses_to_start_and_changes_nothing() {
+    let dir = Scratch::new("corrupt");
+    let mut server = durable_server(&dir, &[]);
+    let mut client = client_of(&server);
+    for index in 0..20 {
+        client.put(&format!("k{index}"), b"value").expect("a put");
+    }
+    server.kill();
+    let segment = dir.files("wal").pop().expect("a log segment");
+    let mut bytes = fs::read(&segment).expect("the segment");
+    bytes[30] ^= 0x40; // inside the first record, with nineteen after it
+    fs::write(&segment, &bytes).expect("damaging the segment");
+    let before = dir.contents();
+    let (code, stderr) = refused_start(&["--data-dir", dir.path()]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("damaged at byte 0"), "{stderr}");
+    assert_eq!(dir.contents(), before, "a refused start changes nothing");
+}
+
+#[test]
+fn a_directory_in_use_or_of_another_chain_refuses_to_start() {
+    let dir = Scratch::new("foreign");
+    let server = durable_server(&dir, &[]);
+    let (_, stderr) = refused_start(&["--data-dir", dir.path()]);
+    assert!(stderr.contains("in use by another server"), "{stderr}");
+    drop(server);
+    // Chain mode on a standalone server's directory: refused before any
+    // ZooKeeper is contacted (there is none at this address).
+    let (_, stderr) = refused_start(&["127.0.0.1:1", "--data-dir", dir.path()]);
+    assert!(stderr.contains("belongs to chain standalone, not /chain"), "{stderr}");
+}
+
+#[test]
+fn snapshots_cut_the_log_and_a_restart_restores_from_them() {
+    let dir = Scratch::new("snapshot");
+    let mut server = durable_server(&dir, &["--snapshot-log-bytes", "64kb"]);
+    let mut client = client_of(&server);
+    let keys: Vec<String> = (0..3000).map(|index| format!("key{index:05}")).collect();
+    for key in &keys {
+        client.put(key, key.as_bytes()).expect("a put");
+    }
+    client.delete("key00000").expect("a delete");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dir.files("snap").is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let segments = dir.files("wal");
+    assert!(!dir.files("snap").is_empty(), "no snapshot written");
+    assert!(
+        !segments.iter().any(|path| path.ends_with(format!("{:020}.wal", 0))),
+        "segment 0 was not deleted: {segments:?}"
+    );
+    server.kill();
+    let server = durable_server(&dir, &[]);
+    assert_all_present(&server, &keys[1..]);
+    assert_eq!(client_of(&server).get("key00000").expect("a get"), None, "the delete is kept");
+    drop(server);
+
+    // A segment after the snapshot gone: refused, and nothing changed.
+    let first = dir.files("wal").into_iter().next().expect("a segment after the snapshot");
+    fs::remove_file(&first).expect("removing a segment");
+    let before = dir.contents();
+    let (_, stderr) = refused_start(&["--data-dir", dir.path()]);
+    assert!(stderr.contains("missing"), "{stderr}");
+    assert_eq!(dir.contents(), before);
+}
+
+#[test]
+fn fsync_needs_a_data_dir_and_names_its_choices() {
+    let (code, stderr) = refused_start(&["--fsync", "batch"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("need --data-dir"), "{stderr}");
+    let dir = Scratch::new("fsync");
+    let (_, stderr) = refused_start(&["--data-dir", dir.path(), "--fsync", "sometimes"]);
+    assert!(stderr.contains("always, batch or everysec"), "{stderr}");
+}
