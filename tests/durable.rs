@@ -260,3 +260,104 @@ fn fsync_needs_a_data_dir_and_names_its_choices() {
     let (_, stderr) = refused_start(&["--data-dir", dir.path(), "--fsync", "sometimes"]);
     assert!(stderr.contains("always, batch or everysec"), "{stderr}");
 }
+
+/// Durable chain members with their own directories under `scratch`.
+fn durable_member_args(zookeeper: &common::ZooKeeperProcess, dir: &Scratch) -> Vec<String> {
+    vec![
+        zookeeper.address(),
+        "--zk-timeout-ms".into(),
+        "1000".into(),
+        "--data-dir".into(),
+        dir.path().to_owned(),
+    ]
+}
+
+/// Waits until `servers` form a chain of ready members; returns the
+/// generation they report.
+#[track_caller]
+fn wait_for_ready_chain(servers: &[ServerProcess]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats: Vec<_> = servers.iter().filter_map(|server| server.stats().ok()).collect();
+        let ready =
+            stats.iter().filter(|statistics| chaintable::check::cluster::is_ready_role(&statistics.role));
+        if ready.count() == servers.len() {
+            return stats[0].generation;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready chain: {:?}",
+            stats.iter().map(|s| &s.role).collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_whole_chain_killed_at_once_restarts_on_its_directories_with_every_acknowledged_write() {
+    let zookeeper = common::start_zookeeper();
+    let dirs: Vec<Scratch> = (0..3).map(|index| Scratch::new(&format!("chain{index}"))).collect();
+    let mut servers: Vec<ServerProcess> = dirs
+        .iter()
+        .enumerate()
+        .map(|(index, dir)| {
+            let args = durable_member_args(&zookeeper, dir);
+            let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+            common::chain::start_member(&zookeeper, index == 0, &args)
+        })
+        .collect();
+    assert_eq!(wait_for_ready_chain(&servers), 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let options = ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::default() };
+            let mut client = Client::chain(&zookeeper.address(), "/chain", options).expect("a chain client");
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for sequence in 0..1_000_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let key = format!("c{writer}-{sequence:07}");
+                    if client.put(&key, key.as_bytes()).is_ok() {
+                        acknowledged.push(key);
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(2000));
+    for server in &mut servers {
+        server.kill();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let acknowledged: Vec<String> =
+        writers.into_iter().flat_map(|writer| writer.join().expect("a writer")).collect();
+    assert!(acknowledged.len() > 100, "only {} writes acknowledged before the kill", acknowledged.len());
+
+    let servers: Vec<ServerProcess> = dirs
+        .iter()
+        .map(|dir| {
+            let args = durable_member_args(&zookeeper, dir);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            start_server(64, &args)
+        })
+        .collect();
+    let generation = wait_for_ready_chain(&servers);
+    assert_eq!(generation, 1, "restarted from a member holding every committed write, not a new generation");
+    let options = ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    let mut client = Client::chain(&zookeeper.address(), "/chain", options).expect("a chain client");
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|key| client.get(key).ok().flatten().as_deref() != Some(key.as_bytes()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        acknowledged.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
