@@ -361,3 +361,72 @@ fn a_whole_chain_killed_at_once_restarts_on_its_directories_with_every_acknowled
         &missing[..missing.len().min(5)]
     );
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> SmallDisk {
+        let path = std::env::temp_dir().join(format!("chaintable-disk-{name}-{}", std::process::id()));
+        fs::create_dir_all(&path).expect("a mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "this test needs root to mount a {size} tmpfs at {}", path.display());
+        SmallDisk(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns() {
+    let disk = SmallDisk::mount("full", "1m");
+    let dir = Scratch(disk.0.join("data"));
+    let filler = disk.0.join("filler");
+    fs::write(&filler, vec![7u8; 600 << 10]).expect("filling most of the disk");
+    let mut server = durable_server(&dir, &["--commit-timeout-ms", "1000"]);
+    let mut client = client_of(&server);
+    let value = vec![b'v'; 8 << 10];
+    let mut acknowledged = Vec::new();
+    let refusal = loop {
+        let key = format!("big{:04}", acknowledged.len());
+        match client.put(&key, value.clone()) {
+            Ok(()) => acknowledged.push(key),
+            Err(error) => break error.to_string(),
+        }
+        assert!(acknowledged.len() < 200, "a 1 MiB disk took {} puts of 8 KiB", acknowledged.len());
+    };
+    assert!(!acknowledged.is_empty(), "no put fit: {refusal}");
+    // Once the disk is known failing, a write is refused at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        match client.put("more", value.clone()) {
+            Err(error) if error.to_string().contains("cannot be written") => break error.to_string(),
+            other => assert!(Instant::now() < deadline, "writes not refused: {other:?}"),
+        }
+    };
+    assert!(refused.contains("writes are refused until it can"), "{refused}");
+    assert_eq!(client.get(&acknowledged[0]).expect("reads are served"), Some(value.clone()));
+
+    fs::remove_file(&filler).expect("making room");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.put("after", b"room again").is_err() {
+        assert!(Instant::now() < deadline, "writes did not resume once there was room");
+        thread::sleep(Duration::from_millis(100));
+    }
+    acknowledged.push("after".into());
+    server.kill();
+    let server = durable_server(&dir, &[]);
+    let mut client = client_of(&server);
+    for key in &acknowledged {
+        assert!(client.get(key).expect("a get").is_some(), "acknowledged {key} lost");
+    }
+}
