@@ -425,3 +425,27 @@ fn a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns() {
         assert!(client.get(key).expect("a get").is_some(), "acknowledged {key} lost");
     }
 }
+
+/// Runs 8 writers for a moment against a server with `--fsync <policy>`;
+/// returns (syncs, writes synced) from its `stats`.
+fn syncs_under_load(policy: &str) -> (u64, u64) {
+    let dir = Scratch::new(&format!("syncs-{policy}"));
+    let server = durable_server(&dir, &["--fsync", policy]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = write_until(&server, 8, &stop);
+    thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::SeqCst);
+    let written: usize = writers.into_iter().map(|writer| writer.join().expect("a writer").len()).sum();
+    let statistics = server.stats().expect("stats");
+    assert_eq!(statistics.synced, written as u64, "every acknowledged write is synced");
+    eprintln!("--fsync {policy}: {} syncs for {} writes", statistics.log_syncs, statistics.synced);
+    (statistics.log_syncs, statistics.synced)
+}
+
+#[test]
+fn batch_syncs_once_per_batch_and_always_once_per_write() {
+    let (syncs, writes) = syncs_under_load("batch");
+    assert!(syncs < writes, "group commit: {syncs} syncs for {writes} writes from 8 clients");
+    let (syncs, writes) = syncs_under_load("always");
+    assert!(syncs >= writes, "--fsync always: {syncs} syncs for {writes} writes");
+}

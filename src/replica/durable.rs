@@ -116,7 +116,7 @@ impl Replica {
         let Some(disk) = &self.disk else { return Ok(Vec::new()) };
         let Some((writer, receiver)) = disk.unstarted.lock().take() else { return Ok(Vec::new()) };
         let replica = Arc::clone(self);
-        let on_synced = Box::new(move |history, sequence| replica.synced(history, sequence));
+        let on_synced = Box::new(move |history, sequence| replica.disk_synced(history, sequence));
         let syncer = Syncer::new(writer, disk.options.fsync, Arc::clone(&disk.state), on_synced);
         let log_stopping = Arc::clone(stopping);
         let log_thread = thread::Builder::new()
@@ -134,8 +134,13 @@ impl Replica {
     }
 
     /// The disk reports everything of `history` up to `sequence` on disk.
-    fn synced(&self, history: u64, sequence: u64) {
+    fn disk_synced(&self, history: u64, sequence: u64) {
         self.step(AckWriter::Wake, |node, _, carry| node.synced_to(history, sequence, carry));
+    }
+
+    /// The last write on disk (durable), or applied.
+    pub fn synced(&self) -> u64 {
+        self.node.lock().synced()
     }
 
     /// The disk, if durable.

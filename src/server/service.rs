@@ -321,6 +321,10 @@ impl Service {
         statistics.state_transfers_received = replica.transfers.received.read().0;
         statistics.state_transfers_sent = replica.transfers.sent.read().0;
         statistics.fencings = replica.fencings();
+        if let Some(disk) = replica.disk() {
+            statistics.log_syncs = disk.syncs();
+            statistics.synced = replica.synced();
+        }
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;
