@@ -18,9 +18,9 @@ use log::{info, warn};
 use parking_lot::Mutex;
 
 use super::{AckWriter, Replica, TableStore};
-use crate::chain::{Durable, DurablePoint};
+use crate::chain::{Durable, DurablePoint, Refusal};
 use crate::limits::{SNAPSHOT_CHECK_PERIOD, SNAPSHOT_CHUNK_KEYS};
-use crate::proto::{Deadline, Entry as KeyValue, SnapshotChunk};
+use crate::proto::{Deadline, Entry as KeyValue, ErrorCode, SnapshotChunk};
 use crate::storage::dir::DataDir;
 use crate::storage::log::{LogWriter, delete_before};
 use crate::storage::recovery::recover;
@@ -136,6 +136,17 @@ impl Replica {
     /// The disk reports everything of `history` up to `sequence` on disk.
     fn disk_synced(&self, history: u64, sequence: u64) {
         self.step(AckWriter::Wake, |node, _, carry| node.synced_to(history, sequence, carry));
+    }
+
+    /// Writes are refused while the disk cannot be written (reads go on).
+    pub(super) fn check_disk(&self) -> Result<(), Refusal> {
+        match self.disk.as_ref().and_then(Disk::failure) {
+            None => Ok(()),
+            Some(failure) => Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                format!("the data directory cannot be written ({failure}); writes are refused until it can"),
+            )),
+        }
     }
 
     /// The last write on disk (durable), or applied.

@@ -41,7 +41,8 @@ use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode};
 use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
-use commits::{CommitOutcome, Commits, OnSettled, Settlements};
+pub use commits::commit_result;
+use commits::{Commits, OnSettled, Settlements};
 pub use expiry::wall_ms;
 pub use links::LinkStart;
 use outbox::Outbox;
@@ -64,18 +65,6 @@ impl WriteReceipt {
     pub fn found(&self) -> bool {
         matches!(self.outcome, Outcome::Applied { found: true, .. })
     }
-}
-
-/// What a write's client is told when the wait for its commit ends.
-pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusal> {
-    let message = match outcome {
-        CommitOutcome::Committed => return Ok(()),
-        CommitOutcome::Abandoned | CommitOutcome::LeaseLost => {
-            format!("lost the ZooKeeper session before write {sequence} was confirmed; retry")
-        }
-        CommitOutcome::TimedOut => format!("write {sequence} not confirmed by the tail in time; retry"),
-    };
-    Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, message))
 }
 
 /// Limits of the replica: the replication path, the client records and
@@ -416,12 +405,7 @@ impl Replica {
         request_id: u64,
         op: WriteOp,
     ) -> Result<WriteReceipt, Refusal> {
-        if let Some(failure) = self.disk.as_ref().and_then(durable::Disk::failure) {
-            return Err(Refusal::new(
-                ErrorCode::ERR_UNAVAILABLE,
-                format!("the data directory cannot be written ({failure}); writes are refused until it can"),
-            ));
-        }
+        self.check_disk()?;
         self.wait_for_queue_room(1)?;
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, store, carry| {
