@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
@@ -26,6 +26,9 @@ use crate::storage::log::{LogWriter, delete_before};
 use crate::storage::recovery::recover;
 use crate::storage::snapshot::{Header, SnapshotWriter};
 use crate::storage::syncer::{DiskState, Entry, FsyncPolicy, Syncer};
+
+/// How long a read waiting for its writes' commit sleeps between looks.
+const READ_WAIT_SLICE: Duration = Duration::from_millis(5);
 
 /// `--data-dir` and its options.
 #[derive(Clone, Debug)]
@@ -134,7 +137,7 @@ impl Replica {
     }
 
     /// The disk reports everything of `history` up to `sequence` on disk.
-    fn disk_synced(&self, history: u64, sequence: u64) {
+    pub(super) fn disk_synced(&self, history: u64, sequence: u64) {
         self.step(AckWriter::Wake, |node, _, carry| node.synced_to(history, sequence, carry));
     }
 
@@ -147,6 +150,32 @@ impl Replica {
                 format!("the data directory cannot be written ({failure}); writes are refused until it can"),
             )),
         }
+    }
+
+    /// Durable: a read just made may show any write applied here so far,
+    /// so it is answered only once those are committed (on disk at every
+    /// member that must hold them), never a write a power loss could still
+    /// take back. Without a disk, or with nothing pending, at once.
+    pub(super) fn await_durable_read(&self) -> Result<(), Refusal> {
+        if self.disk.is_none() {
+            return Ok(());
+        }
+        // The node's lock: a write being applied now is counted (its
+        // published progress may lag behind the table).
+        let applied = self.node.lock().progress().applied;
+        let deadline = Instant::now() + self.limits.commit_timeout;
+        let mut progress = self.progress.lock();
+        while progress.committed < applied {
+            if Instant::now() >= deadline {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_UNAVAILABLE,
+                    "the writes this read would show are not on disk yet; retry",
+                ));
+            }
+            // Not every commit notifies (see `AckWriter::CallerAcks`): a short wait, again.
+            self.commit_changed.wait_for(&mut progress, READ_WAIT_SLICE);
+        }
+        Ok(())
     }
 
     /// The last write on disk (durable), or applied.

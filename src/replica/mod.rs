@@ -452,6 +452,7 @@ impl Replica {
         let epoch = self.read_epoch.load(Ordering::SeqCst);
         self.check_may_read()?;
         let answer = read(&self.table);
+        self.await_durable_read()?;
         if self.read_epoch.load(Ordering::SeqCst) != epoch {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
