@@ -43,6 +43,7 @@ use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 pub use commits::commit_result;
 use commits::{Commits, OnSettled, Settlements};
+pub use durable::ReadKeys;
 pub use expiry::wall_ms;
 pub use links::LinkStart;
 use outbox::Outbox;
@@ -449,10 +450,15 @@ impl Replica {
     /// that the permission held throughout (a hand-over or fencing in
     /// between voids the answer).
     pub fn read_guard<T>(&self, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
+        self.read_guard_of(ReadKeys::All, read)
+    }
+
+    /// [`Replica::read_guard`] of a read that shows only `keys`.
+    pub fn read_guard_of<T>(&self, keys: ReadKeys<'_>, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
         let epoch = self.read_epoch.load(Ordering::SeqCst);
         self.check_may_read()?;
         let answer = read(&self.table);
-        self.await_durable_read()?;
+        self.await_durable_read(keys)?;
         if self.read_epoch.load(Ordering::SeqCst) != epoch {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,

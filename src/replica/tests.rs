@@ -425,6 +425,10 @@ fn a_durable_write_commits_and_shows_only_once_its_disk_reports_it() {
     assert!(!replica.is_committed(&receipt), "not on disk yet");
     let refusal = replica.read_guard(|table| table.get("k")).expect_err("the read waits, then refuses");
     assert!(refusal.message.contains("not on disk yet"), "{}", refusal.message);
+    let other = replica.read_guard_of(ReadKeys::One("other"), |table| table.get("other"));
+    assert_eq!(other, Ok(None), "a read of another key does not wait for it");
+    let same = replica.read_guard_of(ReadKeys::One("k"), |table| table.get("k"));
+    assert!(same.is_err(), "a read of its key waits for it: {same:?}");
     let history = replica.node.lock().history();
     replica.disk_synced(history, receipt.sequence);
     assert!(replica.is_committed(&receipt));
