@@ -451,9 +451,11 @@ fn syncs_under_load(policy: &str) -> (u64, u64) {
 }
 
 #[test]
-fn batch_syncs_once_per_batch_and_always_once_per_write() {
+fn batch_syncs_once_per_batch_always_once_per_write_and_everysec_once_a_second() {
     let (syncs, writes) = syncs_under_load("batch");
     assert!(syncs < writes, "group commit: {syncs} syncs for {writes} writes from 8 clients");
     let (syncs, writes) = syncs_under_load("always");
     assert!(syncs >= writes, "--fsync always: {syncs} syncs for {writes} writes");
+    let (syncs, writes) = syncs_under_load("everysec");
+    assert!(syncs <= 2 && writes > 100, "--fsync everysec: {syncs} syncs for {writes} writes in 0.7 s");
 }
