@@ -118,3 +118,90 @@ pub fn recover(
     recovered.next_segment = replayed.last().map_or(first_segment, |last| last + 1);
     Ok(recovered)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::proto::Write;
+    use crate::storage::log::LogWriter;
+    use crate::storage::snapshot::{Header, SnapshotWriter};
+
+    fn scratch(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("chaintable-recovery-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        path
+    }
+
+    /// Segment `number` holding writes `sequences`.
+    fn segment(dir: &Path, number: u64, sequences: impl IntoIterator<Item = u64>) {
+        let mut writer = LogWriter::create(dir, number).unwrap();
+        let mut bytes = Vec::new();
+        for sequence in sequences {
+            let mut write = Write::new();
+            write.sequence = sequence;
+            write.key = format!("k{sequence}");
+            codec::encode(&Durable::Write { generation: 1, write }, &mut bytes);
+        }
+        writer.append(&bytes).unwrap();
+        writer.sync().unwrap();
+    }
+
+    fn writes_read(dir: &Path) -> Result<Vec<u64>, String> {
+        let mut sequences = Vec::new();
+        recover(dir, |item| {
+            if let Durable::Write { write, .. } = item {
+                sequences.push(write.sequence);
+            }
+            Ok(())
+        })?;
+        Ok(sequences)
+    }
+
+    #[test]
+    fn segments_are_read_in_order_and_a_gap_between_them_is_refused() {
+        let dir = scratch("gap");
+        segment(&dir, 0, 1..=2);
+        segment(&dir, 1, 3..=4);
+        assert_eq!(writes_read(&dir), Ok(vec![1, 2, 3, 4]));
+        segment(&dir, 3, 5..=5);
+        let error = writes_read(&dir).unwrap_err();
+        assert!(error.ends_with("00000000000000000002.wal: missing"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_record_before_the_last_segment_is_damage() {
+        let dir = scratch("torn-early");
+        segment(&dir, 0, 1..=2);
+        segment(&dir, 1, 3..=3);
+        let first = segment_path(&dir, 0);
+        let length = fs::metadata(&first).unwrap().len();
+        OpenOptions::new().write(true).open(&first).unwrap().set_len(length - 3).unwrap();
+        let error = writes_read(&dir).unwrap_err();
+        assert!(error.contains("later segments follow"), "{error}");
+        assert_eq!(fs::metadata(&first).unwrap().len(), length - 3, "nothing is cut");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A snapshot holds writes up to its `end`; a log that stops short of
+    /// it lost records (they were synced before the snapshot was renamed).
+    #[test]
+    fn a_log_that_ends_before_its_snapshot_does_is_refused() {
+        let dir = scratch("short");
+        let mut snapshot = SnapshotWriter::begin(&dir, 1).unwrap();
+        let mut chunk = crate::proto::SnapshotChunk::new();
+        chunk.sequence = 2;
+        chunk.last = true;
+        snapshot.chunk(&chunk).unwrap();
+        snapshot.finish(Header { sequence: 2, generation: 1, end: 4, first_segment: 1 }).unwrap();
+        segment(&dir, 1, 3..=3);
+        let error = writes_read(&dir).unwrap_err();
+        assert!(error.contains("the log ends at write 3 but the snapshot holds writes up to 4"), "{error}");
+        segment(&dir, 2, 4..=4);
+        assert_eq!(writes_read(&dir), Ok(vec![3, 4]), "the log from the snapshot's segment on");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
