@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(bind_error) => {
-            error!("cannot listen on {}:{}: {bind_error}", config.bind, config.port);
+            error!("cannot start on {}:{}: {bind_error}", config.bind, config.port);
             return ExitCode::FAILURE;
         }
     };

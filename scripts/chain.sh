@@ -3,7 +3,7 @@
 # on loopback, started in the background and remembered (PIDs, ports, logs) in
 # a state directory, so later calls can show, kill, add and stop them.
 #
-# usage: scripts/chain.sh up [N] | status | kill <i> | add | down
+# usage: scripts/chain.sh up [N] [--durable] | status | kill <i> | add | restart | down
 set -eEuo pipefail
 # Whatever ends the script early says which command it was.
 trap 'echo "chain.sh: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
@@ -13,13 +13,18 @@ usage() {
 usage: scripts/chain.sh <command>
 
 commands:
-  up [N]     build (cargo, release), start ZooKeeper and N servers (default 3), one
-             after another, each waited for until it is part of the chain
+  up [N] [--durable]
+             build (cargo, release), start ZooKeeper and N servers (default 3), one
+             after another, each waited for until it is part of the chain; with
+             --durable each server keeps its table in <state>/data-<i> (--data-dir)
   status     every server this script started (index, PID, address, alive or dead),
              then the chain as 'table-client members' shows it: node, address,
              state, role, last applied, committed, lag, uptime
   kill <i>   kill -9 server <i> (as numbered by status)
   add        start one more server; it joins at the end of the chain
+  restart    start again every server that is not running, on its own port and
+             (--durable) data directory: after a whole chain was killed, the chain
+             comes back with every acknowledged write
   down       stop everything this script started (servers with SIGTERM, then
              ZooKeeper) and remove the state directory
   --help     this text
@@ -248,18 +253,24 @@ ready_members() {
 # (in its stats) that it is a ready member of the chain; says what it did to
 # the chain's generation (a new chain, a restart, or a restart that LOST writes).
 start_server() {
-  local index=$(($(server_count) + 1))
+  local index=${1:-$(($(server_count) + 1))}
   local log=$state/server-$index.log pid port role="" tenths=0 wait_tenths=$SERVER_WAIT_TENTHS
   local previous_generation extra=()
   previous_generation=$(cat "$state/generation" 2>/dev/null || true)
-  if ((index > 1)) && (($(ready_members) == 0)); then
+  if [[ -f $state/durable ]]; then
+    extra+=(--data-dir "$state/data-$index")
+  fi
+  if [[ -f $state/durable ]] && (($(ready_members) == 0)) && [[ -d $state/data-$index ]]; then
+    echo "chain.sh: server $index: no ready member; it restarts the chain from its data directory (or waits for a server that holds more) once the old sessions have expired"
+    wait_tenths=$((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 100 + SERVER_WAIT_TENTHS))
+  elif ((index > 1)) && (($(ready_members) == 0)); then
     # Every server of the chain is gone: the new one waits for one named in
     # the commit record, then restarts the chain, losing writes.
     echo "chain.sh: server $index: no ready member; it waits up to $((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 1000)) s for one to come back, then restarts the chain" >&2
     wait_tenths=$((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 100 + SERVER_WAIT_TENTHS))
   fi
   if [[ -n $metrics_base ]]; then
-    extra=(--metrics-addr "127.0.0.1:$((metrics_base + index))")
+    extra+=(--metrics-addr "127.0.0.1:$((metrics_base + index))")
   fi
   port=$(free_port)
   RUST_LOG=${RUST_LOG:-info,zookeeper=error} nohup "$server_bin" "$port" "$table_size" "127.0.0.1:$(zk_port)" \
@@ -296,14 +307,20 @@ start_server() {
 # ---- commands ----
 
 cmd_up() {
-  local count=${1:-3}
-  [[ $count =~ ^[1-9][0-9]*$ ]] || die "up: N must be a positive number, not '$count'"
+  local count=3 durable="" arg
+  for arg in "$@"; do
+    case $arg in
+      --durable) durable=1 ;;
+      *) [[ $arg =~ ^[1-9][0-9]*$ ]] || die "up: N must be a positive number, not '$arg'"; count=$arg ;;
+    esac
+  done
   if [[ -f $state/zookeeper.pid ]]; then
     die "a chain is already up (state in $state); 'scripts/chain.sh down' first"
   fi
   ensure_zookeeper
   build
   mkdir -p "$state"
+  [[ -z $durable ]] || touch "$state/durable"
   make_secrets
   # If anything fails from here on, stop what was started.
   trap 'echo "chain.sh: up failed; stopping what it started" >&2; cmd_down >&2' EXIT
@@ -365,6 +382,18 @@ cmd_add() {
   start_server
 }
 
+cmd_restart() {
+  require_up
+  is_ours "$(cat "$state/zookeeper.pid")" ZooKeeperServerMain || die "ZooKeeper is not running"
+  local index restarted=0
+  for index in $(seq 1 "$(server_count)"); do
+    is_ours "$(cat "$state/server-$index.pid")" table-server && continue
+    start_server "$index"
+    restarted=$((restarted + 1))
+  done
+  ((restarted > 0)) || echo "chain.sh: every server is running; nothing to restart"
+}
+
 cmd_down() {
   if [[ ! -d $state ]]; then
     echo "chain.sh: nothing to stop (no $state)"
@@ -382,7 +411,8 @@ cmd_down() {
 }
 
 case ${1:-} in
-  up) shift; (($# <= 1)) || die "up takes at most one argument"; cmd_up "$@" ;;
+  up) shift; (($# <= 2)) || die "up takes at most N and --durable"; cmd_up "$@" ;;
+  restart) cmd_restart ;;
   status) cmd_status ;;
   kill) shift; cmd_kill "$@" ;;
   add) cmd_add ;;

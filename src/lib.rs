@@ -31,6 +31,8 @@
 //!   watches, a server's membership.
 //!
 //! Server and replication:
+//! - [`storage`]: `--data-dir`: the write-ahead log with group commit, snapshot files,
+//!   recovery at start (file I/O only; the decisions are the chain node's).
 //! - [`replica`]: the table and the [`chain`] node under one lock, with what the threads
 //!   around it share: the replication queue ([`replica::outbox`]) and the client writes
 //!   waiting for their commit ([`replica::commits`]).
@@ -62,6 +64,7 @@ pub mod replica;
 pub mod replication;
 pub mod secure;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod throttle;
 pub mod view;

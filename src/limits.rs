@@ -517,6 +517,33 @@ pub const RECORD_PROGRESS_INTERVAL_MS: u64 = 1000;
 /// thread is stuck in a ZooKeeper call) loses nothing.
 pub const MEMBERSHIP_EVENTS_QUEUED_MAX: usize = 64;
 
+// ---- durability (`--data-dir`) ----
+
+/// Most log records the syncer takes into one batch (one write, one sync).
+/// Bounds the batch a crash can catch half-written, not the throughput:
+/// a busier queue makes more batches back to back.
+pub const WAL_BATCH_MAX: usize = 4096;
+
+/// A log segment is closed and the next begun past this many bytes, so
+/// that a snapshot can delete the log behind it in whole files.
+pub const WAL_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// How long the syncer waits before writing again after a failed write or
+/// sync (a full disk): often enough to recover within a moment once space
+/// returns, seldom enough not to spin or flood the log.
+pub const WAL_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// `--snapshot-log-bytes`: a snapshot is taken once the log since the last
+/// one passes this, so the log (and the replay at a restart) stays bounded:
+/// about the size of a table of a million 100-byte values.
+pub const SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 256 << 20;
+
+/// How often the snapshot thread looks at the log's size.
+pub const SNAPSHOT_CHECK_PERIOD: Duration = Duration::from_millis(200);
+
+/// Keys per chunk of a snapshot file (one record each).
+pub const SNAPSHOT_CHUNK_KEYS: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;

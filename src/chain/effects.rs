@@ -1,6 +1,7 @@
 //! What a [`ChainNode`](super::ChainNode) needs from the world and asks of
 //! it: the table it applies writes to, and the actions it decides on.
 
+use super::durable::Durable;
 use crate::proto::Write;
 use crate::view::CommitRecord;
 
@@ -71,6 +72,17 @@ pub enum Action {
 /// Where a node's actions go.
 pub trait Effects {
     fn act(&mut self, action: Action);
+
+    /// A durable node (see [`ChainNode::set_durable`]) asks for `item` to be
+    /// appended to its log, in this order, as part of `history` (see
+    /// [`ChainNode::synced_to`]). Apart from [`Action`] so that hosts
+    /// without a disk (the simulator, for now) need not handle it.
+    ///
+    /// [`ChainNode::set_durable`]: super::ChainNode::set_durable
+    /// [`ChainNode::synced_to`]: super::ChainNode::synced_to
+    fn persist(&mut self, history: u64, item: Durable) {
+        let _ = (history, item);
+    }
 }
 
 /// Collects actions, for the simulator and for tests.

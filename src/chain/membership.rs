@@ -258,7 +258,7 @@ impl ChainNode {
         self.generation = 0;
         self.starting_generation = None;
         self.stream += 1;
-        effects.act(Action::HistoryCleared);
+        self.history_cleared(effects);
     }
 
     /// The last write applied, if our table is a complete history that can

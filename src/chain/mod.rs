@@ -34,10 +34,13 @@
 //! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
 //! - [`registration`]: one registration in ZooKeeper: session confirmation,
 //!   announcing readiness, the commit record, leaving, starting the chain.
+//! - [`durable`]: `--data-dir`: what is logged, the commit point held to
+//!   what is on disk, and replaying the log.
 //! - [`effects`]: the [`Action`]s out and the [`Store`] in.
 
 pub mod bootstrap;
 pub mod clients;
+pub mod durable;
 pub mod effects;
 pub mod expiry;
 pub mod injected;
@@ -52,6 +55,7 @@ mod scenarios;
 pub mod sent;
 pub mod writes;
 
+pub use durable::{Durable, DurablePoint};
 pub use effects::{Action, Effects, Store};
 pub use injected::Check;
 pub use lifecycle::Lifecycle;

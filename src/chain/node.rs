@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 
 use super::clients::ClientRecords;
+use super::durable::Durable;
 use super::effects::{Action, Effects, Store};
 use super::expiry::Deadlines;
 use super::injected::{self, Check};
@@ -234,6 +235,14 @@ pub struct ChainNode {
     pub(super) undo: Option<VecDeque<Undo>>,
     /// Every expiring key's deadline, kept at every member (see `expiry`).
     pub(super) deadlines: Deadlines,
+    /// `--data-dir`: every applied write is logged (see `durable`), and
+    /// nothing counts committed here before it is on disk.
+    pub(super) durable: bool,
+    /// Durable only: the last write known on disk in the current history.
+    pub(super) synced: u64,
+    /// Numbers our table's histories (raised whenever it is cleared), so a
+    /// disk's report of an older history is not taken for this one.
+    pub(super) history: u64,
 }
 
 impl ChainNode {
@@ -265,6 +274,9 @@ impl ChainNode {
             record_progress_due_ms: 0,
             undo: None,
             deadlines: Deadlines::default(),
+            durable: false,
+            synced: 0,
+            history: 0,
         }
     }
 
@@ -323,19 +335,28 @@ impl ChainNode {
     // ---- applying writes ----
 
     /// Book-keeping after a write was applied to the table: sequence, client
-    /// record, and the copy for the successor.
+    /// record, and the copies for the log (if durable) and the successor
+    /// (if we forward); `write` is given when either wants it.
     pub(super) fn record_applied(
         &mut self,
         sequence: u64,
         record: ClientRecord,
-        forward: Option<Write>,
+        write: Option<Write>,
         effects: &mut impl Effects,
     ) {
         assert_eq!(sequence, self.last_applied + 1, "writes are applied in sequence order");
         self.last_applied = sequence;
         self.clients.remember(record);
-        if let Some(write) = forward {
-            assert_eq!(write.sequence, sequence, "a write is forwarded as it was applied");
+        let Some(write) = write else { return };
+        assert_eq!(write.sequence, sequence, "a write is logged and forwarded as it was applied");
+        if !self.durable {
+            // Given only to be forwarded: no copy on the in-memory path.
+            effects.act(Action::Forward { stream: self.stream, write });
+            return;
+        }
+        let copy = self.forwards().then(|| write.clone());
+        effects.persist(self.history, Durable::Write { generation: self.generation, write });
+        if let Some(write) = copy {
             effects.act(Action::Forward { stream: self.stream, write });
         }
     }
@@ -369,6 +390,9 @@ impl ChainNode {
         } else {
             self.successor_committed.min(self.last_applied)
         };
+        // Durable: not before it is on disk here (and, through the acks,
+        // at every member after us).
+        let committed = if self.durable { committed.min(self.synced) } else { committed };
         if committed > self.committed {
             assert!(committed <= self.last_applied, "the commit point never passes what was applied");
             self.committed = committed;

@@ -4,6 +4,7 @@
 use log::info;
 
 use super::clients;
+use super::durable::Durable;
 use super::effects::{Action, Effects, Store};
 use super::injected::Check;
 use super::lifecycle::Lifecycle;
@@ -29,7 +30,7 @@ impl ChainNode {
         }
         let forward = self.forwards();
         let mut result = Ok(());
-        for mut write in writes {
+        for write in writes {
             if write.sequence <= self.last_applied {
                 continue;
             }
@@ -44,29 +45,43 @@ impl ChainNode {
                 ));
                 break;
             }
-            // The table keeps the value; a copy goes on only if we forward.
-            let value = if forward { write.value.clone() } else { write.value.take() };
-            // Forwarded in our view, the write goes down that view's chain,
-            // which may leave out a member that an older view (and its
-            // commit record) names: a successor still in the older view
-            // must not commit it there (swarm testing found a tail cut off
-            // from ZooKeeper committing writes that went around a removed
-            // member its record named, which then restarted the chain).
-            write.epoch = write.epoch.max(self.view_epoch);
-            self.applied_epoch = self.applied_epoch.max(write.epoch);
-            if !write.declined {
-                let deadline = write.deadline_ms.filter(|_| value.is_some());
-                self.note_deadlines(&write.key, deadline, &write.more);
-                apply_state(store, &write.key, value, &write.more);
-            }
-            let mut record =
-                clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);
-            record.declined = write.declined;
-            self.record_applied(write.sequence, record, forward.then_some(write), effects);
+            self.apply_replicated(write, forward, store, effects);
         }
         self.maybe_announce_ready(effects);
         self.publish_commit(effects);
         result
+    }
+
+    /// Applies one replicated (or replayed) write, the next in sequence, and
+    /// forwards it if `forward`.
+    pub(super) fn apply_replicated(
+        &mut self,
+        mut write: Write,
+        forward: bool,
+        store: &mut impl Store,
+        effects: &mut impl Effects,
+    ) {
+        // The table keeps the value; a copy goes on only if we forward or
+        // log it.
+        let keep = forward || self.durable;
+        let value = if keep { write.value.clone() } else { write.value.take() };
+        // Forwarded in our view, the write goes down that view's chain,
+        // which may leave out a member that an older view (and its
+        // commit record) names: a successor still in the older view
+        // must not commit it there (swarm testing found a tail cut off
+        // from ZooKeeper committing writes that went around a removed
+        // member its record named, which then restarted the chain).
+        write.epoch = write.epoch.max(self.view_epoch);
+        self.applied_epoch = self.applied_epoch.max(write.epoch);
+        if !write.declined {
+            let deadline = write.deadline_ms.filter(|_| value.is_some());
+            self.note_deadlines(&write.key, deadline, &write.more);
+            apply_state(store, &write.key, value, &write.more);
+        }
+        let mut record =
+            clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);
+        record.declined = write.declined;
+        self.record_applied(write.sequence, record, keep.then_some(write), effects);
     }
 
     /// Whether frames on `link` from `sender` are accepted: it is our
@@ -152,13 +167,19 @@ impl ChainNode {
     /// event, and from here on every applied write is forwarded. `None`
     /// while our table is not the chain's state.
     pub fn snapshot_point(&self) -> Option<SnapshotPoint> {
-        self.may_replicate().then(|| SnapshotPoint {
+        self.may_replicate().then(|| self.point_now())
+    }
+
+    /// Our table's point now: what a snapshot of it taken under the same
+    /// lock holds besides the entries.
+    pub(super) fn point_now(&self) -> SnapshotPoint {
+        SnapshotPoint {
             sequence: self.last_applied,
             write_epoch: self.applied_epoch,
             clients: self.clients.all(),
             deadlines: self.deadlines.all(),
             generation: self.generation,
-        })
+        }
     }
 
     /// Installs one chunk of a snapshot from `sender`. The first chunk
@@ -198,13 +219,37 @@ impl ChainNode {
                 self.successor_committed = 0;
             }
             effects.act(Action::ReadsRevoked);
-            effects.act(Action::HistoryCleared);
+            self.history_cleared(effects);
             store.clear();
             self.deadlines.clear();
             self.clients.clear();
             self.last_applied = 0;
         } else if self.enforces(Check::SnapshotAcceptance) && !self.installing {
             return Err(Refusal::new(ErrorCode::ERR_INTERNAL, "a snapshot chunk without its start"));
+        }
+        let last = chunk.last;
+        self.install_chunk(chunk, store, effects);
+        if last {
+            self.installing = false;
+            if self.lifecycle == Lifecycle::Joining {
+                self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
+            }
+            self.maybe_announce_ready(effects);
+            self.publish_commit(effects);
+        }
+        Ok(())
+    }
+
+    /// Puts a snapshot chunk's contents into our table (and logs it first,
+    /// if durable); the last chunk sets our sequence number.
+    pub(super) fn install_chunk(
+        &mut self,
+        chunk: SnapshotChunk,
+        store: &mut impl Store,
+        effects: &mut impl Effects,
+    ) {
+        if self.durable {
+            effects.persist(self.history, Durable::Chunk(chunk.clone()));
         }
         self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
         for entry in chunk.entries {
@@ -219,14 +264,7 @@ impl ChainNode {
         if chunk.last {
             self.last_applied = chunk.sequence;
             self.generation = chunk.generation;
-            self.installing = false;
-            if self.lifecycle == Lifecycle::Joining {
-                self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
-            }
-            self.maybe_announce_ready(effects);
-            self.publish_commit(effects);
         }
-        Ok(())
     }
 
     /// Hand-over, joining side: our predecessor stopped committing on its

@@ -233,7 +233,7 @@ impl ChainNode {
         if !self.enforces(Check::CasAtHead) {
             self.remember_undo(sequence, &change, store);
         }
-        let mut write = self.forwards().then(|| {
+        let mut write = (self.forwards() || self.durable).then(|| {
             let mut write = Write::new();
             write.key = change.key.clone();
             write.value = change.value.clone();

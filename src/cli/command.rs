@@ -454,6 +454,8 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("state_transfers_received", statistics.state_transfers_received),
         ("state_transfers_sent", statistics.state_transfers_sent),
         ("fencings", statistics.fencings),
+        ("log_syncs", statistics.log_syncs),
+        ("synced", statistics.synced),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +11,14 @@ use super::args::{
 };
 use crate::coord::acl::ZkIdentity;
 use crate::coord::membership::ChainConfig;
-use crate::limits::{Limits, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
+use crate::limits::{Limits, SNAPSHOT_LOG_BYTES_DEFAULT, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
 use crate::replica::ReplicationLimits;
+use crate::replica::durable::DurableOptions;
 use crate::secure::ServerSecurity;
 use crate::secure::secret::{Secret, ZOOKEEPER_DIGEST_USER};
 use crate::secure::tls::ServerTls;
 use crate::server::ServerConfig;
+use crate::storage::syncer::FsyncPolicy;
 
 pub const SERVER_USAGE: &str = "\
 usage: table-server <port> <table-size> [<zk-host:port,...>] [options]
@@ -57,6 +59,17 @@ options:
   --tls-key <path>          ... its private key (PEM) ...
   --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
   --metrics-addr <host:port>  serve Prometheus metrics on http://<host:port>/metrics (default: off)
+  --data-dir <dir>          durability: log every write there before it counts as applied, so a
+                            client is answered only once every member of the chain holds the write
+                            on disk; a restart recovers the table from it (created mode 0700,
+                            locked, bound to this chain)
+  --fsync <when>            with --data-dir: always (a sync per write), batch (default: one sync per
+                            batch of writes that arrived together; never an answer before its batch
+                            is synced) or everysec (a sync a second, like Redis's appendfsync
+                            everysec: A POWER LOSS OR OS CRASH CAN LOSE UP TO ONE SECOND OF
+                            ACKNOWLEDGED WRITES)
+  --snapshot-log-bytes <size>  with --data-dir: snapshot the table, and delete the log behind it,
+                            once the log since the last snapshot is this long (default 256mb)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
   -V, --version             the version
@@ -94,6 +107,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "max-clients-per-host",
         "max-inflight",
         "frame-timeout-ms",
+        "data-dir",
+        "fsync",
+        "snapshot-log-bytes",
     ];
     let parsed =
         parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
@@ -127,7 +143,10 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         security: ServerSecurity::default(),
         metrics_addr: None,
         clients_max_given: false,
+        durable: None,
     };
+    let mut fsync = FsyncPolicy::Batch;
+    let mut snapshot_log_bytes = SNAPSHOT_LOG_BYTES_DEFAULT;
     let mut secrets = SecretFiles::default();
     let chain_only = |name: &str| format!("--{name} needs chain mode (a <zk-hosts> argument)");
     for (name, value) in &parsed.options {
@@ -175,8 +194,28 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "max-clients-per-host" => limits.clients_per_host_max = Some(positive(name, value)?),
             "max-inflight" => limits.inflight_bytes_max = byte_size(name, value)?,
             "frame-timeout-ms" => limits.frame_timeout = Duration::from_millis(positive(name, value)?),
+            "data-dir" => {
+                let dir = PathBuf::from(text(name, value)?);
+                config.durable = Some(DurableOptions { dir, fsync, snapshot_log_bytes });
+            }
+            "fsync" => {
+                let given = text(name, value)?;
+                fsync = FsyncPolicy::parse(&given)
+                    .ok_or_else(|| format!("--fsync: expected always, batch or everysec, not {given:?}"))?;
+            }
+            "snapshot-log-bytes" => snapshot_log_bytes = byte_size(name, value)?,
             other => unreachable!("option {other} is in the known list"),
         }
+    }
+    match config.durable.as_mut() {
+        Some(durable) => {
+            durable.fsync = fsync;
+            durable.snapshot_log_bytes = snapshot_log_bytes;
+        }
+        None if parsed.options.iter().any(|(name, _)| name == "fsync" || name == "snapshot-log-bytes") => {
+            return Err("--fsync and --snapshot-log-bytes need --data-dir".to_owned().into());
+        }
+        None => {}
     }
     if config.limits.frame_bytes_max > u32::MAX as usize {
         return Err("--max-frame must fit the 4-byte length prefix".to_owned().into());

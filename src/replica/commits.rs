@@ -32,6 +32,9 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use crate::chain::Refusal;
+use crate::proto::ErrorCode;
+
 /// How a write's wait for its commit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
@@ -260,6 +263,18 @@ impl Commits {
     pub fn waiting_count(&self) -> usize {
         self.waiting.lock().len()
     }
+}
+
+/// What a write's client is told when the wait for its commit ends.
+pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusal> {
+    let message = match outcome {
+        CommitOutcome::Committed => return Ok(()),
+        CommitOutcome::Abandoned | CommitOutcome::LeaseLost => {
+            format!("lost the ZooKeeper session before write {sequence} was confirmed; retry")
+        }
+        CommitOutcome::TimedOut => format!("write {sequence} not confirmed by the tail in time; retry"),
+    };
+    Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, message))
 }
 
 #[cfg(test)]

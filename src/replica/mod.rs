@@ -18,6 +18,7 @@
 //! publishes views, leases and fences.
 
 pub mod commits;
+pub mod durable;
 mod expiry;
 mod links;
 pub mod outbox;
@@ -33,14 +34,17 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
-    Action, ChainNode, Check, Effects, NodeConfig, Outcome, Progress, Refusal, Role, SnapshotPoint, Store,
+    Action, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role, SnapshotPoint,
+    Store,
     WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::ErrorCode;
 use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
-use commits::{CommitOutcome, Commits, OnSettled, Settlements};
+pub use commits::commit_result;
+use commits::{Commits, OnSettled, Settlements};
+pub use durable::ReadKeys;
 pub use expiry::wall_ms;
 pub use links::LinkStart;
 use outbox::Outbox;
@@ -63,18 +67,6 @@ impl WriteReceipt {
     pub fn found(&self) -> bool {
         matches!(self.outcome, Outcome::Applied { found: true, .. })
     }
-}
-
-/// What a write's client is told when the wait for its commit ends.
-pub fn commit_result(sequence: u64, outcome: CommitOutcome) -> Result<(), Refusal> {
-    let message = match outcome {
-        CommitOutcome::Committed => return Ok(()),
-        CommitOutcome::Abandoned | CommitOutcome::LeaseLost => {
-            format!("lost the ZooKeeper session before write {sequence} was confirmed; retry")
-        }
-        CommitOutcome::TimedOut => format!("write {sequence} not confirmed by the tail in time; retry"),
-    };
-    Err(Refusal::new(ErrorCode::ERR_UNAVAILABLE, message))
 }
 
 /// Limits of the replica: the replication path, the client records and
@@ -220,6 +212,12 @@ impl Effects for Carry<'_> {
             Action::LeaseLost => self.settle(replica.commits.expire(Instant::now(), false)),
         }
     }
+
+    fn persist(&mut self, history: u64, item: Durable) {
+        if let Some(disk) = &self.replica.disk {
+            disk.log(history, item);
+        }
+    }
 }
 
 pub struct Replica {
@@ -267,6 +265,8 @@ pub struct Replica {
     pub limits: ReplicationLimits,
     /// State transfers sent and received, for metrics.
     pub transfers: StateTransfers,
+    /// `--data-dir`: the log and snapshots (see `durable`).
+    disk: Option<durable::Disk>,
 }
 
 impl Replica {
@@ -330,6 +330,7 @@ impl Replica {
             transfers: StateTransfers::default(),
             server_id,
             limits,
+            disk: None,
         }
     }
 
@@ -402,6 +403,7 @@ impl Replica {
         request_id: u64,
         op: WriteOp,
     ) -> Result<WriteReceipt, Refusal> {
+        self.check_disk()?;
         self.wait_for_queue_room(1)?;
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, store, carry| {
@@ -445,9 +447,15 @@ impl Replica {
     /// that the permission held throughout (a hand-over or fencing in
     /// between voids the answer).
     pub fn read_guard<T>(&self, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
+        self.read_guard_of(ReadKeys::All, read)
+    }
+
+    /// [`Replica::read_guard`] of a read that shows only `keys`.
+    pub fn read_guard_of<T>(&self, keys: ReadKeys<'_>, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
         let epoch = self.read_epoch.load(Ordering::SeqCst);
         self.check_may_read()?;
         let answer = read(&self.table);
+        self.await_durable_read(keys)?;
         if self.read_epoch.load(Ordering::SeqCst) != epoch {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,

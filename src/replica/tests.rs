@@ -394,3 +394,36 @@ fn fenced_replica_serves_nothing() {
     thread::sleep(Duration::from_millis(5));
     assert_eq!(unleased.read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_UNAVAILABLE);
 }
+
+/// Durable: nothing is committed, and no read shows a write, before the
+/// disk reports the write synced (the log thread is not started here, so
+/// only the test reports it).
+#[test]
+fn a_durable_write_commits_and_shows_only_once_its_disk_reports_it() {
+    let dir = std::env::temp_dir().join(format!("chaintable-replica-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (wake, _woken) = crossbeam_channel::bounded(1);
+    let limits =
+        ReplicationLimits { commit_timeout: Duration::from_millis(100), ..ReplicationLimits::default() };
+    let mut replica = Replica::new(4, true, limits, wake);
+    let options = durable::DurableOptions {
+        dir: dir.clone(),
+        fsync: crate::storage::syncer::FsyncPolicy::Batch,
+        snapshot_log_bytes: u64::MAX,
+    };
+    replica.open_durable(options, "standalone").expect("a new data directory");
+    let op = WriteOp::Set { key: "k".into(), value: Some(b"v".to_vec()) };
+    let receipt = replica.client_write(1, 1, op).expect("a put");
+    assert!(!replica.is_committed(&receipt), "not on disk yet");
+    let refusal = replica.read_guard(|table| table.get("k")).expect_err("the read waits, then refuses");
+    assert!(refusal.message.contains("not on disk yet"), "{}", refusal.message);
+    let other = replica.read_guard_of(ReadKeys::One("other"), |table| table.get("other"));
+    assert_eq!(other, Ok(None), "a read of another key does not wait for it");
+    let same = replica.read_guard_of(ReadKeys::One("k"), |table| table.get("k"));
+    assert!(same.is_err(), "a read of its key waits for it: {same:?}");
+    let history = replica.node.lock().history();
+    replica.disk_synced(history, receipt.sequence);
+    assert!(replica.is_committed(&receipt));
+    assert_eq!(replica.read_guard(|table| table.get("k")), Ok(Some(b"v".to_vec())));
+    std::fs::remove_dir_all(&dir).expect("removing the directory");
+}

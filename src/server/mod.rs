@@ -49,6 +49,7 @@ use crate::limits::{
     ACCEPT_ERROR_PAUSE, COMMIT_EXPIRY_PERIOD, CONNECTION_STACK_BYTES, Limits, OVER_LIMIT_HEADROOM,
     display_bytes,
 };
+use crate::replica::durable::DurableOptions;
 use crate::replica::{Replica, ReplicationLimits};
 use crate::replication::{self, LinkSettings};
 use crate::secure::ServerSecurity;
@@ -75,6 +76,8 @@ pub struct ServerConfig {
     /// `--max-clients` was given: if the open-files limit cannot hold that
     /// many, say so; the default is quietly lowered to what fits.
     pub clients_max_given: bool,
+    /// `--data-dir` and its options; `None`: in memory only.
+    pub durable: Option<DurableOptions>,
 }
 
 /// Why [`Server::run`] returned.
@@ -162,7 +165,11 @@ impl Server {
         replication.writers_max = config.limits.clients_max + 1;
         let bug = config.unsafe_read_anywhere.then_some(Check::ReadAtTail);
         let chain_path = config.chain.as_ref().map_or("", |chain| chain.chain_path.as_str());
-        let replica = Replica::with_bug(config.table_stripes, chain_path, replication, wake_sender, bug);
+        let mut replica = Replica::with_bug(config.table_stripes, chain_path, replication, wake_sender, bug);
+        if let Some(durable) = &config.durable {
+            let chain = if chain_path.is_empty() { "standalone" } else { chain_path };
+            replica.open_durable(durable.clone(), chain)?;
+        }
         let mut chain = config.chain.clone();
         if let Some(chain) = chain.as_mut().filter(|chain| chain.advertise.is_empty()) {
             let mut address = listener.local_addr()?;
@@ -231,6 +238,7 @@ impl Server {
             None => Vec::new(),
         };
         chain_threads.push(self.start_key_expiry_thread()?);
+        chain_threads.extend(self.service.replica.start_disk_threads(&self.stopping)?);
         let metrics_thread = self.start_metrics_thread()?;
         for incoming in self.listener.incoming() {
             if self.stopping.load(Ordering::SeqCst) {

@@ -9,7 +9,7 @@ use super::service::Service;
 use crate::chain::{Decline, Outcome, Refusal, WriteOp};
 use crate::limits::{REPLY_ENTRY_OVERHEAD_BYTES, REPLY_ENVELOPE_BYTES};
 use crate::proto::{ErrorCode, Lookup, Opcode, Request, Response};
-use crate::replica::wall_ms;
+use crate::replica::{ReadKeys, wall_ms};
 
 /// The reply to a committed client write (`outcome` as the head decided
 /// it), or the error of a declined `incr`.
@@ -39,8 +39,9 @@ impl Service {
     /// TTL: ms left before `key` expires on our clock; -1: it has no
     /// deadline; -2: it is absent (or its deadline passed).
     pub(super) fn ttl(&self, local: bool, key: &str) -> Result<i64, Refusal> {
-        let (present, deadline) =
-            self.read(local, |table| (table.value_len(key).is_some(), self.replica.deadline_of(key)))?;
+        let (present, deadline) = self.read(local, ReadKeys::One(key), |table| {
+            (table.value_len(key).is_some(), self.replica.deadline_of(key))
+        })?;
         let now_ms = wall_ms();
         Ok(match deadline {
             _ if !present => -2,
@@ -53,7 +54,9 @@ impl Service {
     /// GET: `key`'s value, absent if its deadline passed on our
     /// clock even if its delete has not arrived yet.
     pub(super) fn lookup(&self, local: bool, key: &str) -> Result<Option<Vec<u8>>, Refusal> {
-        Ok(self.read(local, |table| table.get(key))?.filter(|_| !self.replica.expired(key)))
+        Ok(self
+            .read(local, ReadKeys::One(key), |table| table.get(key))?
+            .filter(|_| !self.replica.expired(key)))
     }
 
     /// The write a PUT, DEL, CAS, INCR or MSET request asks for, its keys
@@ -139,16 +142,17 @@ impl Service {
             self.checked_key(&request)?;
         }
         let bytes_max = self.limits.frame_bytes_max.saturating_sub(REPLY_ENVELOPE_BYTES) as u64;
-        let bytes = self.read(local, |table| table.lookup_bytes(keys))?;
+        let bytes = self.read(local, ReadKeys::Many(keys), |table| table.lookup_bytes(keys))?;
         if bytes > bytes_max {
             return Err(too_large(bytes, bytes_max));
         }
         let reservation = self.reserve_reply(2 * bytes + keys.len() as u64 * REPLY_ENTRY_OVERHEAD_BYTES)?;
         // Values may have grown since they were measured: copied only if
         // they still fit what was reserved.
-        let values = self.read(local, |table| table.get_many(keys, bytes))?.map_err(|_| {
-            Refusal::new(ErrorCode::ERR_UNAVAILABLE, "the values grew while mget read them; retry")
-        })?;
+        let values =
+            self.read(local, ReadKeys::Many(keys), |table| table.get_many(keys, bytes))?.map_err(|_| {
+                Refusal::new(ErrorCode::ERR_UNAVAILABLE, "the values grew while mget read them; retry")
+            })?;
         let lookups = values
             .into_iter()
             .zip(keys)

@@ -14,7 +14,7 @@ use crate::limits::{
 };
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::commits::CommitOutcome;
-use crate::replica::{Replica, WriteReceipt, commit_result};
+use crate::replica::{ReadKeys, Replica, WriteReceipt, commit_result};
 use crate::replication::LinkSettings;
 use crate::store::scan::ScanRequest;
 use crate::store::table::Table;
@@ -175,8 +175,9 @@ impl Service {
             }
             Opcode::OP_EXISTS => {
                 let key = self.checked_key(&request)?;
-                response.found =
-                    self.read(local, |table| table.value_len(key).is_some())? && !self.replica.expired(key);
+                response.found = self
+                    .read(local, ReadKeys::One(key), |table| table.value_len(key).is_some())?
+                    && !self.replica.expired(key);
             }
             Opcode::OP_TTL => response.ttl_ms = self.ttl(local, self.checked_key(&request)?)?,
             Opcode::OP_GET => {
@@ -186,19 +187,19 @@ impl Service {
                     response.value = value;
                 }
             }
-            Opcode::OP_SIZE => response.size = self.read(local, |table| table.len())?,
+            Opcode::OP_SIZE => response.size = self.read(local, ReadKeys::All, |table| table.len())?,
             Opcode::OP_GETKEYS => {
                 let (listing_bytes_max, held) = self.reserve_listing(local, false)?;
                 reservation = Some(held);
                 response.keys = self
-                    .read(local, |table| table.keys_within(listing_bytes_max))?
+                    .read(local, ReadKeys::All, |table| table.keys_within(listing_bytes_max))?
                     .map_err(|bytes| self.listing_too_large(bytes))?;
             }
             Opcode::OP_GETTABLE => {
                 let (listing_bytes_max, held) = self.reserve_listing(local, true)?;
                 reservation = Some(held);
                 let entries = self
-                    .read(local, |table| table.entries_within(listing_bytes_max))?
+                    .read(local, ReadKeys::All, |table| table.entries_within(listing_bytes_max))?
                     .map_err(|bytes| self.listing_too_large(bytes))?;
                 response.entries = entries.into_iter().map(Entry::from_pair).collect();
             }
@@ -207,7 +208,7 @@ impl Service {
                 reservation = Some(self.reserve_reply(
                     2 * scan.bytes_max as u64 + scan.count_max as u64 * REPLY_ENTRY_OVERHEAD_BYTES,
                 )?);
-                let page = self.read(local, |table| table.scan(&scan))?;
+                let page = self.read(local, ReadKeys::All, |table| table.scan(&scan))?;
                 if scan.keys_only {
                     response.keys = page.keys;
                 } else {
@@ -267,7 +268,8 @@ impl Service {
     /// reserved in the in-flight budget (the listing, its encoded frame and
     /// a `String` per key). Returns the size and the reservation.
     fn reserve_listing(&self, local: bool, with_values: bool) -> Result<(u64, Reservation), Refusal> {
-        let (bytes, keys) = self.read(local, |table| (table.listing_bytes(with_values), table.len()))?;
+        let (bytes, keys) =
+            self.read(local, ReadKeys::All, |table| (table.listing_bytes(with_values), table.len()))?;
         let listing_bytes_max = self.limits.frame_bytes_max.saturating_sub(REPLY_ENVELOPE_BYTES) as u64;
         if bytes > listing_bytes_max {
             return Err(self.listing_too_large(bytes));
@@ -302,8 +304,13 @@ impl Service {
     /// Runs a read on the table: as the chain allows (tail only), or on this
     /// server's own table whatever its role when the request asks for a
     /// `local_read` (operators' convergence checks; may be stale).
-    pub(super) fn read<T>(&self, local: bool, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
-        if local { Ok(read(&self.replica.table)) } else { self.replica.read_guard(read) }
+    pub(super) fn read<T>(
+        &self,
+        local: bool,
+        keys: ReadKeys<'_>,
+        read: impl FnOnce(&Table) -> T,
+    ) -> Result<T, Refusal> {
+        if local { Ok(read(&self.replica.table)) } else { self.replica.read_guard_of(keys, read) }
     }
 
     /// Server counters plus the replica's chain state.
@@ -321,6 +328,10 @@ impl Service {
         statistics.state_transfers_received = replica.transfers.received.read().0;
         statistics.state_transfers_sent = replica.transfers.sent.read().0;
         statistics.fencings = replica.fencings();
+        if let Some(disk) = replica.disk() {
+            statistics.log_syncs = disk.syncs();
+            statistics.synced = replica.synced();
+        }
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

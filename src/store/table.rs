@@ -290,6 +290,14 @@ impl Table {
         }
     }
 
+    /// A copy of stripe `index`'s entries, under its read lock only: a
+    /// snapshot file copies the table one stripe at a time, so writes to the
+    /// other stripes go on meanwhile.
+    pub fn stripe_entries(&self, index: usize) -> Vec<(String, Vec<u8>)> {
+        let stripe = self.stripes[index].read();
+        stripe.iter().map(|entry| (entry.key().to_owned(), entry.value().to_vec())).collect()
+    }
+
     /// Removes every key (a server that rejoins, or installs a snapshot,
     /// starts empty). Takes the write locks in index order, like snapshots.
     pub fn clear(&self) {

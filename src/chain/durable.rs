@@ -1,0 +1,252 @@
+//! The durable side of [`ChainNode`] (`--data-dir`): what goes to the log,
+//! when a write counts as on disk, and recovery from the log.
+//!
+//! The rule (DESIGN.md, "Durability"): nothing is acknowledged to a client
+//! before every member holds it on disk. A durable node logs every write it
+//! applies and every snapshot chunk it installs ([`Effects::persist`]), and
+//! its commit point never passes what its disk reported synced
+//! ([`ChainNode::synced_to`]). The commit point is what a member acks
+//! upstream, so the head's commit point, which answers clients, is at most
+//! what the slowest disk of the chain holds.
+//!
+//! Recovery replays what the log holds through the same code that applied
+//! it ([`ChainNode::replay`]), then [`ChainNode::recovered`] makes the table
+//! a history that can restart a chain (see `bootstrap`).
+
+use super::effects::{Action, Effects, Store};
+use super::node::{ChainNode, Refusal, SnapshotPoint};
+use crate::proto::{ErrorCode, SnapshotChunk, Write};
+
+/// One thing a durable node logs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Durable {
+    /// A write applied, with the chain generation it was applied in.
+    Write { generation: u64, write: Write },
+    /// Part of a state transfer (or of a snapshot file).
+    Chunk(SnapshotChunk),
+    /// The table's history starts over (it was cleared).
+    Reset,
+}
+
+/// A durable node's table at one point, for a snapshot file: the client
+/// records and deadlines at `point.sequence`, copied with it under the
+/// node's lock; the table itself is copied afterwards.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DurablePoint {
+    pub history: u64,
+    /// Its sequence number, generation, client records and deadlines.
+    pub point: SnapshotPoint,
+}
+
+impl ChainNode {
+    /// Turns durability on (before the first event), as the server
+    /// `server_id` that its data directory records: the commit record names
+    /// it, so it must survive a restart.
+    pub fn set_durable(&mut self, server_id: u64) {
+        self.durable = true;
+        self.config.server_id = server_id;
+    }
+
+    /// The current history (see the field).
+    pub fn history(&self) -> u64 {
+        self.history
+    }
+
+    /// Our table was cleared: a new history begins, none of it on disk.
+    pub(super) fn history_cleared(&mut self, effects: &mut impl Effects) {
+        self.history += 1;
+        self.synced = 0;
+        effects.act(Action::HistoryCleared);
+        if self.durable {
+            effects.persist(self.history, Durable::Reset);
+        }
+    }
+
+    /// The disk holds everything logged in `history` up to write
+    /// `sequence`: the commit point may move up to it. A report of an
+    /// older history is ignored.
+    pub fn synced_to(&mut self, history: u64, sequence: u64, effects: &mut impl Effects) {
+        if history != self.history || sequence <= self.synced {
+            return;
+        }
+        self.synced = sequence.min(self.last_applied);
+        self.publish_commit(effects);
+    }
+
+    /// The last write on disk (durable), or applied (not durable).
+    pub fn synced(&self) -> u64 {
+        if self.durable { self.synced } else { self.last_applied }
+    }
+
+    /// Where a snapshot file is taken now (see [`DurablePoint`]).
+    pub fn durable_point(&self) -> DurablePoint {
+        DurablePoint {
+            history: self.history,
+            point: self.point_now(),
+        }
+    }
+
+    /// Applies one logged item while recovering, before any other event.
+    /// A write that does not follow the last one is refused: the log lost
+    /// a record.
+    pub fn replay(&mut self, item: Durable, store: &mut impl Store) -> Result<(), Refusal> {
+        let mut ignored = Vec::new();
+        match item {
+            Durable::Reset => {
+                store.clear();
+                self.deadlines.clear();
+                self.clients.clear();
+                self.last_applied = 0;
+                self.applied_epoch = 0;
+                self.generation = 0;
+            }
+            Durable::Chunk(chunk) => {
+                // Logged before it was installed, so its history is ours.
+                let durable = std::mem::replace(&mut self.durable, false);
+                self.install_chunk(chunk, store, &mut ignored);
+                self.durable = durable;
+            }
+            Durable::Write { generation, write } => {
+                if write.sequence != self.last_applied + 1 {
+                    return Err(Refusal::new(
+                        ErrorCode::ERR_INTERNAL,
+                        format!(
+                            "the log skips from write {} to write {}: a record is missing",
+                            self.last_applied, write.sequence
+                        ),
+                    ));
+                }
+                self.generation = generation;
+                let durable = std::mem::replace(&mut self.durable, false);
+                self.apply_replicated(write, false, store, &mut ignored);
+                self.durable = durable;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recovery is done: what was replayed is on disk, and our table is a
+    /// history that may restart a chain (as a member fenced by a lost
+    /// session keeps its table; see `bootstrap`).
+    pub fn recovered(&mut self, effects: &mut impl Effects) {
+        self.synced = self.last_applied;
+        self.recoverable = !self.standalone() && self.last_applied > 0;
+        self.publish_commit(effects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::chain::NodeConfig;
+
+    #[derive(Default)]
+    struct Map(BTreeMap<String, Vec<u8>>);
+
+    impl Store for Map {
+        fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool {
+            match value {
+                Some(value) => self.0.insert(key.to_owned(), value).is_some(),
+                None => self.0.remove(key).is_some(),
+            }
+        }
+        fn put_many(&mut self, pairs: &[(&str, &[u8])]) {
+            for (key, value) in pairs {
+                self.0.insert((*key).to_owned(), value.to_vec());
+            }
+        }
+        fn value_of(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.get(key).cloned()
+        }
+        fn clear(&mut self) {
+            self.0.clear();
+        }
+        fn key_count(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn bytes_stored(&self) -> u64 {
+            0
+        }
+        fn value_len(&self, key: &str) -> Option<usize> {
+            self.0.get(key).map(Vec::len)
+        }
+    }
+
+    /// Actions and logged items, in order.
+    #[derive(Default)]
+    struct Recorder {
+        actions: Vec<Action>,
+        logged: Vec<(u64, Durable)>,
+    }
+
+    impl Effects for Recorder {
+        fn act(&mut self, action: Action) {
+            self.actions.push(action);
+        }
+        fn persist(&mut self, history: u64, item: Durable) {
+            self.logged.push((history, item));
+        }
+    }
+
+    fn standalone() -> ChainNode {
+        let mut node = ChainNode::new(NodeConfig {
+            standalone: true,
+            chain_path: String::new(),
+            client_records_max: 100,
+            bug: None,
+            server_id: 1,
+            memory_bytes_max: None,
+        });
+        node.set_durable(1);
+        node
+    }
+
+    fn put(node: &mut ChainNode, store: &mut Map, effects: &mut Recorder, key: &str) -> u64 {
+        let op = crate::chain::WriteOp::Set { key: key.into(), value: Some(b"v".to_vec()) };
+        node.client_write(1, node.last_applied + 1, op, 0, store, effects).expect("a put").sequence
+    }
+
+    /// The rule: a durable node commits nothing its disk has not reported.
+    #[test]
+    fn a_write_commits_only_once_its_disk_reports_it_synced() {
+        let (mut node, mut store, mut effects) = (standalone(), Map::default(), Recorder::default());
+        put(&mut node, &mut store, &mut effects, "a");
+        put(&mut node, &mut store, &mut effects, "b");
+        assert_eq!(node.progress().committed, 0, "nothing on disk yet");
+        assert_eq!(effects.logged.len(), 2, "both writes logged");
+        node.synced_to(node.history(), 1, &mut effects);
+        assert_eq!(node.progress().committed, 1);
+        assert_eq!(effects.actions.last(), Some(&Action::Committed(1)));
+        node.synced_to(node.history() + 1, 2, &mut effects);
+        assert_eq!(node.progress().committed, 1, "another history's report counts for nothing");
+        node.synced_to(node.history(), 2, &mut effects);
+        assert_eq!(node.progress().committed, 2);
+    }
+
+    /// What was logged, replayed into a new node, gives the same table and
+    /// client records; a missing record is refused.
+    #[test]
+    fn replaying_the_log_rebuilds_the_table_and_refuses_a_gap() {
+        let (mut node, mut store, mut effects) = (standalone(), Map::default(), Recorder::default());
+        for key in ["a", "b", "c"] {
+            put(&mut node, &mut store, &mut effects, key);
+        }
+        let (mut copy, mut copied) = (standalone(), Map::default());
+        for (_, item) in effects.logged.clone() {
+            copy.replay(item, &mut copied).expect("replays");
+        }
+        let mut recovered = Recorder::default();
+        copy.recovered(&mut recovered);
+        assert_eq!(copied.0, store.0);
+        assert_eq!(copy.progress().applied, 3);
+        assert_eq!(copy.progress().committed, 3, "what was replayed is on disk");
+        assert_eq!(copy.client_records(), node.client_records());
+
+        let (mut gapped, mut table) = (standalone(), Map::default());
+        gapped.replay(effects.logged[0].1.clone(), &mut table).unwrap();
+        let error = gapped.replay(effects.logged[2].1.clone(), &mut table).unwrap_err();
+        assert!(error.message.contains("a record is missing"), "{}", error.message);
+    }
+}
