@@ -80,10 +80,7 @@ impl ChainNode {
 
     /// Where a snapshot file is taken now (see [`DurablePoint`]).
     pub fn durable_point(&self) -> DurablePoint {
-        DurablePoint {
-            history: self.history,
-            point: self.point_now(),
-        }
+        DurablePoint { history: self.history, point: self.point_now() }
     }
 
     /// Applies one logged item while recovering, before any other event.
@@ -137,42 +134,10 @@ impl ChainNode {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::chain::NodeConfig;
-
-    #[derive(Default)]
-    struct Map(BTreeMap<String, Vec<u8>>);
-
-    impl Store for Map {
-        fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool {
-            match value {
-                Some(value) => self.0.insert(key.to_owned(), value).is_some(),
-                None => self.0.remove(key).is_some(),
-            }
-        }
-        fn put_many(&mut self, pairs: &[(&str, &[u8])]) {
-            for (key, value) in pairs {
-                self.0.insert((*key).to_owned(), value.to_vec());
-            }
-        }
-        fn value_of(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.get(key).cloned()
-        }
-        fn clear(&mut self) {
-            self.0.clear();
-        }
-        fn key_count(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn bytes_stored(&self) -> u64 {
-            0
-        }
-        fn value_len(&self, key: &str) -> Option<usize> {
-            self.0.get(key).map(Vec::len)
-        }
-    }
+    use crate::chain::{NodeConfig, WriteOp};
+    use crate::check::sim::server::SimStore;
 
     /// Actions and logged items, in order.
     #[derive(Default)]
@@ -203,15 +168,15 @@ mod tests {
         node
     }
 
-    fn put(node: &mut ChainNode, store: &mut Map, effects: &mut Recorder, key: &str) -> u64 {
-        let op = crate::chain::WriteOp::Set { key: key.into(), value: Some(b"v".to_vec()) };
+    fn put(node: &mut ChainNode, store: &mut SimStore, effects: &mut Recorder, key: &str) -> u64 {
+        let op = WriteOp::Set { key: key.into(), value: Some(b"v".to_vec()) };
         node.client_write(1, node.last_applied + 1, op, 0, store, effects).expect("a put").sequence
     }
 
     /// The rule: a durable node commits nothing its disk has not reported.
     #[test]
     fn a_write_commits_only_once_its_disk_reports_it_synced() {
-        let (mut node, mut store, mut effects) = (standalone(), Map::default(), Recorder::default());
+        let (mut node, mut store, mut effects) = (standalone(), SimStore::new(), Recorder::default());
         put(&mut node, &mut store, &mut effects, "a");
         put(&mut node, &mut store, &mut effects, "b");
         assert_eq!(node.progress().committed, 0, "nothing on disk yet");
@@ -229,22 +194,26 @@ mod tests {
     /// client records; a missing record is refused.
     #[test]
     fn replaying_the_log_rebuilds_the_table_and_refuses_a_gap() {
-        let (mut node, mut store, mut effects) = (standalone(), Map::default(), Recorder::default());
-        for key in ["a", "b", "c"] {
+        let (mut node, mut store, mut effects) = (standalone(), SimStore::new(), Recorder::default());
+        for key in ["a", "b"] {
             put(&mut node, &mut store, &mut effects, key);
         }
-        let (mut copy, mut copied) = (standalone(), Map::default());
+        // A declined cas is a write of its own, and logged as one.
+        let cas = WriteOp::Cas { key: "a".into(), expected: None, value: b"x".to_vec() };
+        node.client_write(2, 1, cas, 0, &mut store, &mut effects).expect("declined");
+        put(&mut node, &mut store, &mut effects, "c");
+        let (mut copy, mut copied) = (standalone(), SimStore::new());
         for (_, item) in effects.logged.clone() {
             copy.replay(item, &mut copied).expect("replays");
         }
         let mut recovered = Recorder::default();
         copy.recovered(&mut recovered);
-        assert_eq!(copied.0, store.0);
-        assert_eq!(copy.progress().applied, 3);
-        assert_eq!(copy.progress().committed, 3, "what was replayed is on disk");
+        assert_eq!(copied, store);
+        assert_eq!(copy.progress().applied, 4);
+        assert_eq!(copy.progress().committed, 4, "what was replayed is on disk");
         assert_eq!(copy.client_records(), node.client_records());
 
-        let (mut gapped, mut table) = (standalone(), Map::default());
+        let (mut gapped, mut table) = (standalone(), SimStore::new());
         gapped.replay(effects.logged[0].1.clone(), &mut table).unwrap();
         let error = gapped.replay(effects.logged[2].1.clone(), &mut table).unwrap_err();
         assert!(error.message.contains("a record is missing"), "{}", error.message);

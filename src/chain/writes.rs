@@ -281,7 +281,7 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> WriteReceipt {
         let sequence = self.last_applied + 1;
-        let write = self.forwards().then(|| {
+        let write = (self.forwards() || self.durable).then(|| {
             let mut write = Write::new();
             write.declined = true;
             write.client_id = client_id;

@@ -35,8 +35,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
     Action, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role, SnapshotPoint,
-    Store,
-    WriteOp,
+    Store, WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::ErrorCode;
