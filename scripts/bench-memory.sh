@@ -80,10 +80,13 @@ start_server() {
   local name=$1 log_file
   shift
   log_file=$out/$name.log
-  "$bin/table-server" 0 1024 --max-clients-per-host 100000 "$@" >"$log_file" 2>&1 </dev/null &
+  local address_file=$out/$name.address
+  rm -f "$address_file"
+  "$bin/table-server" 0 1024 --max-clients-per-host 100000 --address-file "$address_file" "$@" \
+    >"$log_file" 2>&1 </dev/null &
   server_pid=$!
   started_pids+=("$server_pid")
-  server=$(wait_listening "$server_pid" "$log_file") || exit 1
+  server=$(wait_listening "$server_pid" "$log_file" "$address_file") || exit 1
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }

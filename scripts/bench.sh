@@ -153,11 +153,13 @@ trap 'exit 130' INT TERM
 # sets server_pid and server (its address). Not in a subshell: the PID must
 # reach cleanup.
 start_server() {
-  local log_file=$out/table-server.log
+  local log_file=$out/table-server.log address_file=$out/table-server.address
+  rm -f "$address_file"
   # Every benchmark client comes from 127.0.0.1: no per-host limit.
-  "$server_bin" 0 1024 --max-clients-per-host 100000 "$@" >"$log_file" 2>&1 </dev/null &
+  "$server_bin" 0 1024 --max-clients-per-host 100000 --address-file "$address_file" "$@" \
+    >"$log_file" 2>&1 </dev/null &
   server_pid=$!
-  server=$(wait_listening "$server_pid" "$log_file") || exit 1
+  server=$(wait_listening "$server_pid" "$log_file" "$address_file") || exit 1
 }
 
 # start_redis: a Redis without persistence on a free port; sets redis_pid and

@@ -52,7 +52,7 @@ cd "$repo"
 tool_check
 
 # Limits of this script, so it always ends.
-readonly PORT_WAIT_TENTHS=300        # 30 s for the server to log its port (valgrind starts slowly)
+readonly PORT_WAIT_TENTHS=300        # 30 s for the server to listen (valgrind starts slowly)
 readonly SHUTDOWN_WAIT_TENTHS=600    # 60 s for a clean shutdown after SIGTERM
 readonly RAW_REPLY_TIMEOUT_S=30      # for reading a reply to hand-made frames
 readonly WORKERS=4                   # concurrent one-shot clients
@@ -122,16 +122,20 @@ start_under_tool() {
   # The background job creates the log when it gets to run; until then sed
   # below would find no file.
   : >"$work/$name-server.log"
-  tool_start "$name" "$@"
+  local address_file=$work/$name.address
+  tool_start "$name" "$@" --address-file "$address_file"
   port=""
   for ((tenth = 0; tenth < PORT_WAIT_TENTHS; tenth++)); do
-    port=$(sed --quiet 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$work/$name-server.log")
-    [[ -n $port ]] && return 0
+    if [[ -s $address_file ]]; then
+      port=$(sed --quiet 's/^127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$address_file")
+      [[ -n $port ]] && return 0
+      fail "the server listens on $(cat "$address_file"), not on 127.0.0.1"
+    fi
     kill -0 "$tool_pid" 2>/dev/null || { cat "$work/$name-server.log" >&2; fail "the server exited before listening"; }
     sleep 0.1
   done
   cat "$work/$name-server.log" >&2
-  fail "no 'listening on' line after $((PORT_WAIT_TENTHS / 10)) s"
+  fail "no address in $address_file after $((PORT_WAIT_TENTHS / 10)) s"
 }
 
 # stop_and_check <name>: SIGTERM to the server, a clean shutdown within the

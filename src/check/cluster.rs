@@ -106,10 +106,13 @@ impl ServerProcess {
         extra: &[&str],
     ) -> io::Result<ServerProcess> {
         let client_options = client_options_for(extra);
+        let address_file = unique_address_file();
         let mut child = command
             .arg("0")
             .arg(table_size.to_string())
             .args(extra)
+            .arg("--address-file")
+            .arg(&address_file)
             .env("RUST_LOG", "info,zookeeper=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -117,14 +120,9 @@ impl ServerProcess {
             .spawn()?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(String::new()));
-        let (address_sender, address_receiver) = std::sync::mpsc::channel();
         let log_writer = Arc::clone(&log);
         thread::Builder::new().name("server-log".into()).spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = address_sender.send(address);
-                }
                 let mut log = log_writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 log.push_str(&line);
                 log.push('\n');
@@ -132,11 +130,24 @@ impl ServerProcess {
         })?;
         let mut server =
             ServerProcess { child, address: String::new(), client_options, log, log_file: None, net_host };
-        match address_receiver.recv_timeout(CHECK_SERVER_STARTUP_TIMEOUT) {
-            Ok(address) => server.address = address,
-            Err(_) => return Err(io::Error::other(format!("server did not start; log:\n{}", server.log()))),
-        }
+        server.address = server.await_address(&address_file)?;
         Ok(server)
+    }
+
+    /// The address the server wrote to its `--address-file` once
+    /// listening; an error (with its log) if it exits or takes too long.
+    fn await_address(&mut self, address_file: &Path) -> io::Result<String> {
+        let deadline = Instant::now() + CHECK_SERVER_STARTUP_TIMEOUT;
+        loop {
+            if let Ok(address) = std::fs::read_to_string(address_file) {
+                let _ = std::fs::remove_file(address_file);
+                return Ok(address.trim().to_owned());
+            }
+            if self.child.try_wait()?.is_some() || Instant::now() >= deadline {
+                return Err(io::Error::other(format!("server did not start; log:\n{}", self.log())));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -483,4 +494,12 @@ impl Cluster {
         }
         false
     }
+}
+
+/// A path no other server of this process, or of another, writes its
+/// address to.
+fn unique_address_file() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let index = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("chaintable-address-{}-{index}", std::process::id()))
 }

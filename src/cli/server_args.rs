@@ -59,6 +59,8 @@ options:
   --tls-key <path>          ... its private key (PEM) ...
   --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
   --metrics-addr <host:port>  serve Prometheus metrics on http://<host:port>/metrics (default: off)
+  --address-file <path>     once listening, write the address (host:port) there: for scripts and
+                            tests that start a server on port 0 (written whole, by a rename)
   --data-dir <dir>          durability: log every write there before it counts as applied, so a
                             client is answered only once every member of the chain holds the write
                             on disk; a restart recovers the table from it (created mode 0700,
@@ -110,6 +112,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "data-dir",
         "fsync",
         "snapshot-log-bytes",
+        "address-file",
     ];
     let parsed =
         parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
@@ -144,6 +147,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         metrics_addr: None,
         clients_max_given: false,
         durable: None,
+        address_file: None,
     };
     let mut fsync = FsyncPolicy::Batch;
     let mut snapshot_log_bytes = SNAPSHOT_LOG_BYTES_DEFAULT;
@@ -194,6 +198,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "max-clients-per-host" => limits.clients_per_host_max = Some(positive(name, value)?),
             "max-inflight" => limits.inflight_bytes_max = byte_size(name, value)?,
             "frame-timeout-ms" => limits.frame_timeout = Duration::from_millis(positive(name, value)?),
+            "address-file" => config.address_file = Some(PathBuf::from(text(name, value)?)),
             "data-dir" => {
                 let dir = PathBuf::from(text(name, value)?);
                 config.durable = Some(DurableOptions { dir, fsync, snapshot_log_bytes });

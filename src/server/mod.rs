@@ -17,6 +17,7 @@
 //! - [`fd_limit`]: raising the open-files limit, and fitting `--max-clients` to it.
 //! - [`inflight`]: the `--max-inflight` budget of frames being received and replies being built.
 
+mod address_file;
 mod client_auth;
 mod connection;
 pub mod fd_limit;
@@ -31,6 +32,7 @@ pub mod stats;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -78,6 +80,10 @@ pub struct ServerConfig {
     pub clients_max_given: bool,
     /// `--data-dir` and its options; `None`: in memory only.
     pub durable: Option<DurableOptions>,
+    /// `--address-file`: where to write the address we listen on, once
+    /// listening (scripts and tests that start a server on port 0 read it
+    /// there instead of from the log).
+    pub address_file: Option<PathBuf>,
 }
 
 /// Why [`Server::run`] returned.
@@ -148,6 +154,8 @@ pub struct Server {
     /// The metrics endpoint's socket, bound with the client one so that a
     /// busy port fails the start.
     metrics_listener: Option<TcpListener>,
+    /// `--address-file` (see [`ServerConfig::address_file`]).
+    address_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -193,6 +201,7 @@ impl Server {
             chain,
             membership_wake,
             metrics_listener,
+            address_file: config.address_file.clone(),
         })
     }
 
@@ -225,6 +234,9 @@ impl Server {
                 None => "standalone".to_owned(),
             }
         );
+        if let Some(path) = &self.address_file {
+            address_file::write(path, self.local_addr()?)?;
+        }
         match self.service.replica.limits.memory_bytes_max {
             Some(max) => info!("memory limit: --max-memory {} ({max} bytes)", display_bytes(max)),
             None => info!(
