@@ -22,7 +22,7 @@ use super::effects::{Effects, Store};
 use super::injected::Check;
 use super::node::{ChainNode, Refusal};
 use crate::limits::{CLIENT_RECORD_BYTES, DEADLINE_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
-use crate::proto::{Entry, ErrorCode, Write};
+use crate::proto::{ClientRecord, Entry, ErrorCode, Write};
 
 /// A client's write, as the head receives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,20 +233,14 @@ impl ChainNode {
         if !self.enforces(Check::CasAtHead) {
             self.remember_undo(sequence, &change, store);
         }
-        let mut write = (self.forwards() || self.durable).then(|| {
-            let mut write = Write::new();
+        let mut write = self.next_write(client_id, request_id).map(|mut write| {
             write.key = change.key.clone();
             write.value = change.value.clone();
             write.more = change.more.clone();
             write.number = change.number;
             write.deadline_ms = change.deadline.filter(|_| change.value.is_some());
-            write.client_id = client_id;
-            write.request_id = request_id;
-            write.sequence = sequence;
-            write.epoch = self.view_epoch;
             write
         });
-        self.applied_epoch = self.applied_epoch.max(self.view_epoch);
         self.note_deadlines(
             &change.key,
             change.value.is_some().then_some(change.deadline).flatten(),
@@ -257,8 +251,7 @@ impl ChainNode {
             write.found = found;
         }
         let record = clients::record(client_id, request_id, sequence, found, change.number);
-        self.record_applied(sequence, record, write, effects);
-        self.publish_commit(effects);
+        self.settle_write(sequence, record, write, effects);
         WriteReceipt { sequence, outcome: Outcome::Applied { found, number: change.number } }
     }
 
@@ -281,21 +274,41 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) -> WriteReceipt {
         let sequence = self.last_applied + 1;
-        let write = (self.forwards() || self.durable).then(|| {
-            let mut write = Write::new();
+        let write = self.next_write(client_id, request_id).map(|mut write| {
             write.declined = true;
-            write.client_id = client_id;
-            write.request_id = request_id;
-            write.sequence = sequence;
-            write.epoch = self.view_epoch;
             write
         });
-        self.applied_epoch = self.applied_epoch.max(self.view_epoch);
         let mut record = clients::record(client_id, request_id, sequence, false, 0);
         record.declined = true;
+        self.settle_write(sequence, record, write, effects);
+        WriteReceipt { sequence, outcome: Outcome::Declined(decline) }
+    }
+
+    /// The write that carries our next sequence number down the chain and
+    /// to our log; `None` when neither is there to take it.
+    fn next_write(&self, client_id: u64, request_id: u64) -> Option<Write> {
+        (self.forwards() || self.durable).then(|| {
+            let mut write = Write::new();
+            write.client_id = client_id;
+            write.request_id = request_id;
+            write.sequence = self.last_applied + 1;
+            write.epoch = self.view_epoch;
+            write
+        })
+    }
+
+    /// Our next write is applied: remembers its client's answer, forwards
+    /// and logs it, and commits what may be committed now.
+    fn settle_write(
+        &mut self,
+        sequence: u64,
+        record: ClientRecord,
+        write: Option<Write>,
+        effects: &mut impl Effects,
+    ) {
+        self.applied_epoch = self.applied_epoch.max(self.view_epoch);
         self.record_applied(sequence, record, write, effects);
         self.publish_commit(effects);
-        WriteReceipt { sequence, outcome: Outcome::Declined(decline) }
     }
 
     pub(super) fn check_may_write(&self, now_ms: u64) -> Result<(), Refusal> {
