@@ -304,6 +304,12 @@ fn key_text(name: &str, bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| format!("{name}: the key must be UTF-8"))
 }
 
+/// Command `name`'s key at argument `index`: there, and UTF-8.
+pub(super) fn key_at(name: &str, arguments: &[Vec<u8>], index: usize) -> Result<String, String> {
+    let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
+    key_text(name, word)
+}
+
 /// The command's name for `name` or any of its other names, in any case.
 fn canonical_name(name: &str) -> Result<&'static str, String> {
     let lower = name.to_ascii_lowercase();

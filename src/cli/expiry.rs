@@ -1,7 +1,7 @@
 //! The client's expiry commands: `put --ttl <duration> <key> <value>`,
 //! `expire <key> <duration>`, `ttl <key>` and `persist <key>`.
 
-use super::command::{Command, CommandError, Outcome};
+use super::command::{Command, CommandError, Outcome, key_at};
 use super::output::{Printer, Record};
 use crate::client::Client;
 use crate::client::expiry::TimeToLive;
@@ -13,10 +13,7 @@ pub const TTL_FLAG: &str = "--ttl";
 /// `name`) from their argument words; `None` for any other command.
 pub fn parse(name: &str, arguments: &[Vec<u8>]) -> Option<Result<Command, String>> {
     let count = arguments.len();
-    let key = |index: usize| -> Result<String, String> {
-        let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
-        String::from_utf8(word.clone()).map_err(|_| format!("{name}: the key must be UTF-8"))
-    };
+    let key = |index: usize| key_at(name, arguments, index);
     let command = match name {
         "put" if arguments.first().is_some_and(|word| word == TTL_FLAG.as_bytes()) => {
             if count < 4 {

@@ -3,7 +3,7 @@
 //! parsed from the same words in the shell and in one-shot mode, and run
 //! against a [`Client`].
 
-use super::command::{Command, CommandError, Outcome};
+use super::command::{Command, CommandError, Outcome, key_at};
 use super::output::{Printer, Record};
 use crate::client::Client;
 
@@ -15,10 +15,7 @@ pub const ABSENT_FLAG: &str = "--absent";
 /// of these commands; `None` otherwise.
 pub fn parse(name: &str, arguments: &[Vec<u8>]) -> Option<Result<Command, String>> {
     let count = arguments.len();
-    let key = |index: usize| -> Result<String, String> {
-        let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
-        String::from_utf8(word.clone()).map_err(|_| format!("{name}: the key must be UTF-8"))
-    };
+    let key = |index: usize| key_at(name, arguments, index);
     let command = match name {
         "cas" if count != 3 => Err(format!("usage: cas <key> <expected>|{ABSENT_FLAG} <new>")),
         "cas" => key(0).map(|key| Command::Cas {
