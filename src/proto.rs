@@ -15,6 +15,23 @@ impl Entry {
     }
 }
 
+impl Opcode {
+    /// Whether the request changes the table: the head orders it (clients
+    /// route it there; a server runs it as a client write).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Opcode::OP_PUT
+                | Opcode::OP_DEL
+                | Opcode::OP_CAS
+                | Opcode::OP_INCR
+                | Opcode::OP_MSET
+                | Opcode::OP_EXPIRE
+                | Opcode::OP_PERSIST
+        )
+    }
+}
+
 #[cfg(test)]
 impl Write {
     /// An empty write with sequence number `sequence`, for tests of the

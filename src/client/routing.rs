@@ -26,16 +26,7 @@ pub enum Role {
 
 impl Role {
     pub fn for_opcode(opcode: Opcode) -> Role {
-        match opcode {
-            Opcode::OP_PUT
-            | Opcode::OP_DEL
-            | Opcode::OP_CAS
-            | Opcode::OP_INCR
-            | Opcode::OP_MSET
-            | Opcode::OP_EXPIRE
-            | Opcode::OP_PERSIST => Role::Head,
-            _ => Role::Tail,
-        }
+        if opcode.writes() { Role::Head } else { Role::Tail }
     }
 
     fn member(self, view: &ChainView) -> Option<&Member> {
