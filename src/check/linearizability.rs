@@ -205,32 +205,60 @@ struct Fresh {
     before: State,
     /// The register before the run of unknown operations it ends.
     run_start: State,
+    /// Whether it is the run's first operation.
+    first: bool,
     /// Its delta if it was an increment, else 0.
     incr_delta: u64,
 }
 
-/// What an operation needs the register to hold, as far as a run of
-/// unknown increments before it goes: the end of such a run must be one.
+/// A register an operation can follow a run of unknown operations in, and
+/// tell the run happened (rule 2 of [`check_from`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
-    Value(u64),
-    /// Any number (a delete that found the key after a run from absent).
+    Exactly(State),
+    /// Any number, right away (a delete that found the key, after a single
+    /// unknown operation from absent: rule 5).
+    Present,
+    /// Anything (an increment that returned but whose result is unknown).
     Any,
 }
 
 impl Target {
-    /// The target of `operation` after a run of unknown operations from
-    /// `run_start`, if a run of increments can end right before it (rule 2
-    /// rules out a put or a delete of unknown outcome there).
-    fn of(operation: &Operation, run_start: State) -> Option<Target> {
+    /// Adds where `operation` can come after a run of unknown operations
+    /// that starts here (`run_start: Some(register)`) or is under way
+    /// (`None`). A put or a delete of unknown outcome never does: it would do
+    /// the same without the run. An unknown increment continues the run
+    /// instead: [`Target::reached`] allows for it.
+    fn add_of(operation: &Operation, run_start: Option<State>, targets: &mut Vec<Target>) {
         match operation.action {
-            Action::Get { observed } => observed.map(Target::Value),
-            Action::Incr { delta, result: Some(result) } => result.checked_sub(delta).map(Target::Value),
-            Action::Incr { result: None, .. } => operation.ret.is_some().then_some(Target::Any),
-            Action::Cas { expected, result: None | Some(CasResult::Swapped), .. } => expected.map(Target::Value),
-            Action::Cas { result: Some(CasResult::Saw(seen)), .. } => seen.map(Target::Value),
-            Action::Del { found: Some(true) } => run_start.is_none().then_some(Target::Any),
-            Action::Del { .. } | Action::Put { .. } => None,
+            Action::Get { observed } => targets.push(Target::Exactly(observed)),
+            Action::Incr { delta, result: Some(result) } if result == delta => {
+                targets.extend([Target::Exactly(None), Target::Exactly(Some(0))])
+            }
+            Action::Incr { delta, result: Some(result) } => {
+                targets.extend(result.checked_sub(delta).map(|before| Target::Exactly(Some(before))))
+            }
+            Action::Incr { result: None, .. } if operation.ret.is_some() => targets.push(Target::Any),
+            Action::Cas { expected, result: None | Some(CasResult::Swapped), .. } => {
+                targets.push(Target::Exactly(expected))
+            }
+            Action::Cas { result: Some(CasResult::Saw(seen)), .. } => targets.push(Target::Exactly(seen)),
+            Action::Del { found: Some(false) } => targets.push(Target::Exactly(None)),
+            Action::Del { found: Some(true) } if run_start == Some(None) => targets.push(Target::Present),
+            Action::Del { .. } | Action::Put { .. } | Action::Incr { .. } => {}
+        }
+    }
+
+    /// Whether a run of unknown increments adding up to at most `room` can
+    /// take the register from `state` to this target.
+    fn reached(&self, state: State, room: u64) -> bool {
+        match (*self, state) {
+            (Target::Any, _) | (Target::Present, Some(_)) => true,
+            (Target::Present, None) => false,
+            (Target::Exactly(target), state) => {
+                let base = state.unwrap_or(0);
+                target == state || target.is_some_and(|target| target > base && target - base <= room)
+            }
         }
     }
 }
@@ -250,10 +278,15 @@ struct Node {
     /// The known operation whose return bounds the candidates: the one that
     /// could not be placed if none of them fits.
     blocker: usize,
-    /// What the candidates need the register to hold after a run of
-    /// unknown increments, and the sum of the pending ones' deltas.
-    targets: Vec<Target>,
+    /// How many candidates have a known outcome (they come first).
+    known: usize,
+    /// The time of the blocker's return: operations called later wait.
+    bound: u64,
+    /// The sum of the deltas of the unknown increments pending.
     incr_room: u64,
+    /// Where a run of unknown operations through here can end (computed
+    /// when an unknown candidate is first tried: see [`Search::targets`]).
+    targets: Option<Vec<Target>>,
 }
 
 /// The search's view of a history: which operations are linearized, and
@@ -295,48 +328,87 @@ impl<'a> Search<'a> {
     fn node(&self, state: State, fresh: Option<Fresh>, via: Option<usize>) -> Node {
         let mut candidates = Vec::new();
         let (blocker, bound) = self.events.frontier(&mut candidates).unwrap_or((0, u64::MAX));
-        let run_start = fresh.map_or(state, |fresh| fresh.run_start);
-        let mut targets: Vec<Target> =
-            candidates.iter().filter_map(|&index| Target::of(&self.history[index], run_start)).collect();
+        let known = candidates.len();
         let mut incr_room = 0u64;
-        let pending = self.unknown.iter().copied().take_while(|&index| self.history[index].call <= bound);
-        for index in pending.filter(|&index| !self.linearized[index]) {
-            match self.history[index].action {
-                Action::Incr { delta, .. } => incr_room = incr_room.saturating_add(delta),
-                Action::Cas { .. } => targets.extend(Target::of(&self.history[index], run_start)),
-                _ => {}
+        for index in self.pending(bound) {
+            if let Action::Incr { delta, .. } = self.history[index].action {
+                incr_room = incr_room.saturating_add(delta);
             }
             if self.twin_before[index].is_none_or(|twin| self.linearized[twin]) {
                 candidates.push(index);
             }
         }
-        Node { state, fresh, via, candidates, tried: 0, blocker, targets, incr_room }
+        Node { state, fresh, via, candidates, tried: 0, blocker, known, bound, incr_room, targets: None }
+    }
+
+    /// The unknown operations not linearized that may be, called by `bound`.
+    fn pending(&self, bound: u64) -> impl Iterator<Item = usize> + '_ {
+        let called = self.unknown.iter().copied().take_while(move |&index| self.history[index].call <= bound);
+        called.filter(|&index| !self.linearized[index])
+    }
+
+    /// Where a run of unknown operations through `node` can end. After its
+    /// first operation a run holds only compare-and-sets and increments
+    /// (rule 2 rules out a put or a delete after an unknown operation), and
+    /// it ends before a known candidate (one of these stays next until the
+    /// run ends). So: the registers a known candidate can follow the run
+    /// in, and the expected value of every pending compare-and-set whose
+    /// new value can lead on to one of those (through increments adding up
+    /// to at most the room, and such compare-and-sets).
+    fn targets(&self, node: &Node) -> Vec<Target> {
+        let run_start = node.fresh.is_none().then_some(node.state);
+        let mut targets = Vec::new();
+        for &index in &node.candidates[..node.known] {
+            Target::add_of(&self.history[index], run_start, &mut targets);
+        }
+        let mut swaps: Vec<(State, u64)> = (self.pending(node.bound))
+            .filter_map(|index| match self.history[index].action {
+                Action::Cas { expected, value, .. } => Some((expected, value)),
+                _ => None,
+            })
+            .collect();
+        loop {
+            let before = swaps.len();
+            swaps.retain(|&(expected, value)| {
+                let useful = targets.iter().any(|target| target.reached(Some(value), node.incr_room));
+                if useful {
+                    targets.push(Target::Exactly(expected));
+                }
+                !useful
+            });
+            if swaps.len() == before {
+                return targets;
+            }
+        }
     }
 
     /// The register after linearizing `index` at `node`, if the register
     /// allows it there and the pruning rules do.
-    fn allowed(&self, node: &Node, index: usize) -> Option<State> {
+    fn allowed(&self, node: &mut Node, index: usize) -> Option<State> {
         let action = &self.history[index].action;
         let next = step(node.state, action)?;
         if self.history[index].ret.is_none() && next == node.state {
             return None;
         }
         if let Some(fresh) = node.fresh
-            && (step(fresh.before, action) == Some(next) || step(fresh.run_start, action) == Some(next))
+            && (step(fresh.before, action) == Some(next)
+                || step(fresh.run_start, action) == Some(next)
+                || (*action == Action::Del { found: Some(true) } && !fresh.first))
         {
             return None;
         }
-        if let Action::Incr { delta, result: None } = action {
-            if node.fresh.is_some_and(|fresh| *delta < fresh.incr_delta) {
-                return None;
+        if self.history[index].ret.is_none() {
+            let mut room = node.incr_room;
+            if let Action::Incr { delta, .. } = action {
+                if node.fresh.is_some_and(|fresh| *delta < fresh.incr_delta) {
+                    return None;
+                }
+                room = room.saturating_sub(*delta);
             }
-            let room = node.incr_room.saturating_sub(*delta);
-            let reaches = |target: &Target| match (target, next) {
-                (Target::Any, _) => true,
-                (Target::Value(target), Some(value)) => *target >= value && *target - value <= room,
-                (Target::Value(_), None) => false,
-            };
-            if !node.targets.iter().any(reaches) {
+            if node.targets.is_none() {
+                node.targets = Some(self.targets(node));
+            }
+            if !node.targets.iter().flatten().any(|target| target.reached(next, room)) {
                 return None;
             }
         }
@@ -349,6 +421,7 @@ impl<'a> Search<'a> {
         operation.ret.is_none().then(|| Fresh {
             before: node.state,
             run_start: node.fresh.map_or(node.state, |fresh| fresh.run_start),
+            first: node.fresh.is_none(),
             incr_delta: if let Action::Incr { delta, .. } = operation.action { delta } else { 0 },
         })
     }
@@ -455,7 +528,6 @@ fn search(history: &[Operation], initial: Option<u64>, steps_max: u64) -> (Verdi
         if steps > steps_max {
             return (Verdict::Unknown, steps);
         }
-        let node = &path[path.len() - 1];
         let Some(next) = search.allowed(node, index) else { continue };
         let fresh = search.fresh_after(node, index);
         if !explored.insert((linearized ^ tags[index], next, fresh)) {
@@ -827,7 +899,7 @@ mod tests {
         while let Some(Reverse((time, kind, who))) = events.pop() {
             match kind {
                 CALL if history.len() < operations => {
-                    let value = 1_000_000 * (who as u64 + 1) + 1000 * history.len() as u64;
+                    let value = 1_000_000 * (history.len() as u64 + 1);
                     let action = match random.below(100) {
                         0..=34 => Action::Get { observed: None },
                         35..=49 => Action::Put { value },
@@ -922,8 +994,8 @@ mod tests {
 
     #[test]
     fn experiment_sizes() {
-        for size in [100usize, 200, 300, 400, 600, 800, 1200] {
-            let history = simulated_register(1, 4, size);
+        for size in [100usize, 200, 400, 800, 1200, 1600, 2000] {
+            let history = simulated_register(2, 5, size);
             let started = std::time::Instant::now();
             let (verdict, steps) = search(&history, None, CHECK_SEARCH_STEPS_MAX);
             eprintln!("{size}: {verdict:?} {steps} {:?} in {:?}", unknown_counts(&history), started.elapsed());
