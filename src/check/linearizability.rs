@@ -12,7 +12,7 @@
 //! return time, which is the same thing for a register, since an operation
 //! linearized after everything else constrains nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::random::SplitMix64;
 use crate::limits::{CHECK_MINIMIZE_STEPS_MAX, CHECK_MINIMIZE_TIME_MAX, CHECK_SEARCH_STEPS_MAX};
@@ -303,6 +303,10 @@ struct Search<'a> {
     linearized: Vec<bool>,
     /// Known-outcome operations not linearized yet.
     known_left: usize,
+    /// For an operation of unknown outcome, its place in `unknown`.
+    rank: Vec<usize>,
+    /// The unknown operations linearized, as a bit set by rank.
+    unknown_linearized: Vec<u64>,
 }
 
 impl<'a> Search<'a> {
@@ -311,17 +315,21 @@ impl<'a> Search<'a> {
             (0..history.len()).filter(|&index| history[index].ret.is_none()).collect();
         unknown.sort_by_key(|&index| (history[index].call, index));
         let mut twin_before = vec![None; history.len()];
+        let mut rank = vec![0; history.len()];
         let mut latest: HashMap<&Action, usize> = HashMap::new();
-        for &index in &unknown {
+        for (place, &index) in unknown.iter().enumerate() {
             twin_before[index] = latest.insert(&history[index].action, index);
+            rank[index] = place;
         }
         Search {
             history,
             events: Events::new(history),
             known_left: history.len() - unknown.len(),
+            unknown_linearized: vec![0; unknown.len().div_ceil(64)],
             unknown,
             twin_before,
             linearized: vec![false; history.len()],
+            rank,
         }
     }
 
@@ -429,18 +437,32 @@ impl<'a> Search<'a> {
 
     fn linearize(&mut self, index: usize) {
         self.linearized[index] = true;
-        if self.history[index].ret.is_some() {
-            self.events.lift(index);
-            self.known_left -= 1;
-        }
+        self.toggle(index);
     }
 
     fn undo(&mut self, index: usize) {
         self.linearized[index] = false;
-        if self.history[index].ret.is_some() {
-            self.events.unlift(index);
-            self.known_left += 1;
+        self.toggle(index);
+    }
+
+    fn toggle(&mut self, index: usize) {
+        let rank = self.rank[index];
+        match (self.history[index].ret.is_some(), self.linearized[index]) {
+            (true, true) => {
+                self.events.lift(index);
+                self.known_left -= 1;
+            }
+            (true, false) => {
+                self.events.unlift(index);
+                self.known_left += 1;
+            }
+            (false, _) => self.unknown_linearized[rank / 64] ^= 1 << (rank % 64),
         }
+    }
+
+    /// Whether every unknown operation in `set` is linearized.
+    fn covers(&self, set: &[u64]) -> bool {
+        set.iter().zip(&self.unknown_linearized).all(|(wanted, done)| wanted & !done == 0)
     }
 }
 
@@ -457,18 +479,23 @@ pub fn check(history: &[Operation]) -> Verdict {
 /// (or did after everything, which is the same for a register). It explores
 /// only orders of a canonical form, and every linearization can be rewritten
 /// into one of that form, so no verdict changes (the rules are "the search
-/// finds a linearization if there is one"):
+/// finds a linearization if there is one"). A *run* is a maximal stretch of
+/// consecutive unknown operations in the order.
 ///
 /// 1. *An unknown operation is linearized only where it changes the
 ///    register.* Dropping one that does not leaves every state, so every
 ///    other operation's outcome, as it was.
 /// 2. *The operation right after an unknown one must tell it happened*: it
-///    must not be allowed in the state before the unknown one with the same
-///    result (a put after it, a delete after it, a read of the new value
-///    after a put of it...). Otherwise drop the unknown one: the next
-///    operation gives the same state without it, and everything after is
-///    unchanged. Dropping never breaks real-time order, and an operation
-///    of unknown outcome never has to precede anything (it never returned).
+///    must not be allowed, with the same result, in the register before the
+///    unknown one, nor before the whole run (a put after it, a delete after
+///    it, a read of the new value after a put of it...). Otherwise drop the
+///    unknown one, or the run: the next operation leaves the same register
+///    without it, and everything after is unchanged. Dropping never breaks
+///    real-time order, and an unknown operation never has to precede
+///    anything (it never returned). So a run is followed by a known
+///    operation, and after its first operation holds only compare-and-sets
+///    and increments; the search lets a run start or go on only if it can
+///    still end in a register a known candidate accepts ([`Search::targets`]).
 /// 3. *Adjacent unknown increments come in increasing delta order*: they
 ///    commute (the sum is the same), and swapping two adjacent operations
 ///    that never returned breaks no real-time constraint.
@@ -478,13 +505,24 @@ pub fn check(history: &[Operation]) -> Verdict {
 ///    one placed i-th was called no later than one of the i that occupied
 ///    the first i positions before, so whatever had to precede that one
 ///    (ended before its call) precedes it too.
+/// 5. *A delete that found the key follows a run of one operation.* By 2
+///    the run started from an absent key, so its first operation made the
+///    key present: drop the rest of the run.
 ///
-/// Applying 1 and 2 until neither applies (each drop shortens the order),
+/// Applying 1, 2 and 5 until none applies (each drop shortens the order),
 /// then 3 (if that makes an operation droppable, drop it and start again;
 /// this ends since orders only shorten), then 4 (which keeps the actions in
 /// place) gives an order of the canonical form. Each rule depends only on
-/// the set linearized, the register and the last unknown operation, which
-/// is what the memo remembers, so memoisation stays exact.
+/// the known operations linearized, the unknown ones pending, the register
+/// and the run under way (a node's key), so the search remembers failed
+/// nodes:
+///
+/// 6. *A node fails if one with the same known operations, register and run
+///    under way, and fewer unknown operations linearized, failed.* Any
+///    completion of this node completes that one too, with each identical
+///    unknown operation swapped for an earlier-called one still pending
+///    (rule 4); more pending operations only allow more (rules 2 and 5
+///    look at actions and registers only).
 pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
     check_within(history, initial, CHECK_SEARCH_STEPS_MAX)
 }
@@ -500,12 +538,14 @@ fn search(history: &[Operation], initial: Option<u64>, steps_max: u64) -> (Verdi
     if search.known_left == 0 {
         return (Verdict::Linearizable, 0);
     }
-    // The set of linearized operations is kept as a 128-bit hash (the XOR of
-    // a random tag per operation), so memoising a state costs little
-    // whatever the history's length; a false match needs a 128-bit collision.
+    // The known operations linearized are kept as a 128-bit hash (the XOR of
+    // a random tag per operation), so a failed node costs little to
+    // remember whatever the history's length; a false match needs a 128-bit
+    // collision. The unknown ones are kept as a bit set, for rule 6.
     let tags: Vec<u128> = (0..history.len() as u64).map(operation_tag).collect();
-    let mut linearized: u128 = 0;
-    let mut explored: HashSet<(u128, State, Option<Fresh>)> = HashSet::new();
+    let mut known: u128 = 0;
+    type Failed = HashMap<(u128, State, Option<Fresh>), Vec<Box<[u64]>>>;
+    let mut failed: Failed = HashMap::new();
     let mut path = vec![search.node(initial, None, None)];
     let mut deepest = (0usize, path[0].blocker);
     let mut steps = 0u64;
@@ -518,7 +558,11 @@ fn search(history: &[Operation], initial: Option<u64>, steps_max: u64) -> (Verdi
                 deepest = (depth, node.blocker);
             }
             if let Some(via) = node.via {
-                linearized ^= tags[via];
+                let set = search.unknown_linearized.clone().into_boxed_slice();
+                failed.entry((known, node.state, node.fresh)).or_default().push(set);
+                if history[via].ret.is_some() {
+                    known ^= tags[via];
+                }
                 search.undo(via);
             }
             path.pop();
@@ -531,11 +575,14 @@ fn search(history: &[Operation], initial: Option<u64>, steps_max: u64) -> (Verdi
         }
         let Some(next) = search.allowed(node, index) else { continue };
         let fresh = search.fresh_after(node, index);
-        if !explored.insert((linearized ^ tags[index], next, fresh)) {
+        let known_after = if history[index].ret.is_some() { known ^ tags[index] } else { known };
+        search.linearize(index);
+        let sets = failed.get(&(known_after, next, fresh));
+        if sets.is_some_and(|sets| sets.iter().any(|set| search.covers(set))) {
+            search.undo(index);
             continue;
         }
-        linearized ^= tags[index];
-        search.linearize(index);
+        known = known_after;
         if search.known_left == 0 {
             return (Verdict::Linearizable, steps);
         }
