@@ -1043,37 +1043,77 @@ mod tests {
     }
 
     /// Whether some order of `history` is a linearization, found by trying
-    /// every order (no pruning, no memo): the reference for small histories.
-    fn linearizable_by_brute_force(history: &[Operation], linearized: &mut [bool], state: State) -> bool {
-        if (0..history.len()).all(|index| linearized[index] || history[index].ret.is_none()) {
+    /// every order, remembering only the (operations linearized, register)
+    /// pairs that failed: the reference for small histories.
+    fn linearizable_by_brute_force(
+        history: &[Operation],
+        linearized: u32,
+        state: State,
+        failed: &mut std::collections::HashSet<(u32, State)>,
+    ) -> bool {
+        let done = |index: usize| linearized & (1 << index) != 0;
+        if (0..history.len()).all(|index| done(index) || history[index].ret.is_none()) {
             return true;
         }
-        for index in 0..history.len() {
-            let must_wait = (0..history.len()).any(|other| {
-                !linearized[other] && history[other].ret.is_some_and(|ret| ret < history[index].call)
-            });
-            if linearized[index] || must_wait {
+        if failed.contains(&(linearized, state)) {
+            return false;
+        }
+        for index in (0..history.len()).filter(|&index| !done(index)) {
+            let must_wait = (0..history.len())
+                .any(|other| !done(other) && history[other].ret.is_some_and(|ret| ret < history[index].call));
+            if must_wait {
                 continue;
             }
-            let Some(next) = step(state, &history[index].action) else { continue };
-            linearized[index] = true;
-            let found = linearizable_by_brute_force(history, linearized, next);
-            linearized[index] = false;
-            if found {
+            if let Some(next) = step(state, &history[index].action)
+                && linearizable_by_brute_force(history, linearized | (1 << index), next, failed)
+            {
                 return true;
             }
         }
+        failed.insert((linearized, state));
         false
     }
 
-    /// A small random history with results drawn from a few values, so
-    /// that some are linearizable and some not, and identical operations,
-    /// repeated values and unknown outcomes are common.
+    /// A small random history over a few values, so that identical
+    /// operations, repeated values and unknown outcomes are common: a third
+    /// with random results, the rest with the results of a correct register
+    /// (taking effect inside the operations' intervals, unknown ones late or
+    /// never), half of those with one result made random.
     fn random_small_history(random: &mut SplitMix64) -> Vec<Operation> {
+        let random_results = random_operations(random);
+        if random.below(3) == 0 {
+            return random_results;
+        }
+        let mut history = random_results.clone();
+        let mut effects = Vec::new();
+        for (index, operation) in history.iter().enumerate() {
+            match operation.ret {
+                Some(ret) => effects.push((random.between(operation.call, ret), index)),
+                None if random.below(2) == 0 => effects.push((operation.call + random.below(20), index)),
+                None => {}
+            }
+        }
+        effects.sort_unstable();
+        let mut register = None;
+        for (_, index) in effects {
+            register = apply_correctly(register, &mut history[index].action);
+        }
+        for operation in history.iter_mut().filter(|operation| operation.ret.is_none()) {
+            operation.action.forget_result();
+        }
+        if random.below(2) == 0 {
+            let index = random.below(history.len() as u64) as usize;
+            history[index] = random_results[index].clone();
+        }
+        history
+    }
+
+    /// Random operations with random results.
+    fn random_operations(random: &mut SplitMix64) -> Vec<Operation> {
         let value = |random: &mut SplitMix64| {
             [None, Some(1), Some(2), Some(3), Some(5), Some(10), Some(12)][random.below(7) as usize]
         };
-        (0..random.between(2, 7))
+        (0..random.between(2, 11))
             .map(|_| {
                 let action = match random.below(5) {
                     0 => Action::Get { observed: value(random) },
@@ -1092,7 +1132,7 @@ mod tests {
                     }
                     _ => Action::Incr { delta: random.between(1, 3), result: Some(random.between(1, 12)) },
                 };
-                let call = random.below(12);
+                let call = random.below(16);
                 let ret = call + random.below(6);
                 let mut operation = Operation { action, call, ret: Some(ret) };
                 if operation.action.writes() && random.below(3) == 0 {
@@ -1110,7 +1150,7 @@ mod tests {
         let mut verdicts = [0usize; 2];
         for round in 0..20_000 {
             let history = random_small_history(&mut random);
-            let expected = linearizable_by_brute_force(&history, &mut vec![false; history.len()], None);
+            let expected = linearizable_by_brute_force(&history, 0, None, &mut Default::default());
             let verdict = check(&history);
             assert_eq!(
                 verdict == Verdict::Linearizable,
