@@ -1,20 +1,22 @@
 //! A linearizability checker for one key's history against a register model,
 //! in the style of Wing & Gong with Lowe's memoisation (as in Porcupine):
 //! a depth-first search for an order of the operations that respects real
-//! time and the register's semantics, remembering every (set of operations
-//! linearized, register state) pair already explored.
+//! time and the register's semantics, remembering the (operations
+//! linearized, register state) pairs that failed (module `search`).
 //!
 //! Operations on different keys never constrain each other (a register per
 //! key is a local property), so histories are checked key by key.
 //!
 //! An operation whose outcome is unknown (the client gave up) may have taken
-//! effect at any time after its call, or never: it is given an infinite
-//! return time, which is the same thing for a register, since an operation
-//! linearized after everything else constrains nothing.
+//! effect at any time after its call, or never: it has no return time, and
+//! it is linearized only where it takes effect (one that took effect after
+//! everything else is the same as one that never did). Tens of those on a
+//! key made the plain search run out of steps; the rules in [`check_from`]
+//! prune it without changing any verdict.
 
-use std::collections::HashSet;
+mod search;
 
-use super::random::SplitMix64;
+use self::search::search;
 use crate::limits::{CHECK_MINIMIZE_STEPS_MAX, CHECK_MINIMIZE_TIME_MAX, CHECK_SEARCH_STEPS_MAX};
 
 /// What an operation did and what it returned. Every put writes a value no
@@ -109,148 +111,70 @@ pub enum Verdict {
     Unknown,
 }
 
-/// Call and return events in time order, as a doubly linked list the search
-/// can cut operations out of and splice them back into.
-struct Events {
-    /// (operation index, is_call), in time order; index `len` is the head sentinel.
-    kinds: Vec<(usize, bool)>,
-    next: Vec<usize>,
-    prev: Vec<usize>,
-    /// For each operation, the position of its return event.
-    return_of: Vec<usize>,
-}
-
-impl Events {
-    fn new(history: &[Operation]) -> Events {
-        // Calls before returns at equal times: treating such operations as
-        // concurrent can only make the check more permissive, never report a
-        // false violation.
-        let mut order: Vec<(u64, u8, usize)> = Vec::with_capacity(history.len() * 2);
-        for (index, operation) in history.iter().enumerate() {
-            order.push((operation.call, 0, index));
-            order.push((operation.ret.unwrap_or(u64::MAX), 1, index));
-        }
-        order.sort_unstable();
-        let count = order.len();
-        let sentinel = count;
-        let mut return_of = vec![0; history.len()];
-        let kinds: Vec<(usize, bool)> = order.iter().map(|&(_, kind, index)| (index, kind == 0)).collect();
-        for (position, &(index, is_call)) in kinds.iter().enumerate() {
-            if !is_call {
-                return_of[index] = position;
-            }
-        }
-        let next = (0..=count).map(|position| if position == sentinel { 0 } else { position + 1 }).collect();
-        let prev = (0..=count).map(|position| if position == 0 { sentinel } else { position - 1 }).collect();
-        let mut events = Events { kinds, next, prev, return_of };
-        if count == 0 {
-            events.next[sentinel] = sentinel;
-        } else {
-            events.next[count - 1] = sentinel;
-            events.prev[sentinel] = count - 1;
-        }
-        events
-    }
-
-    fn first(&self) -> usize {
-        self.next[self.kinds.len()]
-    }
-
-    fn is_end(&self, position: usize) -> bool {
-        position == self.kinds.len()
-    }
-
-    fn unlink(&mut self, position: usize) {
-        let (before, after) = (self.prev[position], self.next[position]);
-        self.next[before] = after;
-        self.prev[after] = before;
-    }
-
-    fn relink(&mut self, position: usize) {
-        let (before, after) = (self.prev[position], self.next[position]);
-        self.next[before] = position;
-        self.prev[after] = position;
-    }
-
-    /// Removes an operation's call (at `call`) and return from the list.
-    fn lift(&mut self, call: usize) {
-        let ret = self.return_of[self.kinds[call].0];
-        self.unlink(call);
-        self.unlink(ret);
-    }
-
-    /// Undoes [`Events::lift`] (in reverse order of removal).
-    fn unlift(&mut self, call: usize) {
-        let ret = self.return_of[self.kinds[call].0];
-        self.relink(ret);
-        self.relink(call);
-    }
-}
-
 /// Checks one key's history, starting from an absent key.
 pub fn check(history: &[Operation]) -> Verdict {
     check_from(history, None)
 }
 
 /// Checks one key's history from `initial`.
+///
+/// The search looks for an order of the operations in which every
+/// operation of known outcome is linearized; those of unknown outcome are
+/// linearized only where they take effect, and the rest never took effect
+/// (or did after everything, which is the same for a register). It explores
+/// only orders of a canonical form, and every linearization can be rewritten
+/// into one of that form, so no verdict changes (the rules are "the search
+/// finds a linearization if there is one"). A *run* is a maximal stretch of
+/// consecutive unknown operations in the order.
+///
+/// 1. *An unknown operation is linearized only where it changes the
+///    register.* Dropping one that does not leaves every state, so every
+///    other operation's outcome, as it was.
+/// 2. *The operation right after an unknown one must tell it happened*: it
+///    must not be allowed, with the same result, in the register before the
+///    unknown one, nor before the whole run (a put after it, a delete after
+///    it, a read of the new value after a put of it...). Otherwise drop the
+///    unknown one, or the run: the next operation leaves the same register
+///    without it, and everything after is unchanged. Dropping never breaks
+///    real-time order, and an unknown operation never has to precede
+///    anything (it never returned). So a run is followed by a known
+///    operation, and after its first operation holds only compare-and-sets
+///    and increments; the search lets a run start or go on only if it can
+///    still end in a register a known candidate accepts (`Search::targets`).
+/// 3. *Adjacent unknown increments come in increasing delta order*: they
+///    commute (the sum is the same), and swapping two adjacent operations
+///    that never returned breaks no real-time constraint.
+/// 4. *Identical unknown operations (same action: e.g. two increments by 2)
+///    are linearized in call order*: give the positions they occupy to the
+///    earliest-called ones, in call order. The states are unchanged; the
+///    one placed i-th was called no later than one of the i that occupied
+///    the first i positions before, so whatever had to precede that one
+///    (ended before its call) precedes it too.
+/// 5. *A delete that found the key follows a run of one operation.* By 2
+///    the run started from an absent key, so its first operation made the
+///    key present: drop the rest of the run.
+///
+/// Applying 1, 2 and 5 until none applies (each drop shortens the order),
+/// then 3 (if that makes an operation droppable, drop it and start again;
+/// this ends since orders only shorten), then 4 (which keeps the actions in
+/// place) gives an order of the canonical form. Each rule depends only on
+/// the known operations linearized, the unknown ones pending, the register
+/// and the run under way (a node's key), so the search remembers failed
+/// nodes:
+///
+/// 6. *A node fails if one with the same known operations, register and run
+///    under way, and fewer unknown operations linearized, failed.* Any
+///    completion of this node completes that one too, with each identical
+///    unknown operation swapped for an earlier-called one still pending
+///    (rule 4); more pending operations only allow more (rules 2 and 5
+///    look at actions and registers only).
 pub fn check_from(history: &[Operation], initial: Option<u64>) -> Verdict {
     check_within(history, initial, CHECK_SEARCH_STEPS_MAX)
 }
 
 /// Like [`check_from`], giving up after `steps_max` search steps.
 fn check_within(history: &[Operation], initial: Option<u64>, steps_max: u64) -> Verdict {
-    let mut events = Events::new(history);
-    // The set of linearized operations is kept as a 128-bit hash (the XOR of
-    // a random tag per operation), so memoising a state costs 24 bytes
-    // whatever the history's length; a false match needs a 128-bit collision.
-    let tags: Vec<u128> = (0..history.len() as u64).map(operation_tag).collect();
-    let mut linearized: u128 = 0;
-    let mut explored: HashSet<(u128, State)> = HashSet::new();
-    let mut stack: Vec<(usize, State)> = Vec::new();
-    let mut state = initial;
-    let mut position = events.first();
-    let mut deepest = (0usize, 0usize);
-    let mut steps = 0u64;
-    loop {
-        if events.is_end(events.first()) {
-            return Verdict::Linearizable;
-        }
-        steps += 1;
-        if steps > steps_max {
-            return Verdict::Unknown;
-        }
-        let (operation, is_call) = events.kinds[position];
-        if is_call {
-            if let Some(next_state) = step(state, &history[operation].action)
-                && explored.insert((linearized ^ tags[operation], next_state))
-            {
-                linearized ^= tags[operation];
-                stack.push((position, state));
-                state = next_state;
-                events.lift(position);
-                position = events.first();
-                continue;
-            }
-            position = events.next[position];
-        } else {
-            if stack.len() >= deepest.0 {
-                deepest = (stack.len(), operation);
-            }
-            let Some((call, previous)) = stack.pop() else {
-                return Verdict::NotLinearizable { stuck_at: deepest.1 };
-            };
-            linearized ^= tags[events.kinds[call].0];
-            state = previous;
-            events.unlift(call);
-            position = events.next[call];
-        }
-    }
-}
-
-/// A random 128-bit tag for operation `index`.
-fn operation_tag(index: u64) -> u128 {
-    let mut random = SplitMix64::derive(0x11ea_71ab, index);
-    ((random.next_u64() as u128) << 64) | random.next_u64() as u128
+    search(history, initial, steps_max).0
 }
 
 /// Shrinks a non-linearizable history to a small sub-history that is still
@@ -401,6 +325,7 @@ fn could_be_observed(operations: &[(usize, Operation)], index: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::random::SplitMix64;
 
     fn op(action: Action, call: u64, ret: Option<u64>) -> Operation {
         Operation { action, call, ret }
@@ -571,5 +496,298 @@ mod tests {
         }
         // Gets overlap later puts, so each may be linearized right after its put.
         assert_eq!(check(&history), Verdict::Linearizable);
+    }
+
+    /// A history of one key as `clients` clients of a correct register
+    /// record it under faults: `operations` operations in the workload's mix
+    /// (increments of 1..3, cas expecting what the client last learnt), each
+    /// taking effect at a random instant of its interval. Every
+    /// `OUTAGE_EVERY` time units the register is unreachable for
+    /// `OUTAGE_LENGTH`: a write called then has an unknown outcome and took
+    /// effect before the outage ended or, half the time, never; a read
+    /// called then failed and is left out, as the checker's callers do.
+    fn simulated_register(seed: u64, clients: usize, operations: usize) -> Vec<Operation> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        const OUTAGE_EVERY: u64 = 4000;
+        const OUTAGE_LENGTH: u64 = 600;
+        const GIVE_UP_AFTER: u64 = 100;
+        // Events as (time, kind, operation or client); at equal times an
+        // effect comes before a return, and a return before a call.
+        const EFFECT: u8 = 0;
+        const RETURN: u8 = 1;
+        const CALL: u8 = 2;
+        let mut random = SplitMix64::new(seed);
+        let mut events: BinaryHeap<Reverse<(u64, u8, usize)>> =
+            (0..clients).map(|client| Reverse((random.below(10), CALL, client))).collect();
+        let mut history: Vec<Operation> = Vec::new();
+        let mut caller: Vec<usize> = Vec::new();
+        let mut failed_reads: Vec<usize> = Vec::new();
+        let mut learnt: Vec<State> = vec![None; clients];
+        let mut register: State = None;
+        while let Some(Reverse((time, kind, who))) = events.pop() {
+            match kind {
+                CALL if history.len() < operations => {
+                    let value = 1_000_000 * (history.len() as u64 + 1);
+                    let action = match random.below(100) {
+                        0..=34 => Action::Get { observed: None },
+                        35..=49 => Action::Put { value },
+                        50..=54 => Action::Del { found: None },
+                        55..=69 => Action::Cas { expected: learnt[who], value, result: None },
+                        _ => Action::Incr { delta: random.between(1, 3), result: None },
+                    };
+                    let outage_end = (time / OUTAGE_EVERY) * OUTAGE_EVERY + OUTAGE_LENGTH;
+                    let (duration, effect) = if time < outage_end {
+                        (GIVE_UP_AFTER, (random.below(2) == 0).then(|| random.between(time, outage_end)))
+                    } else {
+                        let duration = if random.below(10) == 0 {
+                            random.between(50, 300)
+                        } else {
+                            random.between(1, 40)
+                        };
+                        (duration, Some(time + random.below(duration + 1)))
+                    };
+                    if let Some(effect) = effect {
+                        events.push(Reverse((effect, EFFECT, history.len())));
+                    }
+                    events.push(Reverse((time + duration, RETURN, history.len())));
+                    let lost = time < outage_end;
+                    if lost && !action.writes() {
+                        failed_reads.push(history.len());
+                    }
+                    history.push(Operation { action, call: time, ret: (!lost).then_some(time + duration) });
+                    caller.push(who);
+                }
+                EFFECT => register = apply_correctly(register, &mut history[who].action),
+                RETURN => {
+                    let operation = &history[who];
+                    if operation.ret.is_some() {
+                        learnt[caller[who]] = match operation.action {
+                            Action::Put { value }
+                            | Action::Cas { value, result: Some(CasResult::Swapped), .. } => Some(value),
+                            Action::Get { observed }
+                            | Action::Cas { result: Some(CasResult::Saw(observed)), .. } => observed,
+                            Action::Incr { result, .. } => result,
+                            Action::Del { .. } | Action::Cas { result: None, .. } => None,
+                        };
+                    }
+                    events.push(Reverse((time + random.between(1, 30), CALL, caller[who])));
+                }
+                _ => {}
+            }
+        }
+        for operation in history.iter_mut().filter(|operation| operation.ret.is_none()) {
+            operation.action.forget_result();
+        }
+        history
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| !failed_reads.contains(index))
+            .map(|(_, operation)| operation)
+            .collect()
+    }
+
+    /// Applies `action` to a correct register and fills in its result.
+    fn apply_correctly(state: State, action: &mut Action) -> State {
+        match action {
+            Action::Put { value } => Some(*value),
+            Action::Get { observed } => {
+                *observed = state;
+                state
+            }
+            Action::Del { found } => {
+                *found = Some(state.is_some());
+                None
+            }
+            Action::Cas { expected, value, result } => {
+                if state == *expected {
+                    *result = Some(CasResult::Swapped);
+                    Some(*value)
+                } else {
+                    *result = Some(CasResult::Saw(state));
+                    state
+                }
+            }
+            Action::Incr { delta, result } => {
+                let sum = state.unwrap_or(0) + *delta;
+                *result = Some(sum);
+                Some(sum)
+            }
+        }
+    }
+
+    fn unknown_counts(history: &[Operation]) -> (usize, usize) {
+        let unknown = history.iter().filter(|operation| operation.ret.is_none());
+        let incrs =
+            unknown.clone().filter(|operation| matches!(operation.action, Action::Incr { .. })).count();
+        (incrs, unknown.count())
+    }
+
+    /// Whether some order of `history` is a linearization, found by trying
+    /// every order, remembering only the (operations linearized, register)
+    /// pairs that failed: the reference for small histories.
+    fn linearizable_by_brute_force(
+        history: &[Operation],
+        linearized: u32,
+        state: State,
+        failed: &mut std::collections::HashSet<(u32, State)>,
+    ) -> bool {
+        let done = |index: usize| linearized & (1 << index) != 0;
+        if (0..history.len()).all(|index| done(index) || history[index].ret.is_none()) {
+            return true;
+        }
+        if failed.contains(&(linearized, state)) {
+            return false;
+        }
+        for index in (0..history.len()).filter(|&index| !done(index)) {
+            let must_wait = (0..history.len())
+                .any(|other| !done(other) && history[other].ret.is_some_and(|ret| ret < history[index].call));
+            if must_wait {
+                continue;
+            }
+            if let Some(next) = step(state, &history[index].action)
+                && linearizable_by_brute_force(history, linearized | (1 << index), next, failed)
+            {
+                return true;
+            }
+        }
+        failed.insert((linearized, state));
+        false
+    }
+
+    /// A small random history over a few values, so that identical
+    /// operations, repeated values and unknown outcomes are common: a third
+    /// with random results, the rest with the results of a correct register
+    /// (taking effect inside the operations' intervals, unknown ones late or
+    /// never), half of those with one result made random.
+    fn random_small_history(random: &mut SplitMix64) -> Vec<Operation> {
+        let random_results = random_operations(random);
+        if random.below(3) == 0 {
+            return random_results;
+        }
+        let mut history = random_results.clone();
+        let mut effects = Vec::new();
+        for (index, operation) in history.iter().enumerate() {
+            match operation.ret {
+                Some(ret) => effects.push((random.between(operation.call, ret), index)),
+                None if random.below(2) == 0 => effects.push((operation.call + random.below(20), index)),
+                None => {}
+            }
+        }
+        effects.sort_unstable();
+        let mut register = None;
+        for (_, index) in effects {
+            register = apply_correctly(register, &mut history[index].action);
+        }
+        for operation in history.iter_mut().filter(|operation| operation.ret.is_none()) {
+            operation.action.forget_result();
+        }
+        if random.below(2) == 0 {
+            let index = random.below(history.len() as u64) as usize;
+            history[index] = random_results[index].clone();
+        }
+        history
+    }
+
+    /// Random operations with random results.
+    fn random_operations(random: &mut SplitMix64) -> Vec<Operation> {
+        let value = |random: &mut SplitMix64| {
+            [None, Some(1), Some(2), Some(3), Some(5), Some(10), Some(12)][random.below(7) as usize]
+        };
+        (0..random.between(2, 11))
+            .map(|_| {
+                let action = match random.below(5) {
+                    0 => Action::Get { observed: value(random) },
+                    1 => Action::Put { value: [1, 2, 10][random.below(3) as usize] },
+                    2 => Action::Del { found: Some(random.below(2) == 0) },
+                    3 => {
+                        let result = match random.below(2) {
+                            0 => CasResult::Swapped,
+                            _ => CasResult::Saw(value(random)),
+                        };
+                        Action::Cas {
+                            expected: value(random),
+                            value: [2, 10][random.below(2) as usize],
+                            result: Some(result),
+                        }
+                    }
+                    _ => Action::Incr { delta: random.between(1, 3), result: Some(random.between(1, 12)) },
+                };
+                let call = random.below(16);
+                let ret = call + random.below(6);
+                let mut operation = Operation { action, call, ret: Some(ret) };
+                if operation.action.writes() && random.below(3) == 0 {
+                    operation.ret = None;
+                    operation.action.forget_result();
+                }
+                operation
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pruned_search_agrees_with_trying_every_order() {
+        let mut random = SplitMix64::new(20261207);
+        let mut verdicts = [0usize; 2];
+        for round in 0..20_000 {
+            let history = random_small_history(&mut random);
+            let expected = linearizable_by_brute_force(&history, 0, None, &mut Default::default());
+            let verdict = check(&history);
+            assert_eq!(
+                verdict == Verdict::Linearizable,
+                expected,
+                "round {round}: {verdict:?} for {history:#?}"
+            );
+            assert_ne!(verdict, Verdict::Unknown);
+            verdicts[usize::from(expected)] += 1;
+        }
+        assert!(verdicts.iter().all(|&count| count > 2000), "both verdicts well covered: {verdicts:?}");
+    }
+
+    /// Seeds and client counts of [`simulated_register`] histories; the
+    /// search before the pruning rules ran out of steps on the second (and
+    /// on all four with a stale read).
+    const SIMULATED: [(u64, usize); 4] = [(1, 5), (2, 5), (3, 5), (4, 5)];
+
+    /// The shape of the histories that ran out of steps: ~2,000 operations
+    /// on one key by a few clients, tens of increments and a few more writes
+    /// of unknown outcome, many of which never took effect.
+    #[test]
+    fn many_unknown_increments_are_decided_well_within_the_budget() {
+        for (seed, clients) in SIMULATED {
+            let history = simulated_register(seed, clients, 2000);
+            let (unknown_increments, unknown) = unknown_counts(&history);
+            assert!(
+                unknown_increments >= 30 && unknown > unknown_increments + 30,
+                "{unknown_increments} of {unknown}"
+            );
+            let (verdict, steps) = search(&history, None, CHECK_SEARCH_STEPS_MAX);
+            assert_eq!(verdict, Verdict::Linearizable, "seed {seed}");
+            eprintln!("seed {seed}, {clients} clients: {verdict:?} in {steps} steps");
+            assert!(steps < CHECK_SEARCH_STEPS_MAX / 20, "seed {seed}: {steps} steps");
+        }
+    }
+
+    /// The same histories with one read made stale: it sees the first
+    /// value ever put, overwritten long before.
+    #[test]
+    fn a_stale_read_among_unknown_increments_is_found() {
+        for (seed, clients) in SIMULATED {
+            let mut history = simulated_register(seed, clients, 2000);
+            let first_put = history
+                .iter()
+                .find(|operation| operation.ret.is_some() && matches!(operation.action, Action::Put { .. }));
+            let Some(Operation { action: Action::Put { value }, .. }) = first_put.cloned() else {
+                panic!("no put")
+            };
+            let read = (history.len() / 10..)
+                .find(|&index| matches!(history[index].action, Action::Get { observed: Some(_) }))
+                .expect("a read");
+            history[read].action = Action::Get { observed: Some(value) };
+            let (verdict, steps) = search(&history, None, CHECK_SEARCH_STEPS_MAX);
+            assert!(matches!(verdict, Verdict::NotLinearizable { .. }), "seed {seed}: {verdict:?}");
+            eprintln!("seed {seed}, {clients} clients, read {read} stale: {verdict:?} in {steps} steps");
+            assert!(steps < CHECK_SEARCH_STEPS_MAX / 20, "seed {seed}: {steps} steps");
+        }
     }
 }
