@@ -1,7 +1,7 @@
 //! What a [`ChainNode`](super::ChainNode) needs from the world and asks of
 //! it: the table it applies writes to, and the actions it decides on.
 
-use crate::proto::Write;
+use crate::proto::{Entry, Write};
 use crate::view::CommitRecord;
 
 /// The table a node applies writes to. The server's is the striped
@@ -68,9 +68,30 @@ pub enum Action {
     RecordCommit(CommitRecord),
 }
 
+/// A write as it is applied to the table, borrowed, for a host that keeps
+/// a history of recent writes (the server's watch history). Not an
+/// [`Action`]: it asks nothing of the world, and borrowing it costs a host
+/// that keeps no history nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct AppliedWrite<'a> {
+    pub sequence: u64,
+    pub key: &'a str,
+    /// The new value; `None` for a delete.
+    pub value: Option<&'a [u8]>,
+    /// `mset`: further keys set by the same write.
+    pub more: &'a [Entry],
+    /// The head deleted `key` because its deadline passed.
+    pub expired: bool,
+}
+
 /// Where a node's actions go.
 pub trait Effects {
     fn act(&mut self, action: Action);
+
+    /// A write is being applied, in sequence order (after a history is
+    /// cleared, the next starts after the snapshot's sequence). Only what
+    /// the commit point later covers is committed. Default: nothing.
+    fn applied(&mut self, _write: AppliedWrite<'_>) {}
 }
 
 /// Collects actions, for the simulator and for tests.

@@ -49,7 +49,7 @@ mod scenarios;
 pub mod sent;
 pub mod writes;
 
-pub use effects::{Action, Effects, Store};
+pub use effects::{Action, AppliedWrite, Effects, Store};
 pub use lifecycle::Lifecycle;
 pub use node::{ChainNode, InjectedBug, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome};
 pub use writes::{Decline, Outcome, WriteOp, WriteReceipt};

@@ -4,7 +4,7 @@
 use log::info;
 
 use super::clients;
-use super::effects::{Action, Effects, Store};
+use super::effects::{Action, AppliedWrite, Effects, Store};
 use super::lifecycle::Lifecycle;
 use super::node::{ChainNode, InjectedBug, Progress, Refusal, SnapshotPoint, Welcome};
 use super::writes::apply_state;
@@ -55,6 +55,13 @@ impl ChainNode {
             self.applied_epoch = self.applied_epoch.max(write.epoch);
             let deadline = write.deadline_ms.filter(|_| value.is_some());
             self.note_deadlines(&write.key, deadline, &write.more);
+            effects.applied(AppliedWrite {
+                sequence: write.sequence,
+                key: &write.key,
+                value: value.as_deref(),
+                more: &write.more,
+                expired: write.expired,
+            });
             apply_state(store, &write.key, value, &write.more);
             let record =
                 clients::record(write.client_id, write.request_id, write.sequence, write.found, write.number);

@@ -56,6 +56,10 @@ options:
   --tls-cert <path>         TLS for clients and peers: this server's certificate chain (PEM) ...
   --tls-key <path>          ... its private key (PEM) ...
   --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
+  --watch-history-writes <n>  recent writes kept for watchers to resume from, also after a
+                            failover (default 100000; 0: no watches)
+  --watch-history <size>    ... and at most this many bytes of them (default 64mb)
+  --watch-lag-max <writes>  cut off a watcher this many committed writes behind (default 10000)
   --metrics-addr <host:port>  serve Prometheus metrics on http://<host:port>/metrics (default: off)
   --unsafe-read-anywhere    TESTING ONLY: answer reads in any role (breaks linearizability on
                             purpose, so table-check can show that it catches it)
@@ -94,6 +98,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "max-clients-per-host",
         "max-inflight",
         "frame-timeout-ms",
+        "watch-history-writes",
+        "watch-history",
+        "watch-lag-max",
     ];
     let parsed =
         parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
@@ -175,6 +182,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
             "max-clients-per-host" => limits.clients_per_host_max = Some(positive(name, value)?),
             "max-inflight" => limits.inflight_bytes_max = byte_size(name, value)?,
             "frame-timeout-ms" => limits.frame_timeout = Duration::from_millis(positive(name, value)?),
+            "watch-history-writes" => replication.history.writes_max = number(name, value)?,
+            "watch-history" => replication.history.bytes_max = byte_size(name, value)?,
+            "watch-lag-max" => limits.watch_lag_max = positive(name, value)?,
             other => unreachable!("option {other} is in the known list"),
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod commits;
 mod expiry;
+pub mod history;
 mod links;
 pub mod outbox;
 pub mod transfers;
@@ -33,7 +34,8 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
-    Action, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role, Store, WriteOp,
+    Action, AppliedWrite, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role,
+    Store, WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode};
@@ -41,6 +43,7 @@ use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 use commits::{CommitOutcome, Commits, OnSettled, Settlements};
 pub use expiry::wall_ms;
+use history::{History, HistoryLimits, Recorded};
 pub use links::LinkStart;
 use outbox::Outbox;
 use transfers::StateTransfers;
@@ -100,6 +103,8 @@ pub struct ReplicationLimits {
     /// replica's memory past it (see [`NodeConfig::memory_bytes_max`]);
     /// `None`: no limit.
     pub memory_bytes_max: Option<u64>,
+    /// The watch history every replica keeps (see [`history`]).
+    pub history: HistoryLimits,
 }
 
 impl Default for ReplicationLimits {
@@ -111,6 +116,7 @@ impl Default for ReplicationLimits {
             client_records_max: crate::limits::CLIENT_RECORDS_MAX_DEFAULT,
             writers_max: crate::limits::CLIENTS_MAX_DEFAULT + 1,
             memory_bytes_max: None,
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -186,6 +192,8 @@ struct Carry<'a> {
     settlements: Option<Settlements<'a>>,
     more: Vec<Settlements<'a>>,
     committed: Option<u64>,
+    /// The writes applied in this step, for the watch history.
+    recorded: Vec<Recorded>,
 }
 
 impl<'a> Carry<'a> {
@@ -210,6 +218,8 @@ impl Effects for Carry<'_> {
             Action::HistoryCleared => {
                 *replica.progress.lock() = Progress::default();
                 self.committed = None;
+                self.recorded.clear();
+                replica.history.clear();
                 self.settle(replica.commits.reset());
                 replica.outbox.clear();
             }
@@ -221,6 +231,12 @@ impl Effects for Carry<'_> {
                 replica.request_membership(|requests| requests.reregister = Some(reason))
             }
             Action::LeaseLost => self.settle(replica.commits.expire(Instant::now(), false)),
+        }
+    }
+
+    fn applied(&mut self, write: AppliedWrite<'_>) {
+        if self.replica.history.keeps_writes() {
+            self.recorded.push(Recorded::new(&write));
         }
     }
 }
@@ -270,6 +286,8 @@ pub struct Replica {
     pub limits: ReplicationLimits,
     /// State transfers sent and received, for metrics.
     pub transfers: StateTransfers,
+    /// Recent writes and the commit point, for watchers.
+    pub history: History,
 }
 
 impl Replica {
@@ -331,6 +349,7 @@ impl Replica {
             membership_requests: Mutex::new(MembershipRequests::default()),
             membership_wake,
             transfers: StateTransfers::default(),
+            history: History::new(limits.history),
             server_id,
             limits,
         }
@@ -355,7 +374,13 @@ impl Replica {
         ack_writer: AckWriter,
         event: impl FnOnce(&mut ChainNode, &mut TableStore<'_>, &mut Carry<'_>) -> T,
     ) -> T {
-        let mut carry = Carry { replica: self, settlements: None, more: Vec::new(), committed: None };
+        let mut carry = Carry {
+            replica: self,
+            settlements: None,
+            more: Vec::new(),
+            committed: None,
+            recorded: Vec::new(),
+        };
         let mut node = self.node.lock();
         let result = event(&mut node, &mut TableStore(&self.table), &mut carry);
         self.publish(&node, &mut carry, ack_writer);
@@ -387,6 +412,9 @@ impl Replica {
         *progress = node_progress;
         if moved && ack_writer == AckWriter::Wake {
             self.commit_changed.notify_all();
+        }
+        if self.history.keeps_writes() && (carry.committed.is_some() || !carry.recorded.is_empty()) {
+            self.history.record(std::mem::take(&mut carry.recorded), carry.committed);
         }
         if let Some(committed) = carry.committed.take() {
             carry.settle(self.commits.advance(committed));
