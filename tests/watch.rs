@@ -19,7 +19,7 @@ use chaintable::wire::{encode_frame, read_frame};
 use common::chain::start_chain;
 use common::ensemble::Writer;
 use common::watcher::Watcher;
-use common::{RunClient, ServerProcess, assert_client, start_server, start_zookeeper};
+use common::{RunClient, ServerProcess, assert_client, run_client, start_server, start_zookeeper};
 use protobuf::Message;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -132,7 +132,9 @@ fn a_watcher_that_stops_reading_is_cut_off_while_writes_go_on() {
     assert_eq!((statistics.puts, statistics.watchers), (400, 1), "written with the watcher still there");
     // Reading again: the frames it managed to send, then the cut-off.
     let mut events = 0;
+    let deadline = Instant::now() + LIMIT;
     let last = loop {
+        assert!(Instant::now() < deadline, "still streaming after {LIMIT:?} ({events} events): not cut off");
         let frame = next_frame(&mut stalled).expect("an error frame before the stream ends");
         if frame.opcode.enum_value() == Ok(Opcode::OP_ERROR) {
             break frame;
@@ -187,7 +189,16 @@ fn a_chain_watcher_sees_every_committed_write_once_in_order_across_a_tail_kill()
     let last_line = format!("\t{last}\t{last}");
     let complete = watcher.wait_for(LIMIT, |seen| seen.last().is_some_and(|line| line.ends_with(&last_line)));
     assert!(complete, "the watcher never saw {last}; it saw {} lines", watcher.seen.len());
-    let seen = puts_in_order(&watcher.seen);
+    // An expiry decided by the head reaches the new tail as a replicated
+    // delete that says so.
+    let ttl = run_client(&[&zk], &["put", "--ttl", "300ms", "w/ttl", "t"], None);
+    assert_client(&ttl, 0, "OK\n");
+    let count = report.acked.len() + 2;
+    assert!(watcher.wait_for(LIMIT, |seen| seen.len() >= count), "saw {} lines", watcher.seen.len());
+    let expiry: Vec<&str> =
+        watcher.seen[count - 2..].iter().map(|line| line.split_once('\t').unwrap().1).collect();
+    assert_eq!(expiry, ["PUT\tw/ttl\tt", "EXPIRED\tw/ttl"]);
+    let seen = puts_in_order(&watcher.seen[..count - 2]);
     let acked: Vec<(String, String)> = report.acked.iter().map(|key| (key.clone(), key.clone())).collect();
     assert_eq!(seen.len(), acked.len(), "one line per acknowledged write");
     assert_eq!(seen, acked, "every acknowledged write once, in the order written");
