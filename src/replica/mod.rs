@@ -22,6 +22,7 @@ mod expiry;
 pub mod history;
 mod links;
 pub mod outbox;
+mod table_store;
 pub mod transfers;
 
 use std::hash::{BuildHasher, RandomState};
@@ -35,7 +36,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
     Action, AppliedWrite, ChainNode, Effects, InjectedBug, NodeConfig, Outcome, Progress, Refusal, Role,
-    Store, WriteOp,
+    WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::{ClientRecord, ErrorCode};
@@ -46,6 +47,7 @@ pub use expiry::wall_ms;
 use history::{History, HistoryLimits, Recorded};
 pub use links::LinkStart;
 use outbox::Outbox;
+use table_store::TableStore;
 use transfers::StateTransfers;
 
 /// A client write applied at the head: where it is in the history, and the
@@ -132,42 +134,6 @@ pub struct Snapshot {
     pub clients: Vec<ClientRecord>,
     /// Every expiring key's deadline (ms since the epoch, the head's clock).
     pub deadlines: Vec<(String, u64)>,
-}
-
-/// The table as the node's [`Store`].
-struct TableStore<'a>(&'a Table);
-
-impl Store for TableStore<'_> {
-    fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool {
-        match value {
-            Some(value) => self.0.put(key, value),
-            None => self.0.delete(key),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    fn key_count(&self) -> u64 {
-        self.0.len()
-    }
-
-    fn bytes_stored(&self) -> u64 {
-        self.0.bytes_stored()
-    }
-
-    fn value_len(&self, key: &str) -> Option<usize> {
-        self.0.value_len(key)
-    }
-
-    fn put_many(&mut self, pairs: &[(&str, &[u8])]) {
-        self.0.put_many(pairs);
-    }
-
-    fn value_of(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.get(key)
-    }
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread

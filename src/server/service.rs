@@ -101,7 +101,9 @@ impl PendingWrite {
     }
 }
 
-/// What executing a request gave.
+/// What executing a request gave. Lives on the stack for one request:
+/// boxing the large variant would cost every read an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Executed {
     Answered(Opcode, Response, Option<Reservation>),
     Applied(Opcode, WriteReceipt),
