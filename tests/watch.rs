@@ -18,6 +18,7 @@ use chaintable::proto::{ErrorCode, Opcode, Request, Response};
 use chaintable::wire::{encode_frame, read_frame};
 use common::chain::start_chain;
 use common::ensemble::Writer;
+use common::pty::PtyChild;
 use common::watcher::Watcher;
 use common::{RunClient, ServerProcess, assert_client, run_client, start_server, start_zookeeper};
 use protobuf::Message;
@@ -204,4 +205,25 @@ fn a_chain_watcher_sees_every_committed_write_once_in_order_across_a_tail_kill()
     assert_eq!(seen, acked, "every acknowledged write once, in the order written");
     let table = common::chain::local_table(&servers[1].address);
     assert_eq!(table.len(), acked.len(), "the tail holds what the watcher saw");
+}
+
+#[test]
+fn in_the_shell_ctrl_c_ends_a_watch_and_the_shell_goes_on() {
+    let server = start_server(16, &[]);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_table-client"));
+    command.args(["--server", &server.address]).env("CHAINTABLE_HISTFILE", "").env("TERM", "xterm");
+    let mut shell = PtyChild::spawn(command, None);
+    shell.expect("table> ", LIMIT);
+    shell.send("watch k\r");
+    wait_for_watchers(&server, 1);
+    assert_client(&server.client(&["put", "k", "seen"]), 0, "OK\n");
+    shell.expect("PUT\tk\tseen", LIMIT);
+    shell.send("\x03");
+    shell.expect("table> ", LIMIT);
+    // The cancelled watch notices within a heartbeat and closes its stream.
+    wait_for_watchers(&server, 0);
+    shell.send("get k\r");
+    shell.expect("seen", LIMIT);
+    shell.send("quit\r");
+    assert_eq!(shell.wait_exit(LIMIT), Some(0), "screen: {:?}", shell.seen);
 }
