@@ -171,7 +171,7 @@ pub fn check(events: &[WatchEvent], records: &[Record], keys: u64) -> Option<Str
 /// workload (`client << 40 | count << 10`, unique in the run), which an
 /// increment's result has only after a thousand increments in a row.
 fn put_shaped(value: u64) -> bool {
-    value >= 1 << 40 && value % 1024 == 0
+    value >= 1 << 40 && value.is_multiple_of(1024)
 }
 
 /// Whether the events, replayed, leave each key as the run's last read of
