@@ -39,7 +39,7 @@ fn one_server_shows_puts_deletes_msets_and_expiry_in_order_and_resumes_from_a_se
     wait_for_watchers(&server, 1);
     assert_client(&server.client(&["put", "user/1", "alice"]), 0, "OK\n");
     assert_client(&server.client(&["put", "other", "x"]), 0, "OK\n");
-    assert_client(&server.client(&["put", "--ttl", "300ms", "user/2", "bob"]), 0, "OK\n");
+    assert_client(&server.client(&["put", "--ttl", "2s", "user/2", "bob"]), 0, "OK\n");
     assert_client(&server.client(&["del", "user/1"]), 0, "OK\n");
     assert_client(&server.client(&["mset", "user/3", "c", "other", "y", "user/4", "d e"]), 0, "OK\n");
     let expected = [
