@@ -15,27 +15,13 @@ use std::time::{Duration, Instant};
 use super::history::{OpKind, Record};
 use super::workload::{Workload, decode_value};
 use crate::client::Client;
-use crate::client::error::ClientError;
-use crate::client::watch::WatchRequest;
+use crate::client::watch::{Ended, WatchRequest};
 use crate::proto::WatchEvent;
 use crate::proto::watch_event::Kind;
 
 /// How long the watcher may take to catch up with the commit point once
 /// the run is over.
 const CATCH_UP: Duration = Duration::from_secs(30);
-
-/// Why the watch call returned.
-enum Ended {
-    /// The run told it to stop.
-    Stopped,
-    Failed(ClientError),
-}
-
-impl From<ClientError> for Ended {
-    fn from(error: ClientError) -> Ended {
-        Ended::Failed(error)
-    }
-}
 
 /// The watcher's thread.
 pub struct Watcher {

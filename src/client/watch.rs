@@ -26,6 +26,21 @@ pub struct WatchRequest {
     pub from: Option<u64>,
 }
 
+/// Why a watch that its caller stops ended: an error type for
+/// [`Client::watch`] whose callback says "stop" (`Stopped`).
+#[derive(Debug)]
+pub enum Ended {
+    /// The caller's callback asked to stop.
+    Stopped,
+    Failed(ClientError),
+}
+
+impl From<ClientError> for Ended {
+    fn from(error: ClientError) -> Ended {
+        Ended::Failed(error)
+    }
+}
+
 /// Why a stream on one connection ended.
 enum StreamEnd<E> {
     /// The client's callback failed: the watch ends with its error.
