@@ -182,11 +182,18 @@ fn client_options(args: &BenchArgs) -> Result<ClientOptions, BenchError> {
     Ok(options)
 }
 
+/// The load threads' connections, and where the others go.
+struct Connected {
+    stores: Vec<Box<dyn Store>>,
+    /// The server that takes the writes (a chain's head): idle connections go there.
+    writes_to: String,
+    /// The server that answers reads (a chain's tail): watchers go there.
+    reads_from: String,
+}
+
 /// Opens one connection per client, each checked with a GET, so an
-/// unreachable target is reported before any phase starts. Also returns the
-/// server that takes the writes (a chain's head), where idle connections go,
-/// and the one that answers reads (its tail), where watchers go.
-fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String, String), BenchError> {
+/// unreachable target is reported before any phase starts.
+fn connect_all(args: &BenchArgs) -> Result<Connected, BenchError> {
     let options = client_options(args)?;
     let mut reads_from = String::new();
     let (open, writes_to): (Box<OpenStore>, String) = match &args.target {
@@ -223,7 +230,7 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String, String)
         store.get("key:0").map_err(|error| BenchError::Unreachable(format!("{}: {error}", args.target)))?;
         stores.push(store);
     }
-    Ok((stores, writes_to, reads_from))
+    Ok(Connected { stores, writes_to, reads_from })
 }
 
 /// The addresses of the chain's head and tail, read once from ZooKeeper.
@@ -380,11 +387,11 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
 /// Runs the benchmark `args` describes, writing progress lines to
 /// `progress`, and returns what the measured phase saw.
 pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchError> {
-    let (stores, writes_to, watch_at) = connect_all(args)?;
+    let Connected { stores, writes_to, reads_from } = connect_all(args)?;
     let idle = hold_idle_connections(args, &writes_to, progress)?;
     let watchers = match args.watchers {
         0 => Watchers::none(),
-        count => Watchers::start(&watch_at, count, &client_options(args)?)?,
+        count => Watchers::start(&reads_from, count, &client_options(args)?)?,
     };
     let shared = Shared {
         phase: AtomicU8::new(Phase::Fill as u8),
