@@ -59,7 +59,7 @@ fn main() -> ExitCode {
                 }
             };
             let report = verify(&history);
-            print_report(&history, &report, None)
+            print_report(&history, &report, None, None)
         }
         CheckCommand::Run { config, history: history_path } => {
             println!(
@@ -100,13 +100,23 @@ fn main() -> ExitCode {
                     Err(error) => eprintln!("table-check: cannot write {}: {error}", path.display()),
                 }
             }
-            print_report(&outcome.history, &outcome.report, outcome.divergence.as_deref())
+            print_report(
+                &outcome.history,
+                &outcome.report,
+                outcome.divergence.as_deref(),
+                outcome.watch.as_deref(),
+            )
         }
     }
 }
 
 /// Prints the verdict; the exit code follows it.
-fn print_report(history: &History, report: &Report, divergence: Option<&str>) -> ExitCode {
+fn print_report(
+    history: &History,
+    report: &Report,
+    divergence: Option<&str>,
+    watch: Option<&str>,
+) -> ExitCode {
     let unknown = report.unknown_writes;
     println!(
         "checked {} operations on {} keys ({unknown} writes with unknown outcome), {} faults injected",
@@ -126,7 +136,10 @@ fn print_report(history: &History, report: &Report, divergence: Option<&str>) ->
     if let Some(divergence) = divergence {
         println!("replicas diverged: {divergence}");
     }
-    if report.passed() && divergence.is_none() {
+    if let Some(problem) = watch {
+        println!("the watcher: {problem}");
+    }
+    if report.passed() && divergence.is_none() && watch.is_none() {
         println!("PASS (seed {})", history.seed);
         ExitCode::SUCCESS
     } else {

@@ -103,6 +103,9 @@ pub struct Limits {
     pub frame_timeout: Duration,
     /// `--max-clients-per-host`; `None`: a tenth of `clients_max`.
     pub clients_per_host_max: Option<usize>,
+    /// `--watch-lag-max`: committed writes a watcher may be behind before
+    /// it is cut off.
+    pub watch_lag_max: u64,
 }
 
 impl Limits {
@@ -124,6 +127,7 @@ impl Default for Limits {
             inflight_bytes_max: INFLIGHT_BYTES_MAX_DEFAULT,
             frame_timeout: Duration::from_millis(FRAME_TIMEOUT_MS_DEFAULT),
             clients_per_host_max: None,
+            watch_lag_max: WATCH_LAG_WRITES_MAX_DEFAULT,
         }
     }
 }
@@ -204,6 +208,49 @@ pub const SERVER_FILES_BASE: u64 = 64;
 /// reading and writing halves and the registry that shuts it down (see
 /// `wire::SharedSocket`).
 pub const FILES_PER_CONNECTION: u64 = 1;
+
+// Watches (see `replica::history` and `server::watch`).
+
+/// Writes every replica keeps for watchers (`--watch-history-writes`; 0:
+/// none, and watches are refused). Every replica keeps them, so that the
+/// server that becomes the tail after a failover can resume a watcher from
+/// the last sequence it printed: a tail failover takes about a ZooKeeper
+/// session timeout (5 s by default), and 100,000 writes cover that at
+/// 20,000 writes a second, about what a chain of three takes on this
+/// machine.
+pub const WATCH_HISTORY_WRITES_DEFAULT: usize = 100_000;
+
+/// Bytes of keys and values the watch history holds at most
+/// (`--watch-history`): with large values this, not the count, bounds it.
+/// 64 MiB is a quarter of the default in-flight budget: a cost every
+/// replica pays, so kept well below the table itself.
+pub const WATCH_HISTORY_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// What a kept write costs beyond its key and value bytes, per key: the
+/// `Recorded` entry, the `String` and `Vec` headers and allocator rounding
+/// (an estimate; the limit above is about the order of magnitude).
+pub const WATCH_HISTORY_ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+/// A watcher's queue: the committed writes it has not yet been sent
+/// (`--watch-lag-max`). A watcher further behind is cut off with
+/// ERR_WATCH_TOO_SLOW, naming the sequence to resume from. The queue is
+/// the shared history, not a copy per watcher, so a slow watcher costs no
+/// memory; the limit keeps it from holding history hostage and ends a
+/// stream whose client stopped reading.
+pub const WATCH_LAG_WRITES_MAX_DEFAULT: u64 = 10_000;
+
+/// An idle watch stream gets a frame this often (`watched_through` only),
+/// so the client can resume from it and a vanished client is noticed.
+pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A watcher reads at most this many writes of the history per look, so
+/// it holds the history's lock briefly (the write path takes it once per
+/// step).
+pub const WATCH_READ_WRITES_MAX: usize = 4096;
+
+/// Event bytes (keys and values) after which a watch frame is sent; a
+/// write's events are never split, so a frame may hold one write more.
+pub const WATCH_FRAME_EVENT_BYTES: usize = 1024 * 1024;
 
 // ZooKeeper (see `coord`).
 

@@ -135,3 +135,34 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).starts_with("usage: table-bench"));
 }
+
+#[test]
+fn watchers_are_held_through_the_run_and_sent_every_change() {
+    let server = start_server(16, &[]);
+    let output = bench(&[
+        "--server",
+        &server.address,
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--keys",
+        "100",
+        "--mix",
+        "50:50:0",
+        "--watchers",
+        "3",
+        "--json",
+    ]);
+    let report = json_of(&output);
+    assert_eq!(
+        (report["watchers"].as_u64(), report["watchers_open"].as_u64()),
+        (Some(3), Some(3)),
+        "{report}"
+    );
+    let puts = report["puts"].as_u64().expect("puts");
+    let events = report["watch_events"].as_u64().expect("watch_events");
+    // Each watcher is sent the fill, the warm-up's and the measured puts.
+    assert!(puts > 0 && events >= 3 * (puts + 100), "{events} changes for {puts} puts: {report}");
+    assert!(stdout(&output).contains("\nwatchers    3 held"), "{}", stdout(&output));
+}

@@ -51,6 +51,9 @@ options:
   --idle-connections N   also hold N connections that send nothing, opened after the
                          clients' (at a chain's head); the report says how many the
                          target kept open (default 0)
+  --watchers N           also hold N watch streams of every key (watch --prefix key:) at the
+                         tail through the run; the report counts the changes they were sent
+                         (default 0)
   -V, --version          the version
   -h, --help             this text
 
@@ -124,6 +127,8 @@ pub struct BenchArgs {
     pub timeout: Duration,
     /// Silent connections held through the run.
     pub idle_connections: usize,
+    /// `--watchers`: watch streams of every key held at the tail.
+    pub watchers: usize,
     /// `--secret-file` and `--tls-ca`, read when the run starts.
     pub secret_file: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
@@ -150,6 +155,7 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         fill: true,
         timeout: Duration::from_millis(CLIENT_TIMEOUT_MS_DEFAULT),
         idle_connections: 0,
+        watchers: 0,
         secret_file: None,
         tls_ca: None,
     };
@@ -195,6 +201,7 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
             "idle-connections" => {
                 parsed.idle_connections = within(name, &value, 0..=BENCH_IDLE_CONNECTIONS_MAX)?
             }
+            "watchers" => parsed.watchers = within(name, &value, 0..=BENCH_CLIENTS_MAX)?,
             _ => return Err(unknown_option(name)),
         }
     }
@@ -211,6 +218,9 @@ pub fn parse_bench_args(args: impl IntoIterator<Item = OsString>) -> Result<Benc
         },
         (Some(target), true) => target,
     };
+    if matches!(parsed.target, BenchTarget::Redis(_)) && parsed.watchers > 0 {
+        return Err("--redis: --watchers needs a chaintable target".to_owned().into());
+    }
     if matches!(parsed.target, BenchTarget::Redis(_)) && parsed.mix.cas > 0 {
         return Err("--redis: Redis has no compare-and-set command; give cas a weight of 0"
             .to_owned()

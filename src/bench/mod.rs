@@ -31,6 +31,7 @@ pub mod histogram;
 pub mod idle;
 pub mod redis;
 pub mod report;
+pub mod watchers;
 pub mod workload;
 
 use std::fmt;
@@ -51,6 +52,7 @@ use histogram::Histogram;
 use idle::IdleConnections;
 use redis::RedisConnection;
 use report::Report;
+use watchers::Watchers;
 use workload::{Op, SplitMix64, counter_name, key_name, value_of};
 
 /// Why a run could not be done at all.
@@ -167,10 +169,8 @@ impl Store for RedisConnection {
 /// Opens one load thread's connection(s) to the target.
 type OpenStore<'a> = dyn Fn() -> Result<Box<dyn Store>, BenchError> + 'a;
 
-/// Opens one connection per client, each checked with a GET, so an
-/// unreachable target is reported before any phase starts. Also returns the
-/// server that takes the writes (a chain's head), where idle connections go.
-fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchError> {
+/// The options of every connection: the timeout, the client secret, TLS.
+fn client_options(args: &BenchArgs) -> Result<ClientOptions, BenchError> {
     let mut options = ClientOptions { timeout: args.timeout, ..ClientOptions::default() };
     client_security(
         args.secret_file.clone(),
@@ -179,6 +179,23 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchE
         &mut options,
     )
     .map_err(BenchError::Setup)?;
+    Ok(options)
+}
+
+/// The load threads' connections, and where the others go.
+struct Connected {
+    stores: Vec<Box<dyn Store>>,
+    /// The server that takes the writes (a chain's head): idle connections go there.
+    writes_to: String,
+    /// The server that answers reads (a chain's tail): watchers go there.
+    reads_from: String,
+}
+
+/// Opens one connection per client, each checked with a GET, so an
+/// unreachable target is reported before any phase starts.
+fn connect_all(args: &BenchArgs) -> Result<Connected, BenchError> {
+    let options = client_options(args)?;
+    let mut reads_from = String::new();
     let (open, writes_to): (Box<OpenStore>, String) = match &args.target {
         BenchTarget::Redis(address) => {
             let open = move || -> Result<Box<dyn Store>, BenchError> {
@@ -189,11 +206,13 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchE
             (Box::new(open), address.clone())
         }
         BenchTarget::Server(address) => {
+            reads_from = address.clone();
             (Box::new(move || Ok(Box::new(Client::new(address, options.clone())))), address.clone())
         }
         BenchTarget::Chain { zk_hosts, path } => {
             let (head, tail) = find_chain(zk_hosts, path, args.timeout)?;
             let writes_to = head.clone();
+            reads_from = tail.clone();
             let open = move || -> Result<Box<dyn Store>, BenchError> {
                 let head_client = Client::new(&head, options.clone());
                 if head == tail {
@@ -211,7 +230,7 @@ fn connect_all(args: &BenchArgs) -> Result<(Vec<Box<dyn Store>>, String), BenchE
         store.get("key:0").map_err(|error| BenchError::Unreachable(format!("{}: {error}", args.target)))?;
         stores.push(store);
     }
-    Ok((stores, writes_to))
+    Ok(Connected { stores, writes_to, reads_from })
 }
 
 /// The addresses of the chain's head and tail, read once from ZooKeeper.
@@ -368,8 +387,12 @@ fn load(index: usize, mut store: Box<dyn Store>, args: &BenchArgs, shared: &Shar
 /// Runs the benchmark `args` describes, writing progress lines to
 /// `progress`, and returns what the measured phase saw.
 pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchError> {
-    let (stores, writes_to) = connect_all(args)?;
+    let Connected { stores, writes_to, reads_from } = connect_all(args)?;
     let idle = hold_idle_connections(args, &writes_to, progress)?;
+    let watchers = match args.watchers {
+        0 => Watchers::none(),
+        count => Watchers::start(&reads_from, count, &client_options(args)?)?,
+    };
     let shared = Shared {
         phase: AtomicU8::new(Phase::Fill as u8),
         filled_threads: AtomicUsize::new(0),
@@ -401,6 +424,8 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
             .collect();
         Ok((tallies, measured))
     })?;
+    let watcher_count = watchers.len();
+    let (watch_events, watchers_open) = watchers.finish();
     let mut total = Tally::default();
     for tally in tallies {
         total.latencies.merge(&tally.latencies);
@@ -438,6 +463,9 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         first_error: total.first_error,
         idle_connections: idle.len(),
         idle_open: idle.still_open(),
+        watchers: watcher_count,
+        watch_events,
+        watchers_open,
     })
 }
 

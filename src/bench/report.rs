@@ -40,6 +40,11 @@ pub struct Report {
     /// target still kept open at the end.
     pub idle_connections: usize,
     pub idle_open: usize,
+    /// `--watchers`: watch streams held through the run, the changes they
+    /// were sent, and how many were still open at the end.
+    pub watchers: usize,
+    pub watch_events: u64,
+    pub watchers_open: usize,
 }
 
 impl Report {
@@ -89,6 +94,13 @@ impl Report {
             let held = format!("{} held, {} still open at the end", self.idle_connections, self.idle_open);
             let _ = writeln!(table, "{:<12}{held}", "idle conns");
         }
+        if self.watchers > 0 {
+            let watched = format!(
+                "{} held, {} changes sent, {} still open at the end",
+                self.watchers, self.watch_events, self.watchers_open
+            );
+            let _ = writeln!(table, "{:<12}{watched}", "watchers");
+        }
         if let Some(error) = &self.first_error {
             // One row, even for a message of several lines.
             let _ = writeln!(table, "{:<12}{}", "first error", error.replace(['\n', '\r'], " "));
@@ -127,7 +139,8 @@ impl Report {
         let _ = write!(
             json,
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1}}},\
-             \"first_error\":{},\"idle_connections\":{},\"idle_open\":{}}}",
+             \"first_error\":{},\"idle_connections\":{},\"idle_open\":{},\"watchers\":{},\"watch_events\":{},\
+             \"watchers_open\":{}}}",
             latency.p50,
             latency.p90,
             latency.p99,
@@ -137,6 +150,9 @@ impl Report {
             self.first_error.as_deref().map_or_else(|| "null".to_owned(), json_string),
             self.idle_connections,
             self.idle_open,
+            self.watchers,
+            self.watch_events,
+            self.watchers_open,
         );
         json
     }
@@ -188,6 +204,9 @@ mod tests {
             latency_us: Percentiles { p50: 120, p90: 300, p99: 900, p999: 2000, max: 4100, mean: 150.0 },
             first_error: Some("server error: \"busy\"\n\\ \u{1}".into()),
             idle_connections: 5000,
+            watchers: 0,
+            watch_events: 0,
+            watchers_open: 0,
             idle_open: 4990,
         }
     }

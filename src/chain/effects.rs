@@ -2,7 +2,7 @@
 //! it: the table it applies writes to, and the actions it decides on.
 
 use super::durable::Durable;
-use crate::proto::Write;
+use crate::proto::{Entry, Write};
 use crate::view::CommitRecord;
 
 /// The table a node applies writes to. The server's is the striped
@@ -69,6 +69,25 @@ pub enum Action {
     RecordCommit(CommitRecord),
 }
 
+/// A write as it is applied to the table, borrowed, for a host that keeps
+/// a history of recent writes (the server's watch history). Not an
+/// [`Action`]: it asks nothing of the world, and borrowing it costs a host
+/// that keeps no history nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct AppliedWrite<'a> {
+    pub sequence: u64,
+    pub key: &'a str,
+    /// The new value; `None` for a delete.
+    pub value: Option<&'a [u8]>,
+    /// `mset`: further keys set by the same write.
+    pub more: &'a [Entry],
+    /// The head deleted `key` because its deadline passed.
+    pub expired: bool,
+    /// A declined write (see `ChainNode::decline`): it changes nothing and
+    /// shows no change, but takes its sequence number like any write.
+    pub declined: bool,
+}
+
 /// Where a node's actions go.
 pub trait Effects {
     fn act(&mut self, action: Action);
@@ -83,6 +102,11 @@ pub trait Effects {
     fn persist(&mut self, history: u64, item: Durable) {
         let _ = (history, item);
     }
+
+    /// A write is being applied, in sequence order (after a history is
+    /// cleared, the next starts after the snapshot's sequence). Only what
+    /// the commit point later covers is committed. Default: nothing.
+    fn applied(&mut self, _write: AppliedWrite<'_>) {}
 }
 
 /// Collects actions, for the simulator and for tests.

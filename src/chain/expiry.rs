@@ -106,7 +106,7 @@ impl ChainNode {
         let due = self.deadlines.due(now_ms, EXPIRED_PER_CALL_MAX);
         let count = due.len();
         for key in due {
-            self.apply_change(0, 0, Change::single(key, None, None), store, effects);
+            self.apply_change(0, 0, Change::expiry(key), store, effects);
         }
         count
     }

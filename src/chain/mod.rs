@@ -56,7 +56,7 @@ pub mod sent;
 pub mod writes;
 
 pub use durable::{Durable, DurablePoint};
-pub use effects::{Action, Effects, Store};
+pub use effects::{Action, AppliedWrite, Effects, Store};
 pub use injected::Check;
 pub use lifecycle::Lifecycle;
 pub use node::{ChainNode, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome};

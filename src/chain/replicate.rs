@@ -5,7 +5,7 @@ use log::info;
 
 use super::clients;
 use super::durable::Durable;
-use super::effects::{Action, Effects, Store};
+use super::effects::{Action, AppliedWrite, Effects, Store};
 use super::injected::Check;
 use super::lifecycle::Lifecycle;
 use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
@@ -73,6 +73,14 @@ impl ChainNode {
         // member its record named, which then restarted the chain).
         write.epoch = write.epoch.max(self.view_epoch);
         self.applied_epoch = self.applied_epoch.max(write.epoch);
+        effects.applied(AppliedWrite {
+            sequence: write.sequence,
+            key: &write.key,
+            value: value.as_deref(),
+            more: &write.more,
+            expired: write.expired,
+            declined: write.declined,
+        });
         if !write.declined {
             let deadline = write.deadline_ms.filter(|_| value.is_some());
             self.note_deadlines(&write.key, deadline, &write.more);

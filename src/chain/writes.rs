@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 
 use super::clients::{self, Seen};
-use super::effects::{Effects, Store};
+use super::effects::{AppliedWrite, Effects, Store};
 use super::injected::Check;
 use super::node::{ChainNode, Refusal};
 use crate::limits::{CLIENT_RECORD_BYTES, DEADLINE_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, display_bytes};
@@ -80,19 +80,26 @@ impl WriteReceipt {
 
 /// The state a write leaves: `key` set to `value` (or deleted), and for
 /// `mset` `more` keys set with it; `number` is an `incr`'s answer;
-/// `deadline` is when `key` expires (`None`: never; `more` never does).
+/// `deadline` is when `key` expires (`None`: never; `more` never does);
+/// `expired`: the head deletes `key` because its deadline passed.
 pub(super) struct Change {
     key: String,
     value: Option<Vec<u8>>,
     more: Vec<Entry>,
     number: i64,
     deadline: Option<u64>,
+    expired: bool,
 }
 
 impl Change {
     /// One key's new state.
     pub(super) fn single(key: String, value: Option<Vec<u8>>, deadline: Option<u64>) -> Change {
-        Change { key, value, more: Vec::new(), number: 0, deadline }
+        Change { key, value, more: Vec::new(), number: 0, deadline, expired: false }
+    }
+
+    /// The delete of `key`, whose deadline passed.
+    pub(super) fn expiry(key: String) -> Change {
+        Change { expired: true, ..Change::single(key, None, None) }
     }
 }
 
@@ -206,6 +213,7 @@ impl ChainNode {
                     more: Vec::new(),
                     number,
                     deadline: None,
+                    expired: false,
                 })
             }
             WriteOp::Mset { pairs } => {
@@ -214,7 +222,7 @@ impl ChainNode {
                     Refusal::new(ErrorCode::ERR_MISSING_FIELD, "mset needs at least one pair")
                 })?;
                 let more = pairs.map(Entry::from_pair).collect();
-                Ok(Change { key, value: Some(value), more, number: 0, deadline: None })
+                Ok(Change { key, value: Some(value), more, number: 0, deadline: None, expired: false })
             }
         })
     }
@@ -239,6 +247,7 @@ impl ChainNode {
             write.more = change.more.clone();
             write.number = change.number;
             write.deadline_ms = change.deadline.filter(|_| change.value.is_some());
+            write.expired = change.expired;
             write
         });
         self.note_deadlines(
@@ -246,6 +255,14 @@ impl ChainNode {
             change.value.is_some().then_some(change.deadline).flatten(),
             &change.more,
         );
+        effects.applied(AppliedWrite {
+            sequence,
+            key: &change.key,
+            value: change.value.as_deref(),
+            more: &change.more,
+            expired: change.expired,
+            declined: false,
+        });
         let found = apply_state(store, &change.key, change.value, &change.more);
         if let Some(write) = &mut write {
             write.found = found;
@@ -280,6 +297,14 @@ impl ChainNode {
         });
         let mut record = clients::record(client_id, request_id, sequence, false, 0);
         record.declined = true;
+        effects.applied(AppliedWrite {
+            sequence,
+            key: "",
+            value: None,
+            more: &[],
+            expired: false,
+            declined: true,
+        });
         self.settle_write(sequence, record, write, effects);
         WriteReceipt { sequence, outcome: Outcome::Declined(decline) }
     }

@@ -33,8 +33,9 @@ usage: table-check [options]                 run clients under faults and check 
 
 Starts its own ZooKeeper and chain (or attaches to one with --zk, without
 faults), runs clients doing random put/get/del/cas/incr over a few keys while a
-nemesis injects faults, then checks that every key's history is linearizable and that
-every server ends with the same table. Prints PASS, or FAIL with the key, the
+nemesis injects faults, then checks that every key's history is linearizable, that
+every server ends with the same table, and that a watcher of every key saw each
+committed change once, in order (not with --zk). Prints PASS, or FAIL with the key, the
 shortest offending sub-history, the seed and the faults around it (exit 1).
 
 options:

@@ -31,4 +31,5 @@ pub mod run;
 #[doc(hidden)]
 pub mod secrets;
 pub mod verify;
+pub mod watcher;
 pub mod workload;

@@ -16,6 +16,7 @@ use super::history::{Clock, History, OpKind, Record};
 use super::nemesis::{FaultKind, Nemesis};
 use super::netns::TestNetwork;
 use super::verify::{self, Report};
+use super::watcher::{self, Watcher};
 use super::workload::{self, Workload};
 use crate::client::Client;
 use crate::client::connection::{ClientOptions, Connection};
@@ -56,11 +57,14 @@ pub struct Outcome {
     pub report: Report,
     /// `None` if every live server holds the same table; else why not.
     pub divergence: Option<String>,
+    /// `None` if the run's watcher saw exactly the committed changes in
+    /// order (or none ran: `attach`); else what it got wrong.
+    pub watch: Option<String>,
 }
 
 impl Outcome {
     pub fn passed(&self) -> bool {
-        self.report.passed() && self.divergence.is_none()
+        self.report.passed() && self.divergence.is_none() && self.watch.is_none()
     }
 }
 
@@ -113,6 +117,8 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
         read_anywhere: config.broken_reads.then(|| Arc::clone(&addresses)),
     };
 
+    // A chain of our own starts empty, so its watcher can start at 1.
+    let watching = config.attach.is_none().then(|| Watcher::start(&workload));
     let stop_clients = AtomicBool::new(false);
     let stop_nemesis = AtomicBool::new(false);
     let (records, faults) = thread::scope(|scope| {
@@ -161,13 +167,20 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
 
     let mut history = History { seed: config.seed, records, faults };
     final_reads(&workload, config, &clock, &mut history);
+    let watch = watching.and_then(|watching| match watching.finish(&workload) {
+        Ok(events) => {
+            info!("the watcher saw {} changes", events.len());
+            watcher::check(&events, &history.records, config.keys)
+        }
+        Err(problem) => Some(problem),
+    });
     let members = match &cluster {
         Some(cluster) => cluster.lock().map_err(|_| "cluster lock poisoned")?.addresses(),
         None => chain_members(&zk_hosts, &config.chain_path)?,
     };
     let divergence = check_convergence(&members, &workload.client);
     let report = verify::verify(&history);
-    Ok(Outcome { history, report, divergence })
+    Ok(Outcome { history, report, divergence, watch })
 }
 
 /// After the run: one read of every key through the chain, part of the

@@ -53,7 +53,8 @@ environment:
 commands: put [--ttl <duration>] <key> <value> | get <key> | del <key> | size
           | getkeys [<prefix>] | gettable | scan [<prefix>] | cas <key> <expected>|--absent <new>
           | incr <key> [<delta>] | mget <key>... | mset <key> <value>... | exists <key>
-          | expire <key> <duration> | ttl <key> | persist <key> | stats | members (alias chain)";
+          | expire <key> <duration> | ttl <key> | persist <key>
+          | watch [--prefix] <key> [--from <sequence>] | stats | members (alias chain)";
 
 /// Where the client sends its requests.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use std::io;
 
 use super::output::{Printer, Record};
 use super::words::{self, Word};
-use super::{expiry, operations};
+use super::{expiry, operations, watch};
 use crate::client::Client;
 use crate::client::error::ClientError;
 use crate::proto::Statistics;
@@ -65,6 +65,12 @@ pub enum Command {
     },
     Scan {
         prefix: String,
+    },
+    /// `watch`: `keys` is the key, or with `prefix` the prefix.
+    Watch {
+        keys: String,
+        prefix: bool,
+        from: Option<u64>,
     },
     Stats,
     Members,
@@ -159,6 +165,11 @@ commands (short forms in brackets; names in any case):
   ttl <key>                 milliseconds until key expires; -1: it does not expire;
                             -2: it is absent (exit 1)
   persist <key>             key no longer expires; 1, or 0 if absent (exit 1)
+  watch [--prefix] <key> [--from <sequence>]
+                            print every committed change of key (or of every key starting
+                            with it) as it happens: <sequence> PUT <key> <value>, DELETE or
+                            EXPIRED, tab-separated; from the next one, or from sequence;
+                            until Ctrl-C (exit 2 if that history is gone or it falls behind)
   stats               [st]  server statistics
   members             [chain]  every member of the chain: state, role, progress, uptime
   help                [h]   this text
@@ -184,6 +195,7 @@ pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("expire", &[]),
     ("ttl", &[]),
     ("persist", &[]),
+    ("watch", &[]),
     ("stats", &["st"]),
     ("members", &["chain"]),
     ("help", &["h", "?"]),
@@ -206,7 +218,7 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         let word = arguments.get(index).ok_or_else(|| format!("{name}: missing <key>"))?;
         key_text(name, word)
     };
-    if let Some(command) = operations::parse(name, arguments).or_else(|| expiry::parse(name, arguments)) {
+    if let Some(command) = special_command(name, arguments) {
         return command;
     }
     let command = match name {
@@ -232,6 +244,14 @@ pub fn parse_words(words: &[Vec<u8>]) -> Result<Command, String> {
         return Err(format!("{name}: too many arguments"));
     }
     Ok(command)
+}
+
+/// The commands the modules beside this one parse, from their argument
+/// words; `None` for the others.
+fn special_command(name: &str, arguments: &[Vec<u8>]) -> Option<Result<Command, String>> {
+    operations::parse(name, arguments)
+        .or_else(|| expiry::parse(name, arguments))
+        .or_else(|| watch::parse(name, arguments))
 }
 
 /// Parses a shell line (quoting as in [`words`]); `None` for a blank line.
@@ -260,7 +280,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
     }
     let arguments = words::split(&line[first.end..])?;
     let words: Vec<Vec<u8>> = arguments.iter().map(|word| word.bytes.clone()).collect();
-    if let Some(command) = operations::parse(name, &words).or_else(|| expiry::parse(name, &words)) {
+    if let Some(command) = special_command(name, &words) {
         return command.map(Some);
     }
     let command = match name {
@@ -388,6 +408,7 @@ pub fn execute(
         Command::Expiring { .. } | Command::Expire { .. } | Command::Ttl { .. } | Command::Persist { .. } => {
             outcome = expiry::execute(client, command, printer)?
         }
+        Command::Watch { .. } => outcome = watch::execute(client, command, printer)?,
     }
     printer.flush()?;
     Ok(outcome)
@@ -462,6 +483,11 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("fencings", statistics.fencings),
         ("log_syncs", statistics.log_syncs),
         ("synced", statistics.synced),
+        ("watchers", statistics.watchers),
+        ("watchers_cut_off", statistics.watchers_cut_off),
+        ("watch_events", statistics.watch_events),
+        ("watch_history_oldest", statistics.watch_history_oldest),
+        ("watch_history_writes", statistics.watch_history_writes),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
     fields

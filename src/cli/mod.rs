@@ -8,6 +8,7 @@
 //! - [`command`]: the client's command language (shell and one-shot) and its execution.
 //! - [`operations`]: its cas, incr, mget, mset, exists and getkeys with a prefix.
 //! - [`expiry`]: its expire, ttl, persist and put with a time to live.
+//! - [`watch`]: its watch of a key or prefix.
 //! - [`output`]: results as text or JSON lines.
 //! - [`member_table`]: how `members` shows a chain.
 //! - [`shell`]: the interactive client shell.
@@ -25,4 +26,5 @@ pub mod requests;
 pub mod server_args;
 pub mod shell;
 pub mod shell_editing;
+pub mod watch;
 pub mod words;

@@ -11,7 +11,9 @@
 //! `{"ok":true}`; `exists` `{"key":..,"exists":true|false}`; `put --ttl`
 //! `{"ok":true}`; `expire` `{"key":..,"expire":true|false}`; `persist`
 //! `{"key":..,"persist":true|false}`; `ttl` `{"key":..,"ttl_ms":n}` (-1: no
-//! expiry, -2: absent); a failure
+//! expiry, -2: absent); `watch` one
+//! `{"sequence":n,"event":"put"|"delete"|"expired","key":..,"value":..}` per
+//! change; a failure
 //! `{"error":..}` (with `"code"` for an error reply). A value that is not
 //! UTF-8 comes as `"value_hex"` instead of `"value"`.
 
@@ -25,7 +27,8 @@ use super::member_table;
 use crate::client::error::ClientError;
 use crate::client::expiry::TimeToLive;
 use crate::client::members::MemberReport;
-use crate::proto::Statistics;
+use crate::proto::watch_event::Kind;
+use crate::proto::{Statistics, WatchEvent};
 
 /// Text or JSON lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,18 @@ pub enum Record<'a> {
         key: &'a str,
         left: TimeToLive,
     },
+    /// One change `watch` saw.
+    Event(&'a WatchEvent),
+}
+
+/// A watch event's kind, as `watch` prints it (text: upper case).
+fn event_kind(event: &WatchEvent) -> &'static str {
+    match event.kind.enum_value() {
+        Ok(Kind::PUT) => "put",
+        Ok(Kind::DELETE) => "delete",
+        Ok(Kind::EXPIRED) => "expired",
+        Err(_) => "unknown",
+    }
 }
 
 /// Prints records on `out` in one format, and notes for people on `err`.
@@ -151,6 +166,14 @@ impl<'a> Printer<'a> {
                 writeln!(out, "{}", u8::from(*done))
             }
             Record::Ttl { left, .. } => writeln!(out, "{}", ttl_number(*left)),
+            Record::Event(event) => {
+                let (sequence, kind) = (event.sequence, event_kind(event).to_ascii_uppercase());
+                let key = escape(event.key.as_bytes());
+                match event.kind.enum_value() {
+                    Ok(Kind::PUT) => writeln!(out, "{sequence}\t{kind}\t{key}\t{}", escape(&event.value)),
+                    _ => writeln!(out, "{sequence}\t{kind}\t{key}"),
+                }
+            }
         }
     }
 
@@ -295,6 +318,14 @@ fn json_object(record: &Record<'_>) -> Value {
         Record::Ttl { key, left } => {
             object.insert("key".into(), json!(key));
             object.insert("ttl_ms".into(), json!(ttl_number(*left)));
+        }
+        Record::Event(event) => {
+            object.insert("sequence".into(), json!(event.sequence));
+            object.insert("event".into(), json!(event_kind(event)));
+            object.insert("key".into(), json!(event.key));
+            if event.kind.enum_value() == Ok(Kind::PUT) {
+                insert_value(&mut object, &event.value);
+            }
         }
         Record::Help => {
             object.insert("help".into(), json!(HELP));

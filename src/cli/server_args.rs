@@ -58,6 +58,10 @@ options:
   --tls-cert <path>         TLS for clients and peers: this server's certificate chain (PEM) ...
   --tls-key <path>          ... its private key (PEM) ...
   --tls-ca <path>           ... and the CA peers' certificates must chain to (mutual TLS)
+  --watch-history-writes <n>  recent writes kept for watchers to resume from, also after a
+                            failover (default 100000; 0: no watches)
+  --watch-history <size>    ... and at most this many bytes of them (default 64mb)
+  --watch-lag-max <writes>  cut off a watcher this many committed writes behind (default 10000)
   --metrics-addr <host:port>  serve Prometheus metrics on http://<host:port>/metrics (default: off)
   --address-file <path>     once listening, write the address (host:port) there: for scripts and
                             tests that start a server on port 0 (written whole, by a rename)
@@ -113,6 +117,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "fsync",
         "snapshot-log-bytes",
         "address-file",
+        "watch-history-writes",
+        "watch-history",
+        "watch-lag-max",
     ];
     let parsed =
         parse_args(args, &known, &["exit-on-expiry", "unsafe-read-anywhere", "insecure"], |_, _| false)?;
@@ -209,6 +216,9 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
                     .ok_or_else(|| format!("--fsync: expected always, batch or everysec, not {given:?}"))?;
             }
             "snapshot-log-bytes" => snapshot_log_bytes = byte_size(name, value)?,
+            "watch-history-writes" => replication.history.writes_max = number(name, value)?,
+            "watch-history" => replication.history.bytes_max = byte_size(name, value)?,
+            "watch-lag-max" => limits.watch_lag_max = positive(name, value)?,
             other => unreachable!("option {other} is in the known list"),
         }
     }

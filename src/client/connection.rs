@@ -69,6 +69,12 @@ impl From<ClientError> for CallFailure {
     }
 }
 
+/// A failure to reach the server (`peer_closed`: it had closed the
+/// connection).
+fn unreachable(error: &dyn fmt::Display, peer_closed: bool) -> CallFailure {
+    CallFailure { error: ClientError::Unreachable(error.to_string()), peer_closed }
+}
+
 /// Whether a socket error means the peer closed the connection.
 fn is_peer_closed(error: &io::Error) -> bool {
     matches!(error.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted)
@@ -148,6 +154,22 @@ impl Connection {
     }
 
     fn exchange(&mut self, request: &Request) -> Result<Response, CallFailure> {
+        self.send_frame(request)?;
+        self.receive_frame()
+    }
+
+    /// Sends `request` without waiting for a reply (a watch, whose replies
+    /// are a stream read with [`Connection::receive`]).
+    pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        self.send_frame(request).map_err(|failure| failure.error)
+    }
+
+    /// The next frame from the server, waiting at most the timeout.
+    pub fn receive(&mut self) -> Result<Response, ClientError> {
+        self.receive_frame().map_err(|failure| failure.error)
+    }
+
+    fn send_frame(&mut self, request: &Request) -> Result<(), CallFailure> {
         encode_frame(request, self.frame_bytes_max, &mut self.outgoing).map_err(|error| match error {
             FrameError::TooLarge { length, max } => ClientError::Server {
                 code: ErrorCode::ERR_TOO_LARGE,
@@ -155,11 +177,10 @@ impl Connection {
             },
             other => ClientError::Protocol(other.to_string()),
         })?;
-        let unreachable = |error: &dyn fmt::Display, peer_closed: bool| CallFailure {
-            error: ClientError::Unreachable(error.to_string()),
-            peer_closed,
-        };
-        self.socket.send(&self.outgoing).map_err(|error| unreachable(&error, is_peer_closed(&error)))?;
+        self.socket.send(&self.outgoing).map_err(|error| unreachable(&error, is_peer_closed(&error)))
+    }
+
+    fn receive_frame(&mut self) -> Result<Response, CallFailure> {
         match read_frame(self.socket.reader(), self.frame_bytes_max, &mut self.incoming) {
             Ok(true) => {}
             Ok(false) => return Err(unreachable(&"server closed the connection", true)),
@@ -246,7 +267,7 @@ impl Endpoint {
 }
 
 /// Turns an error reply into an `Err` and rejects replies to other requests.
-fn check_response(request: &Request, response: Response) -> Result<Response, ClientError> {
+pub(super) fn check_response(request: &Request, response: Response) -> Result<Response, ClientError> {
     let opcode = response.opcode.enum_value_or(Opcode::OP_UNSPECIFIED);
     if opcode == Opcode::OP_ERROR {
         // Connection-level errors (server full, frame refused) carry id 0.

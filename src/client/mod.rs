@@ -12,6 +12,7 @@
 //!   time-bounded, and keeps the last reading until it is stale.
 //! - [`routing`]: chain mode: writes to the head, reads to the tail, retries.
 //! - [`members`]: every member of a chain with its own `stats`.
+//! - [`watch`]: a stream of committed changes that follows the tail across failovers.
 //!
 //! The client never uses server, replication or chain-protocol code.
 
@@ -22,6 +23,7 @@ pub mod locator;
 pub mod members;
 pub mod retry;
 pub mod routing;
+pub mod watch;
 
 use std::hash::{BuildHasher, RandomState};
 

@@ -61,6 +61,14 @@ impl ChainTarget {
         self.observer = Some(observer);
     }
 
+    /// Tells the retry observer that a call at the tail is retried after
+    /// `error` (a watch resuming at the next tail).
+    pub fn note_retry(&self, error: &ClientError) {
+        if let Some(observer) = &self.observer {
+            observer(&retry_reason(Role::Tail, error), error);
+        }
+    }
+
     /// The chain read afresh from ZooKeeper, waiting at most `wait`.
     pub fn fresh_view(&mut self, wait: Duration) -> Result<ChainView, ClientError> {
         self.locator.mark_stale();

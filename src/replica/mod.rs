@@ -20,8 +20,10 @@
 pub mod commits;
 pub mod durable;
 mod expiry;
+pub mod history;
 mod links;
 pub mod outbox;
+mod table_store;
 pub mod transfers;
 
 use std::hash::{BuildHasher, RandomState};
@@ -34,8 +36,8 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
-    Action, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role, SnapshotPoint,
-    Store, WriteOp,
+    Action, AppliedWrite, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role,
+    SnapshotPoint, WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests};
 use crate::proto::ErrorCode;
@@ -45,8 +47,10 @@ pub use commits::commit_result;
 use commits::{Commits, OnSettled, Settlements};
 pub use durable::ReadKeys;
 pub use expiry::wall_ms;
+use history::{History, HistoryLimits, Recorded};
 pub use links::LinkStart;
 use outbox::Outbox;
+use table_store::TableStore;
 use transfers::StateTransfers;
 
 /// A client write applied at the head: where it is in the history, and the
@@ -92,6 +96,8 @@ pub struct ReplicationLimits {
     /// replica's memory past it (see [`NodeConfig::memory_bytes_max`]);
     /// `None`: no limit.
     pub memory_bytes_max: Option<u64>,
+    /// The watch history every replica keeps (see [`history`]).
+    pub history: HistoryLimits,
 }
 
 impl Default for ReplicationLimits {
@@ -103,6 +109,7 @@ impl Default for ReplicationLimits {
             client_records_max: crate::limits::CLIENT_RECORDS_MAX_DEFAULT,
             writers_max: crate::limits::CLIENTS_MAX_DEFAULT + 1,
             memory_bytes_max: None,
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -114,42 +121,6 @@ pub struct Snapshot {
     /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
     pub stream: u64,
     pub entries: Vec<(String, Vec<u8>)>,
-}
-
-/// The table as the node's [`Store`].
-struct TableStore<'a>(&'a Table);
-
-impl Store for TableStore<'_> {
-    fn apply(&mut self, key: &str, value: Option<Vec<u8>>) -> bool {
-        match value {
-            Some(value) => self.0.put(key, value),
-            None => self.0.delete(key),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    fn key_count(&self) -> u64 {
-        self.0.len()
-    }
-
-    fn bytes_stored(&self) -> u64 {
-        self.0.bytes_stored()
-    }
-
-    fn value_len(&self, key: &str) -> Option<usize> {
-        self.0.value_len(key)
-    }
-
-    fn put_many(&mut self, pairs: &[(&str, &[u8])]) {
-        self.0.put_many(pairs);
-    }
-
-    fn value_of(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.get(key)
-    }
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread
@@ -174,6 +145,8 @@ struct Carry<'a> {
     settlements: Option<Settlements<'a>>,
     more: Vec<Settlements<'a>>,
     committed: Option<u64>,
+    /// The writes applied in this step, for the watch history.
+    recorded: Vec<Recorded>,
 }
 
 impl<'a> Carry<'a> {
@@ -198,6 +171,8 @@ impl Effects for Carry<'_> {
             Action::HistoryCleared => {
                 *replica.progress.lock() = Progress::default();
                 self.committed = None;
+                self.recorded.clear();
+                replica.history.clear();
                 self.settle(replica.commits.reset());
                 replica.outbox.clear();
             }
@@ -215,6 +190,12 @@ impl Effects for Carry<'_> {
     fn persist(&mut self, history: u64, item: Durable) {
         if let Some(disk) = &self.replica.disk {
             disk.log(history, item);
+        }
+    }
+
+    fn applied(&mut self, write: AppliedWrite<'_>) {
+        if self.replica.history.keeps_writes() {
+            self.recorded.push(Recorded::new(&write));
         }
     }
 }
@@ -266,6 +247,8 @@ pub struct Replica {
     pub transfers: StateTransfers,
     /// `--data-dir`: the log and snapshots (see `durable`).
     disk: Option<durable::Disk>,
+    /// Recent writes and the commit point, for watchers.
+    pub history: History,
 }
 
 impl Replica {
@@ -327,6 +310,7 @@ impl Replica {
             membership_requests: Mutex::new(MembershipRequests::default()),
             membership_wake,
             transfers: StateTransfers::default(),
+            history: History::new(limits.history),
             server_id,
             limits,
             disk: None,
@@ -352,7 +336,13 @@ impl Replica {
         ack_writer: AckWriter,
         event: impl FnOnce(&mut ChainNode, &mut TableStore<'_>, &mut Carry<'_>) -> T,
     ) -> T {
-        let mut carry = Carry { replica: self, settlements: None, more: Vec::new(), committed: None };
+        let mut carry = Carry {
+            replica: self,
+            settlements: None,
+            more: Vec::new(),
+            committed: None,
+            recorded: Vec::new(),
+        };
         let mut node = self.node.lock();
         let result = event(&mut node, &mut TableStore(&self.table), &mut carry);
         self.publish(&node, &mut carry, ack_writer);
@@ -384,6 +374,9 @@ impl Replica {
         *progress = node_progress;
         if moved && ack_writer == AckWriter::Wake {
             self.commit_changed.notify_all();
+        }
+        if self.history.keeps_writes() && (carry.committed.is_some() || !carry.recorded.is_empty()) {
+            self.history.record(std::mem::take(&mut carry.recorded), carry.committed);
         }
         if let Some(committed) = carry.committed.take() {
             carry.settle(self.commits.advance(committed));

@@ -2,7 +2,8 @@
 //! [`Service`] and writes the reply, taking turns on the socket with the
 //! threads that answer its committed writes (see [`super::reply_port`]). A
 //! connection whose first frame is OP_REPLICATE is a predecessor's
-//! replication link and goes to the replication receiver instead.
+//! replication link and goes to the replication receiver instead; one that
+//! asks for OP_WATCH becomes a watch stream (see [`super::watch`]).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -16,6 +17,7 @@ use super::client_auth::{ClientAuth, Screened};
 use super::inflight::{Refused, Reservation};
 use super::reply_port::ReplyPort;
 use super::service::{PendingWrite, Reply, Service, error_response};
+use super::watch;
 use crate::limits::{
     COMMIT_EXPIRY_PERIOD, CONNECTION_READ_BUFFER_BYTES, INFLIGHT_EXEMPT_FRAME_BYTES, Limits,
     OVER_LIMIT_FIRST_FRAME_TIMEOUT, REFUSAL_DRAIN_BYTES_MAX, REFUSAL_LINGER, SETTLED_REPLIES_PER_REQUEST,
@@ -164,6 +166,11 @@ pub(super) fn serve_connection(
                 return writer.send(&response, service);
             }
         };
+        if request.opcode.enum_value() == Ok(Opcode::OP_WATCH) {
+            // From here on the connection carries the watch stream only.
+            drop(frame_reservation);
+            return watch::serve(&request, service, stopping, &mut |response| writer.send(response, service));
+        }
         match service.handle(request) {
             Reply::Now(response, reply_reservation) => {
                 writer.send(&response, service)?;

@@ -10,6 +10,7 @@
 //! This file is the acceptor; the rest of the server:
 //! - `connection`: one client connection's thread: frames in, replies out.
 //! - [`service`]: turns one decoded request into one reply (now, or at the write's commit).
+//! - `watch`: a connection turned into a stream of committed changes (OP_WATCH).
 //! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`stats`]: the counters behind the `stats` command.
 //! - [`fd_limit`]: raising the open-files limit so `--max-clients` connections fit.
@@ -28,6 +29,7 @@ mod operations;
 pub mod reply_port;
 pub mod service;
 pub mod stats;
+mod watch;
 
 use std::collections::HashMap;
 use std::io;

@@ -101,7 +101,9 @@ impl PendingWrite {
     }
 }
 
-/// What executing a request gave.
+/// What executing a request gave. Lives on the stack for one request:
+/// boxing the large variant would cost every read an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Executed {
     Answered(Opcode, Response, Option<Reservation>),
     Applied(Opcode, WriteReceipt),
@@ -224,6 +226,14 @@ impl Service {
                     "OP_REPLICATE must be the first frame of a connection",
                 ));
             }
+            // The connection turns into a watch stream before the service
+            // sees it (see `watch`); a service called directly refuses it.
+            Opcode::OP_WATCH => {
+                return Err(Refusal::new(
+                    ErrorCode::ERR_UNKNOWN_OPCODE,
+                    "OP_WATCH is served by the connection",
+                ));
+            }
             // The connection answers it before the service sees requests
             // (see `client_auth`); a service called directly refuses it.
             Opcode::OP_AUTH => {
@@ -332,6 +342,11 @@ impl Service {
             statistics.log_syncs = disk.syncs();
             statistics.synced = replica.synced();
         }
+        statistics.watchers = replica.history.watchers() as u64;
+        let history = replica.history.position();
+        let kept = replica.history.len() as u64;
+        statistics.watch_history_writes = kept;
+        statistics.watch_history_oldest = if kept > 0 { history.oldest } else { 0 };
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

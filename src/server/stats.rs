@@ -53,6 +53,10 @@ pub struct ServerStats {
     commit_latency: LatencyHistogram,
     /// Connections closed for a frame past `--frame-timeout-ms`.
     late_frames: AtomicU64,
+    /// Events sent to watchers, and watchers cut off for falling behind
+    /// (or not reading their stream within `--write-timeout-ms`).
+    watch_events: AtomicU64,
+    watchers_cut_off: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -66,6 +70,8 @@ impl Default for ServerStats {
             request_latency: LatencyHistogram::default(),
             commit_latency: LatencyHistogram::default(),
             late_frames: AtomicU64::new(0),
+            watch_events: AtomicU64::new(0),
+            watchers_cut_off: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +131,16 @@ impl ServerStats {
         self.late_frames.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts `count` events sent to a watcher.
+    pub fn record_watch_events(&self, count: usize) {
+        self.watch_events.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a watcher cut off.
+    pub fn record_watcher_cut_off(&self) {
+        self.watchers_cut_off.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A client connection opened; returns the number now open.
     pub fn client_connected(&self) -> u64 {
         self.clients.fetch_add(1, Ordering::Relaxed) + 1
@@ -162,6 +178,8 @@ impl ServerStats {
         statistics.ttls = count(Opcode::OP_TTL);
         statistics.persists = count(Opcode::OP_PERSIST);
         statistics.late_frames = self.late_frames.load(Ordering::Relaxed);
+        statistics.watch_events = self.watch_events.load(Ordering::Relaxed);
+        statistics.watchers_cut_off = self.watchers_cut_off.load(Ordering::Relaxed);
         statistics.operations = self.operations.iter().map(|counter| counter.load(Ordering::Relaxed)).sum();
         statistics.operation_time_us = self.request_latency.sum_us();
         statistics.errors = self.errors.load(Ordering::Relaxed);

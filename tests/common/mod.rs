@@ -8,6 +8,7 @@ pub mod chain;
 pub mod ensemble;
 pub mod pty;
 pub mod tls;
+pub mod watcher;
 
 use std::net::TcpStream;
 use std::path::Path;

@@ -1,0 +1,160 @@
+//! Watching a key or a prefix: one connection to the tail carries a stream
+//! of committed changes (OP_WATCH). In chain mode, when the stream ends
+//! because the tail changed or went away, the client reads the chain from
+//! ZooKeeper again and resumes at the new tail from the sequence after the
+//! last one the server said it looked at, so no change is missed and none
+//! is seen twice. Errors that a new tail cannot cure (the history is gone,
+//! the watcher was too slow) end the watch.
+
+use std::time::Duration;
+
+use log::debug;
+
+use super::connection::{ClientOptions, Connection, check_response};
+use super::error::ClientError;
+use super::retry::{Backoff, Deadline, is_retryable};
+use super::{Client, Target};
+use crate::proto::{Opcode, Request, WatchEvent};
+
+/// What to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRequest {
+    /// The key, or with `prefix` the start of every key watched.
+    pub keys: String,
+    pub prefix: bool,
+    /// The first sequence to see; `None`: the next write committed.
+    pub from: Option<u64>,
+}
+
+/// Why a watch that its caller stops ended: an error type for
+/// [`Client::watch`] whose callback says "stop" (`Stopped`).
+#[derive(Debug)]
+pub enum Ended {
+    /// The caller's callback asked to stop.
+    Stopped,
+    Failed(ClientError),
+}
+
+impl From<ClientError> for Ended {
+    fn from(error: ClientError) -> Ended {
+        Ended::Failed(error)
+    }
+}
+
+/// Why a stream on one connection ended.
+enum StreamEnd<E> {
+    /// The client's callback failed: the watch ends with its error.
+    Stopped(E),
+    /// The stream failed: perhaps another tail can go on.
+    Failed(ClientError),
+}
+
+impl Client {
+    /// Watches until `on_events` fails, or the stream fails in a way that a
+    /// new look at the chain cannot cure. `on_events` gets every frame's
+    /// events (perhaps none: a heartbeat about every second, so a caller
+    /// can notice it should stop), each exactly once, in sequence order.
+    /// In chain mode, a lost tail is looked for again for at most the
+    /// client's timeout.
+    pub fn watch<E: From<ClientError>>(
+        &mut self,
+        watched: &WatchRequest,
+        mut on_events: impl FnMut(&[WatchEvent]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut next = watched.from;
+        let mut backoff = Backoff::default();
+        let mut deadline = Deadline::starting_now(self.options.timeout);
+        loop {
+            let started = deadline.started;
+            let error = match self.watch_tail(watched, &mut next, &mut on_events, &mut deadline) {
+                StreamEnd::Stopped(error) => return Err(error),
+                StreamEnd::Failed(error) => error,
+            };
+            if deadline.started != started {
+                backoff = Backoff::default();
+            }
+            let Target::Chain(chain) = &self.target else {
+                return Err(error.into());
+            };
+            if !is_retryable(&error) {
+                return Err(error.into());
+            }
+            let Some(pause) = backoff.pause(deadline.remaining()) else {
+                return Err(error.into());
+            };
+            debug!("watch stream ended ({error}); resuming from {next:?} in {pause:?}");
+            chain.note_retry(&error);
+            std::thread::sleep(pause);
+        }
+    }
+
+    /// One stream from the current tail (or the one server). Once the
+    /// stream has started, `deadline` and the pauses start afresh.
+    fn watch_tail<E>(
+        &mut self,
+        watched: &WatchRequest,
+        next: &mut Option<u64>,
+        on_events: &mut impl FnMut(&[WatchEvent]) -> Result<(), E>,
+        deadline: &mut Deadline,
+    ) -> StreamEnd<E> {
+        let failed = StreamEnd::Failed;
+        let address = match &mut self.target {
+            Target::Server { endpoint, .. } => endpoint.address().to_owned(),
+            Target::Chain(chain) => match chain.fresh_view(deadline.remaining()) {
+                Ok(view) => match view.tail() {
+                    Some(tail) => tail.address.clone(),
+                    None => {
+                        return failed(ClientError::NoChain(format!(
+                            "no chain at {}: no ready server",
+                            chain.name()
+                        )));
+                    }
+                },
+                Err(error) => return failed(error),
+            },
+        };
+        let options = ClientOptions {
+            timeout: self.options.timeout.max(Duration::from_secs(2)),
+            ..self.options.clone()
+        };
+        let mut connection = match Connection::open(&address, &options) {
+            Ok(connection) => connection,
+            Err(error) => return failed(error),
+        };
+        let request = self.watch_request(watched, *next);
+        if let Err(error) = connection.send(&request) {
+            return failed(error);
+        }
+        loop {
+            let frame = match connection.receive().and_then(|response| check_response(&request, response)) {
+                Ok(frame) => frame,
+                Err(error) => return failed(error),
+            };
+            *deadline = Deadline::starting_now(self.options.timeout);
+            let expected = next.unwrap_or(0);
+            let fresh: Vec<WatchEvent> =
+                frame.events.into_iter().filter(|event| event.sequence >= expected).collect();
+            *next = Some(frame.watched_through + 1);
+            if let Err(error) = on_events(&fresh) {
+                return StreamEnd::Stopped(error);
+            }
+        }
+    }
+
+    /// The OP_WATCH request, with this client's ids.
+    fn watch_request(&mut self, watched: &WatchRequest, from: Option<u64>) -> Request {
+        let mut request = Request::new();
+        request.opcode = Opcode::OP_WATCH.into();
+        request.client_id = self.client_id;
+        request.request_id = self.next_request_id;
+        self.next_request_id += 1;
+        if watched.prefix {
+            request.watch_prefix = true;
+            request.prefix = watched.keys.clone();
+        } else {
+            request.key = Some(watched.keys.clone());
+        }
+        request.from_sequence = from;
+        request
+    }
+}
