@@ -94,8 +94,13 @@ fn kill_9_of_head_then_tail_costs_writes_far_less_than_the_session_timeout() {
     assert!(head_gap < GAP_MAX, "head kill: writes stopped for {head_gap:?}");
     assert!(tail_gap < GAP_MAX, "tail kill: writes stopped for {tail_gap:?}");
     // No acknowledged write was lost.
-    let table: std::collections::HashMap<String, Vec<u8>> = local_table(&survivor.address).into_iter().collect();
+    let table: std::collections::HashMap<String, Vec<u8>> =
+        local_table(&survivor.address).into_iter().collect();
     for (number, _, _) in acked.lock().unwrap().iter() {
-        assert_eq!(table.get(&format!("f{number}")), Some(&number.to_string().into_bytes()), "write {number} lost");
+        assert_eq!(
+            table.get(&format!("f{number}")),
+            Some(&number.to_string().into_bytes()),
+            "write {number} lost"
+        );
     }
 }

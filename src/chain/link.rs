@@ -16,9 +16,9 @@
 
 use super::effects::Effects;
 use super::injected::Check;
+use super::liveness::{Liveness, heartbeat_due};
 use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use super::sent::SentList;
-use super::liveness::{Liveness, heartbeat_due};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
 use crate::view::Member;
 

@@ -16,11 +16,13 @@ use std::collections::BTreeMap;
 
 use super::bootstrap::{self, Bootstrap, Holding};
 use super::eviction::{Evidence, Hold};
-use super::link::{Ack, Uplink};
 use super::injected::Check;
+use super::link::{Ack, Uplink};
 use super::{Action, ChainNode, Decline, NodeConfig, Outcome, Refusal, Role, Welcome, WriteOp, WriteReceipt};
 use crate::check::sim::server::SimStore;
-use crate::limits::{RECORD_PROGRESS_INTERVAL_MS, REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS};
+use crate::limits::{
+    RECORD_PROGRESS_INTERVAL_MS, REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS,
+};
 use crate::proto::{Entry, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::view::Readiness::{self, Joining, Ready};
 use crate::view::{ChainView, CommitRecord, Member, test_member};

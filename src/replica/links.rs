@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{AckWriter, Replica, Snapshot, TableStore};
-use crate::chain::link::{Ack, Aim, Downlink, LinkFault, Start, Uplink};
 use crate::chain::eviction::{Evidence, Hold};
+use crate::chain::link::{Ack, Aim, Downlink, LinkFault, Start, Uplink};
 use crate::chain::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use crate::proto::{Downstream, ReplicaHello};
 use crate::view::Member;
