@@ -427,14 +427,27 @@ pub const CHECK_MINIMIZE_TIME_MAX: Duration = Duration::from_secs(5);
 /// one lock acquisition.
 pub const REPLICATION_BATCH_MAX: usize = 1024;
 
-/// An idle sender sends an empty batch this often (ms), so the receiver can
-/// tell a silent predecessor from a dead one (and a predecessor replaced in
-/// the view is cut off even when it has nothing to send).
-pub const REPLICATION_HEARTBEAT_INTERVAL_MS: u64 = 200;
+/// An idle link end sends a frame this often (ms), both ways: the sender an
+/// empty batch, the receiver its unchanged progress; any frame counts. So
+/// the receiver can tell a silent predecessor from a dead one (and a
+/// predecessor replaced in the view is cut off even when it has nothing to
+/// send), and a peer missing a few in a row is suspect within tens of
+/// milliseconds (issue 19: failover in milliseconds). 15 ms is ~70 small
+/// frames a second per link: nothing next to a write load.
+pub const REPLICATION_HEARTBEAT_INTERVAL_MS: u64 = 15;
+
+/// A peer that missed this many heartbeats in a row is suspect (probed;
+/// never removed for silence alone, see `chain::liveness`). Four leaves
+/// room for a scheduler hiccup on a loaded machine.
+pub const REPLICATION_SUSPECT_AFTER_MISSED: u64 = 4;
 
 /// A receiver that hears nothing (not even a heartbeat) for this long drops
 /// the link; the predecessor reconnects if it is still alive.
 pub const REPLICATION_SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A member asks for at most one neighbour's removal this often (ms), so
+/// a confused or slow server cannot empty a chain in a storm of removals.
+pub const REMOVAL_INTERVAL_MIN_MS: u64 = 300;
 
 /// Entries per snapshot chunk: large enough to stream fast, small enough
 /// that a chunk of 100-byte values stays far below the frame limit.
@@ -446,7 +459,8 @@ pub const REPLICATION_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the ack writer waits for a commit before checking whether the
 /// link is still open and reporting progress that is not a commit.
-pub const REPLICATION_ACK_POLL: Duration = Duration::from_millis(100);
+/// One heartbeat interval, so an idle successor's heartbeats go out on time.
+pub const REPLICATION_ACK_POLL: Duration = Duration::from_millis(REPLICATION_HEARTBEAT_INTERVAL_MS);
 
 /// Pause before reconnecting after a failed link.
 pub const REPLICATION_RECONNECT_PAUSE: Duration = Duration::from_millis(100);
@@ -455,6 +469,10 @@ pub const REPLICATION_RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 pub const REPLICATION_QUEUE_POLL: Duration = Duration::from_millis(10);
 
 pub const REPLICATION_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A probe of a neighbour's listening port (proof of death) waits this
+/// long: a refused connect comes back at once; a slower answer is not proof.
+pub const REPLICATION_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Read buffer of the ack stream (acks are tiny).
 pub const REPLICATION_ACK_READ_BUFFER_BYTES: usize = 4096;

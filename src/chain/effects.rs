@@ -2,6 +2,7 @@
 //! it: the table it applies writes to, and the actions it decides on.
 
 use super::durable::Durable;
+use super::eviction::Evidence;
 use crate::proto::{Entry, Write};
 use crate::view::CommitRecord;
 
@@ -67,6 +68,9 @@ pub enum Action {
     /// we commit writes of our own, and only once the chain node records
     /// our view's epoch (see [`CommitRecord`]).
     RecordCommit(CommitRecord),
+    /// Ask ZooKeeper to remove this member (a neighbour proved dead; see
+    /// [`eviction`](super::eviction)); log it once with its evidence.
+    RemoveMember { name: String, evidence: Evidence },
 }
 
 /// A write as it is applied to the table, borrowed, for a host that keeps

@@ -74,10 +74,13 @@ pub enum Check {
     /// A declined write goes down the chain as a write of its own and is
     /// answered once committed (see `ChainNode::decline`).
     DeclineInOrder,
+    /// Only a refused connect is proof of a neighbour's death (see
+    /// `eviction`).
+    EvictWithoutProof,
 }
 
 impl Check {
-    pub const ALL: [Check; 23] = [
+    pub const ALL: [Check; 24] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -101,6 +104,7 @@ impl Check {
         Check::HandOverStopsCommits,
         Check::CasAtHead,
         Check::DeclineInOrder,
+        Check::EvictWithoutProof,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -156,6 +160,10 @@ impl Check {
             Check::DeclineInOrder => (
                 "answer-decline-at-once",
                 "a declined cas or incr is answered at once, not ordered as a write",
+            ),
+            Check::EvictWithoutProof => (
+                "evict-without-proof",
+                "a neighbour that timed out (not refused a connect) is removed from the chain",
             ),
         }
     }
@@ -239,6 +247,7 @@ mod tests {
             include_str!("membership.rs"),
             include_str!("link.rs"),
             include_str!("sent.rs"),
+            include_str!("eviction.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];
         for check in Check::ALL {

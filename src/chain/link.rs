@@ -16,9 +16,9 @@
 
 use super::effects::Effects;
 use super::injected::Check;
+use super::liveness::{Liveness, heartbeat_due};
 use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use super::sent::SentList;
-use crate::limits::REPLICATION_HEARTBEAT_INTERVAL_MS;
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
 use crate::view::Member;
 
@@ -71,6 +71,9 @@ pub struct Downlink {
     acked: Progress,
     /// When the last frame went out (for heartbeats).
     last_frame_ms: u64,
+    /// What we heard of the successor on the held link (acks are its
+    /// heartbeats).
+    heard: Liveness,
 }
 
 impl Downlink {
@@ -125,6 +128,7 @@ impl Downlink {
     /// successor applied.
     pub fn welcomed(&mut self, welcome: &Welcome, continuous: bool, node: &ChainNode, now_ms: u64) -> Start {
         self.last_frame_ms = now_ms;
+        self.heard.heard(now_ms);
         let resumable =
             continuous && !welcome.wants_snapshot && self.sent.can_resume_after(welcome.last_applied);
         if resumable && !node.enforces(Check::ResumePoint) {
@@ -181,7 +185,7 @@ impl Downlink {
     /// Whether a frame goes out now: new writes since the Sent list held
     /// `held_before`, a hand-over mark, or a heartbeat that is due.
     pub fn frame_due(&mut self, held_before: usize, promote_at: Option<u64>, now_ms: u64) -> bool {
-        let idle = now_ms.saturating_sub(self.last_frame_ms) >= REPLICATION_HEARTBEAT_INTERVAL_MS;
+        let idle = heartbeat_due(self.last_frame_ms, now_ms);
         let due = self.sent.len() > held_before || promote_at.is_some() || idle;
         if due {
             self.last_frame_ms = now_ms;
@@ -199,6 +203,17 @@ impl Downlink {
 
     pub fn give_back(&mut self, frame: &mut Downstream) {
         self.sent.give_back(&mut frame.writes);
+    }
+
+    /// A frame (an ack or an ack heartbeat) arrived from the successor.
+    pub fn heard(&mut self, now_ms: u64) {
+        self.heard.heard(now_ms);
+    }
+
+    /// Whether to probe the silent successor's listening port now (see
+    /// [`Liveness::probe_due`]); a refused probe is proof it is gone.
+    pub fn probe_due(&mut self, now_ms: u64) -> bool {
+        self.heard.probe_due(now_ms)
     }
 
     /// Writes forwarded and not yet committed.
@@ -234,6 +249,8 @@ pub struct Uplink {
     first_chunk: bool,
     /// The progress last acknowledged on it.
     reported: Progress,
+    /// When the last ack went up (for heartbeats).
+    last_ack_ms: u64,
 }
 
 impl Uplink {
@@ -245,6 +262,7 @@ impl Uplink {
             link: welcome.link,
             first_chunk: true,
             reported: Progress::default(),
+            last_ack_ms: 0,
         };
         Ok((uplink, welcome))
     }
@@ -275,13 +293,17 @@ impl Uplink {
         Ok(())
     }
 
-    /// Whether (and what) to acknowledge now.
-    pub fn ack_due(&mut self, node: &ChainNode) -> Ack {
+    /// Whether (and what) to acknowledge now: new progress, or the same
+    /// again as a heartbeat when nothing went up for an interval.
+    pub fn ack_due(&mut self, node: &ChainNode, now_ms: u64) -> Ack {
         match node.progress_for(&self.sender, self.link) {
             None => Ack::Close,
-            Some(progress) if progress == self.reported => Ack::Nothing,
+            Some(progress) if progress == self.reported && !heartbeat_due(self.last_ack_ms, now_ms) => {
+                Ack::Nothing
+            }
             Some(progress) => {
                 self.reported = progress;
+                self.last_ack_ms = now_ms;
                 Ack::Send(progress)
             }
         }

@@ -28,8 +28,11 @@
 //! - [`expiry`]: each expiring key's deadline, and the head's deletes of
 //!   the keys whose deadline passed.
 //! - [`clients`]: each client's latest write, for exactly-once retries.
+//! - [`eviction`]: proof of death, and the guard rails on asking
+//!   ZooKeeper to remove a neighbour.
 //! - [`link`]: the two ends of a replication link: resume point or
 //!   snapshot, Sent-list trimming, hand-over mark, heartbeats, acks.
+//! - [`liveness`]: heartbeats due, and when a silent peer is suspect.
 //! - [`sent`]: the Sent list: writes forwarded and not yet committed.
 //! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
 //! - [`registration`]: one registration in ZooKeeper: session confirmation,
@@ -42,10 +45,12 @@ pub mod bootstrap;
 pub mod clients;
 pub mod durable;
 pub mod effects;
+pub mod eviction;
 pub mod expiry;
 pub mod injected;
 pub mod lifecycle;
 pub mod link;
+pub mod liveness;
 mod membership;
 pub mod node;
 pub mod registration;

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use super::clients::ClientRecords;
 use super::durable::Durable;
 use super::effects::{Action, Effects, Store};
+use super::eviction::Evictions;
 use super::expiry::Deadlines;
 use super::injected::{self, Check};
 use super::lifecycle::Lifecycle;
@@ -243,6 +244,8 @@ pub struct ChainNode {
     /// Numbers our table's histories (raised whenever it is cleared), so a
     /// disk's report of an older history is not taken for this one.
     pub(super) history: u64,
+    /// When we last asked for a neighbour's removal (a guard rail).
+    pub(super) evictions: Evictions,
 }
 
 impl ChainNode {
@@ -277,6 +280,7 @@ impl ChainNode {
             durable: false,
             synced: 0,
             history: 0,
+            evictions: Evictions::default(),
         }
     }
 

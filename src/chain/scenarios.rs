@@ -15,10 +15,14 @@
 use std::collections::BTreeMap;
 
 use super::bootstrap::{self, Bootstrap, Holding};
+use super::eviction::{Evidence, Hold};
 use super::injected::Check;
+use super::link::{Ack, Uplink};
 use super::{Action, ChainNode, Decline, NodeConfig, Outcome, Refusal, Role, Welcome, WriteOp, WriteReceipt};
 use crate::check::sim::server::SimStore;
-use crate::limits::RECORD_PROGRESS_INTERVAL_MS;
+use crate::limits::{
+    RECORD_PROGRESS_INTERVAL_MS, REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS,
+};
 use crate::proto::{Entry, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::view::Readiness::{self, Joining, Ready};
 use crate::view::{ChainView, CommitRecord, Member, test_member};
@@ -189,6 +193,21 @@ impl Server {
 
     fn announced_ready(&self) -> bool {
         self.actions.contains(&Action::AnnounceReady)
+    }
+
+    /// It could not reach `peer` (a server of the scenario), with this
+    /// evidence, at `now_ms`.
+    fn cannot_reach(&mut self, peer: &str, evidence: Evidence, now_ms: u64) -> Result<(), Hold> {
+        self.node.peer_unreachable(peer, evidence, now_ms, &mut self.actions)
+    }
+
+    /// The members it asked ZooKeeper to remove, in order.
+    fn removals_asked(&self) -> Vec<String> {
+        let asked = self.actions.iter().filter_map(|action| match action {
+            Action::RemoveMember { name, .. } => Some(name.clone()),
+            _ => None,
+        });
+        asked.collect()
     }
 
     /// The writes it forwarded since last asked.
@@ -1053,4 +1072,74 @@ fn a_retry_of_a_declined_cas_is_decided_again() {
     let retried = chain.write_op(1, request, cas()).unwrap();
     assert_eq!(retried.outcome, Outcome::Applied { found: true, number: 0 });
     assert_eq!(retried.sequence, declined.sequence + 1);
+}
+
+// ---- failover (issue 19): heartbeats and proof of death ----
+
+/// A neighbour whose connect to a dead tail's port was refused asks for its
+/// removal at once; a second removal (the head) waits out the rate limit.
+#[test]
+fn a_refused_connect_asks_for_the_dead_neighbours_removal_once_per_interval() {
+    let mut chain = Chain::ready(&[1, 2, 3], 1);
+    let (head, tail) = (chain.s(1).name(), chain.s(3).name());
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::Refused, NOW_MS), Ok(()));
+    assert_eq!(chain.s(2).removals_asked(), vec![tail]);
+    let soon = NOW_MS + REMOVAL_INTERVAL_MIN_MS - 1;
+    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, soon), Err(Hold::TooSoon));
+    let later = NOW_MS + REMOVAL_INTERVAL_MIN_MS;
+    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, later), Ok(()));
+    assert_eq!(chain.s(2).removals_asked().len(), 2);
+}
+
+/// A connect that timed out proves nothing (the peer may be paused, and
+/// still serving reads under its lease): no removal.
+#[test]
+fn a_timed_out_connect_is_no_proof_of_death() {
+    let mut chain = Chain::ready(&[1, 2], 1);
+    let tail = chain.s(2).name();
+    assert_eq!(chain.s(1).cannot_reach(&tail, Evidence::TimedOut, NOW_MS), Err(Hold::NoProof));
+    assert!(chain.s(1).removals_asked().is_empty());
+}
+
+/// Only a neighbour in our view may be removed by us: a member two hops
+/// away is its own neighbours' business (and one gone already is no one's).
+#[test]
+fn only_a_neighbour_is_removed() {
+    let mut chain = Chain::ready(&[1, 2, 3], 1);
+    let tail = chain.s(3).name();
+    assert_eq!(chain.s(1).cannot_reach(&tail, Evidence::Refused, NOW_MS), Err(Hold::NotNeighbour));
+    assert_eq!(chain.s(1).cannot_reach("node9999999999", Evidence::Refused, NOW_MS), Err(Hold::NotNeighbour));
+    assert!(chain.s(1).removals_asked().is_empty());
+}
+
+/// A joining server never removes the last ready member: it holds the
+/// chain's state, and the joiner does not yet.
+#[test]
+fn the_last_ready_member_is_never_removed() {
+    let mut chain = Chain::ready(&[1], 1);
+    chain.add(2);
+    let view = chain.view(2, &[(1, Ready), (2, Joining)]);
+    chain.show(&[1, 2], &view);
+    let head = chain.s(1).name();
+    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, NOW_MS), Err(Hold::LastReady));
+    assert!(chain.s(2).removals_asked().is_empty());
+}
+
+/// An idle successor's end of the link sends its unchanged progress once
+/// a heartbeat interval, so a silent predecessor's link can tell it alive.
+#[test]
+fn an_idle_uplink_sends_a_heartbeat_each_interval() {
+    let mut chain = Chain::ready(&[1], 1);
+    chain.add(2);
+    let view = chain.view(2, &[(1, Ready), (2, Joining)]);
+    chain.show(&[1, 2], &view);
+    let mut hello = ReplicaHello::new();
+    hello.sender = chain.s(1).name();
+    hello.receiver = chain.s(2).name();
+    hello.epoch = 2;
+    let node = &mut chain.s(2).node;
+    let (mut uplink, _) = Uplink::accept(node, &hello).expect("the joiner accepts its predecessor");
+    assert!(matches!(uplink.ack_due(node, NOW_MS), Ack::Send(_)));
+    assert_eq!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS - 1), Ack::Nothing);
+    assert!(matches!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS), Ack::Send(_)));
 }

@@ -17,6 +17,7 @@ use log::{debug, error, info, warn};
 use zookeeper::{AddWatchMode, CreateMode, KeeperState, WatchedEvent, ZkError, ZkState};
 
 use crate::chain::bootstrap::{Bootstrap, Holding};
+use crate::chain::eviction::Evidence;
 use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
 use crate::coord::acl::{self, ZkIdentity};
 use crate::coord::zk::{self, BoundedZk};
@@ -87,6 +88,15 @@ pub struct MembershipRequests {
     pub record: Option<CommitRecord>,
     /// End this registration and register again, for this reason.
     pub reregister: Option<&'static str>,
+    /// Remove this member from the chain (a neighbour proved it dead).
+    pub remove: Option<Removal>,
+}
+
+/// A member to remove, and why (see `chain::eviction`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub name: String,
+    pub evidence: Evidence,
 }
 
 /// Why [`run`] returned.
@@ -330,6 +340,10 @@ impl<'config> Session<'config> {
                     if taken.announce_ready {
                         registration.announce_requested();
                     }
+                    if let Some(removal) = taken.remove {
+                        self.remove_member(&removal)?;
+                        view_dirty = true;
+                    }
                     if let Some(record) = taken.record {
                         registration.record_requested(record);
                     }
@@ -389,6 +403,39 @@ impl<'config> Session<'config> {
                 }
                 Confirmation::Failed
             }
+        }
+    }
+
+    /// Removes a member a neighbour proved dead, by deleting its node.
+    ///
+    /// One ZooKeeper operation, conditional by construction: a member's
+    /// node name carries a sequence number ZooKeeper never hands out twice,
+    /// so the delete can only end that one registration, and of two
+    /// neighbours racing to remove it exactly one succeeds (the other gets
+    /// `NoNode` and does nothing). The chain node's child version (our view
+    /// epoch) moves with it, so every link and reply of the removed member
+    /// is fenced by the epoch checks; if it was alive after all, it finds
+    /// its node gone, fences itself and registers again as a new member.
+    /// The chain record is untouched: the commit record names servers, not
+    /// registrations. Logged once, here, with its evidence.
+    fn remove_member(&self, removal: &Removal) -> Result<(), ZkError> {
+        let path = format!("{}/{}", self.config.chain_path, removal.name);
+        match self.zk.call(move |zk| zk.delete(&path, None)) {
+            Ok(()) => {
+                info!("removed {} from the chain: {}", removal.name, removal.evidence);
+                Ok(())
+            }
+            Err(ZkError::NoNode) => {
+                debug!("{} had left the chain already", removal.name);
+                Ok(())
+            }
+            // Session expiry stays the fallback: the member's session
+            // times out if ZooKeeper cannot be told now.
+            Err(ZkError::ConnectionLoss | ZkError::OperationTimeout | ZkError::NoAuth) => {
+                warn!("could not remove {} from the chain (ZooKeeper unreachable)", removal.name);
+                Ok(())
+            }
+            Err(error) => Err(error),
         }
     }
 

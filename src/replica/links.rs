@@ -6,9 +6,11 @@
 use std::time::Duration;
 
 use super::{AckWriter, Replica, Snapshot, TableStore};
+use crate::chain::eviction::{Evidence, Hold};
 use crate::chain::link::{Ack, Aim, Downlink, LinkFault, Start, Uplink};
 use crate::chain::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use crate::proto::{Downstream, ReplicaHello};
+use crate::view::Member;
 
 /// How a welcomed link starts, with the table copied when it needs it.
 pub enum LinkStart {
@@ -62,6 +64,19 @@ impl Replica {
         self.step(AckWriter::Wake, |node, _, carry| node.successor_ack(successor, committed, now_ms, carry))
     }
 
+    /// A neighbour could not be reached: ask for its removal if the
+    /// evidence proves it dead (see [`ChainNode::peer_unreachable`]).
+    pub fn peer_unreachable(&self, peer: &str, evidence: Evidence) -> Result<(), Hold> {
+        let now_ms = self.now_ms();
+        self.step(AckWriter::Wake, |node, _, carry| node.peer_unreachable(peer, evidence, now_ms, carry))
+    }
+
+    /// Our predecessor in the current view, if it is `name`.
+    pub fn predecessor_named(&self, name: &str) -> Option<Member> {
+        let node = self.node.lock();
+        node.position()?.predecessor.clone().filter(|member| member.name == name)
+    }
+
     pub fn set_sent_list_len(&self, length: usize) {
         self.sent_list_len.store(length as u64, std::sync::atomic::Ordering::Relaxed);
     }
@@ -92,7 +107,8 @@ impl Replica {
 
     /// Whether (and what) to acknowledge on `uplink` now.
     pub fn ack_due(&self, uplink: &mut Uplink) -> Ack {
-        uplink.ack_due(&self.node.lock())
+        let now_ms = self.now_ms();
+        uplink.ack_due(&self.node.lock(), now_ms)
     }
 
     /// Waits up to `timeout` for a commit point other than `seen`, and

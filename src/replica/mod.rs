@@ -39,7 +39,7 @@ use crate::chain::{
     Action, AppliedWrite, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role,
     SnapshotPoint, WriteOp,
 };
-use crate::coord::membership::{Member, MembershipRequests};
+use crate::coord::membership::{Member, MembershipRequests, Removal};
 use crate::proto::ErrorCode;
 use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
@@ -184,6 +184,9 @@ impl Effects for Carry<'_> {
                 replica.request_membership(|requests| requests.reregister = Some(reason))
             }
             Action::LeaseLost => self.settle(replica.commits.expire(Instant::now(), false)),
+            Action::RemoveMember { name, evidence } => {
+                replica.request_membership(|requests| requests.remove = Some(Removal { name, evidence }))
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod error;
 pub mod handshake;
+pub mod probe;
 pub mod receiver;
 pub mod sender;
 

@@ -12,7 +12,7 @@ use log::{info, warn};
 use parking_lot::Mutex;
 use protobuf::Message;
 
-use super::{LinkError, LinkSettings, handshake};
+use super::{LinkError, LinkSettings, handshake, probe};
 use crate::chain::Progress;
 use crate::chain::link::{Ack, Uplink};
 use crate::limits::{
@@ -84,6 +84,12 @@ pub fn serve(
     let _ = acks.join();
     if let Err(error) = &result {
         warn!("replication link from {sender} closed: {error}");
+    }
+    // Our predecessor's link ended: if its port refuses us now, it is gone.
+    if !stopping.load(Ordering::SeqCst)
+        && let Some(predecessor) = replica.predecessor_named(&sender)
+    {
+        probe::probe_and_report(replica, &predecessor);
     }
     result
 }
@@ -222,9 +228,9 @@ impl AckChannel {
 fn send_acks(upstream: &AckChannel, replica: &Replica, link_open: &AtomicBool) {
     while link_open.load(Ordering::SeqCst) {
         let reported = upstream.reported();
-        if replica.wait_commit_change(reported.committed, REPLICATION_ACK_POLL) == reported {
-            continue;
-        }
+        // Unchanged progress still goes up once an interval: the heartbeat
+        // our end of the link decides on.
+        replica.wait_commit_change(reported.committed, REPLICATION_ACK_POLL);
         if !upstream.report(replica) {
             return;
         }

@@ -14,7 +14,7 @@ use log::{debug, info, warn};
 use protobuf::Message;
 
 use super::LinkSettings;
-use super::{LinkError, handshake};
+use super::{LinkError, handshake, probe};
 use crate::chain::link::{Aim, Downlink, LinkFault};
 use crate::chain::{Progress, Welcome};
 use crate::limits::{
@@ -34,6 +34,8 @@ use crate::wire::{self, FrameWriter};
 struct Acks {
     applied: AtomicU64,
     committed: AtomicU64,
+    /// Frames received (acks and ack heartbeats): the successor is alive.
+    frames: AtomicU64,
     /// The ack stream ended: the link is broken.
     closed: AtomicBool,
 }
@@ -71,6 +73,8 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
             }
             Err(error) => {
                 debug!("replication to {successor}: {error}");
+                // A successor whose port refuses us now is gone.
+                probe::probe_and_report(replica, &successor);
                 thread::sleep(REPLICATION_RECONNECT_PAUSE);
             }
         }
@@ -139,6 +143,7 @@ fn replicate_to(
                 while let Ok(Some(upstream)) = reader.receive::<Upstream>() {
                     acks.applied.fetch_max(upstream.applied, Ordering::SeqCst);
                     acks.committed.fetch_max(upstream.committed, Ordering::SeqCst);
+                    acks.frames.fetch_add(1, Ordering::SeqCst);
                     if let Err(refusal) = replica.on_successor_progress(&successor.name, upstream.committed) {
                         warn!("replication to {successor}: {}", refusal.message);
                         break;
@@ -164,9 +169,17 @@ fn stream_writes(
     stopping: &AtomicBool,
 ) -> Result<(), LinkError> {
     let mut downstream = Downstream::new();
+    let mut frames_seen = 0;
     while !stopping.load(Ordering::SeqCst) {
         if acks.closed.load(Ordering::SeqCst) {
             return Err(LinkError::Closed);
+        }
+        let frames = acks.frames.load(Ordering::SeqCst);
+        if frames != std::mem::replace(&mut frames_seen, frames) {
+            link.heard(replica.now_ms());
+        }
+        if link.probe_due(replica.now_ms()) {
+            probe::probe_and_report(replica, successor);
         }
         link.acked(Progress {
             applied: acks.applied.load(Ordering::SeqCst),

@@ -12,7 +12,17 @@ pub const SERVER_START: Duration = Duration::from_secs(30);
 /// Starts a chain server registered in `zookeeper`; waits until it is a
 /// ready member (the first one starts the chain, later ones join).
 pub fn start_member(zookeeper: &ZooKeeperProcess, first: bool, extra: &[&str]) -> ServerProcess {
-    let mut args = vec![zookeeper.address(), "--zk-timeout-ms".into(), "1000".into()];
+    start_member_with_session(zookeeper, first, 1000, extra)
+}
+
+/// Like [`start_member`], with a ZooKeeper session of `session_ms`.
+pub fn start_member_with_session(
+    zookeeper: &ZooKeeperProcess,
+    first: bool,
+    session_ms: u64,
+    extra: &[&str],
+) -> ServerProcess {
+    let mut args = vec![zookeeper.address(), "--zk-timeout-ms".into(), session_ms.to_string()];
     args.extend(extra.iter().map(|arg| arg.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = start_server(64, &args);

@@ -7,6 +7,7 @@
 
 use super::server::{LinkMessage, server_of};
 use super::world::World;
+use crate::chain::eviction::Evidence;
 use crate::chain::link::{Ack, Aim, Start, Uplink};
 use crate::chain::{Progress, SnapshotPoint, Welcome};
 use crate::proto::{Downstream, Entry, SnapshotChunk};
@@ -44,6 +45,7 @@ impl World {
                 let Some(connection) = server_of(&successor.address).and_then(|to| self.connect(index, to))
                 else {
                     self.servers[index].link.closed();
+                    self.probe(index, &successor.name);
                     return;
                 };
                 hello.nonce = self.peer_auth.nonce();
@@ -154,6 +156,7 @@ impl World {
     fn on_ack(&mut self, index: usize, progress: Progress) {
         let server = &mut self.servers[index];
         server.link.acked(progress);
+        server.link.heard(self.now_ms);
         let Some(successor) = server.link.successor().map(str::to_owned) else { return };
         let mut actions = Vec::new();
         let result = server.node.successor_ack(&successor, progress.committed, self.now_ms, &mut actions);
@@ -226,7 +229,7 @@ impl World {
         for connection in connections {
             let server = &mut self.servers[index];
             let Some(uplink) = server.uplinks.get_mut(&connection) else { continue };
-            match uplink.ack_due(&server.node) {
+            match uplink.ack_due(&server.node, self.now_ms) {
                 Ack::Close => {
                     server.uplinks.remove(&connection);
                     self.close(connection);
@@ -240,11 +243,46 @@ impl World {
     pub fn server_link_closed(&mut self, connection: usize, to_successor: bool) {
         let index = self.end(connection, to_successor);
         let server = &mut self.servers[index];
-        if to_successor {
-            server.uplinks.remove(&connection);
+        let peer = if to_successor {
+            server.uplinks.remove(&connection).map(|uplink| uplink.sender().to_owned())
         } else if server.down.as_ref().is_some_and(|down| down.connection == connection) {
             server.down = None;
+            let successor = server.link.successor().map(str::to_owned);
             server.link.closed();
+            successor
+        } else {
+            None
+        };
+        if let Some(peer) = peer {
+            self.probe(index, &peer);
         }
+    }
+
+    /// Server `index` connects to `peer`'s listening port after its link
+    /// closed: a crashed server's port refuses (proof of death), a paused
+    /// or partitioned one times out, a live one answers (nothing learned).
+    fn probe(&mut self, index: usize, peer: &str) {
+        let Some(position) = self.servers[index].node.position() else { return };
+        let neighbours = [&position.predecessor, &position.successor];
+        let Some(target) = neighbours
+            .into_iter()
+            .flatten()
+            .find(|member| member.name == peer)
+            .and_then(|member| server_of(&member.address))
+        else {
+            return;
+        };
+        let evidence = if !self.servers[target].alive {
+            Evidence::Refused
+        } else if self.servers[target].paused_until_ms.is_some() || !self.reachable(index, target) {
+            Evidence::TimedOut
+        } else {
+            return;
+        };
+        let mut actions = Vec::new();
+        let now_ms = self.now_ms;
+        let asked = self.servers[index].node.peer_unreachable(peer, evidence, now_ms, &mut actions);
+        self.trace(|| format!("s{index} probes {peer}: {evidence:?}, {asked:?}"));
+        self.carry_out(index, actions);
     }
 }

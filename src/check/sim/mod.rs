@@ -249,23 +249,24 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 16] = [
+        const PINS: [(&str, u64, u64); 17] = [
             ("commit-early", 1, 1),
-            ("skip-predecessor-check", 3333, 205),
+            ("skip-predecessor-check", 3333, 401),
             ("stale-read", 1, 2),
             ("skip-peer-auth", 1, 1),
-            ("skip-link-check", 1, 40),
-            ("skip-applied-epoch-check", 1, 36),
-            ("skip-commit-record-check", 222, 83),
-            ("skip-lease-check", 3333, 1),
-            ("write-anywhere", 222, 3),
+            ("skip-link-check", 1, 328),
+            ("skip-applied-epoch-check", 1, 90),
+            ("skip-commit-record-check", 222, 27),
+            ("skip-lease-check", 3333, 20),
+            ("write-anywhere", 222, 11),
             ("skip-exactly-once", 1, 1),
-            ("skip-hand-over-check", 3333, 70),
-            ("record-from-non-tail", 1, 25),
+            ("skip-hand-over-check", 3333, 268),
+            ("record-from-non-tail", 1, 34),
             ("replicate-without-chain-state", 222, 1),
-            ("resume-past-applied", 1, 1),
-            ("commit-after-hand-over", 1, 19),
+            ("resume-past-applied", 1, 47),
+            ("commit-after-hand-over", 1, 23),
             ("cas-at-tail", 3333, 1),
+            ("evict-without-proof", 1, 17),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()

@@ -182,6 +182,14 @@ impl World {
                     }
                 }
                 Action::Reregister(reason) => server.reregister = Some(reason),
+                Action::RemoveMember { name, .. } => {
+                    // One ZooKeeper call, which a server cut off from
+                    // ZooKeeper cannot make.
+                    if !self.zk_cut.contains(&index) && self.zk.remove_member(&name) {
+                        self.trace(|| format!("zk: s{index} removed {name}"));
+                        self.notify_watchers();
+                    }
+                }
                 Action::RecordCommit(record) => {
                     if let Some(registration) = &mut server.registration {
                         registration.record_requested(record);

@@ -322,7 +322,7 @@ impl World {
         }
     }
 
-    fn reachable(&self, a: usize, b: usize) -> bool {
+    pub(super) fn reachable(&self, a: usize, b: usize) -> bool {
         !self.partitions.contains(&(a.min(b), a.max(b))) && self.servers[a].alive && self.servers[b].alive
     }
 

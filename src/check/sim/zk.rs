@@ -109,6 +109,16 @@ impl SimZk {
         Some(name)
     }
 
+    /// Deletes a member's node (a neighbour proved it dead): the child
+    /// version moves; false if the node was gone already.
+    pub fn remove_member(&mut self, name: &str) -> bool {
+        let before = self.members.len();
+        self.members.retain(|_, (member, _)| member.name != name);
+        let removed = self.members.len() < before;
+        self.cversion += u64::from(removed);
+        removed
+    }
+
     /// Sets a member's readiness (a data change: the child version stays).
     /// False if the node is gone or the session is not its owner.
     pub fn set_readiness(&mut self, session: u64, name: &str, readiness: Readiness) -> bool {

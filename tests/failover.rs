@@ -1,0 +1,106 @@
+//! Failover in milliseconds (issue 19, phase 1): a `kill -9`ed chain
+//! member is removed by its neighbour, whose connect to the dead port is
+//! refused, long before ZooKeeper would expire its session. Measured as a
+//! writer sees it: the time from the kill to the first acknowledged write
+//! that began after the kill.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chaintable::client::Client;
+use chaintable::client::connection::ClientOptions;
+use common::chain::{local_table, start_member_with_session};
+use common::{ServerProcess, start_zookeeper};
+
+/// The servers' ZooKeeper session: the gap without a removal.
+const SESSION_MS: u64 = 5_000;
+/// The gap must be far below the session timeout: only a removal, not an
+/// expiry, can give it. Generous for a loaded 2-core machine.
+const GAP_MAX: Duration = Duration::from_secs(1);
+/// How long the test waits for a write after a kill at most.
+const WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// Writes acknowledged so far: (key number, when the write began, when it
+/// was acknowledged).
+type Acked = Arc<Mutex<Vec<(u64, Instant, Instant)>>>;
+
+/// One chain client writing `f<n>` = `n` back to back until stopped.
+fn start_writer(zk_hosts: String, acked: Acked, stopping: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut client = Client::chain(&zk_hosts, "/chain", ClientOptions::default()).expect("chain client");
+        let started = Instant::now();
+        let mut number = 0u64;
+        while !stopping.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
+            number += 1;
+            let began = Instant::now();
+            if client.put(&format!("f{number}"), number.to_string()).is_ok() {
+                acked.lock().unwrap().push((number, began, Instant::now()));
+            }
+        }
+    })
+}
+
+/// Kills `victim` and returns the write gap: from the kill to the
+/// acknowledgement of the first write that began after it.
+fn kill_and_measure(victim: &mut ServerProcess, acked: &Acked) -> Duration {
+    let killed = Instant::now();
+    victim.kill();
+    loop {
+        let first = acked.lock().unwrap().iter().find(|(_, began, _)| *began >= killed).map(|entry| entry.2);
+        if let Some(done) = first {
+            return done - killed;
+        }
+        assert!(killed.elapsed() < WAIT_MAX, "no write acknowledged {WAIT_MAX:?} after the kill");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits until the writer has had `count` more writes acknowledged.
+fn wait_for_writes(acked: &Acked, count: usize) {
+    let target = acked.lock().unwrap().len() + count;
+    let deadline = Instant::now() + WAIT_MAX;
+    while acked.lock().unwrap().len() < target {
+        assert!(Instant::now() < deadline, "the writer made no progress");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn kill_9_of_head_then_tail_costs_writes_far_less_than_the_session_timeout() {
+    let zookeeper = start_zookeeper();
+    let mut servers: Vec<ServerProcess> =
+        (0..3).map(|index| start_member_with_session(&zookeeper, index == 0, SESSION_MS, &[])).collect();
+    let acked: Acked = Arc::default();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(zookeeper.address(), Arc::clone(&acked), Arc::clone(&stopping));
+    wait_for_writes(&acked, 200);
+
+    let head_gap = kill_and_measure(&mut servers[0], &acked);
+    wait_for_writes(&acked, 200);
+    let tail_gap = kill_and_measure(&mut servers[2], &acked);
+    wait_for_writes(&acked, 200);
+    stopping.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    println!("write gap after kill -9: head {head_gap:?}, tail {tail_gap:?} (session {SESSION_MS} ms)");
+
+    // The survivor knows it is the whole chain: asked, not read in a log.
+    let survivor = &servers[1];
+    let role = survivor.wait_for_stats(WAIT_MAX, |statistics| statistics.role == "head+tail");
+    assert!(role.is_some(), "the survivor never became head+tail: {:?}", survivor.stats());
+    assert!(head_gap < GAP_MAX, "head kill: writes stopped for {head_gap:?}");
+    assert!(tail_gap < GAP_MAX, "tail kill: writes stopped for {tail_gap:?}");
+    // No acknowledged write was lost.
+    let table: std::collections::HashMap<String, Vec<u8>> =
+        local_table(&survivor.address).into_iter().collect();
+    for (number, _, _) in acked.lock().unwrap().iter() {
+        assert_eq!(
+            table.get(&format!("f{number}")),
+            Some(&number.to_string().into_bytes()),
+            "write {number} lost"
+        );
+    }
+}
