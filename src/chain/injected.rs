@@ -74,10 +74,15 @@ pub enum Check {
     /// A declined write goes down the chain as a write of its own and is
     /// answered once committed (see `ChainNode::decline`).
     DeclineInOrder,
+    /// A durable node commits (and so acks upstream and answers clients)
+    /// only what its disk reported synced.
+    SyncedCommit,
+    /// Recovery applies every write its log holds.
+    ReplayWhole,
 }
 
 impl Check {
-    pub const ALL: [Check; 23] = [
+    pub const ALL: [Check; 25] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -101,6 +106,8 @@ impl Check {
         Check::HandOverStopsCommits,
         Check::CasAtHead,
         Check::DeclineInOrder,
+        Check::SyncedCommit,
+        Check::ReplayWhole,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -157,6 +164,12 @@ impl Check {
                 "answer-decline-at-once",
                 "a declined cas or incr is answered at once, not ordered as a write",
             ),
+            Check::SyncedCommit => {
+                ("ack-before-fsync", "a durable node commits writes its disk has not synced")
+            }
+            Check::ReplayWhole => {
+                ("replay-skips-record", "recovery counts every fourth logged write without applying it")
+            }
         }
     }
 
@@ -239,6 +252,7 @@ mod tests {
             include_str!("membership.rs"),
             include_str!("link.rs"),
             include_str!("sent.rs"),
+            include_str!("durable.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];
         for check in Check::ALL {

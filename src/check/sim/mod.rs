@@ -32,6 +32,7 @@
 
 pub mod client;
 mod crash;
+mod disk;
 mod generations;
 mod links;
 mod peer_auth;
