@@ -213,6 +213,12 @@ impl Check {
         )
     }
 
+    /// A check of durable nodes: the simulator reaches it only with
+    /// simulated disks (`table-check sim --durable`).
+    pub fn of_durability(self) -> bool {
+        matches!(self, Check::SyncedCommit | Check::ReplayWhole)
+    }
+
     pub fn from_bug_name(name: &str) -> Option<Check> {
         Check::ALL.into_iter().find(|check| check.bug_name() == name)
     }

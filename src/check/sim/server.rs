@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::SimConfig;
 use super::client::{Reply, Request};
-use super::disk::{Carry, SimDisk, durable_seed};
+use super::disk::{Carry, SimDisk};
 use super::links::DownConnection;
 use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
 use crate::chain::bootstrap::Holding;
@@ -133,7 +133,7 @@ impl Server {
             server_id,
             memory_bytes_max: None,
         };
-        let durable = durable_seed(config.seed);
+        let durable = config.durable;
         let mut node = ChainNode::new(node_config);
         if durable {
             node.set_durable(server_id);

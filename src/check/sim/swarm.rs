@@ -14,7 +14,7 @@
 //! seed still replays event for event.
 
 use super::crash::may_crash;
-use super::disk::{RESTART_MS, durable_seed};
+use super::disk::RESTART_MS;
 use super::server::{LinkMessage, server_of};
 use super::world::{Event, SESSION_TIMEOUT_MS, World};
 use crate::check::history::Fault;
@@ -302,7 +302,7 @@ impl World {
         }
         self.swarm.restart_due_ms = self.now_ms + RESTART_SPACING_MS;
         let paused = self.rng.below(2) == 0;
-        if durable_seed(self.config.seed) && self.rng.below(2) == 0 {
+        if self.config.durable && self.rng.below(2) == 0 {
             // Durable: every member crashes at once (power lost) and
             // comes back on its disk.
             for &server in live {

@@ -171,7 +171,7 @@ impl World {
             trap: None,
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
-            generations: GenerationCheck::default(),
+            generations: GenerationCheck::new(config.durable),
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
