@@ -182,7 +182,7 @@ mod tests {
                 let at: Vec<u64> = crashes.map(|fault| fault.start_us).collect();
                 // The last moment three servers crashed together.
                 let whole =
-                    at.windows(3).filter(|three| three[0] == three[2]).map(|three| three[0]).last()?;
+                    at.windows(3).filter(|three| three[0] == three[2]).map(|three| three[0]).next_back()?;
                 // The chain came back: of the reads called 5 s after it
                 // (restarts take up to 2.5 s), one at least was answered.
                 let mut later = history
