@@ -42,8 +42,12 @@ fn main() -> ExitCode {
         }
         CheckCommand::ListBugs => {
             for check in Check::ALL {
-                let shadowed = if check.reached_by_simulator() { "" } else { " shadowed" };
-                println!("{}{shadowed}", check.bug_name());
+                let kind = match (check.reached_by_simulator(), check.of_durability()) {
+                    (false, _) => " shadowed",
+                    (true, true) => " durable",
+                    (true, false) => "",
+                };
+                println!("{}{kind}", check.bug_name());
             }
             ExitCode::SUCCESS
         }

@@ -19,6 +19,7 @@ bases=("$@")
 ((${#bases[@]})) || bases=(1 11 222 3333 44444 555555 6666666 77777777 888888888 9999999999)
 read -r -a bugs <<<"${SIM_CATCH_BUGS:-none $("$check" sim --list-bugs | cut -d' ' -f1 | tr '\n' ' ')}"
 shadowed=" $("$check" sim --list-bugs | awk '$2 == "shadowed" { print $1 }' | tr '\n' ' ') "
+durable=" $("$check" sim --list-bugs | awk '$2 == "durable" { print $1 }' | tr '\n' ' ') "
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -26,6 +27,7 @@ trap 'rm -rf "$out"' EXIT
 cell() {
   local bug=$1 base=$2 flag=() start status=0 result
   [[ $bug == none ]] || flag=(--inject-bug "$bug")
+  [[ $durable == *" $bug "* ]] && flag+=(--durable)
   start=$(date +%s.%N)
   "$check" sim --seeds "$seeds" --seed "$base" "${flag[@]}" >"$out/$bug.$base.log" 2>&1 || status=$?
   if ((status == 1)); then
@@ -38,7 +40,7 @@ cell() {
   printf '%s %s %s %.1f\n' "$bug" "$base" "$result" "$(echo "$(date +%s.%N) - $start" | bc)" >"$out/$bug.$base"
 }
 export -f cell
-export check seeds out
+export check seeds out durable
 
 started=$(date +%s)
 for bug in "${bugs[@]}"; do

@@ -155,7 +155,10 @@ table_check_sim() {
       continue
     fi
     status=0
-    target/release/table-check sim --seeds 30000 --seed "$seed" --inject-bug "$bug" >"$test_log.sim" || status=$?
+    local durable=()
+    [[ $kind == durable ]] && durable=(--durable)
+    target/release/table-check sim --seeds 30000 --seed "$seed" --inject-bug "$bug" "${durable[@]}" >"$test_log.sim" ||
+      status=$?
     if ((status == 1)); then
       echo "injected bug $bug: caught ($(grep --only-matching 'run [0-9]* of' "$test_log.sim"))"
     else

@@ -14,6 +14,7 @@
 //! a history that can restart a chain (see `bootstrap`).
 
 use super::effects::{Action, Effects, Store};
+use super::injected::Check;
 use super::node::{ChainNode, Refusal, SnapshotPoint};
 use crate::proto::{ErrorCode, SnapshotChunk, Write};
 
@@ -114,6 +115,11 @@ impl ChainNode {
                     ));
                 }
                 self.generation = generation;
+                if !self.enforces(Check::ReplayWhole) && write.sequence % 4 == 0 {
+                    // The injected bug: counted, not applied.
+                    self.last_applied = write.sequence;
+                    return Ok(());
+                }
                 let durable = std::mem::replace(&mut self.durable, false);
                 self.apply_replicated(write, false, store, &mut ignored);
                 self.durable = durable;
@@ -156,11 +162,15 @@ mod tests {
     }
 
     fn standalone() -> ChainNode {
+        with_bug(None)
+    }
+
+    fn with_bug(bug: Option<Check>) -> ChainNode {
         let mut node = ChainNode::new(NodeConfig {
             standalone: true,
             chain_path: String::new(),
             client_records_max: 100,
-            bug: None,
+            bug,
             server_id: 1,
             memory_bytes_max: None,
         });
@@ -188,6 +198,35 @@ mod tests {
         assert_eq!(node.progress().committed, 1, "another history's report counts for nothing");
         node.synced_to(node.history(), 2, &mut effects);
         assert_eq!(node.progress().committed, 2);
+    }
+
+    /// `ack-before-fsync`: without the check, a write counts committed
+    /// (and would be answered) while only the page cache holds it.
+    #[test]
+    fn ack_before_fsync_commits_what_the_disk_has_not_synced() {
+        for (bug, committed) in [(None, 0), (Some(Check::SyncedCommit), 1)] {
+            let (mut node, mut store, mut effects) = (with_bug(bug), SimStore::new(), Recorder::default());
+            put(&mut node, &mut store, &mut effects, "a");
+            assert_eq!(node.progress().committed, committed, "{bug:?}");
+        }
+    }
+
+    /// `replay-skips-record`: without the check, recovery counts the
+    /// fourth write applied while the table lacks it, and no gap is seen.
+    #[test]
+    fn replay_skips_record_loses_a_logged_write_unnoticed() {
+        let (mut node, mut store, mut effects) = (standalone(), SimStore::new(), Recorder::default());
+        for key in ["a", "b", "c", "d"] {
+            put(&mut node, &mut store, &mut effects, key);
+        }
+        for (bug, holds_d) in [(None, true), (Some(Check::ReplayWhole), false)] {
+            let (mut copy, mut copied) = (with_bug(bug), SimStore::new());
+            for (_, item) in effects.logged.clone() {
+                copy.replay(item, &mut copied).expect("no gap is seen");
+            }
+            assert_eq!(copy.progress().applied, 4, "{bug:?}");
+            assert_eq!(copied.contains_key("d"), holds_d, "{bug:?}");
+        }
     }
 
     /// What was logged, replayed into a new node, gives the same table and

@@ -77,10 +77,15 @@ pub enum Check {
     /// Only a refused connect is proof of a neighbour's death (see
     /// `eviction`).
     EvictWithoutProof,
+    /// A durable node commits (and so acks upstream and answers clients)
+    /// only what its disk reported synced.
+    SyncedCommit,
+    /// Recovery applies every write its log holds.
+    ReplayWhole,
 }
 
 impl Check {
-    pub const ALL: [Check; 24] = [
+    pub const ALL: [Check; 26] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -105,6 +110,8 @@ impl Check {
         Check::CasAtHead,
         Check::DeclineInOrder,
         Check::EvictWithoutProof,
+        Check::SyncedCommit,
+        Check::ReplayWhole,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -165,6 +172,12 @@ impl Check {
                 "evict-without-proof",
                 "a neighbour that timed out (not refused a connect) is removed from the chain",
             ),
+            Check::SyncedCommit => {
+                ("ack-before-fsync", "a durable node commits writes its disk has not synced")
+            }
+            Check::ReplayWhole => {
+                ("replay-skips-record", "recovery counts every fourth logged write without applying it")
+            }
         }
     }
 
@@ -208,6 +221,12 @@ impl Check {
         )
     }
 
+    /// A check of durable nodes: the simulator reaches it only with
+    /// simulated disks (`table-check sim --durable`).
+    pub fn of_durability(self) -> bool {
+        matches!(self, Check::SyncedCommit | Check::ReplayWhole)
+    }
+
     pub fn from_bug_name(name: &str) -> Option<Check> {
         Check::ALL.into_iter().find(|check| check.bug_name() == name)
     }
@@ -248,6 +267,7 @@ mod tests {
             include_str!("link.rs"),
             include_str!("sent.rs"),
             include_str!("eviction.rs"),
+            include_str!("durable.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];
         for check in Check::ALL {

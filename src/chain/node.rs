@@ -396,7 +396,11 @@ impl ChainNode {
         };
         // Durable: not before it is on disk here (and, through the acks,
         // at every member after us).
-        let committed = if self.durable { committed.min(self.synced) } else { committed };
+        let committed = if self.durable && self.enforces(Check::SyncedCommit) {
+            committed.min(self.synced)
+        } else {
+            committed
+        };
         if committed > self.committed {
             assert!(committed <= self.last_applied, "the commit point never passes what was applied");
             self.committed = committed;

@@ -72,8 +72,12 @@ sim options:
 const USAGE_AFTER_BUGS: &str = "\
                           (*) shadowed by another check: not caught by the simulator yet
   --list-bugs             print the injected bugs' names, one a line; a shadowed one
-                          is followed by \"shadowed\"
-  --trace                 print every event of a failed run";
+                          is followed by \"shadowed\", one caught only with --durable
+                          by \"durable\"
+  --trace                 print every event of a failed run
+  --durable               every server has a simulated disk (--data-dir): a crashed server
+                          restarts on it, whole chains crash at once, and no acknowledged
+                          write may be lost";
 
 /// What `table-check` was asked to do.
 #[derive(Debug)]
@@ -97,19 +101,28 @@ pub struct SimArgs {
     pub steps: usize,
     pub bug: Option<Check>,
     pub trace: bool,
+    /// `--durable`: simulated disks.
+    pub durable: bool,
 }
 
 fn parse_sim_args(
     args: impl IntoIterator<Item = OsString>,
     default_seed: u64,
 ) -> Result<CheckCommand, UsageError> {
-    let known = ["seeds", "seed", "nodes", "steps", "inject-bug", "trace", "list-bugs"];
-    let parsed = parse_args(args, &known, &["trace", "list-bugs"], |_, _| false)?;
+    let known = ["seeds", "seed", "nodes", "steps", "inject-bug", "trace", "list-bugs", "durable"];
+    let parsed = parse_args(args, &known, &["trace", "list-bugs", "durable"], |_, _| false)?;
     if !parsed.positionals.is_empty() {
         return Err("sim takes options only".to_owned().into());
     }
-    let mut sim =
-        SimArgs { seeds: 2000, base_seed: default_seed, nodes: 3, steps: 300, bug: None, trace: false };
+    let mut sim = SimArgs {
+        seeds: 2000,
+        base_seed: default_seed,
+        nodes: 3,
+        steps: 300,
+        bug: None,
+        trace: false,
+        durable: false,
+    };
     for (name, value) in &parsed.options {
         match name.as_str() {
             "seeds" => sim.seeds = positive(name, value)?,
@@ -124,6 +137,7 @@ fn parse_sim_args(
                 })?);
             }
             "trace" => sim.trace = true,
+            "durable" => sim.durable = true,
             "list-bugs" => return Ok(CheckCommand::ListBugs),
             other => unreachable!("option {other} is in the known list"),
         }

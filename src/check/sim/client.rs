@@ -150,7 +150,8 @@ impl World {
             _ => OpKind::Incr,
         };
         let live: Vec<usize> = (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
-        let misrouted_to = (op == OpKind::Get && self.rng.below(10) == 0)
+        // (Nobody may be live: a durable chain crashed whole.)
+        let misrouted_to = (op == OpKind::Get && self.rng.below(10) == 0 && !live.is_empty())
             .then(|| live[self.rng.below(live.len() as u64) as usize]);
         let delta = self.rng.between(1, 3);
         let client = &mut self.clients[index];

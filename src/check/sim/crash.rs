@@ -10,9 +10,11 @@
 use crate::view::CommitRecord;
 
 /// Whether `server` may crash now, with `live` servers running and the
-/// chain node holding `record` (server `i` has server id `i + 1`).
-pub fn may_crash(record: &CommitRecord, live: &[usize], server: usize) -> bool {
-    live.iter().any(|&other| other != server && record.includes(other as u64 + 1))
+/// chain node holding `record` (server `i` has server id `i + 1`). Any
+/// durable server may: it restarts on its disk, which holds every write it
+/// counted committed, so the whole chain may crash at once.
+pub fn may_crash(record: &CommitRecord, live: &[usize], server: usize, durable: bool) -> bool {
+    durable || live.iter().any(|&other| other != server && record.includes(other as u64 + 1))
 }
 
 #[cfg(test)]
@@ -24,10 +26,11 @@ mod tests {
     #[test]
     fn the_last_live_server_named_in_the_record_is_not_crashed() {
         let record = CommitRecord { epoch: 4, servers: vec![1], generation: 1, committed: 9 };
-        assert!(!may_crash(&record, &[0, 1, 2], 0), "s0 holds the only copy of committed writes");
-        assert!(may_crash(&record, &[0, 1, 2], 1));
+        assert!(!may_crash(&record, &[0, 1, 2], 0, false), "s0 holds the only copy of committed writes");
+        assert!(may_crash(&record, &[0, 1, 2], 1, false));
         let both = CommitRecord { servers: vec![1, 2], ..record };
-        assert!(may_crash(&both, &[0, 1, 2], 0));
-        assert!(!may_crash(&both, &[0, 2], 0), "s1, the other one named, is down");
+        assert!(may_crash(&both, &[0, 1, 2], 0, false));
+        assert!(!may_crash(&both, &[0, 2], 0, false), "s1, the other one named, is down");
+        assert!(may_crash(&record, &[0], 0, true), "a durable server restarts on its disk");
     }
 }

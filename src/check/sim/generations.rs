@@ -18,9 +18,18 @@ pub struct GenerationCheck {
     recorded_max: u64,
     /// The first breach of the rule, if any.
     violation: Option<String>,
+    /// Durable servers (`--durable`): every restart is on its disk, so no
+    /// restart may drop acknowledged writes, not even by raising the
+    /// generation.
+    durable: bool,
 }
 
 impl GenerationCheck {
+    /// The rule for a run of durable servers or not.
+    pub fn new(durable: bool) -> GenerationCheck {
+        GenerationCheck { durable, ..GenerationCheck::default() }
+    }
+
     /// A server told a client that write `sequence` of `generation` is
     /// committed.
     pub fn acknowledged(&mut self, server: usize, generation: u64, sequence: u64) {
@@ -53,6 +62,11 @@ impl GenerationCheck {
         let held = if held_generation == latest { applied } else { 0 };
         if generation < latest {
             self.breach(format!("s{server} started generation {generation} after generation {latest}"));
+        } else if self.durable && generation > latest && committed > 0 {
+            self.breach(format!(
+                "s{server} started generation {generation}, dropping write {committed} of generation \
+                 {latest}, acknowledged by a durable chain"
+            ));
         } else if committed > held && generation == latest {
             self.breach(format!(
                 "s{server} restarted generation {latest}, which had acknowledged write {committed}, \
@@ -90,6 +104,18 @@ mod tests {
         assert_eq!(check.violation(), None, "a loss that raised the generation");
         check.chain_started(2, 1, 9, 1);
         assert!(check.violation().unwrap().contains("without raising"));
+    }
+
+    /// Durable: a restart on the disks keeps every acknowledged write, so
+    /// raising the generation over acknowledged writes is a loss.
+    #[test]
+    fn a_durable_chain_never_drops_acknowledged_writes() {
+        let mut check = GenerationCheck::new(true);
+        check.chain_started(0, 0, 0, 1);
+        check.recorded(&record(1));
+        check.acknowledged(0, 1, 10);
+        check.chain_started(2, 1, 9, 2);
+        assert!(check.violation().unwrap().contains("acknowledged by a durable chain"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`Uplink`](crate::chain::link::Uplink), the same code the server's link
 //! threads run; this file only turns them into simulated messages.
 
+use super::disk::Carry;
 use super::server::{LinkMessage, server_of};
 use super::world::World;
 use crate::chain::eviction::Evidence;
@@ -63,17 +64,17 @@ impl World {
             return;
         }
         let connection = down.connection;
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let promote_at = match server.link.streaming_step(&mut server.node, &mut actions) {
             Ok(promote_at) => promote_at,
             Err(_) => {
-                self.carry_out(index, actions);
+                self.carry(index, actions);
                 self.drop_downlink(index);
                 return;
             }
         };
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         let server = &mut self.servers[index];
         let before = server.link.sent_len();
         let room = server.link.room(SENT_MAX, SENT_MAX).min(server.outbox.len());
@@ -158,9 +159,9 @@ impl World {
         server.link.acked(progress);
         server.link.heard(self.now_ms);
         let Some(successor) = server.link.successor().map(str::to_owned) else { return };
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         let result = server.node.successor_ack(&successor, progress.committed, self.now_ms, &mut actions);
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         if result.is_err() {
             self.drop_downlink(index);
         }
@@ -216,9 +217,9 @@ impl World {
     fn receive(&mut self, index: usize, connection: usize, frame: Downstream) -> Result<(), ()> {
         let server = &mut self.servers[index];
         let Some(uplink) = server.uplinks.get_mut(&connection) else { return Err(()) };
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         let result = uplink.receive(&mut server.node, frame, &mut server.store, &mut actions);
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         result.map_err(|_| ())
     }
 

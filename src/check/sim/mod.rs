@@ -32,6 +32,7 @@
 
 pub mod client;
 mod crash;
+mod disk;
 mod generations;
 mod links;
 mod peer_auth;
@@ -59,6 +60,8 @@ pub struct SimConfig {
     /// Shrink a violation to a short sub-history (seconds); off where only
     /// pass or fail counts.
     pub explain: bool,
+    /// Servers have simulated disks (see `disk.rs`).
+    pub durable: bool,
 }
 
 /// What one run found.
@@ -117,7 +120,10 @@ const TRACE_TAIL_LINES: usize = 400;
 pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
     use crate::check::verify::Explanation;
     let started = std::time::Instant::now();
-    let bug = args.bug.map_or(String::new(), |bug| format!(" --inject-bug {}", bug.bug_name()));
+    let mut bug = args.bug.map_or(String::new(), |bug| format!(" --inject-bug {}", bug.bug_name()));
+    if args.durable {
+        bug.push_str(" --durable");
+    }
     println!(
         "table-check sim: {} seeds from base seed {} ({} nodes, {} operations each){bug}",
         args.seeds, args.base_seed, args.nodes, args.steps
@@ -136,6 +142,7 @@ pub fn run_seeds(args: &crate::check::args::SimArgs) -> bool {
             bug: args.bug,
             trace: false,
             explain: true,
+            durable: args.durable,
         };
         let outcome = run(&config);
         operations += outcome.report.operations;
@@ -194,7 +201,7 @@ mod tests {
     use super::*;
 
     fn config(seed: u64) -> SimConfig {
-        SimConfig { seed, nodes: 3, steps: 300, bug: None, trace: false, explain: true }
+        SimConfig { seed, nodes: 3, steps: 300, bug: None, trace: false, explain: true, durable: false }
     }
 
     /// Seeds on which `table-check sim` (3 nodes, 300 operations) found a
@@ -249,7 +256,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 17] = [
+        const PINS: [(&str, u64, u64); 19] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 3333, 401),
             ("stale-read", 1, 2),
@@ -267,6 +274,8 @@ mod tests {
             ("commit-after-hand-over", 1, 23),
             ("cas-at-tail", 3333, 1),
             ("evict-without-proof", 1, 17),
+            ("ack-before-fsync", 222, 61),
+            ("replay-skips-record", 1, 6),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()
@@ -277,7 +286,8 @@ mod tests {
         for (name, base, runs) in PINS {
             let bug = Check::from_bug_name(name);
             let caught = (0..runs).find(|&index| {
-                !run(&SimConfig { bug, explain: false, ..config(seed_at(base, index)) }).passed()
+                let durable = bug.is_some_and(Check::of_durability);
+                !run(&SimConfig { bug, explain: false, durable, ..config(seed_at(base, index)) }).passed()
             });
             assert!(caught.is_some(), "{name} not caught in {runs} runs from base {base}");
         }

@@ -11,6 +11,7 @@
 //! nothing from the world's generator, so every schedule (and every seed in
 //! `FOUND`) is what it was without it.
 
+use super::disk::Carry;
 use super::world::{Event, World};
 use crate::chain::Check;
 use crate::chain::injected::enforced;
@@ -111,7 +112,7 @@ impl World {
         self.trace(|| {
             format!("impostor: got in at s{target} as {}; forging write {}", hello.sender, forged.sequence)
         });
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         let server = &mut self.servers[target];
         let _ = server.node.replicated_batch(
             &hello.sender,
@@ -120,7 +121,7 @@ impl World {
             &mut server.store,
             &mut actions,
         );
-        self.carry_out(target, actions);
+        self.carry(target, actions);
         self.after_step(target);
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::SimConfig;
 use super::client::{Reply, Request};
+use super::disk::{Carry, SimDisk};
 use super::links::DownConnection;
 use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
 use crate::chain::bootstrap::Holding;
@@ -114,6 +115,11 @@ pub struct Server {
     /// Pause for this long right after the next client write is applied,
     /// before the sender forwards it.
     pub pause_after_write: Option<u64>,
+    /// The disk, in a durable run (see `disk.rs`).
+    pub(super) disk: Option<SimDisk>,
+    /// Connections numbered below this were made before this process
+    /// started (a crashed process's): what arrives on them is lost.
+    pub(super) first_connection: usize,
 }
 
 impl Server {
@@ -127,8 +133,13 @@ impl Server {
             server_id,
             memory_bytes_max: None,
         };
+        let durable = config.durable;
+        let mut node = ChainNode::new(node_config);
+        if durable {
+            node.set_durable(server_id);
+        }
         Server {
-            node: ChainNode::new(node_config),
+            node,
             store: SimStore::new(),
             alive: true,
             paused_until_ms: None,
@@ -143,6 +154,8 @@ impl Server {
             sender_woken: false,
             reregister: None,
             pause_after_write: None,
+            disk: durable.then(SimDisk::default),
+            first_connection: 0,
         }
     }
 }
@@ -236,9 +249,9 @@ impl World {
             return;
         }
         let now = self.now_ms;
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         self.servers[index].node.tick(now, &mut actions);
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         let (overdue, waiting) = std::mem::take(&mut self.servers[index].pending)
             .into_iter()
             .partition::<Vec<_>, _>(|pending| pending.deadline_ms <= now);
@@ -320,10 +333,10 @@ impl World {
     fn register(&mut self, index: usize) {
         let now = self.now_ms;
         let session = self.zk.open_session(index, now);
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let readiness = server.node.registration(&mut server.store, &mut actions);
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         let Some(name) = self.zk.create_member(session, &format!("s{index}"), readiness, index as u64 + 1)
         else {
             return;
@@ -339,9 +352,9 @@ impl World {
     /// register again after a pause.
     fn leave(&mut self, index: usize, reason: &str) {
         self.trace(|| format!("s{index} leaves: {reason}"));
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         self.servers[index].node.fence(reason, &mut actions);
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         self.servers[index].registration = None;
         if let Some(session) = self.servers[index].session.take()
             && self.zk.close_session(session).is_some()
@@ -366,10 +379,10 @@ impl World {
             }
             return;
         }
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         self.servers[index].node.view_changed(&view, &name, &mut actions);
         self.trace_view(index, &view);
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         if let Some(reason) = self.servers[index].reregister.take() {
             self.leave(index, reason);
             return;
@@ -425,7 +438,7 @@ impl World {
 
     pub fn server_request(&mut self, index: usize, client: usize, attempt: u64, request: Request) {
         let now = self.now_ms;
-        let mut actions = Vec::new();
+        let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let applied_before = server.node.progress().applied;
         let reply = match request {
@@ -456,7 +469,7 @@ impl World {
                 Err(refusal) => Some(Reply::Refused(refusal.code)),
             },
         };
-        self.carry_out(index, actions);
+        self.carry(index, actions);
         if let Some(reply) = reply {
             self.reply(index, client, attempt, reply);
         }

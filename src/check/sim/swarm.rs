@@ -14,6 +14,7 @@
 //! seed still replays event for event.
 
 use super::crash::may_crash;
+use super::disk::RESTART_MS;
 use super::server::{LinkMessage, server_of};
 use super::world::{Event, SESSION_TIMEOUT_MS, World};
 use crate::check::history::Fault;
@@ -54,7 +55,8 @@ enum Kind {
     ReplacedLink,
     /// Trap: at the next view change, the tail is cut off from ZooKeeper.
     TailCutAfterViewChange,
-    /// Every live server loses its session at once.
+    /// Every live server loses its session at once (in a durable run, or
+    /// crashes and restarts on its disk).
     ChainRestart,
 }
 
@@ -171,11 +173,15 @@ impl World {
         let pick = |world: &mut World, from: &[usize]| from[world.rng.below(from.len() as u64) as usize];
         let kind = self.swarm.kind(&mut self.rng);
         match kind {
+            // Every server crashed at once (durable): nothing to do until
+            // they are back.
+            _ if live.is_empty() => {}
             // Crash: only while another live server holds every committed
             // write (see crash.rs).
             Kind::Crash => {
                 let server = pick(self, &live);
-                if may_crash(&self.zk.view().record, &live, server) {
+                let durable = self.servers[server].disk.is_some();
+                if may_crash(&self.zk.view().record, &live, server, durable) {
                     self.crash(server);
                 }
             }
@@ -296,6 +302,14 @@ impl World {
         }
         self.swarm.restart_due_ms = self.now_ms + RESTART_SPACING_MS;
         let paused = self.rng.below(2) == 0;
+        if self.config.durable && self.rng.below(2) == 0 {
+            // Durable: every member crashes at once (power lost) and
+            // comes back on its disk.
+            for &server in live {
+                self.crash(server);
+            }
+            return;
+        }
         for &server in live {
             let duration = SESSION_TIMEOUT_MS + self.rng.between(50, SESSION_TIMEOUT_MS * 3 / 2);
             if paused {
@@ -402,6 +416,10 @@ impl World {
         self.servers[server].alive = false;
         self.servers[server].paused_until_ms = None;
         self.break_connections(server, None);
+        if self.servers[server].disk.is_some() {
+            let delay = self.rng.between(RESTART_MS.0, RESTART_MS.1);
+            self.schedule(delay, Event::Restart(server));
+        }
     }
 
     pub(super) fn heal(&mut self, heal: Heal) {

@@ -59,6 +59,10 @@ pub enum Event {
     Impostor,
     /// A fault ends.
     Heal(Heal),
+    /// A server's disk syncs what was logged (see `disk.rs`).
+    DiskSync(usize),
+    /// A crashed durable server starts again on its disk.
+    Restart(usize),
 }
 
 struct Scheduled {
@@ -167,7 +171,7 @@ impl World {
             trap: None,
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
-            generations: GenerationCheck::default(),
+            generations: GenerationCheck::new(config.durable),
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
@@ -240,7 +244,7 @@ impl World {
     fn handle(&mut self, event: Event) {
         // A paused server handles nothing until it resumes: its events wait.
         if let Some(server) = self.target(&event) {
-            if !self.servers[server].alive {
+            if !self.servers[server].alive || self.before_restart(server, &event) {
                 return;
             }
             match self.servers[server].paused_until_ms {
@@ -279,6 +283,19 @@ impl World {
             Event::Nemesis => self.nemesis(),
             Event::Impostor => self.impostor(),
             Event::Heal(heal) => self.heal(heal),
+            Event::DiskSync(server) => self.disk_sync(server),
+            Event::Restart(server) => self.restart(server),
+        }
+    }
+
+    /// Whether `event` came on a connection of a process that crashed
+    /// before `server` restarted: lost with it.
+    fn before_restart(&self, server: usize, event: &Event) -> bool {
+        match event {
+            Event::Message { connection, .. } | Event::Closed { connection, .. } => {
+                *connection < self.servers[server].first_connection
+            }
+            _ => false,
         }
     }
 
@@ -287,6 +304,7 @@ impl World {
         match event {
             Event::Tick(server)
             | Event::SenderWake(server)
+            | Event::DiskSync(server)
             | Event::View { server, .. }
             | Event::Request { server, .. } => Some(*server),
             Event::Message { connection, to_successor, .. } | Event::Closed { connection, to_successor } => {
