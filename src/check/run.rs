@@ -168,10 +168,11 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
     let mut history = History { seed: config.seed, records, faults };
     final_reads(&workload, config, &clock, &mut history);
     let watch = watching.and_then(|watching| match watching.finish(&workload) {
-        Ok(events) => {
+        Ok(Some(events)) => {
             info!("the watcher saw {} changes", events.len());
             watcher::check(&events, &history.records, config.keys)
         }
+        Ok(None) => None,
         Err(problem) => Some(problem),
     });
     let members = match &cluster {
