@@ -381,9 +381,8 @@ pub(super) fn search(history: &[Operation], initial: Option<u64>, steps_max: u64
     let mut path = vec![search.node(initial, None, None)];
     let mut deepest = (0usize, path[0].blocker);
     let mut steps = 0u64;
-    loop {
-        // The path empties once the root's candidates are all tried.
-        let Some(depth) = path.len().checked_sub(1) else { break };
+    // The path empties once the root's candidates are all tried.
+    while let Some(depth) = path.len().checked_sub(1) {
         let Some(node) = path.last_mut() else { break };
         let Some(&index) = node.candidates.get(node.tried) else {
             // None of the candidates fits: the blocker cannot be placed.
