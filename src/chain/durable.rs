@@ -16,6 +16,7 @@
 use super::effects::{Action, Effects, Store};
 use super::injected::Check;
 use super::node::{ChainNode, Refusal, SnapshotPoint};
+use super::uncommitted::ReadKeys;
 use crate::proto::{ErrorCode, SnapshotChunk, Write};
 
 /// One thing a durable node logs.
@@ -27,6 +28,28 @@ pub enum Durable {
     Chunk(SnapshotChunk),
     /// The table's history starts over (it was cleared).
     Reset,
+}
+
+/// What a frame tells the successor about the disks before it: in view
+/// `epoch`, every member from the head to the sender holds the writes up
+/// to `sequence` on disk.
+///
+/// Why the tail waits for it: a member that crashes and restarts on its
+/// disk comes back with only what it synced, and the commit record may
+/// still name it (the tail that would write a newer record can be cut off
+/// from ZooKeeper). If the tail had committed a write that member never
+/// synced, the member could restart the chain without it (found by
+/// `table-check sim --durable`, seed 8338124441377712905). So the tail
+/// commits only what every member before it synced, and every member
+/// named in the record holds every committed write.
+///
+/// A report counts only in the view it was made in: a member of a newer
+/// view has fewer members before it, so its report does not speak for
+/// the members an older view still puts before the receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncedReport {
+    pub epoch: u64,
+    pub sequence: u64,
 }
 
 /// A durable node's table at one point, for a snapshot file: the client
@@ -59,7 +82,7 @@ impl ChainNode {
         self.synced = 0;
         effects.act(Action::HistoryCleared);
         if self.durable {
-            effects.persist(self.history, Durable::Reset);
+            self.log_durable(Durable::Reset, effects);
         }
     }
 
@@ -77,6 +100,54 @@ impl ChainNode {
     /// The last write on disk (durable), or applied (not durable).
     pub fn synced(&self) -> u64 {
         if self.durable { self.synced } else { self.last_applied }
+    }
+
+    /// Logs `item` in the current history, noting the keys it leaves
+    /// uncommitted for reads.
+    pub(super) fn log_durable(&mut self, item: Durable, effects: &mut impl Effects) {
+        self.uncommitted.note(&item);
+        effects.persist(self.history, item);
+    }
+
+    /// The commit point a read of `keys` must wait for before it answers:
+    /// the newest write it may show that may not be committed (durable; 0
+    /// otherwise, or when there is none).
+    pub fn read_waits_for(&self, keys: ReadKeys<'_>) -> u64 {
+        if !self.durable {
+            return 0;
+        }
+        self.uncommitted.newest(keys, self.last_applied)
+    }
+
+    /// What to tell our successor of the disks up to ours (durable only).
+    pub fn synced_report(&self) -> Option<SyncedReport> {
+        self.durable.then(|| SyncedReport { epoch: self.view_epoch, sequence: self.chain_synced() })
+    }
+
+    /// The last write on disk here and, as far as we know, at every member
+    /// before us in our view.
+    fn chain_synced(&self) -> u64 {
+        self.synced.min(self.upstream_synced_now())
+    }
+
+    /// The last write on disk at every member before us in our view, as
+    /// its report says (none before the head; 0 until a report of our
+    /// view arrived).
+    pub(super) fn upstream_synced_now(&self) -> u64 {
+        if self.standalone() || self.position.as_ref().is_some_and(|position| position.is_head) {
+            u64::MAX
+        } else if self.upstream_synced.epoch == self.view_epoch {
+            self.upstream_synced.sequence
+        } else {
+            0
+        }
+    }
+
+    /// Our predecessor reported its disks (in a frame that passed the link
+    /// checks): the commit point may move up to it.
+    pub fn upstream_synced(&mut self, report: SyncedReport, effects: &mut impl Effects) {
+        self.upstream_synced = report;
+        self.publish_commit(effects);
     }
 
     /// Where a snapshot file is taken now (see [`DurablePoint`]).

@@ -80,12 +80,18 @@ pub enum Check {
     /// A durable node commits (and so acks upstream and answers clients)
     /// only what its disk reported synced.
     SyncedCommit,
+    /// A durable tail commits only what every member before it reported
+    /// synced (see `SyncedReport`).
+    UpstreamSynced,
+    /// A recoverable table is replaced only by a snapshot that covers it,
+    /// or from a ready predecessor, or of a newer generation.
+    KeepRecoverable,
     /// Recovery applies every write its log holds.
     ReplayWhole,
 }
 
 impl Check {
-    pub const ALL: [Check; 26] = [
+    pub const ALL: [Check; 28] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -111,6 +117,8 @@ impl Check {
         Check::DeclineInOrder,
         Check::EvictWithoutProof,
         Check::SyncedCommit,
+        Check::UpstreamSynced,
+        Check::KeepRecoverable,
         Check::ReplayWhole,
     ];
 
@@ -175,6 +183,14 @@ impl Check {
             Check::SyncedCommit => {
                 ("ack-before-fsync", "a durable node commits writes its disk has not synced")
             }
+            Check::UpstreamSynced => (
+                "commit-before-upstream-sync",
+                "a durable tail commits writes a member before it has not synced",
+            ),
+            Check::KeepRecoverable => (
+                "overwrite-recoverable-table",
+                "a recovering member takes an older snapshot from a joining predecessor",
+            ),
             Check::ReplayWhole => {
                 ("replay-skips-record", "recovery counts every fourth logged write without applying it")
             }
@@ -224,7 +240,7 @@ impl Check {
     /// A check of durable nodes: the simulator reaches it only with
     /// simulated disks (`table-check sim --durable`).
     pub fn of_durability(self) -> bool {
-        matches!(self, Check::SyncedCommit | Check::ReplayWhole)
+        matches!(self, Check::SyncedCommit | Check::UpstreamSynced | Check::ReplayWhole)
     }
 
     pub fn from_bug_name(name: &str) -> Option<Check> {

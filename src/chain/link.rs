@@ -14,6 +14,7 @@
 //! role, batch queued writes, heartbeat when idle:
 //! [`Downlink::streaming_step`], [`Downlink::frame_due`]).
 
+use super::durable::SyncedReport;
 use super::effects::Effects;
 use super::injected::Check;
 use super::liveness::{Liveness, heartbeat_due};
@@ -60,6 +61,15 @@ pub enum LinkFault {
     StreamRestarted,
 }
 
+/// What a streaming round adds to the next frame besides writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Extras {
+    /// The hand-over mark to send, if any.
+    pub promote_at: Option<u64>,
+    /// What the disks up to ours hold (durable only; see [`SyncedReport`]).
+    pub synced: Option<SyncedReport>,
+}
+
 /// The predecessor's end: the Sent list and the state of the link to the
 /// successor. Owned by whoever moves the link's bytes.
 #[derive(Default)]
@@ -71,6 +81,9 @@ pub struct Downlink {
     acked: Progress,
     /// When the last frame went out (for heartbeats).
     last_frame_ms: u64,
+    /// The synced report the last frame carried (a new one is sent at
+    /// once: the tail's commit waits for it).
+    last_synced: Option<SyncedReport>,
     /// What we heard of the successor on the held link (acks are its
     /// heartbeats).
     heard: Liveness,
@@ -99,6 +112,7 @@ impl Downlink {
         }
         self.successor = Some(successor.name.clone());
         self.acked = Progress::default();
+        self.last_synced = None;
         let mut hello = ReplicaHello::new();
         hello.sender = node.name().unwrap_or_default().to_owned();
         hello.receiver = successor.name.clone();
@@ -160,12 +174,13 @@ impl Downlink {
     /// Steady state, before taking more queued writes: the link still goes
     /// to the node's successor, the Sent list is trimmed to the successor's
     /// commit point, and the tail role is handed over if the joining
-    /// successor has caught up. Returns the hand-over mark to send, if any.
+    /// successor has caught up. Returns what the next frame carries besides
+    /// writes: the hand-over mark, if any, and the synced report.
     pub fn streaming_step(
         &mut self,
         node: &mut ChainNode,
         effects: &mut impl Effects,
-    ) -> Result<Option<u64>, LinkFault> {
+    ) -> Result<Extras, LinkFault> {
         let successor = self.successor.clone().ok_or(LinkFault::Retarget)?;
         if node.successor().is_none_or(|member| member.name != successor) {
             return Err(LinkFault::Retarget);
@@ -174,7 +189,8 @@ impl Downlink {
             acked: beyond.acked,
             last_sent: beyond.last_sent,
         })?;
-        Ok(node.try_hand_over(&successor, self.acked.applied, effects))
+        let promote_at = node.try_hand_over(&successor, self.acked.applied, effects);
+        Ok(Extras { promote_at, synced: node.synced_report() })
     }
 
     /// Room in the Sent list for more writes, at most `batch_max`.
@@ -183,12 +199,15 @@ impl Downlink {
     }
 
     /// Whether a frame goes out now: new writes since the Sent list held
-    /// `held_before`, a hand-over mark, or a heartbeat that is due.
-    pub fn frame_due(&mut self, held_before: usize, promote_at: Option<u64>, now_ms: u64) -> bool {
+    /// `held_before`, a hand-over mark, a new synced report, or a heartbeat
+    /// that is due.
+    pub fn frame_due(&mut self, held_before: usize, extras: &Extras, now_ms: u64) -> bool {
         let idle = heartbeat_due(self.last_frame_ms, now_ms);
-        let due = self.sent.len() > held_before || promote_at.is_some() || idle;
+        let news = extras.promote_at.is_some() || extras.synced != self.last_synced;
+        let due = self.sent.len() > held_before || news || idle;
         if due {
             self.last_frame_ms = now_ms;
+            self.last_synced = extras.synced;
         }
         due
     }
@@ -196,8 +215,10 @@ impl Downlink {
     /// The frame of writes taken since the Sent list held `held_before`,
     /// lent out of the list without a copy; give it back with
     /// [`Downlink::give_back`], sent or not (a failed link resends it).
-    pub fn lend_frame(&mut self, held_before: usize, promote_at: Option<u64>, frame: &mut Downstream) {
-        frame.promote_at = promote_at;
+    pub fn lend_frame(&mut self, held_before: usize, extras: &Extras, frame: &mut Downstream) {
+        frame.promote_at = extras.promote_at;
+        let synced = extras.synced.unwrap_or_default();
+        (frame.synced, frame.synced_epoch) = (synced.sequence, synced.epoch);
         self.sent.lend(held_before, &mut frame.writes);
     }
 
@@ -289,6 +310,9 @@ impl Uplink {
         }
         if let Some(sequence) = frame.promote_at {
             node.hand_over_mark(sender, link, sequence, effects)?;
+        }
+        if frame.synced_epoch != 0 {
+            node.upstream_synced(SyncedReport { epoch: frame.synced_epoch, sequence: frame.synced }, effects);
         }
         Ok(())
     }

@@ -38,7 +38,9 @@
 //! - [`registration`]: one registration in ZooKeeper: session confirmation,
 //!   announcing readiness, the commit record, leaving, starting the chain.
 //! - [`durable`]: `--data-dir`: what is logged, the commit point held to
-//!   what is on disk, and replaying the log.
+//!   what is on disk (here and, by each frame's synced report, before
+//!   us), and replaying the log.
+//! - [`uncommitted`]: durable: the keys a read must wait for.
 //! - [`effects`]: the [`Action`]s out and the [`Store`] in.
 
 pub mod bootstrap;
@@ -58,6 +60,7 @@ mod replicate;
 #[cfg(test)]
 mod scenarios;
 pub mod sent;
+pub mod uncommitted;
 pub mod writes;
 
 pub use durable::{Durable, DurablePoint};
@@ -65,6 +68,7 @@ pub use effects::{Action, AppliedWrite, Effects, Store};
 pub use injected::Check;
 pub use lifecycle::Lifecycle;
 pub use node::{ChainNode, NodeConfig, Progress, Refusal, Role, SnapshotPoint, Welcome};
+pub use uncommitted::ReadKeys;
 pub use writes::{Decline, Outcome, WriteOp, WriteReceipt};
 
 #[cfg(test)]

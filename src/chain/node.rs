@@ -19,12 +19,13 @@
 use std::collections::VecDeque;
 
 use super::clients::ClientRecords;
-use super::durable::Durable;
+use super::durable::{Durable, SyncedReport};
 use super::effects::{Action, Effects, Store};
 use super::eviction::Evictions;
 use super::expiry::Deadlines;
 use super::injected::{self, Check};
 use super::lifecycle::Lifecycle;
+use super::uncommitted::Uncommitted;
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES};
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
 use crate::view::{CommitRecord, Member, Position};
@@ -241,6 +242,11 @@ pub struct ChainNode {
     pub(super) durable: bool,
     /// Durable only: the last write known on disk in the current history.
     pub(super) synced: u64,
+    /// Durable only: what our predecessor last reported of the disks before
+    /// us (see [`SyncedReport`]).
+    pub(super) upstream_synced: SyncedReport,
+    /// Durable only: the keys of writes applied and not yet committed.
+    pub(super) uncommitted: Uncommitted,
     /// Numbers our table's histories (raised whenever it is cleared), so a
     /// disk's report of an older history is not taken for this one.
     pub(super) history: u64,
@@ -279,6 +285,8 @@ impl ChainNode {
             deadlines: Deadlines::default(),
             durable: false,
             synced: 0,
+            upstream_synced: SyncedReport::default(),
+            uncommitted: Uncommitted::default(),
             history: 0,
             evictions: Evictions::default(),
         }
@@ -359,7 +367,7 @@ impl ChainNode {
             return;
         }
         let copy = self.forwards().then(|| write.clone());
-        effects.persist(self.history, Durable::Write { generation: self.generation, write });
+        self.log_durable(Durable::Write { generation: self.generation, write }, effects);
         if let Some(write) = copy {
             effects.act(Action::Forward { stream: self.stream, write });
         }
@@ -390,7 +398,13 @@ impl ChainNode {
         let committed = if early {
             self.last_applied
         } else if self.commits_locally() {
-            if self.recorded() { self.last_applied } else { self.committed }
+            let committed = if self.recorded() { self.last_applied } else { self.committed };
+            // Durable: not before every member before us holds it on disk.
+            if self.durable && self.enforces(Check::UpstreamSynced) {
+                committed.min(self.upstream_synced_now())
+            } else {
+                committed
+            }
         } else {
             self.successor_committed.min(self.last_applied)
         };
@@ -404,6 +418,9 @@ impl ChainNode {
         if committed > self.committed {
             assert!(committed <= self.last_applied, "the commit point never passes what was applied");
             self.committed = committed;
+            if self.durable {
+                self.uncommitted.prune(committed);
+            }
             effects.act(Action::Committed(committed));
         }
     }

@@ -214,6 +214,9 @@ impl ChainNode {
                 ),
             ));
         }
+        if first && self.enforces(Check::KeepRecoverable) {
+            self.check_snapshot_covers_ours(&chunk)?;
+        }
         if first {
             self.installing = true;
             self.stream += 1;
@@ -248,6 +251,34 @@ impl ChainNode {
         Ok(())
     }
 
+    /// A snapshot from a predecessor that is not ready itself (a joiner
+    /// still catching up) must not replace a recoverable table it does not
+    /// cover: ours may be the only copy of committed writes (a member that
+    /// restarted on its disk, or was fenced, behind a joiner that has not
+    /// caught up from a ready member since gone; found by `table-check sim
+    /// --durable`, seed 8799617115756069180). A ready predecessor holds
+    /// every committed write, and a newer generation means the chain was
+    /// restarted without ours: either snapshot is taken.
+    fn check_snapshot_covers_ours(&self, chunk: &SnapshotChunk) -> Result<(), Refusal> {
+        let Some(ours) = self.recoverable_history() else { return Ok(()) };
+        let from_ready = self
+            .position
+            .as_ref()
+            .and_then(|position| position.predecessor.as_ref())
+            .is_some_and(|predecessor| predecessor.readiness.is_ready());
+        if from_ready || chunk.generation > self.generation || chunk.sequence >= ours {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ErrorCode::ERR_UNAVAILABLE,
+            format!(
+                "a snapshot at write {} from a joining predecessor would replace our table of {ours} writes; \
+                 waiting until it has caught up",
+                chunk.sequence
+            ),
+        ))
+    }
+
     /// Puts a snapshot chunk's contents into our table (and logs it first,
     /// if durable); the last chunk sets our sequence number.
     pub(super) fn install_chunk(
@@ -257,7 +288,7 @@ impl ChainNode {
         effects: &mut impl Effects,
     ) {
         if self.durable {
-            effects.persist(self.history, Durable::Chunk(chunk.clone()));
+            self.log_durable(Durable::Chunk(chunk.clone()), effects);
         }
         self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
         for entry in chunk.entries {

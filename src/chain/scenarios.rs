@@ -18,7 +18,9 @@ use super::bootstrap::{self, Bootstrap, Holding};
 use super::eviction::{Evidence, Hold};
 use super::injected::Check;
 use super::link::{Ack, Uplink};
-use super::{Action, ChainNode, Decline, NodeConfig, Outcome, Refusal, Role, Welcome, WriteOp, WriteReceipt};
+use super::{
+    Action, ChainNode, Decline, NodeConfig, Outcome, ReadKeys, Refusal, Role, Welcome, WriteOp, WriteReceipt,
+};
 use crate::check::sim::server::SimStore;
 use crate::limits::{
     RECORD_PROGRESS_INTERVAL_MS, REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS,
@@ -51,20 +53,33 @@ struct Server {
     links: BTreeMap<u64, u64>,
 }
 
+/// How a scenario's servers are made.
+#[derive(Clone, Copy, Default)]
+struct Setup {
+    /// The injected bug of every server.
+    bug: Option<Check>,
+    /// Every server logs to a (scripted) disk: see [`Server::syncs`].
+    durable: bool,
+}
+
 impl Server {
-    fn new(id: u64) -> Server {
+    fn new(id: u64, setup: Setup) -> Server {
         let config = NodeConfig {
             chain_path: "/chain".into(),
             standalone: false,
             client_records_max: 100,
-            bug: None,
+            bug: setup.bug,
             server_id: id,
             memory_bytes_max: None,
         };
+        let mut node = ChainNode::new(config);
+        if setup.durable {
+            node.set_durable(id);
+        }
         Server {
             id,
             sequence: id,
-            node: ChainNode::new(config),
+            node,
             store: SimStore::new(),
             actions: Vec::new(),
             forwarded_up_to: 0,
@@ -160,6 +175,18 @@ impl Server {
         self.node.check_may_read(now_ms).is_ok()
     }
 
+    /// Durable: its disk reports everything up to `sequence` synced.
+    fn syncs(&mut self, sequence: u64) {
+        let history = self.node.history();
+        self.node.synced_to(history, sequence, &mut self.actions);
+    }
+
+    /// Durable: whether a read of `key` now would wait for a write to
+    /// commit before it answers.
+    fn read_of_waits(&self, key: &str) -> bool {
+        self.node.read_waits_for(ReadKeys::One(key)) > self.committed()
+    }
+
     /// The number of its current run of forwarded writes.
     fn stream(&self) -> u64 {
         self.node.stream()
@@ -251,12 +278,15 @@ struct Chain {
     servers: BTreeMap<u64, Server>,
     record: CommitRecord,
     request_id: u64,
+    setup: Setup,
 }
 
 impl Chain {
-    /// New, empty servers `ids` (each registered as node `id`, with a lease).
-    fn new(ids: &[u64]) -> Chain {
-        let mut chain = Chain { servers: BTreeMap::new(), record: CommitRecord::default(), request_id: 0 };
+    /// New, empty servers `ids` (each registered as node `id`, with a
+    /// lease), made as `setup` says.
+    fn with_setup(ids: &[u64], setup: Setup) -> Chain {
+        let mut chain =
+            Chain { servers: BTreeMap::new(), record: CommitRecord::default(), request_id: 0, setup };
         for &id in ids {
             chain.add(id);
         }
@@ -265,7 +295,7 @@ impl Chain {
 
     /// A new, empty server `id`, registered as node `id`, with a lease.
     fn add(&mut self, id: u64) {
-        let mut server = Server::new(id);
+        let mut server = Server::new(id, self.setup);
         server.node.lease_confirmed(LEASE_UNTIL_MS);
         self.servers.insert(id, server);
     }
@@ -274,7 +304,11 @@ impl Chain {
     /// commit record (generation 1) names them all, each linked to its
     /// successor.
     fn ready(ids: &[u64], epoch: u64) -> Chain {
-        let mut chain = Chain::new(ids);
+        Chain::ready_with(ids, epoch, Setup::default())
+    }
+
+    fn ready_with(ids: &[u64], epoch: u64, setup: Setup) -> Chain {
+        let mut chain = Chain::with_setup(ids, setup);
         for (index, &id) in ids.iter().enumerate() {
             let giver = index.checked_sub(1).map(|before| chain.s(ids[before]).name());
             let node = &mut chain.s(id).node;
@@ -385,6 +419,13 @@ impl Chain {
         let receiver = self.s(to);
         let link = receiver.links.get(&from).copied().unwrap_or_default();
         receiver.node.replicated_batch(&sender, link, writes, &mut receiver.store, &mut receiver.actions)
+    }
+
+    /// Durable: `from`'s next frame to `to` carries its synced report.
+    fn report_synced(&mut self, from: u64, to: u64) {
+        let report = self.s(from).node.synced_report().expect("a durable server reports");
+        let receiver = self.s(to);
+        receiver.node.upstream_synced(report, &mut receiver.actions);
     }
 
     /// `successor` acknowledges its progress to `to` on `to`'s link.
@@ -1142,4 +1183,87 @@ fn an_idle_uplink_sends_a_heartbeat_each_interval() {
     assert!(matches!(uplink.ack_due(node, NOW_MS), Ack::Send(_)));
     assert_eq!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS - 1), Ack::Nothing);
     assert!(matches!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS), Ack::Send(_)));
+}
+
+/// A durable tail commits a write only once every member before it has
+/// reported it synced, and shows it to no read before: found by `table-check
+/// sim --durable` (seed 8338124441377712905), where a head crashed before
+/// its sync, restarted on its disk and, still named in a stale commit
+/// record, restarted the chain without a write the tail had committed.
+/// Pins `commit-before-upstream-sync`.
+#[test]
+fn a_durable_tail_commits_only_what_every_member_before_it_synced() {
+    for bug in [None, Some(Check::UpstreamSynced)] {
+        let mut chain = Chain::ready_with(&[1, 2], 3, Setup { bug, durable: true });
+        let sequence = chain.put(1, "k").expect("the head takes the put");
+        chain.forward(1, 2).expect("in order");
+        chain.s(2).syncs(sequence);
+        chain.report_synced(1, 2);
+        if bug.is_some() {
+            assert_eq!(chain.s(2).committed(), sequence, "the bug commits what the head has not synced");
+            continue;
+        }
+        assert_eq!(chain.s(2).committed(), 0, "the head has not synced it");
+        assert!(chain.s(2).read_of_waits("k"), "a read would show a write not committed");
+        assert!(!chain.s(2).read_of_waits("other"), "reads of other keys go on");
+        chain.s(1).syncs(sequence);
+        chain.report_synced(1, 2);
+        assert_eq!(chain.s(2).committed(), sequence);
+        assert!(!chain.s(2).read_of_waits("k"));
+    }
+}
+
+/// A synced report counts only in the view it was made in: a member of a
+/// newer view may have fewer members before it than the receiver's view
+/// still puts there, so its report does not speak for them.
+#[test]
+fn a_synced_report_from_another_view_counts_for_nothing() {
+    let mut chain = Chain::ready_with(&[1, 2], 3, Setup { bug: None, durable: true });
+    let sequence = chain.put(1, "k").expect("the head takes the put");
+    chain.forward(1, 2).expect("in order");
+    chain.s(1).syncs(sequence);
+    chain.s(2).syncs(sequence);
+    chain.add(3);
+    let newer = chain.view(4, &[(1, Ready), (2, Ready), (3, Joining)]);
+    chain.s(1).sees(&newer);
+    chain.report_synced(1, 2);
+    assert_eq!(chain.s(2).committed(), 0, "the tail is still in view 3");
+    chain.settle(4, &[(1, Ready), (2, Ready), (3, Joining)]);
+    chain.report_synced(1, 2);
+    assert_eq!(chain.s(2).committed(), sequence, "once in the same view, it counts");
+}
+
+/// A member that registers again with a recoverable table (fenced, or
+/// restarted on its disk) behind a joiner that has not caught up keeps its
+/// table: the joiner's older snapshot would erase writes that only it may
+/// hold once the ready member before the joiner is gone (found by
+/// `table-check sim --durable`, seed 8799617115756069180). Pins
+/// `overwrite-recoverable-table`.
+#[test]
+fn a_recoverable_table_is_not_replaced_by_a_joiners_older_snapshot() {
+    for bug in [None, Some(Check::KeepRecoverable)] {
+        let mut chain = Chain::ready_with(&[1, 2], 3, Setup { bug, durable: false });
+        chain.put(1, "a").expect("a put");
+        chain.replicate(&[1, 2]);
+        chain.add(3);
+        chain.settle(4, &[(1, Ready), (2, Ready), (3, Joining)]);
+        chain.link(2, 3, 4).expect("the joiner links up");
+        chain.transfer_state(2, 3).expect("the joiner takes the state at write 1");
+        let second = chain.put(1, "b").expect("a put");
+        chain.forward(1, 2).expect("in order");
+        chain.s(2).loses_session();
+        assert_eq!(chain.s(2).registers(6), recovering(second));
+        let view = chain.view(5, &[(1, Ready), (3, Joining), (2, recovering(second))]);
+        chain.show(&[1, 2, 3], &view);
+        chain.link(3, 2, 5).expect("a link from its new predecessor");
+        let taken = chain.transfer_state(3, 2);
+        if bug.is_some() {
+            taken.expect("the bug takes the older snapshot");
+            assert_eq!(chain.s(2).applied(), 1, "write 2 is gone from the member that held it");
+            continue;
+        }
+        let refused = taken.expect_err("an older snapshot from a joiner is refused");
+        assert_eq!(refused.code, ErrorCode::ERR_UNAVAILABLE);
+        assert_eq!(chain.s(2).node.recoverable_history(), Some(second), "its table is kept");
+    }
 }

@@ -6,7 +6,6 @@
 //! log holds writes in sequence order; a snapshot's marks are queued under
 //! the same lock, so each lands exactly between two writes.
 
-use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use log::{info, warn};
 use parking_lot::Mutex;
 
 use super::{AckWriter, Replica, TableStore};
-use crate::chain::{Durable, DurablePoint, Refusal};
+use crate::chain::{Durable, DurablePoint, ReadKeys, Refusal};
 use crate::limits::{SNAPSHOT_CHECK_PERIOD, SNAPSHOT_CHUNK_KEYS};
 use crate::proto::{Deadline, Entry as KeyValue, ErrorCode, SnapshotChunk};
 use crate::storage::dir::DataDir;
@@ -41,61 +40,6 @@ pub struct DurableOptions {
     pub snapshot_log_bytes: u64,
 }
 
-/// Which keys a read may show: a durable read waits only for the writes
-/// it could show (see [`Replica::read_guard_of`]).
-#[derive(Clone, Copy, Debug)]
-pub enum ReadKeys<'a> {
-    One(&'a str),
-    Many(&'a [String]),
-    /// Any key (a count, a scan, a listing).
-    All,
-}
-
-/// The keys of writes logged and perhaps not yet committed, each with the
-/// last write that set it, so a read of other keys need not wait for them
-/// (and reads go on while a failing disk holds writes back).
-#[derive(Default)]
-struct Pending {
-    by_key: HashMap<String, u64>,
-    order: VecDeque<(u64, String)>,
-    /// A state transfer's (or a reset's) point: every read waits for it.
-    floor: u64,
-}
-
-impl Pending {
-    fn note(&mut self, item: &Durable) {
-        match item {
-            Durable::Write { write, .. } => {
-                for key in std::iter::once(&write.key).chain(write.more.iter().map(|entry| &entry.key)) {
-                    self.by_key.insert(key.clone(), write.sequence);
-                    self.order.push_back((write.sequence, key.clone()));
-                }
-            }
-            Durable::Chunk(chunk) => self.floor = self.floor.max(chunk.sequence),
-            Durable::Reset => *self = Pending::default(),
-        }
-    }
-
-    /// Forgets the writes up to `committed`.
-    fn prune(&mut self, committed: u64) {
-        while let Some((sequence, _)) = self.order.front()
-            && *sequence <= committed
-        {
-            let (sequence, key) = self.order.pop_front().expect("a front entry");
-            if self.by_key.get(&key) == Some(&sequence) {
-                self.by_key.remove(&key);
-            }
-        }
-    }
-
-    /// The newest write that a read of `keys` may show, and not yet known
-    /// committed.
-    fn newest(&self, keys: impl IntoIterator<Item = impl AsRef<str>>) -> u64 {
-        let newest = keys.into_iter().filter_map(|key| self.by_key.get(key.as_ref()).copied()).max();
-        newest.unwrap_or(0).max(self.floor)
-    }
-}
-
 /// A durable replica's disk.
 pub struct Disk {
     dir: DataDir,
@@ -104,12 +48,10 @@ pub struct Disk {
     state: Arc<DiskState>,
     /// The writer and the queue's end, until the threads start.
     unstarted: Mutex<Option<(LogWriter, Receiver<Entry>)>>,
-    pending: Mutex<Pending>,
 }
 
 impl Disk {
     pub(super) fn log(&self, history: u64, item: Durable) {
-        self.pending.lock().note(&item);
         // The receiver lives as long as the replica: sending cannot fail.
         let _ = self.queue.send(Entry::Item { history, item });
     }
@@ -164,7 +106,6 @@ impl Replica {
             queue,
             state: Arc::default(),
             unstarted: Mutex::new(Some((writer, receiver))),
-            pending: Mutex::default(),
         });
         Ok(())
     }
@@ -198,9 +139,8 @@ impl Replica {
     /// The disk reports everything of `history` up to `sequence` on disk.
     pub(super) fn disk_synced(&self, history: u64, sequence: u64) {
         self.step(AckWriter::Wake, |node, _, carry| node.synced_to(history, sequence, carry));
-        if let Some(disk) = &self.disk {
-            disk.pending.lock().prune(self.progress().committed);
-        }
+        // The successor's commit waits for our report of it.
+        self.outbox().wake();
     }
 
     /// Writes are refused while the disk cannot be written (reads go on).
@@ -219,18 +159,12 @@ impl Replica {
     /// at every member that must hold them), never a write a power loss
     /// could still take back. Without a disk, or with nothing pending, at once.
     pub(super) fn await_durable_read(&self, keys: ReadKeys<'_>) -> Result<(), Refusal> {
-        let Some(disk) = &self.disk else { return Ok(()) };
+        if self.disk.is_none() {
+            return Ok(());
+        }
         // Under the node's lock: a write being applied now is counted (the
         // table may show it before its event has ended).
-        let applied = {
-            let node = self.node.lock();
-            let pending = disk.pending.lock();
-            match keys {
-                ReadKeys::One(key) => pending.newest([key]),
-                ReadKeys::Many(keys) => pending.newest(keys),
-                ReadKeys::All => node.progress().applied,
-            }
-        };
+        let applied = self.node.lock().read_waits_for(keys);
         let deadline = Instant::now() + self.limits.commit_timeout;
         let mut progress = self.progress.lock();
         while progress.committed < applied {

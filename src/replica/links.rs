@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{AckWriter, Replica, Snapshot, TableStore};
 use crate::chain::eviction::{Evidence, Hold};
-use crate::chain::link::{Ack, Aim, Downlink, LinkFault, Start, Uplink};
+use crate::chain::link::{Ack, Aim, Downlink, Extras, LinkFault, Start, Uplink};
 use crate::chain::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use crate::proto::{Downstream, ReplicaHello};
 use crate::view::Member;
@@ -52,7 +52,7 @@ impl Replica {
     /// Steady state, once per batch (see [`Downlink::streaming_step`]):
     /// one step of the node for the successor check, the trim and the
     /// hand-over.
-    pub fn link_streaming_step(&self, link: &mut Downlink) -> Result<Option<u64>, LinkFault> {
+    pub fn link_streaming_step(&self, link: &mut Downlink) -> Result<Extras, LinkFault> {
         self.step(AckWriter::Wake, |node, _, carry| link.streaming_step(node, carry))
     }
 

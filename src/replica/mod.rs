@@ -34,6 +34,7 @@ use crossbeam_channel::Sender;
 use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+pub use crate::chain::ReadKeys;
 use crate::chain::bootstrap::Holding;
 use crate::chain::{
     Action, AppliedWrite, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role,
@@ -45,7 +46,6 @@ use crate::store::table::Table;
 use crate::view::{ChainView, Position, Readiness};
 pub use commits::commit_result;
 use commits::{Commits, OnSettled, Settlements};
-pub use durable::ReadKeys;
 pub use expiry::wall_ms;
 use history::{History, HistoryLimits, Recorded};
 pub use links::LinkStart;

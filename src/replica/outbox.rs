@@ -61,6 +61,12 @@ impl Outbox {
     pub fn push(&self, stream: u64, write: Write) {
         assert!(self.receiver.len() < self.capacity, "the replication queue has room reserved");
         self.sender.send((stream, write)).expect("the receiver lives as long as the sender");
+        self.wake();
+    }
+
+    /// Wakes the consumer from [`Outbox::wait_for_writes`] without a write:
+    /// it has something else to send (a durable node's synced report).
+    pub fn wake(&self) {
         if let Some(consumer) = self.consumer.lock().as_ref() {
             consumer.unpark();
         }

@@ -185,8 +185,8 @@ fn stream_writes(
             applied: acks.applied.load(Ordering::SeqCst),
             committed: acks.committed.load(Ordering::SeqCst),
         });
-        let promote_at = match replica.link_streaming_step(link) {
-            Ok(promote_at) => promote_at,
+        let extras = match replica.link_streaming_step(link) {
+            Ok(extras) => extras,
             Err(LinkFault::Retarget) => return Ok(()),
             Err(fault) => return Err(LinkError::Protocol(fault.describe(&successor.name).message)),
         };
@@ -203,10 +203,10 @@ fn stream_writes(
                 ));
             }
         }
-        if link.frame_due(before, promote_at, replica.now_ms()) {
+        if link.frame_due(before, &extras, replica.now_ms()) {
             // The batch is lent to the frame and given back to the Sent
             // list, sent or not (a failed link resends it), without a copy.
-            link.lend_frame(before, promote_at, &mut downstream);
+            link.lend_frame(before, &extras, &mut downstream);
             let result = writer.send(&downstream);
             link.give_back(&mut downstream);
             result?;

@@ -66,8 +66,8 @@ impl World {
         let connection = down.connection;
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
-        let promote_at = match server.link.streaming_step(&mut server.node, &mut actions) {
-            Ok(promote_at) => promote_at,
+        let extras = match server.link.streaming_step(&mut server.node, &mut actions) {
+            Ok(extras) => extras,
             Err(_) => {
                 self.carry(index, actions);
                 self.drop_downlink(index);
@@ -82,9 +82,9 @@ impl World {
             self.drop_downlink(index);
             return;
         }
-        if server.link.frame_due(before, promote_at, self.now_ms) {
+        if server.link.frame_due(before, &extras, self.now_ms) {
             let mut frame = Downstream::new();
-            server.link.lend_frame(before, promote_at, &mut frame);
+            server.link.lend_frame(before, &extras, &mut frame);
             let sent = frame.clone();
             server.link.give_back(&mut frame);
             self.send(connection, true, LinkMessage::Frame(sent));

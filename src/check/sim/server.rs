@@ -14,7 +14,7 @@ use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
 use crate::chain::bootstrap::Holding;
 use crate::chain::link::{Downlink, Uplink};
 use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
-use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, Store, Welcome};
+use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, ReadKeys, Store, Welcome};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
 use crate::view::{ChainView, Readiness};
 
@@ -465,6 +465,13 @@ impl World {
                 }
             }
             Request::Read { key } => match server.node.check_may_read(now) {
+                // The server waits for the write this read would show to
+                // commit; here the client is told to retry.
+                Ok(())
+                    if server.node.read_waits_for(ReadKeys::One(&key)) > server.node.progress().committed =>
+                {
+                    Some(Reply::Refused(ErrorCode::ERR_UNAVAILABLE))
+                }
                 Ok(()) => Some(Reply::Read(server.store.get(&key).cloned())),
                 Err(refusal) => Some(Reply::Refused(refusal.code)),
             },
