@@ -17,7 +17,7 @@ Runs every check of the project, in this order:
   cargo clippy --all-targets -- -D warnings
   cargo build --release --bins
   cargo test --all-targets, then cargo test --doc
-  table-check sim: 2000 simulated runs from a fresh base seed (printed; set
+  table-check sim: 2000 simulated runs and 500 with disks (--durable) from a fresh base seed (printed; set
     TABLE_CHECK_SIM_SEED to replay), then each injected protocol bug, which must FAIL
   table-check for 60 s under kill, pause, join and (as root) partition faults (fresh seed, printed;
     set TABLE_CHECK_SEED to replay one)
@@ -136,7 +136,8 @@ table_check_nemesis() {
   fi
 }
 
-# The chain protocol in simulation: 2000 seeded runs that must pass, then
+# The chain protocol in simulation: 2000 seeded runs that must pass (and 500
+# with disks: crashes restart servers on their disks), then
 # each injected bug (every safety check of src/chain/ switched off in turn;
 # the list comes from the binary), which up to 30000 runs from the same base must
 # catch: each run draws its own mix of faults (swarm testing), with faults
@@ -147,6 +148,8 @@ table_check_sim() {
   echo "table-check sim base seed $seed; replay with:"
   echo "  target/release/table-check sim --seeds 2000 --seed $seed"
   target/release/table-check sim --seeds 2000 --seed "$seed" || return 1
+  echo "  target/release/table-check sim --seeds 500 --seed $seed --durable"
+  target/release/table-check sim --seeds 500 --seed "$seed" --durable || return 1
   local bug status bugs kind
   bugs=$(target/release/table-check sim --list-bugs) || return 1
   while read -r bug kind; do

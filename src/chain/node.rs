@@ -497,6 +497,11 @@ impl ChainNode {
         self.name.as_deref()
     }
 
+    /// The commit record as our view last showed it.
+    pub fn commit_record(&self) -> &CommitRecord {
+        &self.record
+    }
+
     pub fn view_epoch(&self) -> u64 {
         self.view_epoch
     }

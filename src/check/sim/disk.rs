@@ -11,11 +11,8 @@
 //!
 //! `table-check sim --durable` gives every server a disk; a durable run
 //! crashes servers and restarts them on their disks, the whole chain at
-//! once too, and its checks still demand every acknowledged write. Not on
-//! by default: it finds a loss the protocol does not prevent yet (seed
-//! 13826957737390616861 with `--durable` before the flag existed; see the
-//! report of branch `durable2`): a stale commit record names a member that
-//! crashed before syncing a write the chain then acknowledged without it.
+//! once too, and its checks still demand every acknowledged write, plus the
+//! durability rule at every commit ([`World::check_durability`]).
 
 use super::server::Server;
 use super::world::{Event, World};
@@ -55,6 +52,22 @@ pub struct SimDisk {
     sync_due: bool,
     /// The last write each history's logged items reach (see `reached`).
     reached: (u64, u64),
+    /// The last write a replay of the stable items ends at.
+    stable_point: u64,
+}
+
+/// The last write a replay of `items` after `point` ends at (0 after a
+/// reset; a state transfer counts once its last chunk is in).
+fn point_after<'a>(mut point: u64, items: impl IntoIterator<Item = &'a Durable>) -> u64 {
+    for item in items {
+        point = match item {
+            Durable::Reset => 0,
+            Durable::Write { write, .. } => write.sequence,
+            Durable::Chunk(chunk) if chunk.last => chunk.sequence,
+            Durable::Chunk(_) => point,
+        };
+    }
+    point
 }
 
 impl SimDisk {
@@ -63,8 +76,10 @@ impl SimDisk {
     pub fn after_crash(mut self, rng: &mut SplitMix64) -> SimDisk {
         let reached_platters = rng.below(self.volatile.len() as u64 + 1) as usize;
         let kept = reached_platters.saturating_sub(1);
+        let start = self.stable.len();
         self.stable.extend(self.volatile.drain(..).take(kept).map(|(_, item)| item));
-        SimDisk { stable: self.stable, ..SimDisk::default() }
+        let stable_point = point_after(self.stable_point, &self.stable[start..]);
+        SimDisk { stable: self.stable, stable_point, ..SimDisk::default() }
     }
 
     /// The items a restart replays.
@@ -77,7 +92,9 @@ impl SimDisk {
     fn sync(&mut self) -> Option<(u64, u64)> {
         self.sync_due = false;
         let last_history = self.volatile.last()?.0;
+        let start = self.stable.len();
         self.stable.extend(self.volatile.drain(..).map(|(_, item)| item));
+        self.stable_point = point_after(self.stable_point, &self.stable[start..]);
         let (history, sequence) = self.reached;
         (history == last_history).then_some((history, sequence))
     }
@@ -122,6 +139,35 @@ impl World {
         self.trace(|| format!("s{index}: disk synced history {} to write {}", synced.0, synced.1));
         self.carry(index, carry);
         self.after_step(index);
+    }
+
+    /// The durability rule, checked at every commit: a write a tail commits
+    /// under its commit record is on the disk of every member the record
+    /// names whose table may still restart a chain (a crashed one, or one
+    /// holding a recoverable history); otherwise a crash of the rest could
+    /// leave a restart to a member without it. Checks the rule the moment it
+    /// is broken, not only when a later schedule turns it into a loss.
+    pub(super) fn check_durability(&mut self, index: usize, committed: u64) {
+        let node = &self.servers[index].node;
+        let record = node.commit_record();
+        let is_tail = node.position().is_some_and(|position| position.is_tail);
+        if !self.config.durable || !is_tail || record.epoch != node.view_epoch() || self.durability.is_some()
+        {
+            return;
+        }
+        for &server_id in &record.servers {
+            let member = &self.servers[server_id as usize - 1];
+            let may_restart = !member.alive || member.node.recoverable_history().is_some();
+            let on_disk = member.disk.as_ref().map_or(0, |disk| disk.stable_point);
+            if may_restart && on_disk < committed {
+                self.durability = Some(format!(
+                    "s{index} committed write {committed} under record epoch {}, but s{} (named in it) has only {on_disk} on disk",
+                    record.epoch,
+                    server_id - 1
+                ));
+                return;
+            }
+        }
     }
 
     /// A crashed durable server comes back on its disk: it replays it,

@@ -173,6 +173,8 @@ impl World {
             match action {
                 Action::Forward { stream, write } => server.outbox.push_back((stream, write)),
                 Action::Committed(sequence) => {
+                    self.check_durability(index, sequence);
+                    let server = &mut self.servers[index];
                     let generation = server.node.generation();
                     let (done, waiting) = std::mem::take(&mut server.pending)
                         .into_iter()

@@ -140,6 +140,8 @@ pub struct World {
     pub(super) peer_auth: PeerAuth,
     /// The generation rule over the run.
     pub(super) generations: GenerationCheck,
+    /// The first breach of the durability rule (see `disk`).
+    pub(super) durability: Option<String>,
 }
 
 impl World {
@@ -172,6 +174,7 @@ impl World {
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
             generations: GenerationCheck::new(config.durable),
+            durability: None,
         };
         for _ in 0..config.nodes.max(1) {
             world.start_server();
@@ -219,6 +222,7 @@ impl World {
             .or_else(|| {
                 self.generations.violation().map(|breach| format!("generation rule broken: {breach}"))
             })
+            .or_else(|| self.durability.clone().map(|breach| format!("durability rule broken: {breach}")))
             .or_else(|| self.divergence());
         (self.history, divergence, self.trace.unwrap_or_default())
     }
