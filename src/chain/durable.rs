@@ -71,6 +71,11 @@ impl ChainNode {
         self.config.server_id = server_id;
     }
 
+    /// Whether we log to a disk (`--data-dir`).
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     /// The current history (see the field).
     pub fn history(&self) -> u64 {
         self.history
@@ -119,15 +124,12 @@ impl ChainNode {
         self.uncommitted.newest(keys, self.last_applied)
     }
 
-    /// What to tell our successor of the disks up to ours (durable only).
-    pub fn synced_report(&self) -> Option<SyncedReport> {
-        self.durable.then(|| SyncedReport { epoch: self.view_epoch, sequence: self.chain_synced() })
-    }
-
-    /// The last write on disk here and, as far as we know, at every member
-    /// before us in our view.
-    fn chain_synced(&self) -> u64 {
-        self.synced.min(self.upstream_synced_now())
+    /// What to tell our successor of the disks up to ours. A member without
+    /// a disk counts what it applied: it never restarts a chain from a table
+    /// a crash emptied, and a durable tail behind it (a chain turning
+    /// durable one server at a time) still commits.
+    pub fn synced_report(&self) -> SyncedReport {
+        SyncedReport { epoch: self.view_epoch, sequence: self.synced().min(self.upstream_synced_now()) }
     }
 
     /// The last write on disk at every member before us in our view, as

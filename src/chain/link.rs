@@ -66,8 +66,11 @@ pub enum LinkFault {
 pub struct Extras {
     /// The hand-over mark to send, if any.
     pub promote_at: Option<u64>,
-    /// What the disks up to ours hold (durable only; see [`SyncedReport`]).
-    pub synced: Option<SyncedReport>,
+    /// What the disks up to ours hold (see [`SyncedReport`]).
+    pub synced: SyncedReport,
+    /// A durable sender sends a new report at once (a durable tail's
+    /// commit waits for it); others send theirs with their next frame.
+    pub report_at_once: bool,
 }
 
 /// The predecessor's end: the Sent list and the state of the link to the
@@ -83,7 +86,7 @@ pub struct Downlink {
     last_frame_ms: u64,
     /// The synced report the last frame carried (a new one is sent at
     /// once: the tail's commit waits for it).
-    last_synced: Option<SyncedReport>,
+    last_synced: SyncedReport,
     /// What we heard of the successor on the held link (acks are its
     /// heartbeats).
     heard: Liveness,
@@ -112,7 +115,7 @@ impl Downlink {
         }
         self.successor = Some(successor.name.clone());
         self.acked = Progress::default();
-        self.last_synced = None;
+        self.last_synced = SyncedReport::default();
         let mut hello = ReplicaHello::new();
         hello.sender = node.name().unwrap_or_default().to_owned();
         hello.receiver = successor.name.clone();
@@ -190,7 +193,7 @@ impl Downlink {
             last_sent: beyond.last_sent,
         })?;
         let promote_at = node.try_hand_over(&successor, self.acked.applied, effects);
-        Ok(Extras { promote_at, synced: node.synced_report() })
+        Ok(Extras { promote_at, synced: node.synced_report(), report_at_once: node.is_durable() })
     }
 
     /// Room in the Sent list for more writes, at most `batch_max`.
@@ -203,7 +206,8 @@ impl Downlink {
     /// that is due.
     pub fn frame_due(&mut self, held_before: usize, extras: &Extras, now_ms: u64) -> bool {
         let idle = heartbeat_due(self.last_frame_ms, now_ms);
-        let news = extras.promote_at.is_some() || extras.synced != self.last_synced;
+        let news =
+            extras.promote_at.is_some() || (extras.report_at_once && extras.synced != self.last_synced);
         let due = self.sent.len() > held_before || news || idle;
         if due {
             self.last_frame_ms = now_ms;
@@ -217,8 +221,7 @@ impl Downlink {
     /// [`Downlink::give_back`], sent or not (a failed link resends it).
     pub fn lend_frame(&mut self, held_before: usize, extras: &Extras, frame: &mut Downstream) {
         frame.promote_at = extras.promote_at;
-        let synced = extras.synced.unwrap_or_default();
-        (frame.synced, frame.synced_epoch) = (synced.sequence, synced.epoch);
+        (frame.synced, frame.synced_epoch) = (extras.synced.sequence, extras.synced.epoch);
         self.sent.lend(held_before, &mut frame.writes);
     }
 

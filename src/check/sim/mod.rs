@@ -256,7 +256,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 19] = [
+        const PINS: [(&str, u64, u64); 21] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 3333, 401),
             ("stale-read", 1, 2),
@@ -275,6 +275,8 @@ mod tests {
             ("cas-at-tail", 3333, 1),
             ("evict-without-proof", 1, 17),
             ("ack-before-fsync", 222, 61),
+            ("commit-before-upstream-sync", 1, 1),
+            ("overwrite-recoverable-table", 1, 952),
             ("replay-skips-record", 1, 6),
         ];
         let reached: Vec<&str> = Check::ALL
