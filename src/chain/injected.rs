@@ -234,13 +234,22 @@ impl Check {
             // the chain: caught from 1 of 4 bases tried (3333, at run 890);
             // pinned by a scenario test.
             | Check::DeclineInOrder
+            // Needs a member restarted on its disk (or fenced) behind a
+            // joiner that has not caught up, and the ready member before
+            // the joiner gone for good: with `--durable`, caught from base 1
+            // at run 952, not from base 222 in 2,000 runs; pinned by a
+            // scenario test.
+            | Check::KeepRecoverable
         )
     }
 
     /// A check of durable nodes: the simulator reaches it only with
     /// simulated disks (`table-check sim --durable`).
     pub fn of_durability(self) -> bool {
-        matches!(self, Check::SyncedCommit | Check::UpstreamSynced | Check::ReplayWhole)
+        matches!(
+            self,
+            Check::SyncedCommit | Check::UpstreamSynced | Check::KeepRecoverable | Check::ReplayWhole
+        )
     }
 
     pub fn from_bug_name(name: &str) -> Option<Check> {
