@@ -11,6 +11,8 @@
 //! - [`locator`]: finds a chain's head and tail through ZooKeeper ([`crate::coord`]),
 //!   time-bounded, and keeps the last reading until it is stale.
 //! - [`routing`]: chain mode: writes to the head, reads to the tail, retries.
+//! - [`spanning`]: answers of several chains merged into one (size, stats, scan pages).
+//! - [`router`]: many chains: the shard map, one [`routing`] target per chain, redirects.
 //! - [`members`]: every member of a chain with its own `stats`.
 //! - [`watch`]: a stream of committed changes that follows the tail across failovers.
 //!
@@ -22,16 +24,19 @@ pub mod expiry;
 pub mod locator;
 pub mod members;
 pub mod retry;
+pub mod router;
 pub mod routing;
+pub mod spanning;
 pub mod watch;
 
 use std::hash::{BuildHasher, RandomState};
 
 use self::connection::{ClientOptions, Endpoint};
 use self::error::ClientError;
-use self::locator::Locator;
 use self::members::{MemberReport, member_reports};
-use self::routing::{ChainTarget, RetryObserver};
+use self::router::Router;
+use self::routing::RetryObserver;
+use crate::limits::SHARDS_PATH_DEFAULT;
 use crate::proto::{Entry, Opcode, Request, Response, Statistics};
 
 /// Where a [`Client`] sends its requests.
@@ -42,8 +47,10 @@ enum Target {
         /// Reads ask for the server's own table even if it is not the tail.
         local_reads: bool,
     },
-    /// The chain's head or tail, whichever the request needs, with retries.
-    Chain(Box<ChainTarget>),
+    /// The head or tail of the chain that owns the key (per the shard map,
+    /// or the one chain without a map), whichever the request needs, with
+    /// retries.
+    Chain(Box<Router>),
 }
 
 /// A client of one server or of a chain.
@@ -81,10 +88,21 @@ impl Client {
     /// A client of the chain at `chain_path` in the ZooKeeper ensemble
     /// `zk_hosts` (`host:port,...`): writes go to the head, reads to the
     /// tail, and refused or failed requests are retried until
-    /// `options.timeout`. Looks up the chain on first use.
+    /// `options.timeout`. Looks up the chain on first use. Once a shard map
+    /// exists at the default path (`/shards`), keys are routed by it.
     pub fn chain(zk_hosts: &str, chain_path: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let locator = Locator::start(zk_hosts, chain_path)?;
-        Ok(Client::with_target(Target::Chain(Box::new(ChainTarget::new(locator))), options))
+        Client::sharded(zk_hosts, chain_path, SHARDS_PATH_DEFAULT, options)
+    }
+
+    /// Like [`Client::chain`], with the shard map at `map_path` (`--shards`).
+    pub fn sharded(
+        zk_hosts: &str,
+        chain_path: &str,
+        map_path: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let router = Router::start(zk_hosts, chain_path, map_path)?;
+        Ok(Client::with_target(Target::Chain(Box::new(router)), options))
     }
 
     fn with_target(target: Target, options: ClientOptions) -> Client {
@@ -215,8 +233,8 @@ impl Client {
     /// the picture.
     pub fn members(&mut self) -> Result<Vec<MemberReport>, ClientError> {
         match &mut self.target {
-            Target::Chain(chain) => {
-                let view = chain.fresh_view(self.options.timeout)?;
+            Target::Chain(router) => {
+                let view = router.default_target()?.fresh_view(self.options.timeout)?;
                 Ok(member_reports(&view, &self.options, self.client_id))
             }
             Target::Server { .. } => Err(ClientError::NoChain(
@@ -261,7 +279,7 @@ impl Client {
                     );
                 endpoint.call(&request, &self.options)
             }
-            Target::Chain(chain) => chain.call(&request, &self.options),
+            Target::Chain(router) => router.call(&mut request, &self.options),
         }
     }
 }

@@ -100,6 +100,12 @@ impl<T: Clone + Send + 'static> NodeWatch<T> {
         self.changed.swap(false, Ordering::SeqCst)
     }
 
+    /// Says the node may have changed: the next [`NodeWatch::take_changed`]
+    /// is true (a reading failed, or someone learned of a change elsewhere).
+    pub fn mark_changed(&self) {
+        self.changed.store(true, Ordering::SeqCst);
+    }
+
     /// Reads the node afresh, waiting for ZooKeeper at most `wait` (a full
     /// queue of requests included); an error says why there is no reading,
     /// and whether another try can help.
