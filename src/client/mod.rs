@@ -34,10 +34,11 @@ use std::hash::{BuildHasher, RandomState};
 use self::connection::{ClientOptions, Endpoint};
 use self::error::ClientError;
 use self::members::{MemberReport, member_reports};
-use self::router::Router;
+use self::router::{Router, ShardReport};
 use self::routing::RetryObserver;
 use crate::limits::SHARDS_PATH_DEFAULT;
 use crate::proto::{Entry, Opcode, Request, Response, Statistics};
+use crate::shard::map::ShardMap;
 
 /// Where a [`Client`] sends its requests.
 enum Target {
@@ -257,12 +258,42 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("stats reply without statistics".into()))
     }
 
-    /// Sends one new request to the target.
-    fn call(&mut self, opcode: Opcode, mut request: Request) -> Result<Response, ClientError> {
+    /// Chain mode: the shard map and every chain's head, tail and keys;
+    /// `None` when there is no map.
+    pub fn shards(&mut self) -> Result<Option<ShardReport>, ClientError> {
+        let size = self.stamped(Opcode::OP_SIZE, Request::new());
+        let options = self.options.clone();
+        self.router()?.report(&size, &options)
+    }
+
+    /// Chain mode: creates the first shard map, giving `chains` equal
+    /// consecutive slot ranges in order.
+    pub fn shards_init(&mut self, chains: &[String]) -> Result<ShardMap, ClientError> {
+        let timeout = self.options.timeout;
+        self.router()?.init(chains, timeout)
+    }
+
+    fn router(&mut self) -> Result<&mut Router, ClientError> {
+        match &mut self.target {
+            Target::Chain(router) => Ok(router),
+            Target::Server { .. } => Err(ClientError::NoChain(
+                "the shard map is in ZooKeeper: give <zk-host:port,...>, not --server".into(),
+            )),
+        }
+    }
+
+    /// `request` as a new request of this client's: opcode and ids set.
+    fn stamped(&mut self, opcode: Opcode, mut request: Request) -> Request {
         request.opcode = opcode.into();
         request.client_id = self.client_id;
         request.request_id = self.next_request_id;
         self.next_request_id += 1;
+        request
+    }
+
+    /// Sends one new request to the target.
+    fn call(&mut self, opcode: Opcode, request: Request) -> Result<Response, ClientError> {
+        let mut request = self.stamped(opcode, request);
         match &mut self.target {
             Target::Server { endpoint, local_reads } => {
                 request.local_read = *local_reads

@@ -24,7 +24,7 @@ use super::locator::Locator;
 use super::retry::Deadline;
 use super::routing::{ChainTarget, RetryObserver};
 use super::spanning::{merge_scan_pages, merge_statistics};
-use crate::coord::shard_watch::{MapReading, MapWatch, follow_map};
+use crate::coord::shard_watch::{MapReading, MapWatch, create_map, follow_map};
 use crate::coord::zk::CoordError;
 use crate::limits::{SHARD_MAP_READ_WAIT, SHARD_REDIRECTS_MAX};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
@@ -222,6 +222,67 @@ impl Router {
             self.chains.insert(path.to_owned(), target);
         }
         Ok(self.chains.get_mut(path).expect("inserted above"))
+    }
+}
+
+/// One chain of a sharded table as `shards` shows it.
+#[derive(Debug)]
+pub struct ChainReport {
+    /// Its ZooKeeper path.
+    pub chain: String,
+    /// `host:port` of its head and tail (`None`: no ready member).
+    pub head: Option<String>,
+    pub tail: Option<String>,
+    /// Keys it holds, or why it did not say.
+    pub keys: Result<u64, ClientError>,
+}
+
+/// The shard map and each of its chains.
+#[derive(Debug)]
+pub struct ShardReport {
+    /// The map's ZooKeeper node.
+    pub map_path: String,
+    pub map: Arc<ShardMap>,
+    /// In the order the map names them.
+    pub chains: Vec<ChainReport>,
+}
+
+impl Router {
+    /// The map read afresh and each chain's ends and size (`size`: a SIZE
+    /// request, ids set); `None` when there is no map.
+    pub fn report(
+        &mut self,
+        size: &Request,
+        options: &ClientOptions,
+    ) -> Result<Option<ShardReport>, ClientError> {
+        self.map_watch.mark_changed();
+        let Some(map) = self.current_map(options.timeout)? else {
+            return Ok(None);
+        };
+        let mut chains = Vec::with_capacity(map.chains().len());
+        for chain in map.chains() {
+            let target = self.chain(chain)?;
+            let (head, tail) = match target.fresh_view(options.timeout) {
+                Ok(view) => (
+                    view.head().map(|member| member.address.clone()),
+                    view.tail().map(|member| member.address.clone()),
+                ),
+                Err(_) => (None, None),
+            };
+            let keys = target.call(size, options).map(|answer| answer.size);
+            chains.push(ChainReport { chain: chain.clone(), head, tail, keys });
+        }
+        Ok(Some(ShardReport { map_path: self.map_path.clone(), map, chains }))
+    }
+
+    /// Creates the first map: `chains` get equal consecutive slot ranges
+    /// in the order named. Refused when a map exists or a chain does not.
+    pub fn init(&mut self, chains: &[String], session_timeout: Duration) -> Result<ShardMap, ClientError> {
+        let map = ShardMap::split_evenly(chains).map_err(|error| ClientError::NoChainEver(error.0))?;
+        let created = create_map(&self.zk_hosts, &self.map_path, &map, session_timeout)
+            .map_err(ClientError::NoChainEver)?;
+        self.map_watch.mark_changed();
+        Ok(created)
     }
 }
 
