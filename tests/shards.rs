@@ -135,3 +135,16 @@ fn a_junk_map_is_one_clear_error() {
     let fine = run_client(&[&zookeeper.address()], &["put", "k", "v"], None);
     assert_eq!(stdout(&fine), "OK\n");
 }
+
+#[test]
+fn table_check_judges_two_chains_under_faults() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_table-check"))
+        .args(["--chains", "2", "--duration", "20", "--keys", "8"])
+        .args(["--server-binary", env!("CARGO_BIN_EXE_table-server")])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running table-check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("PASS"), "{stdout}");
+}
