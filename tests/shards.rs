@@ -147,4 +147,11 @@ fn table_check_judges_two_chains_under_faults() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("PASS"), "{stdout}");
+    // A client that cannot route fails every operation, which is no
+    // history at all: most operations must have completed.
+    let summary = stdout.lines().find(|line| line.starts_with("checked ")).expect("a summary line");
+    let numbers: Vec<u64> =
+        summary.split(|c: char| !c.is_ascii_digit()).filter_map(|word| word.parse().ok()).collect();
+    let (operations, unknown) = (numbers[0], numbers[2]);
+    assert!(operations > 1000 && unknown * 10 < operations, "{summary}");
 }
