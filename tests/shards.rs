@@ -94,8 +94,8 @@ fn keys_land_on_the_chain_that_owns_their_slot() {
     let moved_key = &high[0];
     let moved = raw_get(&first, moved_key);
     assert_eq!(moved.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED), "{}", moved.error_message);
-    assert_eq!(moved.moved_slot, slot_of(moved_key) as u32);
-    assert_eq!((moved.moved_chain.as_str(), moved.moved_map_version), ("/chain2", 0));
+    let to = moved.moved.as_ref().expect("where the key lives");
+    assert_eq!((to.slot, to.chain.as_str(), to.map_version), (slot_of(moved_key) as u32, "/chain2", 0));
     let mut direct = Client::new(&first.address, options());
     assert!(matches!(direct.get(moved_key), Err(ClientError::Server { code: ErrorCode::ERR_MOVED, .. })));
     let crossing = [low[0].clone(), high[0].clone()];

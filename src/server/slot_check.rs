@@ -22,7 +22,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::coord::shard_watch::{MapReading, follow_map};
 use crate::limits::{SHARD_MAP_CATCH_UP_WAIT, SHARD_MAP_POLL, SHARD_MAP_READ_WAIT, SHARD_MAP_REREAD};
-use crate::proto::{ErrorCode, Opcode, Request, Response};
+use crate::proto::{ErrorCode, Moved, Opcode, Request, Response};
 use crate::shard::map::ShardMap;
 use crate::shard::slot::slot_of;
 
@@ -197,9 +197,8 @@ impl ShardGuard {
                     ErrorCode::ERR_MOVED,
                     format!("slot {slot} belongs to chain {chain} in shard map version {version}"),
                 );
-                response.moved_slot = slot as u32;
-                response.moved_chain = chain;
-                response.moved_map_version = version;
+                response.moved =
+                    Some(Moved { slot: slot as u32, chain, map_version: version, ..Moved::default() }).into();
                 Some(response)
             }
             Verdict::CrossChain(message) => Some(error(request, ErrorCode::ERR_CROSS_CHAIN, message)),
@@ -334,7 +333,8 @@ mod tests {
         guard.publish(MapReading::Map(Arc::new(two_chains())));
         let moved = guard.screen(&request).expect("foo is /b's");
         assert_eq!(moved.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED));
-        assert_eq!((moved.moved_slot, moved.moved_chain.as_str(), moved.moved_map_version), (12182, "/b", 3));
+        let to = moved.moved.as_ref().expect("where it moved");
+        assert_eq!((to.slot, to.chain.as_str(), to.map_version), (12182, "/b", 3));
         request.shard_map_version = Some(4);
         let started = Instant::now();
         let behind = guard.screen(&request).expect("version 4 never comes");
