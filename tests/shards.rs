@@ -112,6 +112,20 @@ fn keys_land_on_the_chain_that_owns_their_slot() {
         serde_json::from_str(stdout(&admin(&zookeeper, &["--json", "shards"])).trim()).unwrap();
     assert_eq!(json["chains"][1]["keys"], high.len());
     assert_eq!(json["ranges"][1]["first"], 8192);
+
+    // table-bench routes by the map too: no errors, both chains filled.
+    let bench = std::process::Command::new(env!("CARGO_BIN_EXE_table-bench"))
+        .args(["--zk", &zookeeper.address(), "--clients", "2", "--duration", "1", "--warmup", "0"])
+        .args(["--keys", "200", "--value-size", "10", "--mix", "50:50:0", "--json"])
+        .output()
+        .expect("running table-bench");
+    let bench_stdout = stdout(&bench);
+    let report: serde_json::Value = serde_json::from_str(bench_stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("{error}: {bench_stdout}{}", String::from_utf8_lossy(&bench.stderr)));
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    let filled = |server: &ServerProcess| held(server).iter().filter(|key| key.starts_with("key:")).count();
+    assert_eq!(filled(&first) + filled(&second), 200);
+    assert!(filled(&first) > 0 && filled(&second) > 0);
 }
 
 #[test]
