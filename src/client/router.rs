@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use log::debug;
 use parking_lot::Mutex;
 
 use super::connection::ClientOptions;
@@ -25,7 +26,6 @@ use super::retry::Deadline;
 use super::routing::{ChainTarget, RetryObserver};
 use super::spanning::{merge_scan_pages, merge_statistics};
 use crate::coord::shard_watch::{MapReading, MapWatch, create_map, follow_map};
-use crate::coord::zk::CoordError;
 use crate::limits::{SHARD_MAP_READ_WAIT, SHARD_REDIRECTS_MAX};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::shard::map::ShardMap;
@@ -41,6 +41,9 @@ pub struct Router {
     map_watch: MapWatch,
     /// The map as last read; `None`: no map node.
     map: Option<Arc<ShardMap>>,
+    /// Whether the map node was ever read: until then, `map` being `None`
+    /// does not say there is no map.
+    map_known: bool,
     /// One target per chain, opened when first needed.
     chains: HashMap<String, ChainTarget>,
     /// Told of every retry at any chain.
@@ -59,6 +62,7 @@ impl Router {
             map_path: map_path.to_owned(),
             map_watch,
             map: None,
+            map_known: false,
             chains: HashMap::new(),
             observer: None,
         };
@@ -115,6 +119,16 @@ impl Router {
         let mut redirects = 0;
         loop {
             let Some(map) = self.current_map(deadline.remaining())? else {
+                // Unknown map, one chain's answer: a key is safe (its server
+                // refuses what its chain does not own), a whole-table
+                // answer would silently be part of the table.
+                if !self.map_known && routing_key(request).is_none() {
+                    return Err(ClientError::NoChain(format!(
+                        "no chain at {}: cannot read the shard map {} (ZooKeeper unreachable?)",
+                        self.name(),
+                        self.map_path
+                    )));
+                }
                 request.shard_map_version = None;
                 return self.default_target()?.call(request, options);
             };
@@ -184,16 +198,16 @@ impl Router {
 
     /// The map, read again first if its watch saw a change (or a redirect
     /// asked for it); waits for ZooKeeper at most `wait`. A junk map node
-    /// is an error: nobody should guess where keys live.
+    /// is an error: nobody should guess where keys live. When ZooKeeper
+    /// cannot be read, the last reading stands (none: the one chain) and is
+    /// read again next time: the chain's own lookup then says what is wrong
+    /// and retries as it always has, and a server on a newer map refuses a
+    /// key it does not own (ERR_MOVED), so nothing is answered wrongly.
     fn current_map(&mut self, wait: Duration) -> Result<Option<Arc<ShardMap>>, ClientError> {
         if self.map_watch.take_changed() {
-            let reading = self.map_watch.read(wait.min(SHARD_MAP_READ_WAIT)).inspect_err(|_| {
-                // Read again next time.
-                self.map_watch.mark_changed();
-            });
-            self.map = match reading {
-                Ok(MapReading::Absent) => None,
-                Ok(MapReading::Map(map)) => Some(map),
+            match self.map_watch.read(wait.min(SHARD_MAP_READ_WAIT)) {
+                Ok(MapReading::Absent) => (self.map, self.map_known) = (None, true),
+                Ok(MapReading::Map(map)) => (self.map, self.map_known) = (Some(map), true),
                 Ok(MapReading::Junk(error)) => {
                     self.map_watch.mark_changed();
                     return Err(ClientError::NoChainEver(format!(
@@ -201,13 +215,11 @@ impl Router {
                         self.zk_hosts, self.map_path
                     )));
                 }
-                Err(CoordError::Transient(reason)) => {
-                    return Err(ClientError::NoChain(format!("shard map {}: {reason}", self.map_path)));
+                Err(error) => {
+                    debug!("cannot read the shard map {}: {error}", self.map_path);
+                    self.map_watch.mark_changed();
                 }
-                Err(CoordError::Permanent(reason)) => {
-                    return Err(ClientError::NoChainEver(format!("shard map {}: {reason}", self.map_path)));
-                }
-            };
+            }
         }
         Ok(self.map.clone())
     }
