@@ -61,6 +61,12 @@ fn keys_land_on_the_chain_that_owns_their_slot() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no chain at /chain9"));
     assert_eq!(admin(&zookeeper, &["shards"]).status.code(), Some(1), "no map was made");
 
+    // A client that knew no map: its next keys follow the map once it exists.
+    let keys: Vec<String> = (0..KEYS).map(|index| format!("key{index:04}")).collect();
+    let (low, high): (Vec<String>, Vec<String>) = keys.iter().cloned().partition(|key| slot_of(key) < 8192);
+    let mut early = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
+    early.put(&low[0], low[0].as_bytes().to_vec()).unwrap();
+
     let init = admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"]);
     assert_eq!(stdout(&init), "OK: shard map version 0\n0-8191\t/chain1\n8192-16383\t/chain2\n");
     let again = admin(&zookeeper, &["shards", "init", "/chain2", "/chain1"]);
@@ -68,15 +74,15 @@ fn keys_land_on_the_chain_that_owns_their_slot() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("a shard map exists at /shards already"), "{stderr}");
 
+    early.put(&high[0], high[0].as_bytes().to_vec()).unwrap();
+    assert_eq!(early.get(&high[0]).unwrap().as_deref(), Some(high[0].as_bytes()));
     let mut client = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
-    let keys: Vec<String> = (0..KEYS).map(|index| format!("key{index:04}")).collect();
     for key in &keys {
         client.put(key, key.as_bytes().to_vec()).unwrap();
     }
     for key in &keys {
         assert_eq!(client.get(key).unwrap().as_deref(), Some(key.as_bytes()));
     }
-    let (low, high): (Vec<String>, Vec<String>) = keys.iter().cloned().partition(|key| slot_of(key) < 8192);
     assert!(!low.is_empty() && !high.is_empty());
     let held = |server: &ServerProcess| -> Vec<String> {
         local_table(&server.address).into_iter().map(|(key, _)| key).collect()
