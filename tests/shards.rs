@@ -69,6 +69,11 @@ fn keys_land_on_the_chain_that_owns_their_slot() {
 
     let init = admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"]);
     assert_eq!(stdout(&init), "OK: shard map version 0\n0-8191\t/chain1\n8192-16383\t/chain2\n");
+    for server in [&first, &second] {
+        let knows =
+            server.wait_for_stats(Duration::from_secs(10), |statistics| statistics.shard_slots == 8192);
+        assert!(knows.is_some(), "{} never read the map: {:?}", server.address, server.stats());
+    }
     let again = admin(&zookeeper, &["shards", "init", "/chain2", "/chain1"]);
     assert_eq!(again.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&again.stderr);
@@ -94,7 +99,8 @@ fn keys_land_on_the_chain_that_owns_their_slot() {
     // Table-wide requests span both chains.
     assert_eq!(client.size().unwrap(), KEYS as u64);
     assert_eq!(client.keys().unwrap(), keys, "the merged scan is every key once, in order");
-    assert_eq!(client.stats().unwrap().keys, KEYS as u64);
+    let merged = client.stats().unwrap();
+    assert_eq!((merged.keys, merged.shard_slots), (KEYS as u64, 16384));
 
     // A server asked directly about another chain's key says whose it is.
     let moved_key = &high[0];

@@ -502,6 +502,10 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("watch_history_writes", statistics.watch_history_writes),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
+    if statistics.shard_slots > 0 {
+        fields.push(("shard_slots", StatisticsValue::Number(statistics.shard_slots)));
+        fields.push(("shard_map_version", StatisticsValue::Number(statistics.shard_map_version)));
+    }
     fields
 }
 

@@ -11,7 +11,8 @@ use crate::proto::{Response, Statistics};
 
 /// Statistics that describe one server's place in its chain: meaningless
 /// added up over chains, so a merged `stats` leaves them 0.
-const PER_CHAIN: [&str; 8] = [
+const PER_CHAIN: [&str; 9] = [
+    "shard_map_version",
     "chain_position",
     "chain_length",
     "last_applied",

@@ -363,6 +363,9 @@ impl Service {
         let kept = replica.history.len() as u64;
         statistics.watch_history_writes = kept;
         statistics.watch_history_oldest = if kept > 0 { history.oldest } else { 0 };
+        if let Some(shards) = &self.shards {
+            (statistics.shard_slots, statistics.shard_map_version) = shards.known();
+        }
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

@@ -97,6 +97,8 @@ struct Known {
     map: Option<Arc<ShardMap>>,
     /// This chain's index in `map`.
     own: Option<u16>,
+    /// How many slots this chain owns in `map`, for `stats`.
+    slots: u64,
 }
 
 /// The shard map this server knows, shared by the connection threads (who
@@ -149,25 +151,31 @@ impl ShardGuard {
                 return;
             }
             let own = map.as_ref().and_then(|map| map.chain_index(&self.chain));
+            let slots = map.as_ref().map_or(0, |map| {
+                let owned = map.ranges().iter().filter(|range| range.chain == self.chain);
+                owned.map(|range| range.last as u64 - range.first as u64 + 1).sum()
+            });
             match &map {
                 Some(map) => info!(
-                    "shard map version {}: {} chains, this chain ({}) owns {} slots",
+                    "shard map version {}: {} chains, this chain ({}) owns {slots} slots",
                     map.version,
                     map.chains().len(),
                     self.chain,
-                    map.ranges()
-                        .iter()
-                        .filter(|range| range.chain == self.chain)
-                        .map(|range| range.last as u32 - range.first as u32 + 1)
-                        .sum::<u32>()
                 ),
                 None => info!("no shard map: this chain answers every key"),
             }
-            *known = Known { map, own };
+            *known = Known { map, own, slots };
             self.active.store(known.map.is_some(), Ordering::Release);
         }
         *self.published.lock() = version;
         self.arrived.notify_all();
+    }
+
+    /// For `stats`: the slots this chain owns and the map's version (both
+    /// 0 without a map).
+    pub fn known(&self) -> (u64, u64) {
+        let known = self.known.read();
+        (known.slots, known.map.as_ref().map_or(0, |map| map.version))
     }
 
     /// The error reply to `request` if this chain may not answer it now;
