@@ -118,25 +118,26 @@ impl Router {
         let deadline = Deadline::starting_now(options.timeout);
         let mut redirects = 0;
         loop {
-            let Some(map) = self.current_map(deadline.remaining())? else {
+            let map = self.current_map(deadline.remaining())?;
+            let chain = match (&map, routing_key(request)) {
+                (Some(map), None) => {
+                    request.shard_map_version = Some(map.version);
+                    return self.call_every_chain(map, request, options);
+                }
+                (Some(map), Some(key)) => map.owner(slot_of(key)).to_owned(),
                 // Unknown map, one chain's answer: a key is safe (its server
                 // refuses what its chain does not own), a whole-table
                 // answer would silently be part of the table.
-                if !self.map_known && routing_key(request).is_none() {
+                (None, None) if !self.map_known => {
                     return Err(ClientError::NoChain(format!(
                         "no chain at {}: cannot read the shard map {} (ZooKeeper unreachable?)",
                         self.name(),
                         self.map_path
                     )));
                 }
-                request.shard_map_version = None;
-                return self.default_target()?.call(request, options);
+                (None, _) => self.default_chain.clone(),
             };
-            request.shard_map_version = Some(map.version);
-            let Some(key) = routing_key(request) else {
-                return self.call_every_chain(&map, request, options);
-            };
-            let chain = map.owner(slot_of(key)).to_owned();
+            request.shard_map_version = map.as_ref().map(|map| map.version);
             let moved = match self.chain(&chain)?.call(request, options) {
                 Err(error @ ClientError::Server { code: ErrorCode::ERR_MOVED, .. }) => error,
                 answer => return answer,
@@ -151,8 +152,8 @@ impl Router {
             // Read the map again; a server on a map newer than ZooKeeper
             // showed us gets a moment before the next reading.
             self.map_watch.mark_changed();
-            let before = map.version;
-            if self.current_map(deadline.remaining())?.is_some_and(|map| map.version == before) {
+            let before = map.map(|map| map.version);
+            if self.current_map(deadline.remaining())?.map(|map| map.version) == before {
                 std::thread::sleep(Duration::from_millis(10 << redirects.min(5)));
                 self.map_watch.mark_changed();
             }
