@@ -147,7 +147,9 @@ impl ShardGuard {
         let version = map.as_ref().map(|map| map.version);
         {
             let mut known = self.known.write();
-            if known.map.as_ref().map(|map| map.version) == version {
+            // By content, not version: a map node deleted and made again
+            // starts again at version 0.
+            if known.map.as_deref() == map.as_deref() {
                 return;
             }
             let own = map.as_ref().and_then(|map| map.chain_index(&self.chain));
