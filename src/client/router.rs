@@ -26,6 +26,7 @@ use super::retry::Deadline;
 use super::routing::{ChainTarget, RetryObserver};
 use super::spanning::{merge_scan_pages, merge_statistics};
 use crate::coord::shard_watch::{MapReading, MapWatch, create_map, follow_map};
+use crate::coord::zk::CoordError;
 use crate::limits::{SHARD_MAP_READ_WAIT, SHARD_REDIRECTS_MAX};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::shard::map::ShardMap;
@@ -199,8 +200,9 @@ impl Router {
 
     /// The map, read again first if its watch saw a change (or a redirect
     /// asked for it); waits for ZooKeeper at most `wait`. A junk map node
-    /// is an error: nobody should guess where keys live. When ZooKeeper
-    /// cannot be read, the last reading stands (none: the one chain) and is
+    /// is an error: nobody should guess where keys live, and so is an
+    /// ensemble that can never be read. When ZooKeeper cannot be read for
+    /// now, the last reading stands (none: the one chain) and is
     /// read again next time: the chain's own lookup then says what is wrong
     /// and retries as it always has, and a server on a newer map refuses a
     /// key it does not own (ERR_MOVED), so nothing is answered wrongly.
@@ -216,8 +218,13 @@ impl Router {
                         self.zk_hosts, self.map_path
                     )));
                 }
-                Err(error) => {
-                    debug!("cannot read the shard map {}: {error}", self.map_path);
+                // A bad address, a host that is no ZooKeeper: never better.
+                Err(CoordError::Permanent(reason)) => {
+                    self.map_watch.mark_changed();
+                    return Err(ClientError::NoChainEver(format!("no chain at {}: {reason}", self.name())));
+                }
+                Err(CoordError::Transient(reason)) => {
+                    debug!("cannot read the shard map {}: {reason}", self.map_path);
                     self.map_watch.mark_changed();
                 }
             }
