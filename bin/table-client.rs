@@ -66,9 +66,10 @@ fn main() -> ExitCode {
 /// Makes clients of the target the arguments name.
 fn client_factory(args: &ClientArgs) -> ClientFactory {
     let (target, options, local_reads) = (args.target.clone(), args.options.clone(), args.local_reads);
+    let shards_path = args.shards_path.clone();
     Box::new(move || match &target {
         Target::Server(address) if local_reads => Ok(Client::local_reader(address, options.clone())),
         Target::Server(address) => Ok(Client::new(address, options.clone())),
-        Target::Chain { zk_hosts, path } => Client::chain(zk_hosts, path, options.clone()),
+        Target::Chain { zk_hosts, path } => Client::sharded(zk_hosts, path, &shards_path, options.clone()),
     })
 }

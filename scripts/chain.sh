@@ -3,7 +3,7 @@
 # on loopback, started in the background and remembered (PIDs, ports, logs) in
 # a state directory, so later calls can show, kill, add and stop them.
 #
-# usage: scripts/chain.sh up [N] [--durable] | status | kill <i> | add | restart | down
+# usage: scripts/chain.sh up [N] [--chains K] [--durable] | status | kill <i> | add [<chain>] | restart | down
 set -eEuo pipefail
 # Whatever ends the script early says which command it was.
 trap 'echo "chain.sh: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
@@ -13,15 +13,20 @@ usage() {
 usage: scripts/chain.sh <command>
 
 commands:
-  up [N] [--durable]
+  up [N] [--chains K] [--durable]
              build (cargo, release), start ZooKeeper and N servers (default 3), one
              after another, each waited for until it is part of the chain; with
+             --chains K, K chains of N servers (/chain1 ... /chainK) and a shard map
+             giving them equal slot ranges (table-client shards init); with
              --durable each server keeps its table in <state>/data-<i> (--data-dir)
-  status     every server this script started (index, PID, address, alive or dead),
-             then the chain as 'table-client members' shows it: node, address,
-             state, role, last applied, committed, lag, uptime
+  status     every server this script started (index, PID, address, chain, alive or
+             dead), then each chain as 'table-client members' shows it: node, address,
+             state, role, last applied, committed, lag, uptime; with several chains,
+             the shard map as 'table-client shards' shows it
   kill <i>   kill -9 server <i> (as numbered by status)
-  add        start one more server; it joins at the end of the chain
+  add [<chain>]
+             start one more server; it joins at the end of the chain (with several
+             chains: of <chain>, default the first)
   restart    start again every server that is not running, on its own port and
              (--durable) data directory: after a whole chain was killed, the chain
              comes back with every acknowledged write
@@ -144,6 +149,35 @@ zk_answers() {
 
 # ---- state ----
 
+# The chains' paths, one a line: /chain1 ... /chainK with --chains K, else
+# the one default chain (given to servers and clients as no --chain at all).
+chain_paths() {
+  if [[ -f $state/chains ]]; then
+    seq 1 "$(cat "$state/chains")" | sed 's|^|/chain|'
+  else
+    echo /chain
+  fi
+}
+
+# chain_args <path>: the --chain option for <path>, none for the default chain.
+chain_args() {
+  [[ $1 == /chain ]] || printf '%s\n' --chain "$1"
+}
+
+# chain_of <index>: the chain server <index> was started in.
+chain_of() {
+  cat "$state/server-$1.chain" 2>/dev/null || echo /chain
+}
+
+# earlier_members <index> <path>: servers numbered below <index> started in <path>.
+earlier_members() {
+  local other count=0
+  for other in $(seq 1 $(($1 - 1))); do
+    [[ $(chain_of "$other") == "$2" ]] && count=$((count + 1))
+  done
+  echo "$count"
+}
+
 server_count() {
   local count=0
   while [[ -f $state/server-$((count + 1)).pid ]]; do
@@ -242,10 +276,12 @@ stat_of() {
   { client --timeout-ms 1000 --server "$1" stats 2>/dev/null || true; } | sed -n "s/^$2: //p"
 }
 
-# ready_members: how many members ZooKeeper lists as ready and answer their
-# stats (0 when none, or when ZooKeeper does not answer).
+# ready_members <path>: how many members of chain <path> ZooKeeper lists as
+# ready and answer their stats (0 when none, or when ZooKeeper does not answer).
 ready_members() {
-  client --json --timeout-ms 2000 "127.0.0.1:$(zk_port)" members 2>/dev/null |
+  local args
+  mapfile -t args < <(chain_args "$1")
+  client --json --timeout-ms 2000 "${args[@]}" "127.0.0.1:$(zk_port)" members 2>/dev/null |
     grep '"state":"ready"' | grep -c '"reachable":true' || true
 }
 
@@ -254,16 +290,19 @@ ready_members() {
 # the chain's generation (a new chain, a restart, or a restart that LOST writes).
 start_server() {
   local index=${1:-$(($(server_count) + 1))}
+  local chain=${2:-$(chain_of "$index")}
   local log=$state/server-$index.log pid port role="" tenths=0 wait_tenths=$SERVER_WAIT_TENTHS
   local previous_generation extra=()
-  previous_generation=$(cat "$state/generation" 2>/dev/null || true)
+  echo "$chain" >"$state/server-$index.chain"
+  mapfile -t extra < <(chain_args "$chain")
+  previous_generation=$(cat "$state/generation-${chain#/}" 2>/dev/null || true)
   if [[ -f $state/durable ]]; then
     extra+=(--data-dir "$state/data-$index")
   fi
-  if [[ -f $state/durable ]] && (($(ready_members) == 0)) && [[ -d $state/data-$index ]]; then
+  if [[ -f $state/durable ]] && (($(ready_members "$chain") == 0)) && [[ -d $state/data-$index ]]; then
     echo "chain.sh: server $index: no ready member; it restarts the chain from its data directory (or waits for a server that holds more) once the old sessions have expired"
     wait_tenths=$((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 100 + SERVER_WAIT_TENTHS))
-  elif ((index > 1)) && (($(ready_members) == 0)); then
+  elif (($(earlier_members "$index" "$chain") > 0)) && (($(ready_members "$chain") == 0)); then
     # Every server of the chain is gone: the new one waits for one named in
     # the commit record, then restarts the chain, losing writes.
     echo "chain.sh: server $index: no ready member; it waits up to $((RESTART_FALLBACK_TIMEOUTS * zk_timeout_ms / 1000)) s for one to come back, then restarts the chain" >&2
@@ -291,8 +330,8 @@ start_server() {
   done
   local generation
   generation=$(stat_of "$address" generation)
-  echo "$generation" >"$state/generation"
-  echo "chain.sh: server $index on $address (PID $pid) is in the chain"
+  echo "$generation" >"$state/generation-${chain#/}"
+  echo "chain.sh: server $index on $address (PID $pid) is in the chain $chain"
   if [[ -n $metrics_base ]]; then
     echo "chain.sh: server $index: metrics on http://127.0.0.1:$((metrics_base + index))/metrics"
   fi
@@ -307,10 +346,17 @@ start_server() {
 # ---- commands ----
 
 cmd_up() {
-  local count=3 durable="" arg
-  for arg in "$@"; do
+  local count=3 chains=1 durable="" arg
+  while (($# > 0)); do
+    arg=$1
+    shift
     case $arg in
       --durable) durable=1 ;;
+      --chains)
+        chains=${1:-}
+        [[ $chains =~ ^[1-9][0-9]*$ ]] || die "up: --chains needs a positive number, not '$chains'"
+        shift
+        ;;
       *) [[ $arg =~ ^[1-9][0-9]*$ ]] || die "up: N must be a positive number, not '$arg'"; count=$arg ;;
     esac
   done
@@ -321,16 +367,29 @@ cmd_up() {
   build
   mkdir -p "$state"
   [[ -z $durable ]] || touch "$state/durable"
+  ((chains == 1)) || echo "$chains" >"$state/chains"
   make_secrets
   # If anything fails from here on, stop what was started.
   trap 'echo "chain.sh: up failed; stopping what it started" >&2; cmd_down >&2' EXIT
   start_zookeeper
-  for _ in $(seq 1 "$count"); do
-    start_server
+  local chain paths
+  mapfile -t paths < <(chain_paths)
+  for chain in "${paths[@]}"; do
+    for _ in $(seq 1 "$count"); do
+      start_server "" "$chain"
+    done
   done
+  if ((chains > 1)); then
+    client "127.0.0.1:$(zk_port)" shards init "${paths[@]}"
+  fi
   trap - EXIT
   echo
-  echo "chain of $count up. Clients must prove the client secret; connect with:"
+  if ((chains > 1)); then
+    echo "$chains chains of $count up (${paths[*]}), keys routed by the shard map /shards."
+    echo "Clients must prove the client secret; connect with:"
+  else
+    echo "chain of $count up. Clients must prove the client secret; connect with:"
+  fi
   echo "  export CHAINTABLE_SECRET_FILE=$state/client.secret"
   echo "  $client_bin 127.0.0.1:$(zk_port)"
   echo "(or: $client_bin --secret-file $state/client.secret 127.0.0.1:$(zk_port))"
@@ -348,20 +407,28 @@ cmd_status() {
   zk_alive=dead
   is_ours "$zk_pid" ZooKeeperServerMain && zk_alive=alive
   printf 'zookeeper  PID %-8s 127.0.0.1:%-6s %s\n' "$zk_pid" "$(zk_port)" "$zk_alive"
-  printf '%-6s %-8s %-22s %s\n' index PID address process
-  local index pid address alive
+  printf '%-6s %-8s %-22s %-10s %s\n' index PID address chain process
+  local index pid address alive chain args
   for index in $(seq 1 "$(server_count)"); do
     pid=$(cat "$state/server-$index.pid")
     address=$(cat "$state/server-$index.address" 2>/dev/null || echo "?")
     alive=dead
     is_ours "$pid" table-server && alive=alive
-    printf '%-6s %-8s %-22s %s\n' "$index" "$pid" "$address" "$alive"
+    printf '%-6s %-8s %-22s %-10s %s\n' "$index" "$pid" "$address" "$(chain_of "$index")" "$alive"
   done
-  echo
-  echo "the chain, as ZooKeeper lists it and each member reports itself (table-client members):"
   [[ $zk_alive == alive ]] || { echo "  (ZooKeeper is not running)"; return 0; }
-  client --timeout-ms 2000 "127.0.0.1:$(zk_port)" members ||
-    echo "  (table-client members failed; see above)"
+  for chain in $(chain_paths); do
+    echo
+    echo "the chain $chain, as ZooKeeper lists it and each member reports itself (table-client members):"
+    mapfile -t args < <(chain_args "$chain")
+    client --timeout-ms 2000 "${args[@]}" "127.0.0.1:$(zk_port)" members ||
+      echo "  (table-client members failed; see above)"
+  done
+  if [[ -f $state/chains ]]; then
+    echo
+    echo "the shard map (table-client shards):"
+    client --timeout-ms 2000 "127.0.0.1:$(zk_port)" shards || echo "  (table-client shards failed; see above)"
+  fi
 }
 
 cmd_kill() {
@@ -379,7 +446,9 @@ cmd_kill() {
 cmd_add() {
   require_up
   is_ours "$(cat "$state/zookeeper.pid")" ZooKeeperServerMain || die "ZooKeeper is not running"
-  start_server
+  local chain=${1:-$(chain_paths | head -n 1)}
+  chain_paths | grep -qx -- "$chain" || die "add: no chain $chain here (chains: $(chain_paths | tr '\n' ' '))"
+  start_server "" "$chain"
 }
 
 cmd_restart() {
@@ -411,11 +480,11 @@ cmd_down() {
 }
 
 case ${1:-} in
-  up) shift; (($# <= 2)) || die "up takes at most N and --durable"; cmd_up "$@" ;;
+  up) shift; (($# <= 4)) || die "up takes at most N, --chains K and --durable"; cmd_up "$@" ;;
   restart) cmd_restart ;;
   status) cmd_status ;;
   kill) shift; cmd_kill "$@" ;;
-  add) cmd_add ;;
+  add) shift; cmd_add "$@" ;;
   down) cmd_down ;;
   --help | help) usage ;;
   "") usage >&2; exit 2 ;;

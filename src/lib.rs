@@ -18,6 +18,10 @@
 //! - [`secure`]: secrets, the challenge-response of peers and clients, sealed link frames, TLS.
 //! - [`throttle`]: one line per interval for log lines outsiders can repeat at will.
 //!
+//! Shards:
+//! - [`shard`]: hash slots (Redis Cluster's CRC16) and the versioned map of slot ranges to
+//!   chains (pure; its ZooKeeper I/O is in [`coord`]).
+//!
 //! Store:
 //! - [`store`]: the table: a striped `RwLock` hash table with consistent snapshots, and
 //!   SCAN pages of it in key order.
@@ -64,6 +68,7 @@ pub mod replica;
 pub mod replication;
 pub mod secure;
 pub mod server;
+pub mod shard;
 pub mod storage;
 pub mod store;
 pub mod throttle;

@@ -304,6 +304,34 @@ pub const CHAIN_MEMBERS_READ_MAX: usize = 64;
 /// reading ZooKeeper did not answer in time; the client retries or reports it.
 pub const CHAIN_WATCH_REQUESTS_QUEUED_MAX: usize = 8;
 
+// Shards (see `shard`, `server::slot_check`, `client::router`).
+
+/// The shard map's ZooKeeper node when `--shards` is not given.
+pub const SHARDS_PATH_DEFAULT: &str = "/shards";
+
+/// How long a server holds a request whose client routed by a newer shard
+/// map than the server knows, while its map thread reads the map again.
+/// ZooKeeper answers a read in about a millisecond; past this the request
+/// is refused with ERR_UNAVAILABLE and the client retries.
+pub const SHARD_MAP_CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a server's map thread looks whether its watch saw a change.
+/// A client routed by a newer map wakes it at once, so this bounds only
+/// how late a server that no client pushes learns of a change.
+pub const SHARD_MAP_POLL: Duration = Duration::from_millis(50);
+
+/// How often a server reads the map even without a change: the safety net
+/// against watches the `zookeeper` crate lost over a reconnection.
+pub const SHARD_MAP_REREAD: Duration = Duration::from_secs(5);
+
+/// How long a server or client waits for one reading of the map.
+pub const SHARD_MAP_READ_WAIT: Duration = Duration::from_secs(2);
+
+/// Redirects (ERR_MOVED) a client follows for one request before it gives
+/// up: each one reads the map afresh, so more than a few means the map is
+/// changing faster than the client can follow, or servers disagree.
+pub const SHARD_REDIRECTS_MAX: u32 = 5;
+
 // The client library (see `client`).
 
 /// Default time allowed for connecting and for each reply; in chain mode

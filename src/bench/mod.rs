@@ -25,17 +25,20 @@
 //! - [`redis`]: a minimal RESP client (SET, GET, DEL) to compare with Redis.
 //! - [`report`]: the results as a table and as one JSON line.
 //! - [`idle`]: connections held open without sending, to measure what idle clients cost.
+//! - `sharded`: many chains: each key to the chain the shard map gives its slot.
 
 pub mod args;
 pub mod histogram;
 pub mod idle;
 pub mod redis;
 pub mod report;
+mod sharded;
 pub mod watchers;
 pub mod workload;
 
 use std::fmt;
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -210,15 +213,23 @@ fn connect_all(args: &BenchArgs) -> Result<Connected, BenchError> {
             (Box::new(move || Ok(Box::new(Client::new(address, options.clone())))), address.clone())
         }
         BenchTarget::Chain { zk_hosts, path } => {
-            let (head, tail) = find_chain(zk_hosts, path, args.timeout)?;
-            let writes_to = head.clone();
-            reads_from = tail.clone();
+            let map = sharded::read_map(zk_hosts, args.timeout)?;
+            let paths = map.as_ref().map_or_else(|| vec![path.clone()], |map| map.chains().to_vec());
+            let ends = paths
+                .iter()
+                .map(|path| find_chain(zk_hosts, path, args.timeout))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Idle connections and watchers go to the first chain.
+            let writes_to = ends[0].0.clone();
+            reads_from = ends[0].1.clone();
             let open = move || -> Result<Box<dyn Store>, BenchError> {
-                let head_client = Client::new(&head, options.clone());
-                if head == tail {
-                    return Ok(Box::new(head_client));
-                }
-                Ok(Box::new(ChainStore { head: head_client, tail: Client::new(&tail, options.clone()) }))
+                let mut chains = ends.iter().map(|(head, tail)| chain_store(head, tail, &options));
+                Ok(match &map {
+                    Some(map) => {
+                        Box::new(sharded::ShardedStore { map: Arc::clone(map), chains: chains.collect() })
+                    }
+                    None => chains.next().expect("one chain"),
+                })
             };
             (Box::new(open), writes_to)
         }
@@ -231,6 +242,15 @@ fn connect_all(args: &BenchArgs) -> Result<Connected, BenchError> {
         stores.push(store);
     }
     Ok(Connected { stores, writes_to, reads_from })
+}
+
+/// Connections to a chain's head and tail (one when they are one server).
+fn chain_store(head: &str, tail: &str, options: &ClientOptions) -> Box<dyn Store> {
+    let head_client = Client::new(head, options.clone());
+    if head == tail {
+        return Box::new(head_client);
+    }
+    Box::new(ChainStore { head: head_client, tail: Client::new(tail, options.clone()) })
 }
 
 /// The addresses of the chain's head and tail, read once from ZooKeeper.

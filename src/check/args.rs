@@ -43,6 +43,9 @@ options:
   --clients <n>           concurrent clients (default 4)
   --keys <n>              keys k0..k<n-1> (default 5)
   --nodes <n>             servers in the chain (default 3)
+  --chains <n>            chains of --nodes servers each, sharing the key space through a
+                          shard map; clients route each key to its chain (default 1: no map;
+                          more than one: no watcher)
   --seed <n>              workload and fault schedule seed (default: random, printed)
   --nemesis <list>        faults from kill,pause,join,zk,partition, or none (default
                           kill,pause,join); partition needs root and ip netns
@@ -160,6 +163,7 @@ pub fn parse_check_args(
         "clients",
         "keys",
         "nodes",
+        "chains",
         "seed",
         "nemesis",
         "zk-timeout-ms",
@@ -193,6 +197,7 @@ pub fn parse_check_args(
         clients: 4,
         keys: 5,
         nodes: 3,
+        chains: 1,
         seed: default_seed,
         nemesis: vec![FaultKind::Kill, FaultKind::Pause, FaultKind::Join],
         session_timeout: Duration::from_millis(1000),
@@ -212,6 +217,7 @@ pub fn parse_check_args(
             "clients" => config.clients = positive(name, value)?,
             "keys" => config.keys = positive(name, value)?,
             "nodes" => config.nodes = positive(name, value)?,
+            "chains" => config.chains = positive(name, value)?,
             "seed" => config.seed = number(name, value)?,
             "nemesis" => {
                 let list = text(name, value)?;
@@ -241,6 +247,11 @@ pub fn parse_check_args(
         );
     }
     client_security(secret_file, tls_ca, |name| std::env::var_os(name), &mut config.client)?;
+    if config.attach.is_some() && config.chains > 1 {
+        return Err("--chains starts chains of its own (not with --zk; a sharded table routes by its map)"
+            .to_owned()
+            .into());
+    }
     if config.attach.is_some() {
         config.nemesis.clear();
         if config.broken_reads {

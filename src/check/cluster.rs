@@ -17,10 +17,13 @@ use super::secrets::ClusterSecrets;
 use crate::client::connection::ClientOptions;
 use crate::client::error::ClientError;
 use crate::coord::handshake::{Probed, probe_host};
+use crate::coord::shard_watch::create_map;
 use crate::limits::{
     CHECK_JOIN_TIMEOUT, CHECK_SERVER_STARTUP_TIMEOUT, CHECK_TABLE_STRIPES, CHECK_ZOOKEEPER_STARTUP_TIMEOUT,
+    SHARDS_PATH_DEFAULT,
 };
 use crate::proto::Statistics;
+use crate::shard::map::ShardMap;
 
 /// The Debian `zookeeper` package's configuration and jar.
 const ZOOKEEPER_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
@@ -53,6 +56,8 @@ pub struct ServerProcess {
     /// The network namespace the server runs in, if any; deleted (by
     /// dropping it) only after the server is stopped.
     net_host: Option<NetHost>,
+    /// In a [`Cluster`] of several chains, the index of this server's.
+    pub chain: usize,
 }
 
 impl ServerProcess {
@@ -128,8 +133,15 @@ impl ServerProcess {
                 log.push('\n');
             }
         })?;
-        let mut server =
-            ServerProcess { child, address: String::new(), client_options, log, log_file: None, net_host };
+        let mut server = ServerProcess {
+            child,
+            address: String::new(),
+            client_options,
+            log,
+            log_file: None,
+            net_host,
+            chain: 0,
+        };
         server.address = server.await_address(&address_file)?;
         Ok(server)
     }
@@ -382,7 +394,9 @@ impl Drop for ZooKeeperProcess {
     }
 }
 
-/// A chain of servers on one ZooKeeper that can grow and shrink.
+/// Chains of servers on one ZooKeeper that can grow and shrink: one chain
+/// at the default path, or several (`/chain1`...) sharing the key space
+/// through a shard map at the default path.
 pub struct Cluster {
     pub zookeeper: ZooKeeperProcess,
     /// The `table-server` binary.
@@ -391,6 +405,9 @@ pub struct Cluster {
     server_args: Vec<String>,
     /// Live servers, oldest first.
     pub servers: Vec<ServerProcess>,
+    /// Several chains: their paths, each server's `chain` indexing it;
+    /// empty for one chain at the default path.
+    chain_paths: Vec<String>,
     /// Where every server's log is saved when it stops, if anywhere.
     log_dir: Option<PathBuf>,
     /// The peer and client secrets every server is started with.
@@ -401,12 +418,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts ZooKeeper and `nodes` servers, one after another, each waited
-    /// for until it is a ready member. With `network`, every server runs in
-    /// its own namespace on it (see [`super::netns`]).
+    /// Starts ZooKeeper and `nodes` servers in each of `chains` chains, one
+    /// after another, each waited for until it is a ready member; with more
+    /// than one chain, the shard map that splits the slots evenly between
+    /// them. With `network`, every server runs in its own namespace on it
+    /// (see [`super::netns`]).
     pub fn start(
         binary: &Path,
-        nodes: usize,
+        (nodes, chains): (usize, usize),
         server_args: &[String],
         log_dir: Option<PathBuf>,
         network: Option<TestNetwork>,
@@ -422,20 +441,37 @@ impl Cluster {
             server_args: server_args.iter().cloned().chain(secrets.server_args()).collect(),
             secrets,
             servers: Vec::new(),
+            chain_paths: if chains > 1 {
+                (1..=chains).map(|index| format!("/chain{index}")).collect()
+            } else {
+                Vec::new()
+            },
             log_dir,
             network,
         };
-        for _ in 0..nodes {
-            cluster.add_server()?;
+        for chain in 0..chains.max(1) {
+            for _ in 0..nodes {
+                cluster.add_server(chain)?;
+            }
+        }
+        if chains > 1 {
+            let map =
+                ShardMap::split_evenly(&cluster.chain_paths).map_err(|error| io::Error::other(error.0))?;
+            create_map(&cluster.zookeeper.address(), SHARDS_PATH_DEFAULT, &map, Duration::from_secs(5))
+                .map_err(io::Error::other)?;
         }
         Ok(cluster)
     }
 
-    /// Starts one more server and waits until it says it has joined.
-    pub fn add_server(&mut self) -> io::Result<&ServerProcess> {
+    /// Starts one more server in chain `chain` (0 with one chain) and waits
+    /// until it says it has joined.
+    pub fn add_server(&mut self, chain: usize) -> io::Result<&ServerProcess> {
         let zookeeper = self.zookeeper.address();
         let mut args: Vec<&str> = vec![&zookeeper];
         args.extend(self.server_args.iter().map(String::as_str));
+        if let Some(path) = self.chain_paths.get(chain) {
+            args.extend(["--chain", path]);
+        }
         let mut server = match &self.network {
             Some(network) => {
                 ServerProcess::start_in(network.add_host()?, &self.binary, CHECK_TABLE_STRIPES, &args)?
@@ -449,12 +485,25 @@ impl Cluster {
         if !server.wait_until_ready(CHECK_JOIN_TIMEOUT) {
             return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
         }
+        server.chain = chain;
         self.servers.push(server);
         Ok(self.servers.last().expect("just pushed"))
     }
 
     pub fn addresses(&self) -> Vec<String> {
         self.servers.iter().map(|server| server.address.clone()).collect()
+    }
+
+    /// Each chain's path (`None`: the one chain at the default path) and
+    /// its live servers' addresses (each chain's servers hold the same
+    /// table; different chains different ones).
+    pub fn addresses_by_chain(&self) -> Vec<(Option<String>, Vec<String>)> {
+        (0..self.chain_paths.len().max(1))
+            .map(|chain| {
+                let members = self.servers.iter().filter(|server| server.chain == chain);
+                (self.chain_paths.get(chain).cloned(), members.map(|server| server.address.clone()).collect())
+            })
+            .collect()
     }
 
     /// Each live server's role as its `stats` reports it (`None` if it does
@@ -479,15 +528,19 @@ impl Cluster {
         self.secrets.client_options(ClientOptions { timeout, ..ClientOptions::default() })
     }
 
-    /// Waits until every live server is a ready member of one chain.
+    /// Waits until every live server is a ready member of its chain, and
+    /// every chain has one head.
     pub fn wait_all_ready(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
+        let chains = self.chain_paths.len().max(1);
         while Instant::now() < deadline {
             let roles = self.roles();
             let ready = |role: &Option<String>| role.as_deref().is_some_and(is_ready_role);
-            let heads =
-                roles.iter().filter(|role| matches!(role.as_deref(), Some("head" | "head+tail"))).count();
-            if roles.iter().all(ready) && heads == 1 {
+            let heads = (0..chains).map(|chain| {
+                let members = roles.iter().zip(&self.servers).filter(|(_, server)| server.chain == chain);
+                members.filter(|(role, _)| matches!(role.as_deref(), Some("head" | "head+tail"))).count()
+            });
+            if roles.iter().all(ready) && heads.into_iter().all(|heads| heads == 1) {
                 return true;
             }
             thread::sleep(Duration::from_millis(100));

@@ -116,7 +116,8 @@ impl Nemesis {
                     result
                 }
                 FaultKind::Join => {
-                    let joined = cluster.add_server().map(|server| server.address.clone());
+                    let chain = cluster.servers[victim].chain;
+                    let joined = cluster.add_server(chain).map(|server| server.address.clone());
                     let result = joined.map(|address| {
                         faults.push(Fault {
                             start_us,
@@ -124,9 +125,11 @@ impl Nemesis {
                             description: format!("{address} joined"),
                         });
                     });
-                    if result.is_ok() && cluster.servers.len() > self.nodes {
+                    let members = cluster.servers.iter().filter(|server| server.chain == chain).count();
+                    if result.is_ok() && members > self.nodes {
                         let retire_us = self.clock.now_us();
-                        let retired = cluster.servers.remove(0);
+                        let oldest = cluster.servers.iter().position(|server| server.chain == chain);
+                        let retired = cluster.servers.remove(oldest.expect("the chain has members"));
                         faults.push(Fault {
                             start_us: retire_us,
                             end_us: None,
@@ -207,12 +210,13 @@ impl Nemesis {
         faults: &mut Vec<Fault>,
     ) -> std::io::Result<()> {
         let mut killed = cluster.servers.remove(victim);
+        let chain = killed.chain;
         killed.kill();
         faults.push(Fault { start_us, end_us: None, description: format!("kill -9 {}", killed.address) });
         drop(killed);
         *self.addresses.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = cluster.addresses();
         let join_us = self.clock.now_us();
-        let address = cluster.add_server()?.address.clone();
+        let address = cluster.add_server(chain)?.address.clone();
         faults.push(Fault {
             start_us: join_us,
             end_us: Some(self.clock.now_us()),

@@ -20,9 +20,11 @@ use super::watcher::{self, Watcher};
 use super::workload::{self, Workload};
 use crate::client::Client;
 use crate::client::connection::{ClientOptions, Connection};
+use crate::coord::shard_watch::{MapReading, read_map_once};
 use crate::coord::view_reader::read_view_once;
-use crate::limits::{CHECK_FINAL_HEAL_TIMEOUT, CHECK_SETTLE, CHECK_UNHEALED_LOG_LINES};
+use crate::limits::{CHECK_FINAL_HEAL_TIMEOUT, CHECK_SETTLE, CHECK_UNHEALED_LOG_LINES, SHARDS_PATH_DEFAULT};
 use crate::proto::{Opcode, Request};
+use crate::shard::slot::slot_of;
 
 /// What a run does.
 #[derive(Clone, Debug)]
@@ -31,6 +33,9 @@ pub struct CheckConfig {
     pub clients: u64,
     pub keys: u64,
     pub nodes: usize,
+    /// `--chains`: chains of `nodes` servers each, sharing the key space
+    /// through a shard map (1: one chain, no map).
+    pub chains: usize,
     pub seed: u64,
     pub nemesis: Vec<FaultKind>,
     pub session_timeout: Duration,
@@ -55,7 +60,9 @@ pub struct CheckConfig {
 pub struct Outcome {
     pub history: History,
     pub report: Report,
-    /// `None` if every live server holds the same table; else why not.
+    /// `None` if every live server holds the same table as the others of
+    /// its chain, and (several chains) only keys the shard map gives its
+    /// chain; else why not.
     pub divergence: Option<String>,
     /// `None` if the run's watcher saw exactly the committed changes in
     /// order (or none ran: `attach`); else what it got wrong.
@@ -90,10 +97,10 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
                 true => Some(TestNetwork::create().map_err(|error| error.to_string())?),
                 false => None,
             };
-            info!("starting ZooKeeper and {} servers", config.nodes);
+            info!("starting ZooKeeper and {} chain(s) of {} servers", config.chains, config.nodes);
             let cluster = Cluster::start(
                 &config.server_binary,
-                config.nodes,
+                (config.nodes, config.chains),
                 &server_args,
                 config.log_dir.clone(),
                 network,
@@ -117,8 +124,9 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
         read_anywhere: config.broken_reads.then(|| Arc::clone(&addresses)),
     };
 
-    // A chain of our own starts empty, so its watcher can start at 1.
-    let watching = config.attach.is_none().then(|| Watcher::start(&workload));
+    // A chain of our own starts empty, so its watcher can start at 1. Its
+    // watch is of a prefix, which one chain of several cannot answer.
+    let watching = (config.attach.is_none() && config.chains <= 1).then(|| Watcher::start(&workload));
     let stop_clients = AtomicBool::new(false);
     let stop_nemesis = AtomicBool::new(false);
     let (records, faults) = thread::scope(|scope| {
@@ -175,11 +183,14 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
         Ok(None) => None,
         Err(problem) => Some(problem),
     });
-    let members = match &cluster {
-        Some(cluster) => cluster.lock().map_err(|_| "cluster lock poisoned")?.addresses(),
-        None => chain_members(&zk_hosts, &config.chain_path)?,
+    let chains = match &cluster {
+        Some(cluster) => cluster.lock().map_err(|_| "cluster lock poisoned")?.addresses_by_chain(),
+        None => vec![(None, chain_members(&zk_hosts, &config.chain_path)?)],
     };
-    let divergence = check_convergence(&members, &workload.client);
+    let divergence = chains
+        .iter()
+        .find_map(|(_, members)| check_convergence(members, &workload.client))
+        .or_else(|| check_placement(&zk_hosts, &chains, &workload.client));
     let report = verify::verify(&history);
     Ok(Outcome { history, report, divergence, watch })
 }
@@ -236,6 +247,37 @@ fn check_convergence(addresses: &[String], options: &ClientOptions) -> Option<St
         thread::sleep(Duration::from_millis(200));
     }
     last_problem
+}
+
+/// Several chains: every key a server holds must be of a slot the shard
+/// map gives its chain (a key elsewhere was routed or admitted wrongly).
+fn check_placement(
+    zk_hosts: &str,
+    chains: &[(Option<String>, Vec<String>)],
+    options: &ClientOptions,
+) -> Option<String> {
+    if chains.len() < 2 {
+        return None;
+    }
+    let map = match read_map_once(zk_hosts, SHARDS_PATH_DEFAULT, Duration::from_secs(5)) {
+        Ok(MapReading::Map(map)) => map,
+        Ok(other) => return Some(format!("the shard map is gone: {other:?}")),
+        Err(error) => return Some(format!("cannot read the shard map: {error}")),
+    };
+    for (chain, members) in chains {
+        let chain = chain.as_deref().unwrap_or_default();
+        for address in members {
+            let table = match local_table(address, options) {
+                Ok(table) => table,
+                Err(error) => return Some(error),
+            };
+            if let Some(key) = table.keys().find(|key| map.owner(slot_of(key)) != chain) {
+                let owner = map.owner(slot_of(key));
+                return Some(format!("{address} of chain {chain} holds {key}, which is chain {owner}'s"));
+            }
+        }
+    }
+    None
 }
 
 /// One server's own table (`local_read` gettable), whatever its role.

@@ -14,6 +14,7 @@ use super::args::{
 use super::command;
 use crate::client::connection::ClientOptions;
 use crate::coord::handshake::check_hosts_syntax;
+use crate::limits::SHARDS_PATH_DEFAULT;
 
 pub const CLIENT_USAGE: &str = "\
 usage: table-client [options] [<zk-host:port,...>] [command...]
@@ -28,6 +29,8 @@ With a command, runs it and exits: 0 success, 1 key absent (get, del), 2 failure
 
 options:
   --chain <path>         the chain's ZooKeeper node (default CHAINTABLE_CHAIN, else /chain)
+  --shards <path>        the shard map's ZooKeeper node (default /shards); once it exists,
+                         each key goes to the chain that owns its slot
   --server <host:port>   talk to one server directly
   --local                with --server: reads answer from that server's own table
                          whatever its chain role (may be stale; for comparing replicas)
@@ -54,7 +57,8 @@ commands: put [--ttl <duration>] <key> <value> | get <key> | del <key> | size
           | getkeys [<prefix>] | gettable | scan [<prefix>] | cas <key> <expected>|--absent <new>
           | incr <key> [<delta>] | mget <key>... | mset <key> <value>... | exists <key>
           | expire <key> <duration> | ttl <key> | persist <key>
-          | watch [--prefix] <key> [--from <sequence>] | stats | members (alias chain)";
+          | watch [--prefix] <key> [--from <sequence>] | stats | members (alias chain)
+          | shards | shards init <chain>...";
 
 /// Where the client sends its requests.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +78,9 @@ pub enum Target {
 pub struct ClientArgs {
     pub target: Target,
     pub options: ClientOptions,
+    /// `--shards`: the shard map's node; once it exists, chain mode routes
+    /// every key by it.
+    pub shards_path: String,
     /// `--local`: reads from the `--server`'s own table, whatever its role.
     pub local_reads: bool,
     /// `--json`: results as JSON lines.
@@ -98,8 +105,18 @@ pub fn parse_client_args(
     args: impl IntoIterator<Item = OsString>,
     variable: impl Fn(&str) -> Option<OsString>,
 ) -> Result<ClientArgs, UsageError> {
-    let known =
-        ["server", "chain", "local", "timeout-ms", "max-frame", "json", "stdin", "secret-file", "tls-ca"];
+    let known = [
+        "server",
+        "chain",
+        "shards",
+        "local",
+        "timeout-ms",
+        "max-frame",
+        "json",
+        "stdin",
+        "secret-file",
+        "tls-ca",
+    ];
     let flags = ["local", "json", "stdin"];
     let zk_from_environment = variable(ZK_HOSTS_VARIABLE).filter(|hosts| !hosts.is_empty());
     let has_server = |options: &[(String, OsString)]| options.iter().any(|(name, _)| name == "server");
@@ -119,6 +136,7 @@ pub fn parse_client_args(
     let mut options = ClientOptions::default();
     let mut server = None;
     let mut path = None;
+    let mut shards_path = SHARDS_PATH_DEFAULT.to_owned();
     let mut local_reads = false;
     let (mut secret_file, mut tls_ca) = (None, None);
     let mut json = false;
@@ -127,6 +145,7 @@ pub fn parse_client_args(
         match name.as_str() {
             "server" => server = Some(text(name, value)?),
             "chain" => path = Some(chain_path(name, value)?),
+            "shards" => shards_path = chain_path(name, value)?,
             "local" => local_reads = true,
             "json" => json = true,
             "stdin" => last_argument_from_stdin = true,
@@ -181,7 +200,7 @@ pub fn parse_client_args(
     if last_argument_from_stdin && command.is_empty() {
         return Err("-x (--stdin) needs a command, e.g. -x put <key>".to_owned().into());
     }
-    Ok(ClientArgs { target, options, local_reads, json, last_argument_from_stdin, command })
+    Ok(ClientArgs { target, options, shards_path, local_reads, json, last_argument_from_stdin, command })
 }
 
 /// The word taken as ZooKeeper hosts must be written `host:port,...`:

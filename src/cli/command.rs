@@ -7,7 +7,7 @@ use std::io;
 
 use super::output::{Printer, Record};
 use super::words::{self, Word};
-use super::{expiry, operations, watch};
+use super::{expiry, operations, shards, watch};
 use crate::client::Client;
 use crate::client::error::ClientError;
 use crate::proto::Statistics;
@@ -74,6 +74,12 @@ pub enum Command {
     },
     Stats,
     Members,
+    /// `shards`: the shard map, each chain's ends and keys.
+    Shards,
+    /// `shards init`: the first map, these chains in this order.
+    ShardsInit {
+        chains: Vec<String>,
+    },
     Help,
     Quit,
 }
@@ -172,6 +178,9 @@ commands (short forms in brackets; names in any case):
                             until Ctrl-C (exit 2 if that history is gone or it falls behind)
   stats               [st]  server statistics
   members             [chain]  every member of the chain: state, role, progress, uptime
+  shards                    the shard map: version, slot ranges, each chain's head, tail and keys
+  shards init <chain>...    make the first shard map: the chains get equal consecutive slot
+                            ranges in the order named (refused once a map exists)
   help                [h]   this text
   quit                [q]   leave the shell
 quoting: \"a b\" is one word, with escapes \\\" \\\\ \\n \\t \\xHH; 'a b' is taken literally; \"\" is empty";
@@ -198,6 +207,7 @@ pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("watch", &[]),
     ("stats", &["st"]),
     ("members", &["chain"]),
+    ("shards", &[]),
     ("help", &["h", "?"]),
     ("quit", &["q", "exit"]),
 ];
@@ -252,6 +262,7 @@ fn special_command(name: &str, arguments: &[Vec<u8>]) -> Option<Result<Command, 
     operations::parse(name, arguments)
         .or_else(|| expiry::parse(name, arguments))
         .or_else(|| watch::parse(name, arguments))
+        .or_else(|| shards::parse(name, arguments))
 }
 
 /// Parses a shell line (quoting as in [`words`]); `None` for a blank line.
@@ -409,6 +420,7 @@ pub fn execute(
             outcome = expiry::execute(client, command, printer)?
         }
         Command::Watch { .. } => outcome = watch::execute(client, command, printer)?,
+        Command::Shards | Command::ShardsInit { .. } => outcome = shards::execute(client, command, printer)?,
     }
     printer.flush()?;
     Ok(outcome)
@@ -490,6 +502,10 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("watch_history_writes", statistics.watch_history_writes),
     ];
     fields.extend(lines.iter().map(|&(name, value)| (name, StatisticsValue::Number(value))));
+    if statistics.shard_slots > 0 {
+        fields.push(("shard_slots", StatisticsValue::Number(statistics.shard_slots)));
+        fields.push(("shard_map_version", StatisticsValue::Number(statistics.shard_map_version)));
+    }
     fields
 }
 

@@ -9,6 +9,7 @@
 //! - [`operations`]: its cas, incr, mget, mset, exists and getkeys with a prefix.
 //! - [`expiry`]: its expire, ttl, persist and put with a time to live.
 //! - [`watch`]: its watch of a key or prefix.
+//! - [`shards`]: its `shards` and `shards init`, the shard map's admin commands.
 //! - [`output`]: results as text or JSON lines.
 //! - [`member_table`]: how `members` shows a chain.
 //! - [`shell`]: the interactive client shell.
@@ -24,6 +25,7 @@ pub mod operations;
 pub mod output;
 pub mod requests;
 pub mod server_args;
+pub mod shards;
 pub mod shell;
 pub mod shell_editing;
 pub mod watch;

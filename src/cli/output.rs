@@ -13,7 +13,9 @@
 //! `{"key":..,"persist":true|false}`; `ttl` `{"key":..,"ttl_ms":n}` (-1: no
 //! expiry, -2: absent); `watch` one
 //! `{"sequence":n,"event":"put"|"delete"|"expired","key":..,"value":..}` per
-//! change; a failure
+//! change; `shards` one object `{"path":..,"version":n,"ranges":[{"first":..,"last":..,
+//! "chain":..,"state":..}],"chains":[{"chain":..,"head":..,"tail":..,"keys":..}]}`; `shards
+//! init` `{"ok":true,"version":0,"ranges":[..]}`; a failure
 //! `{"error":..}` (with `"code"` for an error reply). A value that is not
 //! UTF-8 comes as `"value_hex"` instead of `"value"`.
 
@@ -23,12 +25,14 @@ use serde_json::{Map, Value, json};
 
 use super::command::{HELP, StatisticsValue, escape, format_statistics, statistics_fields};
 use super::expiry::ttl_number;
-use super::member_table;
+use super::{member_table, shards};
 use crate::client::error::ClientError;
 use crate::client::expiry::TimeToLive;
 use crate::client::members::MemberReport;
+use crate::client::router::ShardReport;
 use crate::proto::watch_event::Kind;
 use crate::proto::{Statistics, WatchEvent};
+use crate::shard::map::ShardMap;
 
 /// Text or JSON lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +103,10 @@ pub enum Record<'a> {
     },
     /// One change `watch` saw.
     Event(&'a WatchEvent),
+    /// `shards`.
+    Shards(&'a ShardReport),
+    /// `shards init`'s new map.
+    ShardsCreated(&'a ShardMap),
 }
 
 /// A watch event's kind, as `watch` prints it (text: upper case).
@@ -150,6 +158,8 @@ impl<'a> Printer<'a> {
             Record::Entry { key, value } => writeln!(out, "{}\t{}", escape(key.as_bytes()), escape(value)),
             Record::Statistics(statistics) => out.write_all(format_statistics(statistics).as_bytes()),
             Record::Members(reports) => out.write_all(member_table::table(reports).as_bytes()),
+            Record::Shards(report) => out.write_all(shards::report_text(report).as_bytes()),
+            Record::ShardsCreated(map) => out.write_all(shards::created_text(map).as_bytes()),
             Record::Help => writeln!(out, "{HELP}"),
             Record::Swapped { .. } => writeln!(out, "OK"),
             Record::NotSwapped { current: Some(value), .. } => {
@@ -284,6 +294,12 @@ fn json_object(record: &Record<'_>) -> Value {
             }
         }
         Record::Members(_) => unreachable!("members print one object per member"),
+        Record::Shards(report) => return shards::report_json(report),
+        Record::ShardsCreated(map) => {
+            object.insert("ok".into(), json!(true));
+            object.insert("version".into(), json!(map.version));
+            object.insert("ranges".into(), shards::ranges_json(map));
+        }
         Record::Swapped { key } => {
             object.insert("key".into(), json!(key));
             object.insert("swapped".into(), json!(true));

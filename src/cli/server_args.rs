@@ -11,7 +11,9 @@ use super::args::{
 };
 use crate::coord::acl::ZkIdentity;
 use crate::coord::membership::ChainConfig;
-use crate::limits::{Limits, SNAPSHOT_LOG_BYTES_DEFAULT, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT};
+use crate::limits::{
+    Limits, SHARDS_PATH_DEFAULT, SNAPSHOT_LOG_BYTES_DEFAULT, TABLE_STRIPES_MAX, ZK_TIMEOUT_MS_DEFAULT,
+};
 use crate::replica::ReplicationLimits;
 use crate::replica::durable::DurableOptions;
 use crate::secure::ServerSecurity;
@@ -31,6 +33,8 @@ options:
   --bind <addr>             address to listen on (default 127.0.0.1)
   --advertise <host:port>   address peers and clients use to reach us (default <bind>:<port>)
   --chain <path>            the chain's ZooKeeper node (default /chain)
+  --shards <path>           the shard map's ZooKeeper node (default /shards): once it exists, this
+                            server answers only keys of the slots it gives this chain (ERR_MOVED)
   --zk-timeout-ms <ms>      ZooKeeper session timeout; also how long we serve unconfirmed (default 5000)
   --exit-on-expiry          exit (code 3) when the session expires, instead of rejoining
   --queue-max <writes>      replication queue length (default 65536)
@@ -89,6 +93,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         "bind",
         "advertise",
         "chain",
+        "shards",
         "zk-timeout-ms",
         "exit-on-expiry",
         "queue-max",
@@ -143,6 +148,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         chain: zk_hosts.map(|zk_hosts| ChainConfig {
             zk_hosts,
             chain_path: CHAIN_PATH_DEFAULT.to_owned(),
+            shards_path: SHARDS_PATH_DEFAULT.to_owned(),
             advertise: String::new(),
             session_timeout: Duration::from_millis(ZK_TIMEOUT_MS_DEFAULT),
             exit_on_expiry: false,
@@ -163,7 +169,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
     for (name, value) in &parsed.options {
         let limits = &mut config.limits;
         let replication = &mut config.replication;
-        if matches!(name.as_str(), "advertise" | "chain" | "zk-timeout-ms" | "exit-on-expiry")
+        if matches!(name.as_str(), "advertise" | "chain" | "shards" | "zk-timeout-ms" | "exit-on-expiry")
             && config.chain.is_none()
         {
             return Err(chain_only(name).into());
@@ -171,6 +177,7 @@ pub fn parse_server_args(args: impl IntoIterator<Item = OsString>) -> Result<Ser
         match name.as_str() {
             "advertise" => config.chain.as_mut().expect("checked").advertise = text(name, value)?,
             "chain" => config.chain.as_mut().expect("checked").chain_path = chain_path(name, value)?,
+            "shards" => config.chain.as_mut().expect("checked").shards_path = chain_path(name, value)?,
             "zk-timeout-ms" => {
                 config.chain.as_mut().expect("checked").session_timeout =
                     Duration::from_millis(positive(name, value)?)

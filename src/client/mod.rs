@@ -11,6 +11,8 @@
 //! - [`locator`]: finds a chain's head and tail through ZooKeeper ([`crate::coord`]),
 //!   time-bounded, and keeps the last reading until it is stale.
 //! - [`routing`]: chain mode: writes to the head, reads to the tail, retries.
+//! - [`spanning`]: answers of several chains merged into one (size, stats, scan pages).
+//! - [`router`]: many chains: the shard map, one [`routing`] target per chain, redirects.
 //! - [`members`]: every member of a chain with its own `stats`.
 //! - [`watch`]: a stream of committed changes that follows the tail across failovers.
 //!
@@ -22,17 +24,21 @@ pub mod expiry;
 pub mod locator;
 pub mod members;
 pub mod retry;
+pub mod router;
 pub mod routing;
+pub mod spanning;
 pub mod watch;
 
 use std::hash::{BuildHasher, RandomState};
 
 use self::connection::{ClientOptions, Endpoint};
 use self::error::ClientError;
-use self::locator::Locator;
 use self::members::{MemberReport, member_reports};
-use self::routing::{ChainTarget, RetryObserver};
+use self::router::{Router, ShardReport};
+use self::routing::RetryObserver;
+use crate::limits::SHARDS_PATH_DEFAULT;
 use crate::proto::{Entry, Opcode, Request, Response, Statistics};
+use crate::shard::map::ShardMap;
 
 /// Where a [`Client`] sends its requests.
 enum Target {
@@ -42,8 +48,10 @@ enum Target {
         /// Reads ask for the server's own table even if it is not the tail.
         local_reads: bool,
     },
-    /// The chain's head or tail, whichever the request needs, with retries.
-    Chain(Box<ChainTarget>),
+    /// The head or tail of the chain that owns the key (per the shard map,
+    /// or the one chain without a map), whichever the request needs, with
+    /// retries.
+    Chain(Box<Router>),
 }
 
 /// A client of one server or of a chain.
@@ -81,10 +89,21 @@ impl Client {
     /// A client of the chain at `chain_path` in the ZooKeeper ensemble
     /// `zk_hosts` (`host:port,...`): writes go to the head, reads to the
     /// tail, and refused or failed requests are retried until
-    /// `options.timeout`. Looks up the chain on first use.
+    /// `options.timeout`. Looks up the chain on first use. Once a shard map
+    /// exists at the default path (`/shards`), keys are routed by it.
     pub fn chain(zk_hosts: &str, chain_path: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let locator = Locator::start(zk_hosts, chain_path)?;
-        Ok(Client::with_target(Target::Chain(Box::new(ChainTarget::new(locator))), options))
+        Client::sharded(zk_hosts, chain_path, SHARDS_PATH_DEFAULT, options)
+    }
+
+    /// Like [`Client::chain`], with the shard map at `map_path` (`--shards`).
+    pub fn sharded(
+        zk_hosts: &str,
+        chain_path: &str,
+        map_path: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let router = Router::start(zk_hosts, chain_path, map_path)?;
+        Ok(Client::with_target(Target::Chain(Box::new(router)), options))
     }
 
     fn with_target(target: Target, options: ClientOptions) -> Client {
@@ -215,8 +234,8 @@ impl Client {
     /// the picture.
     pub fn members(&mut self) -> Result<Vec<MemberReport>, ClientError> {
         match &mut self.target {
-            Target::Chain(chain) => {
-                let view = chain.fresh_view(self.options.timeout)?;
+            Target::Chain(router) => {
+                let view = router.default_target()?.fresh_view(self.options.timeout)?;
                 Ok(member_reports(&view, &self.options, self.client_id))
             }
             Target::Server { .. } => Err(ClientError::NoChain(
@@ -239,12 +258,42 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("stats reply without statistics".into()))
     }
 
-    /// Sends one new request to the target.
-    fn call(&mut self, opcode: Opcode, mut request: Request) -> Result<Response, ClientError> {
+    /// Chain mode: the shard map and every chain's head, tail and keys;
+    /// `None` when there is no map.
+    pub fn shards(&mut self) -> Result<Option<ShardReport>, ClientError> {
+        let size = self.stamped(Opcode::OP_SIZE, Request::new());
+        let options = self.options.clone();
+        self.router()?.report(&size, &options)
+    }
+
+    /// Chain mode: creates the first shard map, giving `chains` equal
+    /// consecutive slot ranges in order.
+    pub fn shards_init(&mut self, chains: &[String]) -> Result<ShardMap, ClientError> {
+        let timeout = self.options.timeout;
+        self.router()?.init(chains, timeout)
+    }
+
+    fn router(&mut self) -> Result<&mut Router, ClientError> {
+        match &mut self.target {
+            Target::Chain(router) => Ok(router),
+            Target::Server { .. } => Err(ClientError::NoChain(
+                "the shard map is in ZooKeeper: give <zk-host:port,...>, not --server".into(),
+            )),
+        }
+    }
+
+    /// `request` as a new request of this client's: opcode and ids set.
+    fn stamped(&mut self, opcode: Opcode, mut request: Request) -> Request {
         request.opcode = opcode.into();
         request.client_id = self.client_id;
         request.request_id = self.next_request_id;
         self.next_request_id += 1;
+        request
+    }
+
+    /// Sends one new request to the target.
+    fn call(&mut self, opcode: Opcode, request: Request) -> Result<Response, ClientError> {
+        let mut request = self.stamped(opcode, request);
         match &mut self.target {
             Target::Server { endpoint, local_reads } => {
                 request.local_read = *local_reads
@@ -261,7 +310,7 @@ impl Client {
                     );
                 endpoint.call(&request, &self.options)
             }
-            Target::Chain(chain) => chain.call(&request, &self.options),
+            Target::Chain(router) => router.call(&mut request, &self.options),
         }
     }
 }

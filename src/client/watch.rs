@@ -73,7 +73,7 @@ impl Client {
             if deadline.started != started {
                 backoff = Backoff::default();
             }
-            let Target::Chain(chain) = &self.target else {
+            let Target::Chain(router) = &mut self.target else {
                 return Err(error.into());
             };
             if !is_retryable(&error) {
@@ -83,7 +83,9 @@ impl Client {
                 return Err(error.into());
             };
             debug!("watch stream ended ({error}); resuming from {next:?} in {pause:?}");
-            chain.note_retry(&error);
+            if let Ok(chain) = router.target_for(key_of(watched), deadline.remaining()) {
+                chain.note_retry(&error);
+            }
             std::thread::sleep(pause);
         }
     }
@@ -100,18 +102,21 @@ impl Client {
         let failed = StreamEnd::Failed;
         let address = match &mut self.target {
             Target::Server { endpoint, .. } => endpoint.address().to_owned(),
-            Target::Chain(chain) => match chain.fresh_view(deadline.remaining()) {
-                Ok(view) => match view.tail() {
-                    Some(tail) => tail.address.clone(),
-                    None => {
-                        return failed(ClientError::NoChain(format!(
-                            "no chain at {}: no ready server",
-                            chain.name()
-                        )));
-                    }
-                },
-                Err(error) => return failed(error),
-            },
+            Target::Chain(router) => {
+                match router.target_for(key_of(watched), deadline.remaining()).and_then(|chain| {
+                    chain.fresh_view(deadline.remaining()).map(|view| (view, chain.name().to_owned()))
+                }) {
+                    Ok((view, name)) => match view.tail() {
+                        Some(tail) => tail.address.clone(),
+                        None => {
+                            return failed(ClientError::NoChain(format!(
+                                "no chain at {name}: no ready server"
+                            )));
+                        }
+                    },
+                    Err(error) => return failed(error),
+                }
+            }
         };
         let options = ClientOptions {
             timeout: self.options.timeout.max(Duration::from_secs(2)),
@@ -157,4 +162,9 @@ impl Client {
         request.from_sequence = from;
         request
     }
+}
+
+/// The key a watch is about; `None` for a prefix (every chain's keys).
+fn key_of(watched: &WatchRequest) -> Option<&str> {
+    (!watched.prefix).then_some(watched.keys.as_str())
 }

@@ -1,14 +1,16 @@
-//! Following a chain from outside it, for clients: a thread that owns a
-//! ZooKeeper session, watches the chain and reads its members on request.
+//! Following a ZooKeeper node from outside, for clients (and for servers
+//! following the shard map): a thread that owns a ZooKeeper session,
+//! watches the node and reads it on request. [`ChainWatch`] follows a
+//! chain's members; `shard_watch` follows the shard map the same way.
 //!
 //! The `zookeeper` crate (0.8) blocks on every call with no time limit and
 //! retries connections on its own, so a client that asked it directly would
 //! hang while ZooKeeper is down or stuck. All ZooKeeper work therefore runs
-//! on the watch's thread, and [`ChainWatch::read`] waits for it only as long
+//! on the watch's thread, and [`NodeWatch::read`] waits for it only as long
 //! as the caller allows.
 //!
-//! The chain is marked changed when the persistent recursive watch on it
-//! fires and when the connection changes state (watches can be lost on a
+//! The node is marked changed when the persistent watch on it fires and
+//! when the connection changes state (watches can be lost on a
 //! reconnection).
 
 use std::sync::Arc;
@@ -24,13 +26,34 @@ use crate::limits::{CHAIN_WATCH_REQUESTS_QUEUED_MAX, CHAIN_WATCH_SESSION_TIMEOUT
 use crate::view::ChainView;
 
 /// Where the worker sends one reading, or why ZooKeeper could not be read.
-type ReplyTo = Sender<Result<ChainView, CoordError>>;
+type ReplyTo<T> = Sender<Result<T, CoordError>>;
 
-/// One chain in one ZooKeeper ensemble, through a session of its own.
-pub struct ChainWatch {
+/// Reads what is watched at a path; `NoNode` means the path does not exist
+/// (a permanent error: a reader for which absence is an answer says so in
+/// its `T`).
+pub type NodeReader<T> = fn(&ZooKeeper, &str) -> Result<T, ZkError>;
+
+/// One chain's members in one ZooKeeper ensemble, through a session of its own.
+pub type ChainWatch = NodeWatch<ChainView>;
+
+/// What a watch follows: where, how and what for.
+pub struct Watched<T> {
+    /// The node's path.
+    pub path: String,
+    /// The node alone, or the node and everything under it (a chain's members).
+    pub mode: AddWatchMode,
+    pub reader: NodeReader<T>,
+    /// For messages: "the chain path", "the shard map".
+    pub what: &'static str,
+    /// The worker thread's name.
+    pub thread_name: &'static str,
+}
+
+/// One node in one ZooKeeper ensemble, through a session of its own.
+pub struct NodeWatch<T> {
     /// Asks the worker for a fresh reading; dropping it stops the worker.
-    requests: Sender<ReplyTo>,
-    /// Set when the chain may have changed since it was last read.
+    requests: Sender<ReplyTo<T>>,
+    /// Set when the node may have changed since it was last read.
     changed: Arc<AtomicBool>,
 }
 
@@ -38,33 +61,55 @@ impl ChainWatch {
     /// Starts the worker for the chain at `chain_path` in the ZooKeeper
     /// ensemble `hosts` (`host:port,...`). Connects on the first reading.
     pub fn start(hosts: &str, chain_path: &str) -> std::io::Result<ChainWatch> {
+        NodeWatch::follow(
+            hosts,
+            Watched {
+                path: chain_path.to_owned(),
+                mode: AddWatchMode::PersistentRecursive,
+                reader: read_view,
+                what: "the chain path",
+                thread_name: "chain-locator",
+            },
+        )
+    }
+}
+
+impl<T: Clone + Send + 'static> NodeWatch<T> {
+    /// Starts the worker for `watched` in the ZooKeeper ensemble `hosts`
+    /// (`host:port,...`). Connects on the first reading.
+    pub fn follow(hosts: &str, watched: Watched<T>) -> std::io::Result<NodeWatch<T>> {
         let (requests, worker_requests) = crossbeam_channel::bounded(CHAIN_WATCH_REQUESTS_QUEUED_MAX);
         let changed = Arc::new(AtomicBool::new(true));
+        let thread_name = watched.thread_name;
         let worker = Worker {
             hosts: hosts.to_owned(),
-            chain_path: chain_path.to_owned(),
+            watched,
             changed: Arc::clone(&changed),
             broken: Arc::new(AtomicBool::new(false)),
             zk: None,
             lost_since: None,
         };
-        std::thread::Builder::new()
-            .name("chain-locator".into())
-            .spawn(move || worker.serve(&worker_requests))?;
-        Ok(ChainWatch { requests, changed })
+        std::thread::Builder::new().name(thread_name.into()).spawn(move || worker.serve(&worker_requests))?;
+        Ok(NodeWatch { requests, changed })
     }
 
-    /// Whether the chain may have changed since this was last asked (true
+    /// Whether the node may have changed since this was last asked (true
     /// the first time). Clears the mark, so ask before reading: a change
     /// during the reading marks it again.
     pub fn take_changed(&self) -> bool {
         self.changed.swap(false, Ordering::SeqCst)
     }
 
-    /// Reads the chain afresh, waiting for ZooKeeper at most `wait` (a full
+    /// Says the node may have changed: the next [`NodeWatch::take_changed`]
+    /// is true (a reading failed, or someone learned of a change elsewhere).
+    pub fn mark_changed(&self) {
+        self.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads the node afresh, waiting for ZooKeeper at most `wait` (a full
     /// queue of requests included); an error says why there is no reading,
     /// and whether another try can help.
-    pub fn read(&self, wait: Duration) -> Result<ChainView, CoordError> {
+    pub fn read(&self, wait: Duration) -> Result<T, CoordError> {
         let started = Instant::now();
         let (reply_to, reply) = crossbeam_channel::bounded(1);
         let gone = || CoordError::Permanent("the ZooKeeper thread ended".to_owned());
@@ -84,9 +129,9 @@ impl ChainWatch {
 }
 
 /// The thread that owns the ZooKeeper session.
-struct Worker {
+struct Worker<T> {
     hosts: String,
-    chain_path: String,
+    watched: Watched<T>,
     changed: Arc<AtomicBool>,
     /// Set when the session ended: the next reading opens a new one.
     broken: Arc<AtomicBool>,
@@ -95,12 +140,12 @@ struct Worker {
     lost_since: Option<Instant>,
 }
 
-impl Worker {
-    /// Answers requests until the [`ChainWatch`] is dropped. Requests that
+impl<T: Clone> Worker<T> {
+    /// Answers requests until the [`NodeWatch`] is dropped. Requests that
     /// queued up while ZooKeeper was slow share one reading.
-    fn serve(mut self, requests: &Receiver<ReplyTo>) {
+    fn serve(mut self, requests: &Receiver<ReplyTo<T>>) {
         while let Ok(first) = requests.recv() {
-            let waiting: Vec<ReplyTo> = std::iter::once(first).chain(requests.try_iter()).collect();
+            let waiting: Vec<ReplyTo<T>> = std::iter::once(first).chain(requests.try_iter()).collect();
             let result = self.read();
             for reply_to in waiting {
                 // The asker may have given up waiting.
@@ -109,7 +154,7 @@ impl Worker {
         }
     }
 
-    fn read(&mut self) -> Result<ChainView, CoordError> {
+    fn read(&mut self) -> Result<T, CoordError> {
         if self.broken.swap(false, Ordering::SeqCst) {
             self.zk = None;
         }
@@ -117,7 +162,7 @@ impl Worker {
             Some(zk) => zk,
             None => self.zk.insert(self.connect()?),
         };
-        let result = read_view(zk, &self.chain_path);
+        let result = (self.watched.reader)(zk, &self.watched.path);
         if !matches!(result, Err(ZkError::ConnectionLoss)) {
             self.lost_since = None;
         }
@@ -126,8 +171,8 @@ impl Worker {
             // No chain node: no server ever started this chain (a typo in
             // the path, most likely); waiting would not make one.
             Err(ZkError::NoNode) => Err(CoordError::Permanent(format!(
-                "the chain path {} does not exist in ZooKeeper",
-                self.chain_path
+                "{} {} does not exist in ZooKeeper",
+                self.watched.what, self.watched.path
             ))),
             // The session lives on while the crate reconnects, unless it has
             // been lost for longer than a session can last.
@@ -162,7 +207,7 @@ impl Worker {
             }
         });
         let changed = Arc::clone(&self.changed);
-        zk.add_watch(&self.chain_path, AddWatchMode::PersistentRecursive, move |_: WatchedEvent| {
+        zk.add_watch(&self.watched.path, self.watched.mode, move |_: WatchedEvent| {
             changed.store(true, Ordering::SeqCst);
         })
         .map_err(zookeeper_error)?;

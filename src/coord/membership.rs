@@ -41,6 +41,9 @@ pub struct ChainConfig {
     pub zk_hosts: String,
     /// The chain's node in ZooKeeper (several chains can share an ensemble).
     pub chain_path: String,
+    /// The shard map's node (`--shards`): which slots this chain answers,
+    /// once it exists (see `server::slot_check`).
+    pub shards_path: String,
     /// `host:port` that clients and peers use to reach us.
     pub advertise: String,
     /// ZooKeeper session timeout; also bounds how long we serve without

@@ -167,6 +167,10 @@ pub(super) fn serve_connection(
             }
         };
         if request.opcode.enum_value() == Ok(Opcode::OP_WATCH) {
+            // A key of another chain's (the service checks every other request).
+            if let Some(refused) = service.screen_slots(&request) {
+                return writer.send(&refused, service);
+            }
             // From here on the connection carries the watch stream only.
             drop(frame_reservation);
             return watch::serve(&request, service, stopping, &mut |response| writer.send(response, service));

@@ -10,6 +10,7 @@
 //! This file is the acceptor; the rest of the server:
 //! - `connection`: one client connection's thread: frames in, replies out.
 //! - [`service`]: turns one decoded request into one reply (now, or at the write's commit).
+//! - [`slot_check`]: the shard map this server knows and whether its chain owns a request's keys.
 //! - `watch`: a connection turned into a stream of committed changes (OP_WATCH).
 //! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`stats`]: the counters behind the `stats` command.
@@ -28,6 +29,7 @@ pub mod metrics;
 mod operations;
 pub mod reply_port;
 pub mod service;
+pub mod slot_check;
 pub mod stats;
 mod watch;
 
@@ -47,6 +49,7 @@ use crossbeam_channel::Receiver;
 
 use self::connection::{refuse, serve_connection};
 use self::service::Service;
+use self::slot_check::ShardGuard;
 use crate::chain::Check;
 use crate::coord::membership::{self, ChainConfig, MembershipEnd};
 use crate::limits::{
@@ -158,6 +161,8 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     /// `--address-file` (see [`ServerConfig::address_file`]).
     address_file: Option<PathBuf>,
+    /// Chain mode: wakes the shard map thread (see `slot_check`).
+    shard_map_wake: Option<Receiver<()>>,
 }
 
 impl Server {
@@ -190,6 +195,12 @@ impl Server {
             chain.advertise = address.to_string();
         }
         let mut service = Service::new(Arc::new(replica), config.limits.clone());
+        let mut shard_map_wake = None;
+        if let Some(chain) = &chain {
+            let (guard, woken) = ShardGuard::new(&chain.chain_path);
+            service.shards = Some(guard);
+            shard_map_wake = Some(woken);
+        }
         service.link = Arc::new(LinkSettings {
             chain_path: chain.as_ref().map(|chain| chain.chain_path.clone()).unwrap_or_default(),
             security: config.security.clone(),
@@ -204,6 +215,7 @@ impl Server {
             membership_wake,
             metrics_listener,
             address_file: config.address_file.clone(),
+            shard_map_wake,
         })
     }
 
@@ -370,7 +382,17 @@ impl Server {
                 }
             })?
         };
-        Ok(vec![membership, sender, commit_expiry])
+        let mut threads = vec![membership, sender, commit_expiry];
+        if let (Some(guard), Some(woken)) = (&self.service.shards, &self.shard_map_wake) {
+            threads.push(slot_check::start_map_thread(
+                &chain.zk_hosts,
+                &chain.shards_path,
+                Arc::clone(guard),
+                woken.clone(),
+                Arc::clone(&self.stopping),
+            )?);
+        }
+        Ok(threads)
     }
 
     /// Starts the thread with which the head (or a standalone server)

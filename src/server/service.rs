@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::inflight::{InflightBudget, Refused, Reservation};
 use super::operations;
+use super::slot_check::ShardGuard;
 use super::stats::ServerStats;
 use crate::chain::Refusal;
 use crate::limits::{
@@ -34,6 +35,9 @@ pub struct Service {
     /// `--max-inflight`: request frames and replies being built reserve
     /// their bytes here.
     pub inflight: Arc<InflightBudget>,
+    /// Chain mode: the shard map this server knows, which may send a key
+    /// elsewhere (ERR_MOVED). `None`: standalone.
+    pub shards: Option<Arc<ShardGuard>>,
 }
 
 /// An error reply.
@@ -118,6 +122,7 @@ impl Service {
             link: Arc::new(LinkSettings { limits: limits.clone(), ..LinkSettings::default() }),
             limits,
             inflight,
+            shards: None,
         }
     }
 
@@ -133,6 +138,9 @@ impl Service {
     pub fn handle(&self, request: Request) -> Reply {
         let started = Instant::now();
         let request_id = request.request_id;
+        if let Some(refused) = self.screen_slots(&request) {
+            return Reply::Now(refused, None);
+        }
         match self.execute(request) {
             Ok(Executed::Answered(opcode, response, reservation)) => {
                 Reply::Now(completed(&self.stats, opcode, request_id, started, response), reservation)
@@ -149,6 +157,14 @@ impl Service {
             }
             Err(refusal) => Reply::Now(refused(&self.stats, request_id, refusal), None),
         }
+    }
+
+    /// The refusal of a request for keys this server's chain does not own
+    /// in the shard map it knows (see `slot_check`), counted in `stats`.
+    pub(super) fn screen_slots(&self, request: &Request) -> Option<Response> {
+        let refused = self.shards.as_ref()?.screen(request)?;
+        self.stats.record_error(refused.error_code.enum_value_or(ErrorCode::ERR_INTERNAL));
+        Some(refused)
     }
 
     fn execute(&self, mut request: Request) -> Result<Executed, Refusal> {
@@ -347,6 +363,9 @@ impl Service {
         let kept = replica.history.len() as u64;
         statistics.watch_history_writes = kept;
         statistics.watch_history_oldest = if kept > 0 { history.oldest } else { 0 };
+        if let Some(shards) = &self.shards {
+            (statistics.shard_slots, statistics.shard_map_version) = shards.known();
+        }
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

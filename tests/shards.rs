@@ -1,0 +1,183 @@
+//! Many chains, one table: two chains of real servers, a shard map made
+//! with `table-client shards init`, and clients that route every key to the
+//! chain that owns its slot.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use chaintable::client::Client;
+use chaintable::client::connection::ClientOptions;
+use chaintable::client::error::ClientError;
+use chaintable::proto::{ErrorCode, Opcode, Request, Response};
+use chaintable::shard::slot::slot_of;
+use chaintable::wire::{encode_frame, read_frame};
+use common::chain::{local_table, start_member};
+use common::{ServerProcess, ZooKeeperProcess, run_client, start_zookeeper, stdout};
+use protobuf::Message;
+
+const KEYS: usize = 1000;
+
+fn options() -> ClientOptions {
+    ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() }
+}
+
+/// One server heading chain `path`.
+fn chain_of_one(zookeeper: &ZooKeeperProcess, path: &str) -> ServerProcess {
+    start_member(zookeeper, true, &["--chain", path])
+}
+
+/// `table-client <zk> <args...>`.
+fn admin(zookeeper: &ZooKeeperProcess, args: &[&str]) -> std::process::Output {
+    run_client(&[&zookeeper.address()], args, None)
+}
+
+/// A GET of `key` sent straight to `server`, the reply as it came.
+fn raw_get(server: &ServerProcess, key: &str) -> Response {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(&server.address).expect("connecting");
+    let mut request = Request::new();
+    request.opcode = Opcode::OP_GET.into();
+    request.request_id = 1;
+    request.key = Some(key.to_owned());
+    let mut frame = Vec::new();
+    encode_frame(&request, 1 << 20, &mut frame).unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut body = Vec::new();
+    assert!(read_frame(&mut stream, 1 << 20, &mut body).unwrap(), "the server answers");
+    Response::parse_from_bytes(&body).unwrap()
+}
+
+#[test]
+fn keys_land_on_the_chain_that_owns_their_slot() {
+    let zookeeper = start_zookeeper();
+    let first = chain_of_one(&zookeeper, "/chain1");
+    let second = chain_of_one(&zookeeper, "/chain2");
+
+    // Bad input changes nothing: a chain that does not exist.
+    let refused = admin(&zookeeper, &["shards", "init", "/chain1", "/chain9"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no chain at /chain9"));
+    assert_eq!(admin(&zookeeper, &["shards"]).status.code(), Some(1), "no map was made");
+
+    // A client that knew no map: its next keys follow the map once it exists.
+    let keys: Vec<String> = (0..KEYS).map(|index| format!("key{index:04}")).collect();
+    let (low, high): (Vec<String>, Vec<String>) = keys.iter().cloned().partition(|key| slot_of(key) < 8192);
+    let mut early = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
+    early.put(&low[0], low[0].as_bytes().to_vec()).unwrap();
+
+    let init = admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"]);
+    assert_eq!(stdout(&init), "OK: shard map version 0\n0-8191\t/chain1\n8192-16383\t/chain2\n");
+    for server in [&first, &second] {
+        let knows =
+            server.wait_for_stats(Duration::from_secs(10), |statistics| statistics.shard_slots == 8192);
+        assert!(knows.is_some(), "{} never read the map: {:?}", server.address, server.stats());
+    }
+    let again = admin(&zookeeper, &["shards", "init", "/chain2", "/chain1"]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("a shard map exists at /shards already"), "{stderr}");
+
+    early.put(&high[0], high[0].as_bytes().to_vec()).unwrap();
+    assert_eq!(early.get(&high[0]).unwrap().as_deref(), Some(high[0].as_bytes()));
+    let mut client = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
+    for key in &keys {
+        client.put(key, key.as_bytes().to_vec()).unwrap();
+    }
+    for key in &keys {
+        assert_eq!(client.get(key).unwrap().as_deref(), Some(key.as_bytes()));
+    }
+    assert!(!low.is_empty() && !high.is_empty());
+    let held = |server: &ServerProcess| -> Vec<String> {
+        local_table(&server.address).into_iter().map(|(key, _)| key).collect()
+    };
+    assert_eq!(held(&first), low, "chain1 holds exactly the keys of slots 0-8191");
+    assert_eq!(held(&second), high, "chain2 holds exactly the keys of slots 8192-16383");
+    assert_eq!(first.stats().unwrap().keys, low.len() as u64);
+
+    // Table-wide requests span both chains.
+    assert_eq!(client.size().unwrap(), KEYS as u64);
+    assert_eq!(client.keys().unwrap(), keys, "the merged scan is every key once, in order");
+    let merged = client.stats().unwrap();
+    assert_eq!((merged.keys, merged.shard_slots), (KEYS as u64, 16384));
+
+    // A server asked directly about another chain's key says whose it is.
+    let moved_key = &high[0];
+    let moved = raw_get(&first, moved_key);
+    assert_eq!(moved.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED), "{}", moved.error_message);
+    let to = moved.moved.as_ref().expect("where the key lives");
+    assert_eq!((to.slot, to.chain.as_str(), to.map_version), (slot_of(moved_key) as u32, "/chain2", 0));
+    let mut direct = Client::new(&first.address, options());
+    assert!(matches!(direct.get(moved_key), Err(ClientError::Server { code: ErrorCode::ERR_MOVED, .. })));
+    let crossing = [low[0].clone(), high[0].clone()];
+    assert!(matches!(
+        client.mget(&crossing),
+        Err(ClientError::Server { code: ErrorCode::ERR_CROSS_CHAIN, .. })
+    ));
+
+    // The admin view: both chains, their ends and keys.
+    let shown = stdout(&admin(&zookeeper, &["shards"]));
+    let low_line = format!("0-8191\t/chain1\t{0}\t{0}\t{1}", first.address, low.len());
+    assert!(shown.contains(&low_line), "{shown}");
+    let json: serde_json::Value =
+        serde_json::from_str(stdout(&admin(&zookeeper, &["--json", "shards"])).trim()).unwrap();
+    assert_eq!(json["chains"][1]["keys"], high.len());
+    assert_eq!(json["ranges"][1]["first"], 8192);
+
+    // table-bench routes by the map too: no errors, both chains filled.
+    let bench = std::process::Command::new(env!("CARGO_BIN_EXE_table-bench"))
+        .args(["--zk", &zookeeper.address(), "--clients", "2", "--duration", "1", "--warmup", "0"])
+        .args(["--keys", "200", "--value-size", "10", "--mix", "50:50:0", "--json"])
+        .output()
+        .expect("running table-bench");
+    let bench_stdout = stdout(&bench);
+    let report: serde_json::Value = serde_json::from_str(bench_stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("{error}: {bench_stdout}{}", String::from_utf8_lossy(&bench.stderr)));
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    let filled = |server: &ServerProcess| held(server).iter().filter(|key| key.starts_with("key:")).count();
+    assert_eq!(filled(&first) + filled(&second), 200);
+    assert!(filled(&first) > 0 && filled(&second) > 0);
+}
+
+#[test]
+fn a_junk_map_is_one_clear_error() {
+    let zookeeper = start_zookeeper();
+    let _server = chain_of_one(&zookeeper, "/chain");
+    let zk = zookeeper::ZooKeeper::connect(&zookeeper.address(), Duration::from_secs(5), |_| {}).unwrap();
+    zk.create(
+        "/junkmap",
+        b"not a map".to_vec(),
+        zookeeper::Acl::open_unsafe().clone(),
+        zookeeper::CreateMode::Persistent,
+    )
+    .unwrap();
+    let output = run_client(&[&zookeeper.address(), "--shards", "/junkmap"], &["put", "k", "v"], None);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the shard map (version 0) is not valid: the first line must be"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one error: {stderr}");
+    // Without that map the same table answers.
+    let fine = run_client(&[&zookeeper.address()], &["put", "k", "v"], None);
+    assert_eq!(stdout(&fine), "OK\n");
+}
+
+#[test]
+fn table_check_judges_two_chains_under_faults() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_table-check"))
+        .args(["--chains", "2", "--duration", "20", "--keys", "8"])
+        .args(["--server-binary", env!("CARGO_BIN_EXE_table-server")])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running table-check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("PASS"), "{stdout}");
+    // A client that cannot route fails every operation, which is no
+    // history at all: most operations must have completed.
+    let summary = stdout.lines().find(|line| line.starts_with("checked ")).expect("a summary line");
+    let numbers: Vec<u64> =
+        summary.split(|c: char| !c.is_ascii_digit()).filter_map(|word| word.parse().ok()).collect();
+    let (operations, unknown) = (numbers[0], numbers[2]);
+    assert!(operations > 1000 && unknown * 10 < operations, "{summary}");
+}
