@@ -8,19 +8,40 @@
 //! and still serving reads under its lease), so it never leads to a removal
 //! in phase 1: session expiry stays the fallback for those.
 //!
+//! Silence is enough once the silent peer's read lease must have run out
+//! (phase 2): a predecessor whose successor sent nothing for
+//! [`SUSPECT_REMOVAL_AFTER_MS`] (on the predecessor's clock, from the last
+//! frame received from it) asks for its removal, since by then the
+//! successor stopped answering reads even if it is alive (the argument,
+//! drift included, is in [`lease`](super::lease)). Only the predecessor
+//! does: it is the one that grants the successor's lease, so only it knows
+//! when the lease ran out. A silent predecessor is left to session expiry.
+//!
 //! ZooKeeper stays the only judge: the removal itself is one conditional
 //! operation carried out by membership (see `coord::membership`), so two
 //! neighbours racing cannot both decide, and a member removed by mistake is
 //! fenced by the epoch checks and rejoins. The guard rails are decided
 //! here: only a neighbour in our view, never the last ready member, and at
-//! most one removal asked per [`REMOVAL_INTERVAL_MIN_MS`].
+//! most one removal asked per [`REMOVAL_INTERVAL_MIN_MS`]. The rate limit
+//! is per node, not per chain: a removal asked for by lease expiry needs a
+//! successor silent for over 100 ms and ends with the view change that
+//! makes a new successor (heard from afresh), so each member can remove at
+//! most its own successors one after the other, and never the last ready
+//! member; a per-chain limit would cost a ZooKeeper write per removal.
 
 use std::fmt;
 
 use super::effects::{Action, Effects};
 use super::injected::Check;
 use super::node::ChainNode;
-use crate::limits::REMOVAL_INTERVAL_MIN_MS;
+use crate::limits::{
+    REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS, REPLICATION_SUSPECT_AFTER_MISSED,
+    SUSPECT_REMOVAL_AFTER_MS,
+};
+
+/// A successor silent this long is suspect (see `liveness`).
+const REPLICATION_SUSPECT_WINDOW_MS: u64 =
+    REPLICATION_HEARTBEAT_INTERVAL_MS * REPLICATION_SUSPECT_AFTER_MISSED;
 
 /// What a neighbour learned trying to reach a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,14 +50,34 @@ pub enum Evidence {
     Refused,
     /// A connect or the link timed out: not proof of anything.
     TimedOut,
+    /// Our successor sent no frame since `last_heard_ms` (our clock), and
+    /// its read lease has run out since (see `lease`).
+    Silent { last_heard_ms: u64 },
+}
+
+impl Evidence {
+    /// A removal on this evidence is counted as one by proof of death
+    /// (else by lease expiry).
+    pub fn is_proof(self) -> bool {
+        self == Evidence::Refused
+    }
+
+    fn is_not_silence(self) -> bool {
+        !matches!(self, Evidence::Silent { .. })
+    }
 }
 
 impl fmt::Display for Evidence {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
+        formatter.write_str(match *self {
             Evidence::Refused => "its link closed and its port refused a connect",
             Evidence::TimedOut => "a connect to it timed out",
-        })
+            Evidence::Silent { .. } => "it missed its heartbeats and its read lease ran out",
+        })?;
+        if let Evidence::Silent { last_heard_ms } = self {
+            write!(formatter, " (last heard at {last_heard_ms} ms)")?;
+        }
+        Ok(())
     }
 }
 
@@ -45,6 +86,8 @@ impl fmt::Display for Evidence {
 pub enum Hold {
     /// The evidence is not proof of death.
     NoProof,
+    /// The silent peer's read lease may still hold.
+    LeaseMayHold,
     /// The peer is not our neighbour in our view (gone already, or we are
     /// not in the chain).
     NotNeighbour,
@@ -55,10 +98,18 @@ pub enum Hold {
     TooSoon,
 }
 
-/// When this node last asked for a removal.
+/// When this node last asked for a removal, and what it heard of its
+/// successor.
 #[derive(Debug, Default)]
 pub struct Evictions {
     last_asked_ms: Option<u64>,
+    /// Our successor (by name) and when we last heard from it (an ack, or
+    /// when we first saw it as our successor).
+    successor_heard: Option<(String, u64)>,
+    /// The previous tick: a long gap since means we were stalled ourselves
+    /// (paused, or starved of CPU), and our successor's acks may be waiting
+    /// unread; its silence counts afresh from then.
+    last_tick_ms: u64,
 }
 
 impl ChainNode {
@@ -72,11 +123,21 @@ impl ChainNode {
         now_ms: u64,
         effects: &mut impl Effects,
     ) -> Result<(), Hold> {
-        if evidence != Evidence::Refused && self.enforces(Check::EvictWithoutProof) {
-            return Err(Hold::NoProof);
+        match evidence {
+            Evidence::Refused => {}
+            Evidence::TimedOut if self.enforces(Check::EvictWithoutProof) => return Err(Hold::NoProof),
+            Evidence::TimedOut => {}
+            Evidence::Silent { last_heard_ms } => {
+                let ran_out = now_ms >= last_heard_ms.saturating_add(SUSPECT_REMOVAL_AFTER_MS);
+                if !self.requires(Check::LeaseExpiry, ran_out) {
+                    return Err(Hold::LeaseMayHold);
+                }
+            }
         }
         let position = self.position.as_ref().ok_or(Hold::NotNeighbour)?;
-        let victim = [&position.predecessor, &position.successor]
+        // Silence counts only against the successor, whose lease we grant.
+        let predecessor = position.predecessor.as_ref().filter(|_| evidence.is_not_silence());
+        let victim = [predecessor, position.successor.as_ref()]
             .into_iter()
             .flatten()
             .find(|member| member.name == peer)
@@ -91,5 +152,38 @@ impl ChainNode {
         self.evictions.last_asked_ms = Some(now_ms);
         effects.act(Action::RemoveMember { name: victim.name.clone(), evidence });
         Ok(())
+    }
+}
+
+impl ChainNode {
+    /// A frame arrived from our successor `name` at `now_ms`.
+    pub(super) fn successor_heard(&mut self, name: &str, now_ms: u64) {
+        if self.successor().is_some_and(|member| member.name == name) {
+            self.evictions.successor_heard = Some((name.to_owned(), now_ms));
+        }
+    }
+
+    /// At every tick: asks for our successor's removal once it has been
+    /// silent for long enough that its read lease ran out (see the module
+    /// doc). A successor new to us counts as heard when first seen, and so
+    /// does every successor after a stall of ours.
+    pub(super) fn watch_successor(&mut self, now_ms: u64, effects: &mut impl Effects) {
+        let Some(successor) = self.successor().map(|member| member.name.clone()) else {
+            self.evictions.successor_heard = None;
+            return;
+        };
+        let stalled = now_ms.saturating_sub(self.evictions.last_tick_ms) > REPLICATION_SUSPECT_WINDOW_MS;
+        self.evictions.last_tick_ms = now_ms;
+        let last_heard_ms = match &self.evictions.successor_heard {
+            Some((name, heard_ms)) if *name == successor && !stalled => *heard_ms,
+            _ => {
+                self.evictions.successor_heard = Some((successor, now_ms));
+                return;
+            }
+        };
+        let silent = now_ms.saturating_sub(last_heard_ms) > REPLICATION_SUSPECT_WINDOW_MS;
+        if silent && self.lease_valid(now_ms) {
+            let _ = self.peer_unreachable(&successor, Evidence::Silent { last_heard_ms }, now_ms, effects);
+        }
     }
 }

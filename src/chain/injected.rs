@@ -82,10 +82,16 @@ pub enum Check {
     SyncedCommit,
     /// Recovery applies every write its log holds.
     ReplayWhole,
+    /// A tail with a predecessor answers reads only under the read lease
+    /// its predecessor's heartbeats renew (see `lease`).
+    ReadLease,
+    /// A silent successor is removed only once its read lease must have
+    /// run out (see `eviction`).
+    LeaseExpiry,
 }
 
 impl Check {
-    pub const ALL: [Check; 26] = [
+    pub const ALL: [Check; 28] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -112,6 +118,8 @@ impl Check {
         Check::EvictWithoutProof,
         Check::SyncedCommit,
         Check::ReplayWhole,
+        Check::ReadLease,
+        Check::LeaseExpiry,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -177,6 +185,12 @@ impl Check {
             }
             Check::ReplayWhole => {
                 ("replay-skips-record", "recovery counts every fourth logged write without applying it")
+            }
+            Check::ReadLease => {
+                ("lease-without-heartbeat", "a tail answers reads without a lease renewed by its predecessor")
+            }
+            Check::LeaseExpiry => {
+                ("evict-before-lease", "a silent successor is removed without waiting for its read lease")
             }
         }
     }
@@ -267,6 +281,7 @@ mod tests {
             include_str!("link.rs"),
             include_str!("sent.rs"),
             include_str!("eviction.rs"),
+            include_str!("lease.rs"),
             include_str!("durable.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];

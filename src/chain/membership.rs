@@ -190,7 +190,8 @@ impl ChainNode {
     }
 
     /// The time is `now_ms`: a lease that ran out ends the commit waits; a
-    /// commit record not written yet is asked for again, and the tail's
+    /// successor silent past its read lease is asked to be removed (see
+    /// `eviction`); a commit record not written yet is asked for again, and the tail's
     /// commit point is recorded at most every [`RECORD_PROGRESS_INTERVAL_MS`].
     pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
         if !self.standalone() && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
@@ -201,6 +202,7 @@ impl ChainNode {
             );
             effects.act(Action::LeaseLost);
         }
+        self.watch_successor(now_ms, effects);
         let progress_due = now_ms >= self.record_progress_due_ms;
         if self.request_record(progress_due, effects) && progress_due {
             self.record_progress_due_ms = now_ms + RECORD_PROGRESS_INTERVAL_MS;

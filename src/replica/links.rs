@@ -100,8 +100,9 @@ impl Replica {
     /// context switch per batch).
     pub fn receive_frame(&self, uplink: &mut Uplink, frame: Downstream) -> Result<(), Refusal> {
         self.wait_for_queue_room(frame.writes.len())?;
+        let now_ms = self.now_ms();
         self.step(AckWriter::CallerAcks, |node, store: &mut TableStore<'_>, carry| {
-            uplink.receive(node, frame, store, carry)
+            uplink.receive(node, frame, now_ms, store, carry)
         })
     }
 

@@ -35,6 +35,7 @@ use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::chain::bootstrap::Holding;
+use crate::chain::eviction::Evidence;
 use crate::chain::{
     Action, AppliedWrite, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role,
     SnapshotPoint, WriteOp,
@@ -236,6 +237,12 @@ pub struct Replica {
     read_epoch: AtomicU64,
     /// The node's lease, as milliseconds since `started` (0 = none).
     lease_until_ms: AtomicU64,
+    /// The node's read lease from its predecessor (see `chain::lease`), as
+    /// milliseconds since `started`; `u64::MAX` without a predecessor.
+    read_lease_until_ms: AtomicU64,
+    /// Neighbours removed by proof of death, and by lease expiry (`stats`).
+    removals_by_proof: AtomicU64,
+    removals_by_lease: AtomicU64,
     started: Instant,
     /// Writes forwarded and not yet committed (reported by the sender).
     sent_list_len: AtomicU64,
@@ -308,6 +315,9 @@ impl Replica {
             expiring: AtomicBool::new(false),
             read_epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
+            read_lease_until_ms: AtomicU64::new(u64::MAX),
+            removals_by_proof: AtomicU64::new(0),
+            removals_by_lease: AtomicU64::new(0),
             started: Instant::now(),
             sent_list_len: AtomicU64::new(0),
             membership_requests: Mutex::new(MembershipRequests::default()),
@@ -366,6 +376,10 @@ impl Replica {
         }
         if self.readable.load(Ordering::Relaxed) != readable {
             self.readable.store(readable, Ordering::SeqCst);
+        }
+        let read_lease_until_ms = node.read_lease_until_ms();
+        if self.read_lease_until_ms.load(Ordering::Relaxed) != read_lease_until_ms {
+            self.read_lease_until_ms.store(read_lease_until_ms, Ordering::SeqCst);
         }
         let expiring = node.has_deadlines();
         if self.expiring.load(Ordering::Relaxed) != expiring {
@@ -464,7 +478,8 @@ impl Replica {
     /// The lock-free check of what the node last published; only a refusal
     /// takes the node's lock, to say why in the node's words.
     fn check_may_read(&self) -> Result<(), Refusal> {
-        if self.standalone || (self.readable.load(Ordering::SeqCst) && self.lease_valid()) {
+        let leased = self.lease_valid() && self.now_ms() < self.read_lease_until_ms.load(Ordering::SeqCst);
+        if self.standalone || (self.readable.load(Ordering::SeqCst) && leased) {
             return Ok(());
         }
         let now_ms = self.now_ms();
@@ -528,6 +543,11 @@ impl Replica {
         self.node.lock().fencings()
     }
 
+    /// Neighbours this server removed: (by proof of death, by lease expiry).
+    pub fn removals(&self) -> (u64, u64) {
+        (self.removals_by_proof.load(Ordering::Relaxed), self.removals_by_lease.load(Ordering::Relaxed))
+    }
+
     /// The ZooKeeper session is confirmed (the lease holds); always so
     /// standalone.
     pub fn lease_valid(&self) -> bool {
@@ -577,6 +597,11 @@ impl Member for Replica {
     /// The chain we start has this generation (see [`ChainNode::starting_chain`]).
     fn starting_chain(&self, generation: u64) {
         self.node.lock().starting_chain(generation);
+    }
+
+    fn removed(&self, evidence: Evidence) {
+        let count = if evidence.is_proof() { &self.removals_by_proof } else { &self.removals_by_lease };
+        count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Extends the lease: the session is alive until `until`.

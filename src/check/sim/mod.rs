@@ -31,6 +31,7 @@
 //!   raises it.
 
 pub mod client;
+mod clock;
 mod crash;
 mod disk;
 mod generations;
