@@ -103,13 +103,21 @@ pub enum Hold {
 #[derive(Debug, Default)]
 pub struct Evictions {
     last_asked_ms: Option<u64>,
-    /// Our successor (by name) and when we last heard from it (an ack, or
-    /// when we first saw it as our successor).
+    /// Our successor (by name) and when we last heard from it: set by its
+    /// first ack on our link, which it sends only once its view makes us
+    /// its predecessor (and so voids any lease from another one).
     successor_heard: Option<(String, u64)>,
-    /// The previous tick: a long gap since means we were stalled ourselves
-    /// (paused, or starved of CPU), and our successor's acks may be waiting
-    /// unread; its silence counts afresh from then.
+    /// The latest time a tick told us (our clock), and a long gap before
+    /// it means we were stalled ourselves (paused, or starved of CPU): our
+    /// successor's acks may be waiting unread, so its silence counts
+    /// afresh from then.
     last_tick_ms: u64,
+    /// The member we asked to remove on the proof of its death.
+    proven_dead: Option<String>,
+    /// Until then (our clock) we ask for no commit record: a successor we
+    /// granted a read lease left our view without our proof of its death,
+    /// and may answer reads until its lease runs out (see `lease`).
+    record_held_until_ms: u64,
 }
 
 impl ChainNode {
@@ -150,6 +158,9 @@ impl ChainNode {
             return Err(Hold::TooSoon);
         }
         self.evictions.last_asked_ms = Some(now_ms);
+        if evidence.is_proof() {
+            self.evictions.proven_dead = Some(victim.name.clone());
+        }
         effects.act(Action::RemoveMember { name: victim.name.clone(), evidence });
         Ok(())
     }
@@ -165,25 +176,56 @@ impl ChainNode {
 
     /// At every tick: asks for our successor's removal once it has been
     /// silent for long enough that its read lease ran out (see the module
-    /// doc). A successor new to us counts as heard when first seen, and so
-    /// does every successor after a stall of ours.
+    /// doc). Only a successor that acked our link since it became ours:
+    /// until then its lease may come from a predecessor of its older view,
+    /// whose heartbeats we know nothing of. After a stall of ours, its
+    /// silence counts afresh.
     pub(super) fn watch_successor(&mut self, now_ms: u64, effects: &mut impl Effects) {
-        let Some(successor) = self.successor().map(|member| member.name.clone()) else {
-            self.evictions.successor_heard = None;
+        let stalled = now_ms.saturating_sub(self.evictions.last_tick_ms) > REPLICATION_SUSPECT_WINDOW_MS;
+        self.evictions.last_tick_ms = self.evictions.last_tick_ms.max(now_ms);
+        // Only a ready successor we replicate to: we grant its lease, and
+        // its silence holds up commits. A joiner answers no reads and holds
+        // up nothing (it may be silent while a snapshot streams to it).
+        let watched = self.successor().filter(|member| member.readiness.is_ready() && self.may_replicate());
+        let successor = watched.map(|member| member.name.clone());
+        let heard =
+            self.evictions.successor_heard.as_mut().filter(|(name, _)| Some(name) == successor.as_ref());
+        let Some((successor, heard_ms)) = heard else {
             return;
         };
-        let stalled = now_ms.saturating_sub(self.evictions.last_tick_ms) > REPLICATION_SUSPECT_WINDOW_MS;
-        self.evictions.last_tick_ms = now_ms;
-        let last_heard_ms = match &self.evictions.successor_heard {
-            Some((name, heard_ms)) if *name == successor && !stalled => *heard_ms,
-            _ => {
-                self.evictions.successor_heard = Some((successor, now_ms));
-                return;
-            }
-        };
+        if stalled {
+            *heard_ms = now_ms;
+        }
+        let (successor, last_heard_ms) = (successor.clone(), *heard_ms);
         let silent = now_ms.saturating_sub(last_heard_ms) > REPLICATION_SUSPECT_WINDOW_MS;
         if silent && self.lease_valid(now_ms) {
             let _ = self.peer_unreachable(&successor, Evidence::Silent { last_heard_ms }, now_ms, effects);
         }
+    }
+
+    /// Our view changed and `old_successor` is not our successor any more:
+    /// if we granted it a read lease (we heard from it) and did not prove
+    /// it dead, hold our commit record (and so our commits and reads, were
+    /// we the tail now) until its lease must have run out. Whoever removed
+    /// it, and whenever, a client then cannot read from it what we
+    /// overwrote.
+    pub(super) fn successor_left(&mut self, old_successor: Option<&str>) {
+        let Some((name, heard_ms)) = self.evictions.successor_heard.take() else { return };
+        let left =
+            Some(name.as_str()) == old_successor && self.successor().is_none_or(|member| member.name != name);
+        if !left {
+            self.evictions.successor_heard = Some((name, heard_ms));
+            return;
+        }
+        if self.evictions.proven_dead.as_deref() != Some(name.as_str()) && self.enforces(Check::LeaseExpiry) {
+            let until_ms = heard_ms + SUSPECT_REMOVAL_AFTER_MS;
+            self.evictions.record_held_until_ms = self.evictions.record_held_until_ms.max(until_ms);
+        }
+    }
+
+    /// Whether our commit record waits for a departed successor's lease
+    /// (see [`ChainNode::successor_left`]), as of the latest tick.
+    pub(super) fn record_held(&self) -> bool {
+        self.evictions.last_tick_ms < self.evictions.record_held_until_ms
     }
 }

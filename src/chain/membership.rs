@@ -46,6 +46,9 @@ impl ChainNode {
     /// we commit under (again at every tick until it is) or, with
     /// `progress_due`, to record our commit point. Returns whether it asked.
     pub(super) fn request_record(&self, progress_due: bool, effects: &mut impl Effects) -> bool {
+        if self.record_held() {
+            return false;
+        }
         let wanted = self.wanted_record(progress_due);
         let asked = wanted.is_some();
         if let Some(record) = wanted {
@@ -83,6 +86,7 @@ impl ChainNode {
         self.head_address = view.head().map(|member| member.address.clone());
         self.tail_address = view.tail().map(|member| member.address.clone());
         self.position = view.position_of(me);
+        self.successor_left(old_successor.as_deref());
         self.lifecycle = self.next_lifecycle(effects);
         if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
             self.recoverable = true;

@@ -1236,6 +1236,7 @@ fn a_silent_successor_is_removed_only_after_its_lease_ran_out() {
 fn a_stalled_predecessor_counts_its_successors_silence_afresh() {
     let mut chain = Chain::ready(&[1, 2, 3], 2);
     chain.s(2).tick_at(NOW_MS);
+    chain.ack_at(3, 2, NOW_MS);
     let woke = NOW_MS + 5 * SUSPECT_REMOVAL_AFTER_MS;
     chain.s(2).tick_at(woke);
     chain.s(2).tick_at(woke + REPLICATION_HEARTBEAT_INTERVAL_MS);
