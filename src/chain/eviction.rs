@@ -197,7 +197,9 @@ impl ChainNode {
             *heard_ms = now_ms;
         }
         let (successor, last_heard_ms) = (successor.clone(), *heard_ms);
-        let silent = now_ms.saturating_sub(last_heard_ms) > REPLICATION_SUSPECT_WINDOW_MS;
+        // Past a missed heartbeat, whether it may go is the lease's call
+        // (`peer_unreachable`), which waits far longer than suspicion.
+        let silent = now_ms.saturating_sub(last_heard_ms) > REPLICATION_HEARTBEAT_INTERVAL_MS;
         if silent && self.lease_valid(now_ms) {
             let _ = self.peer_unreachable(&successor, Evidence::Silent { last_heard_ms }, now_ms, effects);
         }
