@@ -321,13 +321,16 @@ pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// shorter than this), the request is sent once more on a new connection.
 pub const CLIENT_PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// First pause after a failed attempt: long enough not to hammer a server
-/// that is handing over its role, short enough to be unnoticed.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// First pause after a failed attempt: a few milliseconds, so a retry that
+/// only needed a fresh look at the chain is not held up (issue 19: the
+/// client's pacing must not become the failover gap). A pause also ends
+/// as soon as ZooKeeper's watch says the chain changed.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(2);
 
-/// Longest pause: the chain usually settles within a ZooKeeper session
-/// timeout, so pauses longer than this would only add latency.
-pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Longest pause, doubling from [`BACKOFF_FIRST`]: a repair that no watch
+/// reports (a tail whose read lease is renewed again) is noticed within
+/// this, and a client of a chain that is down retries ten times a second.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// Shortest reply timeout of one attempt (unless the whole time limit is
 /// shorter): a write waits at the head for the tail's commit, which takes a

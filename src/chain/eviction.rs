@@ -114,6 +114,11 @@ pub struct Evictions {
     last_tick_ms: u64,
     /// The member we asked to remove on the proof of its death.
     proven_dead: Option<String>,
+    /// Our successor, whose port did not answer a probe since we last
+    /// heard from it: a silent successor is removed only then. One whose
+    /// port answers is alive and reachable (slow, or its frames late), and
+    /// removing it would be a wrong guess that costs it a rejoin.
+    unreachable: Option<String>,
     /// Until then (our clock) we ask for no commit record: a successor we
     /// granted a read lease left our view without our proof of its death,
     /// and may answer reads until its lease runs out (see `lease`).
@@ -133,7 +138,12 @@ impl ChainNode {
     ) -> Result<(), Hold> {
         match evidence {
             Evidence::Refused => {}
-            Evidence::TimedOut if self.enforces(Check::EvictWithoutProof) => return Err(Hold::NoProof),
+            Evidence::TimedOut if self.enforces(Check::EvictWithoutProof) => {
+                if self.successor().is_some_and(|member| member.name == peer) {
+                    self.evictions.unreachable = Some(peer.to_owned());
+                }
+                return Err(Hold::NoProof);
+            }
             Evidence::TimedOut => {}
             Evidence::Silent { last_heard_ms } => {
                 let ran_out = now_ms >= last_heard_ms.saturating_add(SUSPECT_REMOVAL_AFTER_MS);
@@ -171,15 +181,16 @@ impl ChainNode {
     pub(super) fn successor_heard(&mut self, name: &str, now_ms: u64) {
         if self.successor().is_some_and(|member| member.name == name) {
             self.evictions.successor_heard = Some((name.to_owned(), now_ms));
+            self.evictions.unreachable = None;
         }
     }
 
     /// At every tick: asks for our successor's removal once it has been
     /// silent for long enough that its read lease ran out (see the module
-    /// doc). Only a successor that acked our link since it became ours:
-    /// until then its lease may come from a predecessor of its older view,
-    /// whose heartbeats we know nothing of. After a stall of ours, its
-    /// silence counts afresh.
+    /// doc). Only a successor that acked our link since it became ours
+    /// (until then its lease may come from a predecessor of its older view,
+    /// whose heartbeats we know nothing of), and whose port did not answer
+    /// a probe since. After a stall of ours, its silence counts afresh.
     pub(super) fn watch_successor(&mut self, now_ms: u64, effects: &mut impl Effects) {
         let stalled = now_ms.saturating_sub(self.evictions.last_tick_ms) > REPLICATION_SUSPECT_WINDOW_MS;
         self.evictions.last_tick_ms = self.evictions.last_tick_ms.max(now_ms);
@@ -193,6 +204,9 @@ impl ChainNode {
         let Some((successor, heard_ms)) = heard else {
             return;
         };
+        if self.evictions.unreachable.as_ref() != Some(successor) {
+            return;
+        }
         if stalled {
             *heard_ms = now_ms;
         }

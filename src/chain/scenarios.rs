@@ -305,8 +305,11 @@ impl Chain {
         ChainView::new(members, epoch).with_record(self.record.clone())
     }
 
-    /// The record `tail` asked for is written into the chain node.
+    /// The record `tail` asked for is written into the chain node. It asks
+    /// at a tick once the read lease of a successor that left its view ran
+    /// out (see `eviction`), or at once.
     fn write_record(&mut self, tail: u64) {
+        self.s(tail).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
         self.record = self.s(tail).asked_record().expect("the tail asks for a record");
     }
 
@@ -1214,6 +1217,7 @@ fn a_silent_successor_is_removed_only_after_its_lease_ran_out() {
     chain.s(2).tick_at(NOW_MS);
     chain.ack_at(3, 2, NOW_MS + 10);
     let last_heard_ms = NOW_MS + 10;
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 80), Err(Hold::NoProof));
     let due = last_heard_ms + SUSPECT_REMOVAL_AFTER_MS;
     let mut now = NOW_MS;
     while now + REPLICATION_HEARTBEAT_INTERVAL_MS < due {
@@ -1235,8 +1239,10 @@ fn a_silent_successor_is_removed_only_after_its_lease_ran_out() {
 #[test]
 fn a_stalled_predecessor_counts_its_successors_silence_afresh() {
     let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
     chain.s(2).tick_at(NOW_MS);
     chain.ack_at(3, 2, NOW_MS);
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 80), Err(Hold::NoProof));
     let woke = NOW_MS + 5 * SUSPECT_REMOVAL_AFTER_MS;
     chain.s(2).tick_at(woke);
     chain.s(2).tick_at(woke + REPLICATION_HEARTBEAT_INTERVAL_MS);
@@ -1251,4 +1257,45 @@ fn silence_never_removes_the_predecessor() {
     let middle = chain.s(2).name();
     let evidence = Evidence::Silent { last_heard_ms: 0 };
     assert_eq!(chain.s(3).cannot_reach(&middle, evidence, NOW_MS), Err(Hold::NotNeighbour));
+}
+
+/// A silent successor whose port still answers a probe is alive and
+/// reachable (slow, or its frames late): it is not removed, however long
+/// the silence; a probe that times out makes it removable again.
+#[test]
+fn a_silent_successor_whose_port_answers_stays() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
+    chain.s(2).tick_at(NOW_MS);
+    chain.ack_at(3, 2, NOW_MS);
+    chain.s(2).tick_at(NOW_MS + 15);
+    chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
+    assert!(chain.s(2).removals_asked().is_empty());
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 120), Err(Hold::NoProof));
+    chain.s(2).tick_at(NOW_MS + 130);
+    assert_eq!(chain.s(2).removals_asked(), vec![tail]);
+}
+
+/// A tail whose successor left its view without its proof of death holds
+/// its commit record (so commits nothing, and answers no read) until the
+/// successor's read lease must have run out; after proving it dead, it
+/// asks at once. Pins `successor_left` (`evict-before-lease`).
+#[test]
+fn a_new_tail_waits_out_its_departed_successors_lease() {
+    for proven in [false, true] {
+        let mut chain = Chain::ready(&[1, 2, 3], 2);
+        let tail = chain.s(3).name();
+        chain.s(2).tick_at(NOW_MS);
+        chain.ack_at(3, 2, NOW_MS);
+        if proven {
+            assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::Refused, NOW_MS), Ok(()));
+        }
+        let asked = chain.s(2).records_asked();
+        let view = chain.view(3, &[(1, Ready), (2, Ready)]);
+        chain.show(&[1, 2], &view);
+        chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS - 1);
+        assert_eq!(chain.s(2).records_asked() > asked, proven, "proven dead: {proven}");
+        chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
+        assert!(chain.s(2).records_asked() > asked);
+    }
 }

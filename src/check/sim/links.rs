@@ -64,6 +64,13 @@ impl World {
             return;
         }
         let connection = down.connection;
+        // A silent successor is probed, as the server's sender does.
+        let now_ms = self.clock(index);
+        if self.servers[index].link.probe_due(now_ms)
+            && let Some(successor) = self.servers[index].link.successor().map(str::to_owned)
+        {
+            self.probe(index, &successor);
+        }
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let promote_at = match server.link.streaming_step(&mut server.node, &mut actions) {
