@@ -197,6 +197,7 @@ impl ChainNode {
         // Only a ready successor we replicate to: we grant its lease, and
         // its silence holds up commits. A joiner answers no reads and holds
         // up nothing (it may be silent while a snapshot streams to it).
+        let probe_awaited = self.enforces(Check::LeaseExpiry);
         let watched = self.successor().filter(|member| member.readiness.is_ready() && self.may_replicate());
         let successor = watched.map(|member| member.name.clone());
         let heard =
@@ -204,7 +205,9 @@ impl ChainNode {
         let Some((successor, heard_ms)) = heard else {
             return;
         };
-        if self.evictions.unreachable.as_ref() != Some(successor) {
+        // The probe's verdict is part of what removal waits for (bug
+        // `evict-before-lease` waits for nothing).
+        if self.evictions.unreachable.as_ref() != Some(successor) && probe_awaited {
             return;
         }
         if stalled {

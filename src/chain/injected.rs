@@ -86,7 +86,8 @@ pub enum Check {
     /// its predecessor's heartbeats renew (see `lease`).
     ReadLease,
     /// A silent successor is removed only once its read lease must have
-    /// run out (see `eviction`).
+    /// run out (and its port did not answer a probe), and a successor that
+    /// left our view holds our commit record until then (see `eviction`).
     LeaseExpiry,
 }
 
@@ -189,9 +190,10 @@ impl Check {
             Check::ReadLease => {
                 ("lease-without-heartbeat", "a tail answers reads without a lease renewed by its predecessor")
             }
-            Check::LeaseExpiry => {
-                ("evict-before-lease", "a silent successor is removed without waiting for its read lease")
-            }
+            Check::LeaseExpiry => (
+                "evict-before-lease",
+                "a silent successor is removed at its first missed heartbeat, not after its read lease",
+            ),
         }
     }
 
