@@ -270,6 +270,10 @@ impl<'config> Session<'config> {
                     Duty::WriteRecord(record) => {
                         if self.write_record(&record)? {
                             registration.record_written(&record);
+                            // Our own write, not a burst of others': read it
+                            // back at once, since we commit only once our view
+                            // shows it (the failover gap waited for this).
+                            next_view_read = Instant::now();
                         }
                     }
                 }
@@ -346,6 +350,9 @@ impl<'config> Session<'config> {
                     if let Some(removal) = taken.remove {
                         if self.remove_member(&removal)? {
                             replica.removed(removal.evidence);
+                            // The chain we act in changed by our hand: read
+                            // it at once.
+                            next_view_read = Instant::now();
                         }
                         view_dirty = true;
                     }
