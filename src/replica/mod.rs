@@ -12,7 +12,8 @@
 //! membership thread.
 //!
 //! Threads around it: connection threads call [`Replica::client_write`]
-//! (then [`Replica::await_commit`]) and [`Replica::read_guard`]; the
+//! (then [`Replica::await_commit`]) and [`Replica::read_guard`] (in
+//! `reads.rs`, with the lock-free check of both leases); the
 //! replication threads run their link ends' decisions through `links.rs`
 //! and the sender drains [`Replica::outbox`]; the membership thread
 //! publishes views, leases and fences.
@@ -23,6 +24,7 @@ mod expiry;
 pub mod history;
 mod links;
 pub mod outbox;
+mod reads;
 mod table_store;
 pub mod transfers;
 
@@ -49,7 +51,7 @@ use commits::{Commits, OnSettled, Settlements};
 pub use durable::ReadKeys;
 pub use expiry::wall_ms;
 use history::{History, HistoryLimits, Recorded};
-pub use links::LinkStart;
+pub use links::{LinkStart, Removals};
 use outbox::Outbox;
 use table_store::TableStore;
 use transfers::StateTransfers;
@@ -240,9 +242,8 @@ pub struct Replica {
     /// The node's read lease from its predecessor (see `chain::lease`), as
     /// milliseconds since `started`; `u64::MAX` without a predecessor.
     read_lease_until_ms: AtomicU64,
-    /// Neighbours removed by proof of death, and by lease expiry (`stats`).
-    removals_by_proof: AtomicU64,
-    removals_by_lease: AtomicU64,
+    /// Neighbours this server removed, by kind (`stats`).
+    pub removals: Removals,
     started: Instant,
     /// Writes forwarded and not yet committed (reported by the sender).
     sent_list_len: AtomicU64,
@@ -316,8 +317,7 @@ impl Replica {
             read_epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
             read_lease_until_ms: AtomicU64::new(u64::MAX),
-            removals_by_proof: AtomicU64::new(0),
-            removals_by_lease: AtomicU64::new(0),
+            removals: Removals::default(),
             started: Instant::now(),
             sent_list_len: AtomicU64::new(0),
             membership_requests: Mutex::new(MembershipRequests::default()),
@@ -452,47 +452,6 @@ impl Replica {
         self.commits.expire(Instant::now(), self.lease_valid()).deliver();
     }
 
-    /// Runs `read` if this server may answer reads, re-checking afterwards
-    /// that the permission held throughout (a hand-over or fencing in
-    /// between voids the answer).
-    pub fn read_guard<T>(&self, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
-        self.read_guard_of(ReadKeys::All, read)
-    }
-
-    /// [`Replica::read_guard`] of a read that shows only `keys`.
-    pub fn read_guard_of<T>(&self, keys: ReadKeys<'_>, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
-        let epoch = self.read_epoch.load(Ordering::SeqCst);
-        self.check_may_read()?;
-        let answer = read(&self.table);
-        self.await_durable_read(keys)?;
-        if self.read_epoch.load(Ordering::SeqCst) != epoch {
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                "the chain changed during the read; look again",
-            ));
-        }
-        self.check_may_read()?;
-        Ok(answer)
-    }
-
-    /// The lock-free check of what the node last published; only a refusal
-    /// takes the node's lock, to say why in the node's words.
-    fn check_may_read(&self) -> Result<(), Refusal> {
-        let leased = self.lease_valid() && self.now_ms() < self.read_lease_until_ms.load(Ordering::SeqCst);
-        if self.standalone || (self.readable.load(Ordering::SeqCst) && leased) {
-            return Ok(());
-        }
-        let now_ms = self.now_ms();
-        match self.node.lock().check_may_read(now_ms) {
-            // Published state said no a moment ago; the node may have moved
-            // since, but the read epoch was taken before: refuse to be safe.
-            Ok(()) => {
-                Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "the chain changed during the read; look again"))
-            }
-            Err(refusal) => Err(refusal),
-        }
-    }
-
     /// Blocks (holding no lock) while the replication queue is full, so the
     /// head slows down to what the chain can absorb; gives up after the
     /// commit timeout (the successor is stuck until ZooKeeper removes it).
@@ -541,11 +500,6 @@ impl Replica {
 
     pub fn fencings(&self) -> u64 {
         self.node.lock().fencings()
-    }
-
-    /// Neighbours this server removed: (by proof of death, by lease expiry).
-    pub fn removals(&self) -> (u64, u64) {
-        (self.removals_by_proof.load(Ordering::Relaxed), self.removals_by_lease.load(Ordering::Relaxed))
     }
 
     /// The ZooKeeper session is confirmed (the lease holds); always so
@@ -600,8 +554,7 @@ impl Member for Replica {
     }
 
     fn removed(&self, evidence: Evidence) {
-        let count = if evidence.is_proof() { &self.removals_by_proof } else { &self.removals_by_lease };
-        count.fetch_add(1, Ordering::Relaxed);
+        self.removals.count(evidence);
     }
 
     /// Extends the lease: the session is alive until `until`.

@@ -257,26 +257,28 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 19] = [
+        const PINS: [(&str, u64, u64); 21] = [
             ("commit-early", 1, 1),
-            ("skip-predecessor-check", 3333, 401),
-            ("stale-read", 1, 2),
+            ("skip-predecessor-check", 3333, 24),
+            ("stale-read", 1, 5),
             ("skip-peer-auth", 1, 1),
-            ("skip-link-check", 1, 328),
-            ("skip-applied-epoch-check", 1, 90),
-            ("skip-commit-record-check", 222, 27),
-            ("skip-lease-check", 3333, 20),
-            ("write-anywhere", 222, 11),
-            ("skip-exactly-once", 1, 1),
-            ("skip-hand-over-check", 3333, 268),
-            ("record-from-non-tail", 1, 34),
-            ("replicate-without-chain-state", 222, 1),
-            ("resume-past-applied", 1, 47),
-            ("commit-after-hand-over", 1, 23),
-            ("cas-at-tail", 3333, 1),
-            ("evict-without-proof", 1, 17),
-            ("ack-before-fsync", 222, 61),
-            ("replay-skips-record", 1, 6),
+            ("skip-link-check", 222, 46),
+            ("skip-applied-epoch-check", 1, 35),
+            ("skip-commit-record-check", 222, 9),
+            ("skip-lease-check", 222, 70),
+            ("write-anywhere", 1, 50),
+            ("skip-exactly-once", 1, 2),
+            ("skip-hand-over-check", 3333, 31),
+            ("record-from-non-tail", 222, 98),
+            ("replicate-without-chain-state", 1, 1),
+            ("resume-past-applied", 222, 32),
+            ("commit-after-hand-over", 1, 16),
+            ("cas-at-tail", 1, 1),
+            ("evict-without-proof", 1, 156),
+            ("ack-before-fsync", 222, 12),
+            ("replay-skips-record", 1, 9),
+            ("lease-without-heartbeat", 1, 3),
+            ("evict-before-lease", 777, 96),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()
