@@ -39,6 +39,8 @@
 
 use super::injected::Check;
 use super::node::ChainNode;
+#[cfg(test)]
+use super::node::Refusal;
 use crate::limits::READ_LEASE_MS;
 
 /// The read lease a tail holds from its predecessor.
@@ -64,6 +66,17 @@ impl ChainNode {
         } else {
             self.read_lease.until_ms = self.read_lease.until_ms.max(until_ms);
         }
+    }
+
+    /// Tests: a heartbeat from `sender` on `link` echoing `stamp_ms`
+    /// arrives at `now_ms` (as [`Uplink::receive`] takes it).
+    ///
+    /// [`Uplink::receive`]: super::link::Uplink::receive
+    #[cfg(test)]
+    pub fn heartbeat(&mut self, sender: &str, link: u64, stamp_ms: u64, now_ms: u64) -> Result<(), Refusal> {
+        self.check_link(sender, link)?;
+        self.lease_echoed(stamp_ms, now_ms);
+        Ok(())
     }
 
     /// When the read lease runs out on our clock: never (`u64::MAX`) for a

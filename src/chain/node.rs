@@ -311,12 +311,6 @@ impl ChainNode {
         if !self.lease_valid(now_ms) {
             return Err(Refusal::unavailable());
         }
-        if !self.read_lease_holds(now_ms) {
-            return Err(Refusal::new(
-                ErrorCode::ERR_UNAVAILABLE,
-                "no read lease from our predecessor (its heartbeats stopped); not answering reads",
-            ));
-        }
         if !self.readable() {
             return Err(Refusal::new(
                 ErrorCode::ERR_WRONG_ROLE,
@@ -324,6 +318,12 @@ impl ChainNode {
                     "not the tail; reads go to the tail ({})",
                     self.tail_address.as_deref().unwrap_or("unknown")
                 ),
+            ));
+        }
+        if !self.read_lease_holds(now_ms) {
+            return Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                "no read lease from our predecessor (its heartbeats stopped); not answering reads",
             ));
         }
         Ok(())

@@ -449,9 +449,7 @@ impl Chain {
         let sender = self.s(from).name();
         let receiver = self.s(to);
         let link = receiver.links.get(&from).copied().unwrap_or_default();
-        receiver.node.check_link(&sender, link)?;
-        receiver.node.lease_echoed(stamp_ms, now_ms);
-        Ok(())
+        receiver.node.heartbeat(&sender, link, stamp_ms, now_ms)
     }
 
     fn heartbeat(&mut self, from: u64, to: u64) {
@@ -1298,4 +1296,20 @@ fn a_new_tail_waits_out_its_departed_successors_lease() {
         chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
         assert!(chain.s(2).records_asked() > asked);
     }
+}
+
+/// A successor that never acked our link (its older view may give it
+/// another predecessor, whose heartbeats renew its lease) is not removed
+/// for silence, however long. Pins the first-ack rule of `watch_successor`
+/// (the simulator found a head removing, as silent, a tail that another
+/// predecessor still served a lease to).
+#[test]
+fn a_successor_that_never_acked_us_is_not_removed_for_silence() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
+    chain.s(2).tick_at(NOW_MS);
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 80), Err(Hold::NoProof));
+    chain.s(2).tick_at(NOW_MS + 15);
+    chain.s(2).tick_at(NOW_MS + 2 * SUSPECT_REMOVAL_AFTER_MS);
+    assert!(chain.s(2).removals_asked().is_empty());
 }
