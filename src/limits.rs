@@ -191,9 +191,14 @@ pub const REFUSAL_LINGER: Duration = Duration::from_millis(100);
 /// At most this much of a refused connection's input is swallowed.
 pub const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
 
-/// How often writes waiting for their commit are checked against their
-/// commit timeout and the lease.
-pub const COMMIT_EXPIRY_PERIOD: Duration = Duration::from_millis(100);
+/// How often the node's clock ticks: writes waiting for their commit are
+/// checked against their commit timeout and the lease, and a silent
+/// successor whose read lease ran out is removed (`chain::eviction`). One
+/// heartbeat interval, so that removal comes within a heartbeat of being
+/// due, and a tick late by more than the suspect window shows the process
+/// itself stalled (which restarts the count, rather than remove a
+/// successor whose acks wait unread).
+pub const COMMIT_EXPIRY_PERIOD: Duration = Duration::from_millis(REPLICATION_HEARTBEAT_INTERVAL_MS);
 
 /// How many committed writes of other clients a connection thread answers
 /// after each request of its own: 2 gave 4 % fewer puts than 8 (chain of
@@ -344,13 +349,16 @@ pub const CLIENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// shorter than this), the request is sent once more on a new connection.
 pub const CLIENT_PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// First pause after a failed attempt: long enough not to hammer a server
-/// that is handing over its role, short enough to be unnoticed.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// First pause after a failed attempt: a few milliseconds, so a retry that
+/// only needed a fresh look at the chain is not held up (issue 19: the
+/// client's pacing must not become the failover gap). A pause also ends
+/// as soon as ZooKeeper's watch says the chain changed.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(2);
 
-/// Longest pause: the chain usually settles within a ZooKeeper session
-/// timeout, so pauses longer than this would only add latency.
-pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Longest pause, doubling from [`BACKOFF_FIRST`]: a repair that no watch
+/// reports (a tail whose read lease is renewed again) is noticed within
+/// this, and a client of a chain that is down retries ten times a second.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// Shortest reply timeout of one attempt (unless the whole time limit is
 /// shorter): a write waits at the head for the tail's commit, which takes a
@@ -472,6 +480,33 @@ pub const REPLICATION_SUSPECT_AFTER_MISSED: u64 = 4;
 /// A receiver that hears nothing (not even a heartbeat) for this long drops
 /// the link; the predecessor reconnects if it is still alive.
 pub const REPLICATION_SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The tail's read lease (ms, on its own clock), counted from when it sent
+/// the ack whose stamp its predecessor echoed back (see `chain::lease`).
+/// Long enough to outlive several missed heartbeats (15 ms each) and a
+/// scheduler hiccup on a loaded machine, so a live tail does not refuse
+/// reads for want of a renewal; short enough that a silent tail's
+/// predecessor may remove it (after the lease and the drift margin) well
+/// within the 200 ms failover target.
+pub const READ_LEASE_MS: u64 = 100;
+
+/// The most two servers' clocks may differ in rate, per mille: 1 %, far
+/// beyond what a quartz clock drifts (tens of ppm) or NTP slews (0.05 %).
+pub const CLOCK_DRIFT_PER_MILLE: u64 = 10;
+
+/// Slack on top of the drift for the whole milliseconds both clocks are
+/// read in (each read may be up to 1 ms short).
+pub const LEASE_MARGIN_MS: u64 = 5;
+
+/// How long a predecessor waits, on its own clock, from the last frame it
+/// received from a silent successor before it may ask for the successor's
+/// removal: the successor's read lease has surely run out by then. The
+/// lease runs `READ_LEASE_MS` on the successor's clock, at most
+/// `READ_LEASE_MS / (1 - d)` real time; our wait of `W` on our clock is at
+/// least `W / (1 + d)` real time; `W >= READ_LEASE_MS (1 + d) / (1 - d)`,
+/// which 1 + 3d bounds from above for d up to 1/3 (see `chain::lease`).
+pub const SUSPECT_REMOVAL_AFTER_MS: u64 =
+    READ_LEASE_MS * (1000 + 3 * CLOCK_DRIFT_PER_MILLE) / 1000 + LEASE_MARGIN_MS;
 
 /// A member asks for at most one neighbour's removal this often (ms), so
 /// a confused or slow server cannot empty a chain in a storm of removals.

@@ -88,10 +88,17 @@ pub enum Check {
     KeepRecoverable,
     /// Recovery applies every write its log holds.
     ReplayWhole,
+    /// A tail with a predecessor answers reads only under the read lease
+    /// its predecessor's heartbeats renew (see `lease`).
+    ReadLease,
+    /// A silent successor is removed only once its read lease must have
+    /// run out (and its port did not answer a probe), and a successor that
+    /// left our view holds our commit record until then (see `eviction`).
+    LeaseExpiry,
 }
 
 impl Check {
-    pub const ALL: [Check; 28] = [
+    pub const ALL: [Check; 30] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -120,6 +127,8 @@ impl Check {
         Check::UpstreamSynced,
         Check::KeepRecoverable,
         Check::ReplayWhole,
+        Check::ReadLease,
+        Check::LeaseExpiry,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -194,6 +203,13 @@ impl Check {
             Check::ReplayWhole => {
                 ("replay-skips-record", "recovery counts every fourth logged write without applying it")
             }
+            Check::ReadLease => {
+                ("lease-without-heartbeat", "a tail answers reads without a lease renewed by its predecessor")
+            }
+            Check::LeaseExpiry => (
+                "evict-before-lease",
+                "a silent successor is removed at its first missed heartbeat, not after its read lease",
+            ),
         }
     }
 
@@ -292,6 +308,7 @@ mod tests {
             include_str!("link.rs"),
             include_str!("sent.rs"),
             include_str!("eviction.rs"),
+            include_str!("lease.rs"),
             include_str!("durable.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];

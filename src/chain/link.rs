@@ -90,6 +90,9 @@ pub struct Downlink {
     /// What we heard of the successor on the held link (acks are its
     /// heartbeats).
     heard: Liveness,
+    /// The newest stamp of the successor's acks: echoed in every frame, it
+    /// renews the successor's read lease (see `lease`).
+    echo_ms: Option<u64>,
 }
 
 impl Downlink {
@@ -116,6 +119,7 @@ impl Downlink {
         self.successor = Some(successor.name.clone());
         self.acked = Progress::default();
         self.last_synced = SyncedReport::default();
+        self.echo_ms = None;
         let mut hello = ReplicaHello::new();
         hello.sender = node.name().unwrap_or_default().to_owned();
         hello.receiver = successor.name.clone();
@@ -222,6 +226,7 @@ impl Downlink {
     pub fn lend_frame(&mut self, held_before: usize, extras: &Extras, frame: &mut Downstream) {
         frame.promote_at = extras.promote_at;
         (frame.synced, frame.synced_epoch) = (extras.synced.sequence, extras.synced.epoch);
+        frame.lease_echo_ms = self.echo_ms;
         self.sent.lend(held_before, &mut frame.writes);
     }
 
@@ -229,9 +234,11 @@ impl Downlink {
         self.sent.give_back(&mut frame.writes);
     }
 
-    /// A frame (an ack or an ack heartbeat) arrived from the successor.
-    pub fn heard(&mut self, now_ms: u64) {
+    /// A frame (an ack or an ack heartbeat) arrived from the successor,
+    /// the newest stamped `stamp_ms` (echoed from now on).
+    pub fn heard(&mut self, now_ms: u64, stamp_ms: Option<u64>) {
         self.heard.heard(now_ms);
+        self.echo_ms = self.echo_ms.max(stamp_ms);
     }
 
     /// Whether to probe the silent successor's listening port now (see
@@ -256,8 +263,9 @@ impl Downlink {
 pub enum Ack {
     /// Nothing new since the last ack.
     Nothing,
-    /// Send this cumulative progress.
-    Send(Progress),
+    /// Send this cumulative progress, stamped with our clock (the stamp
+    /// our predecessor echoes to renew our read lease, see `lease`).
+    Send { progress: Progress, stamp_ms: u64 },
     /// The sender is not our predecessor (or this link was replaced): close
     /// the link. Our progress may now count writes it never sent us.
     Close,
@@ -291,19 +299,24 @@ impl Uplink {
         Ok((uplink, welcome))
     }
 
-    /// One frame from the predecessor, in the order its parts must be
-    /// applied: snapshot chunk, writes, hand-over mark. An empty frame (a
-    /// heartbeat) is checked too, so a predecessor replaced in the view is
-    /// cut off even when it has nothing to send.
+    /// One frame from the predecessor, arrived at `now_ms`, in the order
+    /// its parts must be applied: read lease, snapshot chunk, writes,
+    /// hand-over mark. An empty frame (a heartbeat) is checked too, so a
+    /// predecessor replaced in the view is cut off even when it has nothing
+    /// to send.
     pub fn receive(
         &mut self,
         node: &mut ChainNode,
         frame: Downstream,
+        now_ms: u64,
         store: &mut impl super::Store,
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
         let (sender, link) = (self.sender.as_str(), self.link);
         node.check_link(sender, link)?;
+        if let Some(stamp_ms) = frame.lease_echo_ms {
+            node.lease_echoed(stamp_ms, now_ms);
+        }
         if let Some(chunk) = frame.snapshot.into_option() {
             let first = std::mem::replace(&mut self.first_chunk, false);
             node.snapshot_chunk(sender, link, chunk, first, store, effects)?;
@@ -331,7 +344,7 @@ impl Uplink {
             Some(progress) => {
                 self.reported = progress;
                 self.last_ack_ms = now_ms;
-                Ack::Send(progress)
+                Ack::Send { progress, stamp_ms: now_ms }
             }
         }
     }

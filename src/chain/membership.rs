@@ -46,6 +46,9 @@ impl ChainNode {
     /// we commit under (again at every tick until it is) or, with
     /// `progress_due`, to record our commit point. Returns whether it asked.
     pub(super) fn request_record(&self, progress_due: bool, effects: &mut impl Effects) -> bool {
+        if self.record_held() {
+            return false;
+        }
         let wanted = self.wanted_record(progress_due);
         let asked = wanted.is_some();
         if let Some(record) = wanted {
@@ -83,6 +86,7 @@ impl ChainNode {
         self.head_address = view.head().map(|member| member.address.clone());
         self.tail_address = view.tail().map(|member| member.address.clone());
         self.position = view.position_of(me);
+        self.successor_left(old_successor.as_deref());
         self.lifecycle = self.next_lifecycle(effects);
         if matches!(self.lifecycle, Lifecycle::Ready { .. }) {
             self.recoverable = true;
@@ -190,7 +194,8 @@ impl ChainNode {
     }
 
     /// The time is `now_ms`: a lease that ran out ends the commit waits; a
-    /// commit record not written yet is asked for again, and the tail's
+    /// successor silent past its read lease is asked to be removed (see
+    /// `eviction`); a commit record not written yet is asked for again, and the tail's
     /// commit point is recorded at most every [`RECORD_PROGRESS_INTERVAL_MS`].
     pub fn tick(&mut self, now_ms: u64, effects: &mut impl Effects) {
         if !self.standalone() && self.lease_until_ms != 0 && !self.lease_valid(now_ms) {
@@ -201,6 +206,7 @@ impl ChainNode {
             );
             effects.act(Action::LeaseLost);
         }
+        self.watch_successor(now_ms, effects);
         let progress_due = now_ms >= self.record_progress_due_ms;
         if self.request_record(progress_due, effects) && progress_due {
             self.record_progress_due_ms = now_ms + RECORD_PROGRESS_INTERVAL_MS;

@@ -33,6 +33,8 @@
 //! - [`link`]: the two ends of a replication link: resume point or
 //!   snapshot, Sent-list trimming, hand-over mark, heartbeats, acks.
 //! - [`liveness`]: heartbeats due, and when a silent peer is suspect.
+//! - [`lease`]: the tail's read lease, renewed by its predecessor's
+//!   heartbeats, and why removing a silent tail after it is safe.
 //! - [`sent`]: the Sent list: writes forwarded and not yet committed.
 //! - [`bootstrap`]: whether a member restarts a chain that has no ready member.
 //! - [`registration`]: one registration in ZooKeeper: session confirmation,
@@ -50,6 +52,7 @@ pub mod effects;
 pub mod eviction;
 pub mod expiry;
 pub mod injected;
+pub mod lease;
 pub mod lifecycle;
 pub mod link;
 pub mod liveness;

@@ -24,6 +24,7 @@ use super::effects::{Action, Effects, Store};
 use super::eviction::Evictions;
 use super::expiry::Deadlines;
 use super::injected::{self, Check};
+use super::lease::ReadLease;
 use super::lifecycle::Lifecycle;
 use super::uncommitted::Uncommitted;
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES};
@@ -250,8 +251,11 @@ pub struct ChainNode {
     /// Numbers our table's histories (raised whenever it is cleared), so a
     /// disk's report of an older history is not taken for this one.
     pub(super) history: u64,
-    /// When we last asked for a neighbour's removal (a guard rail).
+    /// When we last asked for a neighbour's removal (a guard rail), and
+    /// when we last heard from our successor.
     pub(super) evictions: Evictions,
+    /// The read lease our predecessor's heartbeats renew (see `lease`).
+    pub(super) read_lease: ReadLease,
 }
 
 impl ChainNode {
@@ -289,6 +293,7 @@ impl ChainNode {
             uncommitted: Uncommitted::default(),
             history: 0,
             evictions: Evictions::default(),
+            read_lease: ReadLease::default(),
         }
     }
 
@@ -305,7 +310,8 @@ impl ChainNode {
     }
 
     /// Whether a read may be answered here now: we are the committing tail
-    /// (or standalone), no state transfer is under way, and the lease holds.
+    /// (or standalone), no state transfer is under way, and both leases
+    /// hold (the ZooKeeper session's, and our predecessor's read lease).
     pub fn check_may_read(&self, now_ms: u64) -> Result<(), Refusal> {
         if self.standalone() {
             return Ok(());
@@ -320,6 +326,12 @@ impl ChainNode {
                     "not the tail; reads go to the tail ({})",
                     self.tail_address.as_deref().unwrap_or("unknown")
                 ),
+            ));
+        }
+        if !self.read_lease_holds(now_ms) {
+            return Err(Refusal::new(
+                ErrorCode::ERR_UNAVAILABLE,
+                "no read lease from our predecessor (its heartbeats stopped); not answering reads",
             ));
         }
         Ok(())

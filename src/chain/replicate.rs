@@ -398,6 +398,7 @@ impl ChainNode {
         now_ms: u64,
         effects: &mut impl Effects,
     ) -> Result<(), Refusal> {
+        self.successor_heard(successor, now_ms);
         if !self.standalone() && !self.lease_valid(now_ms) {
             return Ok(());
         }

@@ -23,7 +23,8 @@ use super::{
 };
 use crate::check::sim::server::SimStore;
 use crate::limits::{
-    RECORD_PROGRESS_INTERVAL_MS, REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS,
+    READ_LEASE_MS, RECORD_PROGRESS_INTERVAL_MS, REMOVAL_INTERVAL_MIN_MS, REPLICATION_HEARTBEAT_INTERVAL_MS,
+    SUSPECT_REMOVAL_AFTER_MS,
 };
 use crate::proto::{Entry, ErrorCode, ReplicaHello, SnapshotChunk, Write};
 use crate::view::Readiness::{self, Joining, Ready};
@@ -338,8 +339,11 @@ impl Chain {
         ChainView::new(members, epoch).with_record(self.record.clone())
     }
 
-    /// The record `tail` asked for is written into the chain node.
+    /// The record `tail` asked for is written into the chain node. It asks
+    /// at a tick once the read lease of a successor that left its view ran
+    /// out (see `eviction`), or at once.
     fn write_record(&mut self, tail: u64) {
+        self.s(tail).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
         self.record = self.s(tail).asked_record().expect("the tail asks for a record");
     }
 
@@ -430,6 +434,11 @@ impl Chain {
 
     /// `successor` acknowledges its progress to `to` on `to`'s link.
     fn ack(&mut self, successor: u64, to: u64) {
+        self.ack_at(successor, to, NOW_MS);
+    }
+
+    /// The same, arriving at `now_ms`.
+    fn ack_at(&mut self, successor: u64, to: u64, now_ms: u64) {
         let receiver_name = self.s(to).name();
         let server = self.s(successor);
         let link = server.links.get(&to).copied().unwrap_or_default();
@@ -437,7 +446,7 @@ impl Chain {
         let name = server.name();
         let predecessor = self.s(to);
         let acked =
-            predecessor.node.successor_ack(&name, progress.committed, NOW_MS, &mut predecessor.actions);
+            predecessor.node.successor_ack(&name, progress.committed, now_ms, &mut predecessor.actions);
         acked.expect("an ack of what was sent");
     }
 
@@ -471,6 +480,21 @@ impl Chain {
         let receiver = self.s(to);
         let link = receiver.links[&from];
         receiver.node.hand_over_mark(&sender, link, mark, &mut receiver.actions)
+    }
+
+    /// `to` acks to its predecessor `from` at `stamp_ms`, and `from`'s next
+    /// frame (a heartbeat) echoes the stamp, arriving at `now_ms`: the read
+    /// lease is renewed (see `lease`), if `from` is `to`'s predecessor on
+    /// its latest link.
+    fn heartbeat_at(&mut self, from: u64, to: u64, stamp_ms: u64, now_ms: u64) -> Result<(), Refusal> {
+        let sender = self.s(from).name();
+        let receiver = self.s(to);
+        let link = receiver.links.get(&from).copied().unwrap_or_default();
+        receiver.node.heartbeat(&sender, link, stamp_ms, now_ms)
+    }
+
+    fn heartbeat(&mut self, from: u64, to: u64) {
+        self.heartbeat_at(from, to, NOW_MS, NOW_MS).expect("a heartbeat from the predecessor");
     }
 
     /// A write from `head` down the chain `path` and the acks back up.
@@ -658,6 +682,7 @@ fn a_tail_waiting_for_its_commit_record_answers_no_read() {
     let mut chain = Chain::ready(&[1, 2, 3], 2);
     chain.put(1, "a").unwrap();
     chain.replicate(&[1, 2, 3]);
+    chain.heartbeat(2, 3);
     assert!(chain.s(3).serves_reads());
     // 1 loses its session: 2 is the head, and 3 commits nothing more until
     // the record names the new membership.
@@ -668,6 +693,7 @@ fn a_tail_waiting_for_its_commit_record_answers_no_read() {
     assert!(chain.s(3).reads_revoked() > revoked, "reads in progress at 3 are stopped");
     let b = chain.put(2, "b").unwrap();
     chain.replicate(&[2, 3]);
+    chain.heartbeat(2, 3);
     assert_eq!(chain.s(3).applied(), b);
     assert_eq!(chain.s(3).committed(), b - 1, "b waits for the record");
     assert!(!chain.s(3).serves_reads(), "a read would show b, which is not committed");
@@ -890,6 +916,7 @@ fn a_tail_that_handed_over_commits_only_what_its_successor_acknowledges() {
     assert_eq!((chain.s(1).committed(), chain.s(2).committed()), (b, b));
     assert!(!chain.s(2).serves_reads(), "not before it is ready");
     chain.settle(4, &[(1, Ready), (2, Ready)]);
+    chain.heartbeat(1, 2);
     assert!(chain.s(2).serves_reads());
 }
 
@@ -1180,9 +1207,155 @@ fn an_idle_uplink_sends_a_heartbeat_each_interval() {
     hello.epoch = 2;
     let node = &mut chain.s(2).node;
     let (mut uplink, _) = Uplink::accept(node, &hello).expect("the joiner accepts its predecessor");
-    assert!(matches!(uplink.ack_due(node, NOW_MS), Ack::Send(_)));
+    assert!(matches!(uplink.ack_due(node, NOW_MS), Ack::Send { .. }));
     assert_eq!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS - 1), Ack::Nothing);
-    assert!(matches!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS), Ack::Send(_)));
+    assert!(matches!(uplink.ack_due(node, NOW_MS + REPLICATION_HEARTBEAT_INTERVAL_MS), Ack::Send { .. }));
+}
+
+// ---- failover (issue 19, phase 2): the read lease and removal after it ----
+
+/// The tail of a chain answers reads only under the lease its
+/// predecessor's echo of its ack stamp grants: for [`READ_LEASE_MS`] from
+/// the stamp (not from the echo's arrival: an echo that waited in a paused
+/// tail's socket grants what is left of it, here nothing), in the view it
+/// was granted in only. Pins `Check::ReadLease` (`lease-without-heartbeat`).
+#[test]
+fn a_tail_answers_reads_only_under_its_predecessors_lease() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    assert!(!chain.s(3).serves_reads(), "no heartbeat yet");
+    chain.heartbeat_at(2, 3, NOW_MS - 2 * READ_LEASE_MS, NOW_MS).unwrap();
+    assert!(!chain.s(3).serves_reads(), "an old stamp echoed late grants nothing");
+    chain.heartbeat_at(2, 3, NOW_MS + 50, NOW_MS).unwrap();
+    assert!(!chain.s(3).serves_reads(), "a stamp from our future is none of ours");
+    chain.heartbeat_at(2, 3, NOW_MS - 10, NOW_MS).unwrap();
+    assert!(chain.s(3).serves_reads_at(NOW_MS - 10 + READ_LEASE_MS - 1));
+    assert!(!chain.s(3).serves_reads_at(NOW_MS - 10 + READ_LEASE_MS));
+    assert!(chain.heartbeat_at(1, 3, NOW_MS, NOW_MS).is_err(), "only the predecessor renews it");
+    // A new view (the head left): the lease of the old one is void.
+    chain.settle(3, &[(2, Ready), (3, Ready)]);
+    assert!(!chain.s(3).serves_reads());
+    chain.heartbeat(2, 3);
+    assert!(chain.s(3).serves_reads());
+}
+
+/// A lone member has no predecessor to renew a lease: it needs none.
+#[test]
+fn a_lone_member_reads_without_a_data_path_lease() {
+    let mut chain = Chain::ready(&[1], 2);
+    assert!(chain.s(1).serves_reads_at(NOW_MS + 10 * READ_LEASE_MS));
+}
+
+/// A predecessor removes its silent successor only once the successor's
+/// read lease must have run out: [`SUSPECT_REMOVAL_AFTER_MS`] after the
+/// last frame heard from it, on the predecessor's clock (ticking every
+/// heartbeat interval). Pins `Check::LeaseExpiry` (`evict-before-lease`).
+#[test]
+fn a_silent_successor_is_removed_only_after_its_lease_ran_out() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
+    chain.s(2).tick_at(NOW_MS);
+    chain.ack_at(3, 2, NOW_MS + 10);
+    let last_heard_ms = NOW_MS + 10;
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 80), Err(Hold::NoProof));
+    let due = last_heard_ms + SUSPECT_REMOVAL_AFTER_MS;
+    let mut now = NOW_MS;
+    while now + REPLICATION_HEARTBEAT_INTERVAL_MS < due {
+        now += REPLICATION_HEARTBEAT_INTERVAL_MS;
+        chain.s(2).tick_at(now);
+    }
+    assert!(chain.s(2).removals_asked().is_empty(), "not at {now} ms, before {due} ms");
+    let early = Evidence::Silent { last_heard_ms };
+    assert_eq!(chain.s(2).cannot_reach(&tail, early, due - 1), Err(Hold::LeaseMayHold));
+    chain.s(2).tick_at(due);
+    assert_eq!(chain.s(2).removals_asked(), vec![tail.clone()]);
+    let asked = Action::RemoveMember { name: tail, evidence: Evidence::Silent { last_heard_ms } };
+    assert!(chain.s(2).actions.contains(&asked));
+}
+
+/// A predecessor that was stalled itself (its ticks stopped, as in a
+/// SIGSTOP or a starved process) does not take its successor's silence
+/// meanwhile for the successor's: the count starts afresh.
+#[test]
+fn a_stalled_predecessor_counts_its_successors_silence_afresh() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
+    chain.s(2).tick_at(NOW_MS);
+    chain.ack_at(3, 2, NOW_MS);
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 80), Err(Hold::NoProof));
+    let woke = NOW_MS + 5 * SUSPECT_REMOVAL_AFTER_MS;
+    chain.s(2).tick_at(woke);
+    chain.s(2).tick_at(woke + REPLICATION_HEARTBEAT_INTERVAL_MS);
+    assert!(chain.s(2).removals_asked().is_empty());
+}
+
+/// Silence counts only against the successor, whose lease we grant: a
+/// silent predecessor is left to its session's expiry.
+#[test]
+fn silence_never_removes_the_predecessor() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let middle = chain.s(2).name();
+    let evidence = Evidence::Silent { last_heard_ms: 0 };
+    assert_eq!(chain.s(3).cannot_reach(&middle, evidence, NOW_MS), Err(Hold::NotNeighbour));
+}
+
+/// A silent successor whose port still answers a probe is alive and
+/// reachable (slow, or its frames late): it is not removed, however long
+/// the silence; a probe that times out makes it removable again.
+#[test]
+fn a_silent_successor_whose_port_answers_stays() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
+    chain.s(2).tick_at(NOW_MS);
+    chain.ack_at(3, 2, NOW_MS);
+    chain.s(2).tick_at(NOW_MS + 15);
+    chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
+    assert!(chain.s(2).removals_asked().is_empty());
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 120), Err(Hold::NoProof));
+    chain.s(2).tick_at(NOW_MS + 130);
+    assert_eq!(chain.s(2).removals_asked(), vec![tail]);
+}
+
+/// A tail whose successor left its view without its proof of death holds
+/// its commit record (so commits nothing, and answers no read) until the
+/// successor's read lease must have run out; after proving it dead, it
+/// asks at once. Pins `successor_left` (`evict-before-lease`).
+#[test]
+fn a_new_tail_waits_out_its_departed_successors_lease() {
+    for proven in [false, true] {
+        let mut chain = Chain::ready(&[1, 2, 3], 2);
+        let tail = chain.s(3).name();
+        chain.s(2).tick_at(NOW_MS);
+        chain.ack_at(3, 2, NOW_MS);
+        if proven {
+            assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::Refused, NOW_MS), Ok(()));
+        }
+        let asked = chain.s(2).records_asked();
+        let view = chain.view(3, &[(1, Ready), (2, Ready)]);
+        chain.show(&[1, 2], &view);
+        chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS - 1);
+        assert_eq!(chain.s(2).records_asked() > asked, proven, "proven dead: {proven}");
+        chain.s(2).tick_at(NOW_MS + SUSPECT_REMOVAL_AFTER_MS);
+        assert!(chain.s(2).records_asked() > asked);
+    }
+}
+
+/// A successor that never acked our link (its older view may give it
+/// another predecessor, whose heartbeats renew its lease) is not removed
+/// for silence, however long. Pins the first-ack rule of `watch_successor`
+/// (the simulator found a head removing, as silent, a tail that another
+/// predecessor still served a lease to).
+#[test]
+fn a_successor_that_never_acked_us_is_not_removed_for_silence() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let tail = chain.s(3).name();
+    chain.s(2).tick_at(NOW_MS);
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::TimedOut, NOW_MS + 80), Err(Hold::NoProof));
+    let mut now = NOW_MS;
+    while now < NOW_MS + 2 * SUSPECT_REMOVAL_AFTER_MS {
+        now += REPLICATION_HEARTBEAT_INTERVAL_MS;
+        chain.s(2).tick_at(now);
+    }
+    assert!(chain.s(2).removals_asked().is_empty());
 }
 
 /// A durable tail commits a write only once every member before it has

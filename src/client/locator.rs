@@ -43,6 +43,13 @@ impl Locator {
         self.cached = None;
     }
 
+    /// Waits at most `timeout` for ZooKeeper to say the chain changed (at
+    /// once if it did since the last reading); marks the reading stale.
+    pub fn wait_for_change(&mut self, timeout: Duration) {
+        self.watch.wait_changed(timeout);
+        self.cached = None;
+    }
+
     /// The chain as last read, read again first if it is stale; waits for
     /// ZooKeeper at most `wait`.
     pub fn view(&mut self, wait: Duration) -> Result<&ChainView, ClientError> {

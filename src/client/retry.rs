@@ -118,15 +118,15 @@ mod tests {
         let mut backoff = Backoff::default();
         let plenty = Duration::from_secs(60);
         let pauses: Vec<u64> = (0..9).map(|_| backoff.pause(plenty).unwrap().as_millis() as u64).collect();
-        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 500, 500, 500]);
+        assert_eq!(pauses, [2, 4, 8, 16, 32, 64, 100, 100, 100]);
     }
 
     #[test]
     fn backoff_stops_at_the_deadline() {
         let mut backoff = Backoff::default();
-        assert_eq!(backoff.pause(Duration::from_millis(11)), Some(Duration::from_millis(10)));
-        // The next pause (20 ms) would use up all that is left.
-        assert_eq!(backoff.pause(Duration::from_millis(20)), None);
+        assert_eq!(backoff.pause(Duration::from_millis(3)), Some(Duration::from_millis(2)));
+        // The next pause (4 ms) would use up all that is left.
+        assert_eq!(backoff.pause(Duration::from_millis(4)), None);
         assert_eq!(backoff.pause(Duration::ZERO), None);
     }
 

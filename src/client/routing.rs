@@ -93,7 +93,6 @@ impl ChainTarget {
                 Err(error) if !is_retryable(&error) => return Err(error),
                 Err(error) => error,
             };
-            self.locator.mark_stale();
             let Some(pause) = backoff.pause(deadline.remaining()) else {
                 return Err(gave_up(error, attempts, options.timeout));
             };
@@ -101,7 +100,9 @@ impl ChainTarget {
             if let Some(observer) = &self.observer {
                 observer(&retry_reason(role, &error), &error);
             }
-            std::thread::sleep(pause);
+            // Back at once when ZooKeeper's watch fires: the new view is
+            // what the next attempt needs.
+            self.locator.wait_for_change(pause);
             attempts += 1;
         }
     }

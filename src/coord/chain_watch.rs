@@ -15,6 +15,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
@@ -54,7 +56,41 @@ pub struct NodeWatch<T> {
     /// Asks the worker for a fresh reading; dropping it stops the worker.
     requests: Sender<ReplyTo<T>>,
     /// Set when the node may have changed since it was last read.
-    changed: Arc<AtomicBool>,
+    changed: Arc<Changes>,
+}
+
+/// The mark that the node may have changed, and a way to wait for it: a
+/// client retrying after a failure retries as soon as the watch fires
+/// (the new view is there), not after a blind pause.
+pub struct Changes {
+    marked: Mutex<bool>,
+    marked_now: Condvar,
+}
+
+impl Changes {
+    fn marked() -> Changes {
+        Changes { marked: Mutex::new(true), marked_now: Condvar::new() }
+    }
+
+    pub fn mark(&self) {
+        *self.marked.lock() = true;
+        self.marked_now.notify_all();
+    }
+
+    /// Whether it was marked; clears the mark.
+    pub fn take(&self) -> bool {
+        std::mem::replace(&mut *self.marked.lock(), false)
+    }
+
+    /// Waits until it is marked, at most `timeout`; whether it is (the mark
+    /// stays for [`Changes::take`]).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let mut marked = self.marked.lock();
+        if !*marked {
+            self.marked_now.wait_for(&mut marked, timeout);
+        }
+        *marked
+    }
 }
 
 impl ChainWatch {
@@ -79,7 +115,7 @@ impl<T: Clone + Send + 'static> NodeWatch<T> {
     /// (`host:port,...`). Connects on the first reading.
     pub fn follow(hosts: &str, watched: Watched<T>) -> std::io::Result<NodeWatch<T>> {
         let (requests, worker_requests) = crossbeam_channel::bounded(CHAIN_WATCH_REQUESTS_QUEUED_MAX);
-        let changed = Arc::new(AtomicBool::new(true));
+        let changed = Arc::new(Changes::marked());
         let thread_name = watched.thread_name;
         let worker = Worker {
             hosts: hosts.to_owned(),
@@ -97,13 +133,19 @@ impl<T: Clone + Send + 'static> NodeWatch<T> {
     /// the first time). Clears the mark, so ask before reading: a change
     /// during the reading marks it again.
     pub fn take_changed(&self) -> bool {
-        self.changed.swap(false, Ordering::SeqCst)
+        self.changed.take()
+    }
+
+    /// Waits at most `timeout` for the node to change (returns at once if
+    /// it changed since last asked); whether it did.
+    pub fn wait_changed(&self, timeout: Duration) -> bool {
+        self.changed.wait(timeout)
     }
 
     /// Says the node may have changed: the next [`NodeWatch::take_changed`]
     /// is true (a reading failed, or someone learned of a change elsewhere).
     pub fn mark_changed(&self) {
-        self.changed.store(true, Ordering::SeqCst);
+        self.changed.mark();
     }
 
     /// Reads the node afresh, waiting for ZooKeeper at most `wait` (a full
@@ -132,7 +174,7 @@ impl<T: Clone + Send + 'static> NodeWatch<T> {
 struct Worker<T> {
     hosts: String,
     watched: Watched<T>,
-    changed: Arc<AtomicBool>,
+    changed: Arc<Changes>,
     /// Set when the session ended: the next reading opens a new one.
     broken: Arc<AtomicBool>,
     zk: Option<ZooKeeper>,
@@ -196,21 +238,45 @@ impl<T: Clone> Worker<T> {
         let zookeeper_error = |error: ZkError| CoordError::Transient(format!("ZooKeeper: {error:?}"));
         let changed = Arc::clone(&self.changed);
         let zk = zk::connect(&self.hosts, CHAIN_WATCH_SESSION_TIMEOUT, move |_: WatchedEvent| {
-            changed.store(true, Ordering::SeqCst);
+            changed.mark();
         })?;
         let changed = Arc::clone(&self.changed);
         let broken = Arc::clone(&self.broken);
         zk.add_listener(move |state| {
-            changed.store(true, Ordering::SeqCst);
+            changed.mark();
             if matches!(state, ZkState::Closed | ZkState::AuthFailed) {
                 broken.store(true, Ordering::SeqCst);
             }
         });
         let changed = Arc::clone(&self.changed);
         zk.add_watch(&self.watched.path, self.watched.mode, move |_: WatchedEvent| {
-            changed.store(true, Ordering::SeqCst);
+            changed.mark();
         })
         .map_err(zookeeper_error)?;
         Ok(zk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiter is woken by the mark at once, not at its timeout; a mark
+    /// made before the wait is not missed, and stays until taken.
+    #[test]
+    fn a_change_ends_the_wait_at_once() {
+        let changes = Arc::new(Changes::marked());
+        assert!(changes.take());
+        assert!(!changes.wait(Duration::from_millis(1)));
+        let marker = Arc::clone(&changes);
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            marker.mark();
+        });
+        assert!(changes.wait(Duration::from_secs(10)));
+        assert!(started.elapsed() < Duration::from_secs(5), "woken by the mark, not the timeout");
+        thread.join().expect("the marking thread");
+        assert!(changes.wait(Duration::ZERO) && changes.take() && !changes.take());
     }
 }

@@ -79,6 +79,9 @@ pub trait Member {
     fn starting_chain(&self, generation: u64);
     /// What the server asked of membership since the last call.
     fn take_membership_requests(&self) -> MembershipRequests;
+    /// We removed a neighbour from the chain on this evidence (counted in
+    /// `stats`).
+    fn removed(&self, evidence: Evidence);
 }
 
 /// What the server asked of the membership thread (which writes to
@@ -270,6 +273,10 @@ impl<'config> Session<'config> {
                     Duty::WriteRecord(record) => {
                         if self.write_record(&record)? {
                             registration.record_written(&record);
+                            // Our own write, not a burst of others': read it
+                            // back at once, since we commit only once our view
+                            // shows it (the failover gap waited for this).
+                            next_view_read = Instant::now();
                         }
                     }
                 }
@@ -344,7 +351,12 @@ impl<'config> Session<'config> {
                         registration.announce_requested();
                     }
                     if let Some(removal) = taken.remove {
-                        self.remove_member(&removal)?;
+                        if self.remove_member(&removal)? {
+                            replica.removed(removal.evidence);
+                            // The chain we act in changed by our hand: read
+                            // it at once.
+                            next_view_read = Instant::now();
+                        }
                         view_dirty = true;
                     }
                     if let Some(record) = taken.record {
@@ -420,23 +432,24 @@ impl<'config> Session<'config> {
     /// is fenced by the epoch checks; if it was alive after all, it finds
     /// its node gone, fences itself and registers again as a new member.
     /// The chain record is untouched: the commit record names servers, not
-    /// registrations. Logged once, here, with its evidence.
-    fn remove_member(&self, removal: &Removal) -> Result<(), ZkError> {
+    /// registrations. Logged once, here, with its evidence. Returns whether
+    /// this call removed it.
+    fn remove_member(&self, removal: &Removal) -> Result<bool, ZkError> {
         let path = format!("{}/{}", self.config.chain_path, removal.name);
         match self.zk.call(move |zk| zk.delete(&path, None)) {
             Ok(()) => {
                 info!("removed {} from the chain: {}", removal.name, removal.evidence);
-                Ok(())
+                Ok(true)
             }
             Err(ZkError::NoNode) => {
                 debug!("{} had left the chain already", removal.name);
-                Ok(())
+                Ok(false)
             }
             // Session expiry stays the fallback: the member's session
             // times out if ZooKeeper cannot be told now.
             Err(ZkError::ConnectionLoss | ZkError::OperationTimeout | ZkError::NoAuth) => {
                 warn!("could not remove {} from the chain (ZooKeeper unreachable)", removal.name);
-                Ok(())
+                Ok(false)
             }
             Err(error) => Err(error),
         }

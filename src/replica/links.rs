@@ -3,6 +3,7 @@
 //! decides about the node runs here, under the node's lock, in one step per
 //! event, and the thread carries out the answer on its socket.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{AckWriter, Replica, Snapshot, TableStore};
@@ -100,8 +101,9 @@ impl Replica {
     /// context switch per batch).
     pub fn receive_frame(&self, uplink: &mut Uplink, frame: Downstream) -> Result<(), Refusal> {
         self.wait_for_queue_room(frame.writes.len())?;
+        let now_ms = self.now_ms();
         self.step(AckWriter::CallerAcks, |node, store: &mut TableStore<'_>, carry| {
-            uplink.receive(node, frame, store, carry)
+            uplink.receive(node, frame, now_ms, store, carry)
         })
     }
 
@@ -119,5 +121,26 @@ impl Replica {
             self.commit_changed.wait_for(&mut progress, timeout);
         }
         *progress
+    }
+}
+
+/// Neighbours this server removed from the chain, by kind (see
+/// `chain::eviction`), for `stats`.
+#[derive(Default)]
+pub struct Removals {
+    by_proof: AtomicU64,
+    by_lease: AtomicU64,
+}
+
+impl Removals {
+    /// One removal on `evidence` went through.
+    pub fn count(&self, evidence: Evidence) {
+        let count = if evidence.is_proof() { &self.by_proof } else { &self.by_lease };
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (by proof of death, by lease expiry).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.by_proof.load(Ordering::Relaxed), self.by_lease.load(Ordering::Relaxed))
     }
 }

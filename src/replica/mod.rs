@@ -12,7 +12,8 @@
 //! membership thread.
 //!
 //! Threads around it: connection threads call [`Replica::client_write`]
-//! (then [`Replica::await_commit`]) and [`Replica::read_guard`]; the
+//! (then [`Replica::await_commit`]) and [`Replica::read_guard`] (in
+//! `reads.rs`, with the lock-free check of both leases); the
 //! replication threads run their link ends' decisions through `links.rs`
 //! and the sender drains [`Replica::outbox`]; the membership thread
 //! publishes views, leases and fences.
@@ -23,6 +24,7 @@ mod expiry;
 pub mod history;
 mod links;
 pub mod outbox;
+mod reads;
 mod table_store;
 pub mod transfers;
 
@@ -36,6 +38,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use crate::chain::ReadKeys;
 use crate::chain::bootstrap::Holding;
+use crate::chain::eviction::Evidence;
 use crate::chain::{
     Action, AppliedWrite, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role,
     SnapshotPoint, WriteOp,
@@ -48,7 +51,7 @@ pub use commits::commit_result;
 use commits::{Commits, OnSettled, Settlements};
 pub use expiry::wall_ms;
 use history::{History, HistoryLimits, Recorded};
-pub use links::LinkStart;
+pub use links::{LinkStart, Removals};
 use outbox::Outbox;
 use table_store::TableStore;
 use transfers::StateTransfers;
@@ -236,6 +239,11 @@ pub struct Replica {
     read_epoch: AtomicU64,
     /// The node's lease, as milliseconds since `started` (0 = none).
     lease_until_ms: AtomicU64,
+    /// The node's read lease from its predecessor (see `chain::lease`), as
+    /// milliseconds since `started`; `u64::MAX` without a predecessor.
+    read_lease_until_ms: AtomicU64,
+    /// Neighbours this server removed, by kind (`stats`).
+    pub removals: Removals,
     started: Instant,
     /// Writes forwarded and not yet committed (reported by the sender).
     sent_list_len: AtomicU64,
@@ -308,6 +316,8 @@ impl Replica {
             expiring: AtomicBool::new(false),
             read_epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
+            read_lease_until_ms: AtomicU64::new(u64::MAX),
+            removals: Removals::default(),
             started: Instant::now(),
             sent_list_len: AtomicU64::new(0),
             membership_requests: Mutex::new(MembershipRequests::default()),
@@ -366,6 +376,10 @@ impl Replica {
         }
         if self.readable.load(Ordering::Relaxed) != readable {
             self.readable.store(readable, Ordering::SeqCst);
+        }
+        let read_lease_until_ms = node.read_lease_until_ms();
+        if self.read_lease_until_ms.load(Ordering::Relaxed) != read_lease_until_ms {
+            self.read_lease_until_ms.store(read_lease_until_ms, Ordering::SeqCst);
         }
         let expiring = node.has_deadlines();
         if self.expiring.load(Ordering::Relaxed) != expiring {
@@ -436,46 +450,6 @@ impl Replica {
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, _, carry| node.tick(now_ms, carry));
         self.commits.expire(Instant::now(), self.lease_valid()).deliver();
-    }
-
-    /// Runs `read` if this server may answer reads, re-checking afterwards
-    /// that the permission held throughout (a hand-over or fencing in
-    /// between voids the answer).
-    pub fn read_guard<T>(&self, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
-        self.read_guard_of(ReadKeys::All, read)
-    }
-
-    /// [`Replica::read_guard`] of a read that shows only `keys`.
-    pub fn read_guard_of<T>(&self, keys: ReadKeys<'_>, read: impl FnOnce(&Table) -> T) -> Result<T, Refusal> {
-        let epoch = self.read_epoch.load(Ordering::SeqCst);
-        self.check_may_read()?;
-        let answer = read(&self.table);
-        self.await_durable_read(keys)?;
-        if self.read_epoch.load(Ordering::SeqCst) != epoch {
-            return Err(Refusal::new(
-                ErrorCode::ERR_WRONG_ROLE,
-                "the chain changed during the read; look again",
-            ));
-        }
-        self.check_may_read()?;
-        Ok(answer)
-    }
-
-    /// The lock-free check of what the node last published; only a refusal
-    /// takes the node's lock, to say why in the node's words.
-    fn check_may_read(&self) -> Result<(), Refusal> {
-        if self.standalone || (self.readable.load(Ordering::SeqCst) && self.lease_valid()) {
-            return Ok(());
-        }
-        let now_ms = self.now_ms();
-        match self.node.lock().check_may_read(now_ms) {
-            // Published state said no a moment ago; the node may have moved
-            // since, but the read epoch was taken before: refuse to be safe.
-            Ok(()) => {
-                Err(Refusal::new(ErrorCode::ERR_WRONG_ROLE, "the chain changed during the read; look again"))
-            }
-            Err(refusal) => Err(refusal),
-        }
     }
 
     /// Blocks (holding no lock) while the replication queue is full, so the
@@ -577,6 +551,10 @@ impl Member for Replica {
     /// The chain we start has this generation (see [`ChainNode::starting_chain`]).
     fn starting_chain(&self, generation: u64) {
         self.node.lock().starting_chain(generation);
+    }
+
+    fn removed(&self, evidence: Evidence) {
+        self.removals.count(evidence);
     }
 
     /// Extends the lease: the session is alive until `until`.

@@ -36,6 +36,14 @@ impl Replica {
         })
     }
 
+    /// A heartbeat from the predecessor `sender` on `link`, echoing a
+    /// stamp of now: the read lease is renewed.
+    fn heartbeat(&self, sender: &str, link: u64) {
+        let now_ms = self.now_ms();
+        let renewed = self.step(AckWriter::Wake, |node, _, _| node.heartbeat(sender, link, now_ms, now_ms));
+        renewed.expect("a heartbeat from the predecessor");
+    }
+
     fn set_promote_at(&self, sender: &str, link: u64, sequence: u64) -> Result<(), Refusal> {
         self.step(AckWriter::Wake, |node, _, carry| node.hand_over_mark(sender, link, sequence, carry))
     }
@@ -168,6 +176,9 @@ fn roles_decide_who_reads_and_writes() {
     assert_eq!(replicas[0].role(), Role::Head);
     assert_eq!(replicas[1].role(), Role::Tail);
     assert_eq!(replicas[0].read_guard(|table| table.len()).unwrap_err().code, ErrorCode::ERR_WRONG_ROLE);
+    let refusal = replicas[1].read_guard(|table| table.len()).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::ERR_UNAVAILABLE, "no read lease from its predecessor yet");
+    replicas[1].heartbeat(&name(1), 0);
     assert_eq!(replicas[1].read_guard(|table| table.len()), Ok(0));
     let refusal = replicas[1].write_and_wait(1, 1, "k", None).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::ERR_WRONG_ROLE);
@@ -313,6 +324,7 @@ fn join_with_snapshot_and_hand_over() {
         recorded(ChainView::new(vec![member(1, Readiness::Ready), member(2, Readiness::Ready)], 2));
     joiner.set_view(&promoted, &name(2));
     tail.set_view(&promoted, &name(1));
+    joiner.heartbeat(&name(1), link);
     assert_eq!(joiner.read_guard(|table| table.keys()), Ok(vec!["a".to_owned(), "b".to_owned()]));
     assert_eq!(tail.role(), Role::Head);
 }
@@ -332,6 +344,7 @@ fn ready_only_by_the_current_predecessors_hand_over() {
     let rightful = replica();
     rightful.node.lock().assume_handed_over_by(&name(1));
     rightful.set_view(&after_old_tail_left, &name(3));
+    rightful.heartbeat(&name(1), 0);
     assert_eq!(rightful.read_guard(|table| table.len()), Ok(0));
     assert!(rightful.take_membership_requests().reregister.is_none());
 }

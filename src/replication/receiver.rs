@@ -209,10 +209,11 @@ impl AckChannel {
         match replica.ack_due(uplink) {
             Ack::Close => false,
             Ack::Nothing => true,
-            Ack::Send(progress) => {
+            Ack::Send { progress, stamp_ms } => {
                 let mut upstream = Upstream::new();
                 upstream.applied = progress.applied;
                 upstream.committed = progress.committed;
+                upstream.stamp_ms = Some(stamp_ms);
                 writer.send(&upstream).is_ok()
             }
         }

@@ -36,6 +36,9 @@ struct Acks {
     committed: AtomicU64,
     /// Frames received (acks and ack heartbeats): the successor is alive.
     frames: AtomicU64,
+    /// The newest stamp on them plus one (0: none yet), echoed to renew
+    /// the successor's read lease (see `chain::lease`).
+    stamp_after: AtomicU64,
     /// The ack stream ended: the link is broken.
     closed: AtomicBool,
 }
@@ -143,6 +146,9 @@ fn replicate_to(
                 while let Ok(Some(upstream)) = reader.receive::<Upstream>() {
                     acks.applied.fetch_max(upstream.applied, Ordering::SeqCst);
                     acks.committed.fetch_max(upstream.committed, Ordering::SeqCst);
+                    if let Some(stamp_ms) = upstream.stamp_ms {
+                        acks.stamp_after.fetch_max(stamp_ms.saturating_add(1), Ordering::SeqCst);
+                    }
                     acks.frames.fetch_add(1, Ordering::SeqCst);
                     if let Err(refusal) = replica.on_successor_progress(&successor.name, upstream.committed) {
                         warn!("replication to {successor}: {}", refusal.message);
@@ -176,7 +182,8 @@ fn stream_writes(
         }
         let frames = acks.frames.load(Ordering::SeqCst);
         if frames != std::mem::replace(&mut frames_seen, frames) {
-            link.heard(replica.now_ms());
+            let stamp_ms = acks.stamp_after.load(Ordering::SeqCst).checked_sub(1);
+            link.heard(replica.now_ms(), stamp_ms);
         }
         if link.probe_due(replica.now_ms()) {
             probe::probe_and_report(replica, successor);

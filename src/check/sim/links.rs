@@ -64,6 +64,13 @@ impl World {
             return;
         }
         let connection = down.connection;
+        // A silent successor is probed, as the server's sender does.
+        let now_ms = self.clock(index);
+        if self.servers[index].link.probe_due(now_ms)
+            && let Some(successor) = self.servers[index].link.successor().map(str::to_owned)
+        {
+            self.probe(index, &successor);
+        }
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let extras = match server.link.streaming_step(&mut server.node, &mut actions) {
@@ -75,6 +82,7 @@ impl World {
             }
         };
         self.carry(index, actions);
+        let now_ms = self.clock(index);
         let server = &mut self.servers[index];
         let before = server.link.sent_len();
         let room = server.link.room(SENT_MAX, SENT_MAX).min(server.outbox.len());
@@ -82,7 +90,7 @@ impl World {
             self.drop_downlink(index);
             return;
         }
-        if server.link.frame_due(before, &extras, self.now_ms) {
+        if server.link.frame_due(before, &extras, now_ms) {
             let mut frame = Downstream::new();
             server.link.lend_frame(before, &extras, &mut frame);
             let sent = frame.clone();
@@ -105,9 +113,10 @@ impl World {
             self.drop_downlink(index);
             return;
         };
+        let now_ms = self.clock(index);
         let server = &mut self.servers[index];
         let continuous = server.link.take_queued(server.outbox.drain(..));
-        match server.link.welcomed(&welcome, continuous, &server.node, self.now_ms) {
+        match server.link.welcomed(&welcome, continuous, &server.node, now_ms) {
             Start::NotReady => {
                 self.drop_downlink(index);
                 return;
@@ -154,13 +163,14 @@ impl World {
         chunks
     }
 
-    fn on_ack(&mut self, index: usize, progress: Progress) {
+    fn on_ack(&mut self, index: usize, progress: Progress, stamp_ms: u64) {
+        let now_ms = self.clock(index);
         let server = &mut self.servers[index];
         server.link.acked(progress);
-        server.link.heard(self.now_ms);
+        server.link.heard(now_ms, Some(stamp_ms));
         let Some(successor) = server.link.successor().map(str::to_owned) else { return };
         let mut actions = Carry::default();
-        let result = server.node.successor_ack(&successor, progress.committed, self.now_ms, &mut actions);
+        let result = server.node.successor_ack(&successor, progress.committed, now_ms, &mut actions);
         self.carry(index, actions);
         if result.is_err() {
             self.drop_downlink(index);
@@ -179,7 +189,7 @@ impl World {
             let ours = self.servers[index].down.as_ref().is_some_and(|down| down.connection == connection);
             match message {
                 LinkMessage::Welcome(welcome) if ours => self.on_welcome(index, connection, welcome),
-                LinkMessage::Ack(progress) if ours => self.on_ack(index, progress),
+                LinkMessage::Ack(progress, stamp_ms) if ours => self.on_ack(index, progress, stamp_ms),
                 _ => {}
             }
             return;
@@ -215,10 +225,11 @@ impl World {
 
     /// A frame on an accepted link from a predecessor.
     fn receive(&mut self, index: usize, connection: usize, frame: Downstream) -> Result<(), ()> {
+        let now_ms = self.clock(index);
         let server = &mut self.servers[index];
         let Some(uplink) = server.uplinks.get_mut(&connection) else { return Err(()) };
         let mut actions = Carry::default();
-        let result = uplink.receive(&mut server.node, frame, &mut server.store, &mut actions);
+        let result = uplink.receive(&mut server.node, frame, now_ms, &mut server.store, &mut actions);
         self.carry(index, actions);
         result.map_err(|_| ())
     }
@@ -227,15 +238,18 @@ impl World {
     /// is still our predecessor; cut the others.
     pub(super) fn ack_work(&mut self, index: usize) {
         let connections: Vec<usize> = self.servers[index].uplinks.keys().copied().collect();
+        let now_ms = self.clock(index);
         for connection in connections {
             let server = &mut self.servers[index];
             let Some(uplink) = server.uplinks.get_mut(&connection) else { continue };
-            match uplink.ack_due(&server.node, self.now_ms) {
+            match uplink.ack_due(&server.node, now_ms) {
                 Ack::Close => {
                     server.uplinks.remove(&connection);
                     self.close(connection);
                 }
-                Ack::Send(progress) => self.send(connection, false, LinkMessage::Ack(progress)),
+                Ack::Send { progress, stamp_ms } => {
+                    self.send(connection, false, LinkMessage::Ack(progress, stamp_ms))
+                }
                 Ack::Nothing => {}
             }
         }
@@ -281,7 +295,7 @@ impl World {
             return;
         };
         let mut actions = Vec::new();
-        let now_ms = self.now_ms;
+        let now_ms = self.clock(index);
         let asked = self.servers[index].node.peer_unreachable(peer, evidence, now_ms, &mut actions);
         self.trace(|| format!("s{index} probes {peer}: {evidence:?}, {asked:?}"));
         self.carry_out(index, actions);

@@ -31,6 +31,7 @@
 //!   raises it.
 
 pub mod client;
+mod clock;
 mod crash;
 mod disk;
 mod generations;
@@ -256,7 +257,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 20] = [
+        const PINS: [(&str, u64, u64); 22] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 1, 28),
             ("stale-read", 222, 1),
@@ -277,6 +278,8 @@ mod tests {
             ("ack-before-fsync", 1, 1),
             ("commit-before-upstream-sync", 1, 1),
             ("replay-skips-record", 222, 1),
+            ("lease-without-heartbeat", 1, 3),
+            ("evict-before-lease", 777, 96),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()

@@ -37,7 +37,8 @@ pub enum LinkMessage {
     Hello(ReplicaHello),
     Welcome(Result<Welcome, String>),
     Frame(Downstream),
-    Ack(Progress),
+    /// An ack, stamped with its sender's clock (the read lease's stamp).
+    Ack(Progress, u64),
 }
 
 /// The table of a simulated server.
@@ -250,7 +251,7 @@ impl World {
         if !self.servers[index].alive {
             return;
         }
-        let now = self.now_ms;
+        let now = self.clock(index);
         let mut actions = Carry::default();
         self.servers[index].node.tick(now, &mut actions);
         self.carry(index, actions);
@@ -268,7 +269,7 @@ impl World {
 
     /// Carries out what the registration owes ZooKeeper.
     fn membership_work(&mut self, index: usize) {
-        let now = self.now_ms;
+        let now = self.clock(index);
         let reachable = !self.zk_cut.contains(&index);
         let Some(session) = self.servers[index].session else {
             if reachable && now >= self.servers[index].register_at_ms {
@@ -283,7 +284,7 @@ impl World {
         for duty in registration.duties(now) {
             match duty {
                 Duty::Confirm if self.zk.session_alive(session) => {
-                    self.zk.ping(session, now);
+                    self.zk.ping(session, self.now_ms);
                     let registration = self.servers[index].registration.as_mut().expect("registered");
                     let until = registration.confirmed(now);
                     self.servers[index].node.lease_confirmed(until);
@@ -333,8 +334,8 @@ impl World {
     /// Registers in a new session: as `Recovering` with a former ready
     /// member's table, else empty as `Joining`.
     fn register(&mut self, index: usize) {
-        let now = self.now_ms;
-        let session = self.zk.open_session(index, now);
+        let now = self.clock(index);
+        let session = self.zk.open_session(index, self.now_ms);
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let readiness = server.node.registration(&mut server.store, &mut actions);
@@ -363,7 +364,7 @@ impl World {
         {
             self.notify_watchers();
         }
-        self.servers[index].register_at_ms = self.now_ms + RETRY_PAUSE_MS;
+        self.servers[index].register_at_ms = self.clock(index) + RETRY_PAUSE_MS;
         self.after_step(index);
     }
 
@@ -389,6 +390,7 @@ impl World {
             self.leave(index, reason);
             return;
         }
+        let now = self.clock(index);
         let server = &mut self.servers[index];
         let holding = Holding {
             recoverable_history: server.node.recoverable_history(),
@@ -396,7 +398,7 @@ impl World {
             table_empty: server.store.is_empty(),
         };
         let registration = server.registration.as_mut().expect("registered");
-        match registration.bootstrap(&view, holding, self.now_ms) {
+        match registration.bootstrap(&view, holding, now) {
             ViewVerdict::Follow | ViewVerdict::AwaitingNamedMember => {}
             ViewVerdict::Start { decision, generation } => {
                 self.servers[index].node.starting_chain(generation);
@@ -439,7 +441,7 @@ impl World {
     // ---- client requests ----
 
     pub fn server_request(&mut self, index: usize, client: usize, attempt: u64, request: Request) {
-        let now = self.now_ms;
+        let now = self.clock(index);
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let applied_before = server.node.progress().applied;
@@ -487,7 +489,7 @@ impl World {
         if let Some(duration) = self.servers[index].pause_after_write.take()
             && self.servers[index].node.progress().applied > applied_before
         {
-            self.servers[index].paused_until_ms = Some(now + duration);
+            self.servers[index].paused_until_ms = Some(self.now_ms + duration);
         }
     }
 }

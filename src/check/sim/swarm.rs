@@ -19,6 +19,7 @@ use super::server::{LinkMessage, server_of};
 use super::world::{Event, SESSION_TIMEOUT_MS, World};
 use crate::check::history::Fault;
 use crate::check::random::SplitMix64;
+use crate::limits::SUSPECT_REMOVAL_AFTER_MS;
 
 /// Most servers a run starts, counting those that join later.
 const SERVERS_MAX: usize = 9;
@@ -48,6 +49,10 @@ enum Kind {
     Partition,
     /// The head loses its successor (connections held) and ZooKeeper.
     IsolateHead,
+    /// The tail loses its predecessor (connections held) and ZooKeeper for
+    /// a few read leases, while clients still reach it: its predecessor
+    /// removes it, and it does not hear of that.
+    IsolateTail,
     Slow,
     /// Trap: at the next hand-over, the tail or the joiner loses its session.
     HandOverSessionLoss,
@@ -60,7 +65,7 @@ enum Kind {
     ChainRestart,
 }
 
-const KINDS: [Kind; 12] = [
+const KINDS: [Kind; 13] = [
     Kind::Crash,
     Kind::Join,
     Kind::Pause,
@@ -68,6 +73,7 @@ const KINDS: [Kind; 12] = [
     Kind::ZkCut,
     Kind::Partition,
     Kind::IsolateHead,
+    Kind::IsolateTail,
     Kind::Slow,
     Kind::HandOverSessionLoss,
     Kind::ReplacedLink,
@@ -211,6 +217,7 @@ impl World {
             }
             Kind::Partition => self.partition(&live, duration),
             Kind::IsolateHead => self.isolate_head(&live),
+            Kind::IsolateTail => self.isolate_tail(&live),
             Kind::Slow => {
                 let server = pick(self, &live);
                 self.slow.insert(server);
@@ -291,6 +298,27 @@ impl World {
         let heal = Heal::Unpartition(head, successor);
         self.fault(format!("isolate head s{head} from s{successor} (held)"), Some((duration, heal)));
         self.cut_from_zk(head, duration);
+    }
+
+    /// The tail loses the network to its predecessor (connections held)
+    /// and to ZooKeeper, for one to four times the wait before a silent
+    /// successor may be removed: its predecessor removes it, the tail does
+    /// not hear of it, and whether it still answers reads is up to its read
+    /// lease (see `chain::lease`).
+    fn isolate_tail(&mut self, live: &[usize]) {
+        let view = self.zk.view();
+        let ready: Vec<usize> = view.ready().filter_map(|member| server_of(&member.address)).collect();
+        let [.., predecessor, tail] = ready[..] else { return };
+        if !live.contains(&predecessor) || !live.contains(&tail) {
+            return;
+        }
+        let duration = self.rng.between(SUSPECT_REMOVAL_AFTER_MS, 4 * SUSPECT_REMOVAL_AFTER_MS);
+        let pair = (predecessor.min(tail), predecessor.max(tail));
+        self.partitions.insert(pair);
+        self.held.insert(pair, self.now_ms + duration);
+        let heal = Heal::Unpartition(predecessor, tail);
+        self.fault(format!("isolate tail s{tail} from s{predecessor} (held)"), Some((duration, heal)));
+        self.cut_from_zk(tail, duration);
     }
 
     /// Every live server loses its session (cut off from ZooKeeper, or

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::SimConfig;
 use super::client::{Client, Reply, Request};
+use super::clock::SimClock;
 use super::generations::GenerationCheck;
 use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server};
@@ -106,6 +107,8 @@ pub struct World {
     pub config: SimConfig,
     pub zk: SimZk,
     pub servers: Vec<Server>,
+    /// Each server's own clock (by index), drifting against the world's.
+    clocks: Vec<SimClock>,
     pub clients: Vec<Client>,
     pub connections: Vec<Connection>,
     pub history: History,
@@ -156,6 +159,7 @@ impl World {
             config: config.clone(),
             zk: SimZk::new(SESSION_TIMEOUT_MS),
             servers: Vec::new(),
+            clocks: Vec::new(),
             clients: Vec::new(),
             connections: Vec::new(),
             history: History { seed: config.seed, ..History::default() },
@@ -323,9 +327,16 @@ impl World {
     pub fn start_server(&mut self) -> usize {
         let index = self.servers.len();
         self.servers.push(Server::new(index, &self.config));
+        let clock = SimClock::draw(&mut self.rng);
+        self.clocks.push(clock);
         let first_tick = self.rng.below(TICK_MS);
         self.schedule(first_tick, Event::Tick(index));
         index
+    }
+
+    /// The time on server `index`'s own clock: what its node is told.
+    pub(super) fn clock(&self, index: usize) -> u64 {
+        self.clocks[index].at(self.now_ms)
     }
 
     // ---- network ----
