@@ -14,6 +14,7 @@
 //! key made the plain search run out of steps; the rules in [`check_from`]
 //! prune it without changing any verdict.
 
+mod rules;
 mod search;
 
 use self::search::search;
