@@ -3,6 +3,8 @@
 //! operation may come next at a point of a partial linearization, given the
 //! register, the run of unknown operations under way and what is pending.
 
+use std::collections::HashMap;
+
 use super::{Action, CasResult, Operation, State, step};
 
 /// The last operation linearized, when its outcome is unknown: the next one
@@ -180,4 +182,17 @@ impl Point {
             }
         }
     }
+}
+
+/// For each operation of unknown outcome, the one with the same action and
+/// unknown outcome called just before it (rule 4: it is linearized first).
+pub(super) fn twins(history: &[Operation]) -> Vec<Option<usize>> {
+    let mut unknown: Vec<usize> = (0..history.len()).filter(|&index| history[index].ret.is_none()).collect();
+    unknown.sort_by_key(|&index| (history[index].call, index));
+    let mut twin_before = vec![None; history.len()];
+    let mut latest: HashMap<&Action, usize> = HashMap::new();
+    for index in unknown {
+        twin_before[index] = latest.insert(&history[index].action, index);
+    }
+    twin_before
 }

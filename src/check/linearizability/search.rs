@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::rules::{Fresh, Point};
+use super::rules::{Fresh, Point, twins};
 use super::{Action, Operation, State, Verdict};
 use crate::check::random::SplitMix64;
 
@@ -142,11 +142,8 @@ impl<'a> Search<'a> {
         let mut unknown: Vec<usize> =
             (0..history.len()).filter(|&index| history[index].ret.is_none()).collect();
         unknown.sort_by_key(|&index| (history[index].call, index));
-        let mut twin_before = vec![None; history.len()];
         let mut rank = vec![0; history.len()];
-        let mut latest: HashMap<&Action, usize> = HashMap::new();
         for (place, &index) in unknown.iter().enumerate() {
-            twin_before[index] = latest.insert(&history[index].action, index);
             rank[index] = place;
         }
         Search {
@@ -155,7 +152,7 @@ impl<'a> Search<'a> {
             known_left: history.len() - unknown.len(),
             unknown_linearized: vec![0; unknown.len().div_ceil(64)],
             unknown,
-            twin_before,
+            twin_before: twins(history),
             linearized: vec![false; history.len()],
             rank,
         }
