@@ -541,6 +541,26 @@ fn concurrent_writes_leave_either_value_across_a_quiet_point() {
 }
 
 #[test]
+fn an_unknown_operation_stays_pending_where_another_explained_a_read() {
+    // 11 is either the unknown put or 10 plus the unknown increment: the
+    // search keeps both, and a read much later needs the increment still
+    // pending (so it must not count as applied everywhere).
+    let start = [
+        put(10, 0, 1),
+        unknown(Action::Incr { delta: 1, result: None }, 2),
+        unknown(Action::Put { value: 11 }, 2),
+        get(Some(11), 3, 4),
+        put(20, 5, 6),
+    ];
+    let then = |reads: &[Operation]| [&start[..], reads].concat();
+    assert_eq!(both_searches(&then(&[get(Some(21), 7, 8)])), Verdict::Linearizable);
+    assert!(matches!(
+        both_searches(&then(&[get(Some(21), 7, 8), put(30, 9, 10), get(Some(31), 11, 12)])),
+        Verdict::NotLinearizable { .. }
+    ));
+}
+
+#[test]
 fn unknown_increments_count_by_their_sum() {
     // 100 + 3 can be made of the unknown 3 or of 1 and 2; only the first
     // leaves a 1 for the second observation, which the breadth-first search
