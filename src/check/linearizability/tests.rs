@@ -576,3 +576,37 @@ fn unknown_increments_count_by_their_sum() {
         Verdict::NotLinearizable { .. }
     ));
 }
+
+/// A long history of one key, as a 300-second real-process run records
+/// it: 100,000 operations by five clients, an outage every 40,000 time
+/// units leaving ~450 writes of unknown outcome (~220 increments). The
+/// depth-first search on the history as it is runs out of steps; with
+/// unobserved puts merged the check decides it in about a second (release
+/// build), and finds a stale read put into its first thousand operations.
+#[test]
+fn a_long_history_with_hundreds_of_unknown_writes_is_decided() {
+    let history = simulated_register(1, 5, 100_000, Outages { every: 40_000, late_max: 0 });
+    let (unknown_increments, unknown) = unknown_counts(&history);
+    assert!(
+        history.len() > 99_000 && unknown >= 300 && unknown_increments >= 100,
+        "{unknown_increments} of {unknown}"
+    );
+    assert_eq!(
+        search(&history, None, CHECK_SEARCH_STEPS_MAX).0,
+        Verdict::Unknown,
+        "the search before merging"
+    );
+    assert_eq!(check(&history), Verdict::Linearizable);
+    let mut stale = history.clone();
+    let put = history
+        .iter()
+        .position(|operation| operation.ret.is_some() && matches!(operation.action, Action::Put { .. }));
+    let Some(Action::Put { value }) = put.map(|index| history[index].action.clone()) else {
+        panic!("no put")
+    };
+    let read = (1000..)
+        .find(|&index| matches!(history[index].action, Action::Get { observed: Some(_) }))
+        .expect("a read");
+    stale[read].action = Action::Get { observed: Some(value) };
+    assert!(matches!(check(&stale), Verdict::NotLinearizable { .. }));
+}
