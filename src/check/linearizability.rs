@@ -12,7 +12,11 @@
 //! it is linearized only where it takes effect (one that took effect after
 //! everything else is the same as one that never did). Tens of those on a
 //! key made the plain search run out of steps; the rules in [`check_from`]
-//! prune it without changing any verdict.
+//! prune it without changing any verdict. Hundreds of them over a long
+//! run still did: puts of unknown outcome whose values nothing observed
+//! are merged into one kind first (`merge_unobserved_puts`), and where the
+//! depth-first search still runs out, a breadth-first one (module
+//! `frontier`) takes over (see `check_within`).
 
 mod frontier;
 mod rules;
