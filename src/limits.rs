@@ -450,6 +450,12 @@ pub const CHECK_SHOWN_OPERATIONS_MAX: usize = 30;
 /// Linearizability search steps allowed per history before giving up.
 pub const CHECK_SEARCH_STEPS_MAX: u64 = 20_000_000;
 
+/// Ways of linearizing a key's history kept at once by the breadth-first
+/// linearizability search before it hands over to the depth-first one:
+/// bounds its memory (each is a register, a few running operations and the
+/// unknown ones applied); real histories keep a handful.
+pub const CHECK_FRONTIER_CONFIGURATIONS_MAX: usize = 100_000;
+
 /// Search steps allowed for each candidate while minimizing: a candidate
 /// that is hard to decide is simply not taken.
 pub const CHECK_MINIMIZE_STEPS_MAX: u64 = 200_000;

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::{Action, CasResult, Operation, State, Verdict, step};
+use super::rules::{Fresh, Point, twins};
+use super::{Action, Operation, State, Verdict};
 use crate::check::random::SplitMix64;
 
 /// Calls and returns of the operations whose outcome is known, in time
@@ -95,76 +96,10 @@ impl Events {
     }
 }
 
-/// The last operation linearized, when its outcome is unknown: the next one
-/// must tell it happened (see [`super::check_from`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Fresh {
-    /// The register before it.
-    before: State,
-    /// The register before the run of unknown operations it ends.
-    run_start: State,
-    /// Whether it is the run's first operation.
-    first: bool,
-    /// Its delta if it was an increment, else 0.
-    incr_delta: u64,
-}
-
-/// A register an operation can follow a run of unknown operations in, and
-/// tell the run happened (rule 2 of [`super::check_from`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    Exactly(State),
-    /// Any number, right away (a delete that found the key, after a single
-    /// unknown operation from absent: rule 5).
-    Present,
-    /// Anything (an increment that returned but whose result is unknown).
-    Any,
-}
-
-impl Target {
-    /// Adds where `operation` can come after a run of unknown operations
-    /// that starts here (`run_start: Some(register)`) or is under way
-    /// (`None`). A put or a delete of unknown outcome never does: it would do
-    /// the same without the run. An unknown increment continues the run
-    /// instead: [`Target::reached`] allows for it.
-    fn add_of(operation: &Operation, run_start: Option<State>, targets: &mut Vec<Target>) {
-        match operation.action {
-            Action::Get { observed } => targets.push(Target::Exactly(observed)),
-            Action::Incr { delta, result: Some(result) } if result == delta => {
-                targets.extend([Target::Exactly(None), Target::Exactly(Some(0))])
-            }
-            Action::Incr { delta, result: Some(result) } => {
-                targets.extend(result.checked_sub(delta).map(|before| Target::Exactly(Some(before))))
-            }
-            Action::Incr { result: None, .. } if operation.ret.is_some() => targets.push(Target::Any),
-            Action::Cas { expected, result: None | Some(CasResult::Swapped), .. } => {
-                targets.push(Target::Exactly(expected))
-            }
-            Action::Cas { result: Some(CasResult::Saw(seen)), .. } => targets.push(Target::Exactly(seen)),
-            Action::Del { found: Some(false) } => targets.push(Target::Exactly(None)),
-            Action::Del { found: Some(true) } if run_start == Some(None) => targets.push(Target::Present),
-            Action::Del { .. } | Action::Put { .. } | Action::Incr { .. } => {}
-        }
-    }
-
-    /// Whether a run of unknown increments adding up to at most `room` can
-    /// take the register from `state` to this target.
-    fn reached(&self, state: State, room: u64) -> bool {
-        match (*self, state) {
-            (Target::Any, _) | (Target::Present, Some(_)) => true,
-            (Target::Present, None) => false,
-            (Target::Exactly(target), state) => {
-                let base = state.unwrap_or(0);
-                target == state || target.is_some_and(|target| target > base && target - base <= room)
-            }
-        }
-    }
-}
-
 /// One node of the depth-first search: the end of a partial linearization.
 struct Node {
-    state: State,
-    fresh: Option<Fresh>,
+    /// The register, the run under way and the pending increments' room.
+    point: Point,
     /// The operation linearized to get here (`None` at the root).
     via: Option<usize>,
     /// What may be linearized next: known outcomes first (unknown ones are
@@ -180,11 +115,6 @@ struct Node {
     known: usize,
     /// The time of the blocker's return: operations called later wait.
     bound: u64,
-    /// The sum of the deltas of the unknown increments pending.
-    incr_room: u64,
-    /// Where a run of unknown operations through here can end (computed
-    /// when an unknown candidate is first tried: see [`Search::targets`]).
-    targets: Option<Vec<Target>>,
 }
 
 /// The search's view of a history: which operations are linearized, and
@@ -212,11 +142,8 @@ impl<'a> Search<'a> {
         let mut unknown: Vec<usize> =
             (0..history.len()).filter(|&index| history[index].ret.is_none()).collect();
         unknown.sort_by_key(|&index| (history[index].call, index));
-        let mut twin_before = vec![None; history.len()];
         let mut rank = vec![0; history.len()];
-        let mut latest: HashMap<&Action, usize> = HashMap::new();
         for (place, &index) in unknown.iter().enumerate() {
-            twin_before[index] = latest.insert(&history[index].action, index);
             rank[index] = place;
         }
         Search {
@@ -225,7 +152,7 @@ impl<'a> Search<'a> {
             known_left: history.len() - unknown.len(),
             unknown_linearized: vec![0; unknown.len().div_ceil(64)],
             unknown,
-            twin_before,
+            twin_before: twins(history),
             linearized: vec![false; history.len()],
             rank,
         }
@@ -245,7 +172,7 @@ impl<'a> Search<'a> {
                 candidates.push(index);
             }
         }
-        Node { state, fresh, via, candidates, tried: 0, blocker, known, bound, incr_room, targets: None }
+        Node { point: Point::new(state, fresh, incr_room), via, candidates, tried: 0, blocker, known, bound }
     }
 
     /// The unknown operations not linearized that may be, called by `bound`.
@@ -254,82 +181,16 @@ impl<'a> Search<'a> {
         called.filter(|&index| !self.linearized[index])
     }
 
-    /// Where a run of unknown operations through `node` can end. After its
-    /// first operation a run holds only compare-and-sets and increments
-    /// (rule 2 rules out a put or a delete after an unknown operation), and
-    /// it ends before a known candidate (one of these stays next until the
-    /// run ends). So: the registers a known candidate can follow the run
-    /// in, and the expected value of every pending compare-and-set whose
-    /// new value can lead on to one of those (through increments adding up
-    /// to at most the room, and such compare-and-sets).
-    fn targets(&self, node: &Node) -> Vec<Target> {
-        let run_start = node.fresh.is_none().then_some(node.state);
-        let mut targets = Vec::new();
-        for &index in &node.candidates[..node.known] {
-            Target::add_of(&self.history[index], run_start, &mut targets);
-        }
-        let mut swaps: Vec<(State, u64)> = (self.pending(node.bound))
-            .filter_map(|index| match self.history[index].action {
-                Action::Cas { expected, value, .. } => Some((expected, value)),
-                _ => None,
-            })
-            .collect();
-        loop {
-            let before = swaps.len();
-            swaps.retain(|&(expected, value)| {
-                let useful = targets.iter().any(|target| target.reached(Some(value), node.incr_room));
-                if useful {
-                    targets.push(Target::Exactly(expected));
-                }
-                !useful
-            });
-            if swaps.len() == before {
-                return targets;
-            }
-        }
-    }
-
     /// The register after linearizing `index` at `node`, if the register
     /// allows it there and the pruning rules do.
     fn allowed(&self, node: &mut Node, index: usize) -> Option<State> {
-        let action = &self.history[index].action;
-        let next = step(node.state, action)?;
-        if self.history[index].ret.is_none() && next == node.state {
-            return None;
-        }
-        if let Some(fresh) = node.fresh
-            && (step(fresh.before, action) == Some(next)
-                || step(fresh.run_start, action) == Some(next)
-                || (*action == Action::Del { found: Some(true) } && !fresh.first))
-        {
-            return None;
-        }
-        if self.history[index].ret.is_none() {
-            let mut room = node.incr_room;
-            if let Action::Incr { delta, .. } = action {
-                if node.fresh.is_some_and(|fresh| *delta < fresh.incr_delta) {
-                    return None;
-                }
-                room = room.saturating_sub(*delta);
-            }
-            if node.targets.is_none() {
-                node.targets = Some(self.targets(node));
-            }
-            if !node.targets.iter().flatten().any(|target| target.reached(next, room)) {
-                return None;
-            }
-        }
-        Some(next)
-    }
-
-    /// What the node after `index` must know about it.
-    fn fresh_after(&self, node: &Node, index: usize) -> Option<Fresh> {
-        let operation = &self.history[index];
-        operation.ret.is_none().then(|| Fresh {
-            before: node.state,
-            run_start: node.fresh.map_or(node.state, |fresh| fresh.run_start),
-            first: node.fresh.is_none(),
-            incr_delta: if let Action::Incr { delta, .. } = operation.action { delta } else { 0 },
+        let history = self.history;
+        let (known, bound) = (&node.candidates[..node.known], node.bound);
+        node.point.allowed(&history[index], || {
+            (
+                known.iter().map(move |&index| &history[index]),
+                self.pending(bound).map(move |index| &history[index]),
+            )
         })
     }
 
@@ -391,7 +252,7 @@ pub(super) fn search(history: &[Operation], initial: Option<u64>, steps_max: u64
             }
             if let Some(via) = node.via {
                 let set = search.unknown_linearized.clone().into_boxed_slice();
-                failed.entry((known, node.state, node.fresh)).or_default().push(set);
+                failed.entry((known, node.point.state, node.point.fresh)).or_default().push(set);
                 if history[via].ret.is_some() {
                     known ^= tags[via];
                 }
@@ -406,7 +267,7 @@ pub(super) fn search(history: &[Operation], initial: Option<u64>, steps_max: u64
             return (Verdict::Unknown, steps);
         }
         let Some(next) = search.allowed(node, index) else { continue };
-        let fresh = search.fresh_after(node, index);
+        let fresh = node.point.fresh_after(&history[index]);
         let known_after = if history[index].ret.is_some() { known ^ tags[index] } else { known };
         search.linearize(index);
         let sets = failed.get(&(known_after, next, fresh));
