@@ -311,14 +311,25 @@ start_server() {
   if [[ -n $metrics_base ]]; then
     extra+=(--metrics-addr "127.0.0.1:$((metrics_base + index))")
   fi
-  port=$(free_port)
+  # A first start binds port 0 and says which port it got in its address
+  # file (a port picked here could be taken before the server binds it); a
+  # restart takes its own port again.
+  local address_file=$state/server-$index.address address=""
+  port=0
+  [[ -f $address_file ]] && port=$(cut -d: -f2 "$address_file")
   RUST_LOG=${RUST_LOG:-info,zookeeper=error} nohup "$server_bin" "$port" "$table_size" "127.0.0.1:$(zk_port)" \
     --zk-timeout-ms "$zk_timeout_ms" --peer-secret-file "$state/peer.secret" \
-    --client-secret-file "$state/client.secret" "${extra[@]}" "${server_args[@]}" >"$log" 2>&1 </dev/null &
+    --client-secret-file "$state/client.secret" --address-file "$address_file" \
+    "${extra[@]}" "${server_args[@]}" >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$state/server-$index.pid"
-  local address=127.0.0.1:$port
-  echo "$address" >"$state/server-$index.address"
+  until [[ -n $address ]]; do
+    running "$pid" || die "server $index exited; the end of its log:"$'\n'"$(tail -n 20 "$log")"
+    ((tenths++ < wait_tenths)) ||
+      die "server $index did not listen in $((wait_tenths / 10)) s; the end of its log:"$'\n'"$(tail -n 20 "$log")"
+    sleep 0.1
+    address=$(cat "$address_file" 2>/dev/null || true)
+  done
   # Ready: the server itself says it holds a role in the chain (after starting
   # the chain, or after a joiner's state transfer).
   until [[ $role =~ ^(head|middle|tail|head\+tail)$ ]]; do
