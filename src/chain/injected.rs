@@ -74,6 +74,10 @@ pub enum Check {
     /// A declined write goes down the chain as a write of its own and is
     /// answered once committed (see `ChainNode::decline`).
     DeclineInOrder,
+    /// A retry of a declined request is answered "declined" again, never
+    /// decided again: a copy of an earlier attempt can arrive after its
+    /// client saw the decline (see `Seen::Declined`).
+    DeclinedStays,
     /// Only a refused connect is proof of a neighbour's death (see
     /// `eviction`).
     EvictWithoutProof,
@@ -98,7 +102,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 30] = [
+    pub const ALL: [Check; 31] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -122,6 +126,7 @@ impl Check {
         Check::HandOverStopsCommits,
         Check::CasAtHead,
         Check::DeclineInOrder,
+        Check::DeclinedStays,
         Check::EvictWithoutProof,
         Check::SyncedCommit,
         Check::UpstreamSynced,
@@ -184,6 +189,10 @@ impl Check {
             Check::DeclineInOrder => (
                 "answer-decline-at-once",
                 "a declined cas or incr is answered at once, not ordered as a write",
+            ),
+            Check::DeclinedStays => (
+                "redecide-declined-retry",
+                "a retry of a declined cas or incr is decided again, and may apply",
             ),
             Check::EvictWithoutProof => (
                 "evict-without-proof",
