@@ -2,7 +2,9 @@
 //! its write is committed), against the replica. No sockets here, so every
 //! rule about bad input and roles is unit-testable.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::inflight::{InflightBudget, Refused, Reservation};
@@ -38,6 +40,9 @@ pub struct Service {
     /// Chain mode: the shard map this server knows, which may send a key
     /// elsewhere (ERR_MOVED). `None`: standalone.
     pub shards: Option<Arc<ShardGuard>>,
+    /// `--metrics-addr`: where the endpoint listens (shown in `stats`, so a
+    /// script that asked for port 0 learns the port by asking).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// An error reply.
@@ -123,6 +128,7 @@ impl Service {
             limits,
             inflight,
             shards: None,
+            metrics_address: None,
         }
     }
 
@@ -355,6 +361,9 @@ impl Service {
         statistics.state_transfers_sent = replica.transfers.sent.read().0;
         statistics.fencings = replica.fencings();
         (statistics.removals_by_proof, statistics.removals_by_lease) = replica.removals.counts();
+        statistics.peer_auth_failures = replica.peer_auth_failures.load(Ordering::Relaxed);
+        statistics.metrics_address =
+            self.metrics_address.map(|address| address.to_string()).unwrap_or_default();
         if let Some(disk) = replica.disk() {
             statistics.log_syncs = disk.syncs();
             statistics.synced = replica.synced();
