@@ -1155,6 +1155,28 @@ fn a_late_copy_of_a_declined_cas_stays_declined() {
     }
 }
 
+/// A member whose ZooKeeper lease ran out serves nothing: not writes, not
+/// reads, even alone in its view (where no predecessor's read lease guards
+/// reads), as ZooKeeper may have given its place away meanwhile. The
+/// simulator reaches this check only rarely since the read lease shadows it
+/// for every tail with a predecessor. Pins `skip-lease-check`.
+#[test]
+fn a_member_whose_session_lease_ran_out_serves_nothing() {
+    for bug in [None, Some(Check::Lease)] {
+        let mut chain = Chain::ready_with(&[1], 1, Setup { bug, durable: false });
+        let node = &chain.s(1).node;
+        assert_eq!(node.check_may_read(NOW_MS), Ok(()));
+        assert_eq!(node.check_may_write(NOW_MS), Ok(()));
+        let (read, write) = (node.check_may_read(LEASE_UNTIL_MS), node.check_may_write(LEASE_UNTIL_MS));
+        if bug.is_some() {
+            assert_eq!((read, write), (Ok(()), Ok(())), "the bug serves on a lapsed lease");
+            continue;
+        }
+        let codes = (read.map_err(|refusal| refusal.code), write.map_err(|refusal| refusal.code));
+        assert_eq!(codes, (Err(ErrorCode::ERR_UNAVAILABLE), Err(ErrorCode::ERR_UNAVAILABLE)));
+    }
+}
+
 // ---- failover (issue 19): heartbeats and proof of death ----
 
 /// A neighbour whose connect to a dead tail's port was refused asks for its

@@ -181,13 +181,7 @@ impl Service {
         let mut reservation = None;
         let local = request.local_read;
         match opcode {
-            Opcode::OP_PUT
-            | Opcode::OP_DEL
-            | Opcode::OP_CAS
-            | Opcode::OP_INCR
-            | Opcode::OP_MSET
-            | Opcode::OP_EXPIRE
-            | Opcode::OP_PERSIST => {
+            opcode if opcode.writes() => {
                 let op = self.write_op(opcode, &mut request)?;
                 let receipt = self.replica.client_write(request.client_id, request.request_id, op)?;
                 return Ok(Executed::Applied(opcode, receipt));
@@ -267,6 +261,7 @@ impl Service {
                     format!("{opcode:?} is not a request opcode"),
                 ));
             }
+            write => unreachable!("{write:?} is a write, taken by the first arm"),
         }
         Ok(Executed::Answered(opcode, response, reservation))
     }
