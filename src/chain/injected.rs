@@ -254,11 +254,6 @@ impl Check {
             // the joiner announces itself only at the mark: slower, and no
             // reads meanwhile, but nothing unsafe.
             | Check::HandOverCaughtUp
-            // Needs a head cut off with a cas attempt applied, the retry
-            // declined at the next head, and the cut-off head restarting
-            // the chain: caught from 1 of 4 bases tried (3333, at run 890);
-            // pinned by a scenario test.
-            | Check::DeclineInOrder
             // A member cut off from ZooKeeper that goes on serving is caught
             // by the read lease (a tail with a predecessor), or cannot
             // commit (a head: its tail refuses a removed predecessor); only

@@ -258,7 +258,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 22] = [
+        const PINS: [(&str, u64, u64); 23] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 1, 346),
             ("stale-read", 1, 2),
@@ -274,6 +274,7 @@ mod tests {
             ("resume-past-applied", 3333, 5),
             ("commit-after-hand-over", 222, 7),
             ("cas-at-tail", 1, 1),
+            ("answer-decline-at-once", 1, 35),
             ("redecide-declined-retry", 222, 49),
             ("evict-without-proof", 222, 279),
             ("ack-before-fsync", 1, 1),
