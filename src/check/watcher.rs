@@ -53,6 +53,9 @@ impl Watcher {
         let (stopping, seen, workload) = (Arc::clone(&stop), Arc::clone(&newest), workload.clone());
         let thread = thread::spawn(move || {
             let mut events = Vec::new();
+            // The event count at the last failure: failures in a row with
+            // nothing seen between them are logged once.
+            let mut failed_at = None;
             loop {
                 let error = match watch_once(&workload, &mut events, &seen, &stopping) {
                     Err(Ended::Stopped) => return Ok(Seen::Whole(events)),
@@ -65,7 +68,10 @@ impl Watcher {
                 if stopping.load(Ordering::SeqCst) || !outlasted(&error) {
                     return Err(format!("the watcher ended: {error}"));
                 }
-                warn!("the watcher lost the chain ({error}); resuming after {} events", events.len());
+                if failed_at != Some(events.len()) {
+                    warn!("the watcher lost the chain ({error}); resuming after {} events", events.len());
+                }
+                failed_at = Some(events.len());
                 thread::sleep(RESUME_PAUSE);
             }
         });
