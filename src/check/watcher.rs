@@ -52,12 +52,18 @@ impl Watcher {
         let (stop, newest) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let (stopping, seen, workload) = (Arc::clone(&stop), Arc::clone(&newest), workload.clone());
         let thread = thread::spawn(move || {
+            // One client for the whole run: its ZooKeeper session reconnects
+            // by itself, where a new client per attempt would leave a
+            // session behind on a ZooKeeper it cannot close it on.
+            let mut client = Client::chain(&workload.zk_hosts, &workload.chain_path, workload.client.clone())
+                .map_err(|error| error.to_string())?;
             let mut events = Vec::new();
-            // The event count at the last failure: failures in a row with
-            // nothing seen between them are logged once.
-            let mut failed_at = None;
+            // The event count at the last failure and the pause after it:
+            // failures in a row with nothing seen between them are logged
+            // once, and paced ever more slowly.
+            let mut failed = (None, RESUME_PAUSE_FIRST);
             loop {
-                let error = match watch_once(&workload, &mut events, &seen, &stopping) {
+                let error = match watch_once(&mut client, &mut events, &seen, &stopping) {
                     Err(Ended::Stopped) => return Ok(Seen::Whole(events)),
                     Err(Ended::Failed(ClientError::Server { code: ErrorCode::ERR_COMPACTED, message })) => {
                         return Ok(Seen::Compacted(message));
@@ -68,11 +74,16 @@ impl Watcher {
                 if stopping.load(Ordering::SeqCst) || !outlasted(&error) {
                     return Err(format!("the watcher ended: {error}"));
                 }
-                if failed_at != Some(events.len()) {
-                    warn!("the watcher lost the chain ({error}); resuming after {} events", events.len());
-                }
-                failed_at = Some(events.len());
-                thread::sleep(RESUME_PAUSE);
+                failed = match failed {
+                    (Some(count), pause) if count == events.len() => {
+                        (Some(count), (pause * 2).min(RESUME_PAUSE_MAX))
+                    }
+                    _ => {
+                        warn!("the watcher lost the chain ({error}); resuming after {} events", events.len());
+                        (Some(events.len()), RESUME_PAUSE_FIRST)
+                    }
+                };
+                thread::sleep(failed.1);
             }
         });
         Watcher { stop, newest, thread }
@@ -120,19 +131,19 @@ impl Watcher {
     }
 }
 
-/// Pause between two attempts to resume the watch.
-const RESUME_PAUSE: Duration = Duration::from_millis(100);
+/// Pauses between attempts to resume the watch: the first, doubling up to
+/// the longest while attempts fail with nothing seen between them.
+const RESUME_PAUSE_FIRST: Duration = Duration::from_millis(100);
+const RESUME_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// One watch of every key from the sequence after the last event seen
-/// (from 1 at first), with a client of its own, until it ends; its events
-/// are appended to `events`.
+/// (from 1 at first), until it ends; its events are appended to `events`.
 fn watch_once(
-    workload: &Workload,
+    client: &mut Client,
     events: &mut Vec<WatchEvent>,
     seen: &AtomicU64,
     stopping: &AtomicBool,
 ) -> Result<(), Ended> {
-    let mut client = Client::chain(&workload.zk_hosts, &workload.chain_path, workload.client.clone())?;
     let from = events.last().map_or(1, |event| event.sequence + 1);
     let watched = WatchRequest { keys: "k".into(), prefix: true, from: Some(from) };
     client.watch(&watched, |new: &[WatchEvent]| {
