@@ -10,6 +10,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use chaintable::chain::Check;
 use chaintable::check::args::{CheckCommand, check_usage, parse_check_args};
+use chaintable::check::failover::{self, FailoverConfig};
+use chaintable::check::failover_report;
 use chaintable::check::history::History;
 use chaintable::check::run;
 use chaintable::check::sim::run_seeds;
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        CheckCommand::Failover(config) => run_failover(&config),
         CheckCommand::Verify(path) => {
             let history: History = match std::fs::read_to_string(&path)
                 .map_err(|error| error.to_string())
@@ -79,15 +82,10 @@ fn main() -> ExitCode {
                     config.nemesis.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
                 }
             );
-            // SIGINT/SIGTERM end the run early but cleanly: every process it
-            // started is stopped by PID on the way out.
-            let interrupted = Arc::new(AtomicBool::new(false));
-            for signal in [SIGINT, SIGTERM] {
-                if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
-                    eprintln!("table-check: cannot handle signal {signal}: {error}");
-                    return ExitCode::from(2);
-                }
-            }
+            let interrupted = match interruptible() {
+                Ok(interrupted) => interrupted,
+                Err(code) => return code,
+            };
             let outcome = match run::run(&config, &interrupted) {
                 Ok(outcome) => outcome,
                 Err(error) => {
@@ -111,6 +109,81 @@ fn main() -> ExitCode {
                 outcome.watch.as_deref(),
             )
         }
+    }
+}
+
+/// SIGINT/SIGTERM end a run early but cleanly: every process it started
+/// is stopped by PID on the way out. The flag they set.
+fn interruptible() -> Result<Arc<AtomicBool>, ExitCode> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
+            eprintln!("table-check: cannot handle signal {signal}: {error}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(interrupted)
+}
+
+/// `table-check failover`: runs it, prints the table (or JSON) and the
+/// verdict; the exit code follows it.
+fn run_failover(config: &FailoverConfig) -> ExitCode {
+    let interrupted = match interruptible() {
+        Ok(interrupted) => interrupted,
+        Err(code) => return code,
+    };
+    if !config.json {
+        println!(
+            "table-check failover: seed {} ({} rounds per victim, sigstop {:?} ms, {} clients + a ledger writer, session {} ms)",
+            config.seed,
+            config.rounds,
+            config.pauses_ms,
+            config.clients,
+            config.session_timeout.as_millis()
+        );
+    }
+    let outcome = match failover::run(config, &interrupted) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("table-check failover: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = &outcome.report;
+    if config.json {
+        let summary = serde_json::json!({
+            "seed": config.seed,
+            "rows": outcome.rows,
+            "operations": report.operations,
+            "linearizable": report.passed(),
+            "problems": outcome.problems,
+            "passed": outcome.passed(),
+        });
+        println!("{summary}");
+    } else {
+        print!("{}", failover_report::table(&outcome.rows));
+        println!(
+            "checked {} operations on {} keys ({} writes with unknown outcome)",
+            report.operations, report.keys, report.unknown_writes
+        );
+    }
+    for violation in &report.violations {
+        eprint!("{}", Explanation { violation, history: &outcome.history });
+    }
+    for key in &report.undecided {
+        eprintln!("key {key}: the search ran out of steps; not proven either way");
+    }
+    for problem in &outcome.problems {
+        eprintln!("table-check failover: {problem}");
+    }
+    if outcome.passed() {
+        if !config.json {
+            println!("PASS (seed {})", config.seed);
+        }
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("table-check failover: FAIL (seed {})", config.seed);
+        ExitCode::from(1)
     }
 }
 

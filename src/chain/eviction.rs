@@ -28,6 +28,20 @@
 //! makes a new successor (heard from afresh), so each member can remove at
 //! most its own successors one after the other, and never the last ready
 //! member; a per-chain limit would cost a ZooKeeper write per removal.
+//!
+//! A removal on proof of death skips the rate limit, unless it is of the
+//! member we already asked to remove on proof (a second refused connect
+//! to it while ZooKeeper's answer is on its way). The rate limit keeps a
+//! slow or confused server from emptying a chain on guesses; a proof is
+//! no guess (a live process accepts the connect, however slow it is), each
+//! process dies once, and neither safety nor the lease depends on the
+//! rate: a removed member is fenced by the epoch checks, and a proven
+//! removal waits for no lease because a dead process answers no read. So
+//! a tail that dies right after the head is removed at once by the member
+//! that just removed the head, instead of one interval later (measured by
+//! `table-check failover`, row `tail after head`). A proven removal still
+//! counts as the last one asked, so a removal on silence right after it
+//! waits the interval out.
 
 use std::fmt;
 
@@ -94,7 +108,8 @@ pub enum Hold {
     /// The peer is the last ready member: without it no member holds the
     /// chain's state.
     LastReady,
-    /// We asked for a removal less than [`REMOVAL_INTERVAL_MIN_MS`] ago.
+    /// We asked for a removal less than [`REMOVAL_INTERVAL_MIN_MS`] ago, and
+    /// this one is not on a new proof of death.
     TooSoon,
 }
 
@@ -164,7 +179,12 @@ impl ChainNode {
             return Err(Hold::LastReady);
         }
         let last = self.evictions.last_asked_ms;
-        if last.is_some_and(|last| now_ms.saturating_sub(last) < REMOVAL_INTERVAL_MIN_MS) {
+        let too_soon = last.is_some_and(|last| now_ms.saturating_sub(last) < REMOVAL_INTERVAL_MIN_MS);
+        // Proof of a death we have not asked about yet skips the rate limit
+        // (see the module doc); the same death proven again waits for it.
+        let proven_anew =
+            evidence.is_proof() && self.evictions.proven_dead.as_deref() != Some(victim.name.as_str());
+        if too_soon && !proven_anew {
             return Err(Hold::TooSoon);
         }
         self.evictions.last_asked_ms = Some(now_ms);

@@ -1180,18 +1180,40 @@ fn a_member_whose_session_lease_ran_out_serves_nothing() {
 // ---- failover (issue 19): heartbeats and proof of death ----
 
 /// A neighbour whose connect to a dead tail's port was refused asks for its
-/// removal at once; a second removal (the head) waits out the rate limit.
+/// removal at once; so it does for a dead head right after, a new proof of
+/// death skipping the rate limit (a proof is no guess, and a storm of them
+/// cannot arise: a live process accepts the connect). The same death proven
+/// again within the interval is not asked about twice.
 #[test]
-fn a_refused_connect_asks_for_the_dead_neighbours_removal_once_per_interval() {
+fn a_refused_connect_asks_for_the_dead_neighbours_removal_at_once_even_right_after_another() {
     let mut chain = Chain::ready(&[1, 2, 3], 1);
     let (head, tail) = (chain.s(1).name(), chain.s(3).name());
     assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::Refused, NOW_MS), Ok(()));
-    assert_eq!(chain.s(2).removals_asked(), vec![tail]);
+    assert_eq!(chain.s(2).removals_asked(), vec![tail.clone()]);
     let soon = NOW_MS + REMOVAL_INTERVAL_MIN_MS - 1;
+    assert_eq!(chain.s(2).cannot_reach(&tail, Evidence::Refused, NOW_MS + 1), Err(Hold::TooSoon));
+    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, NOW_MS + 1), Ok(()));
+    assert_eq!(chain.s(2).removals_asked(), vec![tail, head.clone()]);
     assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, soon), Err(Hold::TooSoon));
-    let later = NOW_MS + REMOVAL_INTERVAL_MIN_MS;
-    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, later), Ok(()));
-    assert_eq!(chain.s(2).removals_asked().len(), 2);
+    let later = NOW_MS + 1 + REMOVAL_INTERVAL_MIN_MS;
+    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, later), Ok(()), "asked again, later");
+    assert_eq!(chain.s(2).removals_asked().len(), 3);
+}
+
+/// The rate limit still holds for a removal on silence, also right after a
+/// removal on proof: silence is a guess, which a slow machine can make.
+#[test]
+fn a_removal_on_silence_waits_out_the_rate_limit_after_a_proven_one() {
+    let mut chain = Chain::ready(&[1, 2, 3], 2);
+    let (head, tail) = (chain.s(1).name(), chain.s(3).name());
+    chain.s(2).tick_at(NOW_MS);
+    chain.ack_at(3, 2, NOW_MS);
+    let due = NOW_MS + SUSPECT_REMOVAL_AFTER_MS;
+    assert_eq!(chain.s(2).cannot_reach(&head, Evidence::Refused, due), Ok(()));
+    let silent = Evidence::Silent { last_heard_ms: NOW_MS };
+    assert_eq!(chain.s(2).cannot_reach(&tail, silent, due + 1), Err(Hold::TooSoon));
+    assert_eq!(chain.s(2).cannot_reach(&tail, silent, due + REMOVAL_INTERVAL_MIN_MS), Ok(()));
+    assert_eq!(chain.s(2).removals_asked(), vec![head, tail]);
 }
 
 /// A connect that timed out proves nothing (the peer may be paused, and

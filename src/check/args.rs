@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::failover::FailoverConfig;
 use super::nemesis::{FaultKind, parse_kinds};
 use super::run::CheckConfig;
 use crate::chain::Check;
@@ -30,6 +31,8 @@ usage: table-check [options]                 run clients under faults and check 
        table-check verify <history.json>     check a saved history again
        table-check sim [sim options]         simulate chains (the protocol in src/chain/)
                                              under seeded faults, many seeds a second
+       table-check failover [failover options]
+                                             measure failover as clients see it
 
 Starts its own ZooKeeper and chain (or attaches to one with --zk, without
 faults), runs clients doing random put/get/del/cas/incr over a few keys while a
@@ -80,7 +83,26 @@ const USAGE_AFTER_BUGS: &str = "\
   --trace                 print every event of a failed run
   --durable               every server has a simulated disk (--data-dir): a crashed server
                           restarts on it, whole chains crash at once, and no acknowledged
-                          write may be lost";
+                          write may be lost
+
+failover options: a chain of 3 on a ZooKeeper of its own, clients reading and writing
+throughout, plus a writer of keys written once each. kill -9 of the head, the middle and
+the tail in turn, then of the tail right after the head's removal, --rounds times each, a
+fresh server joining after every kill; then the tail is SIGSTOPped for each --sigstop
+length and resumed. Per victim it prints the write gap and the read gap (from the fault to
+each client's first success among operations begun after it), p50 and max, and for pauses
+whether the chain removed the paused tail. Fails (exit 1) if the history is not
+linearizable, a server lacks an acknowledged write or holds a different table, or a client
+never succeeded after a fault.
+  --rounds <n>            kills per victim (default 5)
+  --sigstop <ms,...>      SIGSTOP lengths of the tail, or none (default 300,1000,3000)
+  --clients <n>           clients of the shared keys (default 4)
+  --keys <n>              shared keys k0..k<n-1> (default 5)
+  --seed <n>              workload seed (default: random, printed)
+  --zk-timeout-ms <ms>    the servers' ZooKeeper session timeout (default 5000, theirs)
+  --server-binary <path>  table-server to start (default: the one beside table-check)
+  --logs <dir>            save every server's log there when it stops
+  --json                  print the result as one JSON object on the last line";
 
 /// What `table-check` was asked to do.
 #[derive(Debug)]
@@ -93,6 +115,7 @@ pub enum CheckCommand {
     Sim(SimArgs),
     /// `table-check sim --list-bugs`.
     ListBugs,
+    Failover(Box<FailoverConfig>),
 }
 
 /// `table-check sim`'s settings.
@@ -148,6 +171,61 @@ fn parse_sim_args(
     Ok(CheckCommand::Sim(sim))
 }
 
+/// `table-server` beside this binary (or on the path).
+fn default_server_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.parent().map(|directory| directory.join("table-server")))
+        .unwrap_or_else(|| PathBuf::from("table-server"))
+}
+
+fn parse_failover_args(
+    args: impl IntoIterator<Item = OsString>,
+    default_seed: u64,
+) -> Result<CheckCommand, UsageError> {
+    let known =
+        ["rounds", "sigstop", "clients", "keys", "seed", "zk-timeout-ms", "server-binary", "logs", "json"];
+    let parsed = parse_args(args, &known, &["json"], |_, _| false)?;
+    if !parsed.positionals.is_empty() {
+        return Err("failover takes options only".to_owned().into());
+    }
+    let mut config = FailoverConfig {
+        rounds: 5,
+        pauses_ms: vec![300, 1000, 3000],
+        clients: 4,
+        keys: 5,
+        seed: default_seed,
+        session_timeout: Duration::from_millis(5000),
+        server_binary: default_server_binary(),
+        log_dir: None,
+        json: false,
+    };
+    for (name, value) in &parsed.options {
+        match name.as_str() {
+            "rounds" => config.rounds = positive(name, value)?,
+            "sigstop" => {
+                let list = text(name, value)?;
+                config.pauses_ms = match list.as_str() {
+                    "none" => Vec::new(),
+                    _ => list
+                        .split(',')
+                        .map(|part| positive(name, &OsString::from(part)))
+                        .collect::<Result<_, _>>()?,
+                };
+            }
+            "clients" => config.clients = positive(name, value)?,
+            "keys" => config.keys = positive(name, value)?,
+            "seed" => config.seed = number(name, value)?,
+            "zk-timeout-ms" => config.session_timeout = Duration::from_millis(positive(name, value)?),
+            "server-binary" => config.server_binary = PathBuf::from(value),
+            "logs" => config.log_dir = Some(PathBuf::from(value)),
+            "json" => config.json = true,
+            other => unreachable!("option {other} is in the known list"),
+        }
+    }
+    Ok(CheckCommand::Failover(Box::new(config)))
+}
+
 /// Parses arguments (without the program name). `default_seed` is used
 /// when `--seed` is not given.
 pub fn parse_check_args(
@@ -157,6 +235,9 @@ pub fn parse_check_args(
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|first| first == "sim") {
         return parse_sim_args(args.skip(1), default_seed);
+    }
+    if args.peek().is_some_and(|first| first == "failover") {
+        return parse_failover_args(args.skip(1), default_seed);
     }
     let known = [
         "duration",
@@ -188,10 +269,7 @@ pub fn parse_check_args(
         }
         _ => return Err("expected no argument, or: verify <history.json>".to_owned().into()),
     }
-    let server_binary = std::env::current_exe()
-        .ok()
-        .and_then(|path| path.parent().map(|directory| directory.join("table-server")))
-        .unwrap_or_else(|| PathBuf::from("table-server"));
+    let server_binary = default_server_binary();
     let mut config = CheckConfig {
         duration: Duration::from_secs(60),
         clients: 4,
@@ -335,6 +413,29 @@ mod tests {
         assert!(parse_check_args(args(&["sim", "--inject-bug", "everything"]), 1).is_err());
         assert!(parse_check_args(args(&["sim", "--duration", "5"]), 1).is_err());
         assert!(matches!(parse_check_args(args(&["sim", "--list-bugs"]), 1), Ok(CheckCommand::ListBugs)));
+    }
+
+    #[test]
+    fn failover_options() {
+        let Ok(CheckCommand::Failover(config)) = parse_check_args(args(&["failover"]), 3) else {
+            panic!("expected a failover run");
+        };
+        assert_eq!((config.rounds, config.pauses_ms.clone(), config.seed), (5, vec![300, 1000, 3000], 3));
+        let Ok(CheckCommand::Failover(config)) =
+            parse_check_args(args(&["failover", "--rounds", "1", "--sigstop", "200", "--json"]), 3)
+        else {
+            panic!("expected a failover run");
+        };
+        assert_eq!((config.rounds, config.pauses_ms.clone(), config.json), (1, vec![200], true));
+        let Ok(CheckCommand::Failover(config)) =
+            parse_check_args(args(&["failover", "--sigstop", "none"]), 3)
+        else {
+            panic!("expected a failover run");
+        };
+        assert!(config.pauses_ms.is_empty());
+        assert!(parse_check_args(args(&["failover", "--sigstop", "300,x"]), 1).is_err());
+        assert!(parse_check_args(args(&["failover", "--rounds", "0"]), 1).is_err());
+        assert!(parse_check_args(args(&["failover", "--nemesis", "kill"]), 1).is_err());
     }
 
     /// `table-check --help` lists every injected bug by name, with what it breaks.

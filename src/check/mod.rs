@@ -10,6 +10,8 @@
 //! - [`nemesis`]: the fault injector.
 //! - `netns`: network namespaces for the partition nemesis (test harness).
 //! - `secrets`: the peer and client secrets of the chains it starts (test harness).
+//! - [`failover`], [`failover_report`]: `table-check failover`, kills and
+//!   pauses of chain members and the gaps clients saw.
 //! - [`run`]: one whole run: cluster, clients, faults, healing, checks.
 //! - [`args`]: the `table-check` command line.
 
@@ -21,6 +23,8 @@ pub mod sim;
 // `cluster`'s public functions take and return `netns` types. Not library API.
 #[doc(hidden)]
 pub mod cluster;
+pub mod failover;
+pub mod failover_report;
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;

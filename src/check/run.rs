@@ -130,12 +130,8 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
     let stop_clients = AtomicBool::new(false);
     let stop_nemesis = AtomicBool::new(false);
     let (records, faults) = thread::scope(|scope| {
-        let clients: Vec<_> = (1..=config.clients)
-            .map(|number| {
-                let (workload, stop) = (&workload, &stop_clients);
-                scope.spawn(move || workload::run_client(number, workload, config.seed, clock, stop))
-            })
-            .collect();
+        let clients =
+            workload::spawn_clients(scope, config.clients, &workload, (config.seed, clock), &stop_clients);
         let nemesis = cluster.as_ref().map(|cluster| {
             let nemesis = Nemesis {
                 cluster: Arc::clone(cluster),
@@ -174,7 +170,7 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
     });
 
     let mut history = History { seed: config.seed, records, faults };
-    final_reads(&workload, config, &clock, &mut history);
+    final_reads(&workload, &clock, &mut history);
     let watch = watching.and_then(|watching| match watching.finish(&workload) {
         Ok(Some(events)) => {
             info!("the watcher saw {} changes", events.len());
@@ -197,12 +193,12 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
 
 /// After the run: one read of every key through the chain, part of the
 /// history, so a write lost at the very end is caught too.
-fn final_reads(workload: &Workload, config: &CheckConfig, clock: &Clock, history: &mut History) {
+pub(super) fn final_reads(workload: &Workload, clock: &Clock, history: &mut History) {
     let Ok(mut client) = Client::chain(&workload.zk_hosts, &workload.chain_path, workload.client.clone())
     else {
         return;
     };
-    for key in 0..config.keys {
+    for key in 0..workload.keys {
         let key = format!("k{key}");
         let call_us = clock.now_us();
         if let Ok(value) = client.get(&key) {
@@ -222,7 +218,7 @@ fn chain_members(zk_hosts: &str, chain_path: &str) -> Result<Vec<String>, String
 }
 
 /// Every server's own table, compared; waits a little for stragglers.
-fn check_convergence(addresses: &[String], options: &ClientOptions) -> Option<String> {
+pub(super) fn check_convergence(addresses: &[String], options: &ClientOptions) -> Option<String> {
     let mut last_problem = None;
     for _ in 0..50 {
         let tables: Vec<Result<BTreeMap<String, Vec<u8>>, String>> =

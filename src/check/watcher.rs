@@ -18,6 +18,7 @@ use log::warn;
 
 use crate::client::Client;
 use crate::client::error::ClientError;
+use crate::client::retry::is_retryable;
 use crate::client::watch::{Ended, WatchRequest};
 use crate::proto::watch_event::Kind;
 use crate::proto::{ErrorCode, WatchEvent};
@@ -51,24 +52,38 @@ impl Watcher {
         let (stop, newest) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let (stopping, seen, workload) = (Arc::clone(&stop), Arc::clone(&newest), workload.clone());
         let thread = thread::spawn(move || {
+            // One client for the whole run: its ZooKeeper session reconnects
+            // by itself, where a new client per attempt would leave a
+            // session behind on a ZooKeeper it cannot close it on.
             let mut client = Client::chain(&workload.zk_hosts, &workload.chain_path, workload.client.clone())
                 .map_err(|error| error.to_string())?;
             let mut events = Vec::new();
-            let watched = WatchRequest { keys: "k".into(), prefix: true, from: Some(1) };
-            let ended = client.watch(&watched, |new: &[WatchEvent]| {
-                events.extend_from_slice(new);
-                if let Some(event) = new.last() {
-                    seen.store(event.sequence, Ordering::SeqCst);
+            // The event count at the last failure and the pause after it:
+            // failures in a row with nothing seen between them are logged
+            // once, and paced ever more slowly.
+            let mut failed = (None, RESUME_PAUSE_FIRST);
+            loop {
+                let error = match watch_once(&mut client, &mut events, &seen, &stopping) {
+                    Err(Ended::Stopped) => return Ok(Seen::Whole(events)),
+                    Err(Ended::Failed(ClientError::Server { code: ErrorCode::ERR_COMPACTED, message })) => {
+                        return Ok(Seen::Compacted(message));
+                    }
+                    Err(Ended::Failed(error)) => error,
+                    Ok(()) => return Err("the watcher ended without an error".into()),
+                };
+                if stopping.load(Ordering::SeqCst) || !outlasted(&error) {
+                    return Err(format!("the watcher ended: {error}"));
                 }
-                if stopping.load(Ordering::SeqCst) { Err(Ended::Stopped) } else { Ok(()) }
-            });
-            match ended {
-                Err(Ended::Stopped) => Ok(Seen::Whole(events)),
-                Err(Ended::Failed(ClientError::Server { code: ErrorCode::ERR_COMPACTED, message })) => {
-                    Ok(Seen::Compacted(message))
-                }
-                Err(Ended::Failed(error)) => Err(format!("the watcher ended: {error}")),
-                Ok(()) => Err("the watcher ended without an error".into()),
+                failed = match failed {
+                    (Some(count), pause) if count == events.len() => {
+                        (Some(count), (pause * 2).min(RESUME_PAUSE_MAX))
+                    }
+                    _ => {
+                        warn!("the watcher lost the chain ({error}); resuming after {} events", events.len());
+                        (Some(events.len()), RESUME_PAUSE_FIRST)
+                    }
+                };
+                thread::sleep(failed.1);
             }
         });
         Watcher { stop, newest, thread }
@@ -114,6 +129,40 @@ impl Watcher {
         }
         Ok(Some(events))
     }
+}
+
+/// Pauses between attempts to resume the watch: the first, doubling up to
+/// the longest while attempts fail with nothing seen between them.
+const RESUME_PAUSE_FIRST: Duration = Duration::from_millis(100);
+const RESUME_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// One watch of every key from the sequence after the last event seen
+/// (from 1 at first), until it ends; its events are appended to `events`.
+fn watch_once(
+    client: &mut Client,
+    events: &mut Vec<WatchEvent>,
+    seen: &AtomicU64,
+    stopping: &AtomicBool,
+) -> Result<(), Ended> {
+    let from = events.last().map_or(1, |event| event.sequence + 1);
+    let watched = WatchRequest { keys: "k".into(), prefix: true, from: Some(from) };
+    client.watch(&watched, |new: &[WatchEvent]| {
+        events.extend_from_slice(new);
+        if let Some(event) = new.last() {
+            seen.store(event.sequence, Ordering::SeqCst);
+        }
+        if stopping.load(Ordering::SeqCst) { Err(Ended::Stopped) } else { Ok(()) }
+    })
+}
+
+/// Whether the watcher resumes after `error` while the run goes on: every
+/// failure to reach ZooKeeper or a server outlasts the client's timeout
+/// when the run's nemesis stops ZooKeeper, and "no chain, ever" is what a
+/// ZooKeeper that accepts connections but does not answer yet (starting
+/// up again) looks like to the client's probe. A run's faults never fail
+/// the watcher; an answer that makes no sense does.
+fn outlasted(error: &ClientError) -> bool {
+    is_retryable(error) || matches!(error, ClientError::NoChainEver(_))
 }
 
 /// What is wrong with what the watcher saw, if anything, given the run's
@@ -227,6 +276,33 @@ mod tests {
     /// A value as the workload's client 1 writes its `count`th.
     fn put_value(count: u64) -> u64 {
         1 << 40 | count << 10
+    }
+
+    /// A ZooKeeper that accepts connections but does not answer (as one
+    /// starting up again after the zk nemesis stopped it, or a paused one)
+    /// makes the client's probe say "no reply within 1000 ms", a chain
+    /// never to be found: the watcher keeps trying for as long as the run
+    /// lasts, and reports the last failure only when stopped.
+    #[test]
+    fn the_watcher_outlasts_a_zookeeper_that_does_not_answer() {
+        // Never accepted: the kernel completes connects, nobody answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let workload = Workload {
+            zk_hosts: silent.local_addr().unwrap().to_string(),
+            chain_path: "/chain".into(),
+            keys: 1,
+            think_max: Duration::ZERO,
+            client: crate::client::connection::ClientOptions {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            read_anywhere: None,
+        };
+        let watcher = Watcher::start(&workload);
+        thread::sleep(Duration::from_millis(3500));
+        assert!(!watcher.thread.is_finished(), "the watcher gave up while the run went on");
+        let ended = watcher.finish(&workload).expect_err("it saw nothing");
+        assert!(ended.contains("the watcher ended") && ended.contains("no reply"), "{ended}");
     }
 
     #[test]

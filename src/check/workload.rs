@@ -101,6 +101,18 @@ pub fn run_client(
     records
 }
 
+/// Starts clients 1 to `count` in `scope`, each running [`run_client`]
+/// until `stop` and then returning what it did.
+pub fn spawn_clients<'scope>(
+    scope: &'scope thread::Scope<'scope, '_>,
+    count: u64,
+    workload: &'scope Workload,
+    (seed, clock): (u64, Clock),
+    stop: &'scope AtomicBool,
+) -> Vec<thread::ScopedJoinHandle<'scope, Vec<Record>>> {
+    (1..=count).map(|number| scope.spawn(move || run_client(number, workload, seed, clock, stop))).collect()
+}
+
 /// Carries out a put, delete, cas or incr `record` asks for and records its
 /// answer and return time (none if it failed: the outcome is unknown).
 fn write(client: &mut Client, record: &mut Record, clock: &Clock) {
