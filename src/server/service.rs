@@ -354,6 +354,7 @@ impl Service {
         statistics.state_transfers_received = replica.transfers.received.read().0;
         statistics.state_transfers_sent = replica.transfers.sent.read().0;
         statistics.fencings = replica.fencings();
+        statistics.rejoins_resumed = replica.rejoins_resumed();
         (statistics.removals_by_proof, statistics.removals_by_lease) = replica.removals.counts();
         if let Some(disk) = replica.disk() {
             statistics.log_syncs = disk.syncs();

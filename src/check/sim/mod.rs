@@ -257,7 +257,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 22] = [
+        const PINS: [(&str, u64, u64); 23] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 3333, 24),
             ("stale-read", 1, 5),
@@ -278,6 +278,7 @@ mod tests {
             ("ack-before-fsync", 1, 1),
             ("commit-before-upstream-sync", 1, 1),
             ("replay-skips-record", 3333, 2),
+            ("resume-past-divergence", 222, 8),
             ("lease-without-heartbeat", 1, 3),
             ("evict-before-lease", 1, 115),
         ];
