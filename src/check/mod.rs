@@ -21,6 +21,7 @@ pub mod sim;
 // `cluster`'s public functions take and return `netns` types. Not library API.
 #[doc(hidden)]
 pub mod cluster;
+pub mod disks;
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;
