@@ -37,6 +37,9 @@ pub enum FrameError {
     /// The frame did not complete within its deadline, counted from its
     /// first byte (a client sending a byte now and then cannot keep it open).
     Late { timeout: Duration },
+    /// On a sealed link: the frame's authentication tag is wrong (forged,
+    /// replayed or reordered).
+    Forged,
 }
 
 impl fmt::Display for FrameError {
@@ -50,6 +53,9 @@ impl fmt::Display for FrameError {
             FrameError::Malformed(reason) => write!(f, "frame does not decode: {reason}"),
             FrameError::Late { timeout } => {
                 write!(f, "frame not complete within {} ms of its first byte", timeout.as_millis())
+            }
+            FrameError::Forged => {
+                write!(f, "a frame's authentication tag is wrong (forged, replayed or reordered)")
             }
         }
     }
@@ -256,10 +262,7 @@ impl FrameReader {
                 None => Ok(Some((&self.body[..], admitted))),
                 Some(seal) => match seal.open(&self.body) {
                     Some(body) => Ok(Some((body, admitted))),
-                    None => Err(FrameError::Io(io::Error::new(
-                        ErrorKind::InvalidData,
-                        "a frame's authentication tag is wrong (forged, replayed or reordered): closing the link",
-                    ))),
+                    None => Err(FrameError::Forged),
                 },
             },
             Err(FrameError::Io(error))

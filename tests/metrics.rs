@@ -24,13 +24,11 @@ use common::{ServerProcess, start_zookeeper};
 const PUTS_MAX: u64 = 200_000;
 const LOAD_TIME_MAX: Duration = Duration::from_secs(20);
 
-/// The metrics address the server logged (`metrics at http://<addr>/metrics`).
+/// The metrics address, as the server's `stats` tell it.
 fn metrics_address(server: &ServerProcess) -> String {
-    let log = server.log();
-    let line =
-        log.lines().find(|line| line.contains("metrics at http://")).expect("the metrics address is logged");
-    let start = line.find("http://").expect("a URL") + "http://".len();
-    line[start..].trim_end_matches("/metrics").to_owned()
+    let address = server.stats().expect("the server's stats").metrics_address;
+    assert!(!address.is_empty(), "the server has a metrics endpoint");
+    address
 }
 
 /// `GET <path>` over HTTP/1.1: (status line, body).

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,26 +14,10 @@ use std::time::{Duration, Instant};
 use chaintable::client::Client;
 use chaintable::client::connection::ClientOptions;
 use chaintable::proto::{ErrorCode, Opcode, Request, Response};
-use chaintable::wire::{encode_frame, read_frame};
 use common::chain::{converged, start_chain};
-use common::{RunClient, ServerProcess, assert_client, run_client, start_server, start_zookeeper, stdout};
-use protobuf::Message;
-
-/// Sends `request` on a fresh connection to `address` and reads the reply.
-fn call(address: &str, request: &Request) -> Response {
-    use std::io::Write;
-    let mut stream = TcpStream::connect(address).expect("connecting");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
-    let mut frame = Vec::new();
-    encode_frame(request, 1 << 20, &mut frame).expect("encoding");
-    stream.write_all(&frame).expect("sending");
-    let mut body = Vec::new();
-    assert!(
-        read_frame(&mut stream, 1 << 20, &mut body).expect("a reply"),
-        "the server closed the connection"
-    );
-    Response::parse_from_bytes(&body).expect("a reply that decodes")
-}
+use common::{
+    RunClient, ServerProcess, assert_client, call, run_client, start_server, start_zookeeper, stdout,
+};
 
 /// An INCR of `key` by `delta` as client `client_id`'s request `request_id`.
 fn incr_request(client_id: u64, request_id: u64, key: &str, delta: i64) -> Request {

@@ -21,6 +21,14 @@ pub enum Seen {
     New,
     /// The client's latest write: answer as it was answered.
     Retry { sequence: u64, found: bool, number: i64 },
+    /// The client's latest write, declined at `sequence`. Its answer may
+    /// have been seen: a copy of an earlier attempt can arrive late (left in
+    /// a paused server's socket buffer, or behind a slow link) after the
+    /// client saw "declined" and went on. Deciding the copy again could
+    /// apply it then (swarm testing found one: seed 5825337620275552581, a
+    /// cas answered "declined" whose late copy swapped after a delete), so
+    /// it stays declined.
+    Declined { sequence: u64 },
     /// Older than the client's latest write: the client moved on.
     Stale { latest: u64 },
 }
@@ -37,9 +45,9 @@ impl ClientRecords {
             return Seen::New;
         }
         match self.records.get(&client_id) {
-            // A declined request changed nothing and its answer was never
-            // seen (or it would not come again): it is decided again.
-            Some(record) if record.request_id == request_id && record.declined => Seen::New,
+            Some(record) if record.request_id == request_id && record.declined => {
+                Seen::Declined { sequence: record.sequence }
+            }
             Some(record) if record.request_id == request_id => {
                 Seen::Retry { sequence: record.sequence, found: record.found, number: record.number }
             }

@@ -63,9 +63,10 @@ impl Deadlines {
             .collect()
     }
 
-    /// Every deadline, for a snapshot.
+    /// Every deadline, for a snapshot, earliest first (ordered, so a
+    /// simulated run's snapshots are the same bytes in every process).
     pub fn all(&self) -> Vec<(String, u64)> {
-        self.by_key.iter().map(|(key, deadline)| (key.clone(), *deadline)).collect()
+        self.by_time.iter().map(|(deadline, key)| (key.clone(), *deadline)).collect()
     }
 
     pub fn clear(&mut self) {
@@ -193,6 +194,8 @@ mod tests {
         assert_eq!(deadlines.due(25, 10), vec!["early".to_owned(), "moved".to_owned()]);
         assert_eq!(deadlines.due(100, 1), vec!["early".to_owned()], "at most the limit");
         assert_eq!(deadlines.len(), 3);
+        let all = [("early".to_owned(), 10), ("moved".to_owned(), 20), ("late".to_owned(), 30)];
+        assert_eq!(deadlines.all(), all, "a snapshot's deadlines, in one order");
         assert_eq!(
             deadlines.used_memory(),
             2 * ("late".len() + "early".len() + "moved".len()) as u64 + 3 * DEADLINE_OVERHEAD_BYTES

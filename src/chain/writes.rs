@@ -51,6 +51,10 @@ pub enum Decline {
     Mismatch(Option<Vec<u8>>),
     /// `incr`: the value is not a number, or the sum overflows.
     WrongType(String),
+    /// A retry (or a late copy) of a request declined before: declined
+    /// again, without what the first decision saw (not kept; see
+    /// `Seen::Declined`).
+    Earlier,
 }
 
 /// What the client is told once the receipt's sequence is committed.
@@ -156,6 +160,10 @@ impl ChainNode {
             Seen::Retry { sequence, found, number } => {
                 return Ok(WriteReceipt { sequence, outcome: Outcome::Applied { found, number } });
             }
+            Seen::Declined { sequence } if self.enforces(Check::DeclinedStays) => {
+                return Ok(WriteReceipt { sequence, outcome: Outcome::Declined(Decline::Earlier) });
+            }
+            Seen::Declined { .. } => {}
             Seen::Stale { latest } => {
                 return Err(Refusal::new(
                     ErrorCode::ERR_STALE_REQUEST,

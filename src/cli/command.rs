@@ -459,6 +459,9 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         fields.push(("chain_position", StatisticsValue::Number(statistics.chain_position)));
         fields.push(("chain_length", StatisticsValue::Number(statistics.chain_length)));
     }
+    if !statistics.metrics_address.is_empty() {
+        fields.push(("metrics_address", StatisticsValue::Text(statistics.metrics_address.clone())));
+    }
     let lines = [
         ("operations", statistics.operations),
         ("operation_time_us", statistics.operation_time_us),
@@ -496,6 +499,7 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("rejoins_resumed", statistics.rejoins_resumed),
         ("removals_by_proof", statistics.removals_by_proof),
         ("removals_by_lease", statistics.removals_by_lease),
+        ("peer_auth_failures", statistics.peer_auth_failures),
         ("log_syncs", statistics.log_syncs),
         ("synced", statistics.synced),
         ("watchers", statistics.watchers),

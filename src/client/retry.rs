@@ -106,6 +106,7 @@ mod tests {
             ErrorCode::ERR_RESPONSE_TOO_LARGE,
             ErrorCode::ERR_INTERNAL,
             ErrorCode::ERR_OUT_OF_MEMORY,
+            ErrorCode::ERR_DECLINED_EARLIER,
         ] {
             assert!(!is_retryable(&refused(code)), "{code:?}");
         }

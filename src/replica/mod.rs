@@ -260,6 +260,8 @@ pub struct Replica {
     disk: Option<durable::Disk>,
     /// Recent writes and the commit point, for watchers.
     pub history: History,
+    /// Links refused or closed for a failed peer-secret proof (`stats`).
+    pub peer_auth_failures: AtomicU64,
 }
 
 impl Replica {
@@ -324,6 +326,7 @@ impl Replica {
             membership_wake,
             transfers: StateTransfers::default(),
             history: History::new(limits.history),
+            peer_auth_failures: AtomicU64::new(0),
             server_id,
             limits,
             disk: None,

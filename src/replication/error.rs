@@ -55,6 +55,9 @@ impl From<FrameError> for LinkError {
         match error {
             FrameError::Io(error) => LinkError::Io(error),
             FrameError::Truncated => LinkError::Closed,
+            FrameError::Forged => {
+                LinkError::Unauthenticated(format!("{}: closing the link", FrameError::Forged))
+            }
             other => LinkError::Frame(other),
         }
     }

@@ -70,6 +70,7 @@ pub fn run(replica: &Replica, stopping: &AtomicBool, settings: &LinkSettings) {
         match replicate_to(replica, &mut link, &successor, hello, stopping, settings) {
             Ok(()) => {}
             Err(error @ LinkError::Unauthenticated(_)) => {
+                replica.peer_auth_failures.fetch_add(1, Ordering::Relaxed);
                 if let Some(suppressed) = UNAUTHENTICATED_LOG.due() {
                     warn!("replication to {successor}: {error}{}", suppressed_note(suppressed));
                 }

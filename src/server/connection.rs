@@ -139,6 +139,9 @@ pub(super) fn serve_connection(
                 receiver::serve(request, reader, writer.frames, &service.replica, &service.link, stopping)
             {
                 let unauthenticated = matches!(error, LinkError::Unauthenticated(_));
+                if unauthenticated {
+                    service.replica.peer_auth_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 match unauthenticated.then(|| UNAUTHENTICATED_LINKS.due()).flatten() {
                     Some(suppressed) => warn!("replication link: {error}{}", suppressed_note(suppressed)),
                     None => debug!("replication link: {error}"),

@@ -195,6 +195,7 @@ impl Server {
             chain.advertise = address.to_string();
         }
         let mut service = Service::new(Arc::new(replica), config.limits.clone());
+        service.metrics_address = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let mut shard_map_wake = None;
         if let Some(chain) = &chain {
             let (guard, woken) = ShardGuard::new(&chain.chain_path);

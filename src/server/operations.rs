@@ -31,6 +31,13 @@ pub fn write_answer(opcode: Opcode, outcome: &Outcome) -> Result<Response, Refus
         Outcome::Declined(Decline::WrongType(message)) => {
             return Err(Refusal::new(ErrorCode::ERR_WRONG_TYPE, format!("{message}; nothing was changed")));
         }
+        Outcome::Declined(Decline::Earlier) => {
+            return Err(Refusal::new(
+                ErrorCode::ERR_DECLINED_EARLIER,
+                "declined in an earlier attempt whose answer was lost; nothing was changed (read the key \
+                 and decide again)",
+            ));
+        }
     }
     Ok(response)
 }

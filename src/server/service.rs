@@ -2,7 +2,9 @@
 //! its write is committed), against the replica. No sockets here, so every
 //! rule about bad input and roles is unit-testable.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::inflight::{InflightBudget, Refused, Reservation};
@@ -38,6 +40,9 @@ pub struct Service {
     /// Chain mode: the shard map this server knows, which may send a key
     /// elsewhere (ERR_MOVED). `None`: standalone.
     pub shards: Option<Arc<ShardGuard>>,
+    /// `--metrics-addr`: where the endpoint listens (shown in `stats`, so a
+    /// script that asked for port 0 learns the port by asking).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// An error reply.
@@ -123,6 +128,7 @@ impl Service {
             limits,
             inflight,
             shards: None,
+            metrics_address: None,
         }
     }
 
@@ -175,13 +181,7 @@ impl Service {
         let mut reservation = None;
         let local = request.local_read;
         match opcode {
-            Opcode::OP_PUT
-            | Opcode::OP_DEL
-            | Opcode::OP_CAS
-            | Opcode::OP_INCR
-            | Opcode::OP_MSET
-            | Opcode::OP_EXPIRE
-            | Opcode::OP_PERSIST => {
+            opcode if opcode.writes() => {
                 let op = self.write_op(opcode, &mut request)?;
                 let receipt = self.replica.client_write(request.client_id, request.request_id, op)?;
                 return Ok(Executed::Applied(opcode, receipt));
@@ -261,6 +261,7 @@ impl Service {
                     format!("{opcode:?} is not a request opcode"),
                 ));
             }
+            write => unreachable!("{write:?} is a write, taken by the first arm"),
         }
         Ok(Executed::Answered(opcode, response, reservation))
     }
@@ -356,6 +357,9 @@ impl Service {
         statistics.fencings = replica.fencings();
         statistics.rejoins_resumed = replica.rejoins_resumed();
         (statistics.removals_by_proof, statistics.removals_by_lease) = replica.removals.counts();
+        statistics.peer_auth_failures = replica.peer_auth_failures.load(Ordering::Relaxed);
+        statistics.metrics_address =
+            self.metrics_address.map(|address| address.to_string()).unwrap_or_default();
         if let Some(disk) = replica.disk() {
             statistics.log_syncs = disk.syncs();
             statistics.synced = replica.synced();

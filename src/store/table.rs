@@ -515,6 +515,16 @@ mod tests {
         assert_eq!(table.bytes_stored(), expected_bytes);
     }
 
+    /// Two keys that sit in different stripes of `table`.
+    fn keys_in_two_stripes(table: &Table) -> (String, String) {
+        let left = "left".to_owned();
+        let right = (0..)
+            .map(|index| format!("right{index}"))
+            .find(|key| !std::ptr::eq(table.locate(key).1, table.locate(&left).1))
+            .unwrap();
+        (left, right)
+    }
+
     /// One writer sets "left" := n and then "right" := n, for n = 1, 2, ...
     /// (the keys sit in different stripes). A consistent snapshot sees
     /// left == right or left == right + 1; a snapshot copied stripe by stripe
@@ -522,12 +532,7 @@ mod tests {
     #[test]
     fn snapshots_are_not_torn() {
         let table = Arc::new(Table::new(64));
-        // Find two keys in different stripes.
-        let left = "left".to_owned();
-        let right = (0..)
-            .map(|index| format!("right{index}"))
-            .find(|key| !std::ptr::eq(table.locate(key).1, table.locate(&left).1))
-            .unwrap();
+        let (left, right) = keys_in_two_stripes(&table);
         table.put(&left, 0u64.to_be_bytes());
         table.put(&right, 0u64.to_be_bytes());
         let stop = Arc::new(AtomicBool::new(false));
@@ -560,11 +565,7 @@ mod tests {
     #[test]
     fn put_many_is_seen_whole_by_get_many_and_by_single_gets() {
         let table = Arc::new(Table::new(64));
-        let left = "left".to_owned();
-        let right = (0..)
-            .map(|index| format!("right{index}"))
-            .find(|key| !std::ptr::eq(table.locate(key).1, table.locate(&left).1))
-            .unwrap();
+        let (left, right) = keys_in_two_stripes(&table);
         let keys = [left.clone(), right.clone()];
         table.put_many(&[(&left, &0u64.to_be_bytes()), (&right, &0u64.to_be_bytes())]);
         let stop = Arc::new(AtomicBool::new(false));

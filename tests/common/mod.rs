@@ -36,13 +36,26 @@ pub fn start_server_with_open_files(table_size: usize, extra: &[&str], files: u6
 
 /// Sends one request with `opcode` on `stream` and reads the reply frame;
 /// `None` when the server closed the connection instead.
-pub fn raw_call(mut stream: &TcpStream, opcode: Opcode) -> Option<Response> {
-    use std::io::Write;
+pub fn raw_call(stream: &TcpStream, opcode: Opcode) -> Option<Response> {
     let mut request = Request::new();
     request.opcode = opcode.into();
     request.request_id = 1;
+    send_and_receive(stream, &request)
+}
+
+/// Sends `request` on a fresh connection to `address` and reads the reply.
+pub fn call(address: &str, request: &Request) -> Response {
+    let stream = TcpStream::connect(address).expect("connecting");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("a read timeout");
+    send_and_receive(&stream, request).expect("the server closed the connection")
+}
+
+/// Sends `request` on `stream` and reads the reply frame; `None` when the
+/// server closed the connection instead.
+fn send_and_receive(mut stream: &TcpStream, request: &Request) -> Option<Response> {
+    use std::io::Write;
     let mut frame = Vec::new();
-    encode_frame(&request, 1 << 20, &mut frame).expect("encoding a request");
+    encode_frame(request, 1 << 20, &mut frame).expect("encoding a request");
     stream.write_all(&frame).ok()?;
     let mut body = Vec::new();
     match read_frame(&mut stream, 1 << 20, &mut body) {

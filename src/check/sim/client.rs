@@ -27,7 +27,7 @@ const OPERATION_DEADLINE_MS: u64 = 4000;
 const THINK_MS_MIN: u64 = 10;
 const THINK_MS_MAX: u64 = 250;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Request {
     Write { client_id: u64, request_id: u64, op: WriteOp },
     Read { key: String },
@@ -95,11 +95,7 @@ impl World {
         let client = &mut self.clients[index];
         let operation = client.operation.as_ref().expect("an operation is under way");
         if now >= operation.deadline_ms {
-            // Given up: a write's outcome stays unknown (it may still apply).
-            self.trace(|| format!("client {index} gives up"));
-            self.clients[index].operation = None;
-            let think = self.rng.between(THINK_MS_MIN, THINK_MS_MAX);
-            self.schedule(think, Event::ClientNext(index));
+            self.give_up(index);
             return;
         }
         if client.view.is_none() {
@@ -127,6 +123,10 @@ impl World {
         };
         self.trace(|| format!("client {index} attempt {attempt} -> s{server}: {request:?}"));
         let delay = self.rng.between(0, 3);
+        if let Some(late_ms) = self.trap_on_request(server, &request) {
+            let copy = request.clone();
+            self.schedule(delay + late_ms, Event::Request { server, client: index, attempt, request: copy });
+        }
         self.schedule(delay, Event::Request { server, client: index, attempt, request });
         self.schedule(ATTEMPT_TIMEOUT_MS, Event::AttemptTimeout { client: index, attempt });
     }
@@ -194,6 +194,12 @@ impl World {
                 record.observed = current.map(|bytes| decode_value(&bytes));
             }
             Reply::Read(value) => record.observed = value.map(|bytes| decode_value(&bytes)),
+            Reply::Written(Outcome::Declined(Decline::Earlier)) => {
+                // Declined, but what the decision saw is not told: recorded
+                // as of unknown outcome, which allows more than happened.
+                self.give_up(index);
+                return;
+            }
             Reply::Written(Outcome::Declined(Decline::WrongType(_))) | Reply::Refused(_) => {
                 self.retry(index, attempt);
                 return;
@@ -211,6 +217,15 @@ impl World {
         if self.clients[index].attempt == attempt && self.clients[index].operation.is_some() {
             self.retry(index, attempt);
         }
+    }
+
+    /// The client goes on to its next operation without an answer to this
+    /// one: a write's outcome stays unknown (it may still apply).
+    fn give_up(&mut self, index: usize) {
+        self.trace(|| format!("client {index} gives up"));
+        self.clients[index].operation = None;
+        let think = self.rng.between(THINK_MS_MIN, THINK_MS_MAX);
+        self.schedule(think, Event::ClientNext(index));
     }
 
     /// The attempt failed: read the chain again and retry after a pause.

@@ -211,7 +211,7 @@ mod tests {
     /// deterministic scenario test that fails without its fix (in
     /// `chain/scenarios.rs`, named after what must hold; the simulator's
     /// own bug in `crash.rs`).
-    const FOUND: [(u64, &str); 14] = [
+    const FOUND: [(u64, &str); 15] = [
         (10957441510175221598, "a server that left while the chain went on restarted it from its old table"),
         (2, "the same, after a total outage"),
         (2785660778863579421, "a recovering server wrote itself into the commit record"),
@@ -227,6 +227,7 @@ mod tests {
         // Found by swarm testing (their schedules no longer replay exactly).
         (15105407662674955323, "a commit record asked for in one session was written in the next"),
         (16800652102583353293, "a tail in an older view committed writes routed around a removed member"),
+        (5825337620275552581, "a late copy of a declined cas was decided again and swapped"),
     ];
 
     #[test]
@@ -257,30 +258,31 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 23] = [
+        const PINS: [(&str, u64, u64); 24] = [
             ("commit-early", 1, 1),
-            ("skip-predecessor-check", 3333, 24),
-            ("stale-read", 1, 5),
+            ("skip-predecessor-check", 1, 346),
+            ("stale-read", 1, 2),
             ("skip-peer-auth", 1, 1),
-            ("skip-link-check", 222, 74),
-            ("skip-applied-epoch-check", 3333, 15),
-            ("skip-commit-record-check", 222, 9),
-            ("skip-lease-check", 222, 70),
-            ("write-anywhere", 222, 15),
-            ("skip-exactly-once", 222, 1),
-            ("skip-hand-over-check", 1, 64),
-            ("record-from-non-tail", 222, 98),
-            ("replicate-without-chain-state", 222, 450),
-            ("resume-past-applied", 3333, 47),
-            ("commit-after-hand-over", 1, 16),
+            ("skip-link-check", 1, 84),
+            ("skip-applied-epoch-check", 1, 18),
+            ("skip-commit-record-check", 222, 16),
+            ("write-anywhere", 222, 20),
+            ("skip-exactly-once", 1, 1),
+            ("skip-hand-over-check", 3333, 204),
+            ("record-from-non-tail", 1, 21),
+            ("replicate-without-chain-state", 222, 154),
+            ("resume-past-applied", 3333, 5),
+            ("commit-after-hand-over", 222, 7),
             ("cas-at-tail", 1, 1),
-            ("evict-without-proof", 1, 156),
+            ("answer-decline-at-once", 1, 35),
+            ("redecide-declined-retry", 222, 49),
+            ("evict-without-proof", 222, 279),
             ("ack-before-fsync", 1, 1),
             ("commit-before-upstream-sync", 1, 1),
-            ("replay-skips-record", 3333, 2),
+            ("replay-skips-record", 222, 3),
             ("resume-past-divergence", 222, 8),
-            ("lease-without-heartbeat", 1, 3),
-            ("evict-before-lease", 1, 115),
+            ("lease-without-heartbeat", 1, 1),
+            ("evict-before-lease", 222, 70),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()

@@ -13,10 +13,12 @@
 //! whole-chain restart. Every choice comes from the world's generator, so a
 //! seed still replays event for event.
 
+use super::client::Request;
 use super::crash::may_crash;
 use super::disk::RESTART_MS;
 use super::server::{LinkMessage, server_of};
 use super::world::{Event, SESSION_TIMEOUT_MS, World};
+use crate::chain::WriteOp;
 use crate::check::history::Fault;
 use crate::check::random::SplitMix64;
 use crate::limits::SUSPECT_REMOVAL_AFTER_MS;
@@ -63,9 +65,11 @@ enum Kind {
     /// Every live server loses its session at once (in a durable run, or
     /// crashes and restarts on its disk).
     ChainRestart,
+    /// Trap: the next cas expecting an absent key arrives a second time, late.
+    LateCopy,
 }
 
-const KINDS: [Kind; 13] = [
+const KINDS: [Kind; 14] = [
     Kind::Crash,
     Kind::Join,
     Kind::Pause,
@@ -79,6 +83,7 @@ const KINDS: [Kind; 13] = [
     Kind::ReplacedLink,
     Kind::TailCutAfterViewChange,
     Kind::ChainRestart,
+    Kind::LateCopy,
 ];
 
 /// An aimed fault waiting for its moment.
@@ -94,6 +99,10 @@ pub enum Trap {
     /// When the view's epoch passes this one: cut the new tail off from
     /// ZooKeeper for longer than a session.
     ViewChange { epoch: u64 },
+    /// The next cas expecting an absent key is delivered again this much later, as
+    /// an attempt left in a paused server's socket buffer is read when it
+    /// resumes, long after its client saw an answer and went on.
+    LateCopy { delay_ms: u64 },
 }
 
 /// Who loses what in a [`Trap::HandOver`].
@@ -238,6 +247,10 @@ impl World {
             }
             Kind::TailCutAfterViewChange => self.arm(Trap::ViewChange { epoch: self.zk.view().epoch }),
             Kind::ChainRestart => self.chain_restart(&live),
+            Kind::LateCopy => {
+                let delay_ms = self.rng.between(100, 2 * SESSION_TIMEOUT_MS);
+                self.arm(Trap::LateCopy { delay_ms });
+            }
         }
         let (low, high) = self.swarm.gap_ms;
         let next = self.rng.between(low, high);
@@ -382,6 +395,23 @@ impl World {
             }
             _ => (0, false),
         }
+    }
+
+    /// Springs a late-copy trap aimed at `request`, about to be sent to
+    /// `server`: how much later its copy arrives.
+    pub(super) fn trap_on_request(&mut self, server: usize, request: &Request) -> Option<u64> {
+        let (Some(Trap::LateCopy { delay_ms }), Request::Write { op, .. }) = (self.trap, request) else {
+            return None;
+        };
+        // A cas expecting the key absent is often declined, and its copy
+        // can swap once a delete makes the key absent again (values are
+        // unique in a run, so a cas expecting a value never matches again).
+        if !matches!(op, WriteOp::Cas { expected: None, .. }) {
+            return None;
+        }
+        self.trap = None;
+        self.fault(format!("deliver a copy of the next request to s{server} {delay_ms} ms late"), None);
+        Some(delay_ms)
     }
 
     /// A session lost during the hand-over from `giver` to `joiner`.
