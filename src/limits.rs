@@ -678,6 +678,17 @@ pub const SNAPSHOT_CHECK_PERIOD: Duration = Duration::from_millis(200);
 /// Keys per chunk of a snapshot file (one record each).
 pub const SNAPSHOT_CHUNK_KEYS: usize = 4096;
 
+/// Writes a durable member keeps after applying them, so that a member
+/// restarting on its disk can rejoin behind it by receiving only the writes
+/// it missed instead of the whole table (see `chain::rejoin`): a restart
+/// takes a second or two, and 16,384 writes cover that at about the rate a
+/// durable chain of three takes on this machine. Beyond it, a snapshot.
+pub const REJOIN_WRITES_MAX: usize = 16_384;
+
+/// Bytes of keys and values those writes hold at most: with large values
+/// this, not the count, bounds them (a cost every durable member pays).
+pub const REJOIN_WRITES_BYTES_MAX: u64 = 16 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! `table-check` end to end: a deliberately broken chain (servers answering
 //! reads in any role, clients reading anywhere) must be caught, and a saved
 //! history must give the same verdict offline; a healthy chain passes, also
-//! under network partitions where namespaces can be made.
+//! under network partitions where namespaces can be made, and a durable one
+//! under whole-chain crashes.
 
 use std::process::Command;
 
@@ -58,6 +59,19 @@ fn a_healthy_chain_passes_a_short_run() {
     let (code, stdout) = table_check(&["--duration", "8", "--nemesis", "kill,pause", "--clients", "3"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("PASS"), "{stdout}");
+}
+
+/// `table-check --durable`: every server on a data directory of its own,
+/// killed one at a time or all at once (`crash-all`) and restarted on it,
+/// under load; every acknowledged write must still be there.
+#[test]
+fn a_durable_chain_passes_whole_chain_crashes() {
+    let (code, stdout) =
+        table_check(&["--durable", "--duration", "15", "--nemesis", "crash-all,kill", "--seed", "3"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("PASS"), "{stdout}");
+    let crashes = stdout.matches("kill -9 every server at once, restarted on their data directories").count();
+    assert!(crashes >= 2, "{crashes} whole-chain crashes in 15 s:\n{stdout}");
 }
 
 /// Whether this machine can make network namespaces (root and iproute2).

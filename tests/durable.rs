@@ -334,7 +334,8 @@ fn a_member_restarted_rejoins_and_a_whole_chain_killed_at_once_restarts_with_eve
         })
         .collect();
     // One member killed and restarted on its directory under load: it
-    // recovers, rejoins, and its log takes the state transfer it receives.
+    // recovers and rejoins (resumed from its own table, or by a state
+    // transfer that its log then takes).
     thread::sleep(Duration::from_millis(1000));
     servers[2].kill();
     let args = durable_member_args(&zookeeper, &dirs[2]);
@@ -458,4 +459,50 @@ fn batch_syncs_once_per_batch_always_once_per_write_and_everysec_once_a_second()
     assert!(syncs >= writes, "--fsync always: {syncs} syncs for {writes} writes");
     let (syncs, writes) = syncs_under_load("everysec");
     assert!(syncs <= 2 && writes > 100, "--fsync everysec: {syncs} syncs for {writes} writes in 0.7 s");
+}
+
+/// A member killed and restarted on its directory, holding many keys,
+/// rejoins behind the tail by receiving only the writes it missed: its
+/// `stats` show a resumed rejoin and no state transfer received, and as the
+/// new tail it holds every key (issue 21: "rejoins the chain sending only
+/// what it lacks").
+#[test]
+fn a_restarted_member_holding_many_keys_rejoins_without_a_state_transfer() {
+    const KEYS: usize = 20_000;
+    let zookeeper = common::start_zookeeper();
+    let dirs: Vec<Scratch> = (0..3).map(|index| Scratch::new(&format!("rejoin{index}"))).collect();
+    let mut servers: Vec<ServerProcess> = dirs
+        .iter()
+        .enumerate()
+        .map(|(index, dir)| {
+            let args = durable_member_args(&zookeeper, dir);
+            let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+            common::chain::start_member(&zookeeper, index == 0, &args)
+        })
+        .collect();
+    wait_for_ready_chain(&servers);
+    let options = ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    let mut client = Client::chain(&zookeeper.address(), "/chain", options).expect("a chain client");
+    let keys: Vec<String> = (0..KEYS).map(|index| format!("k{index:06}")).collect();
+    for batch in keys.chunks(1000) {
+        let pairs: Vec<(String, Vec<u8>)> = batch.iter().map(|key| (key.clone(), vec![b'v'; 100])).collect();
+        client.mset(&pairs).expect("an mset");
+    }
+    // The middle member goes; the chain goes on without it.
+    servers[1].kill();
+    let later: Vec<String> = (0..200).map(|index| format!("later{index:03}")).collect();
+    for key in &later {
+        client.put(key, key.as_bytes()).expect("a put while a member is down");
+    }
+    let args = durable_member_args(&zookeeper, &dirs[1]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    servers[1] = start_server(64, &args);
+    wait_for_ready_chain(&servers);
+    let statistics = servers[1].stats().expect("the restarted member's stats");
+    assert_eq!(statistics.rejoins_resumed, 1, "rejoined from its own table");
+    assert_eq!(statistics.state_transfers_received, 0, "no state transfer");
+    assert_eq!(statistics.role, "tail", "it joined at the end and was handed the tail role");
+    let mut tail = client_of(&servers[1]);
+    assert_eq!(tail.size().expect("its size"), (KEYS + later.len()) as u64);
+    assert_all_read(&mut tail, &later);
 }

@@ -85,6 +85,7 @@ impl ChainNode {
     pub(super) fn history_cleared(&mut self, effects: &mut impl Effects) {
         self.history += 1;
         self.synced = 0;
+        self.forget_written();
         effects.act(Action::HistoryCleared);
         if self.durable {
             self.log_durable(Durable::Reset, effects);
@@ -170,6 +171,7 @@ impl ChainNode {
                 self.last_applied = 0;
                 self.applied_epoch = 0;
                 self.generation = 0;
+                self.forget_written();
             }
             Durable::Chunk(chunk) => {
                 // Logged before it was installed, so its history is ours.
@@ -188,6 +190,7 @@ impl ChainNode {
                     ));
                 }
                 self.generation = generation;
+                self.note_written(&write);
                 if !self.enforces(Check::ReplayWhole) && write.sequence % 4 == 0 {
                     // The injected bug: counted, not applied.
                     self.last_applied = write.sequence;

@@ -92,6 +92,9 @@ pub enum Check {
     KeepRecoverable,
     /// Recovery applies every write its log holds.
     ReplayWhole,
+    /// A rejoining member's table is resumed only when its last write is
+    /// the chain's (see `rejoin`).
+    RejoinIdentity,
     /// A tail with a predecessor answers reads only under the read lease
     /// its predecessor's heartbeats renew (see `lease`).
     ReadLease,
@@ -102,7 +105,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 31] = [
+    pub const ALL: [Check; 32] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -132,6 +135,7 @@ impl Check {
         Check::UpstreamSynced,
         Check::KeepRecoverable,
         Check::ReplayWhole,
+        Check::RejoinIdentity,
         Check::ReadLease,
         Check::LeaseExpiry,
     ];
@@ -212,6 +216,10 @@ impl Check {
             Check::ReplayWhole => {
                 ("replay-skips-record", "recovery counts every fourth logged write without applying it")
             }
+            Check::RejoinIdentity => (
+                "resume-past-divergence",
+                "a restarted member is resumed after its last write without checking the chain holds that write",
+            ),
             Check::ReadLease => {
                 ("lease-without-heartbeat", "a tail answers reads without a lease renewed by its predecessor")
             }
@@ -275,7 +283,11 @@ impl Check {
     pub fn of_durability(self) -> bool {
         matches!(
             self,
-            Check::SyncedCommit | Check::UpstreamSynced | Check::KeepRecoverable | Check::ReplayWhole
+            Check::SyncedCommit
+                | Check::UpstreamSynced
+                | Check::KeepRecoverable
+                | Check::ReplayWhole
+                | Check::RejoinIdentity
         )
     }
 
@@ -321,6 +333,7 @@ mod tests {
             include_str!("eviction.rs"),
             include_str!("lease.rs"),
             include_str!("durable.rs"),
+            include_str!("rejoin.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];
         for check in Check::ALL {

@@ -40,8 +40,10 @@ pub enum Aim {
 #[derive(Debug, PartialEq)]
 pub enum Start {
     /// The successor holds our history up to `after`: resend the Sent
-    /// list's writes after it ([`Downlink::resend`]), then stream.
-    Resume { after: u64 },
+    /// list's writes after it ([`Downlink::resume_frames`]), then stream.
+    /// `rejoin`: the successor asked for a snapshot but offered its own
+    /// table, which we resume (see `rejoin`): the first frame says so.
+    Resume { after: u64, rejoin: bool },
     /// Send the table as of this point first (copied before the node's next
     /// event), then stream.
     Snapshot(SnapshotPoint),
@@ -145,18 +147,25 @@ impl Downlink {
 
     /// The successor answered our hello: resume from the Sent list if it
     /// holds everything the successor lacks (and no new stream began since,
-    /// `continuous`), else a snapshot. Never resumes past what the
-    /// successor applied.
+    /// `continuous`); or resume a rejoining successor's own table from the
+    /// writes we kept, if it is a prefix of ours ([`ChainNode::rejoin_writes`]);
+    /// else a snapshot. Never resumes past what the successor applied.
     pub fn welcomed(&mut self, welcome: &Welcome, continuous: bool, node: &ChainNode, now_ms: u64) -> Start {
         self.last_frame_ms = now_ms;
         self.heard.heard(now_ms);
         let resumable =
             continuous && !welcome.wants_snapshot && self.sent.can_resume_after(welcome.last_applied);
         if resumable && !node.enforces(Check::ResumePoint) {
-            return Start::Resume { after: self.sent.last_sent() };
+            return Start::Resume { after: self.sent.last_sent(), rejoin: false };
         }
         if resumable {
-            return Start::Resume { after: welcome.last_applied };
+            return Start::Resume { after: welcome.last_applied, rejoin: false };
+        }
+        let after = welcome.last_applied;
+        let rejoin = welcome.rejoin.filter(|_| welcome.wants_snapshot);
+        if let Some(writes) = rejoin.and_then(|offer| node.rejoin_writes(after, &offer)) {
+            self.sent.restart_with(node.stream(), after, writes);
+            return Start::Resume { after, rejoin: true };
         }
         match node.snapshot_point() {
             Some(point) => {
@@ -167,9 +176,22 @@ impl Downlink {
         }
     }
 
-    /// The writes to resend after `after` (see [`Start::Resume`]).
-    pub fn resend(&self, after: u64) -> impl Iterator<Item = &Write> {
-        self.sent.after(after)
+    /// The frames that resume a link after `after` (see [`Start::Resume`]):
+    /// the Sent list's writes after it, `batch_max` a frame; a rejoin's
+    /// first frame (sent even without writes) says where it resumes.
+    pub fn resume_frames(&self, after: u64, rejoin: bool, batch_max: usize) -> Vec<Downstream> {
+        let writes: Vec<Write> = self.sent.after(after).cloned().collect();
+        let mut frames: Vec<Downstream> = writes
+            .chunks(batch_max.max(1))
+            .map(|batch| Downstream { writes: batch.to_vec(), ..Downstream::new() })
+            .collect();
+        if rejoin {
+            if frames.is_empty() {
+                frames.push(Downstream::new());
+            }
+            frames[0].resumed_after = Some(after);
+        }
+        frames
     }
 
     /// The successor's cumulative ack arrived.
@@ -300,8 +322,8 @@ impl Uplink {
     }
 
     /// One frame from the predecessor, arrived at `now_ms`, in the order
-    /// its parts must be applied: read lease, snapshot chunk, writes,
-    /// hand-over mark. An empty frame (a heartbeat) is checked too, so a
+    /// its parts must be applied: resume of our own table, read lease,
+    /// snapshot chunk, writes, hand-over mark. An empty frame (a heartbeat) is checked too, so a
     /// predecessor replaced in the view is cut off even when it has nothing
     /// to send.
     pub fn receive(
@@ -314,6 +336,9 @@ impl Uplink {
     ) -> Result<(), Refusal> {
         let (sender, link) = (self.sender.as_str(), self.link);
         node.check_link(sender, link)?;
+        if let Some(after) = frame.resumed_after {
+            node.rejoin_resumed(sender, link, after, effects)?;
+        }
         if let Some(stamp_ms) = frame.lease_echo_ms {
             node.lease_echoed(stamp_ms, now_ms);
         }

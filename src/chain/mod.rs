@@ -59,6 +59,7 @@ pub mod liveness;
 mod membership;
 pub mod node;
 pub mod registration;
+pub mod rejoin;
 mod replicate;
 #[cfg(test)]
 mod scenarios;

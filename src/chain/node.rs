@@ -26,6 +26,7 @@ use super::expiry::Deadlines;
 use super::injected::{self, Check};
 use super::lease::ReadLease;
 use super::lifecycle::Lifecycle;
+use super::rejoin::{Recent, RejoinOffer, WriteId};
 use super::uncommitted::Uncommitted;
 use crate::limits::{CLIENT_RECORD_BYTES, ENTRY_OVERHEAD_BYTES};
 use crate::proto::{ClientRecord, ErrorCode, SnapshotChunk, Write};
@@ -91,6 +92,8 @@ pub struct Welcome {
     pub last_applied: u64,
     /// Our table is not (yet) the chain's: send a snapshot first.
     pub wants_snapshot: bool,
+    /// Unless our history can be resumed (see `rejoin`).
+    pub rejoin: Option<RejoinOffer>,
 }
 
 /// Where a snapshot for a successor is taken (see
@@ -109,6 +112,8 @@ pub struct SnapshotPoint {
     /// ended right after its snapshot restart the chain from a table of
     /// "generation 0", as if it held none of the chain's writes).
     pub generation: u64,
+    /// The name of the write at `sequence`, if known (see `rejoin`).
+    pub last: Option<WriteId>,
 }
 
 impl SnapshotPoint {
@@ -120,6 +125,9 @@ impl SnapshotPoint {
         chunk.write_epoch = self.write_epoch;
         chunk.generation = self.generation;
         chunk.total_keys = total_keys;
+        if let Some(last) = self.last {
+            (chunk.last_origin_epoch, chunk.last_digest) = (last.origin, last.digest);
+        }
         chunk
     }
 }
@@ -256,6 +264,13 @@ pub struct ChainNode {
     pub(super) evictions: Evictions,
     /// The read lease our predecessor's heartbeats renew (see `lease`).
     pub(super) read_lease: ReadLease,
+    /// Durable only: the name of our last write, if known, and the writes
+    /// we applied last, so that a member restarting on its disk can rejoin
+    /// behind us without a state transfer (see `rejoin`).
+    pub(super) last_written: Option<WriteId>,
+    pub(super) recent: Recent,
+    /// Times we rejoined by resuming our own table (see `rejoin`).
+    pub(super) rejoins_resumed: u64,
 }
 
 impl ChainNode {
@@ -294,6 +309,9 @@ impl ChainNode {
             history: 0,
             evictions: Evictions::default(),
             read_lease: ReadLease::default(),
+            last_written: None,
+            recent: Recent::default(),
+            rejoins_resumed: 0,
         }
     }
 
@@ -379,6 +397,7 @@ impl ChainNode {
             return;
         }
         let copy = self.forwards().then(|| write.clone());
+        self.note_written(&write);
         self.log_durable(Durable::Write { generation: self.generation, write }, effects);
         if let Some(write) = copy {
             effects.act(Action::Forward { stream: self.stream, write });

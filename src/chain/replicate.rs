@@ -165,6 +165,7 @@ impl ChainNode {
             link: self.current_link,
             last_applied: self.last_applied,
             wants_snapshot: joining || self.installing,
+            rejoin: self.rejoin_offer(),
         })
     }
 
@@ -187,6 +188,7 @@ impl ChainNode {
             clients: self.clients.all(),
             deadlines: self.deadlines.all(),
             generation: self.generation,
+            last: self.last_written(),
         }
     }
 
@@ -291,6 +293,9 @@ impl ChainNode {
             self.log_durable(Durable::Chunk(chunk.clone()), effects);
         }
         self.applied_epoch = self.applied_epoch.max(chunk.write_epoch);
+        if chunk.last {
+            self.note_installed(&chunk);
+        }
         for entry in chunk.entries {
             store.apply(&entry.key, Some(entry.value));
         }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use super::bootstrap::{self, Bootstrap, Holding};
 use super::eviction::{Evidence, Hold};
 use super::injected::Check;
-use super::link::{Ack, Uplink};
+use super::link::{Ack, Downlink, Start, Uplink};
 use super::{
     Action, ChainNode, Decline, NodeConfig, Outcome, ReadKeys, Refusal, Role, Welcome, WriteOp, WriteReceipt,
 };
@@ -495,6 +495,29 @@ impl Chain {
 
     fn heartbeat(&mut self, from: u64, to: u64) {
         self.heartbeat_at(from, to, NOW_MS, NOW_MS).expect("a heartbeat from the predecessor");
+    }
+
+    /// `from` opens a link to `to` in view `epoch` through both ends of
+    /// the core's link, and `to`'s welcome decides how it starts: a resume
+    /// (its frames delivered) or a snapshot (left to the caller).
+    fn open_link(&mut self, from: u64, to: u64, epoch: u64) -> Start {
+        let mut hello = ReplicaHello::new();
+        (hello.sender, hello.receiver, hello.epoch) = (self.s(from).name(), self.s(to).name(), epoch);
+        let receiver = self.s(to);
+        let (mut uplink, welcome) =
+            Uplink::accept(&mut receiver.node, &hello).expect("a link from our predecessor");
+        receiver.links.insert(from, welcome.link);
+        let mut downlink = Downlink::default();
+        downlink.aim(&self.s(from).node);
+        let start = downlink.welcomed(&welcome, true, &self.s(from).node, NOW_MS);
+        if let Start::Resume { after, rejoin } = start {
+            let receiver = self.s(to);
+            for frame in downlink.resume_frames(after, rejoin, 1) {
+                let (node, store, actions) = (&mut receiver.node, &mut receiver.store, &mut receiver.actions);
+                uplink.receive(node, frame, NOW_MS, store, actions).expect("resumed frames apply");
+            }
+        }
+        start
     }
 
     /// A write from `head` down the chain `path` and the acks back up.
@@ -1495,5 +1518,79 @@ fn a_recoverable_table_is_not_replaced_by_a_joiners_older_snapshot() {
         let refused = taken.expect_err("an older snapshot from a joiner is refused");
         assert_eq!(refused.code, ErrorCode::ERR_UNAVAILABLE);
         assert_eq!(chain.s(2).node.recoverable_history(), Some(second), "its table is kept");
+    }
+}
+
+// ---- durability (issue 21, phase 3): rejoining without a state transfer ----
+
+/// Durable servers 1 (head) and 2 commit write 1; then server 1 is fenced
+/// (as a restart on its disk leaves it: its table, a complete history) with
+/// `unsent` applied and synced but never forwarded; server 2 goes on alone
+/// in view 4 and commits write 2 (b); server 1 registers again and is
+/// listed behind it in view 5.
+fn one_rejoins_behind(bug: Option<Check>, unsent: Option<&str>) -> Chain {
+    let mut chain = Chain::ready_with(&[1, 2], 3, Setup { bug, durable: true });
+    let first = chain.put(1, "a").expect("a put");
+    chain.forward(1, 2).expect("in order");
+    chain.s(1).syncs(first);
+    chain.s(2).syncs(first);
+    chain.report_synced(1, 2);
+    chain.ack(2, 1);
+    assert_eq!(chain.s(1).committed(), first);
+    if let Some(key) = unsent {
+        let sequence = chain.put(1, key).expect("the head applies it");
+        chain.s(1).syncs(sequence);
+        chain.s(1).take_forwarded();
+    }
+    chain.s(1).loses_session();
+    chain.settle(4, &[(2, Ready)]);
+    let second = chain.put(2, "b").expect("the new head takes a put");
+    chain.s(2).syncs(second);
+    assert_eq!(chain.s(2).committed(), second);
+    let applied = chain.s(1).applied();
+    assert_eq!(chain.s(1).registers(5), recovering(applied));
+    chain.settle(5, &[(2, Ready), (1, recovering(applied))]);
+    chain
+}
+
+/// A member that rejoins with its own table (restarted on its disk, or
+/// fenced) behind a predecessor that kept the writes it lacks is sent only
+/// those, not a snapshot, and is handed the tail role as after a state
+/// transfer.
+#[test]
+fn a_rejoining_member_is_sent_only_the_writes_it_lacks() {
+    let mut chain = one_rejoins_behind(None, None);
+    assert_eq!(chain.open_link(2, 1, 5), Start::Resume { after: 1, rejoin: true });
+    assert_eq!(chain.s(1).applied(), 2, "write 2 resent");
+    assert_eq!(chain.s(1).store.get("b").map(Vec::as_slice), Some(&b"b"[..]));
+    assert_eq!(chain.s(1).node.rejoins_resumed(), 1);
+    chain.hand_over(2, 1).expect("caught up: handed over as after a state transfer");
+    assert!(chain.s(1).announced_ready());
+}
+
+/// Not so when its last write was never committed and the chain gave that
+/// number to another write (a head that crashed before forwarding what it
+/// synced): resumed, it would keep a write no one else has and lack the
+/// chain's (the names of the two writes differ: see `rejoin`). It gets a
+/// snapshot. Pins `resume-past-divergence`.
+#[test]
+fn a_rejoining_member_whose_last_write_the_chain_replaced_gets_a_snapshot() {
+    for bug in [None, Some(Check::RejoinIdentity)] {
+        let mut chain = one_rejoins_behind(bug, Some("lost"));
+        assert_eq!(chain.s(1).applied(), 2, "write 2 is \"lost\" here, \"b\" in the chain");
+        let start = chain.open_link(2, 1, 5);
+        if bug.is_some() {
+            assert_eq!(
+                start,
+                Start::Resume { after: 2, rejoin: true },
+                "the bug resumes past the divergence"
+            );
+            assert!(chain.s(1).store.contains_key("lost") && !chain.s(1).store.contains_key("b"));
+            continue;
+        }
+        assert!(matches!(start, Start::Snapshot(_)), "{start:?}");
+        chain.transfer_state(2, 1).expect("the snapshot replaces the diverged table");
+        assert!(!chain.s(1).store.contains_key("lost") && chain.s(1).store.contains_key("b"));
+        assert_eq!(chain.s(1).node.rejoins_resumed(), 0);
     }
 }

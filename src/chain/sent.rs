@@ -115,6 +115,16 @@ impl SentList {
         self.stream = Some(stream);
     }
 
+    /// A rejoining successor's own table, up to `after`, is resumed in
+    /// `stream`: the list restarts there, holding `writes` (the ones after
+    /// it, in order) to be resent.
+    pub fn restart_with(&mut self, stream: u64, after: u64, writes: Vec<Write>) {
+        self.restart_at(stream, after);
+        for write in writes {
+            assert!(self.push(stream, write), "one stream");
+        }
+    }
+
     /// The last write sent (or covered by the snapshot sent), 0 if none.
     pub fn last_sent(&self) -> u64 {
         self.range.map_or(0, |(_, last)| last)

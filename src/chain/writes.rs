@@ -326,6 +326,7 @@ impl ChainNode {
             write.request_id = request_id;
             write.sequence = self.last_applied + 1;
             write.epoch = self.view_epoch;
+            write.origin_epoch = self.view_epoch;
             write
         })
     }

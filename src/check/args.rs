@@ -50,8 +50,12 @@ options:
                           shard map; clients route each key to its chain (default 1: no map;
                           more than one: no watcher)
   --seed <n>              workload and fault schedule seed (default: random, printed)
-  --nemesis <list>        faults from kill,pause,join,zk,partition, or none (default
-                          kill,pause,join); partition needs root and ip netns
+  --nemesis <list>        faults from kill,pause,join,zk,partition,crash-all, or none
+                          (default kill,pause,join; with --durable also crash-all);
+                          partition needs root and ip netns, crash-all --durable
+  --durable               every server has a data directory (--data-dir): a killed server
+                          restarts on it, and crash-all kills every server at once and
+                          restarts them all; no acknowledged write may be lost
   --zk-timeout-ms <ms>    the servers' ZooKeeper session timeout (default 1000)
   --zk <hosts>            attach to an existing chain: no faults
   --secret-file <path>    with --zk: that chain's client secret (default: $CHAINTABLE_SECRET_FILE)
@@ -257,8 +261,9 @@ pub fn parse_check_args(
         "logs",
         "secret-file",
         "tls-ca",
+        "durable",
     ];
-    let parsed = parse_args(args, &known, &[], |_, _| false)?;
+    let parsed = parse_args(args, &known, &["durable"], |_, _| false)?;
     match parsed.positionals.as_slice() {
         [] => {}
         [verb, file] if verb == "verify" => {
@@ -286,9 +291,15 @@ pub fn parse_check_args(
         think_max: Duration::from_millis(2),
         log_dir: None,
         client: ClientOptions::default(),
+        durable: false,
     };
     let mut history = None;
     let (mut secret_file, mut tls_ca) = (None, None);
+    let durable = parsed.options.iter().any(|(name, _)| name == "durable");
+    if durable {
+        config.durable = true;
+        config.nemesis.push(FaultKind::CrashAll);
+    }
     for (name, value) in &parsed.options {
         match name.as_str() {
             "duration" => config.duration = Duration::from_secs(positive(name, value)?),
@@ -309,6 +320,7 @@ pub fn parse_check_args(
             "logs" => config.log_dir = Some(PathBuf::from(value)),
             "secret-file" => secret_file = Some(PathBuf::from(value)),
             "tls-ca" => tls_ca = Some(PathBuf::from(value)),
+            "durable" => {}
             "think-ms" => config.think_max = Duration::from_millis(number(name, value)?),
             "broken" => match text(name, value)?.as_str() {
                 "stale-reads" => config.broken_reads = true,
@@ -335,6 +347,12 @@ pub fn parse_check_args(
         if config.broken_reads {
             return Err("--broken needs a chain table-check starts itself (not --zk)".to_owned().into());
         }
+    }
+    if config.nemesis.contains(&FaultKind::CrashAll) && !config.durable {
+        return Err("crash-all needs --durable (only data directories survive it)".to_owned().into());
+    }
+    if config.durable && (config.attach.is_some() || config.chains > 1) {
+        return Err("--durable starts one chain of its own (not with --zk or --chains)".to_owned().into());
     }
     let survivable = config.nemesis.iter().all(|kind| *kind == FaultKind::Zk) || config.nodes >= 2;
     if !survivable {
@@ -398,6 +416,14 @@ mod tests {
         assert!(parse_check_args(args(&["--nodes", "1", "--nemesis", "zk"]), 1).is_ok());
         assert!(parse_check_args(args(&["--broken", "everything"]), 1).is_err());
         assert!(parse_check_args(args(&["--zk", "h:1", "--broken", "stale-reads"]), 1).is_err());
+        assert!(parse_check_args(args(&["--nemesis", "crash-all"]), 1).is_err(), "crash-all needs --durable");
+        let Ok(CheckCommand::Run { config, .. }) = parse_check_args(args(&["--durable"]), 1) else {
+            panic!("expected a run");
+        };
+        assert!(config.durable);
+        let expected = [FaultKind::Kill, FaultKind::Pause, FaultKind::Join, FaultKind::CrashAll];
+        assert_eq!(config.nemesis, expected, "crash-all joins the default faults");
+        assert!(parse_check_args(args(&["--durable", "--nemesis", "crash-all"]), 1).is_ok());
     }
 
     #[test]

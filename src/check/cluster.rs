@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::disks::DataDirs;
 use super::netns::{NetHost, TestNetwork};
 use super::secrets::ClusterSecrets;
 use crate::client::connection::ClientOptions;
@@ -58,6 +59,8 @@ pub struct ServerProcess {
     net_host: Option<NetHost>,
     /// In a [`Cluster`] of several chains, the index of this server's.
     pub chain: usize,
+    /// Its `--data-dir` in a durable [`Cluster`]: a restart reuses it.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -141,6 +144,7 @@ impl ServerProcess {
             log_file: None,
             net_host,
             chain: 0,
+            data_dir: None,
         };
         server.address = server.await_address(&address_file)?;
         Ok(server)
@@ -412,6 +416,9 @@ pub struct Cluster {
     log_dir: Option<PathBuf>,
     /// The peer and client secrets every server is started with.
     pub secrets: ClusterSecrets,
+    /// `--durable`: every server's data directory is made in here (removed
+    /// after every server stopped).
+    pub(super) data_dirs: Option<DataDirs>,
     /// With the partition nemesis: the network the servers' namespaces hang
     /// off. Declared last so it is removed after every server.
     network: Option<TestNetwork>,
@@ -429,6 +436,7 @@ impl Cluster {
         server_args: &[String],
         log_dir: Option<PathBuf>,
         network: Option<TestNetwork>,
+        durable: bool,
     ) -> io::Result<Cluster> {
         if let Some(directory) = &log_dir {
             std::fs::create_dir_all(directory)?;
@@ -447,6 +455,7 @@ impl Cluster {
                 Vec::new()
             },
             log_dir,
+            data_dirs: if durable { Some(DataDirs::create()?) } else { None },
             network,
         };
         for chain in 0..chains.max(1) {
@@ -463,14 +472,30 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts one more server in chain `chain` (0 with one chain) and waits
-    /// until it says it has joined.
+    /// Starts one more server in chain `chain` (0 with one chain), with a
+    /// new data directory if durable, and waits until it says it has joined.
     pub fn add_server(&mut self, chain: usize) -> io::Result<&ServerProcess> {
+        let data_dir = self.data_dirs.as_mut().map(DataDirs::new_dir);
+        let server = self.spawn(chain, data_dir)?;
+        if !server.wait_until_ready(CHECK_JOIN_TIMEOUT) {
+            return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
+        }
+        self.servers.push(server);
+        Ok(self.servers.last().expect("just pushed"))
+    }
+
+    /// Starts a server of chain `chain` on `data_dir` (if any), without
+    /// waiting for it to join.
+    pub(super) fn spawn(&self, chain: usize, data_dir: Option<PathBuf>) -> io::Result<ServerProcess> {
         let zookeeper = self.zookeeper.address();
         let mut args: Vec<&str> = vec![&zookeeper];
         args.extend(self.server_args.iter().map(String::as_str));
         if let Some(path) = self.chain_paths.get(chain) {
             args.extend(["--chain", path]);
+        }
+        let directory = data_dir.as_ref().map(|path| path.to_string_lossy().into_owned());
+        if let Some(directory) = &directory {
+            args.extend(["--data-dir", directory]);
         }
         let mut server = match &self.network {
             Some(network) => {
@@ -482,12 +507,8 @@ impl Cluster {
             let name = format!("server-{}-{}.log", server.address.replace(':', "-"), server.pid());
             server.save_log_on_stop(directory.join(name));
         }
-        if !server.wait_until_ready(CHECK_JOIN_TIMEOUT) {
-            return Err(io::Error::other(format!("{} did not join; log:\n{}", server.address, server.log())));
-        }
-        server.chain = chain;
-        self.servers.push(server);
-        Ok(self.servers.last().expect("just pushed"))
+        (server.chain, server.data_dir) = (chain, data_dir);
+        Ok(server)
     }
 
     pub fn addresses(&self) -> Vec<String> {

@@ -80,7 +80,7 @@ pub fn run(config: &FailoverConfig, interrupted: &AtomicBool) -> Result<Failover
     let server_args = vec!["--zk-timeout-ms".to_owned(), config.session_timeout.as_millis().to_string()];
     info!("starting ZooKeeper and a chain of 3 servers");
     let mut cluster =
-        Cluster::start(&config.server_binary, (3, 1), &server_args, config.log_dir.clone(), None)
+        Cluster::start(&config.server_binary, (3, 1), &server_args, config.log_dir.clone(), None, false)
             .map_err(|error| format!("cannot start the cluster: {error}"))?;
     let timeout = (config.session_timeout * 8).max(Duration::from_secs(5));
     let workload = Workload {

@@ -23,6 +23,7 @@ pub mod sim;
 // `cluster`'s public functions take and return `netns` types. Not library API.
 #[doc(hidden)]
 pub mod cluster;
+pub mod disks;
 pub mod failover;
 pub mod failover_report;
 pub mod history;

@@ -1,5 +1,7 @@
 //! The fault injector of `table-check`: on a seeded schedule it kills a
-//! server (and starts a fresh one that joins), pauses one past its session
+//! server (and starts a fresh one that joins, or, `--durable`, restarts it
+//! on its data directory), kills every server at once and restarts them on
+//! their directories (`--durable`), pauses one past its session
 //! timeout, adds a server (retiring the oldest), stops ZooKeeper for a
 //! while, or cuts a server off from ZooKeeper (and maybe from the other
 //! servers) while clients still reach it. One fault at a time, each only once every server is a ready
@@ -33,6 +35,9 @@ pub enum FaultKind {
     /// servers too, longer than its session timeout, but clients still
     /// reach it; then the network heals. Needs network namespaces.
     Partition,
+    /// kill -9 every server at once, then restart them all on their data
+    /// directories (`--durable` only).
+    CrashAll,
 }
 
 impl FromStr for FaultKind {
@@ -45,7 +50,8 @@ impl FromStr for FaultKind {
             "join" => Ok(FaultKind::Join),
             "zk" => Ok(FaultKind::Zk),
             "partition" => Ok(FaultKind::Partition),
-            other => Err(format!("unknown fault '{other}' (kill, pause, join, zk, partition)")),
+            "crash-all" => Ok(FaultKind::CrashAll),
+            other => Err(format!("unknown fault '{other}' (kill, pause, join, zk, partition, crash-all)")),
         }
     }
 }
@@ -58,12 +64,13 @@ impl fmt::Display for FaultKind {
             FaultKind::Join => "join",
             FaultKind::Zk => "zk",
             FaultKind::Partition => "partition",
+            FaultKind::CrashAll => "crash-all",
         };
         f.write_str(name)
     }
 }
 
-/// Parses `kill,pause,join,zk,partition`.
+/// Parses `kill,pause,join,zk,partition,crash-all`.
 pub fn parse_kinds(text: &str) -> Result<Vec<FaultKind>, String> {
     text.split(',').filter(|part| !part.is_empty()).map(str::parse).collect()
 }
@@ -103,7 +110,24 @@ impl Nemesis {
             let victim = random.below(cluster.servers.len() as u64) as usize;
             let start_us = self.clock.now_us();
             let result = match kind {
+                FaultKind::Kill if cluster.data_dirs.is_some() => {
+                    let address = cluster.servers[victim].address.clone();
+                    let result = cluster.restart_on_disk(victim);
+                    let description = format!("kill -9 {address}, restarted on its data directory");
+                    faults.push(Fault { start_us, end_us: Some(self.clock.now_us()), description });
+                    result.map(drop)
+                }
                 FaultKind::Kill => self.kill_and_replace(&mut cluster, victim, start_us, &mut faults),
+                FaultKind::CrashAll => {
+                    let result = cluster.crash_all();
+                    let description = "kill -9 every server at once, restarted on their data directories";
+                    faults.push(Fault {
+                        start_us,
+                        end_us: Some(self.clock.now_us()),
+                        description: description.into(),
+                    });
+                    result
+                }
                 FaultKind::Pause => {
                     let pause = self.longer_than_session(&mut random);
                     let server = &cluster.servers[victim];
@@ -244,5 +268,6 @@ mod tests {
         assert!(parse_kinds("").unwrap().is_empty());
         assert!(parse_kinds("kill,flood").is_err());
         assert_eq!(parse_kinds("partition,zk").unwrap(), vec![FaultKind::Partition, FaultKind::Zk]);
+        assert_eq!(parse_kinds("crash-all").unwrap(), vec![FaultKind::CrashAll]);
     }
 }

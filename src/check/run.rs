@@ -50,6 +50,8 @@ pub struct CheckConfig {
     pub think_max: Duration,
     /// Save every server's log here when it stops.
     pub log_dir: Option<PathBuf>,
+    /// `--durable`: every server has a data directory (see `disks`).
+    pub durable: bool,
     /// With `attach`: the client secret and TLS of that chain
     /// (`--secret-file`, `--tls-ca`). A chain table-check starts has
     /// secrets of its own.
@@ -104,6 +106,7 @@ pub fn run(config: &CheckConfig, interrupted: &AtomicBool) -> Result<Outcome, St
                 &server_args,
                 config.log_dir.clone(),
                 network,
+                config.durable,
             )
             .map_err(|error| format!("cannot start the cluster: {error}"))?;
             let hosts = cluster.zookeeper.address();

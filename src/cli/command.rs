@@ -496,6 +496,7 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
         ("state_transfers_received", statistics.state_transfers_received),
         ("state_transfers_sent", statistics.state_transfers_sent),
         ("fencings", statistics.fencings),
+        ("rejoins_resumed", statistics.rejoins_resumed),
         ("removals_by_proof", statistics.removals_by_proof),
         ("removals_by_lease", statistics.removals_by_lease),
         ("peer_auth_failures", statistics.peer_auth_failures),

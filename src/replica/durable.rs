@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use super::{AckWriter, Replica, TableStore};
 use crate::chain::{Durable, DurablePoint, ReadKeys, Refusal};
 use crate::limits::{SNAPSHOT_CHECK_PERIOD, SNAPSHOT_CHUNK_KEYS};
-use crate::proto::{Deadline, Entry as KeyValue, ErrorCode, SnapshotChunk};
+use crate::proto::{Deadline, Entry as KeyValue, ErrorCode};
 use crate::storage::dir::DataDir;
 use crate::storage::log::{LogWriter, delete_before};
 use crate::storage::recovery::recover;
@@ -260,9 +260,9 @@ impl Replica {
     /// The table into `writer`, one stripe at a time, in chunks; the client
     /// records and deadlines as of `start`.
     fn copy_table(&self, start: &DurablePoint, writer: &mut SnapshotWriter) -> io::Result<()> {
-        let mut chunk = SnapshotChunk::new();
-        chunk.sequence = start.point.sequence;
-        chunk.write_epoch = start.point.write_epoch;
+        // The header names the table's generation and last write, so a
+        // restart from this file alone can rejoin without a state transfer.
+        let mut chunk = start.point.chunk_header(self.table.len());
         chunk.clients = start.point.clients.clone();
         chunk.deadlines = start
             .point

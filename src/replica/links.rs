@@ -15,8 +15,9 @@ use crate::view::Member;
 
 /// How a welcomed link starts, with the table copied when it needs it.
 pub enum LinkStart {
-    /// Resend the Sent list's writes after this one.
-    Resume { after: u64 },
+    /// Resend the Sent list's writes after this one (`rejoin`: resuming a
+    /// rejoining successor's own table, see [`Start::Resume`]).
+    Resume { after: u64, rejoin: bool },
     /// Stream this snapshot first.
     Snapshot(Snapshot),
     /// Our own table is not the chain's state yet.
@@ -38,7 +39,7 @@ impl Replica {
         let now_ms = self.now_ms();
         let node = self.node.lock();
         match link.welcomed(welcome, continuous, &node, now_ms) {
-            Start::Resume { after } => LinkStart::Resume { after },
+            Start::Resume { after, rejoin } => LinkStart::Resume { after, rejoin },
             Start::NotReady => LinkStart::NotReady,
             Start::Snapshot(point) => LinkStart::Snapshot(self.snapshot_at(point, &node)),
         }

@@ -505,6 +505,11 @@ impl Replica {
         self.node.lock().fencings()
     }
 
+    /// Times this replica rejoined by resuming its own table (see `chain::rejoin`).
+    pub fn rejoins_resumed(&self) -> u64 {
+        self.node.lock().rejoins_resumed()
+    }
+
     /// The ZooKeeper session is confirmed (the lease holds); always so
     /// standalone.
     pub fn lease_valid(&self) -> bool {

@@ -50,6 +50,10 @@ pub fn serve(
             welcome.accepted = true;
             welcome.last_applied = answer.last_applied;
             welcome.wants_snapshot = answer.wants_snapshot;
+            if let Some(offer) = answer.rejoin {
+                welcome.rejoin_generation = offer.generation;
+                (welcome.rejoin_origin_epoch, welcome.rejoin_digest) = (offer.last.origin, offer.last.digest);
+            }
             uplink = Some(accepted);
         }
         Err(refusal) => welcome.reason = refusal.message,

@@ -16,13 +16,14 @@ use protobuf::Message;
 use super::LinkSettings;
 use super::{LinkError, handshake, probe};
 use crate::chain::link::{Aim, Downlink, LinkFault};
+use crate::chain::rejoin::{RejoinOffer, WriteId};
 use crate::chain::{Progress, Welcome};
 use crate::limits::{
     REPLICATION_ACK_READ_BUFFER_BYTES, REPLICATION_BATCH_MAX, REPLICATION_CONNECT_TIMEOUT,
     REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE, REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
     UNAUTHENTICATED_LOG_PERIOD,
 };
-use crate::proto::{ClientRecord, Deadline, Downstream, Entry, ReplicaHello, Upstream};
+use crate::proto::{ClientRecord, Deadline, Downstream, Entry, ReplicaHello, ReplicaWelcome, Upstream};
 use crate::replica::transfers::TransferCount;
 use crate::replica::{LinkStart, Replica, Snapshot};
 use crate::throttle::{Every, suppressed_note};
@@ -120,8 +121,7 @@ fn replicate_to(
     reader.stream().set_read_timeout(None)?;
 
     let continuous = link.take_queued(replica.outbox().try_iter());
-    let welcome =
-        Welcome { link: 0, last_applied: welcome.last_applied, wants_snapshot: welcome.wants_snapshot };
+    let welcome = welcome_of(&welcome);
     match replica.link_welcomed(link, &welcome, continuous) {
         LinkStart::NotReady => {
             return Err(LinkError::NotReady("our own state transfer is not complete yet".into()));
@@ -129,11 +129,11 @@ fn replicate_to(
         LinkStart::Snapshot(snapshot) => {
             send_snapshot(&mut writer, snapshot, successor, &replica.transfers.sent)?;
         }
-        LinkStart::Resume { after } => {
-            info!("resuming replication to {successor} after write {after}");
-            let resend: Vec<_> = link.resend(after).cloned().collect();
-            for batch in resend.chunks(REPLICATION_BATCH_MAX) {
-                writer.send(&Downstream { writes: batch.to_vec(), ..Downstream::new() })?;
+        LinkStart::Resume { after, rejoin } => {
+            let what = if rejoin { "its own table (a rejoin, no state transfer)" } else { "replication" };
+            info!("resuming {what} to {successor} after write {after}");
+            for frame in link.resume_frames(after, rejoin, REPLICATION_BATCH_MAX) {
+                writer.send(&frame)?;
             }
         }
     }
@@ -264,4 +264,16 @@ fn send_snapshot(
     }
     info!("state transfer to {successor} sent in {} ms", started.elapsed().as_millis());
     Ok(())
+}
+
+/// The core's view of a successor's welcome.
+fn welcome_of(welcome: &ReplicaWelcome) -> Welcome {
+    let last = WriteId { origin: welcome.rejoin_origin_epoch, digest: welcome.rejoin_digest };
+    let offered = welcome.rejoin_generation != 0 && last.origin != 0;
+    Welcome {
+        link: 0,
+        last_applied: welcome.last_applied,
+        wants_snapshot: welcome.wants_snapshot,
+        rejoin: offered.then_some(RejoinOffer { generation: welcome.rejoin_generation, last }),
+    }
 }

@@ -355,6 +355,7 @@ impl Service {
         statistics.state_transfers_received = replica.transfers.received.read().0;
         statistics.state_transfers_sent = replica.transfers.sent.read().0;
         statistics.fencings = replica.fencings();
+        statistics.rejoins_resumed = replica.rejoins_resumed();
         (statistics.removals_by_proof, statistics.removals_by_lease) = replica.removals.counts();
         statistics.peer_auth_failures = replica.peer_auth_failures.load(Ordering::Relaxed);
         statistics.metrics_address =

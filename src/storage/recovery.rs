@@ -78,20 +78,13 @@ pub fn recover(
     for (index, number) in replayed.iter().enumerate() {
         let path = segment_path(dir, *number);
         let bytes = fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-        let (records, ending) = frame::decode_all(&bytes);
         let last = index + 1 == replayed.len();
-        match ending {
-            Ending::Clean => {}
-            Ending::Torn { at } if last => torn = Some((path.clone(), at, bytes.len())),
-            Ending::Torn { at } => {
-                return Err(format!("{}: damaged at byte {at}, and later segments follow", path.display()));
-            }
-            Ending::Corrupt { at, why } => {
-                return Err(format!("{}: damaged at byte {at}: {why}", path.display()));
-            }
+        let (items, torn_at) =
+            read_segment(&bytes, last).map_err(|why| format!("{}: {why}", path.display()))?;
+        if let Some(at) = torn_at {
+            torn = Some((path.clone(), at, bytes.len()));
         }
-        for record in records {
-            let item = codec::decode(record).map_err(|why| format!("{}: {why}", path.display()))?;
+        for item in items {
             recovered.last_write = reached(&item, recovered.last_write);
             apply(item)?;
             recovered.records += 1;
@@ -117,6 +110,23 @@ pub fn recover(
     }
     recovered.next_segment = replayed.last().map_or(first_segment, |last| last + 1);
     Ok(recovered)
+}
+
+/// The items of one log segment's `bytes`, and where a torn last record
+/// begins (to be cut off), if it is the `last` segment. A torn end of an
+/// earlier segment, damage before the end, or a record that does not decode
+/// is an error: nothing may be skipped. (`table-check sim --durable` reads
+/// its simulated disks through this too.)
+pub fn read_segment(bytes: &[u8], last: bool) -> Result<(Vec<Durable>, Option<usize>), String> {
+    let (records, ending) = frame::decode_all(bytes);
+    let torn = match ending {
+        Ending::Clean => None,
+        Ending::Torn { at } if last => Some(at),
+        Ending::Torn { at } => return Err(format!("damaged at byte {at}, and later segments follow")),
+        Ending::Corrupt { at, why } => return Err(format!("damaged at byte {at}: {why}")),
+    };
+    let items = records.into_iter().map(codec::decode).collect::<Result<Vec<_>, _>>()?;
+    Ok((items, torn))
 }
 
 #[cfg(test)]

@@ -4,10 +4,19 @@
 //! item logged by then (group commit), moves them to stable storage and
 //! reports `synced_to` to the node. A crash loses what was not synced,
 //! except that a random prefix of it may have reached the platters anyway,
-//! the last item of which is torn (and cut off by recovery, as
-//! `storage::recovery` does). A restarted server replays its stable items
-//! ([`ChainNode::replay`], [`ChainNode::recovered`]) before it registers,
-//! as `table-server --data-dir` does.
+//! the last item of which is torn. A restarted server reads its disk back
+//! through the server's own record format and recovery
+//! ([`storage::recovery::read_segment`]: checksums, the torn end cut off)
+//! and replays it ([`ChainNode::replay`], [`ChainNode::recovered`]) before
+//! it registers, as `table-server --data-dir` does.
+//!
+//! Now and then a restart finds a synced record damaged (a bit flipped in a
+//! record with more after it, not the torn end): recovery must refuse, the
+//! disk is left as it is and its server stays down for good (never starts
+//! empty), and a new, empty server takes its place. Only while another
+//! server that the commit record names still holds every committed write
+//! ([`World::may_lose_disk`]): losing the only copy is more faults than any
+//! chain survives.
 //!
 //! `table-check sim --durable` gives every server a disk; a durable run
 //! crashes servers and restarts them on their disks, the whole chain at
@@ -15,14 +24,19 @@
 //! durability rule at every commit ([`World::check_durability`]).
 
 use super::server::Server;
+use super::swarm::SERVERS_MAX;
 use super::world::{Event, World};
 use crate::chain::{Action, Durable, Effects};
 use crate::check::random::SplitMix64;
+use crate::storage::{codec, recovery};
 
 /// A sync's delay after the first unsynced item (ms): an fsync's time.
 const SYNC_MS: (u64, u64) = (1, 12);
 /// A crashed durable server comes back after this long (ms).
 pub const RESTART_MS: (u64, u64) = (100, 2500);
+/// One restart in this many (where a copy survives elsewhere) finds a
+/// synced record damaged.
+const DAMAGED_ONE_IN: u64 = 8;
 
 /// What a node step decided: its actions, and what it asked to log.
 #[derive(Default)]
@@ -54,6 +68,11 @@ pub struct SimDisk {
     reached: (u64, u64),
     /// The last write a replay of the stable items ends at.
     stable_point: u64,
+    /// After a crash: the item whose write was torn (a prefix of its
+    /// record reached the disk).
+    torn: Option<Durable>,
+    /// Recovery refused this disk (a damaged record): its server stays down.
+    refused: bool,
 }
 
 /// The last write a replay of `items` after `point` ends at (0 after a
@@ -77,14 +96,41 @@ impl SimDisk {
         let reached_platters = rng.below(self.volatile.len() as u64 + 1) as usize;
         let kept = reached_platters.saturating_sub(1);
         let start = self.stable.len();
-        self.stable.extend(self.volatile.drain(..).take(kept).map(|(_, item)| item));
+        let mut reached = self.volatile.drain(..).take(reached_platters).map(|(_, item)| item);
+        self.stable.extend(reached.by_ref().take(kept));
+        let torn = reached.next();
         let stable_point = point_after(self.stable_point, &self.stable[start..]);
-        SimDisk { stable: self.stable, stable_point, ..SimDisk::default() }
+        SimDisk { stable: self.stable, stable_point, torn, ..SimDisk::default() }
     }
 
-    /// The items a restart replays.
-    pub fn stable(&self) -> &[Durable] {
-        &self.stable
+    /// Reads the disk back as `table-server` does: the stable items as log
+    /// records, the torn one's record cut short after them; with `damage`,
+    /// one bit flipped in a synced record with more after it. Returns what
+    /// recovery makes of it, and whether a record was damaged.
+    pub fn read_back(&self, rng: &mut SplitMix64, damage: bool) -> (Result<Vec<Durable>, String>, bool) {
+        let mut bytes = Vec::new();
+        let mut bodies = Vec::new();
+        for item in &self.stable {
+            let start = bytes.len();
+            codec::encode(item, &mut bytes);
+            // The body: after the length and the checksum.
+            bodies.push(start + 8..bytes.len());
+        }
+        if let Some(item) = &self.torn {
+            let mut record = Vec::new();
+            codec::encode(item, &mut record);
+            let reached = 1 + rng.below(record.len() as u64 - 1) as usize;
+            bytes.extend_from_slice(&record[..reached]);
+        }
+        // A record with more after it: a checksum error there is damage.
+        let damageable = if self.torn.is_some() { bodies.len() } else { bodies.len().saturating_sub(1) };
+        let damaged = damage && damageable > 0;
+        if damaged {
+            let body = bodies[rng.below(damageable as u64) as usize].clone();
+            let at = body.start + rng.below(body.len() as u64) as usize;
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        (recovery::read_segment(&bytes, true).map(|(items, _)| items), damaged)
     }
 
     /// Syncs every item logged so far: the history and the write the node
@@ -141,6 +187,19 @@ impl World {
         self.after_step(index);
     }
 
+    /// Whether server `index`'s disk may be lost: another server that the
+    /// commit record names holds every committed write (it is alive, or
+    /// will restart on a disk that was not refused).
+    fn may_lose_disk(&self, index: usize) -> bool {
+        let record = &self.zk.view().record;
+        record.servers.iter().any(|&server_id| {
+            let other = server_id as usize - 1;
+            let holds =
+                |server: &Server| server.alive || server.disk.as_ref().is_some_and(|disk| !disk.refused);
+            other != index && self.servers.get(other).is_some_and(holds)
+        })
+    }
+
     /// The durability rule, checked at every commit: a write a tail commits
     /// under its commit record is on the disk of every member the record
     /// names whose table may still restart a chain (a crashed one, or one
@@ -170,15 +229,34 @@ impl World {
         }
     }
 
-    /// A crashed durable server comes back on its disk: it replays it,
-    /// then registers at its first tick.
+    /// A crashed durable server comes back on its disk: it reads it back
+    /// and replays it, then registers at its first tick. A damaged disk is
+    /// refused: the server stays down, and a new one takes its place.
     pub(super) fn restart(&mut self, index: usize) {
         let crashed = &mut self.servers[index];
         let disk = crashed.disk.take().expect("only a durable server restarts").after_crash(&mut self.rng);
+        let damage = self.may_lose_disk(index) && self.rng.below(DAMAGED_ONE_IN) == 0;
+        let (read, damaged) = disk.read_back(&mut self.rng, damage);
+        let items = match read {
+            Ok(items) => {
+                assert!(!damaged, "s{index}: recovery read a damaged record back");
+                items
+            }
+            Err(why) => {
+                assert!(damaged, "s{index} cannot recover an undamaged disk: {why}");
+                self.servers[index].disk = Some(SimDisk { refused: true, ..disk });
+                self.fault(format!("s{index} refuses to start: {why}; it stays down"), None);
+                if self.servers.len() < SERVERS_MAX {
+                    let fresh = self.start_server();
+                    self.fault(format!("start s{fresh} in its place (an empty directory)"), None);
+                }
+                return;
+            }
+        };
         let mut server = Server::new(index, &self.config);
         server.first_connection = self.connections.len();
-        for item in disk.stable() {
-            if let Err(refusal) = server.node.replay(item.clone(), &mut server.store) {
+        for item in items {
+            if let Err(refusal) = server.node.replay(item, &mut server.store) {
                 panic!("s{index} cannot recover its disk: {}", refusal.message);
             }
         }
@@ -200,6 +278,11 @@ mod tests {
     use crate::check::sim::{SimConfig, run, seed_at};
     use crate::proto::Write;
 
+    /// A durable run of three servers and 300 operations from `seed`.
+    fn durable_run(seed: u64) -> crate::check::sim::SimOutcome {
+        run(&SimConfig { seed, nodes: 3, steps: 300, bug: None, trace: false, explain: false, durable: true })
+    }
+
     /// Durable runs crash whole chains under load, restart them on their
     /// disks, and every acknowledged write is still there (the history is
     /// linearizable and the generation rule holds), and the chain serves
@@ -213,16 +296,7 @@ mod tests {
             .map(|index| seed_at(1, index))
             .filter(|&seed| seed != OPEN_LOSS)
             .filter_map(|seed| {
-                let config = SimConfig {
-                    seed,
-                    nodes: 3,
-                    steps: 300,
-                    bug: None,
-                    trace: false,
-                    explain: false,
-                    durable: true,
-                };
-                let outcome = run(&config);
+                let outcome = durable_run(seed);
                 let history = &outcome.history;
                 let crashes = history.faults.iter().filter(|fault| fault.description.starts_with("crash"));
                 let at: Vec<u64> = crashes.map(|fault| fault.start_us).collect();
@@ -243,6 +317,59 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(whole_crashes.len(), 2, "two runs with a whole chain crashed: {whole_crashes:?}");
         assert!(whole_crashes.iter().all(|(_, passed)| *passed), "{whole_crashes:?}");
+    }
+
+    /// Runs from base 1 in which a restart found its disk damaged: recovery
+    /// refused it, that server never came back, and every acknowledged
+    /// write is still there (the run passes); a new server took its place
+    /// (unless the run had as many servers as it may).
+    #[test]
+    fn a_damaged_disk_keeps_its_server_down_and_loses_no_acknowledged_write() {
+        let refusals: Vec<(u64, bool, bool)> = (0..400)
+            .map(|index| seed_at(1, index))
+            .filter_map(|seed| {
+                let outcome = durable_run(seed);
+                let faults: Vec<&str> =
+                    outcome.history.faults.iter().map(|fault| fault.description.as_str()).collect();
+                let refused = faults.iter().position(|fault| fault.contains("refuses to start"))?;
+                let server = faults[refused].split_whitespace().next().expect("the server").to_owned();
+                let back =
+                    faults[refused..].iter().any(|fault| *fault == format!("restart {server} on its disk"));
+                let replaced = faults.get(refused + 1).is_some_and(|fault| fault.contains("in its place"));
+                Some((seed, outcome.passed() && !back, replaced))
+            })
+            .take(3)
+            .collect();
+        assert_eq!(refusals.len(), 3, "three runs with a damaged disk: {refusals:?}");
+        assert!(refusals.iter().all(|(_, held, _)| *held), "{refusals:?}");
+        assert!(refusals.iter().any(|(_, _, replaced)| *replaced), "{refusals:?}");
+    }
+
+    /// Read back as the server reads its log: a torn last record is cut
+    /// off; a bit flipped in a synced record (with more after it) is
+    /// refused, never skipped.
+    #[test]
+    fn a_torn_end_is_cut_and_a_damaged_record_refused() {
+        let mut disk = SimDisk::default();
+        for sequence in 1..=3 {
+            disk.log(1, write(sequence));
+        }
+        disk.sync();
+        disk.log(1, write(4));
+        let mut rng = SplitMix64::new(3);
+        let crashed = SimDisk { torn: Some(write(4)), ..disk.after_crash(&mut SplitMix64::new(0)) };
+        for _ in 0..50 {
+            let (read, damaged) = crashed.read_back(&mut rng, false);
+            assert!(!damaged);
+            assert_eq!(read.expect("a torn end is cut off"), crashed.stable);
+            let (read, damaged) = crashed.read_back(&mut rng, true);
+            assert!(damaged);
+            let why = read.expect_err("a damaged record is refused");
+            assert!(why.contains("damaged at byte"), "{why}");
+        }
+        let single = SimDisk { stable: vec![write(1)], ..SimDisk::default() };
+        let (read, damaged) = single.read_back(&mut rng, true);
+        assert!(!damaged && read.is_ok(), "a lone last record's checksum error would be a torn end");
     }
 
     fn write(sequence: u64) -> Durable {

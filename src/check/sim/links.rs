@@ -121,10 +121,8 @@ impl World {
                 self.drop_downlink(index);
                 return;
             }
-            Start::Resume { after } => {
-                let writes: Vec<_> = server.link.resend(after).cloned().collect();
-                if !writes.is_empty() {
-                    let frame = Downstream { writes, ..Downstream::new() };
+            Start::Resume { after, rejoin } => {
+                for frame in server.link.resume_frames(after, rejoin, usize::MAX) {
                     self.send(connection, true, LinkMessage::Frame(frame));
                 }
             }

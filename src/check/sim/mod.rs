@@ -258,7 +258,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 23] = [
+        const PINS: [(&str, u64, u64); 24] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 1, 346),
             ("stale-read", 1, 2),
@@ -280,6 +280,7 @@ mod tests {
             ("ack-before-fsync", 1, 1),
             ("commit-before-upstream-sync", 1, 1),
             ("replay-skips-record", 222, 3),
+            ("resume-past-divergence", 222, 8),
             ("lease-without-heartbeat", 1, 1),
             ("evict-before-lease", 222, 70),
         ];

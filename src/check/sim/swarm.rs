@@ -24,7 +24,7 @@ use crate::check::random::SplitMix64;
 use crate::limits::SUSPECT_REMOVAL_AFTER_MS;
 
 /// Most servers a run starts, counting those that join later.
-const SERVERS_MAX: usize = 9;
+pub(super) const SERVERS_MAX: usize = 9;
 /// Least time between two whole-chain restarts (ms): back to back, the
 /// clients' operations overlap so far that the linearizability search
 /// cannot decide the history.
