@@ -181,6 +181,15 @@ impl ShardMap {
         &self.chains[self.owner_index(slot) as usize]
     }
 
+    /// The chain `slot` is migrating to, if a migration of it runs.
+    pub fn migrating_to(&self, slot: u16) -> Option<&str> {
+        let index = self.ranges.partition_point(|range| range.last < slot);
+        match &self.ranges.get(index)?.state {
+            RangeState::MigratingTo(target) => Some(target),
+            RangeState::Stable => None,
+        }
+    }
+
     /// Index of `chain` in [`ShardMap::chains`]; `None`: it owns no slot.
     pub fn chain_index(&self, chain: &str) -> Option<u16> {
         self.chains.iter().position(|owner| owner == chain).map(|index| index as u16)
@@ -272,6 +281,10 @@ mod tests {
         let text = "chaintable-shards 1\n0-99 /a migrating-to /b\n100-16383 /b\n";
         let map = ShardMap::parse(text.as_bytes(), 4).unwrap();
         assert_eq!(map.owner(50), "/a");
+        assert_eq!(
+            (map.migrating_to(0), map.migrating_to(99), map.migrating_to(100)),
+            (Some("/b"), Some("/b"), None)
+        );
         assert_eq!(map.ranges()[0].state, RangeState::MigratingTo("/b".into()));
         assert_eq!(String::from_utf8(map.encode()).unwrap(), text);
         assert_eq!(map.version, 4);
