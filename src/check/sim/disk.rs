@@ -175,7 +175,7 @@ impl World {
     pub(super) fn restart(&mut self, index: usize) {
         let crashed = &mut self.servers[index];
         let disk = crashed.disk.take().expect("only a durable server restarts").after_crash(&mut self.rng);
-        let mut server = Server::new(index, &self.config);
+        let mut server = Server::new(index, self.servers[index].chain, &self.config);
         server.first_connection = self.connections.len();
         for item in disk.stable() {
             if let Err(refusal) = server.node.replay(item.clone(), &mut server.store) {
@@ -221,6 +221,7 @@ mod tests {
                     trace: false,
                     explain: false,
                     durable: true,
+                    chains: 1,
                 };
                 let outcome = run(&config);
                 let history = &outcome.history;

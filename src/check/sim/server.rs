@@ -10,12 +10,14 @@ use super::SimConfig;
 use super::client::{Reply, Request};
 use super::disk::{Carry, SimDisk};
 use super::links::DownConnection;
-use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
+use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World, chain_path};
 use crate::chain::bootstrap::Holding;
 use crate::chain::link::{Downlink, Uplink};
 use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
-use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, ReadKeys, Store, Welcome};
+use crate::chain::slot_gate::{Admission, SlotGate};
+use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, ReadKeys, Store, Welcome, WriteOp};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
+use crate::shard::slot::slot_of;
 use crate::view::{ChainView, Readiness};
 
 /// A client write waits this long for its commit (ms), as `--commit-timeout`.
@@ -90,6 +92,8 @@ pub(super) struct Pending {
 }
 
 pub struct Server {
+    /// The chain it is a member of (its index; see `world::chain_path`).
+    pub chain: usize,
     pub node: ChainNode,
     pub store: SimStore,
     pub alive: bool,
@@ -121,14 +125,16 @@ pub struct Server {
     /// Connections numbered below this were made before this process
     /// started (a crashed process's): what arrives on them is lost.
     pub(super) first_connection: usize,
+    /// Which slots it may answer (see `chain::slot_gate`).
+    pub(super) gate: SlotGate,
 }
 
 impl Server {
-    pub fn new(index: usize, config: &SimConfig) -> Server {
+    pub fn new(index: usize, chain: usize, config: &SimConfig) -> Server {
         let server_id = index as u64 + 1;
         let node_config = NodeConfig {
             standalone: false,
-            chain_path: "/chain".into(),
+            chain_path: chain_path(chain),
             client_records_max: 1000,
             bug: config.bug,
             server_id,
@@ -140,6 +146,7 @@ impl Server {
             node.set_durable(server_id);
         }
         Server {
+            chain,
             node,
             store: SimStore::new(),
             alive: true,
@@ -157,6 +164,7 @@ impl Server {
             pause_after_write: None,
             disk: durable.then(SimDisk::default),
             first_connection: 0,
+            gate: SlotGate::new(config.bug),
         }
     }
 }
@@ -176,13 +184,13 @@ impl World {
                 Action::Committed(sequence) => {
                     self.check_durability(index, sequence);
                     let server = &mut self.servers[index];
-                    let generation = server.node.generation();
+                    let (chain, generation) = (server.chain, server.node.generation());
                     let (done, waiting) = std::mem::take(&mut server.pending)
                         .into_iter()
                         .partition::<Vec<_>, _>(|pending| pending.sequence <= sequence);
                     server.pending = waiting;
                     for pending in done {
-                        self.generations.acknowledged(index, generation, pending.sequence);
+                        self.generations[chain].acknowledged(index, generation, pending.sequence);
                         self.reply(index, pending.client, pending.attempt, Reply::Written(pending.outcome));
                     }
                 }
@@ -201,7 +209,8 @@ impl World {
                 Action::RemoveMember { name, .. } => {
                     // One ZooKeeper call, which a server cut off from
                     // ZooKeeper cannot make.
-                    if !self.zk_cut.contains(&index) && self.zk.remove_member(&name) {
+                    let chain = self.servers[index].chain;
+                    if !self.zk_cut.contains(&index) && self.zk.remove_member(chain, &name) {
                         self.trace(|| format!("zk: s{index} removed {name}"));
                         self.notify_watchers();
                     }
@@ -296,8 +305,9 @@ impl World {
                 }
                 Duty::WriteRecord(record) => {
                     self.trace(|| format!("s{index}: commit record {record:?}"));
-                    if self.zk.set_record(record.clone()) {
-                        self.generations.recorded(&record);
+                    let chain = self.servers[index].chain;
+                    if self.zk.set_record(chain, record.clone()) {
+                        self.generations[chain].recorded(&record);
                     }
                     if let Some(registration) = &mut self.servers[index].registration {
                         registration.record_written(&record);
@@ -317,7 +327,7 @@ impl World {
             applied => {
                 let Some(registration) = &mut self.servers[index].registration else { return };
                 let name = registration.name().to_owned();
-                if self.zk.set_readiness(session, &name, Readiness::Ready) {
+                if self.zk.set_readiness(self.servers[index].chain, session, &name, Readiness::Ready) {
                     self.trace(|| format!("s{index}: announced ready"));
                     self.notify_watchers();
                 }
@@ -340,7 +350,9 @@ impl World {
         let server = &mut self.servers[index];
         let readiness = server.node.registration(&mut server.store, &mut actions);
         self.carry(index, actions);
-        let Some(name) = self.zk.create_member(session, &format!("s{index}"), readiness, index as u64 + 1)
+        let chain = self.servers[index].chain;
+        let Some(name) =
+            self.zk.create_member(chain, session, &format!("s{index}"), readiness, index as u64 + 1)
         else {
             return;
         };
@@ -377,7 +389,8 @@ impl World {
         if let Err(reason) = registration.listed_in(&view) {
             // A view delivered late may predate our node: believe it only
             // if ZooKeeper agrees now.
-            if !self.zk.session_alive(session) || registration.listed_in(&self.zk.view()).is_err() {
+            let now_listed = registration.listed_in(&self.zk.view(self.servers[index].chain));
+            if !self.zk.session_alive(session) || now_listed.is_err() {
                 self.leave(index, reason);
             }
             return;
@@ -402,13 +415,17 @@ impl World {
             ViewVerdict::Follow | ViewVerdict::AwaitingNamedMember => {}
             ViewVerdict::Start { decision, generation } => {
                 self.servers[index].node.starting_chain(generation);
-                if !self.zk_cut.contains(&index) && self.zk.set_readiness(session, &name, Readiness::Ready) {
+                let chain = self.servers[index].chain;
+                if !self.zk_cut.contains(&index)
+                    && self.zk.set_readiness(chain, session, &name, Readiness::Ready)
+                {
                     self.trace(|| {
                         format!("s{index} starts the chain as generation {generation} ({decision:?})")
                     });
                     let node = &self.servers[index].node;
                     let (held, applied) = (node.generation(), node.progress().applied);
-                    self.generations.chain_started(index, held, applied, generation);
+                    self.generations[self.servers[index].chain]
+                        .chain_started(index, held, applied, generation);
                     self.notify_watchers();
                 }
             }
@@ -440,7 +457,30 @@ impl World {
 
     // ---- client requests ----
 
+    /// Why server `index` may not answer `request`'s key now, as the real
+    /// server refuses it: another chain owns its slot (ERR_MOVED), or a
+    /// migration paused it (retryable). Never with one chain (no map).
+    fn slot_refusal(&self, index: usize, request: &Request) -> Option<ErrorCode> {
+        let map = self.map.as_ref()?;
+        let key = match request {
+            Request::Read { key }
+            | Request::Write { op: WriteOp::Set { key, .. } | WriteOp::Cas { key, .. }, .. }
+            | Request::Write { op: WriteOp::Incr { key, .. }, .. } => key,
+            Request::Write { op, .. } => unreachable!("simulated clients do not send {op:?}"),
+        };
+        let server = &self.servers[index];
+        match server.gate.admit(Some(map), &chain_path(server.chain), slot_of(key)) {
+            Admission::Serve => None,
+            Admission::Paused => Some(ErrorCode::ERR_UNAVAILABLE),
+            Admission::Moved { .. } => Some(ErrorCode::ERR_MOVED),
+        }
+    }
+
     pub fn server_request(&mut self, index: usize, client: usize, attempt: u64, request: Request) {
+        if let Some(code) = self.slot_refusal(index, &request) {
+            self.reply(index, client, attempt, Reply::Refused(code));
+            return;
+        }
         let now = self.clock(index);
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
@@ -456,7 +496,8 @@ impl World {
                     &mut actions,
                 ) {
                     Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
-                        self.generations.acknowledged(index, server.node.generation(), receipt.sequence);
+                        let generation = server.node.generation();
+                        self.generations[server.chain].acknowledged(index, generation, receipt.sequence);
                         Some(Reply::Written(receipt.outcome))
                     }
                     Ok(receipt) => {

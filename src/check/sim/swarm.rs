@@ -23,6 +23,10 @@ use crate::limits::SUSPECT_REMOVAL_AFTER_MS;
 
 /// Most servers a run starts, counting those that join later.
 const SERVERS_MAX: usize = 9;
+/// The chain the aimed faults (hand-overs, isolated heads and tails, view
+/// changes) aim at in a run of several chains; crashes, pauses, partitions
+/// and joins hit any server.
+const AIMED_CHAIN: usize = 0;
 /// Least time between two whole-chain restarts (ms): back to back, the
 /// clients' operations overlap so far that the linearizability search
 /// cannot decide the history.
@@ -187,12 +191,17 @@ impl World {
             Kind::Crash => {
                 let server = pick(self, &live);
                 let durable = self.servers[server].disk.is_some();
-                if may_crash(&self.zk.view().record, &live, server, durable) {
+                let record = self.zk.view(self.servers[server].chain).record;
+                if may_crash(&record, &live, server, durable) {
                     self.crash(server);
                 }
             }
-            Kind::Join if self.servers.len() < SERVERS_MAX => {
-                let server = self.start_server();
+            Kind::Join if self.servers.len() < SERVERS_MAX * self.config.chains.max(1) => {
+                let chain = match self.config.chains {
+                    0 | 1 => 0,
+                    chains => self.rng.below(chains as u64) as usize,
+                };
+                let server = self.start_server(chain);
                 self.fault(format!("start s{server} (joins the chain)"), None);
             }
             Kind::Join => {}
@@ -201,7 +210,7 @@ impl World {
             // session timeout: it resumes as its successor takes over, with
             // a write the chain never saw.
             Kind::PauseAfterWrite => {
-                let head = self.zk.view().head().and_then(|member| server_of(&member.address));
+                let head = self.zk.view(AIMED_CHAIN).head().and_then(|member| server_of(&member.address));
                 let server = head.filter(|server| live.contains(server)).unwrap_or_else(|| pick(self, &live));
                 let duration = SESSION_TIMEOUT_MS + self.rng.between(0, 300);
                 self.servers[server].pause_after_write = Some(duration);
@@ -236,7 +245,9 @@ impl World {
                 let chunks_only = self.rng.below(2) == 0;
                 self.arm(Trap::ReplacedLink { delay_ms, chunks_only });
             }
-            Kind::TailCutAfterViewChange => self.arm(Trap::ViewChange { epoch: self.zk.view().epoch }),
+            Kind::TailCutAfterViewChange => {
+                self.arm(Trap::ViewChange { epoch: self.zk.view(AIMED_CHAIN).epoch })
+            }
             Kind::ChainRestart => self.chain_restart(&live),
         }
         let (low, high) = self.swarm.gap_ms;
@@ -284,7 +295,7 @@ impl World {
     /// replaces it, and when the network returns its held frames reach a
     /// successor that is the head of a new history.
     fn isolate_head(&mut self, live: &[usize]) {
-        let view = self.zk.view();
+        let view = self.zk.view(AIMED_CHAIN);
         let ready: Vec<usize> = view.ready().filter_map(|member| server_of(&member.address)).collect();
         let [head, successor, ..] = ready[..] else { return };
         if !live.contains(&head) || !live.contains(&successor) {
@@ -306,7 +317,7 @@ impl World {
     /// not hear of it, and whether it still answers reads is up to its read
     /// lease (see `chain::lease`).
     fn isolate_tail(&mut self, live: &[usize]) {
-        let view = self.zk.view();
+        let view = self.zk.view(AIMED_CHAIN);
         let ready: Vec<usize> = view.ready().filter_map(|member| server_of(&member.address)).collect();
         let [.., predecessor, tail] = ready[..] else { return };
         if !live.contains(&predecessor) || !live.contains(&tail) {
@@ -394,7 +405,7 @@ impl World {
                 self.cut_from_zk(giver, session_lost);
                 let away = self.rng.between(SESSION_TIMEOUT_MS * 4 / 5, SESSION_TIMEOUT_MS);
                 self.cut_from_zk(joiner, away);
-                let view = self.zk.view();
+                let view = self.zk.view(AIMED_CHAIN);
                 let at = view.members.iter().position(|member| server_of(&member.address) == Some(giver));
                 let before = at.and_then(|at| at.checked_sub(1)).map(|at| &view.members[at]);
                 if let Some(predecessor) = before.and_then(|member| server_of(&member.address))
@@ -414,7 +425,7 @@ impl World {
     /// Springs a view-change trap once ZooKeeper's view moved on.
     pub(super) fn trap_on_view_change(&mut self) {
         let Some(Trap::ViewChange { epoch }) = self.trap else { return };
-        let view = self.zk.view();
+        let view = self.zk.view(AIMED_CHAIN);
         if view.epoch <= epoch {
             return;
         }

@@ -15,6 +15,7 @@ use super::swarm::{Heal, Swarm, Trap};
 use super::zk::SimZk;
 use crate::check::history::History;
 use crate::check::random::SplitMix64;
+use crate::shard::map::ShardMap;
 use crate::view::ChainView;
 
 /// ZooKeeper session timeout of every simulated server (ms).
@@ -64,6 +65,12 @@ pub enum Event {
     DiskSync(usize),
     /// A crashed durable server starts again on its disk.
     Restart(usize),
+}
+
+/// The ZooKeeper path of chain `chain`: `/chain` for the first (as a run
+/// of one chain always had), `/chain<n>` for the others.
+pub fn chain_path(chain: usize) -> String {
+    if chain == 0 { "/chain".to_owned() } else { format!("/chain{chain}") }
 }
 
 struct Scheduled {
@@ -141,10 +148,14 @@ pub struct World {
     livelock: Option<String>,
     /// Link handshakes and the impostor (see `peer_auth`).
     pub(super) peer_auth: PeerAuth,
-    /// The generation rule over the run.
-    pub(super) generations: GenerationCheck,
+    /// The generation rule over the run, by chain.
+    pub(super) generations: Vec<GenerationCheck>,
     /// The first breach of the durability rule (see `disk`).
     pub(super) durability: Option<String>,
+    /// The shard map of a run of several chains (`--chains`): clients
+    /// route by it, servers refuse keys of other chains by it. `None` with
+    /// one chain, which runs exactly as before shards.
+    pub map: Option<ShardMap>,
 }
 
 impl World {
@@ -157,7 +168,7 @@ impl World {
             order: 0,
             rng,
             config: config.clone(),
-            zk: SimZk::new(SESSION_TIMEOUT_MS),
+            zk: SimZk::new(SESSION_TIMEOUT_MS, config.chains),
             servers: Vec::new(),
             clocks: Vec::new(),
             clients: Vec::new(),
@@ -177,11 +188,17 @@ impl World {
             trap: None,
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
-            generations: GenerationCheck::new(config.durable),
+            generations: (0..config.chains.max(1)).map(|_| GenerationCheck::new(config.durable)).collect(),
             durability: None,
+            map: (config.chains > 1).then(|| {
+                let paths: Vec<String> = (0..config.chains).map(chain_path).collect();
+                ShardMap::split_evenly(&paths).expect("a map of distinct chains")
+            }),
         };
-        for _ in 0..config.nodes.max(1) {
-            world.start_server();
+        for chain in 0..config.chains.max(1) {
+            for _ in 0..config.nodes.max(1) {
+                world.start_server(chain);
+            }
         }
         let clients = 3 + world.rng.below(3) as usize;
         for index in 0..clients {
@@ -224,7 +241,8 @@ impl World {
             .livelock
             .clone()
             .or_else(|| {
-                self.generations.violation().map(|breach| format!("generation rule broken: {breach}"))
+                let breach = self.generations.iter().find_map(GenerationCheck::violation);
+                breach.map(|breach| format!("generation rule broken: {breach}"))
             })
             .or_else(|| self.durability.clone().map(|breach| format!("durability rule broken: {breach}")))
             .or_else(|| self.divergence());
@@ -323,10 +341,11 @@ impl World {
         }
     }
 
-    /// Starts a new, empty server; it registers at its first tick.
-    pub fn start_server(&mut self) -> usize {
+    /// Starts a new, empty server of chain `chain`; it registers at its
+    /// first tick.
+    pub fn start_server(&mut self, chain: usize) -> usize {
         let index = self.servers.len();
-        self.servers.push(Server::new(index, &self.config));
+        self.servers.push(Server::new(index, chain, &self.config));
         let clock = SimClock::draw(&mut self.rng);
         self.clocks.push(clock);
         let first_tick = self.rng.below(TICK_MS);
@@ -452,7 +471,7 @@ impl World {
         if self.zk_cut.contains(&server) || !self.servers[server].alive {
             return;
         }
-        let view = self.zk.view();
+        let view = self.zk.view(self.servers[server].chain);
         let delay = self.rng.between(1, 30);
         let last = self.view_delivery_ms.entry(server).or_insert(0);
         *last = (*last).max(self.now_ms + delay);
@@ -460,10 +479,14 @@ impl World {
         self.schedule(at - self.now_ms, Event::View { server, session, view });
     }
 
-    /// Once quiet: every live ready member must hold the same table at the
-    /// same sequence number.
+    /// Once quiet: in every chain, every live ready member must hold the
+    /// same table at the same sequence number.
     fn divergence(&self) -> Option<String> {
-        let view = self.zk.view();
+        (0..self.config.chains.max(1)).find_map(|chain| self.chain_divergence(chain))
+    }
+
+    fn chain_divergence(&self, chain: usize) -> Option<String> {
+        let view = self.zk.view(chain);
         let ready: Vec<usize> = view
             .ready()
             .filter_map(|member| member.address.strip_prefix('s')?.parse::<usize>().ok())
