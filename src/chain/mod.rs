@@ -45,7 +45,8 @@
 //! - [`uncommitted`]: durable: the keys a read must wait for.
 //! - [`effects`]: the [`Action`]s out and the [`Store`] in.
 //! - [`migration`]: online slot migration: the protocol, and the source
-//!   head's decisions as it drives one (claim, stream, pause, drain, flip).
+//!   head's decisions as it drives one (claim, stream, pause, drain, flip);
+//!   the node's side (snapshot records, import writes) in `migration_node.rs`.
 //! - [`slot_gate`]: a member's pause of moving slots, and the target
 //!   head's side of the stream (attempts, exactly-once records).
 
@@ -62,6 +63,7 @@ pub mod link;
 pub mod liveness;
 mod membership;
 pub mod migration;
+mod migration_node;
 pub mod node;
 pub mod registration;
 mod replicate;
