@@ -35,8 +35,11 @@
 //!    items, `A`'s head sequences a *pause marker* for `S` in its own chain
 //!    ([`Step::Pause`]). It is an ordinary write: every member of `A`
 //!    applies it in order, and from it on refuses reads and writes of `S`
-//!    with a retryable error (clients back off and retry), whatever map
-//!    version it knows. A new head inherits it with the history.
+//!    with a retryable error (clients back off and retry), as long as the
+//!    map it knows is no newer than the attempt the marker names (a newer
+//!    map gives the slots away, or shows a later claim or an abort, after
+//!    which this attempt's flip can never land). A new head inherits it
+//!    with the history.
 //! 5. **Drain and flip**: once the marker is committed in `A` (so every
 //!    write to `S` before it is committed and was forwarded, and no member
 //!    of `A` will answer `S` again while paused) and `B` acked every item
@@ -181,9 +184,9 @@ pub enum Step {
     /// of the slots with every client record this chain holds, then each
     /// committed write to the slots in sequence order.
     Stream { attempt: u64 },
-    /// Sequence a pause marker of the slots in our chain and report its
-    /// sequence number ([`Driver::paused`]).
-    Pause,
+    /// Sequence a pause marker of the slots for `attempt` in our chain
+    /// and report its sequence number ([`Driver::paused_at`]).
+    Pause { attempt: u64 },
     /// Sequence a resume marker of the slots in our chain.
     Resume,
     /// Set the map to the target owning the slots if it is at `base`;
@@ -420,7 +423,7 @@ impl Driver {
                 }
                 self.paused = true;
                 self.phase = Phase::Draining { attempt, marker: 0, since_ms: now_ms };
-                vec![Step::Pause]
+                vec![Step::Pause { attempt }]
             }
             Phase::Draining { attempt, marker, since_ms } if marker > 0 => {
                 if self.requires(Check::FlipBeforeDrain, self.drained(marker)) {

@@ -22,7 +22,7 @@ fn streaming(bug: Option<Check>, owed: u64) -> Driver {
 /// Paused at marker 20, with writes up to 19 committed and forwarded.
 fn draining(bug: Option<Check>, owed: u64) -> Driver {
     let mut driver = streaming(bug, owed);
-    assert_eq!(driver.tick(1_000), [Step::Pause]);
+    assert_eq!(driver.tick(1_000), [Step::Pause { attempt: 5 }]);
     assert!(driver.paused());
     driver.paused_at(20);
     driver.progress(19, 19);
@@ -52,7 +52,7 @@ fn the_pause_waits_for_the_snapshot_and_a_short_backlog() {
     assert_eq!(driver.tick(2), [], "the target owes too many acks");
     driver.sent(4, 1, false);
     driver.acked(5, 101);
-    assert_eq!(driver.tick(3), [Step::Pause], "frames of an older attempt do not count");
+    assert_eq!(driver.tick(3), [Step::Pause { attempt: 5 }], "frames of an older attempt do not count");
     assert_eq!(driver.phase(), Phase::Draining { attempt: 5, marker: 0, since_ms: 3 });
 }
 

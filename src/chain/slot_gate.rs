@@ -15,10 +15,14 @@ use crate::proto::{ClientRecord, Write};
 use crate::shard::map::ShardMap;
 
 /// A pause or resume marker of a span of slots: an ordinary write of the
-/// source chain, applied by every member in sequence order.
+/// source chain, applied by every member in sequence order. A pause names
+/// the driver's attempt (its claimed map version): it holds only for a
+/// member whose map is no newer, since any newer map either gives the
+/// slots away (refused by the map) or shows a later claim or an abort,
+/// after which that attempt's flip can never land.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Marker {
-    Pause(Span),
+    Pause { span: Span, attempt: u64 },
     Resume(Span),
 }
 
@@ -38,8 +42,8 @@ pub enum Admission {
 /// A member's paused spans, as its history left them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlotGate {
-    /// Spans paused and not resumed, in the order paused.
-    paused: Vec<Span>,
+    /// Spans paused and not resumed, with their attempts, in the order paused.
+    paused: Vec<(Span, u64)>,
     /// A deliberate bug (`--inject-bug`).
     bug: Option<Check>,
 }
@@ -52,20 +56,25 @@ impl SlotGate {
     /// Applies a marker of our chain's history.
     pub fn apply(&mut self, marker: Marker) {
         match marker {
-            Marker::Pause(span) if !self.paused.contains(&span) => self.paused.push(span),
-            Marker::Pause(_) => {}
-            Marker::Resume(span) => self.paused.retain(|paused| *paused != span),
+            Marker::Pause { span, attempt } => {
+                self.paused.retain(|(paused, _)| *paused != span);
+                self.paused.push((span, attempt));
+            }
+            Marker::Resume(span) => self.paused.retain(|(paused, _)| *paused != span),
         }
     }
 
-    /// The spans paused, for a snapshot (a joiner's gate starts from them).
-    pub fn paused(&self) -> &[Span] {
+    /// The spans paused, with their attempts.
+    pub fn paused(&self) -> &[(Span, u64)] {
         &self.paused
     }
 
-    /// Whether `slot` is paused here.
-    pub fn is_paused(&self, slot: u16) -> bool {
-        self.paused.iter().any(|span| span.contains(slot))
+    /// Whether `slot` is paused for a member that knows map `version`
+    /// (`None`: no map known yet).
+    pub fn is_paused(&self, slot: u16, version: Option<u64>) -> bool {
+        self.paused
+            .iter()
+            .any(|(span, attempt)| span.contains(slot) && version.is_none_or(|version| version <= *attempt))
     }
 
     /// Whether chain `own` may answer `slot` now: the map it knows gives it
@@ -76,7 +85,7 @@ impl SlotGate {
         {
             return Admission::Moved { chain: map.owner(slot).to_owned(), version: map.version };
         }
-        if enforced(self.bug, Check::ServeAfterFlip) && self.is_paused(slot) {
+        if enforced(self.bug, Check::ServeAfterFlip) && self.is_paused(slot, map.map(|map| map.version)) {
             return Admission::Paused;
         }
         Admission::Serve
@@ -182,10 +191,13 @@ mod tests {
         let stale = map("0-16383 /a migrating-to /b\n", 3);
         let mut gate = SlotGate::new(None);
         assert_eq!(gate.admit(Some(&stale), "/a", 150), Admission::Serve);
-        gate.apply(Marker::Pause(SPAN));
-        gate.apply(Marker::Pause(SPAN));
-        assert_eq!(gate.paused(), [SPAN]);
+        gate.apply(Marker::Pause { span: SPAN, attempt: 2 });
+        gate.apply(Marker::Pause { span: SPAN, attempt: 3 });
+        assert_eq!(gate.paused(), [(SPAN, 3)]);
         assert_eq!(gate.admit(Some(&stale), "/a", 150), Admission::Paused);
+        let reclaimed = map("0-16383 /a migrating-to /b\n", 4);
+        assert_eq!(gate.admit(Some(&reclaimed), "/a", 150), Admission::Serve, "a newer claim ends it");
+        assert!(gate.is_paused(150, None), "no map known: paused");
         assert_eq!(gate.admit(Some(&stale), "/a", 99), Admission::Serve, "only the span");
         gate.apply(Marker::Resume(SPAN));
         assert_eq!(gate.admit(Some(&stale), "/a", 150), Admission::Serve);
@@ -201,7 +213,7 @@ mod tests {
     fn serve_after_flip_answers_a_paused_slot() {
         let stale = map("0-16383 /a migrating-to /b\n", 3);
         let mut gate = SlotGate::new(Some(Check::ServeAfterFlip));
-        gate.apply(Marker::Pause(SPAN));
+        gate.apply(Marker::Pause { span: SPAN, attempt: 3 });
         assert_eq!(gate.admit(Some(&stale), "/a", 150), Admission::Serve);
     }
 

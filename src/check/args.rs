@@ -75,11 +75,10 @@ sim options:
 ";
 
 const USAGE_AFTER_BUGS: &str = "\
-                          (*) shadowed by another check, or a migration's (not simulated
-                          yet): not caught by the simulator yet
+                          (*) shadowed by another check: not caught by the simulator yet
   --list-bugs             print the injected bugs' names, one a line; a shadowed one
                           is followed by \"shadowed\", one caught only with --durable
-                          by \"durable\"
+                          by \"durable\", one caught only with --chains 2 by \"chains\"
   --trace                 print every event of a failed run
   --durable               every server has a simulated disk (--data-dir): a crashed server
                           restarts on it, whole chains crash at once, and no acknowledged

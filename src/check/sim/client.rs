@@ -144,7 +144,7 @@ impl World {
             return false;
         }
         self.operations_started += 1;
-        let key = format!("k{}", self.rng.below(KEYS * self.config.chains.max(1) as u64));
+        let key = format!("k{}", self.rng.below(key_count(self.config.chains)));
         let op = match self.rng.below(100) {
             0..=34 => OpKind::Get,
             35..=59 => OpKind::Put,
@@ -227,6 +227,11 @@ impl World {
         let pause = self.rng.between(10, 60);
         self.schedule(pause, Event::ClientNext(index));
     }
+}
+
+/// Keys the clients of a run of `chains` chains share.
+pub(super) fn key_count(chains: usize) -> u64 {
+    KEYS * chains.max(1) as u64
 }
 
 /// The write a record asks for (`None`: a read).

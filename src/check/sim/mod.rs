@@ -36,6 +36,7 @@ mod crash;
 mod disk;
 mod generations;
 mod links;
+mod migrate;
 mod peer_auth;
 pub mod server;
 mod swarm;
@@ -298,7 +299,7 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 22] = [
+        const PINS: [(&str, u64, u64); 25] = [
             ("commit-early", 1, 1),
             ("skip-predecessor-check", 3333, 24),
             ("stale-read", 1, 5),
@@ -321,6 +322,9 @@ mod tests {
             ("replay-skips-record", 3333, 2),
             ("lease-without-heartbeat", 1, 3),
             ("evict-before-lease", 1, 115),
+            ("flip-before-drain", 1, 1),
+            ("serve-after-flip", 1, 3),
+            ("forget-dedup-on-move", 3333, 1),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()
@@ -332,7 +336,10 @@ mod tests {
             let bug = Check::from_bug_name(name);
             let caught = (0..runs).find(|&index| {
                 let durable = bug.is_some_and(Check::of_durability);
-                !run(&SimConfig { bug, explain: false, durable, ..config(seed_at(base, index)) }).passed()
+                let chains = if bug.is_some_and(Check::of_chains) { 2 } else { 1 };
+                let config =
+                    SimConfig { bug, explain: false, durable, chains, ..config(seed_at(base, index)) };
+                !run(&config).passed()
             });
             assert!(caught.is_some(), "{name} not caught in {runs} runs from base {base}");
         }

@@ -10,13 +10,15 @@ use super::SimConfig;
 use super::client::{Reply, Request};
 use super::disk::{Carry, SimDisk};
 use super::links::DownConnection;
+use super::migrate::{Driving, Importing, gate_of};
 use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World, chain_path};
 use crate::chain::bootstrap::Holding;
 use crate::chain::link::{Downlink, Uplink};
 use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
-use crate::chain::slot_gate::{Admission, SlotGate};
+use crate::chain::slot_gate::Admission;
 use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, ReadKeys, Store, Welcome, WriteOp};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
+use crate::shard::map::ShardMap;
 use crate::shard::slot::slot_of;
 use crate::view::{ChainView, Readiness};
 
@@ -125,8 +127,12 @@ pub struct Server {
     /// Connections numbered below this were made before this process
     /// started (a crashed process's): what arrives on them is lost.
     pub(super) first_connection: usize,
-    /// Which slots it may answer (see `chain::slot_gate`).
-    pub(super) gate: SlotGate,
+    /// The shard map as this server last read it (several chains only).
+    pub(super) known_map: Option<ShardMap>,
+    /// Driving a migration of its chain's slots (as the head).
+    pub(super) driving: Option<Driving>,
+    /// Taking a migration stream (as the target's head).
+    pub(super) importing: Option<Importing>,
 }
 
 impl Server {
@@ -164,8 +170,18 @@ impl Server {
             pause_after_write: None,
             disk: durable.then(SimDisk::default),
             first_connection: 0,
-            gate: SlotGate::new(config.bug),
+            known_map: None,
+            driving: None,
+            importing: None,
         }
+    }
+}
+
+/// The key a simulated client's write is about.
+fn write_key(op: &WriteOp) -> &str {
+    match op {
+        WriteOp::Set { key, .. } | WriteOp::Cas { key, .. } | WriteOp::Incr { key, .. } => key,
+        other => unreachable!("simulated clients do not send {other:?}"),
     }
 }
 
@@ -272,6 +288,9 @@ impl World {
             self.reply(index, pending.client, pending.attempt, Reply::Refused(ErrorCode::ERR_UNAVAILABLE));
         }
         self.membership_work(index);
+        if self.map.is_some() {
+            self.migration_tick(index);
+        }
         self.after_step(index);
         self.schedule(TICK_MS, Event::Tick(index));
     }
@@ -461,15 +480,15 @@ impl World {
     /// server refuses it: another chain owns its slot (ERR_MOVED), or a
     /// migration paused it (retryable). Never with one chain (no map).
     fn slot_refusal(&self, index: usize, request: &Request) -> Option<ErrorCode> {
-        let map = self.map.as_ref()?;
+        self.map.as_ref()?;
         let key = match request {
-            Request::Read { key }
-            | Request::Write { op: WriteOp::Set { key, .. } | WriteOp::Cas { key, .. }, .. }
-            | Request::Write { op: WriteOp::Incr { key, .. }, .. } => key,
-            Request::Write { op, .. } => unreachable!("simulated clients do not send {op:?}"),
+            Request::Read { key } => key,
+            Request::Write { op, .. } => write_key(op),
         };
         let server = &self.servers[index];
-        match server.gate.admit(Some(map), &chain_path(server.chain), slot_of(key)) {
+        let Some(map) = &server.known_map else { return Some(ErrorCode::ERR_UNAVAILABLE) };
+        let gate = gate_of(&server.store, self.config.bug);
+        match gate.admit(Some(map), &chain_path(server.chain), slot_of(key)) {
             Admission::Serve => None,
             Admission::Paused => Some(ErrorCode::ERR_UNAVAILABLE),
             Admission::Moved { .. } => Some(ErrorCode::ERR_MOVED),
@@ -485,8 +504,10 @@ impl World {
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let applied_before = server.node.progress().applied;
+        let mut new_write = None;
         let reply = match request {
             Request::Write { client_id, request_id, op } => {
+                let key = write_key(&op).to_owned();
                 match server.node.client_write(
                     client_id,
                     request_id,
@@ -495,16 +516,21 @@ impl World {
                     &mut server.store,
                     &mut actions,
                 ) {
-                    Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
-                        let generation = server.node.generation();
-                        self.generations[server.chain].acknowledged(index, generation, receipt.sequence);
-                        Some(Reply::Written(receipt.outcome))
-                    }
                     Ok(receipt) => {
-                        let deadline_ms = now + COMMIT_TIMEOUT_MS;
-                        let (sequence, outcome) = (receipt.sequence, receipt.outcome);
-                        server.pending.push(Pending { sequence, client, attempt, outcome, deadline_ms });
-                        None
+                        if receipt.sequence > applied_before {
+                            let outcome = receipt.outcome.clone();
+                            new_write = Some((client_id, request_id, key, receipt.sequence, outcome));
+                        }
+                        if receipt.sequence <= server.node.progress().committed {
+                            let generation = server.node.generation();
+                            self.generations[server.chain].acknowledged(index, generation, receipt.sequence);
+                            Some(Reply::Written(receipt.outcome))
+                        } else {
+                            let deadline_ms = now + COMMIT_TIMEOUT_MS;
+                            let (sequence, outcome) = (receipt.sequence, receipt.outcome);
+                            server.pending.push(Pending { sequence, client, attempt, outcome, deadline_ms });
+                            None
+                        }
                     }
                     Err(refusal) => Some(Reply::Refused(refusal.code)),
                 }
@@ -522,6 +548,9 @@ impl World {
             },
         };
         self.carry(index, actions);
+        if let Some((client_id, request_id, key, sequence, outcome)) = new_write {
+            self.applied_write(index, (client_id, request_id), &key, sequence, &outcome);
+        }
         if let Some(reply) = reply {
             self.reply(index, client, attempt, reply);
         }

@@ -9,10 +9,12 @@ use super::SimConfig;
 use super::client::{Client, Reply, Request};
 use super::clock::SimClock;
 use super::generations::GenerationCheck;
+use super::migrate::MigrationFrame;
 use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server};
 use super::swarm::{Heal, Swarm, Trap};
 use super::zk::SimZk;
+use crate::chain::migration::Span;
 use crate::check::history::History;
 use crate::check::random::SplitMix64;
 use crate::shard::map::ShardMap;
@@ -65,6 +67,16 @@ pub enum Event {
     DiskSync(usize),
     /// A crashed durable server starts again on its disk.
     Restart(usize),
+    /// A server reads the shard map (its watch fired, or its re-read).
+    MapRead { server: usize, map: ShardMap },
+    /// A frame of a migration stream arrives at the target's head.
+    MigrationFrame { from: usize, to: usize, attempt: u64, span: Span, frame: MigrationFrame },
+    /// The target's head acks what its chain committed of the stream.
+    MigrationAck { to: usize, attempt: u64, items: u64 },
+    /// The migration link of `attempt` broke.
+    MigrationBroken { to: usize, attempt: u64 },
+    /// The nemesis of migrations starts or aborts one.
+    MigrateNemesis,
 }
 
 /// The ZooKeeper path of chain `chain`: `/chain` for the first (as a run
@@ -156,6 +168,8 @@ pub struct World {
     /// route by it, servers refuse keys of other chains by it. `None` with
     /// one chain, which runs exactly as before shards.
     pub map: Option<ShardMap>,
+    /// Latest delivery time per migration link (from, to): links are FIFO.
+    pub(super) migration_fifo: BTreeMap<(usize, usize), u64>,
 }
 
 impl World {
@@ -194,6 +208,7 @@ impl World {
                 let paths: Vec<String> = (0..config.chains).map(chain_path).collect();
                 ShardMap::split_evenly(&paths).expect("a map of distinct chains")
             }),
+            migration_fifo: BTreeMap::new(),
         };
         for chain in 0..config.chains.max(1) {
             for _ in 0..config.nodes.max(1) {
@@ -210,6 +225,10 @@ impl World {
         let first_fault = 500 + world.rng.below(1000);
         world.schedule(first_fault, Event::Nemesis);
         world.schedule(first_fault, Event::Impostor);
+        if config.chains > 1 {
+            let first_migration = world.rng.between(300, 1500);
+            world.schedule(first_migration, Event::MigrateNemesis);
+        }
         world
     }
 
@@ -311,6 +330,14 @@ impl World {
             Event::Heal(heal) => self.heal(heal),
             Event::DiskSync(server) => self.disk_sync(server),
             Event::Restart(server) => self.restart(server),
+            Event::MapRead { server, map } => self.map_read(server, map),
+            Event::MigrationFrame { from, to, attempt, span, frame } => {
+                self.trace(|| format!("migration s{from} -> s{to} attempt {attempt}: {frame:?}"));
+                self.migration_frame(from, to, attempt, span, frame)
+            }
+            Event::MigrationAck { to, attempt, items } => self.migration_ack(to, attempt, items),
+            Event::MigrationBroken { to, attempt } => self.migration_broken(to, attempt),
+            Event::MigrateNemesis => self.migrate_nemesis(),
         }
     }
 
@@ -332,6 +359,10 @@ impl World {
             | Event::SenderWake(server)
             | Event::DiskSync(server)
             | Event::View { server, .. }
+            | Event::MapRead { server, .. }
+            | Event::MigrationFrame { to: server, .. }
+            | Event::MigrationAck { to: server, .. }
+            | Event::MigrationBroken { to: server, .. }
             | Event::Request { server, .. } => Some(*server),
             Event::Message { connection, to_successor, .. } | Event::Closed { connection, to_successor } => {
                 let connection = &self.connections[*connection];
@@ -346,6 +377,7 @@ impl World {
     pub fn start_server(&mut self, chain: usize) -> usize {
         let index = self.servers.len();
         self.servers.push(Server::new(index, chain, &self.config));
+        self.servers[index].known_map = self.map.clone();
         let clock = SimClock::draw(&mut self.rng);
         self.clocks.push(clock);
         let first_tick = self.rng.below(TICK_MS);
