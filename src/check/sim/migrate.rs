@@ -8,8 +8,9 @@
 
 use std::collections::VecDeque;
 
-use super::server::SimStore;
-use super::world::{Event, World, chain_path};
+use super::crash::may_crash;
+use super::server::{SimStore, server_of};
+use super::world::{Event, SESSION_TIMEOUT_MS, World, chain_path};
 use crate::chain::clients::record;
 use crate::chain::migration::{Driver, MapSays, Phase, Span, Step, ZkAnswer};
 use crate::chain::slot_gate::{Import, Importer, Marker, SlotGate};
@@ -32,6 +33,18 @@ pub enum MigrationFrame {
     Write { key: String, value: Option<Vec<u8>>, record: ClientRecord },
 }
 
+/// Frame `index` of attempt `attempt`'s stream from head `from` to the
+/// target's head `to`.
+#[derive(Debug)]
+pub struct StreamFrame {
+    pub(super) from: usize,
+    pub(super) to: usize,
+    pub(super) attempt: u64,
+    pub(super) index: u64,
+    pub(super) span: Span,
+    pub(super) frame: MigrationFrame,
+}
+
 /// A source head driving a migration.
 pub(super) struct Driving {
     driver: Driver,
@@ -45,6 +58,10 @@ pub(super) struct Driving {
     queue: VecDeque<(u64, MigrationFrame)>,
     /// Every write to the slots up to here was sent.
     forwarded_through: u64,
+    /// Frames sent in this attempt: each is numbered, and the target takes
+    /// them only in order (a process paused twice in the simulator gets
+    /// its events back in another order than a socket would).
+    frames_sent: u64,
 }
 
 /// A target head taking a stream.
@@ -207,6 +224,7 @@ impl World {
             snapshot: None,
             queue: VecDeque::new(),
             forwarded_through: 0,
+            frames_sent: 0,
         };
         self.servers[index].driving = Some(driving);
         self.carry_steps(index, steps);
@@ -235,6 +253,7 @@ impl World {
                 }
                 Step::Stream { attempt } => self.open_stream(index, attempt),
                 Step::Pause { attempt } => {
+                    self.migration_fault(index, target);
                     match self.marker_write(index, span, Some(attempt.to_string().into_bytes())) {
                         Some(sequence) => self.driver(index).paused_at(sequence),
                         None => return,
@@ -248,6 +267,7 @@ impl World {
                     Vec::new()
                 }
                 Step::Flip { base } => {
+                    self.migration_fault(index, target);
                     let answer = self.set_map(index, base, Some((span, target)));
                     self.driver(index).flip_answered(answer)
                 }
@@ -257,6 +277,33 @@ impl World {
                 }
             };
             work.extend(more);
+        }
+    }
+
+    /// A fault aimed at a migration's step (its driver, head `index`, is
+    /// about to pause or to flip), now and then: the driver pauses past its
+    /// session (another head takes over mid-step), or the target chain's
+    /// head pauses as long or crashes.
+    fn migration_fault(&mut self, index: usize, target: usize) {
+        if self.quiet_since_ms.is_some() || self.rng.below(6) != 0 {
+            return;
+        }
+        let view = self.zk.view(target);
+        let head = view.head().and_then(|member| server_of(&member.address));
+        let head = head.filter(|&head| self.servers[head].alive);
+        let duration = SESSION_TIMEOUT_MS + self.rng.between(0, 500);
+        match (self.rng.below(3), head) {
+            (0, _) => self.pause(index, duration),
+            (1, Some(head)) => self.pause(head, duration),
+            (_, Some(head)) => {
+                let live: Vec<usize> =
+                    (0..self.servers.len()).filter(|&server| self.servers[server].alive).collect();
+                let durable = self.servers[head].disk.is_some();
+                if may_crash(&view.record, &live, head, durable) {
+                    self.crash(head);
+                }
+            }
+            (_, None) => {}
         }
     }
 
@@ -290,7 +337,7 @@ impl World {
     /// while the target chain has no head, tried again at each tick.
     fn open_stream(&mut self, index: usize, attempt: u64) -> Vec<Step> {
         let target = self.servers[index].driving.as_ref().expect("driving").target;
-        let head = self.zk.view(target).head().and_then(|member| super::server::server_of(&member.address));
+        let head = self.zk.view(target).head().and_then(|member| server_of(&member.address));
         let head = head.filter(|_| !self.zk_cut.contains(&index));
         let server = &mut self.servers[index];
         let driving = server.driving.as_mut().expect("driving");
@@ -301,6 +348,7 @@ impl World {
         };
         driving.snapshot = Some((server.node.progress().applied, frame));
         driving.queue.clear();
+        driving.frames_sent = 0;
         driving.to = head.map(|head| (head, attempt));
         Vec::new()
     }
@@ -348,18 +396,21 @@ impl World {
         driving.driver.progress(driving.forwarded_through, committed);
         let span = driving.driver.span();
         for (frame, snapshot) in frames {
-            self.driver(index).sent(attempt, 1, snapshot);
-            self.send_frame(index, to, attempt, span, frame);
+            let driving = self.servers[index].driving.as_mut().expect("driving");
+            driving.driver.sent(attempt, 1, snapshot);
+            driving.frames_sent += 1;
+            let number = driving.frames_sent - 1;
+            self.send_frame(StreamFrame { from: index, to, attempt, index: number, span, frame });
         }
     }
 
-    fn send_frame(&mut self, from: usize, to: usize, attempt: u64, span: Span, frame: MigrationFrame) {
-        if !self.reachable(from, to) {
-            self.schedule(1, Event::MigrationBroken { to: from, attempt });
+    fn send_frame(&mut self, frame: StreamFrame) {
+        if !self.reachable(frame.from, frame.to) {
+            self.schedule(1, Event::MigrationBroken { to: frame.from, attempt: frame.attempt });
             return;
         }
-        let delay = self.migration_delay(from, to);
-        self.schedule(delay, Event::MigrationFrame { from, to, attempt, span, frame });
+        let delay = self.migration_delay(frame.from, frame.to);
+        self.schedule(delay, Event::MigrationFrame(frame));
     }
 
     /// A delay on the migration link from `from` to `to`, in order behind
@@ -389,14 +440,8 @@ impl World {
     }
 
     /// A frame arrives at the target's head `to`.
-    pub(super) fn migration_frame(
-        &mut self,
-        from: usize,
-        to: usize,
-        attempt: u64,
-        span: Span,
-        frame: MigrationFrame,
-    ) {
+    pub(super) fn migration_frame(&mut self, frame: StreamFrame) {
+        let StreamFrame { from, to, attempt, index, span, frame } = frame;
         if !self.is_head(to) {
             self.servers[to].importing = None;
             self.schedule(1, Event::MigrationBroken { to: from, attempt });
@@ -423,6 +468,12 @@ impl World {
                 writes.extend(keys_in(&server.store, span).into_iter().map(|(key, _)| ((key, None), None)));
             }
             Import::Take => {}
+        }
+        if index != importing.items {
+            // Out of order: this attempt ends (the driver starts another).
+            server.importing = None;
+            self.schedule(1, Event::MigrationBroken { to: from, attempt });
+            return;
         }
         match frame {
             MigrationFrame::Snapshot { pairs, records } => {

@@ -323,8 +323,8 @@ mod tests {
             ("lease-without-heartbeat", 1, 3),
             ("evict-before-lease", 1, 115),
             ("flip-before-drain", 1, 1),
-            ("serve-after-flip", 1, 3),
-            ("forget-dedup-on-move", 3333, 1),
+            ("serve-after-flip", 3333, 1),
+            ("forget-dedup-on-move", 1, 14),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()

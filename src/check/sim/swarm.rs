@@ -255,7 +255,7 @@ impl World {
         self.schedule(next, Event::Nemesis);
     }
 
-    fn pause(&mut self, server: usize, duration: u64) {
+    pub(super) fn pause(&mut self, server: usize, duration: u64) {
         self.servers[server].paused_until_ms = Some(self.now_ms + duration);
         self.fault(format!("pause s{server}"), Some((duration, Heal::Resume(server))));
     }
@@ -450,7 +450,7 @@ impl World {
         }
     }
 
-    fn crash(&mut self, server: usize) {
+    pub(super) fn crash(&mut self, server: usize) {
         self.fault(format!("crash s{server}"), None);
         self.servers[server].alive = false;
         self.servers[server].paused_until_ms = None;

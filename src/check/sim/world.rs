@@ -9,12 +9,11 @@ use super::SimConfig;
 use super::client::{Client, Reply, Request};
 use super::clock::SimClock;
 use super::generations::GenerationCheck;
-use super::migrate::MigrationFrame;
+use super::migrate::StreamFrame;
 use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server};
 use super::swarm::{Heal, Swarm, Trap};
 use super::zk::SimZk;
-use crate::chain::migration::Span;
 use crate::check::history::History;
 use crate::check::random::SplitMix64;
 use crate::shard::map::ShardMap;
@@ -70,7 +69,7 @@ pub enum Event {
     /// A server reads the shard map (its watch fired, or its re-read).
     MapRead { server: usize, map: ShardMap },
     /// A frame of a migration stream arrives at the target's head.
-    MigrationFrame { from: usize, to: usize, attempt: u64, span: Span, frame: MigrationFrame },
+    MigrationFrame(StreamFrame),
     /// The target's head acks what its chain committed of the stream.
     MigrationAck { to: usize, attempt: u64, items: u64 },
     /// The migration link of `attempt` broke.
@@ -331,9 +330,9 @@ impl World {
             Event::DiskSync(server) => self.disk_sync(server),
             Event::Restart(server) => self.restart(server),
             Event::MapRead { server, map } => self.map_read(server, map),
-            Event::MigrationFrame { from, to, attempt, span, frame } => {
-                self.trace(|| format!("migration s{from} -> s{to} attempt {attempt}: {frame:?}"));
-                self.migration_frame(from, to, attempt, span, frame)
+            Event::MigrationFrame(frame) => {
+                self.trace(|| format!("migration {frame:?}"));
+                self.migration_frame(frame)
             }
             Event::MigrationAck { to, attempt, items } => self.migration_ack(to, attempt, items),
             Event::MigrationBroken { to, attempt } => self.migration_broken(to, attempt),
@@ -360,7 +359,7 @@ impl World {
             | Event::DiskSync(server)
             | Event::View { server, .. }
             | Event::MapRead { server, .. }
-            | Event::MigrationFrame { to: server, .. }
+            | Event::MigrationFrame(StreamFrame { to: server, .. })
             | Event::MigrationAck { to: server, .. }
             | Event::MigrationBroken { to: server, .. }
             | Event::Request { server, .. } => Some(*server),
