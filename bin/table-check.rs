@@ -44,10 +44,11 @@ fn main() -> ExitCode {
         }
         CheckCommand::ListBugs => {
             for check in Check::ALL {
-                let kind = match (check.reached_by_simulator(), check.of_durability()) {
-                    (false, _) => " shadowed",
-                    (true, true) => " durable",
-                    (true, false) => "",
+                let kind = match (check.reached_by_simulator(), check.of_durability(), check.of_chains()) {
+                    (false, _, _) => " shadowed",
+                    (true, true, _) => " durable",
+                    (true, false, true) => " chains",
+                    (true, false, false) => "",
                 };
                 println!("{}{kind}", check.bug_name());
             }

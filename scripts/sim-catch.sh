@@ -20,6 +20,7 @@ bases=("$@")
 read -r -a bugs <<<"${SIM_CATCH_BUGS:-none $("$check" sim --list-bugs | cut -d' ' -f1 | tr '\n' ' ')}"
 shadowed=" $("$check" sim --list-bugs | awk '$2 == "shadowed" { print $1 }' | tr '\n' ' ') "
 durable=" $("$check" sim --list-bugs | awk '$2 == "durable" { print $1 }' | tr '\n' ' ') "
+chains=" $("$check" sim --list-bugs | awk '$2 == "chains" { print $1 }' | tr '\n' ' ') "
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -28,6 +29,7 @@ cell() {
   local bug=$1 base=$2 flag=() start status=0 result
   [[ $bug == none ]] || flag=(--inject-bug "$bug")
   [[ $durable == *" $bug "* ]] && flag+=(--durable)
+  [[ $chains == *" $bug "* ]] && flag+=(--chains 2)
   start=$(date +%s.%N)
   "$check" sim --seeds "$seeds" --seed "$base" "${flag[@]}" >"$out/$bug.$base.log" 2>&1 || status=$?
   if ((status == 1)); then
@@ -40,7 +42,7 @@ cell() {
   printf '%s %s %s %.1f\n' "$bug" "$base" "$result" "$(echo "$(date +%s.%N) - $start" | bc)" >"$out/$bug.$base"
 }
 export -f cell
-export check seeds out durable
+export check seeds out durable chains
 
 started=$(date +%s)
 for bug in "${bugs[@]}"; do

@@ -150,6 +150,8 @@ table_check_sim() {
   target/release/table-check sim --seeds 2000 --seed "$seed" || return 1
   echo "  target/release/table-check sim --seeds 500 --seed $seed --durable"
   target/release/table-check sim --seeds 500 --seed "$seed" --durable || return 1
+  echo "  target/release/table-check sim --seeds 500 --seed $seed --chains 2"
+  target/release/table-check sim --seeds 500 --seed "$seed" --chains 2 || return 1
   local bug status bugs kind
   bugs=$(target/release/table-check sim --list-bugs) || return 1
   while read -r bug kind; do
@@ -160,6 +162,7 @@ table_check_sim() {
     status=0
     local durable=()
     [[ $kind == durable ]] && durable=(--durable)
+    [[ $kind == chains ]] && durable=(--chains 2)
     target/release/table-check sim --seeds 30000 --seed "$seed" --inject-bug "$bug" "${durable[@]}" >"$test_log.sim" ||
       status=$?
     if ((status == 1)); then

@@ -56,6 +56,11 @@ impl ClientRecords {
         }
     }
 
+    /// The record of `client_id`'s latest write, if remembered.
+    pub fn get(&self, client_id: u64) -> Option<&ClientRecord> {
+        self.records.get(&client_id)
+    }
+
     /// Records a client's latest write. Over the limit, forgets the oldest
     /// tenth by sequence number: every replica applies the same writes in
     /// the same order, so they all forget the same clients.

@@ -102,10 +102,19 @@ pub enum Check {
     /// run out (and its port did not answer a probe), and a successor that
     /// left our view holds our commit record until then (see `eviction`).
     LeaseExpiry,
+    /// A migration's driver flips the map only once its pause marker is
+    /// committed, every write to the slots before it forwarded, and the
+    /// target committed everything sent (see `migration`).
+    FlipBeforeDrain,
+    /// A member refuses a slot its chain paused for a migration, whatever
+    /// map version it knows (see `slot_gate`).
+    ServeAfterFlip,
+    /// Clients' exactly-once records move with the slots (see `slot_gate`).
+    ForgetDedupOnMove,
 }
 
 impl Check {
-    pub const ALL: [Check; 32] = [
+    pub const ALL: [Check; 35] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -138,6 +147,9 @@ impl Check {
         Check::RejoinIdentity,
         Check::ReadLease,
         Check::LeaseExpiry,
+        Check::FlipBeforeDrain,
+        Check::ServeAfterFlip,
+        Check::ForgetDedupOnMove,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -227,6 +239,16 @@ impl Check {
                 "evict-before-lease",
                 "a silent successor is removed at its first missed heartbeat, not after its read lease",
             ),
+            Check::FlipBeforeDrain => (
+                "flip-before-drain",
+                "a migration flips the map before the target has the source's last write",
+            ),
+            Check::ServeAfterFlip => {
+                ("serve-after-flip", "a source member answers a slot paused for its flip")
+            }
+            Check::ForgetDedupOnMove => {
+                ("forget-dedup-on-move", "exactly-once records stay behind when slots move")
+            }
         }
     }
 
@@ -291,6 +313,12 @@ impl Check {
         )
     }
 
+    /// A check of migrations: the simulator reaches it only with several
+    /// chains (`table-check sim --chains 2`).
+    pub fn of_chains(self) -> bool {
+        matches!(self, Check::FlipBeforeDrain | Check::ServeAfterFlip | Check::ForgetDedupOnMove)
+    }
+
     pub fn from_bug_name(name: &str) -> Option<Check> {
         Check::ALL.into_iter().find(|check| check.bug_name() == name)
     }
@@ -334,6 +362,8 @@ mod tests {
             include_str!("lease.rs"),
             include_str!("durable.rs"),
             include_str!("rejoin.rs"),
+            include_str!("migration.rs"),
+            include_str!("slot_gate.rs"),
             include_str!("../check/sim/peer_auth.rs"),
         ];
         for check in Check::ALL {

@@ -44,6 +44,11 @@
 //!   us), and replaying the log.
 //! - [`uncommitted`]: durable: the keys a read must wait for.
 //! - [`effects`]: the [`Action`]s out and the [`Store`] in.
+//! - [`migration`]: online slot migration: the protocol, and the source
+//!   head's decisions as it drives one (claim, stream, pause, drain, flip);
+//!   the node's side (snapshot records, import writes) in `migration_node.rs`.
+//! - [`slot_gate`]: a member's pause of moving slots, and the target
+//!   head's side of the stream (attempts, exactly-once records).
 
 pub mod bootstrap;
 pub mod clients;
@@ -57,6 +62,8 @@ pub mod lifecycle;
 pub mod link;
 pub mod liveness;
 mod membership;
+pub mod migration;
+mod migration_node;
 pub mod node;
 pub mod registration;
 pub mod rejoin;
@@ -64,6 +71,7 @@ mod replicate;
 #[cfg(test)]
 mod scenarios;
 pub mod sent;
+pub mod slot_gate;
 pub mod uncommitted;
 pub mod writes;
 

@@ -319,7 +319,7 @@ impl ChainNode {
 
     /// The write that carries our next sequence number down the chain and
     /// to our log; `None` when neither is there to take it.
-    fn next_write(&self, client_id: u64, request_id: u64) -> Option<Write> {
+    pub(super) fn next_write(&self, client_id: u64, request_id: u64) -> Option<Write> {
         (self.forwards() || self.durable).then(|| {
             let mut write = Write::new();
             write.client_id = client_id;
@@ -333,7 +333,7 @@ impl ChainNode {
 
     /// Our next write is applied: remembers its client's answer, forwards
     /// and logs it, and commits what may be committed now.
-    fn settle_write(
+    pub(super) fn settle_write(
         &mut self,
         sequence: u64,
         record: ClientRecord,

@@ -74,7 +74,9 @@ sim options:
   --seeds <n>             runs, each with its own seed derived from the base (default 2000)
   --seed <n>              the base seed (default: random, printed); with --seeds 1, the
                           seed of the one run
-  --nodes <n>             servers at the start of each run (default 3)
+  --nodes <n>             servers at the start of each run (default 3); per chain
+  --chains <n>            chains sharing the key space by a shard map, clients routing by
+                          key (default 1: one chain, no map)
   --steps <n>             client operations per run (default 300)
   --inject-bug <name>     switch one safety check off, a deliberate bug which must FAIL:
 ";
@@ -83,7 +85,7 @@ const USAGE_AFTER_BUGS: &str = "\
                           (*) shadowed by another check: not caught by the simulator yet
   --list-bugs             print the injected bugs' names, one a line; a shadowed one
                           is followed by \"shadowed\", one caught only with --durable
-                          by \"durable\"
+                          by \"durable\", one caught only with --chains 2 by \"chains\"
   --trace                 print every event of a failed run
   --durable               every server has a simulated disk (--data-dir): a crashed server
                           restarts on it, whole chains crash at once, and no acknowledged
@@ -133,13 +135,15 @@ pub struct SimArgs {
     pub trace: bool,
     /// `--durable`: simulated disks.
     pub durable: bool,
+    /// `--chains`: chains sharing the key space by a shard map.
+    pub chains: usize,
 }
 
 fn parse_sim_args(
     args: impl IntoIterator<Item = OsString>,
     default_seed: u64,
 ) -> Result<CheckCommand, UsageError> {
-    let known = ["seeds", "seed", "nodes", "steps", "inject-bug", "trace", "list-bugs", "durable"];
+    let known = ["seeds", "seed", "nodes", "chains", "steps", "inject-bug", "trace", "list-bugs", "durable"];
     let parsed = parse_args(args, &known, &["trace", "list-bugs", "durable"], |_, _| false)?;
     if !parsed.positionals.is_empty() {
         return Err("sim takes options only".to_owned().into());
@@ -152,12 +156,14 @@ fn parse_sim_args(
         bug: None,
         trace: false,
         durable: false,
+        chains: 1,
     };
     for (name, value) in &parsed.options {
         match name.as_str() {
             "seeds" => sim.seeds = positive(name, value)?,
             "seed" => sim.base_seed = number(name, value)?,
             "nodes" => sim.nodes = positive(name, value)?,
+            "chains" => sim.chains = positive(name, value)?,
             "steps" => sim.steps = positive(name, value)?,
             "inject-bug" => {
                 let bug = text(name, value)?;

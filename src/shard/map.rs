@@ -161,6 +161,29 @@ impl ShardMap {
         text.into_bytes()
     }
 
+    /// This map with slots `first..=last` given to `chain` in `state`, the
+    /// ranges around them cut where they overlap (the next version's
+    /// content: a migration's start, flip or abort).
+    pub fn with_range(
+        &self,
+        first: u16,
+        last: u16,
+        chain: &str,
+        state: RangeState,
+    ) -> Result<ShardMap, MapError> {
+        let mut ranges: Vec<SlotRange> = Vec::with_capacity(self.ranges.len() + 2);
+        for range in &self.ranges {
+            if range.first < first {
+                ranges.push(SlotRange { last: range.last.min(first.saturating_sub(1)), ..range.clone() });
+            }
+            if range.last > last {
+                ranges.push(SlotRange { first: range.first.max(last.saturating_add(1)), ..range.clone() });
+            }
+        }
+        ranges.push(SlotRange { first, last, chain: chain.to_owned(), state });
+        ShardMap::new(self.version, ranges)
+    }
+
     /// The ranges in slot order.
     pub fn ranges(&self) -> &[SlotRange] {
         &self.ranges
@@ -179,6 +202,15 @@ impl ShardMap {
     /// The chain that owns `slot`.
     pub fn owner(&self, slot: u16) -> &str {
         &self.chains[self.owner_index(slot) as usize]
+    }
+
+    /// The chain `slot` is migrating to, if a migration of it runs.
+    pub fn migrating_to(&self, slot: u16) -> Option<&str> {
+        let index = self.ranges.partition_point(|range| range.last < slot);
+        match &self.ranges.get(index)?.state {
+            RangeState::MigratingTo(target) => Some(target),
+            RangeState::Stable => None,
+        }
     }
 
     /// Index of `chain` in [`ShardMap::chains`]; `None`: it owns no slot.
@@ -272,6 +304,10 @@ mod tests {
         let text = "chaintable-shards 1\n0-99 /a migrating-to /b\n100-16383 /b\n";
         let map = ShardMap::parse(text.as_bytes(), 4).unwrap();
         assert_eq!(map.owner(50), "/a");
+        assert_eq!(
+            (map.migrating_to(0), map.migrating_to(99), map.migrating_to(100)),
+            (Some("/b"), Some("/b"), None)
+        );
         assert_eq!(map.ranges()[0].state, RangeState::MigratingTo("/b".into()));
         assert_eq!(String::from_utf8(map.encode()).unwrap(), text);
         assert_eq!(map.version, 4);
@@ -297,6 +333,22 @@ mod tests {
         }
         let huge = vec![b' '; MAP_BYTES_MAX + 1];
         assert!(ShardMap::parse(&huge, 0).unwrap_err().to_string().contains("over the maximum"));
+    }
+
+    #[test]
+    fn a_range_is_set_by_cutting_the_ones_around_it() {
+        let map = ShardMap::split_evenly(&chains(&["/a", "/b"])).unwrap();
+        let moving = RangeState::MigratingTo("/b".into());
+        let marked = map.with_range(100, 199, "/a", moving.clone()).unwrap();
+        let text = "chaintable-shards 1\n0-99 /a\n100-199 /a migrating-to /b\n200-8191 /a\n8192-16383 /b\n";
+        assert_eq!(String::from_utf8(marked.encode()).unwrap(), text);
+        let flipped = marked.with_range(100, 199, "/b", RangeState::Stable).unwrap();
+        assert_eq!(flipped.owner(150), "/b");
+        assert_eq!(flipped.migrating_to(150), None);
+        let edges = map.with_range(0, 16383, "/c", RangeState::Stable).unwrap();
+        assert_eq!(edges.ranges().len(), 1);
+        assert!(map.with_range(9, 3, "/c", RangeState::Stable).is_err());
+        assert_eq!(map.with_range(8000, 8300, "/c", moving).unwrap().ranges().len(), 3);
     }
 
     #[test]

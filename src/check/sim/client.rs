@@ -14,9 +14,10 @@ use crate::chain::{Decline, Outcome, WriteOp};
 use crate::check::history::{OpKind, Record};
 use crate::check::workload::{decode_value, learnt};
 use crate::proto::ErrorCode;
+use crate::shard::slot::slot_of;
 use crate::view::ChainView;
 
-/// Keys the clients share: few, so operations on them contend.
+/// Keys the clients share, per chain: few, so operations on them contend.
 const KEYS: u64 = 3;
 /// How long one attempt waits for its reply (ms).
 const ATTEMPT_TIMEOUT_MS: u64 = 400;
@@ -52,8 +53,8 @@ struct Operation {
 
 pub struct Client {
     index: usize,
-    /// Its reading of the chain; `None` when it must read again.
-    view: Option<ChainView>,
+    /// Its reading of a chain (by index); `None` when it must read again.
+    view: Option<(usize, ChainView)>,
     operation: Option<Operation>,
     /// The attempt whose reply is awaited.
     attempt: u64,
@@ -98,11 +99,13 @@ impl World {
             self.give_up(index);
             return;
         }
-        if client.view.is_none() {
-            client.view = Some(self.zk.view());
-        }
         let record = &self.history.records[operation.record];
-        let view = client.view.as_ref().expect("read just now");
+        // The chain of the key, by the map (one chain: no map).
+        let chain = self.map.as_ref().map_or(0, |map| map.owner_index(slot_of(&record.key)) as usize);
+        if client.view.as_ref().is_none_or(|(read, _)| *read != chain) {
+            client.view = Some((chain, self.zk.view(chain)));
+        }
+        let (_, view) = client.view.as_ref().expect("read just now");
         let target = match record.op {
             OpKind::Get => {
                 operation.misrouted_to.or_else(|| view.tail().and_then(|tail| server_of(&tail.address)))
@@ -141,7 +144,7 @@ impl World {
             return false;
         }
         self.operations_started += 1;
-        let key = format!("k{}", self.rng.below(KEYS));
+        let key = format!("k{}", self.rng.below(key_count(self.config.chains)));
         let op = match self.rng.below(100) {
             0..=34 => OpKind::Get,
             35..=59 => OpKind::Put,
@@ -239,6 +242,11 @@ impl World {
         let pause = self.rng.between(10, 60);
         self.schedule(pause, Event::ClientNext(index));
     }
+}
+
+/// Keys the clients of a run of `chains` chains share.
+pub(super) fn key_count(chains: usize) -> u64 {
+    KEYS * chains.max(1) as u64
 }
 
 /// The write a record asks for (`None`: a read).

@@ -191,7 +191,7 @@ impl World {
     /// commit record names holds every committed write (it is alive, or
     /// will restart on a disk that was not refused).
     fn may_lose_disk(&self, index: usize) -> bool {
-        let record = &self.zk.view().record;
+        let record = &self.zk.view(self.servers[index].chain).record;
         record.servers.iter().any(|&server_id| {
             let other = server_id as usize - 1;
             let holds =
@@ -247,13 +247,13 @@ impl World {
                 self.servers[index].disk = Some(SimDisk { refused: true, ..disk });
                 self.fault(format!("s{index} refuses to start: {why}; it stays down"), None);
                 if self.servers.len() < SERVERS_MAX {
-                    let fresh = self.start_server();
+                    let fresh = self.start_server(self.servers[index].chain);
                     self.fault(format!("start s{fresh} in its place (an empty directory)"), None);
                 }
                 return;
             }
         };
-        let mut server = Server::new(index, &self.config);
+        let mut server = Server::new(index, self.servers[index].chain, &self.config);
         server.first_connection = self.connections.len();
         for item in items {
             if let Err(refusal) = server.node.replay(item, &mut server.store) {
@@ -280,7 +280,16 @@ mod tests {
 
     /// A durable run of three servers and 300 operations from `seed`.
     fn durable_run(seed: u64) -> crate::check::sim::SimOutcome {
-        run(&SimConfig { seed, nodes: 3, steps: 300, bug: None, trace: false, explain: false, durable: true })
+        run(&SimConfig {
+            seed,
+            nodes: 3,
+            steps: 300,
+            bug: None,
+            trace: false,
+            explain: false,
+            durable: true,
+            chains: 1,
+        })
     }
 
     /// Durable runs crash whole chains under load, restart them on their

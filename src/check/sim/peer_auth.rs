@@ -80,7 +80,7 @@ impl World {
         }
         let next = self.peer_auth.rng.between(200, 2000);
         self.schedule(next, Event::Impostor);
-        let view = self.zk.view();
+        let view = self.zk.view(0);
         let ready: Vec<_> = view.ready().cloned().collect();
         if ready.len() < 2 {
             return;

@@ -10,12 +10,16 @@ use super::SimConfig;
 use super::client::{Reply, Request};
 use super::disk::{Carry, SimDisk};
 use super::links::DownConnection;
-use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World};
+use super::migrate::{Driving, Importing, gate_of};
+use super::world::{Event, SESSION_TIMEOUT_MS, TICK_MS, World, chain_path};
 use crate::chain::bootstrap::Holding;
 use crate::chain::link::{Downlink, Uplink};
 use crate::chain::registration::{Duty, Registration, SessionTiming, ViewVerdict};
-use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, ReadKeys, Store, Welcome};
+use crate::chain::slot_gate::Admission;
+use crate::chain::{Action, ChainNode, NodeConfig, Outcome, Progress, ReadKeys, Store, Welcome, WriteOp};
 use crate::proto::{Downstream, ErrorCode, ReplicaHello, Write};
+use crate::shard::map::ShardMap;
+use crate::shard::slot::slot_of;
 use crate::view::{ChainView, Readiness};
 
 /// A client write waits this long for its commit (ms), as `--commit-timeout`.
@@ -90,6 +94,8 @@ pub(super) struct Pending {
 }
 
 pub struct Server {
+    /// The chain it is a member of (its index; see `world::chain_path`).
+    pub chain: usize,
     pub node: ChainNode,
     pub store: SimStore,
     pub alive: bool,
@@ -121,14 +127,20 @@ pub struct Server {
     /// Connections numbered below this were made before this process
     /// started (a crashed process's): what arrives on them is lost.
     pub(super) first_connection: usize,
+    /// The shard map as this server last read it (several chains only).
+    pub(super) known_map: Option<ShardMap>,
+    /// Driving a migration of its chain's slots (as the head).
+    pub(super) driving: Option<Driving>,
+    /// Taking a migration stream (as the target's head).
+    pub(super) importing: Option<Importing>,
 }
 
 impl Server {
-    pub fn new(index: usize, config: &SimConfig) -> Server {
+    pub fn new(index: usize, chain: usize, config: &SimConfig) -> Server {
         let server_id = index as u64 + 1;
         let node_config = NodeConfig {
             standalone: false,
-            chain_path: "/chain".into(),
+            chain_path: chain_path(chain),
             client_records_max: 1000,
             bug: config.bug,
             server_id,
@@ -140,6 +152,7 @@ impl Server {
             node.set_durable(server_id);
         }
         Server {
+            chain,
             node,
             store: SimStore::new(),
             alive: true,
@@ -157,7 +170,18 @@ impl Server {
             pause_after_write: None,
             disk: durable.then(SimDisk::default),
             first_connection: 0,
+            known_map: None,
+            driving: None,
+            importing: None,
         }
+    }
+}
+
+/// The key a simulated client's write is about.
+fn write_key(op: &WriteOp) -> &str {
+    match op {
+        WriteOp::Set { key, .. } | WriteOp::Cas { key, .. } | WriteOp::Incr { key, .. } => key,
+        other => unreachable!("simulated clients do not send {other:?}"),
     }
 }
 
@@ -176,13 +200,13 @@ impl World {
                 Action::Committed(sequence) => {
                     self.check_durability(index, sequence);
                     let server = &mut self.servers[index];
-                    let generation = server.node.generation();
+                    let (chain, generation) = (server.chain, server.node.generation());
                     let (done, waiting) = std::mem::take(&mut server.pending)
                         .into_iter()
                         .partition::<Vec<_>, _>(|pending| pending.sequence <= sequence);
                     server.pending = waiting;
                     for pending in done {
-                        self.generations.acknowledged(index, generation, pending.sequence);
+                        self.generations[chain].acknowledged(index, generation, pending.sequence);
                         self.reply(index, pending.client, pending.attempt, Reply::Written(pending.outcome));
                     }
                 }
@@ -201,7 +225,8 @@ impl World {
                 Action::RemoveMember { name, .. } => {
                     // One ZooKeeper call, which a server cut off from
                     // ZooKeeper cannot make.
-                    if !self.zk_cut.contains(&index) && self.zk.remove_member(&name) {
+                    let chain = self.servers[index].chain;
+                    if !self.zk_cut.contains(&index) && self.zk.remove_member(chain, &name) {
                         self.trace(|| format!("zk: s{index} removed {name}"));
                         self.notify_watchers();
                     }
@@ -263,6 +288,9 @@ impl World {
             self.reply(index, pending.client, pending.attempt, Reply::Refused(ErrorCode::ERR_UNAVAILABLE));
         }
         self.membership_work(index);
+        if self.map.is_some() {
+            self.migration_tick(index);
+        }
         self.after_step(index);
         self.schedule(TICK_MS, Event::Tick(index));
     }
@@ -296,8 +324,9 @@ impl World {
                 }
                 Duty::WriteRecord(record) => {
                     self.trace(|| format!("s{index}: commit record {record:?}"));
-                    if self.zk.set_record(record.clone()) {
-                        self.generations.recorded(&record);
+                    let chain = self.servers[index].chain;
+                    if self.zk.set_record(chain, record.clone()) {
+                        self.generations[chain].recorded(&record);
                     }
                     if let Some(registration) = &mut self.servers[index].registration {
                         registration.record_written(&record);
@@ -317,7 +346,7 @@ impl World {
             applied => {
                 let Some(registration) = &mut self.servers[index].registration else { return };
                 let name = registration.name().to_owned();
-                if self.zk.set_readiness(session, &name, Readiness::Ready) {
+                if self.zk.set_readiness(self.servers[index].chain, session, &name, Readiness::Ready) {
                     self.trace(|| format!("s{index}: announced ready"));
                     self.notify_watchers();
                 }
@@ -340,7 +369,9 @@ impl World {
         let server = &mut self.servers[index];
         let readiness = server.node.registration(&mut server.store, &mut actions);
         self.carry(index, actions);
-        let Some(name) = self.zk.create_member(session, &format!("s{index}"), readiness, index as u64 + 1)
+        let chain = self.servers[index].chain;
+        let Some(name) =
+            self.zk.create_member(chain, session, &format!("s{index}"), readiness, index as u64 + 1)
         else {
             return;
         };
@@ -377,7 +408,8 @@ impl World {
         if let Err(reason) = registration.listed_in(&view) {
             // A view delivered late may predate our node: believe it only
             // if ZooKeeper agrees now.
-            if !self.zk.session_alive(session) || registration.listed_in(&self.zk.view()).is_err() {
+            let now_listed = registration.listed_in(&self.zk.view(self.servers[index].chain));
+            if !self.zk.session_alive(session) || now_listed.is_err() {
                 self.leave(index, reason);
             }
             return;
@@ -402,13 +434,17 @@ impl World {
             ViewVerdict::Follow | ViewVerdict::AwaitingNamedMember => {}
             ViewVerdict::Start { decision, generation } => {
                 self.servers[index].node.starting_chain(generation);
-                if !self.zk_cut.contains(&index) && self.zk.set_readiness(session, &name, Readiness::Ready) {
+                let chain = self.servers[index].chain;
+                if !self.zk_cut.contains(&index)
+                    && self.zk.set_readiness(chain, session, &name, Readiness::Ready)
+                {
                     self.trace(|| {
                         format!("s{index} starts the chain as generation {generation} ({decision:?})")
                     });
                     let node = &self.servers[index].node;
                     let (held, applied) = (node.generation(), node.progress().applied);
-                    self.generations.chain_started(index, held, applied, generation);
+                    self.generations[self.servers[index].chain]
+                        .chain_started(index, held, applied, generation);
                     self.notify_watchers();
                 }
             }
@@ -440,13 +476,38 @@ impl World {
 
     // ---- client requests ----
 
+    /// Why server `index` may not answer `request`'s key now, as the real
+    /// server refuses it: another chain owns its slot (ERR_MOVED), or a
+    /// migration paused it (retryable). Never with one chain (no map).
+    fn slot_refusal(&self, index: usize, request: &Request) -> Option<ErrorCode> {
+        self.map.as_ref()?;
+        let key = match request {
+            Request::Read { key } => key,
+            Request::Write { op, .. } => write_key(op),
+        };
+        let server = &self.servers[index];
+        let Some(map) = &server.known_map else { return Some(ErrorCode::ERR_UNAVAILABLE) };
+        let gate = gate_of(&server.store, self.config.bug);
+        match gate.admit(Some(map), &chain_path(server.chain), slot_of(key)) {
+            Admission::Serve => None,
+            Admission::Paused => Some(ErrorCode::ERR_UNAVAILABLE),
+            Admission::Moved { .. } => Some(ErrorCode::ERR_MOVED),
+        }
+    }
+
     pub fn server_request(&mut self, index: usize, client: usize, attempt: u64, request: Request) {
+        if let Some(code) = self.slot_refusal(index, &request) {
+            self.reply(index, client, attempt, Reply::Refused(code));
+            return;
+        }
         let now = self.clock(index);
         let mut actions = Carry::default();
         let server = &mut self.servers[index];
         let applied_before = server.node.progress().applied;
+        let mut new_write = None;
         let reply = match request {
             Request::Write { client_id, request_id, op } => {
+                let key = write_key(&op).to_owned();
                 match server.node.client_write(
                     client_id,
                     request_id,
@@ -455,15 +516,21 @@ impl World {
                     &mut server.store,
                     &mut actions,
                 ) {
-                    Ok(receipt) if receipt.sequence <= server.node.progress().committed => {
-                        self.generations.acknowledged(index, server.node.generation(), receipt.sequence);
-                        Some(Reply::Written(receipt.outcome))
-                    }
                     Ok(receipt) => {
-                        let deadline_ms = now + COMMIT_TIMEOUT_MS;
-                        let (sequence, outcome) = (receipt.sequence, receipt.outcome);
-                        server.pending.push(Pending { sequence, client, attempt, outcome, deadline_ms });
-                        None
+                        if receipt.sequence > applied_before {
+                            let outcome = receipt.outcome.clone();
+                            new_write = Some((client_id, request_id, key, receipt.sequence, outcome));
+                        }
+                        if receipt.sequence <= server.node.progress().committed {
+                            let generation = server.node.generation();
+                            self.generations[server.chain].acknowledged(index, generation, receipt.sequence);
+                            Some(Reply::Written(receipt.outcome))
+                        } else {
+                            let deadline_ms = now + COMMIT_TIMEOUT_MS;
+                            let (sequence, outcome) = (receipt.sequence, receipt.outcome);
+                            server.pending.push(Pending { sequence, client, attempt, outcome, deadline_ms });
+                            None
+                        }
                     }
                     Err(refusal) => Some(Reply::Refused(refusal.code)),
                 }
@@ -481,6 +548,9 @@ impl World {
             },
         };
         self.carry(index, actions);
+        if let Some((client_id, request_id, key, sequence, outcome)) = new_write {
+            self.applied_write(index, (client_id, request_id), &key, sequence, &outcome);
+        }
         if let Some(reply) = reply {
             self.reply(index, client, attempt, reply);
         }

@@ -25,6 +25,10 @@ use crate::limits::SUSPECT_REMOVAL_AFTER_MS;
 
 /// Most servers a run starts, counting those that join later.
 pub(super) const SERVERS_MAX: usize = 9;
+/// The chain the aimed faults (hand-overs, isolated heads and tails, view
+/// changes) aim at in a run of several chains; crashes, pauses, partitions
+/// and joins hit any server.
+const AIMED_CHAIN: usize = 0;
 /// Least time between two whole-chain restarts (ms): back to back, the
 /// clients' operations overlap so far that the linearizability search
 /// cannot decide the history.
@@ -196,12 +200,17 @@ impl World {
             Kind::Crash => {
                 let server = pick(self, &live);
                 let durable = self.servers[server].disk.is_some();
-                if may_crash(&self.zk.view().record, &live, server, durable) {
+                let record = self.zk.view(self.servers[server].chain).record;
+                if may_crash(&record, &live, server, durable) {
                     self.crash(server);
                 }
             }
-            Kind::Join if self.servers.len() < SERVERS_MAX => {
-                let server = self.start_server();
+            Kind::Join if self.servers.len() < SERVERS_MAX * self.config.chains.max(1) => {
+                let chain = match self.config.chains {
+                    0 | 1 => 0,
+                    chains => self.rng.below(chains as u64) as usize,
+                };
+                let server = self.start_server(chain);
                 self.fault(format!("start s{server} (joins the chain)"), None);
             }
             Kind::Join => {}
@@ -210,7 +219,7 @@ impl World {
             // session timeout: it resumes as its successor takes over, with
             // a write the chain never saw.
             Kind::PauseAfterWrite => {
-                let head = self.zk.view().head().and_then(|member| server_of(&member.address));
+                let head = self.zk.view(AIMED_CHAIN).head().and_then(|member| server_of(&member.address));
                 let server = head.filter(|server| live.contains(server)).unwrap_or_else(|| pick(self, &live));
                 let duration = SESSION_TIMEOUT_MS + self.rng.between(0, 300);
                 self.servers[server].pause_after_write = Some(duration);
@@ -245,7 +254,9 @@ impl World {
                 let chunks_only = self.rng.below(2) == 0;
                 self.arm(Trap::ReplacedLink { delay_ms, chunks_only });
             }
-            Kind::TailCutAfterViewChange => self.arm(Trap::ViewChange { epoch: self.zk.view().epoch }),
+            Kind::TailCutAfterViewChange => {
+                self.arm(Trap::ViewChange { epoch: self.zk.view(AIMED_CHAIN).epoch })
+            }
             Kind::ChainRestart => self.chain_restart(&live),
             Kind::LateCopy => {
                 let delay_ms = self.rng.between(100, 2 * SESSION_TIMEOUT_MS);
@@ -257,7 +268,7 @@ impl World {
         self.schedule(next, Event::Nemesis);
     }
 
-    fn pause(&mut self, server: usize, duration: u64) {
+    pub(super) fn pause(&mut self, server: usize, duration: u64) {
         self.servers[server].paused_until_ms = Some(self.now_ms + duration);
         self.fault(format!("pause s{server}"), Some((duration, Heal::Resume(server))));
     }
@@ -297,7 +308,7 @@ impl World {
     /// replaces it, and when the network returns its held frames reach a
     /// successor that is the head of a new history.
     fn isolate_head(&mut self, live: &[usize]) {
-        let view = self.zk.view();
+        let view = self.zk.view(AIMED_CHAIN);
         let ready: Vec<usize> = view.ready().filter_map(|member| server_of(&member.address)).collect();
         let [head, successor, ..] = ready[..] else { return };
         if !live.contains(&head) || !live.contains(&successor) {
@@ -319,7 +330,7 @@ impl World {
     /// not hear of it, and whether it still answers reads is up to its read
     /// lease (see `chain::lease`).
     fn isolate_tail(&mut self, live: &[usize]) {
-        let view = self.zk.view();
+        let view = self.zk.view(AIMED_CHAIN);
         let ready: Vec<usize> = view.ready().filter_map(|member| server_of(&member.address)).collect();
         let [.., predecessor, tail] = ready[..] else { return };
         if !live.contains(&predecessor) || !live.contains(&tail) {
@@ -424,7 +435,7 @@ impl World {
                 self.cut_from_zk(giver, session_lost);
                 let away = self.rng.between(SESSION_TIMEOUT_MS * 4 / 5, SESSION_TIMEOUT_MS);
                 self.cut_from_zk(joiner, away);
-                let view = self.zk.view();
+                let view = self.zk.view(AIMED_CHAIN);
                 let at = view.members.iter().position(|member| server_of(&member.address) == Some(giver));
                 let before = at.and_then(|at| at.checked_sub(1)).map(|at| &view.members[at]);
                 if let Some(predecessor) = before.and_then(|member| server_of(&member.address))
@@ -444,7 +455,7 @@ impl World {
     /// Springs a view-change trap once ZooKeeper's view moved on.
     pub(super) fn trap_on_view_change(&mut self) {
         let Some(Trap::ViewChange { epoch }) = self.trap else { return };
-        let view = self.zk.view();
+        let view = self.zk.view(AIMED_CHAIN);
         if view.epoch <= epoch {
             return;
         }
@@ -469,7 +480,7 @@ impl World {
         }
     }
 
-    fn crash(&mut self, server: usize) {
+    pub(super) fn crash(&mut self, server: usize) {
         self.fault(format!("crash s{server}"), None);
         self.servers[server].alive = false;
         self.servers[server].paused_until_ms = None;

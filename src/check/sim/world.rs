@@ -9,12 +9,14 @@ use super::SimConfig;
 use super::client::{Client, Reply, Request};
 use super::clock::SimClock;
 use super::generations::GenerationCheck;
+use super::migrate::StreamFrame;
 use super::peer_auth::PeerAuth;
 use super::server::{LinkMessage, Server};
 use super::swarm::{Heal, Swarm, Trap};
 use super::zk::SimZk;
 use crate::check::history::History;
 use crate::check::random::SplitMix64;
+use crate::shard::map::ShardMap;
 use crate::view::ChainView;
 
 /// ZooKeeper session timeout of every simulated server (ms).
@@ -64,6 +66,22 @@ pub enum Event {
     DiskSync(usize),
     /// A crashed durable server starts again on its disk.
     Restart(usize),
+    /// A server reads the shard map (its watch fired, or its re-read).
+    MapRead { server: usize, map: ShardMap },
+    /// A frame of a migration stream arrives at the target's head.
+    MigrationFrame(StreamFrame),
+    /// The target's head acks what its chain committed of the stream.
+    MigrationAck { to: usize, attempt: u64, items: u64 },
+    /// The migration link of `attempt` broke.
+    MigrationBroken { to: usize, attempt: u64 },
+    /// The nemesis of migrations starts or aborts one.
+    MigrateNemesis,
+}
+
+/// The ZooKeeper path of chain `chain`: `/chain` for the first (as a run
+/// of one chain always had), `/chain<n>` for the others.
+pub fn chain_path(chain: usize) -> String {
+    if chain == 0 { "/chain".to_owned() } else { format!("/chain{chain}") }
 }
 
 struct Scheduled {
@@ -141,10 +159,16 @@ pub struct World {
     livelock: Option<String>,
     /// Link handshakes and the impostor (see `peer_auth`).
     pub(super) peer_auth: PeerAuth,
-    /// The generation rule over the run.
-    pub(super) generations: GenerationCheck,
+    /// The generation rule over the run, by chain.
+    pub(super) generations: Vec<GenerationCheck>,
     /// The first breach of the durability rule (see `disk`).
     pub(super) durability: Option<String>,
+    /// The shard map of a run of several chains (`--chains`): clients
+    /// route by it, servers refuse keys of other chains by it. `None` with
+    /// one chain, which runs exactly as before shards.
+    pub map: Option<ShardMap>,
+    /// Latest delivery time per migration link (from, to): links are FIFO.
+    pub(super) migration_fifo: BTreeMap<(usize, usize), u64>,
 }
 
 impl World {
@@ -157,7 +181,7 @@ impl World {
             order: 0,
             rng,
             config: config.clone(),
-            zk: SimZk::new(SESSION_TIMEOUT_MS),
+            zk: SimZk::new(SESSION_TIMEOUT_MS, config.chains),
             servers: Vec::new(),
             clocks: Vec::new(),
             clients: Vec::new(),
@@ -177,11 +201,18 @@ impl World {
             trap: None,
             livelock: None,
             peer_auth: PeerAuth::new(config.seed),
-            generations: GenerationCheck::new(config.durable),
+            generations: (0..config.chains.max(1)).map(|_| GenerationCheck::new(config.durable)).collect(),
             durability: None,
+            map: (config.chains > 1).then(|| {
+                let paths: Vec<String> = (0..config.chains).map(chain_path).collect();
+                ShardMap::split_evenly(&paths).expect("a map of distinct chains")
+            }),
+            migration_fifo: BTreeMap::new(),
         };
-        for _ in 0..config.nodes.max(1) {
-            world.start_server();
+        for chain in 0..config.chains.max(1) {
+            for _ in 0..config.nodes.max(1) {
+                world.start_server(chain);
+            }
         }
         let clients = 3 + world.rng.below(3) as usize;
         for index in 0..clients {
@@ -193,6 +224,10 @@ impl World {
         let first_fault = 500 + world.rng.below(1000);
         world.schedule(first_fault, Event::Nemesis);
         world.schedule(first_fault, Event::Impostor);
+        if config.chains > 1 {
+            let first_migration = world.rng.between(300, 1500);
+            world.schedule(first_migration, Event::MigrateNemesis);
+        }
         world
     }
 
@@ -224,7 +259,8 @@ impl World {
             .livelock
             .clone()
             .or_else(|| {
-                self.generations.violation().map(|breach| format!("generation rule broken: {breach}"))
+                let breach = self.generations.iter().find_map(GenerationCheck::violation);
+                breach.map(|breach| format!("generation rule broken: {breach}"))
             })
             .or_else(|| self.durability.clone().map(|breach| format!("durability rule broken: {breach}")))
             .or_else(|| self.divergence());
@@ -293,6 +329,14 @@ impl World {
             Event::Heal(heal) => self.heal(heal),
             Event::DiskSync(server) => self.disk_sync(server),
             Event::Restart(server) => self.restart(server),
+            Event::MapRead { server, map } => self.map_read(server, map),
+            Event::MigrationFrame(frame) => {
+                self.trace(|| format!("migration {frame:?}"));
+                self.migration_frame(frame)
+            }
+            Event::MigrationAck { to, attempt, items } => self.migration_ack(to, attempt, items),
+            Event::MigrationBroken { to, attempt } => self.migration_broken(to, attempt),
+            Event::MigrateNemesis => self.migrate_nemesis(),
         }
     }
 
@@ -314,6 +358,10 @@ impl World {
             | Event::SenderWake(server)
             | Event::DiskSync(server)
             | Event::View { server, .. }
+            | Event::MapRead { server, .. }
+            | Event::MigrationFrame(StreamFrame { to: server, .. })
+            | Event::MigrationAck { to: server, .. }
+            | Event::MigrationBroken { to: server, .. }
             | Event::Request { server, .. } => Some(*server),
             Event::Message { connection, to_successor, .. } | Event::Closed { connection, to_successor } => {
                 let connection = &self.connections[*connection];
@@ -323,10 +371,12 @@ impl World {
         }
     }
 
-    /// Starts a new, empty server; it registers at its first tick.
-    pub fn start_server(&mut self) -> usize {
+    /// Starts a new, empty server of chain `chain`; it registers at its
+    /// first tick.
+    pub fn start_server(&mut self, chain: usize) -> usize {
         let index = self.servers.len();
-        self.servers.push(Server::new(index, &self.config));
+        self.servers.push(Server::new(index, chain, &self.config));
+        self.servers[index].known_map = self.map.clone();
         let clock = SimClock::draw(&mut self.rng);
         self.clocks.push(clock);
         let first_tick = self.rng.below(TICK_MS);
@@ -452,7 +502,7 @@ impl World {
         if self.zk_cut.contains(&server) || !self.servers[server].alive {
             return;
         }
-        let view = self.zk.view();
+        let view = self.zk.view(self.servers[server].chain);
         let delay = self.rng.between(1, 30);
         let last = self.view_delivery_ms.entry(server).or_insert(0);
         *last = (*last).max(self.now_ms + delay);
@@ -460,10 +510,14 @@ impl World {
         self.schedule(at - self.now_ms, Event::View { server, session, view });
     }
 
-    /// Once quiet: every live ready member must hold the same table at the
-    /// same sequence number.
+    /// Once quiet: in every chain, every live ready member must hold the
+    /// same table at the same sequence number.
     fn divergence(&self) -> Option<String> {
-        let view = self.zk.view();
+        (0..self.config.chains.max(1)).find_map(|chain| self.chain_divergence(chain))
+    }
+
+    fn chain_divergence(&self, chain: usize) -> Option<String> {
+        let view = self.zk.view(chain);
         let ready: Vec<usize> = view
             .ready()
             .filter_map(|member| member.address.strip_prefix('s')?.parse::<usize>().ok())

@@ -1,6 +1,7 @@
 //! A simulated ZooKeeper for the simulator: sessions that expire when their
-//! owner stops pinging, ephemeral sequential member nodes under the chain
-//! node, and the chain's child version as the view epoch. What the real
+//! owner stops pinging, ephemeral sequential member nodes under each chain's
+//! node (one ensemble for every chain of a sharded table), and each chain's
+//! child version as its view epoch. What the real
 //! `zookeeper` crate does wrong (watches lost or late, a create whose reply
 //! is lost) is done by the world around it (`world.rs`).
 
@@ -22,6 +23,13 @@ pub struct SimZk {
     pub timeout_ms: u64,
     sessions: BTreeMap<u64, Session>,
     next_session: u64,
+    /// Each chain's node, by chain index.
+    chains: Vec<ChainZnode>,
+}
+
+/// One chain's node and its children.
+#[derive(Default)]
+struct ChainZnode {
     /// Member nodes by sequence number, with the session that owns each.
     members: BTreeMap<u64, (Member, u64)>,
     next_sequence: u64,
@@ -32,16 +40,10 @@ pub struct SimZk {
 }
 
 impl SimZk {
-    pub fn new(timeout_ms: u64) -> SimZk {
-        SimZk {
-            timeout_ms,
-            sessions: BTreeMap::new(),
-            next_session: 1,
-            members: BTreeMap::new(),
-            next_sequence: 0,
-            cversion: 0,
-            record: CommitRecord::default(),
-        }
+    /// An ensemble holding `chains` chain nodes.
+    pub fn new(timeout_ms: u64, chains: usize) -> SimZk {
+        let chains = (0..chains.max(1)).map(|_| ChainZnode::default()).collect();
+        SimZk { timeout_ms, sessions: BTreeMap::new(), next_session: 1, chains }
     }
 
     /// Opens a session for process `owner`.
@@ -78,18 +80,21 @@ impl SimZk {
     /// Ends `session` (expired, or closed by its owner): its nodes go.
     pub fn close_session(&mut self, session: u64) -> Option<usize> {
         let owner = self.sessions.remove(&session)?.owner;
-        let before = self.members.len();
-        self.members.retain(|_, (_, owner_session)| *owner_session != session);
-        if self.members.len() != before {
-            self.cversion += 1;
+        for chain in &mut self.chains {
+            let before = chain.members.len();
+            chain.members.retain(|_, (_, owner_session)| *owner_session != session);
+            if chain.members.len() != before {
+                chain.cversion += 1;
+            }
         }
         Some(owner)
     }
 
-    /// Creates an ephemeral sequential member node for server `server_id`;
-    /// returns its name.
+    /// Creates an ephemeral sequential member node of `chain` for server
+    /// `server_id`; returns its name.
     pub fn create_member(
         &mut self,
+        chain: usize,
         session: u64,
         address: &str,
         readiness: Readiness,
@@ -98,31 +103,37 @@ impl SimZk {
         if !self.session_alive(session) {
             return None;
         }
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
+        let chain = &mut self.chains[chain];
+        let sequence = chain.next_sequence;
+        chain.next_sequence += 1;
         let name = format!("{MEMBER_PREFIX}{sequence:010}");
         let token = format!("t{session}");
         let address = address.to_owned();
         let member = Member { name: name.clone(), sequence, address, readiness, token, server_id };
-        self.members.insert(sequence, (member, session));
-        self.cversion += 1;
+        chain.members.insert(sequence, (member, session));
+        chain.cversion += 1;
         Some(name)
     }
 
     /// Deletes a member's node (a neighbour proved it dead): the child
     /// version moves; false if the node was gone already.
-    pub fn remove_member(&mut self, name: &str) -> bool {
-        let before = self.members.len();
-        self.members.retain(|_, (member, _)| member.name != name);
-        let removed = self.members.len() < before;
-        self.cversion += u64::from(removed);
+    pub fn remove_member(&mut self, chain: usize, name: &str) -> bool {
+        let chain = &mut self.chains[chain];
+        let before = chain.members.len();
+        chain.members.retain(|_, (member, _)| member.name != name);
+        let removed = chain.members.len() < before;
+        chain.cversion += u64::from(removed);
         removed
     }
 
     /// Sets a member's readiness (a data change: the child version stays).
     /// False if the node is gone or the session is not its owner.
-    pub fn set_readiness(&mut self, session: u64, name: &str, readiness: Readiness) -> bool {
-        match self.members.values_mut().find(|(member, owner)| member.name == name && *owner == session) {
+    pub fn set_readiness(&mut self, chain: usize, session: u64, name: &str, readiness: Readiness) -> bool {
+        match self.chains[chain]
+            .members
+            .values_mut()
+            .find(|(member, owner)| member.name == name && *owner == session)
+        {
             Some((member, _)) => {
                 member.readiness = readiness;
                 true
@@ -133,18 +144,20 @@ impl SimZk {
 
     /// Writes the chain node's record unless a newer one is there (the
     /// membership thread's compare-and-set); returns whether it did.
-    pub fn set_record(&mut self, record: CommitRecord) -> bool {
-        let replaces = record.may_replace(&self.record);
+    pub fn set_record(&mut self, chain: usize, record: CommitRecord) -> bool {
+        let chain = &mut self.chains[chain];
+        let replaces = record.may_replace(&chain.record);
         if replaces {
-            self.record = record;
+            chain.record = record;
         }
         replaces
     }
 
-    /// The chain as a reader sees it now.
-    pub fn view(&self) -> ChainView {
-        let members = self.members.values().map(|(member, _)| member.clone()).collect();
-        ChainView::new(members, self.cversion).with_record(self.record.clone())
+    /// Chain `chain` as a reader sees it now.
+    pub fn view(&self, chain: usize) -> ChainView {
+        let chain = &self.chains[chain];
+        let members = chain.members.values().map(|(member, _)| member.clone()).collect();
+        ChainView::new(members, chain.cversion).with_record(chain.record.clone())
     }
 
     /// The processes with a live session, in session order.
