@@ -298,19 +298,26 @@ fn wait_for_ready_chain(servers: &[ServerProcess]) -> u64 {
     }
 }
 
-#[test]
-fn a_member_restarted_rejoins_and_a_whole_chain_killed_at_once_restarts_with_every_acknowledged_write() {
-    let zookeeper = common::start_zookeeper();
-    let dirs: Vec<Scratch> = (0..3).map(|index| Scratch::new(&format!("chain{index}"))).collect();
-    let mut servers: Vec<ServerProcess> = dirs
+/// A durable chain of three members on fresh data directories named
+/// `<prefix><index>`, started one after another (not yet waited for).
+fn durable_chain(zookeeper: &common::ZooKeeperProcess, prefix: &str) -> (Vec<Scratch>, Vec<ServerProcess>) {
+    let dirs: Vec<Scratch> = (0..3).map(|index| Scratch::new(&format!("{prefix}{index}"))).collect();
+    let servers = dirs
         .iter()
         .enumerate()
         .map(|(index, dir)| {
-            let args = durable_member_args(&zookeeper, dir);
+            let args = durable_member_args(zookeeper, dir);
             let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-            common::chain::start_member(&zookeeper, index == 0, &args)
+            common::chain::start_member(zookeeper, index == 0, &args)
         })
         .collect();
+    (dirs, servers)
+}
+
+#[test]
+fn a_member_restarted_rejoins_and_a_whole_chain_killed_at_once_restarts_with_every_acknowledged_write() {
+    let zookeeper = common::start_zookeeper();
+    let (dirs, mut servers) = durable_chain(&zookeeper, "chain");
     assert_eq!(wait_for_ready_chain(&servers), 1);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -470,16 +477,7 @@ fn batch_syncs_once_per_batch_always_once_per_write_and_everysec_once_a_second()
 fn a_restarted_member_holding_many_keys_rejoins_without_a_state_transfer() {
     const KEYS: usize = 20_000;
     let zookeeper = common::start_zookeeper();
-    let dirs: Vec<Scratch> = (0..3).map(|index| Scratch::new(&format!("rejoin{index}"))).collect();
-    let mut servers: Vec<ServerProcess> = dirs
-        .iter()
-        .enumerate()
-        .map(|(index, dir)| {
-            let args = durable_member_args(&zookeeper, dir);
-            let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-            common::chain::start_member(&zookeeper, index == 0, &args)
-        })
-        .collect();
+    let (dirs, mut servers) = durable_chain(&zookeeper, "rejoin");
     wait_for_ready_chain(&servers);
     let options = ClientOptions { timeout: Duration::from_secs(10), ..ClientOptions::default() };
     let mut client = Client::chain(&zookeeper.address(), "/chain", options).expect("a chain client");
