@@ -321,13 +321,13 @@ mod tests {
             ("evict-without-proof", 222, 279),
             ("ack-before-fsync", 1, 1),
             ("commit-before-upstream-sync", 1, 1),
-            ("replay-skips-record", 222, 3),
-            ("resume-past-divergence", 222, 8),
+            ("replay-skips-record", 222, 1),
+            ("resume-past-divergence", 222, 10),
             ("lease-without-heartbeat", 1, 1),
             ("evict-before-lease", 222, 70),
             ("flip-before-drain", 1, 1),
-            ("serve-after-flip", 3333, 1),
-            ("forget-dedup-on-move", 1, 14),
+            ("serve-after-flip", 1, 1),
+            ("forget-dedup-on-move", 3333, 4),
         ];
         let reached: Vec<&str> = Check::ALL
             .iter()
