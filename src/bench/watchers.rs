@@ -39,7 +39,7 @@ impl Watchers {
             open.fetch_add(1, Ordering::SeqCst);
             let watch = move || {
                 let watched = WatchRequest { keys: "key:".into(), prefix: true, from: None };
-                let ended = client.watch(&watched, |new: &[WatchEvent]| {
+                let ended = client.watch(&watched, |new: &[WatchEvent], _| {
                     events.fetch_add(new.len() as u64, Ordering::Relaxed);
                     if stop.load(Ordering::SeqCst) { Err(Ended::Stopped) } else { Ok(()) }
                 });

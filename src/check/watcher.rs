@@ -30,7 +30,8 @@ const CATCH_UP: Duration = Duration::from_secs(30);
 /// The watcher's thread.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    /// The newest sequence it has seen.
+    /// The sequence through which its stream is complete (past the last
+    /// event when the last writes were declined ones, which have none).
     newest: Arc<AtomicU64>,
     thread: JoinHandle<Result<Seen, String>>,
 }
@@ -98,7 +99,7 @@ impl Watcher {
             .map(|statistics| statistics.committed)
             .map_err(|error| format!("cannot ask the tail its commit point: {error}"));
         // Every write of the run is to a watched key, so the watcher has
-        // caught up when its newest event is the commit point; it stops
+        // caught up when its stream is complete through the commit point; it stops
         // after its next frame (at most a heartbeat away).
         let deadline = Instant::now() + CATCH_UP;
         let target = committed.as_ref().copied().unwrap_or(0);
@@ -123,9 +124,9 @@ impl Watcher {
             }
         };
         let committed = committed?;
-        let newest = events.last().map_or(0, |event| event.sequence);
-        if newest < committed {
-            return Err(format!("the watcher saw writes up to {newest} only; {committed} are committed"));
+        let through = self.newest.load(Ordering::SeqCst);
+        if through < committed {
+            return Err(format!("the watcher saw writes up to {through} only; {committed} are committed"));
         }
         Ok(Some(events))
     }
@@ -146,11 +147,9 @@ fn watch_once(
 ) -> Result<(), Ended> {
     let from = events.last().map_or(1, |event| event.sequence + 1);
     let watched = WatchRequest { keys: "k".into(), prefix: true, from: Some(from) };
-    client.watch(&watched, |new: &[WatchEvent]| {
+    client.watch(&watched, |new: &[WatchEvent], through| {
         events.extend_from_slice(new);
-        if let Some(event) = new.last() {
-            seen.store(event.sequence, Ordering::SeqCst);
-        }
+        seen.fetch_max(through, Ordering::SeqCst);
         if stopping.load(Ordering::SeqCst) { Err(Ended::Stopped) } else { Ok(()) }
     })
 }

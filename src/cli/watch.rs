@@ -58,7 +58,7 @@ pub fn execute(
         unreachable!("{command:?} is not a watch");
     };
     let request = WatchRequest { keys: keys.clone(), prefix: *prefix, from: *from };
-    client.watch(&request, |events| -> Result<(), CommandError> {
+    client.watch(&request, |events, _| -> Result<(), CommandError> {
         for event in events {
             printer.print(&Record::Event(event))?;
         }

@@ -53,13 +53,15 @@ impl Client {
     /// Watches until `on_events` fails, or the stream fails in a way that a
     /// new look at the chain cannot cure. `on_events` gets every frame's
     /// events (perhaps none: a heartbeat about every second, so a caller
-    /// can notice it should stop), each exactly once, in sequence order.
+    /// can notice it should stop), each exactly once, in sequence order,
+    /// and the sequence through which the stream is complete (a declined
+    /// write takes a sequence number and has no event).
     /// In chain mode, a lost tail is looked for again for at most the
     /// client's timeout.
     pub fn watch<E: From<ClientError>>(
         &mut self,
         watched: &WatchRequest,
-        mut on_events: impl FnMut(&[WatchEvent]) -> Result<(), E>,
+        mut on_events: impl FnMut(&[WatchEvent], u64) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut next = watched.from;
         let mut backoff = Backoff::default();
@@ -96,7 +98,7 @@ impl Client {
         &mut self,
         watched: &WatchRequest,
         next: &mut Option<u64>,
-        on_events: &mut impl FnMut(&[WatchEvent]) -> Result<(), E>,
+        on_events: &mut impl FnMut(&[WatchEvent], u64) -> Result<(), E>,
         deadline: &mut Deadline,
     ) -> StreamEnd<E> {
         let failed = StreamEnd::Failed;
@@ -140,7 +142,7 @@ impl Client {
             let fresh: Vec<WatchEvent> =
                 frame.events.into_iter().filter(|event| event.sequence >= expected).collect();
             *next = Some(frame.watched_through + 1);
-            if let Err(error) = on_events(&fresh) {
+            if let Err(error) = on_events(&fresh, frame.watched_through) {
                 return StreamEnd::Stopped(error);
             }
         }
