@@ -50,6 +50,9 @@ pub enum Check {
     /// the predecessor that handed over is still its predecessor (and a
     /// hand-over stands only while that joiner is our successor).
     HandOver,
+    /// A joiner whose giver left becomes the first member only if no later
+    /// epoch than its hand-over's was recorded (see `HandOver::epoch`).
+    StaleHandOver,
     /// The tail hands its role over only once the joiner applied everything.
     HandOverCaughtUp,
     /// Only the ready tail writes the commit record.
@@ -114,7 +117,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 35] = [
+    pub const ALL: [Check; 36] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -129,6 +132,7 @@ impl Check {
         Check::ExactlyOnce,
         Check::Successor,
         Check::HandOver,
+        Check::StaleHandOver,
         Check::HandOverCaughtUp,
         Check::RecordAtTail,
         Check::ChainState,
@@ -184,6 +188,10 @@ impl Check {
             Check::HandOver => {
                 ("skip-hand-over-check", "a joiner becomes ready before its mark or from an old hand-over")
             }
+            Check::StaleHandOver => (
+                "ready-alone-after-stale-hand-over",
+                "a joiner whose giver left becomes the lone tail though a later epoch was recorded",
+            ),
             Check::HandOverCaughtUp => ("hand-over-early", "the tail hands over before the joiner caught up"),
             Check::RecordAtTail => ("record-from-non-tail", "any member writes the commit record"),
             Check::ChainState => {

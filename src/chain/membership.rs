@@ -111,6 +111,7 @@ impl ChainNode {
     /// starting the chain; a ready mark in ZooKeeper without either makes
     /// us register again.
     fn next_lifecycle(&mut self, effects: &mut impl Effects) -> Lifecycle {
+        self.renew_hand_over();
         match (&self.position, std::mem::replace(&mut self.lifecycle, Lifecycle::Outside)) {
             (None, _) => Lifecycle::Outside,
             (Some(position), Lifecycle::Ready { handed_over_to }) if position.me.readiness.is_ready() => {
@@ -127,16 +128,20 @@ impl ChainNode {
             // announcement: it may have committed writes we lack (the
             // simulator found such a joiner answering reads as the new tail
             // without a write its new predecessor had committed alone).
-            (Some(position), Lifecycle::CatchingUp { handed_over_by: Some(giver), .. })
+            (Some(position), Lifecycle::CatchingUp { handed_over: Some(hand_over), .. })
                 if position.me.readiness.is_ready()
                     && self.requires(
                         Check::HandOver,
-                        position.predecessor.as_ref().is_some_and(|member| member.name == giver),
+                        position.predecessor.as_ref().is_some_and(|member| member.name == hand_over.giver),
                     ) =>
             {
                 Lifecycle::Ready { handed_over_to: None }
             }
-            (Some(position), old) if position.me.readiness.is_ready() && position.predecessor.is_none() => {
+            (Some(position), old)
+                if position.me.readiness.is_ready()
+                    && position.predecessor.is_none()
+                    && self.first_by_hand_over_is_safe(&old) =>
+            {
                 // Not caught up by a hand-over: we started the chain.
                 if !matches!(old, Lifecycle::CatchingUp { .. })
                     && let Some(generation) = self.starting_generation.take()
@@ -154,10 +159,34 @@ impl ChainNode {
                 }
             }
             (Some(_), Lifecycle::Outside) => Lifecycle::Joining,
-            (Some(_), Lifecycle::Ready { .. }) => {
-                Lifecycle::CatchingUp { promote_at: None, handed_over_by: None }
-            }
+            (Some(_), Lifecycle::Ready { .. }) => Lifecycle::caught_up(),
             (Some(_), other) => other,
+        }
+    }
+
+    /// A view in which the predecessor that handed over to us is still our
+    /// predecessor: its hand-over stands in this epoch too.
+    fn renew_hand_over(&mut self) {
+        let predecessor = self.position.as_ref().and_then(|position| position.predecessor.as_ref());
+        if let Lifecycle::CatchingUp { handed_over: Some(hand_over), .. } = &mut self.lifecycle
+            && predecessor.is_some_and(|member| member.name == hand_over.giver)
+        {
+            hand_over.epoch = self.view_epoch;
+        }
+    }
+
+    /// Whether we may become the first member in a view that shows us ready
+    /// (`lifecycle`: ours before the view). Always, unless a predecessor
+    /// that has left since handed over to us: then only if no later epoch
+    /// than the last one in which it was our predecessor was recorded (a
+    /// member that commits on its own records its epoch first; see
+    /// [`HandOver::epoch`](super::lifecycle::HandOver::epoch)).
+    fn first_by_hand_over_is_safe(&self, lifecycle: &Lifecycle) -> bool {
+        match lifecycle {
+            Lifecycle::CatchingUp { handed_over: Some(hand_over), .. } => {
+                self.requires(Check::StaleHandOver, self.record.epoch <= hand_over.epoch)
+            }
+            _ => true,
         }
     }
 

@@ -556,7 +556,9 @@ impl ChainNode {
     /// the predecessor `giver`.
     #[cfg(test)]
     pub fn assume_handed_over_by(&mut self, giver: &str) {
-        self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: Some(giver.to_owned()) };
+        let handed_over =
+            Some(super::lifecycle::HandOver { giver: giver.to_owned(), epoch: self.view_epoch });
+        self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over };
     }
 
     #[cfg(test)]

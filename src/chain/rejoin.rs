@@ -229,7 +229,7 @@ impl ChainNode {
             "{}: {sender} resumes our own table after write {after}, without a state transfer",
             self.identity()
         );
-        self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
+        self.lifecycle = Lifecycle::caught_up();
         // As after a state transfer: the commit point is learned again from
         // this chain (our old one would be acked upstream as if it were).
         self.committed = 0;

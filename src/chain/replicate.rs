@@ -7,7 +7,7 @@ use super::clients;
 use super::durable::Durable;
 use super::effects::{Action, AppliedWrite, Effects, Store};
 use super::injected::Check;
-use super::lifecycle::Lifecycle;
+use super::lifecycle::{HandOver, Lifecycle};
 use super::node::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use super::writes::apply_state;
 use crate::proto::{ErrorCode, ReplicaHello, SnapshotChunk, Write};
@@ -245,7 +245,7 @@ impl ChainNode {
         if last {
             self.installing = false;
             if self.lifecycle == Lifecycle::Joining {
-                self.lifecycle = Lifecycle::CatchingUp { promote_at: None, handed_over_by: None };
+                self.lifecycle = Lifecycle::caught_up();
             }
             self.maybe_announce_ready(effects);
             self.publish_commit(effects);
@@ -322,9 +322,10 @@ impl ChainNode {
     ) -> Result<(), Refusal> {
         self.check_link(sender, link)?;
         let identity = self.identity();
+        let epoch = self.view_epoch;
         match &mut self.lifecycle {
-            Lifecycle::CatchingUp { promote_at, handed_over_by } => {
-                *handed_over_by = Some(sender.to_owned());
+            Lifecycle::CatchingUp { promote_at, handed_over } => {
+                *handed_over = Some(HandOver { giver: sender.to_owned(), epoch });
                 info!("{identity}: hand-over from {sender}: ready once write {sequence} is applied");
                 *promote_at = Some(sequence);
             }

@@ -823,6 +823,67 @@ fn a_joiner_handed_over_by_a_former_predecessor_does_not_become_the_tail() {
     assert!(!chain.s(3).serves_reads(), "a read at 3 would miss b");
 }
 
+/// Seed 16245538266440339728: a joiner handed over by the tail announced
+/// itself ready while cut off from ZooKeeper; meanwhile the tail had been
+/// removed and the head committed writes alone as the new tail. The head
+/// then lost its session too, and the joiner, first and alone in the view,
+/// became head and tail without those writes (a read answered a value that
+/// a swapped cas had replaced). Pins `first_by_hand_over_is_safe` in
+/// `ChainNode::view_changed`.
+#[test]
+fn a_joiner_whose_giver_left_does_not_become_the_lone_tail_after_a_later_record() {
+    let mut chain = Chain::ready(&[1, 2], 2);
+    chain.put(1, "a").unwrap();
+    chain.replicate(&[1, 2]);
+    chain.add(3);
+    chain.settle(3, &[(1, Ready), (2, Ready), (3, Joining)]);
+    assert!(chain.link(2, 3, 3).unwrap().wants_snapshot);
+    chain.transfer_state(2, 3).unwrap();
+    chain.hand_over(2, 3).unwrap();
+    assert!(chain.s(3).announced_ready());
+
+    // 2 is removed; 1, the tail now, records epoch 4 and commits b alone
+    // (3 never sees this view).
+    chain.s(2).loses_session();
+    let view = chain.view(4, &[(1, Ready), (3, Joining)]);
+    chain.show(&[1], &view);
+    chain.write_record(1);
+    chain.show(&[1], &chain.view(4, &[(1, Ready), (3, Joining)]));
+    let b = chain.put(1, "b").unwrap();
+    assert_eq!(chain.s(1).committed(), b, "1 commits b alone");
+
+    // 3's announcement lands, and 1 loses its session: 3 is first and alone.
+    chain.s(1).loses_session();
+    let alone = chain.view(5, &[(3, Ready)]);
+    chain.show(&[3], &alone);
+    assert!(chain.s(3).asked_to_reregister(), "3 lacks b");
+    assert!(!chain.s(3).serves_reads(), "a read at 3 would miss b");
+}
+
+/// The other side of the test above: when the tail that handed over is the
+/// last to leave and nobody recorded a later epoch, no member committed
+/// anything its joiner lacks, so the joiner becomes head and tail at once
+/// (without a wait for a named member to come back).
+#[test]
+fn a_joiner_whose_giver_left_becomes_the_lone_tail_when_no_later_epoch_was_recorded() {
+    let mut chain = Chain::ready(&[1], 2);
+    chain.put(1, "a").unwrap();
+    chain.add(2);
+    chain.settle(3, &[(1, Ready), (2, Joining)]);
+    assert!(chain.link(1, 2, 3).unwrap().wants_snapshot);
+    chain.transfer_state(1, 2).unwrap();
+    chain.hand_over(1, 2).unwrap();
+    assert!(chain.s(2).announced_ready());
+
+    chain.s(1).loses_session();
+    let alone = chain.view(4, &[(2, Ready)]);
+    chain.show(&[2], &alone);
+    assert!(!chain.s(2).asked_to_reregister());
+    chain.write_record(2);
+    chain.show(&[2], &chain.view(4, &[(2, Ready)]));
+    assert!(chain.s(2).serves_reads(), "2 holds every committed write");
+}
+
 /// No write is committed in a generation the commit record does not show
 /// (no found seed: issue 23 found this check removable with every test
 /// green). A tail that a new predecessor sends a snapshot of a newer

@@ -230,7 +230,7 @@ mod tests {
     /// deterministic scenario test that fails without its fix (in
     /// `chain/scenarios.rs`, named after what must hold; the simulator's
     /// own bug in `crash.rs`).
-    const FOUND: [(u64, &str); 15] = [
+    const FOUND: [(u64, &str); 16] = [
         (10957441510175221598, "a server that left while the chain went on restarted it from its old table"),
         (2, "the same, after a total outage"),
         (2785660778863579421, "a recovering server wrote itself into the commit record"),
@@ -247,6 +247,7 @@ mod tests {
         (15105407662674955323, "a commit record asked for in one session was written in the next"),
         (16800652102583353293, "a tail in an older view committed writes routed around a removed member"),
         (5825337620275552581, "a late copy of a declined cas was decided again and swapped"),
+        (16245538266440339728, "a joiner whose giver was removed became the lone tail, lacking writes"),
     ];
 
     #[test]

@@ -121,6 +121,12 @@ pub enum HandOverLoss {
     /// predecessor), which meanwhile cannot reach it: the predecessor
     /// commits writes alone that the joiner lacks.
     GiverWhileJoinerAway,
+    /// The tail's predecessor cuts the tail off and removes it, records
+    /// its epoch and commits alone; then it loses its session too. The
+    /// joiner, cut off from ZooKeeper meanwhile, announces itself ready and
+    /// reads no view until the predecessor is gone: first and alone in the
+    /// view, it must not become the tail on the departed tail's hand-over.
+    PredecessorToo,
 }
 
 /// One seed's mix of faults and rates.
@@ -242,9 +248,10 @@ impl World {
                 self.fault(format!("slow network at s{server}"), Some((duration, Heal::Unslow(server))));
             }
             Kind::HandOverSessionLoss => {
-                let loss = match self.rng.below(4) {
+                let loss = match self.rng.below(5) {
                     0 => HandOverLoss::Giver,
                     1 => HandOverLoss::Joiner,
+                    2 => HandOverLoss::PredecessorToo,
                     _ => HandOverLoss::GiverWhileJoinerAway,
                 };
                 self.arm(Trap::HandOver(loss));
@@ -273,8 +280,8 @@ impl World {
         self.fault(format!("pause s{server}"), Some((duration, Heal::Resume(server))));
     }
 
-    fn cut_from_zk(&mut self, server: usize, duration: u64) {
-        if self.zk_cut.insert(server) {
+    pub(super) fn cut_from_zk(&mut self, server: usize, duration: u64) {
+        if self.quiet_since_ms.is_none() && self.zk_cut.insert(server) {
             self.fault(
                 format!("cut s{server} off from ZooKeeper"),
                 Some((duration, Heal::ReconnectZk(server))),
@@ -435,10 +442,7 @@ impl World {
                 self.cut_from_zk(giver, session_lost);
                 let away = self.rng.between(SESSION_TIMEOUT_MS * 4 / 5, SESSION_TIMEOUT_MS);
                 self.cut_from_zk(joiner, away);
-                let view = self.zk.view(AIMED_CHAIN);
-                let at = view.members.iter().position(|member| server_of(&member.address) == Some(giver));
-                let before = at.and_then(|at| at.checked_sub(1)).map(|at| &view.members[at]);
-                if let Some(predecessor) = before.and_then(|member| server_of(&member.address))
+                if let Some(predecessor) = self.predecessor_of(giver)
                     && predecessor != joiner
                 {
                     let pair = (predecessor.min(joiner), predecessor.max(joiner));
@@ -449,7 +453,34 @@ impl World {
                     self.fault(format!("partition s{predecessor} from s{joiner}"), Some((apart, heal)));
                 }
             }
+            HandOverLoss::PredecessorToo => {
+                let Some(predecessor) = self.predecessor_of(giver).filter(|&server| server != joiner) else {
+                    return;
+                };
+                let pair = (predecessor.min(giver), predecessor.max(giver));
+                self.partitions.insert(pair);
+                self.break_connections(predecessor, Some(giver));
+                let heal = Heal::Unpartition(predecessor, giver);
+                self.fault(
+                    format!("partition s{predecessor} from s{giver}"),
+                    Some((3 * SESSION_TIMEOUT_MS, heal)),
+                );
+                let away = self.rng.between(SESSION_TIMEOUT_MS * 4 / 5, SESSION_TIMEOUT_MS * 19 / 20);
+                self.cut_from_zk(joiner, away);
+                let strike_ms = self.rng.between(200, 400);
+                self.schedule(strike_ms, Event::CutFromZk { server: predecessor, duration: session_lost });
+                let until = self.now_ms + strike_ms + SESSION_TIMEOUT_MS + self.rng.between(100, 300);
+                self.views_stalled_until.insert(joiner, until);
+                self.fault(format!("s{joiner} reads no view for {} ms", until - self.now_ms), None);
+            }
         }
+    }
+
+    /// The member before `server` in ZooKeeper's view of the aimed chain.
+    fn predecessor_of(&self, server: usize) -> Option<usize> {
+        let view = self.zk.view(AIMED_CHAIN);
+        let at = view.members.iter().position(|member| server_of(&member.address) == Some(server))?;
+        server_of(&view.members[at.checked_sub(1)?].address)
     }
 
     /// Springs a view-change trap once ZooKeeper's view moved on.
@@ -521,6 +552,7 @@ impl World {
         }
         self.quiet_since_ms = Some(self.now_ms);
         self.trap = None;
+        self.views_stalled_until.clear();
         let open: Vec<Heal> = self.open_faults.values().map(|(_, heal)| *heal).collect();
         for heal in open {
             self.heal(heal);

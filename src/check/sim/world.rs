@@ -66,6 +66,9 @@ pub enum Event {
     DiskSync(usize),
     /// A crashed durable server starts again on its disk.
     Restart(usize),
+    /// An aimed fault's later strike: `server` is cut off from ZooKeeper
+    /// for `duration` ms (see `HandOverLoss::PredecessorToo`).
+    CutFromZk { server: usize, duration: u64 },
     /// A server reads the shard map (its watch fired, or its re-read).
     MapRead { server: usize, map: ShardMap },
     /// A frame of a migration stream arrives at the target's head.
@@ -139,6 +142,9 @@ pub struct World {
     pub(super) held: BTreeMap<(usize, usize), u64>,
     /// Servers cut off from ZooKeeper.
     pub zk_cut: BTreeSet<usize>,
+    /// Servers whose membership thread reads no view until the given time
+    /// (it stalls; ZooKeeper goes on without it).
+    pub(super) views_stalled_until: BTreeMap<usize, u64>,
     /// Servers whose messages are slow.
     pub(super) slow: BTreeSet<usize>,
     /// Last view delivery time per server: views reach a server in the
@@ -191,6 +197,7 @@ impl World {
             partitions: BTreeSet::new(),
             held: BTreeMap::new(),
             zk_cut: BTreeSet::new(),
+            views_stalled_until: BTreeMap::new(),
             slow: BTreeSet::new(),
             view_delivery_ms: BTreeMap::new(),
             operations_started: 0,
@@ -329,6 +336,7 @@ impl World {
             Event::Heal(heal) => self.heal(heal),
             Event::DiskSync(server) => self.disk_sync(server),
             Event::Restart(server) => self.restart(server),
+            Event::CutFromZk { server, duration } => self.cut_from_zk(server, duration),
             Event::MapRead { server, map } => self.map_read(server, map),
             Event::MigrationFrame(frame) => {
                 self.trace(|| format!("migration {frame:?}"));
@@ -500,6 +508,10 @@ impl World {
     pub fn deliver_view(&mut self, server: usize) {
         let Some(session) = self.servers[server].session else { return };
         if self.zk_cut.contains(&server) || !self.servers[server].alive {
+            return;
+        }
+        if self.views_stalled_until.get(&server).is_some_and(|&until| self.now_ms < until) {
+            self.trace(|| format!("s{server} reads no view (stalled)"));
             return;
         }
         let view = self.zk.view(self.servers[server].chain);
