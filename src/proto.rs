@@ -13,6 +13,11 @@ impl Entry {
         entry.value = value;
         entry
     }
+
+    /// A stored entry, as snapshot chunks carry it.
+    pub fn from_stored(stored: &crate::store::Entry) -> Entry {
+        Entry::from_pair((stored.key().to_owned(), stored.value().to_vec()))
+    }
 }
 
 impl Opcode {

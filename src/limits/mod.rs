@@ -270,16 +270,18 @@ pub const WATCH_FRAME_EVENT_BYTES: usize = 1024 * 1024;
 // ---- memory (`--max-memory`) ----
 
 /// What one key costs in `used_memory` beyond its key and value bytes: the
-/// rest of its entry's malloc chunk (a 128-byte chunk holds a 1-byte length
-/// prefix, a 10-byte key and a 100-byte value) and its share of its stripe's
-/// hash table (a 16-byte slot and a control byte per bucket, under half full
-/// just after the table doubled). Measured as resident memory growth by
+/// rest of its entry's malloc chunk (a 144-byte chunk holds the shared
+/// entry's 16 bytes of counts, a 1-byte length prefix, a 10-byte key and a
+/// 100-byte value) and its share of its stripe's hash table (a 16-byte slot
+/// and a control byte per bucket, under half full just after the table
+/// doubled). Measured as resident memory growth by
 /// `cargo test --release --test memory_overhead -- --nocapture`, which also
-/// checks this value: 54.0 B per key with 1,000,000 keys `key:<n>` of 100 B
-/// over 1024 stripes (164 B per key in all; BENCHMARKS.md measured 167 B for
-/// a whole server), and 41 to 54 B at 100,000 to 900,000 keys. We take the
-/// top of that range, so that the limit is not passed by undercounting.
-pub const ENTRY_OVERHEAD_BYTES: u64 = 54;
+/// checks this value: 70.0 B per key with 1,000,000 keys `key:<n>` of 100 B
+/// over 1024 stripes (180 B per key in all). It was 54.0 B before entries
+/// were shared (`store::Entry`: a state transfer raises their counts under
+/// the node's lock instead of copying the table); before, 41 to 54 B at
+/// 100,000 to 900,000 keys, so the 1,000,000-key figure is the top.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 70;
 
 /// What one client record (exactly-once retries) costs in `used_memory`: its
 /// bucket in the records' hash map, client id and record. Measured by the

@@ -48,7 +48,7 @@ impl Replica {
     /// The table at `point`, taken under the node lock `node` is held by,
     /// so no write is applied between the point and the copy.
     pub(super) fn snapshot_at(&self, point: SnapshotPoint, node: &ChainNode) -> Snapshot {
-        Snapshot { point, stream: node.stream(), entries: self.table.entries() }
+        Snapshot { point, stream: node.stream(), entries: self.table.copy_entries() }
     }
 
     /// Steady state, once per batch (see [`Downlink::streaming_step`]):

@@ -123,7 +123,8 @@ pub struct Snapshot {
     pub point: SnapshotPoint,
     /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
     pub stream: u64,
-    pub entries: Vec<(String, Vec<u8>)>,
+    /// The table, copied as it was at the point, in no order.
+    pub entries: Vec<crate::store::Entry>,
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread

@@ -301,12 +301,7 @@ fn join_with_snapshot_and_hand_over() {
     assert_eq!(tail.write_and_wait(1, 2, "b", Some(b"2".to_vec())), Ok(false));
     let mut chunk = snapshot.point.chunk_header(snapshot.entries.len() as u64);
     chunk.last = true;
-    for (key, value) in snapshot.entries {
-        let mut entry = crate::proto::Entry::new();
-        entry.key = key;
-        entry.value = value;
-        chunk.entries.push(entry);
-    }
+    chunk.entries = snapshot.entries.iter().map(crate::proto::Entry::from_stored).collect();
     joiner.install_chunk(&name(1), link, chunk, true).unwrap();
     assert!(tail.try_hand_over(&name(2), joiner.progress().applied).is_none(), "not caught up yet");
     let writes: Vec<Write> = tail.outbox().try_iter().map(|(_, write)| write).collect();

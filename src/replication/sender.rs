@@ -248,7 +248,8 @@ fn send_snapshot(
     let mut first = true;
     loop {
         let mut chunk = point.chunk_header(total_keys);
-        chunk.entries = entries.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(Entry::from_pair).collect();
+        chunk.entries =
+            entries.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(|stored| Entry::from_stored(&stored)).collect();
         let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);
         chunk.clients = clients.drain(..client_count).collect();
         chunk.deadlines = deadlines.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(deadline_of).collect();

@@ -3,8 +3,9 @@
 //!
 //! - [`table`]: the striped `RwLock` hash table with consistent snapshots.
 //! - [`scan`]: SCAN, one page of the table in key order after a cursor.
-//! - `entry`: one key-value pair in a single allocation (the table's own).
+//! - [`Entry`]: one key-value pair in a single allocation (the table's own).
 
 mod entry;
+pub use entry::Entry;
 pub mod scan;
 pub mod table;

@@ -226,8 +226,19 @@ impl Table {
     }
 
     /// Every (key, value), sorted by key, from one consistent snapshot.
+    #[cfg(test)]
     pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
         self.entries_within(u64::MAX).expect("no limit")
+    }
+
+    /// Every entry as one consistent copy, unsorted: a shared count raised
+    /// per key, nothing copied (see `entry`). A state transfer takes it
+    /// under the node's lock, so writes wait for it.
+    pub fn copy_entries(&self) -> Vec<Entry> {
+        let stripes = self.lock_all_for_reading();
+        let mut copy = Vec::with_capacity(stripes.iter().map(|stripe| stripe.len()).sum());
+        copy.extend(stripes.iter().flat_map(|stripe| stripe.iter()).cloned());
+        copy
     }
 
     /// Like [`Table::keys`] if the reply would be at most `bytes_max` bytes
@@ -237,8 +248,9 @@ impl Table {
         self.listing(bytes_max, Self::key_bytes, |entry| entry.key().to_owned())
     }
 
-    /// Like [`Table::entries`] if the reply would be at most `bytes_max`
-    /// bytes; otherwise its size, found before anything is copied.
+    /// Every (key, value), sorted by key, from one consistent snapshot, if
+    /// the reply would be at most `bytes_max` bytes; otherwise its size,
+    /// found before anything is copied.
     pub fn entries_within(&self, bytes_max: u64) -> Result<Vec<(String, Vec<u8>)>, u64> {
         self.listing(bytes_max, Self::entry_bytes, |entry| (entry.key().to_owned(), entry.value().to_vec()))
     }
