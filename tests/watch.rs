@@ -16,7 +16,7 @@ use chaintable::client::Client;
 use chaintable::client::connection::ClientOptions;
 use chaintable::proto::{ErrorCode, Opcode, Request, Response};
 use chaintable::wire::{encode_frame, read_frame};
-use common::chain::start_chain;
+use common::chain::{start_chain, start_member};
 use common::ensemble::Writer;
 use common::pty::PtyChild;
 use common::watcher::Watcher;
@@ -205,6 +205,58 @@ fn a_chain_watcher_sees_every_committed_write_once_in_order_across_a_tail_kill()
     assert_eq!(seen, acked, "every acknowledged write once, in the order written");
     let table = common::chain::local_table(&servers[1].address);
     assert_eq!(table.len(), acked.len(), "the tail holds what the watcher saw");
+}
+
+/// Issue 22: a watcher that fell behind while the tail role moved to a
+/// server that joined by a state transfer resumes there, once the old tail
+/// is killed, from the last sequence it printed: the transfer carried the
+/// old tail's watch history. Without it the joiner's history began after
+/// its snapshot, and the watcher exited 2 ("history compacted").
+#[test]
+fn a_watcher_behind_a_state_transfer_resumes_at_the_joiner_once_the_old_tail_is_killed() {
+    let zookeeper = start_zookeeper();
+    let mut servers = start_chain(&zookeeper, 2);
+    let zk = zookeeper.address();
+    let mut watcher = Watcher::start(&[&zk, "watch", "--prefix", "w/"]);
+    wait_for_watchers(&servers[1], 1);
+    let mut client = Client::chain(&zk, "/chain", ClientOptions::default()).expect("a chain client");
+    let mut written = Vec::new();
+    let mut put = |key: String, value: String| {
+        client.put(&key, value.clone()).expect("a write acknowledged");
+        written.push((key, value));
+    };
+    for index in 0..5 {
+        put(format!("w/before{index}"), format!("b{index}"));
+    }
+    assert!(watcher.wait_for(LIMIT, |seen| seen.len() >= 5), "saw only {:?}", watcher.seen);
+    // Stopped, the watcher reads nothing: the old tail's stream fills the
+    // socket buffers (about 10 MB at most) and stalls, far behind what the
+    // joiner's snapshot is taken at.
+    watcher.signal("STOP");
+    let padding = "x".repeat(256 * 1024);
+    for index in 0..80 {
+        put(format!("w/big{index}"), format!("{index}{padding}"));
+    }
+    let joiner = start_member(&zookeeper, false, &[]);
+    let statistics = joiner.stats().expect("the joiner's stats");
+    assert_eq!(statistics.state_transfers_received, 1, "the joiner came in by a state transfer");
+    for index in 0..5 {
+        put(format!("w/after{index}"), format!("a{index}"));
+    }
+    servers[1].kill();
+    watcher.signal("CONT");
+    let last_line = "\tw/after4\ta4";
+    let complete = watcher.wait_for(LIMIT, |seen| seen.last().is_some_and(|line| line.ends_with(last_line)));
+    let exit = if complete { None } else { watcher.wait_exit(Duration::from_secs(1)) };
+    assert!(
+        complete,
+        "the watcher saw {} of {} writes; its exit: {exit:?}",
+        watcher.seen.len(),
+        written.len()
+    );
+    assert_eq!(puts_in_order(&watcher.seen), written, "every committed write once, in order");
+    let served = joiner.stats().expect("the joiner's stats");
+    assert_eq!((served.role.as_str(), served.watchers), ("tail", 1), "the joiner serves the watcher now");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::chain::AppliedWrite;
 use crate::limits::WATCH_HISTORY_ENTRY_OVERHEAD_BYTES;
 use crate::proto::watch_event::Kind;
-use crate::proto::{Entry, WatchEvent};
+use crate::proto::{Entry, WatchEvent, Write};
 
 /// How much history a replica keeps (`--watch-history-writes`,
 /// `--watch-history`); 0 writes: none, and nothing is copied.
@@ -60,6 +60,31 @@ impl Recorded {
             more: write.more.to_vec(),
             expired: write.expired,
             declined: write.declined,
+        }
+    }
+
+    /// A write a state transfer carried (see [`History::transferred`]).
+    pub fn of_write(write: &Write) -> Recorded {
+        Recorded::new(&AppliedWrite {
+            sequence: write.sequence,
+            key: &write.key,
+            value: write.value.as_deref(),
+            more: &write.more,
+            expired: write.expired,
+            declined: write.declined,
+        })
+    }
+
+    /// As a state transfer carries it: only what watchers are told.
+    pub fn to_write(&self) -> Write {
+        Write {
+            sequence: self.sequence,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            more: self.more.clone(),
+            expired: self.expired,
+            declined: self.declined,
+            ..Write::new()
         }
     }
 
@@ -122,7 +147,7 @@ impl Ring {
     }
 
     fn push(&mut self, write: Recorded, limits: HistoryLimits) {
-        if self.writes.back().is_some_and(|last| last.sequence + 1 != write.sequence) {
+        if self.writes.back().is_some_and(|last| last.sequence.checked_add(1) != Some(write.sequence)) {
             // Not the next write: a history we did not see began (cannot
             // happen without a `clear` first; kept safe rather than gapped).
             self.writes.clear();
@@ -207,6 +232,42 @@ impl History {
         drop(ring);
         if moved && self.watchers.load(Ordering::SeqCst) > 0 {
             self.moved.notify_all();
+        }
+    }
+
+    /// The writes kept, for a state transfer of a snapshot at `sequence`
+    /// (taken under the node's lock, so the ring is at the same point):
+    /// none unless the newest is `sequence`, as the receiver's ring must
+    /// run on, without a gap, into the writes it applies next.
+    pub fn through(&self, sequence: u64) -> Vec<Write> {
+        let ring = self.ring.lock();
+        if ring.writes.back().is_none_or(|newest| newest.sequence != sequence) {
+            return Vec::new();
+        }
+        ring.writes.iter().map(Recorded::to_write).collect()
+    }
+
+    /// Adds writes a state transfer carried (a chunk's part of the
+    /// sender's history, oldest first) after the transfer's first chunk
+    /// cleared the ring; `through`, with the last chunk: the snapshot's
+    /// sequence. A history that does not end there (a sender that kept
+    /// none, or a broken one from the network) is dropped rather than kept
+    /// with a gap: watchers then start after the snapshot, as they would
+    /// without it. They still read only what the node says is committed.
+    pub fn transferred(&self, writes: Vec<Recorded>, through: Option<u64>) {
+        if !self.keeps_writes() {
+            return;
+        }
+        let mut ring = self.ring.lock();
+        for write in writes {
+            ring.push(write, self.limits);
+        }
+        if let Some(through) = through
+            && ring.applied != through
+        {
+            ring.writes.clear();
+            ring.bytes = 0;
+            ring.applied = through;
         }
     }
 
@@ -369,6 +430,44 @@ mod tests {
         let position = history.position();
         assert_eq!(position.oldest, 11);
         assert_eq!(history.read(position.era, 5, &all, 100, 1 << 20), Read::Compacted { oldest: 11 });
+    }
+
+    /// Issue 22: what a state transfer carries, chunk by chunk, continues
+    /// the receiver's history into the writes it applies next, so a
+    /// watcher resumes there from before the snapshot.
+    #[test]
+    fn a_transferred_history_runs_on_into_the_next_writes() {
+        let sender = History::new(HistoryLimits::default());
+        sender.record((1..=4).map(|sequence| put(sequence, "k", "v")).collect(), Some(3));
+        sender.record(vec![delete(5, "k", true)], Some(3));
+        assert!(sender.through(4).is_empty(), "not at the snapshot's point: nothing");
+        let carried: Vec<Recorded> = sender.through(5).iter().map(Recorded::of_write).collect();
+        assert_eq!(carried.len(), 5);
+        let receiver = History::new(HistoryLimits::default());
+        receiver.clear();
+        let era = receiver.position().era;
+        let mut carried = carried.into_iter();
+        receiver.transferred(carried.by_ref().take(2).collect(), None);
+        receiver.transferred(carried.collect(), Some(5));
+        receiver.record(vec![put(6, "k", "w")], Some(5));
+        let (events, through) = seen(receiver.read(era, 1, &all, 100, 1 << 20));
+        assert_eq!((events.len(), through), (5, 5), "only the committed writes, the carried ones too");
+        assert_eq!(events[4], (5, "k".to_owned(), Kind::EXPIRED), "carried with its kind");
+        receiver.record(Vec::new(), Some(6));
+        let (events, _) = seen(receiver.read(era, 6, &all, 100, 1 << 20));
+        assert_eq!(events, vec![(6, "k".to_owned(), Kind::PUT)]);
+    }
+
+    #[test]
+    fn a_transferred_history_that_stops_short_of_the_snapshot_is_dropped() {
+        let receiver = History::new(HistoryLimits::default());
+        receiver.transferred(vec![put(1, "k", "v"), put(2, "k", "v")], None);
+        receiver.transferred(vec![put(3, "k", "v")], Some(5));
+        receiver.record(Vec::new(), Some(5));
+        assert_eq!((receiver.len(), receiver.position().oldest), (0, 6), "no gap before write 6");
+        let none = History::new(HistoryLimits { writes_max: 0, bytes_max: 0 });
+        none.transferred(vec![put(1, "k", "v")], Some(1));
+        assert!(none.is_empty(), "a replica that keeps no history keeps none transferred");
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub struct Snapshot {
     /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
     pub stream: u64,
     pub entries: Vec<(String, Vec<u8>)>,
+    /// The watch history through its sequence (see [`History::through`]).
+    pub history: Vec<crate::proto::Write>,
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread

@@ -38,6 +38,11 @@ impl Watcher {
         Watcher { child, lines, seen: Vec::new() }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the watching process.
+    pub fn signal(&self, signal: &str) {
+        chaintable::check::cluster::send_signal(self.child.id(), signal).expect("signalling table-client");
+    }
+
     /// Reads lines until `done` holds for what was seen, for at most
     /// `limit`; returns whether it did.
     pub fn wait_for(&mut self, limit: Duration, done: impl Fn(&[String]) -> bool) -> bool {
@@ -72,6 +77,8 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        // A stopped process must be resumed to die promptly and be reaped.
+        let _ = chaintable::check::cluster::send_signal(self.child.id(), "CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
