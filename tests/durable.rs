@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chaintable::client::Client;
 use chaintable::client::connection::ClientOptions;
+use common::watcher::{Watcher, Written};
 use common::{ServerProcess, start_server};
 
 /// A fresh data directory for one test (removed at the end of it).
@@ -503,4 +504,38 @@ fn a_restarted_member_holding_many_keys_rejoins_without_a_state_transfer() {
     let mut tail = client_of(&servers[1]);
     assert_eq!(tail.size().expect("its size"), (KEYS + later.len()) as u64);
     assert_all_read(&mut tail, &later);
+}
+
+/// Issue 22, after a restart: a member restarted on its disk keeps the
+/// watch history its log holds, so a watcher that fell behind before it
+/// was killed resumes there once it is the tail again. Without it the
+/// restarted member's history began after its last logged write, and the
+/// watcher exited 2 ("history compacted").
+#[test]
+fn a_watcher_behind_a_restarted_member_resumes_at_it_from_its_log() {
+    let zookeeper = common::start_zookeeper();
+    let dirs: Vec<Scratch> = (0..2).map(|index| Scratch::new(&format!("watch{index}"))).collect();
+    let args: Vec<Vec<String>> = dirs.iter().map(|dir| durable_member_args(&zookeeper, dir)).collect();
+    let member_args =
+        |index: usize| -> Vec<&str> { args[index].iter().skip(1).map(String::as_str).collect() };
+    let head = common::chain::start_member(&zookeeper, true, &member_args(0));
+    let mut tail = common::chain::start_member(&zookeeper, false, &member_args(1));
+    let zk = zookeeper.address();
+    let mut watcher = Watcher::start(&[&zk, "watch", "--prefix", "w/"]);
+    let watching = tail.wait_for_stats(Duration::from_secs(20), |statistics| statistics.watchers == 1);
+    assert!(watching.is_some(), "the tail never had the watcher");
+    let client = Client::chain(&zk, "/chain", ClientOptions::default()).expect("a chain client");
+    let mut written = Written::new(client);
+    watcher.stall(&mut written);
+    tail.kill();
+    written.put("after", 5, 0);
+    let restarted: Vec<&str> = args[1].iter().map(String::as_str).collect();
+    tail = start_server(64, &restarted);
+    let rejoined = tail.wait_for_stats(Duration::from_secs(30), |statistics| statistics.role == "tail");
+    let rejoined = rejoined.expect("the restarted member takes the tail role again");
+    assert_eq!(rejoined.state_transfers_received, 0, "it rejoined on its own table: {rejoined:?}");
+    watcher.resume_and_see(&written);
+    let served = tail.stats().expect("the restarted member's stats");
+    assert_eq!(served.watchers, 1, "the restarted member serves the watcher");
+    drop(head);
 }

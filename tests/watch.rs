@@ -19,11 +19,9 @@ use chaintable::wire::{encode_frame, read_frame};
 use common::chain::{start_chain, start_member};
 use common::ensemble::Writer;
 use common::pty::PtyChild;
-use common::watcher::Watcher;
+use common::watcher::{LIMIT, Watcher, Written, puts_in_order};
 use common::{RunClient, ServerProcess, assert_client, run_client, start_server, start_zookeeper};
 use protobuf::Message;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// Waits until `server` counts `watchers` watch streams (so a test's
 /// writes come after the watch began).
@@ -150,26 +148,6 @@ fn a_watcher_that_stops_reading_is_cut_off_while_writes_go_on() {
     eprintln!("400 writes of 64 KiB in {writing:?} with a stalled watcher; it got {events} events");
 }
 
-/// The key and value of a `PUT` line of `watch`, checking its sequence
-/// rises.
-fn puts_in_order(lines: &[String]) -> Vec<(String, String)> {
-    let mut last_sequence = 0;
-    lines
-        .iter()
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            assert_eq!(fields.len(), 4, "a PUT line: {line:?}");
-            let sequence: u64 = fields[0].parse().expect("a sequence number");
-            assert!(
-                sequence > last_sequence,
-                "{line:?} after sequence {last_sequence}: repeated or out of order"
-            );
-            last_sequence = sequence;
-            (fields[2].to_owned(), fields[3].to_owned())
-        })
-        .collect()
-}
-
 #[test]
 fn a_chain_watcher_sees_every_committed_write_once_in_order_across_a_tail_kill() {
     let zookeeper = start_zookeeper();
@@ -219,42 +197,15 @@ fn a_watcher_behind_a_state_transfer_resumes_at_the_joiner_once_the_old_tail_is_
     let zk = zookeeper.address();
     let mut watcher = Watcher::start(&[&zk, "watch", "--prefix", "w/"]);
     wait_for_watchers(&servers[1], 1);
-    let mut client = Client::chain(&zk, "/chain", ClientOptions::default()).expect("a chain client");
-    let mut written = Vec::new();
-    let mut put = |key: String, value: String| {
-        client.put(&key, value.clone()).expect("a write acknowledged");
-        written.push((key, value));
-    };
-    for index in 0..5 {
-        put(format!("w/before{index}"), format!("b{index}"));
-    }
-    assert!(watcher.wait_for(LIMIT, |seen| seen.len() >= 5), "saw only {:?}", watcher.seen);
-    // Stopped, the watcher reads nothing: the old tail's stream fills the
-    // socket buffers (about 10 MB at most) and stalls, far behind what the
-    // joiner's snapshot is taken at.
-    watcher.signal("STOP");
-    let padding = "x".repeat(256 * 1024);
-    for index in 0..80 {
-        put(format!("w/big{index}"), format!("{index}{padding}"));
-    }
+    let client = Client::chain(&zk, "/chain", ClientOptions::default()).expect("a chain client");
+    let mut written = Written::new(client);
+    watcher.stall(&mut written);
     let joiner = start_member(&zookeeper, false, &[]);
     let statistics = joiner.stats().expect("the joiner's stats");
     assert_eq!(statistics.state_transfers_received, 1, "the joiner came in by a state transfer");
-    for index in 0..5 {
-        put(format!("w/after{index}"), format!("a{index}"));
-    }
+    written.put("after", 5, 0);
     servers[1].kill();
-    watcher.signal("CONT");
-    let last_line = "\tw/after4\ta4";
-    let complete = watcher.wait_for(LIMIT, |seen| seen.last().is_some_and(|line| line.ends_with(last_line)));
-    let exit = if complete { None } else { watcher.wait_exit(Duration::from_secs(1)) };
-    assert!(
-        complete,
-        "the watcher saw {} of {} writes; its exit: {exit:?}",
-        watcher.seen.len(),
-        written.len()
-    );
-    assert_eq!(puts_in_order(&watcher.seen), written, "every committed write once, in order");
+    watcher.resume_and_see(&written);
     let served = joiner.stats().expect("the joiner's stats");
     assert_eq!((served.role.as_str(), served.watchers), ("tail", 1), "the joiner serves the watcher now");
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::chain::AppliedWrite;
+use crate::chain::{AppliedWrite, Durable};
 use crate::limits::WATCH_HISTORY_ENTRY_OVERHEAD_BYTES;
 use crate::proto::watch_event::Kind;
 use crate::proto::{Entry, WatchEvent, Write};
@@ -271,6 +271,25 @@ impl History {
         }
     }
 
+    /// Recovery replays the log through the node; the history follows it,
+    /// item by item, so a member restarted on its disk keeps the writes its
+    /// log holds (those since its last snapshot file, as far as the limits
+    /// allow) for watchers, rather than beginning after them. A table
+    /// replaced (a reset, a snapshot's chunks) drops what came before.
+    pub fn replaying(&self, item: &Durable) {
+        if !self.keeps_writes() {
+            return;
+        }
+        let mut ring = self.ring.lock();
+        let applied = match item {
+            Durable::Write { write, .. } => return ring.push(Recorded::of_write(write), self.limits),
+            Durable::Reset => 0,
+            Durable::Chunk(chunk) if chunk.last => chunk.sequence,
+            Durable::Chunk(_) => ring.applied,
+        };
+        *ring = Ring { applied, era: ring.era, committed: ring.committed, ..Ring::default() };
+    }
+
     /// The history starts over: nothing kept, commit point 0, a new era.
     pub fn clear(&self) {
         let mut ring = self.ring.lock();
@@ -468,6 +487,26 @@ mod tests {
         let none = History::new(HistoryLimits { writes_max: 0, bytes_max: 0 });
         none.transferred(vec![put(1, "k", "v")], Some(1));
         assert!(none.is_empty(), "a replica that keeps no history keeps none transferred");
+    }
+
+    /// A member restarted on its disk keeps, for watchers, the writes its
+    /// log replays after the last table it replaced.
+    #[test]
+    fn a_replayed_log_fills_the_history_from_its_last_table_on() {
+        let history = History::new(HistoryLimits::default());
+        let logged = |sequence| Durable::Write { generation: 1, write: put(sequence, "k", "v").to_write() };
+        let mut chunk = crate::proto::SnapshotChunk { sequence: 3, last: true, ..Default::default() };
+        for item in [logged(1), Durable::Reset, Durable::Chunk(chunk.clone()), logged(4), logged(5)] {
+            history.replaying(&item);
+        }
+        history.record(Vec::new(), Some(5));
+        let position = history.position();
+        assert_eq!((position.oldest, history.len()), (4, 2), "the writes after the table installed at 3");
+        let (events, through) = seen(history.read(position.era, 4, &all, 100, 1 << 20));
+        assert_eq!((events.len(), through), (2, 5));
+        chunk.sequence = 9;
+        history.replaying(&Durable::Chunk(chunk));
+        assert_eq!((history.len(), history.position().oldest), (0, 10), "a newer table: nothing before it");
     }
 
     #[test]

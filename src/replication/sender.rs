@@ -301,3 +301,25 @@ fn welcome_of(welcome: &ReplicaWelcome) -> Welcome {
         rejoin: offered.then_some(RejoinOffer { generation: welcome.rejoin_generation, last }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts of a history of `count` writes of `value_bytes` each.
+    fn parts(count: u64, value_bytes: usize) -> Vec<usize> {
+        let write =
+            |sequence| Write { sequence, key: "k".into(), value: Some(vec![0; value_bytes]), ..Write::new() };
+        let mut history = (1..=count).map(write).collect::<Vec<_>>().into_iter().peekable();
+        std::iter::from_fn(|| Some(history_part(&mut history)).filter(|part| !part.is_empty()))
+            .map(|part| part.len())
+            .collect()
+    }
+
+    #[test]
+    fn a_history_is_spread_over_chunks_by_count_and_bytes() {
+        assert_eq!(parts(20_000, 1), [8192, 8192, 3616], "at most a chunk's entries");
+        assert_eq!(parts(10, 1 << 20), [4, 4, 2], "no more once 4 MiB are in");
+        assert_eq!(parts(2, 5 << 20), [1, 1], "a write larger than that alone");
+    }
+}
