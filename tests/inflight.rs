@@ -154,11 +154,4 @@ fn a_slow_frame_is_closed_at_its_deadline() {
     );
     let stats = Client::new(&server.address, ClientOptions::default()).stats().expect("stats");
     assert_eq!(stats.late_frames, 1);
-    // The diagnostic's wording (the line may be written a moment after the
-    // count moved).
-    assert!(
-        server.wait_for_log("frame not complete within 3000 ms of its first byte", Duration::from_secs(5)),
-        "{}",
-        server.log()
-    );
 }

@@ -405,9 +405,16 @@ fn a_chain_member_binds_loopback_only_without_a_peer_secret() {
     assert!(String::from_utf8_lossy(&shared.stderr).contains("hold the same secret"));
 
     let insecure = common::start_server(64, &[&zookeeper.address(), "--bind", "0.0.0.0", "--insecure"]);
-    assert!(insecure.wait_for_log("--insecure", Duration::from_secs(10)), "{}", insecure.log());
+    assert_eq!(peer_security(&insecure), "insecure");
     let loopback = common::start_server(64, &[&zookeeper.address()]);
-    assert!(loopback.wait_for_log("serving on loopback only", Duration::from_secs(10)), "{}", loopback.log());
+    assert_eq!(peer_security(&loopback), "loopback-only");
+    let secured = common::start_server(64, &[&zookeeper.address(), "--peer-secret-file", &same]);
+    assert_eq!(peer_security(&secured), "peer-secret");
+}
+
+/// What a server says in `stats` about who may join or feed its chain.
+fn peer_security(server: &ServerProcess) -> String {
+    server.stats().expect("stats").peer_security
 }
 
 #[test]

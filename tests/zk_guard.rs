@@ -195,6 +195,41 @@ fn assert_fails(target: &[&str], message: &str, within: Duration) {
     assert!(took < within, "{target:?} took {took:?}");
 }
 
+/// A listener that accepts and closes (as a ZooKeeper without its quorum
+/// does) or never answers may be a ZooKeeper that comes back: the client
+/// waits its timeout, saying what it saw, and never calls it "not a
+/// ZooKeeper" for good.
+#[test]
+fn a_zookeeper_that_accepts_but_does_not_answer_is_waited_for() {
+    for silent in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(4);
+        let acceptor = thread::spawn(move || {
+            let mut held = Vec::new();
+            while Instant::now() < until {
+                match listener.accept() {
+                    Ok((stream, _)) if silent => held.push(stream),
+                    Ok((stream, _)) => drop(stream),
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let started = Instant::now();
+        let output = run_client(&["--timeout-ms", "2500", &address], &["get", "x"], None);
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let expected =
+            format!("{address} accepted the connection but did not answer the ZooKeeper handshake");
+        assert!(stderr.contains(&expected) && !stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("is not a ZooKeeper ("), "{stderr}");
+        assert!(took >= Duration::from_millis(2000), "waited only {took:?}: {stderr}");
+        acceptor.join().unwrap();
+    }
+}
+
 #[test]
 fn client_errors_that_cannot_heal_fail_at_once_with_a_precise_message() {
     let instant = Duration::from_millis(500);
@@ -221,28 +256,6 @@ fn client_errors_that_cannot_heal_fail_at_once_with_a_precise_message() {
     let expected = format!("table-client: no chain at {0}/chain: {0} is not a ZooKeeper (", server.address);
     assert!(stderr.starts_with(&expected) && stderr.lines().count() == 1, "{stderr}");
     assert!(!stderr.contains("panicked") && took < Duration::from_secs(2), "{stderr} after {took:?}");
-
-    // A listener that accepts and closes, and one that never answers.
-    for silent in [false, true] {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let acceptor = thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            if silent {
-                thread::sleep(Duration::from_secs(2));
-            }
-            drop(stream);
-        });
-        let (output, took) = client_get(&[&address]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains(&format!("{address} is not a ZooKeeper (")) && !stderr.contains("panicked"),
-            "{stderr}"
-        );
-        assert!(took < Duration::from_secs(2), "took {took:?}");
-        acceptor.join().unwrap();
-    }
 
     // A chain path that does not exist: at once, naming the path.
     let zookeeper = start_zookeeper();

@@ -180,20 +180,6 @@ impl ServerProcess {
         self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// Waits until the log contains `text`; false if it did not within `limit`.
-    /// For checking what the log says (a warning, a refusal); what state the
-    /// server is in is asked of it ([`ServerProcess::stats`]), never read here.
-    pub fn wait_for_log(&self, text: &str, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.log().contains(text) {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
     /// The server's own `stats`, asked with its client secret and TLS CA
     /// (answered in any role and state).
     pub fn stats(&self) -> Result<Statistics, ClientError> {

@@ -462,6 +462,9 @@ pub fn statistics_fields(statistics: &Statistics) -> Vec<(&'static str, Statisti
     if !statistics.metrics_address.is_empty() {
         fields.push(("metrics_address", StatisticsValue::Text(statistics.metrics_address.clone())));
     }
+    if !statistics.peer_security.is_empty() {
+        fields.push(("peer_security", StatisticsValue::Text(statistics.peer_security.clone())));
+    }
     let lines = [
         ("operations", statistics.operations),
         ("operation_time_us", statistics.operation_time_us),

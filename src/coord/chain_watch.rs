@@ -57,6 +57,9 @@ pub struct NodeWatch<T> {
     requests: Sender<ReplyTo<T>>,
     /// Set when the node may have changed since it was last read.
     changed: Arc<Changes>,
+    /// Why the worker's last reading failed (cleared by one that did not):
+    /// an asker that stops waiting says it, not only that it waited.
+    last_failure: Arc<Mutex<Option<String>>>,
 }
 
 /// The mark that the node may have changed, and a way to wait for it: a
@@ -116,17 +119,19 @@ impl<T: Clone + Send + 'static> NodeWatch<T> {
     pub fn follow(hosts: &str, watched: Watched<T>) -> std::io::Result<NodeWatch<T>> {
         let (requests, worker_requests) = crossbeam_channel::bounded(CHAIN_WATCH_REQUESTS_QUEUED_MAX);
         let changed = Arc::new(Changes::marked());
+        let last_failure = Arc::new(Mutex::new(None));
         let thread_name = watched.thread_name;
         let worker = Worker {
             hosts: hosts.to_owned(),
             watched,
             changed: Arc::clone(&changed),
+            last_failure: Arc::clone(&last_failure),
             broken: Arc::new(AtomicBool::new(false)),
             zk: None,
             lost_since: None,
         };
         std::thread::Builder::new().name(thread_name.into()).spawn(move || worker.serve(&worker_requests))?;
-        Ok(NodeWatch { requests, changed })
+        Ok(NodeWatch { requests, changed, last_failure })
     }
 
     /// Whether the node may have changed since this was last asked (true
@@ -155,8 +160,13 @@ impl<T: Clone + Send + 'static> NodeWatch<T> {
         let started = Instant::now();
         let (reply_to, reply) = crossbeam_channel::bounded(1);
         let gone = || CoordError::Permanent("the ZooKeeper thread ended".to_owned());
-        let no_answer =
-            || CoordError::Transient(format!("ZooKeeper did not answer within {} ms", wait.as_millis()));
+        let no_answer = || {
+            let last = match &*self.last_failure.lock() {
+                Some(reason) => format!("; before that: {reason}"),
+                None => String::new(),
+            };
+            CoordError::Transient(format!("ZooKeeper did not answer within {} ms{last}", wait.as_millis()))
+        };
         match self.requests.send_timeout(reply_to, wait) {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => return Err(no_answer()),
@@ -175,6 +185,7 @@ struct Worker<T> {
     hosts: String,
     watched: Watched<T>,
     changed: Arc<Changes>,
+    last_failure: Arc<Mutex<Option<String>>>,
     /// Set when the session ended: the next reading opens a new one.
     broken: Arc<AtomicBool>,
     zk: Option<ZooKeeper>,
@@ -189,6 +200,7 @@ impl<T: Clone> Worker<T> {
         while let Ok(first) = requests.recv() {
             let waiting: Vec<ReplyTo<T>> = std::iter::once(first).chain(requests.try_iter()).collect();
             let result = self.read();
+            *self.last_failure.lock() = result.as_ref().err().map(ToString::to_string);
             for reply_to in waiting {
                 // The asker may have given up waiting.
                 let _ = reply_to.send(result.clone());

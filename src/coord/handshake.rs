@@ -5,6 +5,11 @@
 //! crate only if it may be a ZooKeeper: it answered the handshake, or it
 //! could not be reached at all (it may come back). The probe's session is
 //! closed again at once.
+//!
+//! A host that accepts the connection and then closes it, or does not
+//! answer in time, is not handed to the crate either, but it is not given
+//! up for good: a ZooKeeper that is starting, or that lost its quorum,
+//! does exactly that ("ZooKeeperServer not running"), and comes back.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -19,8 +24,12 @@ pub enum Probed {
     ZooKeeper,
     /// No connection (refused, timed out, no route): it may come back.
     Unreachable(String),
-    /// It accepted the connection but is not a ZooKeeper, or the address is
-    /// bad: retrying cannot help.
+    /// It accepted the connection but closed it, or did not answer within
+    /// the probe's timeout: not a ZooKeeper, or one that is not serving
+    /// yet; it may come back.
+    Silent(String),
+    /// It answered, but not as a ZooKeeper, or the address is bad:
+    /// retrying cannot help.
     NotZooKeeper(String),
 }
 
@@ -48,8 +57,23 @@ pub fn probe_host(host: &str) -> Probed {
     };
     match handshake(&mut stream, deadline) {
         Ok(()) => Probed::ZooKeeper,
-        Err(reason) => Probed::NotZooKeeper(format!("{host} is not a ZooKeeper ({reason})")),
+        Err(Failure::Silent(reason)) => Probed::Silent(format!(
+            "{host} accepted the connection but did not answer the ZooKeeper handshake ({reason}): not a \
+             ZooKeeper, or one that is starting or has lost its quorum"
+        )),
+        Err(Failure::Answered(reason)) => {
+            Probed::NotZooKeeper(format!("{host} is not a ZooKeeper ({reason})"))
+        }
     }
+}
+
+/// Why a handshake failed.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    /// No answer: the peer closed the connection or said nothing in time.
+    Silent(String),
+    /// An answer that is not a ZooKeeper's.
+    Answered(String),
 }
 
 /// `host:port` to one socket address; an error names what is wrong.
@@ -81,7 +105,7 @@ pub fn check_hosts_syntax(hosts: &str) -> Result<(), String> {
 
 /// Sends a `ConnectRequest`, checks the reply is a `ConnectResponse`, and
 /// closes the new session.
-fn handshake(stream: &mut TcpStream, deadline: Instant) -> Result<(), String> {
+fn handshake(stream: &mut TcpStream, deadline: Instant) -> Result<(), Failure> {
     let mut request = Vec::with_capacity(48);
     request.extend_from_slice(&0i32.to_be_bytes()); // protocol version
     request.extend_from_slice(&0i64.to_be_bytes()); // last zxid seen
@@ -90,9 +114,9 @@ fn handshake(stream: &mut TcpStream, deadline: Instant) -> Result<(), String> {
     request.extend_from_slice(&16i32.to_be_bytes()); // password
     request.extend_from_slice(&[0; 16]);
     request.push(0); // not read-only
-    write_frame(stream, &request, deadline)?;
+    write_frame(stream, &request, deadline).map_err(Failure::Silent)?;
     let reply = read_frame(stream, deadline)?;
-    let session_id = parse_connect_response(&reply)?;
+    let session_id = parse_connect_response(&reply).map_err(Failure::Answered)?;
     if session_id != 0 {
         let mut close = Vec::with_capacity(8);
         close.extend_from_slice(&1i32.to_be_bytes()); // xid
@@ -126,16 +150,18 @@ fn write_frame(stream: &mut TcpStream, payload: &[u8], deadline: Instant) -> Res
     stream.write_all(&frame).map_err(|error| format!("sending the handshake: {error}"))
 }
 
-/// Reads one length-prefixed frame of at most [`CONNECT_RESPONSE_MAX`] bytes.
-fn read_frame(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, String> {
+/// Reads one length-prefixed frame of at most [`CONNECT_RESPONSE_MAX`]
+/// bytes. Silent until the first byte of an answer came.
+fn read_frame(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Failure> {
     let mut len = [0; 4];
-    read_exact_by(stream, &mut len, deadline)?;
+    read_exact_by(stream, &mut len[..1], deadline).map_err(Failure::Silent)?;
+    read_exact_by(stream, &mut len[1..], deadline).map_err(Failure::Answered)?;
     let len = i32::from_be_bytes(len);
     if !(0..=CONNECT_RESPONSE_MAX as i32).contains(&len) {
-        return Err(format!("its reply announces {len} bytes"));
+        return Err(Failure::Answered(format!("its reply announces {len} bytes")));
     }
     let mut payload = vec![0; len as usize];
-    read_exact_by(stream, &mut payload, deadline)?;
+    read_exact_by(stream, &mut payload, deadline).map_err(Failure::Answered)?;
     Ok(payload)
 }
 
@@ -191,14 +217,30 @@ mod tests {
     }
 
     #[test]
-    fn a_listener_that_accepts_and_closes_is_not_a_zookeeper() {
+    fn a_listener_that_accepts_and_closes_is_silent() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let closer = std::thread::spawn(move || drop(listener.accept()));
         let probed = probe_host(&address);
         closer.join().unwrap();
         // Closed before or after reading the request: a clean close or a reset.
-        let expected = format!("{address} is not a ZooKeeper (");
+        let expected =
+            format!("{address} accepted the connection but did not answer the ZooKeeper handshake (");
+        assert!(matches!(&probed, Probed::Silent(reason) if reason.starts_with(&expected)), "{probed:?}");
+    }
+
+    #[test]
+    fn a_listener_that_answers_garbage_is_not_a_zookeeper() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let answerer = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = stream.write_all(b"-ERR unknown command\r\n");
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let probed = probe_host(&address);
+        answerer.join().unwrap();
+        let expected = format!("{address} is not a ZooKeeper (its reply announces");
         assert!(
             matches!(&probed, Probed::NotZooKeeper(reason) if reason.starts_with(&expected)),
             "{probed:?}"
@@ -206,13 +248,13 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_listener_is_not_a_zookeeper_within_the_probe_timeout() {
+    fn a_listener_that_never_answers_is_silent_within_the_probe_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let started = Instant::now();
         let probed = probe_host(&address);
         assert!(started.elapsed() < ZK_PROBE_TIMEOUT + Duration::from_millis(500));
-        assert!(matches!(probed, Probed::NotZooKeeper(reason) if reason.contains("no reply")));
+        assert!(matches!(probed, Probed::Silent(reason) if reason.contains("no reply")));
     }
 
     #[test]

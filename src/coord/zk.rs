@@ -80,6 +80,7 @@ pub fn usable_hosts(hosts: &str) -> Result<String, CoordError> {
     let mut answered = Vec::new();
     let mut unreachable = Vec::new();
     let mut reasons = Vec::new();
+    let mut silent = Vec::new();
     let mut not_zookeeper = Vec::new();
     for (name, probed) in names.iter().zip(probed) {
         match probed {
@@ -88,19 +89,24 @@ pub fn usable_hosts(hosts: &str) -> Result<String, CoordError> {
                 unreachable.push(*name);
                 reasons.push(reason);
             }
+            // Not handed to the crate (it would reconnect in a loop), but
+            // it may come back: the error stays transient.
+            Probed::Silent(reason) => silent.push(reason),
             Probed::NotZooKeeper(reason) => not_zookeeper.push(reason),
         }
     }
     if answered.is_empty() {
+        let may_come_back = !unreachable.is_empty() || !silent.is_empty();
+        reasons.extend(silent.iter().cloned());
         reasons.extend(not_zookeeper.iter().cloned());
         let reasons = reasons.join("; ");
-        return Err(if unreachable.is_empty() {
+        return Err(if !may_come_back {
             CoordError::Permanent(reasons)
         } else {
             CoordError::Transient(format!("ZooKeeper unreachable ({reasons})"))
         });
     }
-    for reason in &not_zookeeper {
+    for reason in silent.iter().chain(&not_zookeeper) {
         warn!("leaving out {reason}");
     }
     let random = RandomState::new().hash_one(Instant::now()) as usize;
@@ -199,6 +205,7 @@ impl BoundedZk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::net::TcpListener;
 
     #[test]
@@ -240,19 +247,36 @@ mod tests {
     fn a_host_that_is_not_a_zookeeper_is_permanent_unless_another_may_come_back() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        let closer = std::thread::spawn(move || {
+        let answerer = std::thread::spawn(move || {
             for _ in 0..2 {
-                drop(listener.accept());
+                if let Ok((mut stream, _)) = listener.accept() {
+                    let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                }
             }
         });
         let alone = usable_hosts(&address.to_string()).unwrap_err();
         let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let with_closed = usable_hosts(&format!("{address},{closed}")).unwrap_err();
-        closer.join().unwrap();
+        answerer.join().unwrap();
         assert!(
             matches!(alone, CoordError::Permanent(ref reason) if reason.contains("is not a ZooKeeper")),
             "{alone:?}"
         );
         assert!(matches!(with_closed, CoordError::Transient(_)), "{with_closed:?}");
+    }
+
+    /// A ZooKeeper without its quorum accepts a connection and closes it:
+    /// waited for, never "not a ZooKeeper" for good.
+    #[test]
+    fn a_host_that_accepts_and_closes_may_come_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let closer = std::thread::spawn(move || drop(listener.accept()));
+        let error = usable_hosts(&address.to_string()).unwrap_err();
+        closer.join().unwrap();
+        assert!(
+            matches!(error, CoordError::Transient(ref reason) if reason.contains("did not answer the ZooKeeper handshake")),
+            "{error:?}"
+        );
     }
 }

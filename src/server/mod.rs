@@ -48,7 +48,7 @@ use parking_lot::Mutex;
 use crossbeam_channel::Receiver;
 
 use self::connection::{refuse, serve_connection};
-use self::service::Service;
+use self::service::{PeerSecurity, Service};
 use self::slot_check::ShardGuard;
 use crate::chain::Check;
 use crate::coord::membership::{self, ChainConfig, MembershipEnd};
@@ -202,6 +202,11 @@ impl Server {
             service.shards = Some(guard);
             shard_map_wake = Some(woken);
         }
+        service.peer_security = PeerSecurity::of(
+            chain.is_some(),
+            config.security.peer_key.is_some(),
+            listener.local_addr()?.ip().is_loopback(),
+        );
         service.link = Arc::new(LinkSettings {
             chain_path: chain.as_ref().map(|chain| chain.chain_path.clone()).unwrap_or_default(),
             security: config.security.clone(),
@@ -258,7 +263,7 @@ impl Server {
                 "no memory limit (--max-memory): the table may grow until the machine runs out of memory"
             ),
         }
-        self.log_security()?;
+        self.log_security();
         let expired = Arc::new(AtomicBool::new(false));
         let mut chain_threads = match &self.chain {
             Some(chain) => self.start_chain_threads(chain, &expired)?,
@@ -297,7 +302,7 @@ impl Server {
     }
 
     /// One line on who may change the chain and read the table.
-    fn log_security(&self) -> io::Result<()> {
+    fn log_security(&self) {
         let security = &self.service.link.security;
         let tls = if security.tls.is_some() { "TLS (mutual between peers)" } else { "no TLS" };
         let clients = if security.client_key.is_some() {
@@ -305,19 +310,20 @@ impl Server {
         } else {
             "any client may connect"
         };
-        match (&self.chain, &security.peer_key) {
-            (None, _) => info!("security: {clients}, {tls}"),
-            (Some(_), Some(_)) => info!("security: peers authenticated by the peer secret, {clients}, {tls}"),
-            (Some(_), None) if self.local_addr()?.ip().is_loopback() => info!(
+        match self.service.peer_security {
+            PeerSecurity::Standalone => info!("security: {clients}, {tls}"),
+            PeerSecurity::Secret => {
+                info!("security: peers authenticated by the peer secret, {clients}, {tls}")
+            }
+            PeerSecurity::LoopbackOnly => info!(
                 "security: no --peer-secret-file, so serving on loopback only: any local process may join or \
                  feed this chain; {clients}, {tls}"
             ),
-            (Some(_), None) => warn!(
+            PeerSecurity::Insecure => warn!(
                 "security: --insecure: no --peer-secret-file on a non-loopback address: anyone who reaches this \
                  port may join or feed this chain; {clients}, {tls}"
             ),
         }
-        Ok(())
     }
 
     /// The metrics endpoint's thread, and the address that wakes it, if

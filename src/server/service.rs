@@ -43,6 +43,44 @@ pub struct Service {
     /// `--metrics-addr`: where the endpoint listens (shown in `stats`, so a
     /// script that asked for port 0 learns the port by asking).
     pub metrics_address: Option<SocketAddr>,
+    /// Who may join or feed our chain (shown in `stats`).
+    pub peer_security: PeerSecurity,
+}
+
+/// Who may join or feed this server's chain: `stats` reports it, so an
+/// operator (or a test) learns it by asking, and the start-up line says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerSecurity {
+    /// No chain: nobody replicates to us.
+    Standalone,
+    /// Peers prove the peer secret.
+    Secret,
+    /// No peer secret: we listen on loopback only, so only local processes
+    /// can reach the replication port.
+    LoopbackOnly,
+    /// No peer secret on a non-loopback address (`--insecure`).
+    Insecure,
+}
+
+impl PeerSecurity {
+    pub fn of(chain_mode: bool, peer_secret: bool, loopback: bool) -> PeerSecurity {
+        match (chain_mode, peer_secret, loopback) {
+            (false, _, _) => PeerSecurity::Standalone,
+            (true, true, _) => PeerSecurity::Secret,
+            (true, false, true) => PeerSecurity::LoopbackOnly,
+            (true, false, false) => PeerSecurity::Insecure,
+        }
+    }
+
+    /// The name `stats` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerSecurity::Standalone => "standalone",
+            PeerSecurity::Secret => "peer-secret",
+            PeerSecurity::LoopbackOnly => "loopback-only",
+            PeerSecurity::Insecure => "insecure",
+        }
+    }
 }
 
 /// An error reply.
@@ -129,6 +167,7 @@ impl Service {
             inflight,
             shards: None,
             metrics_address: None,
+            peer_security: PeerSecurity::Standalone,
         }
     }
 
@@ -360,6 +399,7 @@ impl Service {
         statistics.peer_auth_failures = replica.peer_auth_failures.load(Ordering::Relaxed);
         statistics.metrics_address =
             self.metrics_address.map(|address| address.to_string()).unwrap_or_default();
+        statistics.peer_security = self.peer_security.name().to_owned();
         if let Some(disk) = replica.disk() {
             statistics.log_syncs = disk.syncs();
             statistics.synced = replica.synced();

@@ -347,7 +347,7 @@ impl World {
                 let Some(registration) = &mut self.servers[index].registration else { return };
                 let name = registration.name().to_owned();
                 if self.zk.set_readiness(self.servers[index].chain, session, &name, Readiness::Ready) {
-                    self.trace(|| format!("s{index}: announced ready"));
+                    self.trace(|| format!("s{index}: readiness written"));
                     self.notify_watchers();
                 }
                 // Applied, but the reply was lost: announced again later.
