@@ -1,7 +1,8 @@
 //! Watches through the real binaries: `table-client watch` against one
 //! server (puts, deletes, `mset` and expiry seen in order; `--from`
 //! resumes; a compacted history exits 2; JSON lines), a watcher that stops
-//! reading cut off while writes go on, and a watcher of a chain of three
+//! reading cut off while writes go on (and, closed for it, told where to
+//! resume), a watcher behind a state transfer, and a watcher of a chain of three
 //! that sees every acknowledged write of its prefix exactly once, in order,
 //! while the tail is killed under writes.
 
@@ -146,6 +147,40 @@ fn a_watcher_that_stops_reading_is_cut_off_while_writes_go_on() {
     let statistics = server.wait_for_stats(LIMIT, |statistics| statistics.watchers == 0).expect("stats");
     assert_eq!(statistics.watchers_cut_off, 1);
     eprintln!("400 writes of 64 KiB in {writing:?} with a stalled watcher; it got {events} events");
+}
+
+/// A watcher that does not read a frame within the server's
+/// `--write-timeout-ms` is closed mid-stream, with no room left for an
+/// error frame: the client says so and where to resume (exit 2), and
+/// resuming there misses nothing. Without it the client said only "server
+/// unreachable: stream ended inside a frame".
+#[test]
+fn a_watcher_closed_for_not_reading_says_where_to_resume_and_nothing_is_lost() {
+    let server = start_server(16, &["--write-timeout-ms", "500"]);
+    let mut watcher = Watcher::start(&["--server", &server.address, "watch", "--prefix", "w/"]);
+    wait_for_watchers(&server, 1);
+    let client = Client::new(&server.address, ClientOptions::default());
+    let mut written = Written::new(client);
+    watcher.stall(&mut written);
+    let closed = server.wait_for_stats(LIMIT, |statistics| statistics.watchers_cut_off == 1);
+    assert!(closed.is_some(), "the stalled watcher was never closed: {:?}", server.stats());
+    watcher.signal("CONT");
+    let (status, stderr) = watcher.wait_exit(LIMIT).expect("the watch ends by itself");
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    let seen = puts_in_order(&watcher.seen);
+    assert!(seen.len() < written.writes.len(), "it was closed before it saw everything");
+    assert_eq!(seen, written.writes[..seen.len()], "what it saw, in order");
+    let last: u64 = watcher.seen.last().and_then(|line| line.split('\t').next()?.parse().ok()).unwrap_or(0);
+    let resume = (last + 1).to_string();
+    assert!(
+        stderr.contains("--write-timeout-ms") && stderr.contains(&format!("resume with --from {resume}")),
+        "{stderr}"
+    );
+    let mut resumed =
+        Watcher::start(&["--server", &server.address, "watch", "--prefix", "w/", "--from", &resume]);
+    let rest = written.writes.len() - seen.len();
+    assert!(resumed.wait_for(LIMIT, |lines| lines.len() >= rest), "saw {} of {rest}", resumed.seen.len());
+    assert_eq!(puts_in_order(&resumed.seen), written.writes[seen.len()..], "the rest, once each");
 }
 
 #[test]

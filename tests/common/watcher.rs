@@ -80,7 +80,7 @@ impl Watcher {
 
     /// Issue 22's setup: it sees five writes, then is stopped (SIGSTOP)
     /// while 80 writes of 256 KiB follow, more than the socket buffers
-    /// hold, so its stream stalls far behind what the chain holds.
+    /// hold, so its stream stalls far behind what the servers hold.
     pub fn stall(&mut self, written: &mut Written) {
         let before = written.writes.len() + 5;
         written.put("before", 5, 0);
