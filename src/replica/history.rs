@@ -63,7 +63,7 @@ impl Recorded {
         }
     }
 
-    /// A write a state transfer carried (see [`History::transferred`]).
+    /// A write a state transfer carried or the log holds (see [`History::extend`]).
     pub fn of_write(write: &Write) -> Recorded {
         Recorded::new(&AppliedWrite {
             sequence: write.sequence,
@@ -247,14 +247,15 @@ impl History {
         ring.writes.iter().map(Recorded::to_write).collect()
     }
 
-    /// Adds writes a state transfer carried (a chunk's part of the
-    /// sender's history, oldest first) after the transfer's first chunk
-    /// cleared the ring; `through`, with the last chunk: the snapshot's
-    /// sequence. A history that does not end there (a sender that kept
-    /// none, or a broken one from the network) is dropped rather than kept
-    /// with a gap: watchers then start after the snapshot, as they would
-    /// without it. They still read only what the node says is committed.
-    pub fn transferred(&self, writes: Vec<Recorded>, through: Option<u64>) {
+    /// Adds writes that continue the ring, oldest first: a chunk's part of
+    /// the history a state transfer carried (after the transfer's first
+    /// chunk cleared the ring), or what recovery replays. `through`, with a
+    /// transfer's last chunk: the snapshot's sequence. A history that does
+    /// not end there (a sender that kept none, or a broken one from the
+    /// network) is dropped rather than kept with a gap: watchers then start
+    /// after the snapshot, as they would without it. They still read only
+    /// what the node says is committed.
+    pub fn extend(&self, writes: Vec<Recorded>, through: Option<u64>) {
         if !self.keeps_writes() {
             return;
         }
@@ -272,22 +273,20 @@ impl History {
     }
 
     /// Recovery replays the log through the node; the history follows it,
-    /// item by item, so a member restarted on its disk keeps the writes its
-    /// log holds (those since its last snapshot file, as far as the limits
-    /// allow) for watchers, rather than beginning after them. A table
-    /// replaced (a reset, a snapshot's chunks) drops what came before.
+    /// item by item, as it followed the node when the items were logged,
+    /// so a member restarted on its disk keeps for watchers the writes its
+    /// log holds since its last snapshot file (as far as the limits allow)
+    /// rather than beginning after them: a transfer's chunks were logged
+    /// with the history they carried, and a reset starts it over.
     pub fn replaying(&self, item: &Durable) {
-        if !self.keeps_writes() {
-            return;
+        match item {
+            Durable::Write { write, .. } => self.extend(vec![Recorded::of_write(write)], None),
+            Durable::Chunk(chunk) => {
+                let carried = chunk.history.iter().map(Recorded::of_write).collect();
+                self.extend(carried, chunk.last.then_some(chunk.sequence));
+            }
+            Durable::Reset => self.clear(),
         }
-        let mut ring = self.ring.lock();
-        let applied = match item {
-            Durable::Write { write, .. } => return ring.push(Recorded::of_write(write), self.limits),
-            Durable::Reset => 0,
-            Durable::Chunk(chunk) if chunk.last => chunk.sequence,
-            Durable::Chunk(_) => ring.applied,
-        };
-        *ring = Ring { applied, era: ring.era, committed: ring.committed, ..Ring::default() };
     }
 
     /// The history starts over: nothing kept, commit point 0, a new era.
@@ -374,6 +373,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::SnapshotChunk;
 
     fn put(sequence: u64, key: &str, value: &str) -> Recorded {
         let write = AppliedWrite {
@@ -466,8 +466,8 @@ mod tests {
         receiver.clear();
         let era = receiver.position().era;
         let mut carried = carried.into_iter();
-        receiver.transferred(carried.by_ref().take(2).collect(), None);
-        receiver.transferred(carried.collect(), Some(5));
+        receiver.extend(carried.by_ref().take(2).collect(), None);
+        receiver.extend(carried.collect(), Some(5));
         receiver.record(vec![put(6, "k", "w")], Some(5));
         let (events, through) = seen(receiver.read(era, 1, &all, 100, 1 << 20));
         assert_eq!((events.len(), through), (5, 5), "only the committed writes, the carried ones too");
@@ -480,33 +480,47 @@ mod tests {
     #[test]
     fn a_transferred_history_that_stops_short_of_the_snapshot_is_dropped() {
         let receiver = History::new(HistoryLimits::default());
-        receiver.transferred(vec![put(1, "k", "v"), put(2, "k", "v")], None);
-        receiver.transferred(vec![put(3, "k", "v")], Some(5));
+        receiver.extend(vec![put(1, "k", "v"), put(2, "k", "v")], None);
+        receiver.extend(vec![put(3, "k", "v")], Some(5));
         receiver.record(Vec::new(), Some(5));
         assert_eq!((receiver.len(), receiver.position().oldest), (0, 6), "no gap before write 6");
         let none = History::new(HistoryLimits { writes_max: 0, bytes_max: 0 });
-        none.transferred(vec![put(1, "k", "v")], Some(1));
+        none.extend(vec![put(1, "k", "v")], Some(1));
         assert!(none.is_empty(), "a replica that keeps no history keeps none transferred");
     }
 
     /// A member restarted on its disk keeps, for watchers, the writes its
-    /// log replays after the last table it replaced.
+    /// log replays since the last reset: those a logged state transfer
+    /// carried, then those logged after it.
     #[test]
-    fn a_replayed_log_fills_the_history_from_its_last_table_on() {
+    fn a_replayed_log_fills_the_history_from_its_last_reset_on() {
         let history = History::new(HistoryLimits::default());
-        let logged = |sequence| Durable::Write { generation: 1, write: put(sequence, "k", "v").to_write() };
-        let mut chunk = crate::proto::SnapshotChunk { sequence: 3, last: true, ..Default::default() };
-        for item in [logged(1), Durable::Reset, Durable::Chunk(chunk.clone()), logged(4), logged(5)] {
-            history.replaying(&item);
+        let write = |sequence| put(sequence, "k", "v").to_write();
+        let logged = |sequence| Durable::Write { generation: 1, write: write(sequence) };
+        let chunk = |history: Vec<Write>, last| {
+            Durable::Chunk(SnapshotChunk { sequence: 3, last, history, ..SnapshotChunk::new() })
+        };
+        let items = [
+            logged(1),
+            logged(2),
+            Durable::Reset,
+            chunk(vec![write(2)], false),
+            chunk(vec![write(3)], true),
+            logged(4),
+            logged(5),
+        ];
+        for item in &items {
+            history.replaying(item);
         }
         history.record(Vec::new(), Some(5));
         let position = history.position();
-        assert_eq!((position.oldest, history.len()), (4, 2), "the writes after the table installed at 3");
-        let (events, through) = seen(history.read(position.era, 4, &all, 100, 1 << 20));
-        assert_eq!((events.len(), through), (2, 5));
-        chunk.sequence = 9;
-        history.replaying(&Durable::Chunk(chunk));
-        assert_eq!((history.len(), history.position().oldest), (0, 10), "a newer table: nothing before it");
+        assert_eq!((position.oldest, history.len()), (2, 4), "carried by the transfer at 3, and after");
+        let (events, through) = seen(history.read(position.era, 2, &all, 100, 1 << 20));
+        assert_eq!((events.len(), through), (4, 5));
+        let snapshot_file = SnapshotChunk { sequence: 9, last: true, ..SnapshotChunk::new() };
+        history.replaying(&Durable::Reset);
+        history.replaying(&Durable::Chunk(snapshot_file));
+        assert_eq!((history.len(), history.position().oldest), (0, 10), "a table alone: nothing before it");
     }
 
     #[test]

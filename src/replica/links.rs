@@ -105,22 +105,22 @@ impl Replica {
     /// context switch per batch).
     ///
     /// A snapshot chunk's part of the predecessor's watch history is the
-    /// host's, not the node's: it is taken out before the node installs
-    /// (and, durable, logs) the chunk, and added to our history in the same
-    /// step, after the chunk (whose first one cleared the history) and
-    /// before the step's own writes and commit point are recorded.
-    pub fn receive_frame(&self, uplink: &mut Uplink, mut frame: Downstream) -> Result<(), Refusal> {
+    /// host's, not the node's (which, durable, logs it with the chunk, so a
+    /// restart replays it: see [`History::replaying`](super::history::History::replaying)): it is added to our
+    /// history in the same step, after the chunk (whose first one cleared
+    /// the history) and before the step's own writes and commit point are
+    /// recorded.
+    pub fn receive_frame(&self, uplink: &mut Uplink, frame: Downstream) -> Result<(), Refusal> {
         self.wait_for_queue_room(frame.writes.len())?;
-        let transferred = frame.snapshot.as_mut().map(|chunk| {
+        let carried = frame.snapshot.as_ref().map(|chunk| {
             let writes: Vec<Recorded> = chunk.history.iter().map(Recorded::of_write).collect();
-            chunk.history.clear();
             (writes, chunk.last.then_some(chunk.sequence))
         });
         let now_ms = self.now_ms();
         self.step(AckWriter::CallerAcks, |node, store: &mut TableStore<'_>, carry| {
             uplink.receive(node, frame, now_ms, store, carry)?;
-            if let Some((writes, through)) = transferred {
-                self.history.transferred(writes, through);
+            if let Some((writes, through)) = carried {
+                self.history.extend(writes, through);
             }
             Ok(())
         })
