@@ -240,11 +240,16 @@ impl Server {
 
     /// The writes it forwarded since last asked.
     fn take_forwarded(&mut self) -> Vec<Write> {
+        self.take_queued().into_iter().map(|(_, write)| write).collect()
+    }
+
+    /// The same with each write's stream, as the sender's queue holds them.
+    fn take_queued(&mut self) -> Vec<(u64, Write)> {
         let new = &self.actions[self.forwarded_up_to..];
         let writes = new
             .iter()
             .filter_map(|action| match action {
-                Action::Forward { write, .. } => Some(write.clone()),
+                Action::Forward { stream, write } => Some((*stream, write.clone())),
                 _ => None,
             })
             .collect();
@@ -419,9 +424,18 @@ impl Chain {
     /// latest link from it.
     fn forward(&mut self, from: u64, to: u64) -> Result<(), Refusal> {
         let writes = self.s(from).take_forwarded();
+        let link = self.s(to).links.get(&from).copied().unwrap_or_default();
+        self.deliver_writes((from, to, link), writes)
+    }
+
+    /// `from`'s frame of `writes` arrives at `to` on link `link`.
+    fn deliver_writes(
+        &mut self,
+        (from, to, link): (u64, u64, u64),
+        writes: Vec<Write>,
+    ) -> Result<(), Refusal> {
         let sender = self.s(from).name();
         let receiver = self.s(to);
-        let link = receiver.links.get(&from).copied().unwrap_or_default();
         receiver.node.replicated_batch(&sender, link, writes, &mut receiver.store, &mut receiver.actions)
     }
 
@@ -470,6 +484,23 @@ impl Chain {
         self.deliver_snapshot((from, to, link), chunk, true)
     }
 
+    /// An ack frame from `successor` reaches `to` claiming `committed`,
+    /// whatever `successor` holds now: a frame delayed from an older link or
+    /// view, or one from a peer that is not `to`'s successor.
+    fn ack_claiming(&mut self, successor: u64, to: u64, committed: u64) -> Result<(), Refusal> {
+        let name = self.s(successor).name();
+        let predecessor = self.s(to);
+        predecessor.node.successor_ack(&name, committed, NOW_MS, &mut predecessor.actions)
+    }
+
+    /// Whether the tail `from` would hand its role over to its joining
+    /// successor `to` now (the mark's sequence number if so).
+    fn offers_hand_over(&mut self, from: u64, to: u64) -> Option<u64> {
+        let (name, applied) = (self.s(to).name(), self.s(to).applied());
+        let server = self.s(from);
+        server.node.try_hand_over(&name, applied, &mut server.actions)
+    }
+
     /// The tail `from` hands its role over to its joining successor `to`
     /// once `to` caught up; `to` gets the mark on its link.
     fn hand_over(&mut self, from: u64, to: u64) -> Result<(), Refusal> {
@@ -501,13 +532,18 @@ impl Chain {
     /// the core's link, and `to`'s welcome decides how it starts: a resume
     /// (its frames delivered) or a snapshot (left to the caller).
     fn open_link(&mut self, from: u64, to: u64, epoch: u64) -> Start {
+        self.reopen_link(from, to, epoch, &mut Downlink::default())
+    }
+
+    /// The same through `from`'s `downlink`, whose Sent list a link held
+    /// before may have filled.
+    fn reopen_link(&mut self, from: u64, to: u64, epoch: u64, downlink: &mut Downlink) -> Start {
         let mut hello = ReplicaHello::new();
         (hello.sender, hello.receiver, hello.epoch) = (self.s(from).name(), self.s(to).name(), epoch);
         let receiver = self.s(to);
         let (mut uplink, welcome) =
             Uplink::accept(&mut receiver.node, &hello).expect("a link from our predecessor");
         receiver.links.insert(from, welcome.link);
-        let mut downlink = Downlink::default();
         downlink.aim(&self.s(from).node);
         let start = downlink.welcomed(&welcome, true, &self.s(from).node, NOW_MS);
         if let Start::Resume { after, rejoin } = start {
@@ -764,7 +800,9 @@ fn a_tail_with_an_older_view_commits_no_write_of_a_newer_head() {
 
 /// Seed 418649836348274844: a snapshot sent on a link that a newer one
 /// replaced arrived late and wiped the newer state transfer from the same
-/// predecessor. Pins the latest-link check in `ChainNode::check_link`.
+/// predecessor. Pins the latest-link check in `ChainNode::check_link`
+/// together with the snapshot acceptance check (each refuses it alone; see
+/// `a_frame_of_a_replaced_link_is_refused` for the first).
 #[test]
 fn a_delayed_snapshot_on_a_replaced_link_is_refused() {
     let mut chain = Chain::ready(&[1], 2);
@@ -1653,5 +1691,165 @@ fn a_rejoining_member_whose_last_write_the_chain_replaced_gets_a_snapshot() {
         chain.transfer_state(2, 1).expect("the snapshot replaces the diverged table");
         assert!(!chain.s(1).store.contains_key("lost") && chain.s(1).store.contains_key("b"));
         assert_eq!(chain.s(1).node.rejoins_resumed(), 0);
+    }
+}
+
+/// A head commits a write only on its successor's ack: an ack from the
+/// chain's tail when that is not our successor (a former successor's
+/// delayed frame) commits nothing, though it names a write the successor
+/// never passed on. Pins the successor-name half of `Check::Successor`
+/// (`skip-successor-check`), which the simulator does not reach alone: its
+/// links deliver no frame of a peer that is not the receiver's successor.
+#[test]
+fn an_ack_from_anyone_but_our_successor_commits_nothing() {
+    for bug in [None, Some(Check::Successor)] {
+        let mut chain = Chain::ready_with(&[1, 2, 3], 2, Setup { bug, ..Setup::default() });
+        let a = chain.put(1, "a").unwrap();
+        chain.forward(1, 2).unwrap();
+        assert_eq!(chain.s(3).applied(), 0, "a has not reached 3");
+        chain.ack_claiming(3, 1, a).unwrap();
+        assert_eq!(chain.s(1).committed(), if bug.is_none() { 0 } else { a }, "bug: {bug:?}");
+    }
+}
+
+/// An ack beyond what we applied is refused and remembered nowhere: no
+/// successor that follows our history can send one, and kept, it would
+/// commit our next writes before anyone acknowledged them. Pins the second
+/// half of `Check::Successor`.
+#[test]
+fn an_ack_beyond_what_we_applied_is_refused() {
+    for bug in [None, Some(Check::Successor)] {
+        let mut chain = Chain::ready_with(&[1, 2], 2, Setup { bug, ..Setup::default() });
+        let a = chain.put(1, "a").unwrap();
+        chain.replicate(&[1, 2]);
+        assert_eq!(chain.ack_claiming(2, 1, a + 5).is_err(), bug.is_none(), "bug: {bug:?}");
+        assert_eq!(chain.s(1).committed(), a, "never beyond what was applied");
+        let b = chain.put(1, "b").unwrap();
+        assert_eq!(chain.s(1).committed(), if bug.is_none() { a } else { b }, "b waits for 2; bug: {bug:?}");
+    }
+}
+
+/// A tail hands its role over only to a joiner that has applied every
+/// write the tail has: handed over early, it would wait for the joiner's
+/// acks with reads stopped meanwhile. Pins `Check::HandOverCaughtUp`
+/// (`hand-over-early`), which the simulator does not reach alone (nothing
+/// unsafe follows, only a slower hand-over).
+#[test]
+fn a_tail_hands_over_only_to_a_joiner_that_caught_up() {
+    for bug in [None, Some(Check::HandOverCaughtUp)] {
+        let mut chain = Chain::ready_with(&[1], 2, Setup { bug, ..Setup::default() });
+        chain.put(1, "a").unwrap();
+        chain.add(2);
+        chain.settle(3, &[(1, Ready), (2, Joining)]);
+        assert!(chain.link(1, 2, 3).unwrap().wants_snapshot);
+        chain.transfer_state(1, 2).unwrap();
+        let b = chain.put(1, "b").unwrap();
+        assert_eq!(chain.offers_hand_over(1, 2).is_none(), bug.is_none(), "2 lacks b; bug: {bug:?}");
+        if bug.is_none() {
+            chain.forward(1, 2).unwrap();
+            assert_eq!(chain.offers_hand_over(1, 2), Some(b), "caught up: handed over at b");
+        }
+    }
+}
+
+/// A member holding the chain's state refuses a snapshot older than its
+/// commit point (a stale transfer on a new link) and keeps the committed
+/// writes it holds. Pins the first refusal of `Check::SnapshotAcceptance`
+/// (`accept-any-snapshot`), which the simulator does not reach alone: its
+/// senders take every snapshot fresh.
+#[test]
+fn a_snapshot_older_than_our_commit_point_is_refused() {
+    for bug in [None, Some(Check::SnapshotAcceptance)] {
+        let mut chain = Chain::ready_with(&[1, 2], 2, Setup { bug, ..Setup::default() });
+        chain.put(1, "a").unwrap();
+        chain.replicate(&[1, 2]);
+        let stale = chain.s(1).snapshot().unwrap();
+        let b = chain.put(1, "b").unwrap();
+        chain.replicate(&[1, 2]);
+        assert_eq!(chain.s(2).committed(), b);
+        let link = chain.link(1, 2, 2).unwrap().link;
+        let installed = chain.deliver_snapshot((1, 2, link), stale, true);
+        assert_eq!(installed.is_err(), bug.is_none(), "bug: {bug:?}");
+        assert_eq!(chain.s(2).store.len(), if bug.is_none() { 2 } else { 1 }, "b is kept; bug: {bug:?}");
+    }
+}
+
+/// A state transfer is taken from its start: a chunk that arrives without
+/// the first one of its transfer is refused and changes nothing. Pins the
+/// last refusal of `Check::SnapshotAcceptance`. (Its refusal of writes
+/// amid a transfer is shadowed: the first chunk resets our sequence number,
+/// so a write of the transfer's history arrives out of sequence anyway.)
+#[test]
+fn a_snapshot_chunk_without_its_start_is_refused() {
+    for bug in [None, Some(Check::SnapshotAcceptance)] {
+        let mut chain = Chain::ready_with(&[1], 2, Setup { bug, ..Setup::default() });
+        chain.put(1, "a").unwrap();
+        chain.put(1, "b").unwrap();
+        chain.add(2);
+        chain.settle(3, &[(1, Ready), (2, Joining)]);
+        let link = chain.link(1, 2, 3).unwrap().link;
+        let (start, rest) = split(chain.s(1).snapshot().unwrap());
+        assert_eq!(chain.deliver_snapshot((1, 2, link), rest.clone(), false).is_err(), bug.is_none());
+        assert_eq!(chain.s(2).store.len(), if bug.is_none() { 0 } else { 1 }, "bug: {bug:?}");
+        chain.deliver_snapshot((1, 2, link), start, true).unwrap();
+        chain.deliver_snapshot((1, 2, link), rest, false).unwrap();
+        assert_eq!((chain.s(2).store.len(), chain.s(2).applied()), (2, 2), "a and b, whole");
+    }
+}
+
+/// Frames of a link that a newer one from the same predecessor replaced
+/// are refused: they were sent for a stream the new link may have started
+/// over. Pins `Check::LatestLink` (`skip-link-check`) alone.
+#[test]
+fn a_frame_of_a_replaced_link_is_refused() {
+    for bug in [None, Some(Check::LatestLink)] {
+        let mut chain = Chain::ready_with(&[1, 2], 2, Setup { bug, ..Setup::default() });
+        let old_link = chain.s(2).links[&1];
+        chain.put(1, "a").unwrap();
+        let delayed = chain.s(1).take_forwarded();
+        chain.link(1, 2, 2).unwrap();
+        let refused = chain.deliver_writes((1, 2, old_link), delayed).is_err();
+        assert_eq!(refused, bug.is_none(), "bug: {bug:?}");
+    }
+}
+
+/// Only our predecessor may open a link to us or send us writes: a head
+/// that skips a member (a view the member left in, or a hello meant for
+/// another) is refused. Pins `Check::Predecessor` (`skip-predecessor-check`).
+#[test]
+fn a_link_from_anyone_but_our_predecessor_is_refused() {
+    for bug in [None, Some(Check::Predecessor)] {
+        let mut chain = Chain::ready_with(&[1, 2, 3], 2, Setup { bug, ..Setup::default() });
+        chain.put(1, "a").unwrap();
+        let writes = chain.s(1).take_forwarded();
+        let link = chain.s(3).links[&2];
+        assert_eq!(chain.deliver_writes((1, 3, link), writes).is_err(), bug.is_none(), "bug: {bug:?}");
+        assert_eq!(chain.s(3).applied(), if bug.is_none() { 0 } else { 1 }, "a skipped 2; bug: {bug:?}");
+        assert_eq!(chain.link(1, 3, 2).is_err(), bug.is_none(), "1 is not 3's predecessor; bug: {bug:?}");
+    }
+}
+
+/// A link that broke with writes in flight resumes after the last write
+/// its successor applied, not after the last one sent: what the broken link
+/// lost is sent again. Pins `Check::ResumePoint` (`resume-past-applied`).
+#[test]
+fn a_link_resumes_after_what_its_successor_applied_not_what_was_sent() {
+    for bug in [None, Some(Check::ResumePoint)] {
+        let mut chain = Chain::ready_with(&[1, 2], 2, Setup { bug, ..Setup::default() });
+        let mut downlink = Downlink::default();
+        // The first link starts with an (empty) snapshot: nothing was sent.
+        assert!(matches!(chain.reopen_link(1, 2, 2, &mut downlink), Start::Snapshot(_)));
+        chain.transfer_state(1, 2).unwrap();
+        chain.put(1, "a").unwrap();
+        let b = chain.put(1, "b").unwrap();
+        let mut sent = chain.s(1).take_queued();
+        assert!(downlink.take_queued(sent.clone()));
+        // Only a arrives before the link breaks.
+        sent.truncate(1);
+        let link = chain.s(2).links[&1];
+        chain.deliver_writes((1, 2, link), sent.into_iter().map(|(_, write)| write).collect()).unwrap();
+        downlink.closed();
+        chain.reopen_link(1, 2, 2, &mut downlink);
+        assert_eq!(chain.s(2).applied(), if bug.is_none() { b } else { 1 }, "b sent again; bug: {bug:?}");
     }
 }
