@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chaintable::client::Client;
 use chaintable::client::connection::ClientOptions;
+use common::watcher::{Watcher, Written};
 use common::{ServerProcess, start_server};
 
 /// A fresh data directory for one test (removed at the end of it).
@@ -503,4 +504,95 @@ fn a_restarted_member_holding_many_keys_rejoins_without_a_state_transfer() {
     let mut tail = client_of(&servers[1]);
     assert_eq!(tail.size().expect("its size"), (KEYS + later.len()) as u64);
     assert_all_read(&mut tail, &later);
+}
+
+/// A durable member's data directory and arguments, to start it and to
+/// restart it on its directory.
+struct DurableMember {
+    _dir: Scratch,
+    args: Vec<String>,
+}
+
+impl DurableMember {
+    fn new(zookeeper: &common::ZooKeeperProcess, name: &str) -> DurableMember {
+        let dir = Scratch::new(name);
+        let args = durable_member_args(zookeeper, &dir);
+        DurableMember { _dir: dir, args }
+    }
+
+    /// Starts it in the chain; waits until it is ready.
+    fn start(&self, zookeeper: &common::ZooKeeperProcess, first: bool) -> ServerProcess {
+        let args: Vec<&str> = self.args.iter().skip(1).map(String::as_str).collect();
+        common::chain::start_member(zookeeper, first, &args)
+    }
+
+    /// Restarts it on its directory; waits until it is the tail again,
+    /// having rejoined on its own table.
+    fn restart_as_tail(&self) -> ServerProcess {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let server = start_server(64, &args);
+        let rejoined = server.wait_for_stats(Duration::from_secs(30), |statistics| statistics.role == "tail");
+        let rejoined = rejoined.expect("the restarted member takes the tail role again");
+        assert_eq!(rejoined.state_transfers_received, 0, "it rejoined on its own table: {rejoined:?}");
+        server
+    }
+}
+
+/// A watcher of the chain's `w/` keys, served by `tail`, stalled behind
+/// writes (see [`Watcher::stall`]).
+fn stalled_watcher(zookeeper: &common::ZooKeeperProcess, tail: &ServerProcess) -> (Watcher, Written) {
+    let zk = zookeeper.address();
+    let mut watcher = Watcher::start(&[&zk, "watch", "--prefix", "w/"]);
+    let watching = tail.wait_for_stats(Duration::from_secs(20), |statistics| statistics.watchers == 1);
+    assert!(watching.is_some(), "the tail never had the watcher");
+    let client = Client::chain(&zk, "/chain", ClientOptions::default()).expect("a chain client");
+    let mut written = Written::new(client);
+    watcher.stall(&mut written);
+    (watcher, written)
+}
+
+/// Issue 22, after a restart: a member restarted on its disk keeps the
+/// watch history its log holds, so a watcher that fell behind before it
+/// was killed resumes there once it is the tail again. Without it the
+/// restarted member's history began after its last logged write, and the
+/// watcher exited 2 ("history compacted").
+#[test]
+fn a_watcher_behind_a_restarted_member_resumes_at_it_from_its_log() {
+    let zookeeper = common::start_zookeeper();
+    let members = [DurableMember::new(&zookeeper, "watch0"), DurableMember::new(&zookeeper, "watch1")];
+    let _head = members[0].start(&zookeeper, true);
+    let mut tail = members[1].start(&zookeeper, false);
+    let (mut watcher, mut written) = stalled_watcher(&zookeeper, &tail);
+    tail.kill();
+    written.put("after", 5, 0);
+    tail = members[1].restart_as_tail();
+    watcher.resume_and_see(&written);
+    let served = tail.stats().expect("the restarted member's stats");
+    assert_eq!(served.watchers, 1, "the restarted member serves the watcher");
+}
+
+/// Issue 22, a durable joiner: the watch history a state transfer carried
+/// is logged with its chunks, so once the old tail is gone and the joiner
+/// (the tail now) is killed and restarted on its disk, a watcher that fell
+/// behind the joiner's snapshot resumes at it. Without it the restarted
+/// joiner's history began after that snapshot, and the watcher exited 2
+/// ("history compacted").
+#[test]
+fn a_watcher_behind_a_durable_joiners_snapshot_resumes_at_it_after_its_restart() {
+    let zookeeper = common::start_zookeeper();
+    let members: Vec<DurableMember> =
+        (0..3).map(|index| DurableMember::new(&zookeeper, &format!("watchjoin{index}"))).collect();
+    let _head = members[0].start(&zookeeper, true);
+    let mut old_tail = members[1].start(&zookeeper, false);
+    let (mut watcher, mut written) = stalled_watcher(&zookeeper, &old_tail);
+    let mut joiner = members[2].start(&zookeeper, false);
+    let statistics = joiner.stats().expect("the joiner's stats");
+    assert_eq!(statistics.state_transfers_received, 1, "the joiner came in by a state transfer");
+    written.put("after", 5, 0);
+    old_tail.kill();
+    joiner.kill();
+    joiner = members[2].restart_as_tail();
+    watcher.resume_and_see(&written);
+    let served = joiner.stats().expect("the restarted joiner's stats");
+    assert_eq!(served.watchers, 1, "the restarted joiner serves the watcher");
 }

@@ -1,7 +1,8 @@
 //! Watches through the real binaries: `table-client watch` against one
 //! server (puts, deletes, `mset` and expiry seen in order; `--from`
 //! resumes; a compacted history exits 2; JSON lines), a watcher that stops
-//! reading cut off while writes go on, and a watcher of a chain of three
+//! reading cut off while writes go on (and, closed for it, told where to
+//! resume), a watcher behind a state transfer, and a watcher of a chain of three
 //! that sees every acknowledged write of its prefix exactly once, in order,
 //! while the tail is killed under writes.
 
@@ -16,14 +17,12 @@ use chaintable::client::Client;
 use chaintable::client::connection::ClientOptions;
 use chaintable::proto::{ErrorCode, Opcode, Request, Response};
 use chaintable::wire::{encode_frame, read_frame};
-use common::chain::start_chain;
+use common::chain::{start_chain, start_member};
 use common::ensemble::Writer;
 use common::pty::PtyChild;
-use common::watcher::Watcher;
+use common::watcher::{LIMIT, Watcher, Written, puts_in_order};
 use common::{RunClient, ServerProcess, assert_client, run_client, start_server, start_zookeeper};
 use protobuf::Message;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// Waits until `server` counts `watchers` watch streams (so a test's
 /// writes come after the watch began).
@@ -150,24 +149,38 @@ fn a_watcher_that_stops_reading_is_cut_off_while_writes_go_on() {
     eprintln!("400 writes of 64 KiB in {writing:?} with a stalled watcher; it got {events} events");
 }
 
-/// The key and value of a `PUT` line of `watch`, checking its sequence
-/// rises.
-fn puts_in_order(lines: &[String]) -> Vec<(String, String)> {
-    let mut last_sequence = 0;
-    lines
-        .iter()
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            assert_eq!(fields.len(), 4, "a PUT line: {line:?}");
-            let sequence: u64 = fields[0].parse().expect("a sequence number");
-            assert!(
-                sequence > last_sequence,
-                "{line:?} after sequence {last_sequence}: repeated or out of order"
-            );
-            last_sequence = sequence;
-            (fields[2].to_owned(), fields[3].to_owned())
-        })
-        .collect()
+/// A watcher that does not read a frame within the server's
+/// `--write-timeout-ms` is closed mid-stream, with no room left for an
+/// error frame: the client says so and where to resume (exit 2), and
+/// resuming there misses nothing. Without it the client said only "server
+/// unreachable: stream ended inside a frame".
+#[test]
+fn a_watcher_closed_for_not_reading_says_where_to_resume_and_nothing_is_lost() {
+    let server = start_server(16, &["--write-timeout-ms", "500"]);
+    let mut watcher = Watcher::start(&["--server", &server.address, "watch", "--prefix", "w/"]);
+    wait_for_watchers(&server, 1);
+    let client = Client::new(&server.address, ClientOptions::default());
+    let mut written = Written::new(client);
+    watcher.stall(&mut written);
+    let closed = server.wait_for_stats(LIMIT, |statistics| statistics.watchers_cut_off == 1);
+    assert!(closed.is_some(), "the stalled watcher was never closed: {:?}", server.stats());
+    watcher.signal("CONT");
+    let (status, stderr) = watcher.wait_exit(LIMIT).expect("the watch ends by itself");
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    let seen = puts_in_order(&watcher.seen);
+    assert!(seen.len() < written.writes.len(), "it was closed before it saw everything");
+    assert_eq!(seen, written.writes[..seen.len()], "what it saw, in order");
+    let last: u64 = watcher.seen.last().and_then(|line| line.split('\t').next()?.parse().ok()).unwrap_or(0);
+    let resume = (last + 1).to_string();
+    assert!(
+        stderr.contains("--write-timeout-ms") && stderr.contains(&format!("resume with --from {resume}")),
+        "{stderr}"
+    );
+    let mut resumed =
+        Watcher::start(&["--server", &server.address, "watch", "--prefix", "w/", "--from", &resume]);
+    let rest = written.writes.len() - seen.len();
+    assert!(resumed.wait_for(LIMIT, |lines| lines.len() >= rest), "saw {} of {rest}", resumed.seen.len());
+    assert_eq!(puts_in_order(&resumed.seen), written.writes[seen.len()..], "the rest, once each");
 }
 
 #[test]
@@ -205,6 +218,31 @@ fn a_chain_watcher_sees_every_committed_write_once_in_order_across_a_tail_kill()
     assert_eq!(seen, acked, "every acknowledged write once, in the order written");
     let table = common::chain::local_table(&servers[1].address);
     assert_eq!(table.len(), acked.len(), "the tail holds what the watcher saw");
+}
+
+/// Issue 22: a watcher that fell behind while the tail role moved to a
+/// server that joined by a state transfer resumes there, once the old tail
+/// is killed, from the last sequence it printed: the transfer carried the
+/// old tail's watch history. Without it the joiner's history began after
+/// its snapshot, and the watcher exited 2 ("history compacted").
+#[test]
+fn a_watcher_behind_a_state_transfer_resumes_at_the_joiner_once_the_old_tail_is_killed() {
+    let zookeeper = start_zookeeper();
+    let mut servers = start_chain(&zookeeper, 2);
+    let zk = zookeeper.address();
+    let mut watcher = Watcher::start(&[&zk, "watch", "--prefix", "w/"]);
+    wait_for_watchers(&servers[1], 1);
+    let client = Client::chain(&zk, "/chain", ClientOptions::default()).expect("a chain client");
+    let mut written = Written::new(client);
+    watcher.stall(&mut written);
+    let joiner = start_member(&zookeeper, false, &[]);
+    let statistics = joiner.stats().expect("the joiner's stats");
+    assert_eq!(statistics.state_transfers_received, 1, "the joiner came in by a state transfer");
+    written.put("after", 5, 0);
+    servers[1].kill();
+    watcher.resume_and_see(&written);
+    let served = joiner.stats().expect("the joiner's stats");
+    assert_eq!((served.role.as_str(), served.watchers), ("tail", 1), "the joiner serves the watcher now");
 }
 
 #[test]

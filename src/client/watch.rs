@@ -72,11 +72,12 @@ impl Client {
                 StreamEnd::Stopped(error) => return Err(error),
                 StreamEnd::Failed(error) => error,
             };
-            if deadline.started != started {
+            let streamed = deadline.started != started;
+            if streamed {
                 backoff = Backoff::default();
             }
             let Target::Chain(router) = &mut self.target else {
-                return Err(error.into());
+                return Err(broken_off(error, streamed, next).into());
             };
             if !is_retryable(&error) {
                 return Err(error.into());
@@ -166,7 +167,42 @@ impl Client {
     }
 }
 
+/// One server: a stream that broke off is not resumed, as a server
+/// restarted without a data directory numbers its writes from 1 again and
+/// resuming could skip writes unseen. A server closes a watcher that does
+/// not read a frame within its `--write-timeout-ms` with no room left for
+/// an error frame, so the error says that and where to resume.
+fn broken_off(error: ClientError, streamed: bool, next: Option<u64>) -> ClientError {
+    match (error, next) {
+        (ClientError::Unreachable(why), Some(next)) if streamed => ClientError::Unreachable(format!(
+            "the watch stream broke off after sequence {} ({why}); the server closes a watcher that \
+             does not read within its --write-timeout-ms, or it went away; resume with --from {next}",
+            next - 1
+        )),
+        (error, _) => error,
+    }
+}
+
 /// The key a watch is about; `None` for a prefix (every chain's keys).
 fn key_of(watched: &WatchRequest) -> Option<&str> {
     (!watched.prefix).then_some(watched.keys.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ErrorCode;
+
+    #[test]
+    fn only_a_stream_that_had_begun_is_said_to_have_broken_off() {
+        let refused = ClientError::Unreachable("connection refused".into());
+        assert_eq!(broken_off(refused.clone(), false, Some(7)), refused, "never streamed: as it was");
+        let compacted = ClientError::Server { code: ErrorCode::ERR_COMPACTED, message: "gone".into() };
+        assert_eq!(broken_off(compacted.clone(), true, Some(7)), compacted, "the server said why");
+        let ClientError::Unreachable(message) = broken_off(refused, true, Some(7)) else {
+            panic!("still unreachable");
+        };
+        assert!(message.contains("after sequence 6 (connection refused)"), "{message}");
+        assert!(message.ends_with("resume with --from 7"), "{message}");
+    }
 }

@@ -114,6 +114,11 @@ pub const REMOVAL_INTERVAL_MIN_MS: u64 = 300;
 /// that a chunk of 100-byte values stays far below the frame limit.
 pub const SNAPSHOT_CHUNK_ENTRIES: usize = 8192;
 
+/// Bytes of watch history (encoded writes) per snapshot chunk, past which
+/// the rest goes in later chunks: the history may hold 64 MiB
+/// (`--watch-history`), a frame at most that by default.
+pub const SNAPSHOT_CHUNK_HISTORY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// A replication frame that cannot be written in this long means the
 /// successor is stuck; the sender reconnects (or ZooKeeper removes it).
 pub const REPLICATION_WRITE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -83,7 +83,10 @@ impl Replica {
             let mut node = self.node.lock();
             node.set_durable(dir.server_id);
             let mut store = TableStore(&self.table);
-            recover(dir.path(), |item| node.replay(item, &mut store).map_err(|refusal| refusal.message))
+            recover(dir.path(), |item| {
+                self.history.replaying(&item);
+                node.replay(item, &mut store).map_err(|refusal| refusal.message)
+            })
         };
         let recovered = recovered.map_err(|why| {
             io::Error::other(format!("cannot recover from {}: {why}", options.dir.display()))

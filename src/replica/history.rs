@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::chain::AppliedWrite;
+use crate::chain::{AppliedWrite, Durable};
 use crate::limits::WATCH_HISTORY_ENTRY_OVERHEAD_BYTES;
 use crate::proto::watch_event::Kind;
-use crate::proto::{Entry, WatchEvent};
+use crate::proto::{Entry, WatchEvent, Write};
 
 /// How much history a replica keeps (`--watch-history-writes`,
 /// `--watch-history`); 0 writes: none, and nothing is copied.
@@ -60,6 +60,31 @@ impl Recorded {
             more: write.more.to_vec(),
             expired: write.expired,
             declined: write.declined,
+        }
+    }
+
+    /// A write a state transfer carried or the log holds (see [`History::extend`]).
+    pub fn of_write(write: &Write) -> Recorded {
+        Recorded::new(&AppliedWrite {
+            sequence: write.sequence,
+            key: &write.key,
+            value: write.value.as_deref(),
+            more: &write.more,
+            expired: write.expired,
+            declined: write.declined,
+        })
+    }
+
+    /// As a state transfer carries it: only what watchers are told.
+    pub fn to_write(&self) -> Write {
+        Write {
+            sequence: self.sequence,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            more: self.more.clone(),
+            expired: self.expired,
+            declined: self.declined,
+            ..Write::new()
         }
     }
 
@@ -122,7 +147,7 @@ impl Ring {
     }
 
     fn push(&mut self, write: Recorded, limits: HistoryLimits) {
-        if self.writes.back().is_some_and(|last| last.sequence + 1 != write.sequence) {
+        if self.writes.back().is_some_and(|last| last.sequence.checked_add(1) != Some(write.sequence)) {
             // Not the next write: a history we did not see began (cannot
             // happen without a `clear` first; kept safe rather than gapped).
             self.writes.clear();
@@ -210,6 +235,60 @@ impl History {
         }
     }
 
+    /// The writes kept, for a state transfer of a snapshot at `sequence`
+    /// (taken under the node's lock, so the ring is at the same point):
+    /// none unless the newest is `sequence`, as the receiver's ring must
+    /// run on, without a gap, into the writes it applies next.
+    pub fn through(&self, sequence: u64) -> Vec<Write> {
+        let ring = self.ring.lock();
+        if ring.writes.back().is_none_or(|newest| newest.sequence != sequence) {
+            return Vec::new();
+        }
+        ring.writes.iter().map(Recorded::to_write).collect()
+    }
+
+    /// Adds writes that continue the ring, oldest first: a chunk's part of
+    /// the history a state transfer carried (after the transfer's first
+    /// chunk cleared the ring), or what recovery replays. `through`, with a
+    /// transfer's last chunk: the snapshot's sequence. A history that does
+    /// not end there (a sender that kept none, or a broken one from the
+    /// network) is dropped rather than kept with a gap: watchers then start
+    /// after the snapshot, as they would without it. They still read only
+    /// what the node says is committed.
+    pub fn extend(&self, writes: Vec<Recorded>, through: Option<u64>) {
+        if !self.keeps_writes() {
+            return;
+        }
+        let mut ring = self.ring.lock();
+        for write in writes {
+            ring.push(write, self.limits);
+        }
+        if let Some(through) = through
+            && ring.applied != through
+        {
+            ring.writes.clear();
+            ring.bytes = 0;
+            ring.applied = through;
+        }
+    }
+
+    /// Recovery replays the log through the node; the history follows it,
+    /// item by item, as it followed the node when the items were logged,
+    /// so a member restarted on its disk keeps for watchers the writes its
+    /// log holds since its last snapshot file (as far as the limits allow)
+    /// rather than beginning after them: a transfer's chunks were logged
+    /// with the history they carried, and a reset starts it over.
+    pub fn replaying(&self, item: &Durable) {
+        match item {
+            Durable::Write { write, .. } => self.extend(vec![Recorded::of_write(write)], None),
+            Durable::Chunk(chunk) => {
+                let carried = chunk.history.iter().map(Recorded::of_write).collect();
+                self.extend(carried, chunk.last.then_some(chunk.sequence));
+            }
+            Durable::Reset => self.clear(),
+        }
+    }
+
     /// The history starts over: nothing kept, commit point 0, a new era.
     pub fn clear(&self) {
         let mut ring = self.ring.lock();
@@ -294,6 +373,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::SnapshotChunk;
 
     fn put(sequence: u64, key: &str, value: &str) -> Recorded {
         let write = AppliedWrite {
@@ -369,6 +449,78 @@ mod tests {
         let position = history.position();
         assert_eq!(position.oldest, 11);
         assert_eq!(history.read(position.era, 5, &all, 100, 1 << 20), Read::Compacted { oldest: 11 });
+    }
+
+    /// Issue 22: what a state transfer carries, chunk by chunk, continues
+    /// the receiver's history into the writes it applies next, so a
+    /// watcher resumes there from before the snapshot.
+    #[test]
+    fn a_transferred_history_runs_on_into_the_next_writes() {
+        let sender = History::new(HistoryLimits::default());
+        sender.record((1..=4).map(|sequence| put(sequence, "k", "v")).collect(), Some(3));
+        sender.record(vec![delete(5, "k", true)], Some(3));
+        assert!(sender.through(4).is_empty(), "not at the snapshot's point: nothing");
+        let carried: Vec<Recorded> = sender.through(5).iter().map(Recorded::of_write).collect();
+        assert_eq!(carried.len(), 5);
+        let receiver = History::new(HistoryLimits::default());
+        receiver.clear();
+        let era = receiver.position().era;
+        let mut carried = carried.into_iter();
+        receiver.extend(carried.by_ref().take(2).collect(), None);
+        receiver.extend(carried.collect(), Some(5));
+        receiver.record(vec![put(6, "k", "w")], Some(5));
+        let (events, through) = seen(receiver.read(era, 1, &all, 100, 1 << 20));
+        assert_eq!((events.len(), through), (5, 5), "only the committed writes, the carried ones too");
+        assert_eq!(events[4], (5, "k".to_owned(), Kind::EXPIRED), "carried with its kind");
+        receiver.record(Vec::new(), Some(6));
+        let (events, _) = seen(receiver.read(era, 6, &all, 100, 1 << 20));
+        assert_eq!(events, vec![(6, "k".to_owned(), Kind::PUT)]);
+    }
+
+    #[test]
+    fn a_transferred_history_that_stops_short_of_the_snapshot_is_dropped() {
+        let receiver = History::new(HistoryLimits::default());
+        receiver.extend(vec![put(1, "k", "v"), put(2, "k", "v")], None);
+        receiver.extend(vec![put(3, "k", "v")], Some(5));
+        receiver.record(Vec::new(), Some(5));
+        assert_eq!((receiver.len(), receiver.position().oldest), (0, 6), "no gap before write 6");
+        let none = History::new(HistoryLimits { writes_max: 0, bytes_max: 0 });
+        none.extend(vec![put(1, "k", "v")], Some(1));
+        assert!(none.is_empty(), "a replica that keeps no history keeps none transferred");
+    }
+
+    /// A member restarted on its disk keeps, for watchers, the writes its
+    /// log replays since the last reset: those a logged state transfer
+    /// carried, then those logged after it.
+    #[test]
+    fn a_replayed_log_fills_the_history_from_its_last_reset_on() {
+        let history = History::new(HistoryLimits::default());
+        let write = |sequence| put(sequence, "k", "v").to_write();
+        let logged = |sequence| Durable::Write { generation: 1, write: write(sequence) };
+        let chunk = |history: Vec<Write>, last| {
+            Durable::Chunk(SnapshotChunk { sequence: 3, last, history, ..SnapshotChunk::new() })
+        };
+        let items = [
+            logged(1),
+            logged(2),
+            Durable::Reset,
+            chunk(vec![write(2)], false),
+            chunk(vec![write(3)], true),
+            logged(4),
+            logged(5),
+        ];
+        for item in &items {
+            history.replaying(item);
+        }
+        history.record(Vec::new(), Some(5));
+        let position = history.position();
+        assert_eq!((position.oldest, history.len()), (2, 4), "carried by the transfer at 3, and after");
+        let (events, through) = seen(history.read(position.era, 2, &all, 100, 1 << 20));
+        assert_eq!((events.len(), through), (4, 5));
+        let snapshot_file = SnapshotChunk { sequence: 9, last: true, ..SnapshotChunk::new() };
+        history.replaying(&Durable::Reset);
+        history.replaying(&Durable::Chunk(snapshot_file));
+        assert_eq!((history.len(), history.position().oldest), (0, 10), "a table alone: nothing before it");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::history::Recorded;
 use super::{AckWriter, Replica, Snapshot, TableStore};
 use crate::chain::eviction::{Evidence, Hold};
 use crate::chain::link::{Ack, Aim, Downlink, Extras, LinkFault, Start, Uplink};
@@ -45,10 +46,12 @@ impl Replica {
         }
     }
 
-    /// The table at `point`, taken under the node lock `node` is held by,
-    /// so no write is applied between the point and the copy.
+    /// The table at `point`, and the watch history through it, taken under
+    /// the node lock `node` is held by, so no write is applied between the
+    /// point and the copy.
     pub(super) fn snapshot_at(&self, point: SnapshotPoint, node: &ChainNode) -> Snapshot {
-        Snapshot { point, stream: node.stream(), entries: self.table.copy_entries() }
+        let history = self.history.through(point.sequence);
+        Snapshot { point, stream: node.stream(), entries: self.table.copy_entries(), history }
     }
 
     /// Steady state, once per batch (see [`Downlink::streaming_step`]):
@@ -100,11 +103,26 @@ impl Replica {
     /// caller acknowledges it itself right away (at the tail every applied
     /// batch commits, and waking another thread for each ack cost a
     /// context switch per batch).
+    ///
+    /// A snapshot chunk's part of the predecessor's watch history is the
+    /// host's, not the node's (which, durable, logs it with the chunk, so a
+    /// restart replays it: see [`History::replaying`](super::history::History::replaying)): it is added to our
+    /// history in the same step, after the chunk (whose first one cleared
+    /// the history) and before the step's own writes and commit point are
+    /// recorded.
     pub fn receive_frame(&self, uplink: &mut Uplink, frame: Downstream) -> Result<(), Refusal> {
         self.wait_for_queue_room(frame.writes.len())?;
+        let carried = frame.snapshot.as_ref().map(|chunk| {
+            let writes: Vec<Recorded> = chunk.history.iter().map(Recorded::of_write).collect();
+            (writes, chunk.last.then_some(chunk.sequence))
+        });
         let now_ms = self.now_ms();
         self.step(AckWriter::CallerAcks, |node, store: &mut TableStore<'_>, carry| {
-            uplink.receive(node, frame, now_ms, store, carry)
+            uplink.receive(node, frame, now_ms, store, carry)?;
+            if let Some((writes, through)) = carried {
+                self.history.extend(writes, through);
+            }
+            Ok(())
         })
     }
 

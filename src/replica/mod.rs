@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub stream: u64,
     /// The table, copied as it was at the point, in no order.
     pub entries: Vec<crate::store::Entry>,
+    /// The watch history through its sequence (see [`History::through`]).
+    pub history: Vec<crate::proto::Write>,
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread

@@ -161,17 +161,22 @@ fn receive_stream(
 /// Refuses keys and values over the limits a client's are held to: an
 /// authenticated peer applies the same rules, so this fails only against a
 /// predecessor with larger limits (which its log and ours then show).
+/// The same holds for the writes of a snapshot's watch history, which
+/// watchers are sent as they are.
 fn within_limits(downstream: &Downstream, limits: &Limits) -> Result<(), LinkError> {
-    let snapshot = downstream.snapshot.as_ref().map(|chunk| chunk.entries.as_slice()).unwrap_or_default();
+    let snapshot = downstream.snapshot.as_ref();
+    let entries = snapshot.map(|chunk| chunk.entries.as_slice()).unwrap_or_default();
+    let history = snapshot.map(|chunk| chunk.history.as_slice()).unwrap_or_default();
     let pairs = downstream
         .writes
         .iter()
+        .chain(history)
         .flat_map(|write| {
             let first = (write.key.as_str(), write.value.as_deref().unwrap_or_default());
             std::iter::once(first)
                 .chain(write.more.iter().map(|entry| (entry.key.as_str(), entry.value.as_slice())))
         })
-        .chain(snapshot.iter().map(|entry| (entry.key.as_str(), entry.value.as_slice())));
+        .chain(entries.iter().map(|entry| (entry.key.as_str(), entry.value.as_slice())));
     for (key, value) in pairs {
         if key.len() > limits.key_bytes_max || value.len() > limits.value_bytes_max {
             return Err(LinkError::Protocol(format!(

@@ -5,10 +5,12 @@
 //! send heartbeats — over a blocking connection. A helper thread per link
 //! reads the successor's cumulative acks.
 
+use std::iter::Peekable;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use std::vec;
 
 use log::{debug, info, warn};
 use protobuf::Message;
@@ -21,9 +23,11 @@ use crate::chain::{Progress, Welcome};
 use crate::limits::{
     REPLICATION_ACK_READ_BUFFER_BYTES, REPLICATION_BATCH_MAX, REPLICATION_CONNECT_TIMEOUT,
     REPLICATION_QUEUE_POLL, REPLICATION_RECONNECT_PAUSE, REPLICATION_WRITE_TIMEOUT, SNAPSHOT_CHUNK_ENTRIES,
-    UNAUTHENTICATED_LOG_PERIOD,
+    SNAPSHOT_CHUNK_HISTORY_BYTES, UNAUTHENTICATED_LOG_PERIOD,
 };
-use crate::proto::{ClientRecord, Deadline, Downstream, Entry, ReplicaHello, ReplicaWelcome, Upstream};
+use crate::proto::{
+    ClientRecord, Deadline, Downstream, Entry, ReplicaHello, ReplicaWelcome, Upstream, Write,
+};
 use crate::replica::transfers::TransferCount;
 use crate::replica::{LinkStart, Replica, Snapshot};
 use crate::throttle::{Every, suppressed_note};
@@ -245,6 +249,7 @@ fn send_snapshot(
     let mut clients: Vec<ClientRecord> = std::mem::take(&mut point.clients);
     let mut deadlines = std::mem::take(&mut point.deadlines).into_iter().peekable();
     let mut entries = snapshot.entries.into_iter().peekable();
+    let mut history = snapshot.history.into_iter().peekable();
     let mut first = true;
     loop {
         let mut chunk = point.chunk_header(total_keys);
@@ -253,7 +258,11 @@ fn send_snapshot(
         let client_count = clients.len().min(SNAPSHOT_CHUNK_ENTRIES);
         chunk.clients = clients.drain(..client_count).collect();
         chunk.deadlines = deadlines.by_ref().take(SNAPSHOT_CHUNK_ENTRIES).map(deadline_of).collect();
-        chunk.last = entries.peek().is_none() && clients.is_empty() && deadlines.peek().is_none();
+        chunk.history = history_part(&mut history);
+        chunk.last = entries.peek().is_none()
+            && clients.is_empty()
+            && deadlines.peek().is_none()
+            && history.peek().is_none();
         let last = chunk.last;
         let mut downstream = Downstream::new();
         downstream.snapshot = Some(chunk).into();
@@ -267,6 +276,21 @@ fn send_snapshot(
     Ok(())
 }
 
+/// A chunk's part of the watch history: at most as many writes as a
+/// chunk's entries, and none past the first once they hold
+/// `SNAPSHOT_CHUNK_HISTORY_BYTES`, so a history of large values is spread
+/// over frames rather than sent as one.
+fn history_part(history: &mut Peekable<vec::IntoIter<Write>>) -> Vec<Write> {
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    while part.len() < SNAPSHOT_CHUNK_ENTRIES && bytes < SNAPSHOT_CHUNK_HISTORY_BYTES {
+        let Some(write) = history.next() else { break };
+        bytes += write.compute_size();
+        part.push(write);
+    }
+    part
+}
+
 /// The core's view of a successor's welcome.
 fn welcome_of(welcome: &ReplicaWelcome) -> Welcome {
     let last = WriteId { origin: welcome.rejoin_origin_epoch, digest: welcome.rejoin_digest };
@@ -276,5 +300,27 @@ fn welcome_of(welcome: &ReplicaWelcome) -> Welcome {
         last_applied: welcome.last_applied,
         wants_snapshot: welcome.wants_snapshot,
         rejoin: offered.then_some(RejoinOffer { generation: welcome.rejoin_generation, last }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts of a history of `count` writes of `value_bytes` each.
+    fn parts(count: u64, value_bytes: usize) -> Vec<usize> {
+        let write =
+            |sequence| Write { sequence, key: "k".into(), value: Some(vec![0; value_bytes]), ..Write::new() };
+        let mut history = (1..=count).map(write).collect::<Vec<_>>().into_iter().peekable();
+        std::iter::from_fn(|| Some(history_part(&mut history)).filter(|part| !part.is_empty()))
+            .map(|part| part.len())
+            .collect()
+    }
+
+    #[test]
+    fn a_history_is_spread_over_chunks_by_count_and_bytes() {
+        assert_eq!(parts(20_000, 1), [8192, 8192, 3616], "at most a chunk's entries");
+        assert_eq!(parts(10, 1 << 20), [4, 4, 2], "no more once 4 MiB are in");
+        assert_eq!(parts(2, 5 << 20), [1, 1], "a write larger than that alone");
     }
 }
