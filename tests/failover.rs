@@ -144,3 +144,32 @@ fn table_check_failover_measures_every_victim_and_passes() {
     }
     assert!(rows[4]["removed"].is_u64(), "a pause says whether it was removed: {}", rows[4]);
 }
+
+/// A dead member's removal asked for while ZooKeeper is down (restarting)
+/// is made once ZooKeeper is back (the crate holds the delete until it has
+/// reconnected): the member still leaves on the proof of its death, not
+/// seconds later on its session's expiry. Asked of the survivor's `stats`,
+/// not read in a log.
+#[test]
+fn a_removal_zookeeper_missed_is_made_once_it_is_back() {
+    // Long enough that the sessions outlive ZooKeeper's restart.
+    const LONG_SESSION_MS: u64 = 10_000;
+    let mut zookeeper = start_zookeeper();
+    let mut servers: Vec<ServerProcess> =
+        (0..2).map(|index| start_member_with_session(&zookeeper, index == 0, LONG_SESSION_MS, &[])).collect();
+    zookeeper.stop();
+    servers[1].kill();
+    // The head's link to the tail closes at once and its connect to the
+    // tail's port is refused: it asks for the removal while ZooKeeper is
+    // down (the probe takes a few milliseconds; this is ample).
+    thread::sleep(Duration::from_millis(500));
+    zookeeper.restart().expect("restarting ZooKeeper");
+    let head = &servers[0];
+    let alone = head.wait_for_stats(WAIT_MAX, |statistics| statistics.role == "head+tail");
+    let statistics = alone.unwrap_or_else(|| panic!("the head never became head+tail: {:?}", head.stats()));
+    assert_eq!(
+        (statistics.removals_by_proof, statistics.removals_by_lease),
+        (1, 0),
+        "the tail is removed on the proof of its death, not by its session's expiry"
+    );
+}
