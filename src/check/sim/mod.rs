@@ -301,25 +301,26 @@ mod tests {
     /// run the script and take new pins from its table.
     #[test]
     fn every_injected_bug_is_caught() {
-        const PINS: [(&str, u64, u64); 27] = [
+        const PINS: [(&str, u64, u64); 28] = [
             ("commit-early", 1, 1),
-            ("skip-predecessor-check", 1, 346),
+            ("skip-predecessor-check", 1, 450),
             ("stale-read", 1, 2),
             ("skip-peer-auth", 1, 1),
-            ("skip-link-check", 1, 84),
+            ("skip-link-check", 1, 31),
             ("skip-applied-epoch-check", 1, 18),
             ("skip-commit-record-check", 222, 16),
             ("write-anywhere", 222, 20),
             ("skip-exactly-once", 1, 1),
-            ("skip-hand-over-check", 3333, 204),
+            ("skip-hand-over-check", 1, 1),
+            ("ready-alone-after-stale-hand-over", 1, 52),
             ("record-from-non-tail", 1, 21),
             ("replicate-without-chain-state", 222, 154),
             ("resume-past-applied", 3333, 5),
             ("commit-after-hand-over", 222, 7),
-            ("cas-at-tail", 1, 1),
+            ("cas-at-tail", 222, 1),
             ("answer-decline-at-once", 1, 35),
             ("redecide-declined-retry", 222, 49),
-            ("evict-without-proof", 222, 279),
+            ("evict-without-proof", 222, 201),
             ("ack-before-fsync", 1, 1),
             ("commit-before-upstream-sync", 1, 1),
             ("replay-skips-record", 222, 1),
@@ -327,7 +328,7 @@ mod tests {
             ("lease-without-heartbeat", 1, 1),
             ("evict-before-lease", 222, 70),
             ("flip-before-drain", 1, 1),
-            ("serve-after-flip", 1, 1),
+            ("serve-after-flip", 1, 8),
             ("forget-dedup-on-move", 3333, 4),
         ];
         let reached: Vec<&str> = Check::ALL
