@@ -37,7 +37,7 @@ options:
                             server answers only keys of the slots it gives this chain (ERR_MOVED)
   --zk-timeout-ms <ms>      ZooKeeper session timeout; also how long we serve unconfirmed (default 5000)
   --exit-on-expiry          exit (code 3) when the session expires, instead of rejoining
-  --queue-max <writes>      replication queue length (default 65536)
+  --queue-max <writes>      replication queue length (default 262144)
   --sent-max <writes>       Sent list length: forwarded, uncommitted writes (default 262144)
   --commit-timeout-ms <ms>  how long a write waits for the tail before the client retries (default 5000)
   --max-client-records <n>  clients remembered for exactly-once retries (default 100000)

@@ -144,8 +144,14 @@ pub const REPLICATION_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 pub const REPLICATION_ACK_READ_BUFFER_BYTES: usize = 4096;
 
 /// Applied writes waiting for the replication sender (`--queue-max`).
-/// Writers wait (holding no lock) while it is this full.
-pub const REPLICATION_QUEUE_MAX_DEFAULT: usize = 65_536;
+/// Writers wait (holding no lock) while it is this full. It must hold the
+/// writes that arrive while a state transfer streams (the sender sends the
+/// snapshot first): 1,000,000 keys of 100 B stream in about 2 s, and at 60k
+/// writes a second 65,536 filled after 1.1 s and stopped every writer for
+/// about 0.8 s of each join (`scripts/bench-join.sh`, BENCHMARKS.md:
+/// longest write 0.8 s at 65,536, 0.1 s at this). The same as
+/// the Sent list's bound, which takes the writes next.
+pub const REPLICATION_QUEUE_MAX_DEFAULT: usize = 262_144;
 
 /// Writes forwarded and not yet committed (`--sent-max`): the Sent list.
 /// The sender stops draining the queue while it is this long.
