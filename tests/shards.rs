@@ -181,3 +181,75 @@ fn table_check_judges_two_chains_under_faults() {
     let (operations, unknown) = (numbers[0], numbers[2]);
     assert!(operations > 1000 && unknown * 10 < operations, "{summary}");
 }
+
+/// The map as `shards --json` shows it: (version, ranges); no map: (0, null).
+fn map_json(zookeeper: &ZooKeeperProcess) -> (u64, serde_json::Value) {
+    let shown = stdout(&admin(zookeeper, &["--json", "shards"]));
+    let json: serde_json::Value = serde_json::from_str(shown.trim()).unwrap_or_default();
+    (json["version"].as_u64().unwrap_or_default(), json["ranges"].clone())
+}
+
+/// `migrate` refused with one clear error that says `wanted`, the map unchanged.
+fn assert_refused(zookeeper: &ZooKeeperProcess, args: &[&str], wanted: &str) {
+    let before = map_json(zookeeper);
+    let output = admin(zookeeper, args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    // One error line (a usage error adds where to read more).
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(wanted) && !stderr.lines().skip(1).any(|line| line.contains("error")),
+        "{args:?}: {stderr}"
+    );
+    assert_eq!(map_json(zookeeper), before, "{args:?} changed the map");
+}
+
+#[test]
+fn migrate_checks_its_input_and_an_interrupted_migration_can_be_aborted() {
+    let zookeeper = start_zookeeper();
+    let _first = chain_of_one(&zookeeper, "/chain1");
+    let _second = chain_of_one(&zookeeper, "/chain2");
+    assert_refused(&zookeeper, &["migrate", "100-199", "/chain2"], "no shard map at /shards");
+    assert_eq!(stdout(&admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"])).lines().count(), 3);
+    assert_refused(&zookeeper, &["migrate", "100-199", "/chain9"], "no chain at /chain9");
+    assert_refused(&zookeeper, &["migrate", "100-16384", "/chain2"], "not a number from 0 to 16383");
+    assert_refused(&zookeeper, &["migrate", "8000-8300", "/chain2"], "belong to more than one chain");
+    assert_refused(&zookeeper, &["migrate", "--abort", "100-199", "/chain2"], "nothing to abort");
+    let zk = zookeeper::ZooKeeper::connect(&zookeeper.address(), Duration::from_secs(5), |_| {}).unwrap();
+    let open = zookeeper::Acl::open_unsafe().clone();
+    zk.create("/junkmap", b"junk".to_vec(), open, zookeeper::CreateMode::Persistent).unwrap();
+    let junk =
+        run_client(&[&zookeeper.address(), "--shards", "/junkmap"], &["migrate", "1", "/chain2"], None);
+    assert_eq!(junk.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&junk.stderr).contains("is not valid"), "{junk:?}");
+    assert_eq!(zk.get_data("/junkmap", false).unwrap().0, b"junk", "junk left as it was");
+    let done = admin(&zookeeper, &["migrate", "9000-9009", "/chain2"]);
+    assert_eq!(stdout(&done).split(':').next(), Some("moved"), "slots already there");
+
+    // The command's client dies once it marked the map (killed by PID):
+    // the map says migrating, and whoever runs it again finds it there.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_table-client"))
+        .args([&zookeeper.address(), "migrate", "100-199", "/chain2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting migrate");
+    let marked = (0..200).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        let (version, ranges) = map_json(&zookeeper);
+        let moving = ranges.as_array()?.iter().find(|range| range["first"] == 100)?.clone();
+        (moving["state"] == "migrating to /chain2").then_some(version)
+    });
+    command.kill().expect("killing migrate");
+    command.wait().expect("reaping migrate");
+    let marked = marked.expect("migrate marked the slots");
+    assert_refused(&zookeeper, &["migrate", "300-399", "/chain2"], "one at a time");
+    assert_refused(&zookeeper, &["migrate", "100-199", "/chain3"], "another chain");
+
+    let aborted = admin(&zookeeper, &["migrate", "100-199", "/chain2", "--abort"]);
+    assert_eq!(stdout(&aborted).split(':').next(), Some("aborted"), "{aborted:?}");
+    let (version, ranges) = map_json(&zookeeper);
+    assert!(version > marked, "one more version-checked change");
+    let states: Vec<&str> =
+        ranges.as_array().unwrap().iter().filter_map(|range| range["state"].as_str()).collect();
+    assert!(states.iter().all(|state| *state == "stable"), "{ranges}");
+}

@@ -10,7 +10,8 @@ use zookeeper::{Acl, AddWatchMode, CreateMode, WatchedEvent, ZkError, ZooKeeper,
 
 use super::chain_watch::{NodeWatch, Watched};
 use super::zk;
-use crate::shard::map::{MapError, ShardMap};
+use crate::chain::migration::ZkAnswer;
+use crate::shard::map::{MapError, RangeState, ShardMap};
 
 /// What the map node holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,14 +95,62 @@ pub fn create_map(
 
 /// Every chain the map names must exist as a chain node.
 fn check_chains_exist(zk: &ZooKeeper, map: &ShardMap) -> Result<(), String> {
-    for chain in map.chains() {
-        match zk.exists(chain, false) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(format!("no chain at {chain}: start its servers first (--chain {chain})"));
-            }
-            Err(error) => return Err(format!("looking for {chain}: {error:?}")),
+    map.chains().iter().try_for_each(|chain| check_chain_exists(zk, chain))
+}
+
+fn check_chain_exists(zk: &ZooKeeper, chain: &str) -> Result<(), String> {
+    match zk.exists(chain, false) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("no chain at {chain}: start its servers first (--chain {chain})")),
+        Err(error) => Err(format!("looking for {chain}: {error:?}")),
+    }
+}
+
+/// Sets the map node to `map` if it is at version `base` (a migration's
+/// claim, flip or abort): ZooKeeper applies at most one of several sets
+/// made at one version.
+pub fn set_map_at(zk: &ZooKeeper, map_path: &str, map: &ShardMap, base: u64) -> ZkAnswer {
+    let Ok(version) = i32::try_from(base) else { return ZkAnswer::BadVersion };
+    match zk.set_data(map_path, map.encode(), Some(version)) {
+        Ok(stat) => ZkAnswer::Done { version: stat.version as u64 },
+        Err(ZkError::BadVersion | ZkError::NoNode) => ZkAnswer::BadVersion,
+        Err(_) => ZkAnswer::Unknown,
+    }
+}
+
+/// A tool's change of the map: reads it, asks `change` for the next one
+/// (`None`: nothing to change), checks that the chains it names exist, and
+/// sets it at the version read. Returns the map read and the one set.
+pub fn change_map(
+    zk_hosts: &str,
+    map_path: &str,
+    session_timeout: Duration,
+    change: impl FnOnce(&ShardMap) -> Result<Option<ShardMap>, String>,
+) -> Result<(ShardMap, Option<ShardMap>), String> {
+    let zk = session(zk_hosts, session_timeout)?;
+    let map = match read_map(&zk, map_path).map_err(|error| format!("reading {map_path}: {error:?}"))? {
+        MapReading::Map(map) => map,
+        MapReading::Absent => return Err(format!("no shard map at {map_path} (see `shards init`)")),
+        MapReading::Junk(error) => return Err(format!("{error}; fix the map node first")),
+    };
+    let Some(mut next) = change(&map)? else { return Ok(((*map).clone(), None)) };
+    check_chains_exist(&zk, &next)?;
+    for range in next.ranges() {
+        if let RangeState::MigratingTo(target) = &range.state {
+            check_chain_exists(&zk, target)?;
         }
     }
-    Ok(())
+    match set_map_at(&zk, map_path, &next, map.version) {
+        ZkAnswer::Done { version } => {
+            next.version = version;
+            Ok(((*map).clone(), Some(next)))
+        }
+        ZkAnswer::BadVersion => Err(format!(
+            "the shard map changed while this command read it (it was version {}); nothing changed, run it again",
+            map.version
+        )),
+        ZkAnswer::Unknown => Err(format!(
+            "no answer from ZooKeeper setting {map_path}; the change may or may not be made: run the command again"
+        )),
+    }
 }
