@@ -183,8 +183,9 @@ fn table_check_judges_two_chains_under_faults() {
 }
 
 /// The map as `shards --json` shows it: (version, ranges); no map: (0, null).
+/// A chain without servers costs it its timeout (no keys shown for it).
 fn map_json(zookeeper: &ZooKeeperProcess) -> (u64, serde_json::Value) {
-    let shown = stdout(&admin(zookeeper, &["--json", "shards"]));
+    let shown = stdout(&admin(zookeeper, &["--timeout-ms", "200", "--json", "shards"]));
     let json: serde_json::Value = serde_json::from_str(shown.trim()).unwrap_or_default();
     (json["version"].as_u64().unwrap_or_default(), json["ranges"].clone())
 }
@@ -208,7 +209,7 @@ fn assert_refused(zookeeper: &ZooKeeperProcess, args: &[&str], wanted: &str) {
 fn migrate_checks_its_input_and_an_interrupted_migration_can_be_aborted() {
     let zookeeper = start_zookeeper();
     let _first = chain_of_one(&zookeeper, "/chain1");
-    let _second = chain_of_one(&zookeeper, "/chain2");
+    let mut second = chain_of_one(&zookeeper, "/chain2");
     assert_refused(&zookeeper, &["migrate", "100-199", "/chain2"], "no shard map at /shards");
     assert_eq!(stdout(&admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"])).lines().count(), 3);
     assert_refused(&zookeeper, &["migrate", "100-199", "/chain9"], "no chain at /chain9");
@@ -226,8 +227,10 @@ fn migrate_checks_its_input_and_an_interrupted_migration_can_be_aborted() {
     let done = admin(&zookeeper, &["migrate", "9000-9009", "/chain2"]);
     assert_eq!(stdout(&done).split(':').next(), Some("moved"), "slots already there");
 
-    // The command's client dies once it marked the map (killed by PID):
-    // the map says migrating, and whoever runs it again finds it there.
+    // The command's client dies once it marked the map (killed by PID),
+    // while chain2 has no server to take the slots: the map says
+    // migrating, and whoever runs the command again finds it there.
+    second.kill();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_table-client"))
         .args([&zookeeper.address(), "migrate", "100-199", "/chain2"])
         .stdout(std::process::Stdio::piped())
@@ -252,4 +255,169 @@ fn migrate_checks_its_input_and_an_interrupted_migration_can_be_aborted() {
     let states: Vec<&str> =
         ranges.as_array().unwrap().iter().filter_map(|range| range["state"].as_str()).collect();
     assert!(states.iter().all(|state| *state == "stable"), "{ranges}");
+}
+
+/// A chain of two at `path`: its head, then its tail.
+fn chain_of_two(zookeeper: &ZooKeeperProcess, path: &str) -> Vec<ServerProcess> {
+    vec![
+        start_member(zookeeper, true, &["--chain", path]),
+        start_member(zookeeper, false, &["--chain", path]),
+    ]
+}
+
+/// An INCR of `key` by `delta` sent straight to `server` as client
+/// `client_id`'s request `request_id`, the reply as it came.
+fn raw_incr(server: &ServerProcess, (client_id, request_id): (u64, u64), key: &str, delta: i64) -> Response {
+    let mut request = Request::new();
+    request.opcode = Opcode::OP_INCR.into();
+    (request.client_id, request.request_id) = (client_id, request_id);
+    request.key = Some(key.to_owned());
+    request.delta = delta;
+    common::call(&server.address, &request)
+}
+
+/// The slots the migration tests move: the first half of chain1's.
+const MOVING: std::ops::RangeInclusive<u16> = 0..=4095;
+
+/// What a client writing the moving slots throughout a migration saw.
+#[derive(Default)]
+struct Written {
+    /// The last value acknowledged for each key.
+    last: std::collections::HashMap<String, Vec<u8>>,
+    /// Increments of the counter acknowledged.
+    increments: i64,
+    writes: usize,
+    errors: Vec<String>,
+}
+
+/// A client that puts `keys` round after round, and increments `counter`
+/// after each key, until `stop`.
+fn keep_writing(
+    zookeeper: &ZooKeeperProcess,
+    keys: Vec<String>,
+    counter: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Written> {
+    let address = zookeeper.address();
+    std::thread::spawn(move || {
+        let mut client = Client::chain(&address, "/chain1", options()).unwrap();
+        let mut written = Written::default();
+        for round in 1.. {
+            for key in &keys {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return written;
+                }
+                let value = format!("{key} round {round}").into_bytes();
+                match client.put(key, value.clone()) {
+                    Ok(()) => drop(written.last.insert(key.clone(), value)),
+                    Err(error) => written.errors.push(format!("put {key}: {error}")),
+                }
+                match client.incr(&counter, 1) {
+                    Ok(_) => written.increments += 1,
+                    Err(error) => written.errors.push(format!("incr {counter}: {error}")),
+                }
+                written.writes += 2;
+            }
+        }
+        unreachable!("the rounds do not end")
+    })
+}
+
+/// Slots 0-4095 move from chain1 to chain2 (two servers each) while a
+/// client keeps writing them: afterwards every key reads back from chain2
+/// with its latest value, chain1's members refuse the slots with ERR_MOVED
+/// and delete their keys, and a write applied at chain1 before the move,
+/// retried at chain2 after it, is answered from its record, not applied again.
+#[test]
+fn slots_move_online_while_a_client_writes_them() {
+    let zookeeper = start_zookeeper();
+    let source = chain_of_two(&zookeeper, "/chain1");
+    let target = chain_of_two(&zookeeper, "/chain2");
+    assert!(admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"]).status.success());
+    for server in source.iter().chain(&target) {
+        let knows =
+            server.wait_for_stats(Duration::from_secs(10), |statistics| statistics.shard_slots == 8192);
+        assert!(knows.is_some(), "{} never read the map", server.address);
+    }
+    let keys: Vec<String> = (0..KEYS).map(|index| format!("key{index:04}")).collect();
+    let mut client = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
+    for key in &keys {
+        client.put(key, key.as_bytes().to_vec()).unwrap();
+    }
+    let moving: Vec<String> = keys.iter().filter(|key| MOVING.contains(&slot_of(key))).cloned().collect();
+    let counter =
+        (0..).map(|index| format!("counter{index}")).find(|key| MOVING.contains(&slot_of(key))).unwrap();
+    // A write applied at chain1 whose answer the client never got.
+    let applied = raw_incr(&source[0], (4242, 7), &counter, 5);
+    assert_eq!(
+        (applied.error_code.enum_value(), applied.number),
+        (Ok(ErrorCode::ERR_NONE), 5),
+        "{applied:?}"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = keep_writing(&zookeeper, moving.clone(), counter.clone(), std::sync::Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(300));
+    let migrate = admin(&zookeeper, &["migrate", "0-4095", "/chain2"]);
+    let shown = stdout(&migrate);
+    assert!(migrate.status.success(), "{shown}{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(
+        shown.lines().last().is_some_and(|line| line.starts_with("moved: slots 0-4095 to /chain2")),
+        "{shown}"
+    );
+    // The client goes on writing at chain2 for a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(written.errors.is_empty(), "{:?}", written.errors);
+    assert!(written.writes > 100, "the client kept writing: {} writes", written.writes);
+    let statistics = source[0].stats().unwrap();
+    assert!(statistics.migration_keys_sent >= moving.len() as u64, "{statistics:?}");
+
+    // Every key reads back, the moved ones from chain2, with its latest value.
+    for key in &keys {
+        let expected = written.last.get(key).cloned().unwrap_or_else(|| key.as_bytes().to_vec());
+        assert_eq!(client.get(key).unwrap(), Some(expected), "{key}");
+    }
+    let held = |server: &ServerProcess| -> Vec<String> {
+        local_table(&server.address)
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| !key.starts_with('\0'))
+            .collect()
+    };
+    for server in &target {
+        let held = held(server);
+        assert!(moving.iter().all(|key| held.contains(key)), "{} holds every moved key", server.address);
+    }
+    // chain1's head and tail refuse the moved slots, naming chain2.
+    for server in &source {
+        let refused = raw_get(server, &moving[0]);
+        assert_eq!(refused.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED), "{}", refused.error_message);
+        assert_eq!(refused.moved.chain, "/chain2");
+    }
+    let retried_at_source = raw_incr(&source[0], (4242, 7), &counter, 5);
+    assert_eq!(retried_at_source.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED));
+    // The retry at chain2 is answered from the record that moved with the
+    // key: the first answer, and the counter unchanged.
+    let retried = raw_incr(&target[0], (4242, 7), &counter, 5);
+    assert_eq!(
+        (retried.error_code.enum_value(), retried.number),
+        (Ok(ErrorCode::ERR_NONE), 5),
+        "{retried:?}"
+    );
+    let total = (5 + written.increments).to_string().into_bytes();
+    assert_eq!(client.get(&counter).unwrap(), Some(total), "every increment applied once");
+
+    // chain1 deletes the moved keys; the rest stay.
+    let staying: Vec<String> =
+        keys.iter().filter(|key| !MOVING.contains(&slot_of(key)) && slot_of(key) < 8192).cloned().collect();
+    for server in &source {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while held(server) != staying {
+            assert!(std::time::Instant::now() < deadline, "{} kept moved keys", server.address);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(client.size().unwrap(), KEYS as u64 + 1, "every key once, the counter too");
 }

@@ -26,6 +26,24 @@ pub enum Marker {
     Resume(Span),
 }
 
+/// Pause markers are keys of the table under this prefix (no client key
+/// may start with a NUL), so they replicate, commit and go in snapshots
+/// like any write: `<prefix><first>-<last>` holding the attempt.
+pub const MARKER_PREFIX: &str = "\u{0}paused ";
+
+/// The marker key of `span`.
+pub fn marker_key(span: Span) -> String {
+    format!("{MARKER_PREFIX}{}-{}", span.first, span.last)
+}
+
+/// The pause a marker key and its value stand for; `None` if they are not
+/// a marker's.
+pub fn parse_marker(key: &str, value: &[u8]) -> Option<(Span, u64)> {
+    let (first, last) = key.strip_prefix(MARKER_PREFIX)?.split_once('-')?;
+    let attempt = std::str::from_utf8(value).ok()?.parse().ok()?;
+    Some((Span { first: first.parse().ok()?, last: last.parse().ok()? }, attempt))
+}
+
 /// Whether a member may answer a key of a slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -184,6 +202,14 @@ mod tests {
 
     fn map(text: &str, version: u64) -> ShardMap {
         ShardMap::parse(format!("chaintable-shards 1\n{text}").as_bytes(), version).expect("a valid map")
+    }
+
+    #[test]
+    fn markers_are_keys_that_name_their_span_and_attempt() {
+        let key = marker_key(SPAN);
+        assert_eq!(parse_marker(&key, b"42"), Some((SPAN, 42)));
+        assert_eq!(parse_marker(&key, b"x"), None);
+        assert_eq!(parse_marker("paused 100-199", b"42"), None, "a client's key is no marker");
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::time::Duration;
 use zookeeper::{Acl, AddWatchMode, CreateMode, WatchedEvent, ZkError, ZooKeeper, ZooKeeperExt};
 
 use super::chain_watch::{NodeWatch, Watched};
-use super::zk;
+use super::zk::{self, BoundedZk};
 use crate::chain::migration::ZkAnswer;
 use crate::shard::map::{MapError, RangeState, ShardMap};
+use crate::view::Member;
 
 /// What the map node holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,5 +153,58 @@ pub fn change_map(
         ZkAnswer::Unknown => Err(format!(
             "no answer from ZooKeeper setting {map_path}; the change may or may not be made: run the command again"
         )),
+    }
+}
+
+/// A server's own ZooKeeper session for a migration's driver: reads of the
+/// map and of the target chain, and version-checked sets of the map, each
+/// bounded in time (see [`BoundedZk`]); after a failure the next call opens
+/// a new session.
+pub struct MapSession {
+    hosts: String,
+    map_path: String,
+    session_timeout: Duration,
+    zk: Option<BoundedZk>,
+}
+
+impl MapSession {
+    pub fn new(hosts: &str, map_path: &str, session_timeout: Duration) -> MapSession {
+        MapSession { hosts: hosts.to_owned(), map_path: map_path.to_owned(), session_timeout, zk: None }
+    }
+
+    /// Runs `call` on the session, opening it first if needed; any error
+    /// drops the session.
+    fn call<T: Send + 'static>(
+        &mut self,
+        call: impl FnOnce(&ZooKeeper) -> Result<T, ZkError> + Send + 'static,
+    ) -> Result<T, String> {
+        if self.zk.is_none() {
+            let zk = session(&self.hosts, self.session_timeout)?;
+            self.zk = Some(BoundedZk::new(zk, self.session_timeout).map_err(|error| error.to_string())?);
+        }
+        let result = self.zk.as_ref().expect("opened above").call(call);
+        if result.is_err() {
+            self.zk = None;
+        }
+        result.map_err(|error| format!("ZooKeeper: {error:?}"))
+    }
+
+    /// The map as it is now.
+    pub fn read(&mut self) -> Result<MapReading, String> {
+        let path = self.map_path.clone();
+        self.call(move |zk| read_map(zk, &path))
+    }
+
+    /// Sets the map to `map` if it is at `base`.
+    pub fn set_at(&mut self, map: ShardMap, base: u64) -> ZkAnswer {
+        let path = self.map_path.clone();
+        self.call(move |zk| Ok(set_map_at(zk, &path, &map, base))).unwrap_or(ZkAnswer::Unknown)
+    }
+
+    /// The head of the chain at `chain_path` (`None`: it has no ready member).
+    pub fn head_of(&mut self, chain_path: &str) -> Result<Option<Member>, String> {
+        let path = chain_path.to_owned();
+        let view = self.call(move |zk| super::view_reader::read_view(zk, &path))?;
+        Ok(view.head().cloned())
     }
 }
