@@ -323,84 +323,70 @@ fn keep_writing(
     })
 }
 
-/// Slots 0-4095 move from chain1 to chain2 (two servers each) while a
-/// client keeps writing them: afterwards every key reads back from chain2
-/// with its latest value, chain1's members refuse the slots with ERR_MOVED
-/// and delete their keys, and a write applied at chain1 before the move,
-/// retried at chain2 after it, is answered from its record, not applied again.
-#[test]
-fn slots_move_online_while_a_client_writes_them() {
-    let zookeeper = start_zookeeper();
-    let source = chain_of_two(&zookeeper, "/chain1");
-    let target = chain_of_two(&zookeeper, "/chain2");
-    assert!(admin(&zookeeper, &["shards", "init", "/chain1", "/chain2"]).status.success());
-    for server in source.iter().chain(&target) {
+/// The map made and known to every server; `keys` written, and a write
+/// to `counter` (in the moving slots) applied at `source_head` whose
+/// answer its client never got: client 4242's request 7, an increment by 5.
+fn map_and_keys(zookeeper: &ZooKeeperProcess, servers: &[&ServerProcess], keys: &[String], counter: &str) {
+    assert!(admin(zookeeper, &["shards", "init", "/chain1", "/chain2"]).status.success());
+    for server in servers {
         let knows =
             server.wait_for_stats(Duration::from_secs(10), |statistics| statistics.shard_slots == 8192);
         assert!(knows.is_some(), "{} never read the map", server.address);
     }
-    let keys: Vec<String> = (0..KEYS).map(|index| format!("key{index:04}")).collect();
     let mut client = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
-    for key in &keys {
+    for key in keys {
         client.put(key, key.as_bytes().to_vec()).unwrap();
     }
-    let moving: Vec<String> = keys.iter().filter(|key| MOVING.contains(&slot_of(key))).cloned().collect();
-    let counter =
-        (0..).map(|index| format!("counter{index}")).find(|key| MOVING.contains(&slot_of(key))).unwrap();
-    // A write applied at chain1 whose answer the client never got.
-    let applied = raw_incr(&source[0], (4242, 7), &counter, 5);
+    let applied = raw_incr(servers[0], LOST_ANSWER, counter, 5);
     assert_eq!(
         (applied.error_code.enum_value(), applied.number),
         (Ok(ErrorCode::ERR_NONE), 5),
         "{applied:?}"
     );
+}
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = keep_writing(&zookeeper, moving.clone(), counter.clone(), std::sync::Arc::clone(&stop));
-    std::thread::sleep(Duration::from_millis(300));
-    let migrate = admin(&zookeeper, &["migrate", "0-4095", "/chain2"]);
-    let shown = stdout(&migrate);
-    assert!(migrate.status.success(), "{shown}{}", String::from_utf8_lossy(&migrate.stderr));
-    assert!(
-        shown.lines().last().is_some_and(|line| line.starts_with("moved: slots 0-4095 to /chain2")),
-        "{shown}"
-    );
-    // The client goes on writing at chain2 for a moment.
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let written = writer.join().unwrap();
-    assert!(written.errors.is_empty(), "{:?}", written.errors);
-    assert!(written.writes > 100, "the client kept writing: {} writes", written.writes);
-    let statistics = source[0].stats().unwrap();
-    assert!(statistics.migration_keys_sent >= moving.len() as u64, "{statistics:?}");
+/// The client and request id of the increment whose answer was lost.
+const LOST_ANSWER: (u64, u64) = (4242, 7);
 
-    // Every key reads back, the moved ones from chain2, with its latest value.
-    for key in &keys {
+/// The first key named `counter<n>` in the moving slots.
+fn counter_key() -> String {
+    (0..).map(|index| format!("counter{index}")).find(|key| MOVING.contains(&slot_of(key))).unwrap()
+}
+
+/// After slots `MOVING` moved from `source` (chain1's live members) to
+/// `target` (chain2's) while `written` was written: every key reads back
+/// with its latest value, chain1 refuses the moved slots with ERR_MOVED and
+/// deletes their keys, and the increment whose answer was lost, retried at
+/// chain2, is answered from its record and not applied again.
+fn assert_moved(
+    zookeeper: &ZooKeeperProcess,
+    (source, target): (&[&ServerProcess], &[&ServerProcess]),
+    keys: &[String],
+    written: &Written,
+) {
+    let counter = counter_key();
+    let moving: Vec<&String> = keys.iter().filter(|key| MOVING.contains(&slot_of(key))).collect();
+    let mut client = Client::chain(&zookeeper.address(), "/chain1", options()).unwrap();
+    for key in keys {
         let expected = written.last.get(key).cloned().unwrap_or_else(|| key.as_bytes().to_vec());
         assert_eq!(client.get(key).unwrap(), Some(expected), "{key}");
     }
     let held = |server: &ServerProcess| -> Vec<String> {
-        local_table(&server.address)
-            .into_iter()
-            .map(|(key, _)| key)
-            .filter(|key| !key.starts_with('\0'))
-            .collect()
+        let table = local_table(&server.address);
+        table.into_iter().map(|(key, _)| key).filter(|key| !key.starts_with('\0')).collect()
     };
-    for server in &target {
+    for server in target {
         let held = held(server);
         assert!(moving.iter().all(|key| held.contains(key)), "{} holds every moved key", server.address);
     }
-    // chain1's head and tail refuse the moved slots, naming chain2.
-    for server in &source {
-        let refused = raw_get(server, &moving[0]);
+    for server in source {
+        let refused = raw_get(server, moving[0]);
         assert_eq!(refused.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED), "{}", refused.error_message);
         assert_eq!(refused.moved.chain, "/chain2");
     }
-    let retried_at_source = raw_incr(&source[0], (4242, 7), &counter, 5);
+    let retried_at_source = raw_incr(source[0], LOST_ANSWER, &counter, 5);
     assert_eq!(retried_at_source.error_code.enum_value(), Ok(ErrorCode::ERR_MOVED));
-    // The retry at chain2 is answered from the record that moved with the
-    // key: the first answer, and the counter unchanged.
-    let retried = raw_incr(&target[0], (4242, 7), &counter, 5);
+    let retried = raw_incr(target[0], LOST_ANSWER, &counter, 5);
     assert_eq!(
         (retried.error_code.enum_value(), retried.number),
         (Ok(ErrorCode::ERR_NONE), 5),
@@ -409,15 +395,103 @@ fn slots_move_online_while_a_client_writes_them() {
     let total = (5 + written.increments).to_string().into_bytes();
     assert_eq!(client.get(&counter).unwrap(), Some(total), "every increment applied once");
 
-    // chain1 deletes the moved keys; the rest stay.
     let staying: Vec<String> =
         keys.iter().filter(|key| !MOVING.contains(&slot_of(key)) && slot_of(key) < 8192).cloned().collect();
-    for server in &source {
+    for server in source {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while held(server) != staying {
             assert!(std::time::Instant::now() < deadline, "{} kept moved keys", server.address);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    assert_eq!(client.size().unwrap(), KEYS as u64 + 1, "every key once, the counter too");
+    assert_eq!(client.size().unwrap(), keys.len() as u64 + 1, "every key once, the counter too");
+}
+
+/// Stops the client and returns what it wrote, after checking it kept
+/// writing and had no error.
+fn stop_writing(stop: &std::sync::atomic::AtomicBool, writer: std::thread::JoinHandle<Written>) -> Written {
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(written.errors.is_empty(), "{:?}", written.errors);
+    assert!(written.writes > 100, "the client kept writing: {} writes", written.writes);
+    written
+}
+
+/// `migrate` ran until the slots moved.
+fn assert_migrated(output: &std::process::Output) {
+    let shown = stdout(output);
+    assert!(output.status.success(), "{shown}{}", String::from_utf8_lossy(&output.stderr));
+    let last = shown.lines().last().unwrap_or_default();
+    assert!(last.starts_with("moved: slots 0-4095 to /chain2"), "{shown}");
+}
+
+/// Slots 0-4095 move from chain1 to chain2 (two servers each) while a
+/// client keeps writing them; see [`assert_moved`] for what must hold.
+#[test]
+fn slots_move_online_while_a_client_writes_them() {
+    let zookeeper = start_zookeeper();
+    let source = chain_of_two(&zookeeper, "/chain1");
+    let target = chain_of_two(&zookeeper, "/chain2");
+    let keys: Vec<String> = (0..KEYS).map(|index| format!("key{index:04}")).collect();
+    let servers: Vec<&ServerProcess> = source.iter().chain(&target).collect();
+    map_and_keys(&zookeeper, &servers, &keys, &counter_key());
+    let moving: Vec<String> = keys.iter().filter(|key| MOVING.contains(&slot_of(key))).cloned().collect();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = keep_writing(&zookeeper, moving.clone(), counter_key(), std::sync::Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_migrated(&admin(&zookeeper, &["migrate", "0-4095", "/chain2"]));
+    // The client goes on writing at chain2 for a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let written = stop_writing(&stop, writer);
+    let statistics = source[0].stats().unwrap();
+    assert!(statistics.migration_keys_sent >= moving.len() as u64, "{statistics:?}");
+    assert_moved(&zookeeper, (&[&source[0], &source[1]], &[&target[0], &target[1]]), &keys, &written);
+}
+
+/// A migration interrupted by crashes resumes when the command runs again:
+/// chain2 has no server when the slots are marked (so the move cannot
+/// finish), then the command's client and chain1's head are killed while a
+/// client keeps writing the slots; chain1's tail becomes its head and takes
+/// the migration over, chain2 restarts with a new (empty) server, and `migrate` run
+/// again follows the migration to its end.
+#[test]
+fn a_migration_resumes_after_its_command_and_source_head_die() {
+    let zookeeper = start_zookeeper();
+    let mut source = chain_of_two(&zookeeper, "/chain1");
+    let mut first_target = chain_of_one(&zookeeper, "/chain2");
+    // Only chain1's keys: chain2's server dies with its table.
+    let keys: Vec<String> =
+        (0..KEYS).map(|index| format!("key{index:04}")).filter(|key| slot_of(key) < 8192).collect();
+    map_and_keys(&zookeeper, &[&source[0], &source[1], &first_target], &keys, &counter_key());
+    let moving: Vec<String> = keys.iter().filter(|key| MOVING.contains(&slot_of(key))).cloned().collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = keep_writing(&zookeeper, moving, counter_key(), std::sync::Arc::clone(&stop));
+    first_target.kill();
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_table-client"))
+        .args([&zookeeper.address(), "migrate", "0-4095", "/chain2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting migrate");
+    let driven = source[0]
+        .wait_for_stats(Duration::from_secs(10), |statistics| statistics.migration_phase == "streaming");
+    assert!(driven.is_some(), "chain1's head never took the migration up: {:?}", source[0].stats());
+    command.kill().expect("killing migrate");
+    command.wait().expect("reaping migrate");
+    source[0].kill();
+    let head = source.remove(1);
+    let took_over = head.wait_for_stats(Duration::from_secs(20), |statistics| {
+        statistics.role == "head+tail" && statistics.migration_phase == "streaming"
+    });
+    assert!(took_over.is_some(), "chain1's tail never drove the migration: {:?}", head.stats());
+    // chain2's only server is gone for good: the operator clears its
+    // record so that a new server restarts it (empty) at once.
+    let zk = zookeeper::ZooKeeper::connect(&zookeeper.address(), Duration::from_secs(5), |_| {}).unwrap();
+    zk.set_data("/chain2", Vec::new(), None).expect("clearing chain2's record");
+    let target = chain_of_one(&zookeeper, "/chain2");
+    assert_migrated(&admin(&zookeeper, &["migrate", "0-4095", "/chain2"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let written = stop_writing(&stop, writer);
+    assert_moved(&zookeeper, (&[&head], &[&target]), &keys, &written);
 }
