@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use super::slot_check::ShardGuard;
 use crate::chain::migration::{Driver, MapSays, Phase, Span, Step, ZkAnswer};
-use crate::chain::slot_gate::{SlotGate, marker_key};
+use crate::chain::slot_gate::{Deletion, MovedAway, marker_key};
 use crate::coord::shard_watch::{MapReading, MapSession};
 use crate::limits::{MIGRATION_DELETE_BATCH, MIGRATION_FRAME_ITEMS_MAX, MIGRATION_TICK};
 use crate::proto::{Entry, MigratedWrite, MigrationFrame, Statistics};
@@ -87,12 +87,16 @@ struct Driving {
     last_map_read: Instant,
 }
 
-/// The keys of slots that moved away, deleted once the map this server
-/// knows is at version `after` (the flip's) or newer.
-#[derive(Default)]
+/// The keys of slots that moved away, deleted as `moved` decides.
 struct Deleting {
-    after: u64,
+    moved: MovedAway,
     keys: Vec<String>,
+}
+
+impl Default for Deleting {
+    fn default() -> Deleting {
+        Deleting { moved: MovedAway { flipped: 0, bug: None }, keys: Vec::new() }
+    }
 }
 
 /// Starts the migration thread.
@@ -100,7 +104,8 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
     std::thread::Builder::new().name("migration".into()).spawn(move || {
         let started = Instant::now();
         let mut driving: Option<Driving> = None;
-        let mut deleting = Deleting::default();
+        // Moved keys of each finished migration, until deleted (or ours again).
+        let mut deleting: Vec<Deleting> = Vec::new();
         while !stopping.load(Ordering::SeqCst) {
             std::thread::sleep(MIGRATION_TICK);
             if !context.replica.is_head() {
@@ -108,7 +113,7 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
                     context.replica.stop_migration_tap();
                     context.set_phase("");
                 }
-                deleting.keys.clear();
+                deleting.clear();
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
@@ -120,11 +125,18 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
                         driving = None;
                         context.replica.stop_migration_tap();
                         context.set_phase("");
-                        deleting = ended;
+                        deleting.push(ended);
                     }
                 }
-                None if !deleting.keys.is_empty() => context.delete_some(&mut deleting, &map),
-                None => driving = context.start_driving(&map),
+                None => {
+                    // Keys that must wait (a migration of their slots back
+                    // to us) hold up no migration of ours.
+                    for moved in &mut deleting {
+                        context.delete_some(moved, &map);
+                    }
+                    deleting.retain(|moved| !moved.keys.is_empty());
+                    driving = context.start_driving(&map);
+                }
             }
         }
         context.replica.stop_migration_tap();
@@ -324,7 +336,8 @@ impl MigrationContext {
                         span.first, span.last, driving.target
                     );
                     driving.link = None;
-                    return Some(Deleting { after: version, keys: self.replica.keys_in(span) });
+                    let moved = MovedAway { flipped: version, bug: None };
+                    return Some(Deleting { moved, keys: self.replica.keys_in(span) });
                 }
                 Step::Abandoned => {
                     info!("the migration of slots {}-{} was aborted", span.first, span.last);
@@ -360,30 +373,31 @@ impl MigrationContext {
         }
     }
 
-    /// Deletes a batch of moved keys once the map we know is the flipped
-    /// one or newer (an older one still gives us the slots, and would drop
-    /// them here for good); ordinary writes of our chain, so no client
-    /// waits on more than one batch.
+    /// Deletes a batch of moved keys that the core lets go now (the rest
+    /// wait, or stay ours); ordinary writes of our chain, so no client
+    /// waits on more than one batch. The import lock is held throughout:
+    /// no import frame comes between the decision and the deletions.
     fn delete_some(&self, deleting: &mut Deleting, map: &ShardMap) {
-        if map.version < deleting.after {
-            return;
-        }
-        // A key whose slot the map gives us (again) stays; one it gives a
-        // chain migrating it to us waits for the map to settle.
-        let (due, later): (Vec<String>, Vec<String>) = std::mem::take(&mut deleting.keys)
-            .into_iter()
-            .filter(|key| map.owner(slot_of(key)) != self.chain_path)
-            .partition(|key| SlotGate::deletable(map, &self.chain_path, slot_of(key)));
-        deleting.keys = later;
-        let mut due = due.into_iter();
-        for key in due.by_ref().take(MIGRATION_DELETE_BATCH) {
+        let importer = self.replica.importer.lock();
+        let importing = importer.as_ref().map(|importer| (importer.span(), importer.attempt()));
+        let mut due = Vec::new();
+        deleting.keys.retain(|key| {
+            match deleting.moved.deletion(map, &self.chain_path, slot_of(key), importing) {
+                Deletion::Delete if due.len() < MIGRATION_DELETE_BATCH => {
+                    due.push(key.clone());
+                    false
+                }
+                Deletion::Delete | Deletion::Wait => true,
+                Deletion::Keep => false,
+            }
+        });
+        for key in due {
             if self.replica.migration_write(key, None).is_err() {
                 deleting.keys.clear();
                 return;
             }
             self.status.keys_deleted.fetch_add(1, Ordering::Relaxed);
         }
-        deleting.keys.extend(due);
     }
 }
 
