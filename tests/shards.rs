@@ -440,7 +440,13 @@ fn slots_move_online_while_a_client_writes_them() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = keep_writing(&zookeeper, moving.clone(), counter_key(), std::sync::Arc::clone(&stop));
     std::thread::sleep(Duration::from_millis(300));
-    assert_migrated(&admin(&zookeeper, &["migrate", "0-4095", "/chain2"]));
+    let migrate = admin(&zookeeper, &["migrate", "0-4095", "/chain2"]);
+    assert_migrated(&migrate);
+    // Followed from the start, it says what chain1's head sent.
+    let shown = stdout(&migrate);
+    let sent = shown.lines().last().and_then(|line| line.split_once("): ")).map(|(_, sent)| sent.to_owned());
+    let keys_sent: Option<u64> = sent.as_deref().and_then(|sent| sent.split(' ').next()?.parse().ok());
+    assert!(keys_sent.is_some_and(|keys| keys >= moving.len() as u64), "{shown}");
     // The client goes on writing at chain2 for a moment.
     std::thread::sleep(Duration::from_millis(300));
     let written = stop_writing(&stop, writer);

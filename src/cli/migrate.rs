@@ -15,7 +15,8 @@ use super::output::{Printer, Record};
 use crate::client::Client;
 use crate::client::error::ClientError;
 use crate::client::router::MigrateStarted;
-use crate::limits::{MIGRATE_FOLLOW_MAX, MIGRATE_POLL, MIGRATE_PROGRESS_EVERY};
+use crate::limits::{MIGRATE_FOLLOW_MAX, MIGRATE_POLL, MIGRATE_PROGRESS_EVERY, display_bytes};
+use crate::proto::Statistics;
 use crate::shard::moves::{MoveRequest, MoveState};
 
 pub const USAGE: &str = "usage: migrate <first-slot>[-<last-slot>] <chain> [--abort]";
@@ -47,6 +48,45 @@ pub struct MigrateReport<'a> {
     pub version: u64,
     /// Seconds since the command started.
     pub seconds: f64,
+    /// What the source chain's head sent since the command started
+    /// following, when it could be asked.
+    pub progress: Option<Progress>,
+}
+
+/// A migration's progress as the source chain's head counts it (`stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub keys: u64,
+    pub bytes: u64,
+    /// Keys per second since the command started following.
+    pub rate: f64,
+    /// How long the last pause of writes to the moving slots lasted.
+    pub pause_ms: u64,
+}
+
+/// Keys and bytes the source head had sent when the command started
+/// following (its counters add up every migration it drove).
+#[derive(Clone, Copy, Debug, Default)]
+struct Baseline {
+    keys: u64,
+    bytes: u64,
+}
+
+impl Baseline {
+    fn of(statistics: &Statistics) -> Baseline {
+        Baseline { keys: statistics.migration_keys_sent, bytes: statistics.migration_bytes_sent }
+    }
+
+    /// The progress `statistics` shows since the baseline, `seconds` in.
+    fn progress(self, statistics: &Statistics, seconds: f64) -> Progress {
+        let keys = statistics.migration_keys_sent.saturating_sub(self.keys);
+        Progress {
+            keys,
+            bytes: statistics.migration_bytes_sent.saturating_sub(self.bytes),
+            rate: if seconds > 0.0 { keys as f64 / seconds } else { 0.0 },
+            pause_ms: statistics.migration_pause_ms,
+        }
+    }
 }
 
 /// Runs `migrate`.
@@ -59,7 +99,7 @@ pub fn execute(
         unreachable!("{command:?} is not a migrate");
     };
     let started = Instant::now();
-    let report = |state, version| MigrateReport { state, request, version, seconds: 0.0 };
+    let report = |state, version| MigrateReport { state, request, version, seconds: 0.0, progress: None };
     match client.migrate(request, *abort)? {
         MigrateStarted::Aborted(map) => {
             printer.print(&Record::Migration(&report("aborted", map.version)))?;
@@ -84,19 +124,31 @@ fn follow(
     printer: &mut Printer<'_>,
 ) -> Result<Outcome, CommandError> {
     let mut printed = Instant::now();
+    let mut source: Option<Source> = None;
     while started.elapsed() < MIGRATE_FOLLOW_MAX {
         let map = client
             .shard_map()?
             .ok_or_else(|| ClientError::NoChainEver("the shard map node is gone".into()))?;
-        let report = |state| MigrateReport {
+        if let MoveState::Migrating { source: chain } = request.state_in(&map)
+            && source.as_ref().is_none_or(|(known, _)| *known != chain)
+        {
+            source = Some((chain, None));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if source.as_ref().is_some_and(|(_, baseline)| baseline.is_none()) {
+            progress_of(client, &mut source, seconds);
+        }
+        let report = |state, progress| MigrateReport {
             state,
             request,
             version: map.version,
             seconds: started.elapsed().as_secs_f64(),
+            progress,
         };
         match request.state_in(&map) {
             MoveState::Moved => {
-                printer.print(&Record::Migration(&report("moved")))?;
+                printer
+                    .print(&Record::Migration(&report("moved", progress_of(client, &mut source, seconds))))?;
                 return Ok(Outcome::Done);
             }
             MoveState::NotRunning => {
@@ -109,7 +161,8 @@ fn follow(
                 .into());
             }
             MoveState::Migrating { .. } if printed.elapsed() >= MIGRATE_PROGRESS_EVERY => {
-                printer.print(&Record::Migration(&report("migrating")))?;
+                let progress = progress_of(client, &mut source, seconds);
+                printer.print(&Record::Migration(&report("migrating", progress)))?;
                 printer.flush()?;
                 printed = Instant::now();
             }
@@ -125,10 +178,37 @@ fn follow(
     .into())
 }
 
-/// A line as text: `<state>: slots <first-last> to <chain> (map version <v>)`.
+/// The source chain, and its head (named by its node) with what it had
+/// sent when we began following it: a head that takes over counts from 0,
+/// so the baseline goes with the head.
+type Source = (String, Option<(String, Baseline)>);
+
+/// What the source's head sent since the baseline (taken on the first
+/// call with that head), `seconds` in; `None` if it cannot be asked.
+fn progress_of(client: &mut Client, source: &mut Option<Source>, seconds: f64) -> Option<Progress> {
+    let (chain, baseline) = source.as_mut()?;
+    let statistics = client.head_stats(chain).ok()?;
+    let baseline = match baseline {
+        Some((node, baseline)) if *node == statistics.node => *baseline,
+        _ => baseline.insert((statistics.node.clone(), Baseline::of(&statistics))).1,
+    };
+    Some(baseline.progress(&statistics, seconds))
+}
+
+/// A line as text: `<state>: slots <first-last> to <chain> (map version
+/// <v>, <s> s)`, then what the source head sent, when known.
 pub fn report_text(report: &MigrateReport<'_>) -> String {
+    let progress = report.progress.map_or(String::new(), |progress| {
+        format!(
+            ": {} keys, {} sent ({:.0} keys/s), last pause {} ms",
+            progress.keys,
+            display_bytes(progress.bytes),
+            progress.rate,
+            progress.pause_ms
+        )
+    });
     format!(
-        "{}: slots {} to {} (map version {}, {:.1} s)\n",
+        "{}: slots {} to {} (map version {}, {:.1} s){progress}\n",
         report.state,
         report.request.slots(),
         report.request.target,
@@ -146,6 +226,10 @@ pub fn report_json(report: &MigrateReport<'_>) -> Value {
         "chain": report.request.target,
         "version": report.version,
         "seconds": report.seconds,
+        "keys_sent": report.progress.map(|progress| progress.keys),
+        "bytes_sent": report.progress.map(|progress| progress.bytes),
+        "keys_per_second": report.progress.map(|progress| progress.rate),
+        "pause_ms": report.progress.map(|progress| progress.pause_ms),
     })
 }
 
@@ -168,8 +252,23 @@ mod tests {
         assert!(parsed(&["99999", "/b"]).unwrap_err().contains("0 to 16383"));
         assert_eq!(parse("get", &[]), None);
         let request = MoveRequest { first: 10, last: 20, target: "/b".into() };
-        let report = MigrateReport { state: "moved", request: &request, version: 4, seconds: 1.25 };
+        let report =
+            MigrateReport { state: "moved", request: &request, version: 4, seconds: 1.25, progress: None };
         assert_eq!(report_text(&report), "moved: slots 10-20 to /b (map version 4, 1.2 s)\n");
         assert_eq!(report_json(&report)["version"], 4);
+        let before = Statistics { migration_keys_sent: 100, migration_bytes_sent: 5000, ..Statistics::new() };
+        let now = Statistics {
+            migration_keys_sent: 350,
+            migration_bytes_sent: 7048,
+            migration_pause_ms: 3,
+            ..before.clone()
+        };
+        let progress = Some(Baseline::of(&before).progress(&now, 2.0));
+        let report = MigrateReport { progress, ..report };
+        assert_eq!(
+            report_text(&report),
+            "moved: slots 10-20 to /b (map version 4, 1.2 s): 250 keys, 2 KiB sent (125 keys/s), last pause 3 ms\n"
+        );
+        assert_eq!(report_json(&report)["keys_sent"], 250);
     }
 }

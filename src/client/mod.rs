@@ -260,6 +260,15 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("stats reply without statistics".into()))
     }
 
+    /// Chain mode: `stats` of the head of the chain at `chain` (what a
+    /// head alone counts, such as the migration it drives).
+    pub fn head_stats(&mut self, chain: &str) -> Result<Statistics, ClientError> {
+        let timeout = self.options.timeout;
+        let head = self.router()?.head_of(chain, timeout)?;
+        let head = head.ok_or_else(|| ClientError::NoChain(format!("{chain} has no head now")))?;
+        Client::new(&head, self.options.clone()).stats()
+    }
+
     /// Chain mode: the shard map and every chain's head, tail and keys;
     /// `None` when there is no map.
     pub fn shards(&mut self) -> Result<Option<ShardReport>, ClientError> {

@@ -234,6 +234,13 @@ impl Router {
     }
 
     /// The target of the chain at `path`, opened the first time.
+    /// The address of the head of the chain at `path`, as ZooKeeper says
+    /// now (`None`: it has no ready member).
+    pub fn head_of(&mut self, path: &str, wait: Duration) -> Result<Option<String>, ClientError> {
+        let view = self.chain(path)?.fresh_view(wait)?;
+        Ok(view.head().map(|member| member.address.clone()))
+    }
+
     fn chain(&mut self, path: &str) -> Result<&mut ChainTarget, ClientError> {
         if !self.chains.contains_key(path) {
             let mut target = ChainTarget::new(Locator::start(&self.zk_hosts, path)?);
