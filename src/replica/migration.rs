@@ -246,9 +246,9 @@ impl Replica {
         })
     }
 
-    /// The client keys held of `span`'s slots.
-    pub fn keys_in(&self, span: Span) -> Vec<String> {
-        let held = self.table.entries_where(|key| !key.starts_with('\u{0}') && span.contains(slot_of(key)));
+    /// The client keys held of the slots `wanted` names.
+    pub fn keys_in(&self, wanted: impl Fn(u16) -> bool) -> Vec<String> {
+        let held = self.table.entries_where(|key| !key.starts_with('\u{0}') && wanted(slot_of(key)));
         held.into_iter().map(|(key, _)| key).collect()
     }
 }

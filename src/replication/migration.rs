@@ -222,7 +222,9 @@ fn import_frames(
                     span.first, span.last, frame.attempt
                 );
                 items = 0;
-                writes.extend(replica.keys_in(span).into_iter().map(|key| ((key, None), None)));
+                writes.extend(
+                    replica.keys_in(|slot| span.contains(slot)).into_iter().map(|key| ((key, None), None)),
+                );
             }
             Import::Take => {}
         }

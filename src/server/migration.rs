@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use super::slot_check::ShardGuard;
 use crate::chain::migration::{Driver, MapSays, Phase, Span, Step, ZkAnswer};
-use crate::chain::slot_gate::{Deletion, MovedAway, marker_key};
+use crate::chain::slot_gate::{Deletion, MovedAway, SlotGate, marker_key};
 use crate::coord::shard_watch::{MapReading, MapSession};
 use crate::limits::{MIGRATION_DELETE_BATCH, MIGRATION_FRAME_ITEMS_MAX, MIGRATION_TICK};
 use crate::proto::{Entry, MigratedWrite, MigrationFrame, Statistics};
@@ -87,16 +87,11 @@ struct Driving {
     last_map_read: Instant,
 }
 
-/// The keys of slots that moved away, deleted as `moved` decides.
+/// Keys a sweep at one map version found in slots the map gives away,
+/// deleted as `moved` decides.
 struct Deleting {
     moved: MovedAway,
     keys: Vec<String>,
-}
-
-impl Default for Deleting {
-    fn default() -> Deleting {
-        Deleting { moved: MovedAway { flipped: 0, bug: None }, keys: Vec::new() }
-    }
 }
 
 /// Starts the migration thread.
@@ -104,8 +99,11 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
     std::thread::Builder::new().name("migration".into()).spawn(move || {
         let started = Instant::now();
         let mut driving: Option<Driving> = None;
-        // Moved keys of each finished migration, until deleted (or ours again).
-        let mut deleting: Vec<Deleting> = Vec::new();
+        // The keys of slots our migrations moved away, found by a sweep
+        // of the table at each map version this server knows as head
+        // (also what a former head left); until deleted (or ours again).
+        let mut deleting: Option<Deleting> = None;
+        let mut swept = None;
         while !stopping.load(Ordering::SeqCst) {
             std::thread::sleep(MIGRATION_TICK);
             if !context.replica.is_head() {
@@ -113,7 +111,7 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
                     context.replica.stop_migration_tap();
                     context.set_phase("");
                 }
-                deleting.clear();
+                (deleting, swept) = (None, None);
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
@@ -121,20 +119,22 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
             match driving.as_mut() {
                 Some(current) => {
                     let now_ms = started.elapsed().as_millis() as u64;
-                    if let Some(ended) = context.drive(current, &map, now_ms) {
+                    if context.drive(current, &map, now_ms) {
                         driving = None;
                         context.replica.stop_migration_tap();
                         context.set_phase("");
-                        deleting.push(ended);
                     }
                 }
                 None => {
+                    if swept != Some(map.version) {
+                        swept = Some(map.version);
+                        deleting = Some(context.sweep(&map));
+                    }
                     // Keys that must wait (a migration of their slots back
                     // to us) hold up no migration of ours.
-                    for moved in &mut deleting {
+                    if let Some(moved) = &mut deleting {
                         context.delete_some(moved, &map);
                     }
-                    deleting.retain(|moved| !moved.keys.is_empty());
                     driving = context.start_driving(&map);
                 }
             }
@@ -173,14 +173,11 @@ impl MigrationContext {
             next_open: now,
             last_map_read: now,
         };
-        match self.carry(&mut driving, steps) {
-            None => Some(driving),
-            Some(_) => None,
-        }
+        (!self.carry(&mut driving, steps)).then_some(driving)
     }
 
-    /// One round of a migration; `Some(keys to delete)` once it is over.
-    fn drive(&mut self, driving: &mut Driving, map: &ShardMap, now_ms: u64) -> Option<Deleting> {
+    /// One round of a migration; true once it is over.
+    fn drive(&mut self, driving: &mut Driving, map: &ShardMap, now_ms: u64) -> bool {
         let mut steps = Vec::new();
         if driving.link.as_ref().is_some_and(SourceLink::is_closed) {
             steps.extend(self.broken(driving, "the target closed the stream"));
@@ -277,9 +274,9 @@ impl MigrationContext {
         Ok(())
     }
 
-    /// Carries out `steps` (and the steps they lead to); `Some(keys to
-    /// delete)` once the migration is over here.
-    fn carry(&mut self, driving: &mut Driving, steps: Vec<Step>) -> Option<Deleting> {
+    /// Carries out `steps` (and the steps they lead to); true once the
+    /// migration is over here (the next sweep finds what moved away).
+    fn carry(&mut self, driving: &mut Driving, steps: Vec<Step>) -> bool {
         let mut work: VecDeque<Step> = steps.into();
         let span = driving.driver.span();
         let mut carried = 0;
@@ -309,7 +306,7 @@ impl MigrationContext {
                     let marker = self
                         .replica
                         .migration_write(marker_key(span), Some(attempt.to_string().into_bytes()));
-                    let Ok(sequence) = marker else { return Some(Deleting::default()) };
+                    let Ok(sequence) = marker else { return true };
                     driving.paused_since = Some(Instant::now());
                     driving.driver.paused_at(sequence);
                     Vec::new()
@@ -317,7 +314,7 @@ impl MigrationContext {
                 Step::Resume => {
                     self.note_pause(driving);
                     if self.replica.migration_write(marker_key(span), None).is_err() {
-                        return Some(Deleting::default());
+                        return true;
                     }
                     Vec::new()
                 }
@@ -336,18 +333,17 @@ impl MigrationContext {
                         span.first, span.last, driving.target
                     );
                     driving.link = None;
-                    let moved = MovedAway { flipped: version, bug: None };
-                    return Some(Deleting { moved, keys: self.replica.keys_in(span) });
+                    return true;
                 }
                 Step::Abandoned => {
                     info!("the migration of slots {}-{} was aborted", span.first, span.last);
                     driving.link = None;
-                    return Some(Deleting::default());
+                    return true;
                 }
             };
             work.extend(more);
         }
-        None
+        false
     }
 
     fn note_pause(&self, driving: &mut Driving) {
@@ -371,6 +367,31 @@ impl MigrationContext {
             Ok(_) => ZkAnswer::BadVersion,
             Err(_) => ZkAnswer::Unknown,
         }
+    }
+
+    /// The keys we hold of slots that a migration paused here and `map`
+    /// gives away (see `SlotGate::deletable`). A pause marker stays after
+    /// its flip, in every member, so a head that took over finds what its
+    /// former head left; keys the map gives away without a migration of
+    /// ours (a table sharded after it was written, a chain named by
+    /// mistake) stay for the operator to move or look at.
+    fn sweep(&self, map: &ShardMap) -> Deleting {
+        let paused: Vec<Span> = self.replica.markers.spans().into_iter().map(|(span, _)| span).collect();
+        let moved = |slot| paused.iter().any(|span| span.contains(slot));
+        let keys = match paused.is_empty() {
+            true => Vec::new(),
+            false => {
+                self.replica.keys_in(|slot| moved(slot) && SlotGate::deletable(map, &self.chain_path, slot))
+            }
+        };
+        if !keys.is_empty() {
+            info!(
+                "{} keys held of slots that map version {} gives away: deleting them",
+                keys.len(),
+                map.version
+            );
+        }
+        Deleting { moved: MovedAway { flipped: map.version, bug: None }, keys }
     }
 
     /// Deletes a batch of moved keys that the core lets go now (the rest
