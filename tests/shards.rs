@@ -185,7 +185,7 @@ fn table_check_judges_two_chains_under_faults() {
 /// The map as `shards --json` shows it: (version, ranges); no map: (0, null).
 /// A chain without servers costs it its timeout (no keys shown for it).
 fn map_json(zookeeper: &ZooKeeperProcess) -> (u64, serde_json::Value) {
-    let shown = stdout(&admin(zookeeper, &["--timeout-ms", "200", "--json", "shards"]));
+    let shown = stdout(&admin(zookeeper, &["--timeout-ms", "1000", "--json", "shards"]));
     let json: serde_json::Value = serde_json::from_str(shown.trim()).unwrap_or_default();
     (json["version"].as_u64().unwrap_or_default(), json["ranges"].clone())
 }

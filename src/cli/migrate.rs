@@ -48,8 +48,8 @@ pub struct MigrateReport<'a> {
     pub version: u64,
     /// Seconds since the command started.
     pub seconds: f64,
-    /// What the source chain's head sent since the command started
-    /// following, when it could be asked.
+    /// What the source chain's head sent in this migration (a head that
+    /// took it over counts from its own start), when it could be asked.
     pub progress: Option<Progress>,
 }
 
@@ -58,31 +58,20 @@ pub struct MigrateReport<'a> {
 pub struct Progress {
     pub keys: u64,
     pub bytes: u64,
-    /// Keys per second since the command started following.
+    /// Keys per second since the command started.
     pub rate: f64,
     /// How long the last pause of writes to the moving slots lasted.
     pub pause_ms: u64,
 }
 
-/// Keys and bytes the source head had sent when the command started
-/// following (its counters add up every migration it drove).
-#[derive(Clone, Copy, Debug, Default)]
-struct Baseline {
-    keys: u64,
-    bytes: u64,
-}
-
-impl Baseline {
-    fn of(statistics: &Statistics) -> Baseline {
-        Baseline { keys: statistics.migration_keys_sent, bytes: statistics.migration_bytes_sent }
-    }
-
-    /// The progress `statistics` shows since the baseline, `seconds` in.
-    fn progress(self, statistics: &Statistics, seconds: f64) -> Progress {
-        let keys = statistics.migration_keys_sent.saturating_sub(self.keys);
+impl Progress {
+    /// The progress `statistics` of the source's head show, `seconds`
+    /// after the command started.
+    fn of(statistics: &Statistics, seconds: f64) -> Progress {
+        let keys = statistics.migration_keys_sent;
         Progress {
             keys,
-            bytes: statistics.migration_bytes_sent.saturating_sub(self.bytes),
+            bytes: statistics.migration_bytes_sent,
             rate: if seconds > 0.0 { keys as f64 / seconds } else { 0.0 },
             pause_ms: statistics.migration_pause_ms,
         }
@@ -100,7 +89,8 @@ pub fn execute(
     };
     let started = Instant::now();
     let report = |state, version| MigrateReport { state, request, version, seconds: 0.0, progress: None };
-    match client.migrate(request, *abort)? {
+    // The chain the slots move from, whose head counts the progress.
+    let source = match client.migrate(request, *abort)? {
         MigrateStarted::Aborted(map) => {
             printer.print(&Record::Migration(&report("aborted", map.version)))?;
             return Ok(Outcome::Done);
@@ -109,35 +99,36 @@ pub fn execute(
             printer.print(&Record::Migration(&report("moved", map.version)))?;
             return Ok(Outcome::Done);
         }
-        MigrateStarted::Marked(map) => printer.print(&Record::Migration(&report("started", map.version)))?,
-        MigrateStarted::Running(map) => printer.print(&Record::Migration(&report("running", map.version)))?,
-    }
+        MigrateStarted::Marked(map) => {
+            printer.print(&Record::Migration(&report("started", map.version)))?;
+            request.source(&map).ok().map(str::to_owned)
+        }
+        MigrateStarted::Running(map) => {
+            printer.print(&Record::Migration(&report("running", map.version)))?;
+            request.source(&map).ok().map(str::to_owned)
+        }
+    };
     printer.flush()?;
-    follow(client, request, started, printer)
+    follow(client, request, (started, source), printer)
 }
 
-/// Follows the migration until the map shows it finished (or aborted).
+/// Follows the migration from `source` until the map shows it finished
+/// (or aborted).
 fn follow(
     client: &mut Client,
     request: &MoveRequest,
-    started: Instant,
+    (started, mut source): (Instant, Option<String>),
     printer: &mut Printer<'_>,
 ) -> Result<Outcome, CommandError> {
     let mut printed = Instant::now();
-    let mut source: Option<Source> = None;
     while started.elapsed() < MIGRATE_FOLLOW_MAX {
         let map = client
             .shard_map()?
             .ok_or_else(|| ClientError::NoChainEver("the shard map node is gone".into()))?;
-        if let MoveState::Migrating { source: chain } = request.state_in(&map)
-            && source.as_ref().is_none_or(|(known, _)| *known != chain)
-        {
-            source = Some((chain, None));
+        if let MoveState::Migrating { source: chain } = request.state_in(&map) {
+            source = Some(chain);
         }
         let seconds = started.elapsed().as_secs_f64();
-        if source.as_ref().is_some_and(|(_, baseline)| baseline.is_none()) {
-            progress_of(client, &mut source, seconds);
-        }
         let report = |state, progress| MigrateReport {
             state,
             request,
@@ -147,8 +138,10 @@ fn follow(
         };
         match request.state_in(&map) {
             MoveState::Moved => {
-                printer
-                    .print(&Record::Migration(&report("moved", progress_of(client, &mut source, seconds))))?;
+                printer.print(&Record::Migration(&report(
+                    "moved",
+                    progress_of(client, source.as_deref(), seconds),
+                )))?;
                 return Ok(Outcome::Done);
             }
             MoveState::NotRunning => {
@@ -161,7 +154,7 @@ fn follow(
                 .into());
             }
             MoveState::Migrating { .. } if printed.elapsed() >= MIGRATE_PROGRESS_EVERY => {
-                let progress = progress_of(client, &mut source, seconds);
+                let progress = progress_of(client, source.as_deref(), seconds);
                 printer.print(&Record::Migration(&report("migrating", progress)))?;
                 printer.flush()?;
                 printed = Instant::now();
@@ -178,21 +171,11 @@ fn follow(
     .into())
 }
 
-/// The source chain, and its head (named by its node) with what it had
-/// sent when we began following it: a head that takes over counts from 0,
-/// so the baseline goes with the head.
-type Source = (String, Option<(String, Baseline)>);
-
-/// What the source's head sent since the baseline (taken on the first
-/// call with that head), `seconds` in; `None` if it cannot be asked.
-fn progress_of(client: &mut Client, source: &mut Option<Source>, seconds: f64) -> Option<Progress> {
-    let (chain, baseline) = source.as_mut()?;
-    let statistics = client.head_stats(chain).ok()?;
-    let baseline = match baseline {
-        Some((node, baseline)) if *node == statistics.node => *baseline,
-        _ => baseline.insert((statistics.node.clone(), Baseline::of(&statistics))).1,
-    };
-    Some(baseline.progress(&statistics, seconds))
+/// What the head of the source chain `source` sent, `seconds` in;
+/// `None` if it cannot be asked (or the map never showed the migration).
+fn progress_of(client: &mut Client, source: Option<&str>, seconds: f64) -> Option<Progress> {
+    let statistics = client.head_stats(source?).ok()?;
+    Some(Progress::of(&statistics, seconds))
 }
 
 /// A line as text: `<state>: slots <first-last> to <chain> (map version
@@ -256,14 +239,13 @@ mod tests {
             MigrateReport { state: "moved", request: &request, version: 4, seconds: 1.25, progress: None };
         assert_eq!(report_text(&report), "moved: slots 10-20 to /b (map version 4, 1.2 s)\n");
         assert_eq!(report_json(&report)["version"], 4);
-        let before = Statistics { migration_keys_sent: 100, migration_bytes_sent: 5000, ..Statistics::new() };
         let now = Statistics {
-            migration_keys_sent: 350,
-            migration_bytes_sent: 7048,
+            migration_keys_sent: 250,
+            migration_bytes_sent: 2048,
             migration_pause_ms: 3,
-            ..before.clone()
+            ..Statistics::new()
         };
-        let progress = Some(Baseline::of(&before).progress(&now, 2.0));
+        let progress = Some(Progress::of(&now, 2.0));
         let report = MigrateReport { progress, ..report };
         assert_eq!(
             report_text(&report),

@@ -54,6 +54,14 @@ impl MigrationStatus {
         statistics.migration_keys_deleted = self.keys_deleted.load(Ordering::Relaxed);
     }
 
+    /// A migration is taken up: its counts start from 0 (a head shows the
+    /// migration it drives now, or drove last).
+    fn restart(&self) {
+        self.keys_sent.store(0, Ordering::Relaxed);
+        self.bytes_sent.store(0, Ordering::Relaxed);
+        self.pause_ms.store(0, Ordering::Relaxed);
+    }
+
     fn sent(&self, keys: usize, bytes: usize) {
         self.keys_sent.fetch_add(keys as u64, Ordering::Relaxed);
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -85,6 +93,8 @@ struct Driving {
     paused_since: Option<Instant>,
     next_open: Instant,
     last_map_read: Instant,
+    /// The map version the slots flipped in, once they did.
+    flipped: Option<u64>,
 }
 
 /// Keys a sweep at one map version found in slots the map gives away,
@@ -104,6 +114,7 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
         // (also what a former head left); until deleted (or ours again).
         let mut deleting: Option<Deleting> = None;
         let mut swept = None;
+        let mut flipped: Option<u64> = None;
         while !stopping.load(Ordering::SeqCst) {
             std::thread::sleep(MIGRATION_TICK);
             if !context.replica.is_head() {
@@ -120,6 +131,7 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
                 Some(current) => {
                     let now_ms = started.elapsed().as_millis() as u64;
                     if context.drive(current, &map, now_ms) {
+                        flipped = current.flipped.or(flipped);
                         driving = None;
                         context.replica.stop_migration_tap();
                         context.set_phase("");
@@ -135,7 +147,11 @@ pub fn start(mut context: MigrationContext, stopping: Arc<AtomicBool>) -> std::i
                     if let Some(moved) = &mut deleting {
                         context.delete_some(moved, &map);
                     }
-                    driving = context.start_driving(&map);
+                    // A map older than a flip we saw still shows that
+                    // migration running: nothing to take up from it.
+                    if flipped.is_none_or(|flipped| map.version >= flipped) {
+                        driving = context.start_driving(&map);
+                    }
                 }
             }
         }
@@ -156,6 +172,7 @@ impl MigrationContext {
             }
             _ => None,
         })?;
+        self.status.restart();
         let paused = self.replica.markers.spans().iter().any(|(paused, _)| *paused == span);
         info!(
             "driving the migration of slots {}-{} to {target} (map version {})",
@@ -172,6 +189,7 @@ impl MigrationContext {
             paused_since: None,
             next_open: now,
             last_map_read: now,
+            flipped: None,
         };
         (!self.carry(&mut driving, steps)).then_some(driving)
     }
@@ -332,7 +350,7 @@ impl MigrationContext {
                         "slots {}-{} moved to {} (map version {version})",
                         span.first, span.last, driving.target
                     );
-                    driving.link = None;
+                    (driving.link, driving.flipped) = (None, Some(version));
                     return true;
                 }
                 Step::Abandoned => {
