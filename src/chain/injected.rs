@@ -114,10 +114,13 @@ pub enum Check {
     ServeAfterFlip,
     /// Clients' exactly-once records move with the slots (see `slot_gate`).
     ForgetDedupOnMove,
+    /// A source head does not delete a moved key while an import of its
+    /// slot, begun after the flip, brings the key back (see `slot_gate`).
+    DeleteOverImport,
 }
 
 impl Check {
-    pub const ALL: [Check; 36] = [
+    pub const ALL: [Check; 37] = [
         Check::CommitAtTail,
         Check::Predecessor,
         Check::ReadAtTail,
@@ -154,6 +157,7 @@ impl Check {
         Check::FlipBeforeDrain,
         Check::ServeAfterFlip,
         Check::ForgetDedupOnMove,
+        Check::DeleteOverImport,
     ];
 
     /// The name of the bug that switches this check off (`--inject-bug`).
@@ -257,6 +261,10 @@ impl Check {
             Check::ForgetDedupOnMove => {
                 ("forget-dedup-on-move", "exactly-once records stay behind when slots move")
             }
+            Check::DeleteOverImport => (
+                "delete-over-import",
+                "a source head deletes moved keys that an import moving them back has written",
+            ),
         }
     }
 
@@ -305,6 +313,10 @@ impl Check {
             // at run 952, not from base 222 in 2,000 runs; pinned by a
             // scenario test.
             | Check::KeepRecoverable
+            // The simulator's source heads leave moved keys in place (what
+            // they hold of a slot they do not own is never answered); the
+            // servers' deletion is pinned by a unit test in `slot_gate`.
+            | Check::DeleteOverImport
         )
     }
 
@@ -324,7 +336,13 @@ impl Check {
     /// A check of migrations: the simulator reaches it only with several
     /// chains (`table-check sim --chains 2`).
     pub fn of_chains(self) -> bool {
-        matches!(self, Check::FlipBeforeDrain | Check::ServeAfterFlip | Check::ForgetDedupOnMove)
+        matches!(
+            self,
+            Check::FlipBeforeDrain
+                | Check::ServeAfterFlip
+                | Check::ForgetDedupOnMove
+                | Check::DeleteOverImport
+        )
     }
 
     pub fn from_bug_name(name: &str) -> Option<Check> {

@@ -26,6 +26,24 @@ pub enum Marker {
     Resume(Span),
 }
 
+/// Pause markers are keys of the table under this prefix (no client key
+/// may start with a NUL), so they replicate, commit and go in snapshots
+/// like any write: `<prefix><first>-<last>` holding the attempt.
+pub const MARKER_PREFIX: &str = "\u{0}paused ";
+
+/// The marker key of `span`.
+pub fn marker_key(span: Span) -> String {
+    format!("{MARKER_PREFIX}{}-{}", span.first, span.last)
+}
+
+/// The pause a marker key and its value stand for; `None` if they are not
+/// a marker's.
+pub fn parse_marker(key: &str, value: &[u8]) -> Option<(Span, u64)> {
+    let (first, last) = key.strip_prefix(MARKER_PREFIX)?.split_once('-')?;
+    let attempt = std::str::from_utf8(value).ok()?.parse().ok()?;
+    Some((Span { first: first.parse().ok()?, last: last.parse().ok()? }, attempt))
+}
+
 /// Whether a member may answer a key of a slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -99,6 +117,49 @@ impl SlotGate {
     }
 }
 
+/// The keys a source head deletes after its slots flipped away in map
+/// version `flipped` (step 6 of `migration`), in batches of ordinary writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MovedAway {
+    pub flipped: u64,
+    /// A deliberate bug (`--inject-bug`).
+    pub bug: Option<Check>,
+}
+
+/// What the head does with one such key now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    Delete,
+    /// Not yet: the map it knows is older than the flip (and still gives
+    /// us the slot), or the slot is coming back to us.
+    Wait,
+    /// Never: the slot is ours again (the import that brought it back
+    /// replaced our copy first).
+    Keep,
+}
+
+impl MovedAway {
+    /// What to do with a key of `slot` of chain `own`, given the map known
+    /// and the import our chain runs (its slots and attempt), if any. The
+    /// head decides this and sequences the deletion without an import frame
+    /// in between: an import of the slot begun after the flip (a later
+    /// migration back to us) writes the new owner's copies, which a
+    /// deletion would lose.
+    pub fn deletion(&self, map: &ShardMap, own: &str, slot: u16, importing: Option<(Span, u64)>) -> Deletion {
+        if map.version < self.flipped {
+            return Deletion::Wait;
+        }
+        if map.owner(slot) == own {
+            return Deletion::Keep;
+        }
+        let imported = importing.is_some_and(|(span, attempt)| span.contains(slot) && attempt > self.flipped);
+        if (imported && enforced(self.bug, Check::DeleteOverImport)) || !SlotGate::deletable(map, own, slot) {
+            return Deletion::Wait;
+        }
+        Deletion::Delete
+    }
+}
+
 /// What the target's head does with a frame of the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Import {
@@ -129,6 +190,11 @@ impl Importer {
 
     pub fn span(&self) -> Span {
         self.span
+    }
+
+    /// The newest attempt seen (0: none yet).
+    pub fn attempt(&self) -> u64 {
+        self.attempt
     }
 
     /// A frame of `attempt` arrived.
@@ -187,6 +253,14 @@ mod tests {
     }
 
     #[test]
+    fn markers_are_keys_that_name_their_span_and_attempt() {
+        let key = marker_key(SPAN);
+        assert_eq!(parse_marker(&key, b"42"), Some((SPAN, 42)));
+        assert_eq!(parse_marker(&key, b"x"), None);
+        assert_eq!(parse_marker("paused 100-199", b"42"), None, "a client's key is no marker");
+    }
+
+    #[test]
     fn a_paused_slot_is_refused_until_resumed_whatever_the_map_says() {
         let stale = map("0-16383 /a migrating-to /b\n", 3);
         let mut gate = SlotGate::new(None);
@@ -228,6 +302,30 @@ mod tests {
     }
 
     #[test]
+    fn moved_keys_are_deleted_once_the_flip_is_known_and_not_over_an_import() {
+        let moved = MovedAway { flipped: 4, bug: None };
+        let before = map("0-16383 /a migrating-to /b\n", 3);
+        assert_eq!(moved.deletion(&before, "/a", 150, None), Deletion::Wait, "a map older than the flip");
+        let flipped = map("0-99 /a\n100-199 /b\n200-16383 /a\n", 4);
+        assert_eq!(moved.deletion(&flipped, "/a", 150, None), Deletion::Delete);
+        assert_eq!(
+            moved.deletion(&flipped, "/a", 150, Some((SPAN, 4))),
+            Deletion::Delete,
+            "our own old import"
+        );
+        let back = map("0-99 /a\n100-199 /b migrating-to /a\n200-16383 /a\n", 6);
+        assert_eq!(moved.deletion(&back, "/a", 150, None), Deletion::Wait, "coming back");
+        let returned = map("0-16383 /a\n", 8);
+        assert_eq!(moved.deletion(&returned, "/a", 150, None), Deletion::Keep, "ours again");
+        // A map that shows the slot /b's and stable, known here while /b's
+        // head already claimed a migration back (version 7) and streams it.
+        let known = map("0-99 /a\n100-199 /b\n200-16383 /a\n", 5);
+        assert_eq!(moved.deletion(&known, "/a", 150, Some((SPAN, 7))), Deletion::Wait);
+        let bug = MovedAway { flipped: 4, bug: Some(Check::DeleteOverImport) };
+        assert_eq!(bug.deletion(&known, "/a", 150, Some((SPAN, 7))), Deletion::Delete, "delete-over-import");
+    }
+
+    #[test]
     fn only_the_newest_attempt_is_taken_and_a_new_one_starts_over() {
         let mut importer = Importer::new(SPAN, None);
         assert_eq!(importer.span(), SPAN);
@@ -236,6 +334,7 @@ mod tests {
         assert_eq!(importer.frame(4), Import::Refuse);
         assert_eq!(importer.frame(7), Import::StartOver);
         assert_eq!(importer.frame(5), Import::Refuse);
+        assert_eq!(importer.attempt(), 7);
     }
 
     /// A write applied at the source whose answer was lost is retried at

@@ -58,7 +58,7 @@ commands: put [--ttl <duration>] <key> <value> | get <key> | del <key> | size
           | incr <key> [<delta>] | mget <key>... | mset <key> <value>... | exists <key>
           | expire <key> <duration> | ttl <key> | persist <key>
           | watch [--prefix] <key> [--from <sequence>] | stats | members (alias chain)
-          | shards | shards init <chain>...";
+          | shards | shards init <chain>... | migrate <first>[-<last>] <chain> [--abort]";
 
 /// Where the client sends its requests.
 #[derive(Debug, Clone, PartialEq)]

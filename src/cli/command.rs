@@ -7,7 +7,7 @@ use std::io;
 
 use super::output::{Printer, Record};
 use super::words::{self, Word};
-use super::{expiry, operations, shards, watch};
+use super::{expiry, migrate, operations, shards, watch};
 use crate::client::Client;
 use crate::client::error::ClientError;
 use crate::proto::Statistics;
@@ -79,6 +79,11 @@ pub enum Command {
     /// `shards init`: the first map, these chains in this order.
     ShardsInit {
         chains: Vec<String>,
+    },
+    /// `migrate`: move slots to a chain (or `--abort` that), and follow it.
+    Migrate {
+        request: crate::shard::moves::MoveRequest,
+        abort: bool,
     },
     Help,
     Quit,
@@ -181,6 +186,9 @@ commands (short forms in brackets; names in any case):
   shards                    the shard map: version, slot ranges, each chain's head, tail and keys
   shards init <chain>...    make the first shard map: the chains get equal consecutive slot
                             ranges in the order named (refused once a map exists)
+  migrate <first>[-<last>] <chain> [--abort]
+                            move slots to chain online, printing progress until the map
+                            shows them there (again: follow it; --abort: give them back)
   help                [h]   this text
   quit                [q]   leave the shell
 quoting: \"a b\" is one word, with escapes \\\" \\\\ \\n \\t \\xHH; 'a b' is taken literally; \"\" is empty";
@@ -208,6 +216,7 @@ pub const COMMAND_NAMES: &[(&str, &[&str])] = &[
     ("stats", &["st"]),
     ("members", &["chain"]),
     ("shards", &[]),
+    ("migrate", &[]),
     ("help", &["h", "?"]),
     ("quit", &["q", "exit"]),
 ];
@@ -263,6 +272,7 @@ fn special_command(name: &str, arguments: &[Vec<u8>]) -> Option<Result<Command, 
         .or_else(|| expiry::parse(name, arguments))
         .or_else(|| watch::parse(name, arguments))
         .or_else(|| shards::parse(name, arguments))
+        .or_else(|| migrate::parse(name, arguments))
 }
 
 /// Parses a shell line (quoting as in [`words`]); `None` for a blank line.
@@ -421,6 +431,7 @@ pub fn execute(
         }
         Command::Watch { .. } => outcome = watch::execute(client, command, printer)?,
         Command::Shards | Command::ShardsInit { .. } => outcome = shards::execute(client, command, printer)?,
+        Command::Migrate { .. } => outcome = migrate::execute(client, command, printer)?,
     }
     printer.flush()?;
     Ok(outcome)

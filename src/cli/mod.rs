@@ -10,6 +10,7 @@
 //! - [`expiry`]: its expire, ttl, persist and put with a time to live.
 //! - [`watch`]: its watch of a key or prefix.
 //! - [`shards`]: its `shards` and `shards init`, the shard map's admin commands.
+//! - [`migrate`]: its `migrate`, moving slots between chains online.
 //! - [`output`]: results as text or JSON lines.
 //! - [`member_table`]: how `members` shows a chain.
 //! - [`shell`]: the interactive client shell.
@@ -21,6 +22,7 @@ pub mod client_args;
 pub mod command;
 pub mod expiry;
 pub mod member_table;
+pub mod migrate;
 pub mod operations;
 pub mod output;
 pub mod requests;

@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use super::command::{HELP, StatisticsValue, escape, format_statistics, statistics_fields};
 use super::expiry::ttl_number;
+use super::migrate::{self, MigrateReport};
 use super::{member_table, shards};
 use crate::client::error::ClientError;
 use crate::client::expiry::TimeToLive;
@@ -107,6 +108,8 @@ pub enum Record<'a> {
     Shards(&'a ShardReport),
     /// `shards init`'s new map.
     ShardsCreated(&'a ShardMap),
+    /// A line of `migrate`.
+    Migration(&'a MigrateReport<'a>),
 }
 
 /// A watch event's kind, as `watch` prints it (text: upper case).
@@ -160,6 +163,7 @@ impl<'a> Printer<'a> {
             Record::Members(reports) => out.write_all(member_table::table(reports).as_bytes()),
             Record::Shards(report) => out.write_all(shards::report_text(report).as_bytes()),
             Record::ShardsCreated(map) => out.write_all(shards::created_text(map).as_bytes()),
+            Record::Migration(report) => out.write_all(migrate::report_text(report).as_bytes()),
             Record::Help => writeln!(out, "{HELP}"),
             Record::Swapped { .. } => writeln!(out, "OK"),
             Record::NotSwapped { current: Some(value), .. } => {
@@ -295,6 +299,7 @@ fn json_object(record: &Record<'_>) -> Value {
         }
         Record::Members(_) => unreachable!("members print one object per member"),
         Record::Shards(report) => return shards::report_json(report),
+        Record::Migration(report) => return migrate::report_json(report),
         Record::ShardsCreated(map) => {
             object.insert("ok".into(), json!(true));
             object.insert("version".into(), json!(map.version));

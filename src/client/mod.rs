@@ -30,15 +30,17 @@ pub mod spanning;
 pub mod watch;
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 
 use self::connection::{ClientOptions, Endpoint};
 use self::error::ClientError;
 use self::members::{MemberReport, member_reports};
-use self::router::{Router, ShardReport};
+use self::router::{MigrateStarted, Router, ShardReport};
 use self::routing::RetryObserver;
 use crate::limits::SHARDS_PATH_DEFAULT;
 use crate::proto::{Entry, Opcode, Request, Response, Statistics};
 use crate::shard::map::ShardMap;
+use crate::shard::moves::MoveRequest;
 
 /// Where a [`Client`] sends its requests.
 enum Target {
@@ -258,6 +260,15 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("stats reply without statistics".into()))
     }
 
+    /// Chain mode: `stats` of the head of the chain at `chain` (what a
+    /// head alone counts, such as the migration it drives).
+    pub fn head_stats(&mut self, chain: &str) -> Result<Statistics, ClientError> {
+        let timeout = self.options.timeout;
+        let head = self.router()?.head_of(chain, timeout)?;
+        let head = head.ok_or_else(|| ClientError::NoChain(format!("{chain} has no head now")))?;
+        Client::new(&head, self.options.clone()).stats()
+    }
+
     /// Chain mode: the shard map and every chain's head, tail and keys;
     /// `None` when there is no map.
     pub fn shards(&mut self) -> Result<Option<ShardReport>, ClientError> {
@@ -271,6 +282,19 @@ impl Client {
     pub fn shards_init(&mut self, chains: &[String]) -> Result<ShardMap, ClientError> {
         let timeout = self.options.timeout;
         self.router()?.init(chains, timeout)
+    }
+
+    /// Chain mode: starts moving slots (or finds that move running), or
+    /// aborts it (see [`Router::migrate`]).
+    pub fn migrate(&mut self, request: &MoveRequest, abort: bool) -> Result<MigrateStarted, ClientError> {
+        let timeout = self.options.timeout;
+        self.router()?.migrate(request, abort, timeout)
+    }
+
+    /// Chain mode: the shard map read afresh.
+    pub fn shard_map(&mut self) -> Result<Option<Arc<ShardMap>>, ClientError> {
+        let timeout = self.options.timeout;
+        self.router()?.fresh_map(timeout)
     }
 
     fn router(&mut self) -> Result<&mut Router, ClientError> {

@@ -25,11 +25,12 @@ use super::locator::Locator;
 use super::retry::Deadline;
 use super::routing::{ChainTarget, RetryObserver};
 use super::spanning::{merge_scan_pages, merge_statistics};
-use crate::coord::shard_watch::{MapReading, MapWatch, create_map, follow_map};
+use crate::coord::shard_watch::{MapReading, MapWatch, change_map, create_map, follow_map};
 use crate::coord::zk::CoordError;
 use crate::limits::{SHARD_MAP_READ_WAIT, SHARD_REDIRECTS_MAX};
 use crate::proto::{ErrorCode, Opcode, Request, Response};
 use crate::shard::map::ShardMap;
+use crate::shard::moves::{MoveRequest, Start};
 use crate::shard::slot::slot_of;
 
 /// The chains of one table, found through ZooKeeper.
@@ -233,6 +234,13 @@ impl Router {
     }
 
     /// The target of the chain at `path`, opened the first time.
+    /// The address of the head of the chain at `path`, as ZooKeeper says
+    /// now (`None`: it has no ready member).
+    pub fn head_of(&mut self, path: &str, wait: Duration) -> Result<Option<String>, ClientError> {
+        let view = self.chain(path)?.fresh_view(wait)?;
+        Ok(view.head().map(|member| member.address.clone()))
+    }
+
     fn chain(&mut self, path: &str) -> Result<&mut ChainTarget, ClientError> {
         if !self.chains.contains_key(path) {
             let mut target = ChainTarget::new(Locator::start(&self.zk_hosts, path)?);
@@ -303,6 +311,58 @@ impl Router {
             .map_err(ClientError::NoChainEver)?;
         self.map_watch.mark_changed();
         Ok(created)
+    }
+}
+
+/// What `migrate` did to the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrateStarted {
+    /// Marked the slots `migrating-to` the target (in this map version).
+    Marked(ShardMap),
+    /// The same migration ran already: nothing changed.
+    Running(ShardMap),
+    /// The slots are the target's already.
+    Done(ShardMap),
+    /// `--abort`: the slots are their chain's again, stable.
+    Aborted(ShardMap),
+}
+
+impl Router {
+    /// `migrate`: starts moving `request`'s slots (or finds that move
+    /// running or done), or with `abort` ends it; one version-checked set
+    /// of the map at most. The source chain's head does the rest.
+    pub fn migrate(
+        &mut self,
+        request: &MoveRequest,
+        abort: bool,
+        session_timeout: Duration,
+    ) -> Result<MigrateStarted, ClientError> {
+        let mut found = None;
+        let (read, set) = change_map(&self.zk_hosts, &self.map_path, session_timeout, |map| {
+            if abort {
+                return request.abort(map).map(Some);
+            }
+            let start = request.start(map)?;
+            found = Some(start.clone());
+            Ok(match start {
+                Start::Mark(next) => Some(next),
+                Start::Running | Start::Done => None,
+            })
+        })
+        .map_err(ClientError::NoChainEver)?;
+        self.map_watch.mark_changed();
+        Ok(match (set, found) {
+            (Some(set), None) => MigrateStarted::Aborted(set),
+            (Some(set), _) => MigrateStarted::Marked(set),
+            (None, Some(Start::Done)) => MigrateStarted::Done(read),
+            (None, _) => MigrateStarted::Running(read),
+        })
+    }
+
+    /// The map read afresh (`None`: no map node).
+    pub fn fresh_map(&mut self, wait: Duration) -> Result<Option<Arc<ShardMap>>, ClientError> {
+        self.map_watch.mark_changed();
+        self.current_map(wait)
     }
 }
 

@@ -119,6 +119,33 @@ pub const SNAPSHOT_CHUNK_ENTRIES: usize = 8192;
 /// (`--watch-history`), a frame at most that by default.
 pub const SNAPSHOT_CHUNK_HISTORY_BYTES: u64 = 4 * 1024 * 1024;
 
+// Slot migrations (see `chain::migration`, `server::migration`).
+
+/// Writes to the moving slots a source head keeps until they are committed
+/// and sent, and their bytes: past either the attempt ends and starts over
+/// from a fresh snapshot (a target that cannot keep up must not fill the
+/// source's memory).
+pub const MIGRATION_TAP_WRITES_MAX: usize = 200_000;
+pub const MIGRATION_TAP_BYTES_MAX: u64 = 256 << 20;
+
+/// A migration frame carries at most this many keys or writes, and stops
+/// adding more once past this many bytes (one bigger value goes alone), so
+/// that a big value costs the link one frame and the target's head one step.
+pub const MIGRATION_FRAME_ITEMS_MAX: usize = 512;
+pub const MIGRATION_FRAME_BYTES_MAX: usize = 1 << 20;
+
+/// How often the migration thread looks at its driver, the link and the map.
+pub const MIGRATION_TICK: Duration = Duration::from_millis(2);
+
+/// How long opening the migration link to the target's head may take.
+pub const MIGRATION_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A silent migration link (no frame either way) is broken after this.
+pub const MIGRATION_SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Moved keys the source head deletes per pass of its migration thread.
+pub const MIGRATION_DELETE_BATCH: usize = 256;
+
 /// A replication frame that cannot be written in this long means the
 /// successor is stuck; the sender reconnects (or ZooKeeper removes it).
 pub const REPLICATION_WRITE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -114,6 +114,20 @@ pub const REDIS_BULK_BYTES_MAX: usize = 512 * 1024 * 1024;
 
 // table-check and its test harness (see `check`).
 
+// `migrate` (see `cli::migrate`).
+
+/// How often `migrate` reads the map (and asks the source head) while it
+/// follows a migration.
+pub const MIGRATE_POLL: Duration = Duration::from_millis(100);
+
+/// How often `migrate` prints a progress line.
+pub const MIGRATE_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long `migrate` follows a migration before it leaves it running and
+/// says so (the source head drives it; running the command again follows
+/// it on).
+pub const MIGRATE_FOLLOW_MAX: Duration = Duration::from_secs(3600);
+
 /// How long a server may take to print its listening address.
 pub const CHECK_SERVER_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
 use parking_lot::Mutex;
 
-use super::{AckWriter, Replica, TableStore};
+use super::{AckWriter, Replica};
 use crate::chain::{Durable, DurablePoint, ReadKeys, Refusal};
 use crate::limits::{SNAPSHOT_CHECK_PERIOD, SNAPSHOT_CHUNK_KEYS};
 use crate::proto::{Deadline, Entry as KeyValue, ErrorCode};
@@ -82,7 +82,7 @@ impl Replica {
         let recovered = {
             let mut node = self.node.lock();
             node.set_durable(dir.server_id);
-            let mut store = TableStore(&self.table);
+            let mut store = self.store();
             recover(dir.path(), |item| {
                 self.history.replaying(&item);
                 node.replay(item, &mut store).map_err(|refusal| refusal.message)

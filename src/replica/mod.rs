@@ -23,6 +23,7 @@ pub mod durable;
 mod expiry;
 pub mod history;
 mod links;
+pub mod migration;
 pub mod outbox;
 mod reads;
 mod table_store;
@@ -52,6 +53,7 @@ use commits::{Commits, OnSettled, Settlements};
 pub use expiry::wall_ms;
 use history::{History, HistoryLimits, Recorded};
 pub use links::{LinkStart, Removals};
+use migration::Markers;
 use outbox::Outbox;
 use table_store::TableStore;
 use transfers::StateTransfers;
@@ -265,6 +267,15 @@ pub struct Replica {
     pub history: History,
     /// Links refused or closed for a failed peer-secret proof (`stats`).
     pub peer_auth_failures: AtomicU64,
+    /// The migration pause markers applied here (see `migration`).
+    pub markers: std::sync::Arc<Markers>,
+    /// Source head of a migration: writes to the moving slots since its
+    /// snapshot; `tapping` says whether to look (one load per write).
+    tap: Mutex<Option<migration::Tap>>,
+    tapping: AtomicBool,
+    /// Target head of a migration: the stream's attempts (one importer for
+    /// every link, so a stale source's older attempt is refused).
+    pub importer: Mutex<Option<crate::chain::slot_gate::Importer>>,
 }
 
 impl Replica {
@@ -330,10 +341,19 @@ impl Replica {
             transfers: StateTransfers::default(),
             history: History::new(limits.history),
             peer_auth_failures: AtomicU64::new(0),
+            markers: std::sync::Arc::default(),
+            tap: Mutex::new(None),
+            tapping: AtomicBool::new(false),
+            importer: Mutex::new(None),
             server_id,
             limits,
             disk: None,
         }
+    }
+
+    /// The table as the node's store.
+    fn store(&self) -> TableStore<'_> {
+        TableStore { table: &self.table, markers: &self.markers }
     }
 
     fn request_membership(&self, request: impl FnOnce(&mut MembershipRequests)) {
@@ -363,7 +383,7 @@ impl Replica {
             recorded: Vec::new(),
         };
         let mut node = self.node.lock();
-        let result = event(&mut node, &mut TableStore(&self.table), &mut carry);
+        let result = event(&mut node, &mut self.store(), &mut carry);
         self.publish(&node, &mut carry, ack_writer);
         drop(node);
         for settlements in carry.settlements.into_iter().chain(carry.more) {
@@ -423,7 +443,7 @@ impl Replica {
         let now_ms = self.now_ms();
         self.step(AckWriter::Wake, |node, store, carry| {
             let generation = self.commits.generation();
-            let receipt = node.client_write(client_id, request_id, op, now_ms, store, carry)?;
+            let receipt = self.screened_write((client_id, request_id), op, now_ms, node, (store, carry))?;
             Ok(WriteReceipt { sequence: receipt.sequence, generation, outcome: receipt.outcome })
         })
     }
@@ -475,7 +495,7 @@ impl Replica {
     /// The memory the replica holds, as `--max-memory` counts it (see
     /// [`ChainNode::used_memory`]).
     pub fn used_memory(&self) -> u64 {
-        self.node.lock().used_memory(&TableStore(&self.table))
+        self.node.lock().used_memory(&self.store())
     }
 
     /// Current progress.
@@ -497,6 +517,11 @@ impl Replica {
 
     pub fn role(&self) -> Role {
         self.node.lock().role()
+    }
+
+    /// Whether we head the chain (and so sequence its writes).
+    pub fn is_head(&self) -> bool {
+        matches!(self.role(), Role::Head | Role::HeadAndTail)
     }
 
     /// The chain generation of our table (see [`ChainNode::generation`]).

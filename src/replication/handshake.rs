@@ -15,7 +15,7 @@
 //! 3. S → R `Request{OP_REPLICATE, auth{proof: S's}}`
 //! 4. R → S `Response{OP_REPLICATE, replica_welcome}` (sealed without TLS)
 
-use super::LinkError;
+use super::{LinkError, LinkSettings};
 use crate::limits::HANDSHAKE_FRAME_BYTES_MAX;
 use crate::proto::{Opcode, ReplicaHello, ReplicaWelcome, Request, Response};
 use crate::secure::challenge::fresh_nonce;
@@ -115,6 +115,27 @@ pub fn accept(
         )));
     }
     seal_link(&auth, reader, writer, false);
+    Ok(())
+}
+
+/// The receiver's admission of a peer, for a replication link or a
+/// migration stream alike: over TLS the peer must show a certificate
+/// (mutual TLS), then [`accept`] with our key over our chain path. Once
+/// proved, frames are paced by the peer, not by a deadline.
+pub fn admit(
+    hello: &Request,
+    settings: &LinkSettings,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+) -> Result<(), LinkError> {
+    if writer.tls().is_some_and(|session| !session.peer_has_certificate()) {
+        return Err(LinkError::Refused(format!(
+            "a link claiming to be from {} showed no TLS certificate; peers must (mutual TLS)",
+            hello.replica_hello.sender
+        )));
+    }
+    accept(hello, settings.security.peer_key.as_ref(), &settings.chain_path, reader, writer)?;
+    reader.set_frame_timeout(None);
     Ok(())
 }
 

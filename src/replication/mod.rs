@@ -7,10 +7,12 @@
 //! snapshot) — with a peer secret only after both ends have proved it (see
 //! [`handshake`]). From then on `Downstream` frames (write batches, snapshot
 //! chunks, the hand-over mark, heartbeats) flow down and cumulative
-//! `Upstream` acks flow back up.
+//! `Upstream` acks flow back up. A [`migration`] stream between two
+//! chains' heads opens the same way.
 
 mod error;
 pub mod handshake;
+pub mod migration;
 pub mod probe;
 pub mod receiver;
 pub mod sender;

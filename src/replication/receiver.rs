@@ -33,16 +33,7 @@ pub fn serve(
     stopping: &AtomicBool,
 ) -> Result<(), LinkError> {
     let sender = hello.replica_hello.sender.clone();
-    if writer.tls().is_some_and(|session| !session.peer_has_certificate()) {
-        return Err(LinkError::Refused(format!(
-            "a link claiming to be from {sender} showed no TLS certificate; peers must (mutual TLS)"
-        )));
-    }
-    let key = settings.security.peer_key.as_ref();
-    handshake::accept(&hello, key, &settings.chain_path, &mut reader, &mut writer)?;
-    // Proved (or nothing to prove): the predecessor's frames are paced by
-    // the chain, not by a deadline.
-    reader.set_frame_timeout(None);
+    handshake::admit(&hello, settings, &mut reader, &mut writer)?;
     let mut welcome = ReplicaWelcome::new();
     let mut uplink = None;
     match replica.accept_link(&hello.replica_hello) {

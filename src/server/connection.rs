@@ -24,7 +24,7 @@ use crate::limits::{
     UNAUTHENTICATED_LOG_PERIOD,
 };
 use crate::proto::{ErrorCode, Opcode, Request, Response};
-use crate::replication::{LinkError, receiver};
+use crate::replication::{LinkError, migration, receiver};
 use crate::secure::tls::{ServerTls, TLS_HANDSHAKE_BYTE, TlsSession};
 use crate::throttle::{Every, suppressed_note};
 use crate::wire::{self, FrameError, FrameReader, FrameWriter, encode_frame};
@@ -135,8 +135,10 @@ pub(super) fn serve_connection(
             // the peer secret not given a deadline either (see `receiver`).
             drop(frame_reservation);
             // An established link logs why it ended; the connection closes.
+            let serve =
+                if request.replica_hello.migration { migration::serve_import } else { receiver::serve };
             if let Err(error) =
-                receiver::serve(request, reader, writer.frames, &service.replica, &service.link, stopping)
+                serve(request, reader, writer.frames, &service.replica, &service.link, stopping)
             {
                 let unauthenticated = matches!(error, LinkError::Unauthenticated(_));
                 if unauthenticated {

@@ -11,6 +11,7 @@
 //! - `connection`: one client connection's thread: frames in, replies out.
 //! - [`service`]: turns one decoded request into one reply (now, or at the write's commit).
 //! - [`slot_check`]: the shard map this server knows and whether its chain owns a request's keys.
+//! - [`migration`]: the source head's migration thread (drives slot migrations).
 //! - `watch`: a connection turned into a stream of committed changes (OP_WATCH).
 //! - [`reply_port`]: answers a committed write on its client's socket from the committing thread.
 //! - [`stats`]: the counters behind the `stats` command.
@@ -26,6 +27,7 @@ pub mod fd_limit;
 pub mod inflight;
 pub mod latency;
 pub mod metrics;
+pub mod migration;
 mod operations;
 pub mod reply_port;
 pub mod service;
@@ -52,6 +54,7 @@ use self::service::{PeerSecurity, Service};
 use self::slot_check::ShardGuard;
 use crate::chain::Check;
 use crate::coord::membership::{self, ChainConfig, MembershipEnd};
+use crate::coord::shard_watch::MapSession;
 use crate::limits::{
     ACCEPT_ERROR_PAUSE, COMMIT_EXPIRY_PERIOD, CONNECTION_STACK_BYTES, Limits, OVER_LIMIT_HEADROOM,
     display_bytes,
@@ -198,7 +201,7 @@ impl Server {
         service.metrics_address = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let mut shard_map_wake = None;
         if let Some(chain) = &chain {
-            let (guard, woken) = ShardGuard::new(&chain.chain_path);
+            let (guard, woken) = ShardGuard::new(&chain.chain_path, Arc::clone(&service.replica.markers));
             service.shards = Some(guard);
             shard_map_wake = Some(woken);
         }
@@ -398,6 +401,16 @@ impl Server {
                 woken.clone(),
                 Arc::clone(&self.stopping),
             )?);
+            let context = migration::MigrationContext {
+                replica: Arc::clone(&self.service.replica),
+                guard: Arc::clone(guard),
+                status: Arc::clone(&self.service.migration),
+                settings: Arc::clone(&self.service.link),
+                zk: MapSession::new(&chain.zk_hosts, &chain.shards_path, chain.session_timeout),
+                chain_path: chain.chain_path.clone(),
+                me: chain.advertise.clone(),
+            };
+            threads.push(migration::start(context, Arc::clone(&self.stopping))?);
         }
         Ok(threads)
     }

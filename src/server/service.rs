@@ -17,6 +17,7 @@ use crate::limits::{
 };
 use crate::proto::{Entry, ErrorCode, Opcode, Request, Response, Statistics};
 use crate::replica::commits::CommitOutcome;
+use crate::replica::migration::Markers;
 use crate::replica::{ReadKeys, Replica, WriteReceipt, commit_result};
 use crate::replication::LinkSettings;
 use crate::store::scan::ScanRequest;
@@ -45,6 +46,8 @@ pub struct Service {
     pub metrics_address: Option<SocketAddr>,
     /// Who may join or feed our chain (shown in `stats`).
     pub peer_security: PeerSecurity,
+    /// What this server's migration thread did (`stats`).
+    pub migration: Arc<super::migration::MigrationStatus>,
 }
 
 /// Who may join or feed this server's chain: `stats` reports it, so an
@@ -168,6 +171,7 @@ impl Service {
             shards: None,
             metrics_address: None,
             peer_security: PeerSecurity::Standalone,
+            migration: Arc::default(),
         }
     }
 
@@ -244,13 +248,17 @@ impl Service {
                     response.value = value;
                 }
             }
-            Opcode::OP_SIZE => response.size = self.read(local, ReadKeys::All, |table| table.len())?,
+            Opcode::OP_SIZE => {
+                let markers = &self.replica.markers;
+                response.size = self.read(local, ReadKeys::All, |table| markers.client_keys(table.len()))?;
+            }
             Opcode::OP_GETKEYS => {
                 let (listing_bytes_max, held) = self.reserve_listing(local, false)?;
                 reservation = Some(held);
                 response.keys = self
                     .read(local, ReadKeys::All, |table| table.keys_within(listing_bytes_max))?
                     .map_err(|bytes| self.listing_too_large(bytes))?;
+                response.keys.retain(|key| !Markers::is_marker(key));
             }
             Opcode::OP_GETTABLE => {
                 let (listing_bytes_max, held) = self.reserve_listing(local, true)?;
@@ -258,7 +266,8 @@ impl Service {
                 let entries = self
                     .read(local, ReadKeys::All, |table| table.entries_within(listing_bytes_max))?
                     .map_err(|bytes| self.listing_too_large(bytes))?;
-                response.entries = entries.into_iter().map(Entry::from_pair).collect();
+                let entries = entries.into_iter().filter(|(key, _)| !Markers::is_marker(key));
+                response.entries = entries.map(Entry::from_pair).collect();
             }
             Opcode::OP_SCAN => {
                 let scan = self.scan_request(&request);
@@ -268,8 +277,11 @@ impl Service {
                 let page = self.read(local, ReadKeys::All, |table| table.scan(&scan))?;
                 if scan.keys_only {
                     response.keys = page.keys;
+                    response.keys.retain(|key| !Markers::is_marker(key));
                 } else {
-                    response.entries = page.keys.into_iter().zip(page.values).map(Entry::from_pair).collect();
+                    let entries =
+                        page.keys.into_iter().zip(page.values).filter(|(key, _)| !Markers::is_marker(key));
+                    response.entries = entries.map(Entry::from_pair).collect();
                 }
                 response.next_cursor = page.next_cursor;
                 response.done = page.done;
@@ -412,6 +424,8 @@ impl Service {
         if let Some(shards) = &self.shards {
             (statistics.shard_slots, statistics.shard_map_version) = shards.known();
         }
+        self.migration.fill(&mut statistics);
+        statistics.keys = replica.markers.client_keys(statistics.keys);
         if let Some(position) = replica.position() {
             statistics.chain_position = position.index as u64;
             statistics.chain_length = position.chain_length as u64;

@@ -23,6 +23,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::coord::shard_watch::{MapReading, follow_map};
 use crate::limits::{SHARD_MAP_CATCH_UP_WAIT, SHARD_MAP_POLL, SHARD_MAP_READ_WAIT, SHARD_MAP_REREAD};
 use crate::proto::{ErrorCode, Moved, Opcode, Request, Response};
+use crate::replica::migration::Markers;
 use crate::shard::map::ShardMap;
 use crate::shard::slot::slot_of;
 
@@ -115,12 +116,15 @@ pub struct ShardGuard {
     arrived: Condvar,
     /// Wakes the map thread to read the map now.
     wake: Sender<()>,
+    /// The migration pause markers this member applied: a paused slot is
+    /// refused (retryable) whatever the map says.
+    markers: Arc<Markers>,
 }
 
 impl ShardGuard {
     /// A guard for the chain at `chain`, and the receiver that wakes its
     /// map thread.
-    pub fn new(chain: &str) -> (Arc<ShardGuard>, Receiver<()>) {
+    pub fn new(chain: &str, markers: Arc<Markers>) -> (Arc<ShardGuard>, Receiver<()>) {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let guard = ShardGuard {
             chain: chain.to_owned(),
@@ -129,6 +133,7 @@ impl ShardGuard {
             published: Mutex::new(None),
             arrived: Condvar::new(),
             wake,
+            markers,
         };
         (Arc::new(guard), woken)
     }
@@ -169,8 +174,14 @@ impl ShardGuard {
             *known = Known { map, own, slots };
             self.active.store(known.map.is_some(), Ordering::Release);
         }
+        self.markers.set_map_version(version);
         *self.published.lock() = version;
         self.arrived.notify_all();
+    }
+
+    /// The map this server knows (`None`: no map).
+    pub fn map(&self) -> Option<Arc<ShardMap>> {
+        self.known.read().map.clone()
     }
 
     /// For `stats`: the slots this chain owns and the map's version (both
@@ -199,8 +210,12 @@ impl ShardGuard {
         }
         let known = self.known.read();
         let map = known.map.as_ref()?;
-        match verdict(map, known.own, request_keys(request)) {
-            Verdict::Serve => None,
+        let keys = request_keys(request);
+        match verdict(map, known.own, keys.iter().copied()) {
+            Verdict::Serve => match self.markers.screen(keys) {
+                Ok(()) => None,
+                Err(refusal) => Some(error(request, refusal.code, refusal.message)),
+            },
             Verdict::Moved { slot, chain, version } => {
                 let mut response = error(
                     request,
@@ -335,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_guard_refuses_moved_keys_and_waits_for_a_newer_map() {
-        let (guard, woken) = ShardGuard::new("/a");
+        let (guard, woken) = ShardGuard::new("/a", Arc::default());
         let mut request = Request::new();
         request.opcode = Opcode::OP_GET.into();
         request.key = Some("foo".into());

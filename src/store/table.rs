@@ -310,6 +310,19 @@ impl Table {
         stripe.iter().map(|entry| (entry.key().to_owned(), entry.value().to_vec())).collect()
     }
 
+    /// The (key, value) pairs whose key `wanted` accepts, stripe by stripe
+    /// (a migration's snapshot of its slots, taken while its caller holds
+    /// the writes back, so the stripes agree).
+    pub fn entries_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
+        let mut entries = Vec::new();
+        for stripe in &self.stripes {
+            let stripe = stripe.read();
+            let chosen = stripe.iter().filter(|entry| wanted(entry.key()));
+            entries.extend(chosen.map(|entry| (entry.key().to_owned(), entry.value().to_vec())));
+        }
+        entries
+    }
+
     /// Removes every key (a server that rejoins, or installs a snapshot,
     /// starts empty). Takes the write locks in index order, like snapshots.
     pub fn clear(&self) {

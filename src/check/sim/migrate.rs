@@ -13,16 +13,11 @@ use super::server::{SimStore, server_of};
 use super::world::{Event, SESSION_TIMEOUT_MS, World, chain_path};
 use crate::chain::clients::record;
 use crate::chain::migration::{Driver, MapSays, Phase, Span, Step, ZkAnswer};
-use crate::chain::slot_gate::{Import, Importer, Marker, SlotGate};
+use crate::chain::slot_gate::{Import, Importer, MARKER_PREFIX, Marker, SlotGate, marker_key, parse_marker};
 use crate::chain::{Check, Outcome, Role, WriteOp};
 use crate::proto::ClientRecord;
 use crate::shard::map::{RangeState, ShardMap};
 use crate::shard::slot::slot_of;
-
-/// Pause markers are keys of the table under this prefix (no client key
-/// starts with a NUL), so they replicate, commit and go in snapshots like
-/// any write: `<prefix><first>-<last>` holding the attempt.
-const MARKER_PREFIX: &str = "\u{0}paused ";
 
 /// A frame of a migration stream.
 #[derive(Debug)]
@@ -80,22 +75,13 @@ pub(super) struct Importing {
 /// One import write: a key's state (`""`: none) and a record.
 type ImportWrite = ((String, Option<Vec<u8>>), Option<ClientRecord>);
 
-/// The marker key of `span`.
-fn marker_key(span: Span) -> String {
-    format!("{MARKER_PREFIX}{}-{}", span.first, span.last)
-}
-
 /// The gate a table's pause markers make.
 pub(super) fn gate_of(store: &SimStore, bug: Option<Check>) -> SlotGate {
     let mut gate = SlotGate::new(bug);
     let markers =
         store.range(MARKER_PREFIX.to_owned()..).take_while(|(key, _)| key.starts_with(MARKER_PREFIX));
     for (key, value) in markers {
-        let parsed = key[MARKER_PREFIX.len()..].split_once('-').and_then(|(first, last)| {
-            let attempt = std::str::from_utf8(value).ok()?.parse().ok()?;
-            Some((Span { first: first.parse().ok()?, last: last.parse().ok()? }, attempt))
-        });
-        let (span, attempt) = parsed.expect("markers are written well-formed");
+        let (span, attempt) = parse_marker(key, value).expect("markers are written well-formed");
         gate.apply(Marker::Pause { span, attempt });
     }
     gate
