@@ -712,12 +712,7 @@ fn a_member_ready_without_a_hand_over_writes_no_commit_record() {
 /// the successor's own refusal in `link_hello`).
 #[test]
 fn a_caught_up_joiner_replicates_nothing_while_no_member_is_ready() {
-    let mut chain = Chain::ready(&[1], 2);
-    chain.put(1, "a").unwrap();
-    chain.add(2);
-    chain.settle(3, &[(1, Ready), (2, Joining)]);
-    assert!(chain.link(1, 2, 3).unwrap().wants_snapshot);
-    chain.transfer_state(1, 2).unwrap();
+    let mut chain = joiner_2_with_the_table_of_1();
     let b = chain.put(1, "b").unwrap();
     chain.forward(1, 2).unwrap();
     assert_eq!((chain.s(1).committed(), chain.s(2).applied()), (b, b), "2 caught up");
@@ -827,13 +822,21 @@ fn a_delayed_snapshot_on_a_replaced_link_is_refused() {
     assert_eq!(chain.s(2).store.len(), 4, "a, b, c and d stay");
 }
 
-/// Seed 16806427444564262854: a joiner became the tail on the hand-over of
-/// a predecessor that had lost its session, and answered reads without a
-/// write that its new predecessor had committed alone meanwhile. Pins the
-/// `handed_over_by` condition in `ChainNode::view_changed` (a joiner is
-/// ready only by the hand-over of the predecessor it still has).
-#[test]
-fn a_joiner_handed_over_by_a_former_predecessor_does_not_become_the_tail() {
+/// Server 1 alone commits write 1 (a); 2 joins (view epoch 3) and gets
+/// 1's table by a state transfer.
+fn joiner_2_with_the_table_of_1() -> Chain {
+    let mut chain = Chain::ready(&[1], 2);
+    chain.put(1, "a").unwrap();
+    chain.add(2);
+    chain.settle(3, &[(1, Ready), (2, Joining)]);
+    assert!(chain.link(1, 2, 3).unwrap().wants_snapshot);
+    chain.transfer_state(1, 2).unwrap();
+    chain
+}
+
+/// Servers 1 and 2 commit write 1 (a); 3 joins behind 2, gets 2's table
+/// and 2's hand-over, and announces itself ready (view epoch 3).
+fn joiner_3_handed_over_by_2() -> Chain {
     let mut chain = Chain::ready(&[1, 2], 2);
     chain.put(1, "a").unwrap();
     chain.replicate(&[1, 2]);
@@ -843,6 +846,17 @@ fn a_joiner_handed_over_by_a_former_predecessor_does_not_become_the_tail() {
     chain.transfer_state(2, 3).unwrap();
     chain.hand_over(2, 3).unwrap();
     assert!(chain.s(3).announced_ready());
+    chain
+}
+
+/// Seed 16806427444564262854: a joiner became the tail on the hand-over of
+/// a predecessor that had lost its session, and answered reads without a
+/// write that its new predecessor had committed alone meanwhile. Pins the
+/// `handed_over_by` condition in `ChainNode::view_changed` (a joiner is
+/// ready only by the hand-over of the predecessor it still has).
+#[test]
+fn a_joiner_handed_over_by_a_former_predecessor_does_not_become_the_tail() {
+    let mut chain = joiner_3_handed_over_by_2();
 
     // 2 loses its session before 3's announcement lands: 1 is the tail,
     // commits b alone (3 is still joining), and 3 never gets it.
@@ -870,15 +884,7 @@ fn a_joiner_handed_over_by_a_former_predecessor_does_not_become_the_tail() {
 /// `ChainNode::view_changed`.
 #[test]
 fn a_joiner_whose_giver_left_does_not_become_the_lone_tail_after_a_later_record() {
-    let mut chain = Chain::ready(&[1, 2], 2);
-    chain.put(1, "a").unwrap();
-    chain.replicate(&[1, 2]);
-    chain.add(3);
-    chain.settle(3, &[(1, Ready), (2, Ready), (3, Joining)]);
-    assert!(chain.link(2, 3, 3).unwrap().wants_snapshot);
-    chain.transfer_state(2, 3).unwrap();
-    chain.hand_over(2, 3).unwrap();
-    assert!(chain.s(3).announced_ready());
+    let mut chain = joiner_3_handed_over_by_2();
 
     // 2 is removed; 1, the tail now, records epoch 4 and commits b alone
     // (3 never sees this view).
@@ -904,12 +910,7 @@ fn a_joiner_whose_giver_left_does_not_become_the_lone_tail_after_a_later_record(
 /// (without a wait for a named member to come back).
 #[test]
 fn a_joiner_whose_giver_left_becomes_the_lone_tail_when_no_later_epoch_was_recorded() {
-    let mut chain = Chain::ready(&[1], 2);
-    chain.put(1, "a").unwrap();
-    chain.add(2);
-    chain.settle(3, &[(1, Ready), (2, Joining)]);
-    assert!(chain.link(1, 2, 3).unwrap().wants_snapshot);
-    chain.transfer_state(1, 2).unwrap();
+    let mut chain = joiner_2_with_the_table_of_1();
     chain.hand_over(1, 2).unwrap();
     assert!(chain.s(2).announced_ready());
 
