@@ -7,12 +7,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::history::Recorded;
-use super::{AckWriter, Replica, Snapshot, TableStore};
+use super::{AckWriter, Replica, TableStore};
 use crate::chain::eviction::{Evidence, Hold};
 use crate::chain::link::{Ack, Aim, Downlink, Extras, LinkFault, Start, Uplink};
 use crate::chain::{ChainNode, Progress, Refusal, SnapshotPoint, Welcome};
 use crate::proto::{Downstream, ReplicaHello};
 use crate::view::Member;
+
+/// The full state of the table at one sequence number, for a joining server.
+pub struct Snapshot {
+    /// Its sequence number, generation, client records and deadlines.
+    pub point: SnapshotPoint,
+    /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
+    pub stream: u64,
+    /// The table, copied as it was at the point, in no order.
+    pub entries: Vec<crate::store::Entry>,
+    /// The watch history through its sequence (see [`History::through`](super::history::History::through)).
+    pub history: Vec<crate::proto::Write>,
+}
 
 /// How a welcomed link starts, with the table copied when it needs it.
 pub enum LinkStart {

@@ -42,7 +42,7 @@ use crate::chain::bootstrap::Holding;
 use crate::chain::eviction::Evidence;
 use crate::chain::{
     Action, AppliedWrite, ChainNode, Check, Durable, Effects, NodeConfig, Outcome, Progress, Refusal, Role,
-    SnapshotPoint, WriteOp,
+    WriteOp,
 };
 use crate::coord::membership::{Member, MembershipRequests, Removal};
 use crate::proto::ErrorCode;
@@ -52,7 +52,7 @@ pub use commits::commit_result;
 use commits::{Commits, OnSettled, Settlements};
 pub use expiry::wall_ms;
 use history::{History, HistoryLimits, Recorded};
-pub use links::{LinkStart, Removals};
+pub use links::{LinkStart, Removals, Snapshot};
 use migration::Markers;
 use outbox::Outbox;
 use table_store::TableStore;
@@ -117,18 +117,6 @@ impl Default for ReplicationLimits {
             history: HistoryLimits::default(),
         }
     }
-}
-
-/// The full state of the table at one sequence number, for a joining server.
-pub struct Snapshot {
-    /// Its sequence number, generation, client records and deadlines.
-    pub point: SnapshotPoint,
-    /// The run of forwarded writes it was taken in (see [`ChainNode::stream`]).
-    pub stream: u64,
-    /// The table, copied as it was at the point, in no order.
-    pub entries: Vec<crate::store::Entry>,
-    /// The watch history through its sequence (see [`History::through`]).
-    pub history: Vec<crate::proto::Write>,
 }
 
 /// Whether a commit point moved by a step wakes the ack writer (the thread
